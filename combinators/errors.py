@@ -1,0 +1,75 @@
+"""The exceptions `combinators` raises.
+
+Every error is a `CombinatorsError`; argument errors are also the built-in
+`ValueError` or `TypeError`, so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CombinatorsError",
+    "InvalidArgument",
+    "InvalidArgumentType",
+    "DataError",
+    "WorkerError",
+    "KeyingError",
+    "ArchiveError",
+    "CorruptEntry",
+    "ReadOnlyArchive",
+    "SerializerMismatch",
+    "TransportError",
+]
+
+
+class CombinatorsError(Exception):
+    """Base class of every error raised by `combinators`."""
+
+
+class InvalidArgument(CombinatorsError, ValueError):
+    """An argument has the right type but a bad value (named in the message)."""
+
+
+class InvalidArgumentType(CombinatorsError, TypeError):
+    """An argument has the wrong type (named in the message)."""
+
+
+class DataError(CombinatorsError, ValueError):
+    """Items cannot be combined as asked: mismatched keys, shapes or kinds."""
+
+
+class WorkerError(CombinatorsError, RuntimeError):
+    """A worker failed or died; ``remote_traceback`` holds its traceback text."""
+
+    def __init__(self, message: str, remote_traceback: str | None = None):
+        super().__init__(message)
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.remote_traceback:
+            text = f"{text}\n\nRemote traceback:\n{self.remote_traceback}"
+        return text
+
+
+class TransportError(CombinatorsError, TypeError):
+    """A value cannot be sent between processes (its type is named)."""
+
+
+class KeyingError(CombinatorsError, TypeError):
+    """An argument cannot be turned into a key (parameter and type named)."""
+
+
+class ArchiveError(CombinatorsError):
+    """An archive cannot do what was asked."""
+
+
+class CorruptEntry(ArchiveError, ValueError):
+    """A stored value cannot be decoded; the message names its key."""
+
+
+class ReadOnlyArchive(ArchiveError, PermissionError):
+    """A write was attempted on an archive opened read-only."""
+
+
+class SerializerMismatch(ArchiveError, ValueError):
+    """An archive was opened with a serializer other than the one it records."""

@@ -1,0 +1,19 @@
+"""Test-session settings shared by tests/, properties/ and the doctests."""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=40, derandomize=True, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=60, deadline=None)
+settings.register_profile("thorough", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+collect_ignore_glob = []
+try:
+    import torch  # noqa: F401
+except ImportError:
+    collect_ignore_glob.append("combinators/torch.py")
