@@ -1,0 +1,144 @@
+"""What an executor is: where source activations run.
+
+The interpreter (``combinators.execution.inprocess``) walks a stream
+description and makes every sampling decision itself. Each *source
+activation* (a leaf with the transforms directly above it) is handed to a
+`Session` as ``session.submit(fn, *args)``, where ``fn(*args)`` returns the
+activation's items. The in-process executor calls it right there; parallel
+executors ship ``fn`` and ``args`` with cloudpickle to a worker, start it at
+once (so the interpreter can submit ahead of need) and stream the items back.
+Because the decisions and the seeds stay in the consumer, every executor
+yields the same items for the same seed.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable, Iterable, Iterator
+
+from combinators.errors import InvalidArgument, InvalidArgumentType
+
+__all__ = ["Executor", "Session", "Activation", "InProcess", "resolve_executor"]
+
+
+class Activation(abc.ABC):
+    """An iterator over one submitted activation's items, in order.
+
+    ``next()`` raises what the activation raised, after the items it yielded
+    before; ``close()`` stops it early and releases what it holds.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    @abc.abstractmethod
+    def __next__(self) -> Any: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class Session(abc.ABC):
+    """An open executor: runs activations until closed (also a context manager)."""
+
+    @abc.abstractmethod
+    def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> Activation:
+        """Start ``fn(*args)`` and return an `Activation` over its items."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop every activation and release workers, sockets and files."""
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Executor(abc.ABC):
+    """A description of where activations run; `open` starts a `Session`."""
+
+    @abc.abstractmethod
+    def open(self) -> Session: ...
+
+
+class _LocalActivation(Activation):
+    __slots__ = ("_iterator", "__next__")
+
+    def __init__(self, iterable: Iterable[Any]):
+        self._iterator = iter(iterable)
+        # the hot path: next() goes straight to the underlying iterator
+        self.__next__ = self._iterator.__next__
+
+    def __next__(self) -> Any:  # pragma: no cover - shadowed by the slot above
+        return next(self._iterator)
+
+    def close(self) -> None:
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()
+
+
+class _LocalSession(Session):
+    def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> Activation:
+        return _LocalActivation(fn(*args))
+
+    def close(self) -> None:
+        pass
+
+
+class InProcess(Executor):
+    """Run every activation lazily in the calling thread (the reference executor).
+
+    >>> InProcess()
+    InProcess()
+    """
+
+    def open(self) -> Session:
+        return _LocalSession()
+
+    def __repr__(self) -> str:
+        return "InProcess()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is InProcess
+
+    def __hash__(self) -> int:
+        return hash(InProcess)
+
+
+#: names accepted by `resolve_executor`, mapped to a factory of default instances
+EXECUTOR_NAMES: dict[str, Callable[[], Executor]] = {"inprocess": InProcess}
+
+
+def resolve_executor(spec: str | Executor) -> Executor:
+    """Turn an executor name or instance into an `Executor`.
+
+    >>> resolve_executor("inprocess")
+    InProcess()
+
+    Raises `InvalidArgument` for an unknown name and `InvalidArgumentType`
+    for anything that is neither a name nor an `Executor`.
+    """
+    if isinstance(spec, Executor):
+        return spec
+    if isinstance(spec, str):
+        if spec not in EXECUTOR_NAMES:
+            _register_parallel_executors()
+        try:
+            return EXECUTOR_NAMES[spec]()
+        except KeyError:
+            msg = f"unknown executor {spec!r}; expected one of {sorted(EXECUTOR_NAMES)} or an Executor"
+            raise InvalidArgument(msg) from None
+    msg = f"executor must be a name or an Executor instance, not {spec!r} ({type(spec).__name__})"
+    raise InvalidArgumentType(msg)
+
+
+def _register_parallel_executors() -> None:
+    """Import the parallel executors, which add their names to EXECUTOR_NAMES."""
+    for module in ("combinators.execution.processes", "combinators.execution.zmq"):
+        try:
+            __import__(module)
+        except ImportError:
+            pass
