@@ -37,6 +37,10 @@ class Activation(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def next_function(self) -> Callable[[], Any]:
+        """The fastest callable equivalent to ``next(self)`` (the interpreter's hot path)."""
+        return self.__next__
+
 
 class Session(abc.ABC):
     """An open executor: runs activations until closed (also a context manager)."""
@@ -64,15 +68,16 @@ class Executor(abc.ABC):
 
 
 class _LocalActivation(Activation):
-    __slots__ = ("_iterator", "__next__")
+    __slots__ = ("_iterator",)
 
     def __init__(self, iterable: Iterable[Any]):
         self._iterator = iter(iterable)
-        # the hot path: next() goes straight to the underlying iterator
-        self.__next__ = self._iterator.__next__
 
-    def __next__(self) -> Any:  # pragma: no cover - shadowed by the slot above
+    def __next__(self) -> Any:
         return next(self._iterator)
+
+    def next_function(self) -> Callable[[], Any]:
+        return self._iterator.__next__
 
     def close(self) -> None:
         close = getattr(self._iterator, "close", None)
