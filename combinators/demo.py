@@ -1,0 +1,336 @@
+"""``combinators demo``: pescador's canonical use case, end to end, on the digits data.
+
+The scikit-learn digits (1,797 8x8 images, 10 classes) are written to a
+working folder as shard files (``.npz``, default 12 per class: 120), with a
+stratified fifth kept aside as the held-out set. Each shard is a source; per
+class, a `mix` over that class's shards keeps a bounded working set
+(``n_active`` shards open at once, each for about ``rate`` rows); over
+classes, a weighted `mix` (uniform by default: balanced classes); then
+``>> batch(...)``. Each shard is preprocessed by `features`, memoized to an
+LMDB archive in the working folder, so a second run reads the features back
+instead of computing them and says how many hits it had. A
+``sklearn.linear_model.SGDClassifier`` is trained with ``partial_fit`` on the
+batches, out of core, and the run ends with the held-out accuracy, the
+samples per second and the realized vs target class proportions.
+
+The same ``--seed`` gives the same batches, hence the same accuracy to the
+last digit, with any ``--executor``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import attrs
+import numpy as np
+
+from combinators import checks
+from combinators.errors import InvalidArgument
+from combinators.execution.base import Executor, resolve_executor
+from combinators.execution.inprocess import MixStats, iterate
+from combinators.explain import explain
+from combinators.streams import Mix, Stream, mix, stream
+from combinators.transforms import batch, progress, take
+
+__all__ = ["add_arguments", "run", "features", "deskew", "write_shards", "shard_rows", "build_sampler", "Shard"]
+
+N_CLASSES = 10
+#: the bytes a shard holds: raw pixels 0..16 as uint8, labels as int64
+SHARD_LAYOUT = 1
+#: bump when `features` (or `deskew`) changes, so stored features are not reused
+FEATURES_VERSION = "1"
+
+
+def default_workdir() -> Path:
+    """Where the demo keeps its shards and archive: ``$XDG_CACHE_HOME/combinators/demo``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "combinators" / "demo"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``combinators demo``."""
+    parser.add_argument("--workdir", type=Path, default=default_workdir(),
+                        help="folder for the shards and the memo archive (default: %(default)s)")
+    parser.add_argument("--fresh", action="store_true", help="delete the working folder first")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampler and the classifier (default: 0)")
+    parser.add_argument("--executor", default="inprocess", choices=("inprocess", "processes", "zmq"),
+                        help="where shard activations run (default: inprocess)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes of a parallel executor (default: the executor's own)")
+    parser.add_argument("--shards-per-class", type=int, default=12, help="shard files per class (default: 12)")
+    parser.add_argument("--steps", type=int, default=300, help="training batches (default: 300)")
+    parser.add_argument("--batch-size", type=int, default=32, help="rows per batch (default: 32)")
+    parser.add_argument("--n-active", type=int, default=4, help="open shards per class (default: 4)")
+    parser.add_argument("--rate", type=float, default=8.0, help="mean rows per shard activation (default: 8)")
+
+
+# ------------------------------------------------------------------ the shards
+
+
+@attrs.frozen
+class Shard:
+    """One shard file: its ``path``, the class ``label`` of its rows and their number ``size``."""
+
+    path: str
+    label: int
+    size: int
+
+
+def _split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The digits as uint8 pixels ``(n, 64)`` and int64 labels, split 80/20 stratified."""
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError:  # pragma: no cover - depends on the install
+        msg = 'the demo needs scikit-learn: pip install "combinators[demo]"'
+        raise SystemExit(msg) from None
+    digits = load_digits()
+    pixels, labels = digits.data.astype(np.uint8), digits.target.astype(np.int64)
+    return train_test_split(pixels, labels, test_size=0.2, stratify=labels, random_state=seed)
+
+
+def write_shards(workdir: Path, shards_per_class: int) -> tuple[list[Shard], Path]:
+    """Write the training rows as ``shards_per_class`` ``.npz`` files per class, and the held-out set.
+
+    Each shard holds ``pixels`` (uint8, ``(n, 64)``, values 0..16) and
+    ``labels`` (int64, ``(n,)``). The split and the layout are fixed (not
+    seeded by ``--seed``), and an existing folder with the same layout is
+    reused. Returns the shards and the path of ``heldout.npz``.
+
+    Raises `InvalidArgument` if a class has fewer rows than ``shards_per_class``.
+    """
+    shards_per_class = checks.positive_int("--shards-per-class", shards_per_class)
+    manifest_path, heldout = workdir / "shards.json", workdir / "heldout.npz"
+    layout = {"layout": SHARD_LAYOUT, "shards_per_class": shards_per_class}
+    if manifest_path.exists() and heldout.exists():
+        manifest = json.loads(manifest_path.read_text())
+        shards = [Shard(**s) for s in manifest["shards"]]
+        if manifest["layout"] == layout and all(os.path.exists(s.path) for s in shards):
+            return shards, heldout
+    x_train, x_test, y_train, y_test = _split()
+    shards = []
+    (workdir / "shards").mkdir(parents=True, exist_ok=True)
+    for label in range(N_CLASSES):
+        rows = np.flatnonzero(y_train == label)
+        if len(rows) < shards_per_class:
+            msg = f"--shards-per-class={shards_per_class} exceeds the {len(rows)} training rows of class {label}"
+            raise InvalidArgument(msg)
+        for j, part in enumerate(np.array_split(rows, shards_per_class)):
+            path = workdir / "shards" / f"class{label}-{j:03d}.npz"
+            np.savez(path, pixels=x_train[part], labels=y_train[part])
+            shards.append(Shard(str(path), label, len(part)))
+    np.savez(heldout, pixels=x_test, labels=y_test)
+    manifest_path.write_text(json.dumps({"layout": layout, "shards": [attrs.asdict(s) for s in shards]}))
+    return shards, heldout
+
+
+# --------------------------------------------------------------- preprocessing
+
+
+def deskew(images: np.ndarray) -> np.ndarray:
+    """Straighten slanted digits: shear each image so its principal axis is vertical.
+
+    ``images`` has shape ``(n, 8, 8)``; returns float64 of the same shape.
+    The shear is estimated from the image's second moments (the "deslanting"
+    used on MNIST since LeCun et al. 1998, "Gradient-based learning applied
+    to document recognition") and applied with bilinear interpolation.
+
+    >>> image = np.zeros((1, 8, 8)); image[0, np.arange(8), np.arange(8)] = 1  # a diagonal stroke
+    >>> straight = deskew(image)[0]
+    >>> bool(straight[:, 3:5].sum() > image[0, :, 3:5].sum())  # mass moves to the middle columns
+    True
+    """
+    from scipy import ndimage
+
+    rows, cols = np.mgrid[:8, :8]
+    out = np.empty(images.shape, dtype=np.float64)
+    for i, image in enumerate(images.astype(np.float64)):
+        total = image.sum() or 1.0
+        r, c = (rows * image).sum() / total, (cols * image).sum() / total
+        var_r = ((rows - r) ** 2 * image).sum() / total
+        alpha = ((rows - r) * (cols - c) * image).sum() / total / var_r if var_r else 0.0
+        shear = np.array([[1.0, 0.0], [alpha, 1.0]])
+        offset = np.array([r, c]) - shear @ np.array([3.5, 3.5])
+        out[i] = ndimage.affine_transform(image, shear, offset=offset, order=1)
+    return out
+
+
+def features(pixels: np.ndarray) -> np.ndarray:
+    """The classifier's inputs: pixels scaled to [0, 1], then the deskewed image, float32 ``(n, 128)``.
+
+    ``pixels`` is ``(n, 64)`` with values 0..16 (the digits' scale). Pure:
+    the same pixels give the same features, which is what lets the demo
+    memoize it.
+
+    >>> features(np.full((2, 64), 16, dtype=np.uint8)).shape
+    (2, 128)
+    """
+    scaled = np.asarray(pixels, dtype=np.float64) / 16.0
+    straight = deskew(scaled.reshape(-1, 8, 8)).reshape(len(scaled), 64)
+    return np.hstack([scaled, straight]).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def memoized_features(archive_path: str) -> Callable[[np.ndarray], np.ndarray]:
+    """`features` memoized to the LMDB archive at ``archive_path`` (one wrapper per process).
+
+    No memory cache in front (``NoCache``): each shard activation reads its
+    features back from the archive, so nothing but the working set is held.
+    Module-level and keyed by a path, so worker processes build their own.
+    """
+    try:
+        from combinators.memo import LMDBArchive, NoCache, memoize
+    except ImportError:  # TEMPORARY: until the memo branch lands on main, features are recomputed
+        return _not_memoized(features)
+    archive = LMDBArchive(archive_path)
+    return memoize(features, archive=archive, cache=NoCache(), name="combinators.demo.features",
+                   version=FEATURES_VERSION)
+
+
+def _not_memoized(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with the memo wrapper's ``cache_info()`` reporting misses only (TEMPORARY, see above)."""
+    calls = [0]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> Any:
+        calls[0] += 1
+        return fn(*args)
+
+    wrapper.cache_info = lambda: argparse.Namespace(hits=0, loads=0, misses=calls[0])  # type: ignore[attr-defined]
+    return wrapper
+
+
+def shard_rows(path: str, archive_path: str, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+    """A source: the rows of one shard as ``{"x": float32 (128,), "y": int64}``, in a random order."""
+    with np.load(path) as shard:
+        pixels, labels = shard["pixels"], shard["labels"]
+    x = memoized_features(archive_path)(pixels)
+    for i in rng.permutation(len(labels)):
+        yield {"x": x[i], "y": labels[i]}
+
+
+def preprocess(shards: list[Shard], archive_path: str) -> tuple[int, int, float]:
+    """Run every shard through the memoized `features`: (hits, misses, seconds)."""
+    fn = memoized_features(archive_path)
+    before = fn.cache_info()
+    start = time.perf_counter()
+    for shard in shards:
+        with np.load(shard.path) as data:
+            fn(data["pixels"])
+    seconds = time.perf_counter() - start
+    after = fn.cache_info()
+    hits = after.hits + after.loads - before.hits - before.loads
+    return hits, after.misses - before.misses, seconds
+
+
+# ------------------------------------------------------------------ sampling
+
+
+def build_sampler(shards: list[Shard], archive_path: str, *, n_active: int, rate: float, batch_size: int,
+                  class_weights: Any = None) -> Stream:
+    """Per class, a `mix` of its shards with a working set; over classes, a weighted `mix`; batches.
+
+    Batches are ``{"x": float32 (batch_size, 128), "y": int64 (batch_size,)}``.
+    The sampler is infinite (every mix samples with replacement).
+
+    >>> shards = [Shard(f"class{c}-{j}.npz", c, 10) for c in range(10) for j in range(3)]
+    >>> sampler = build_sampler(shards, "features.lmdb", n_active=2, rate=4, batch_size=8)
+    >>> isinstance(sampler.stream, Mix), len(sampler.stream.streams)
+    (True, 10)
+    """
+    per_class = []
+    for label in range(N_CLASSES):
+        sources = [stream(shard_rows, s.path, archive_path) for s in shards if s.label == label]
+        per_class.append(mix(*sources, n_active=min(n_active, len(sources)), rate=rate))
+    return mix(*per_class, weights=class_weights) >> batch(batch_size)
+
+
+def make_executor(name: str, workers: int | None) -> str | Executor:
+    """The executor named ``name``, with ``workers`` processes when given.
+
+    Raises `InvalidArgument` for an executor that is not available.
+    """
+    if workers is None or name == "inprocess":
+        return name
+    workers = checks.positive_int("--workers", workers)
+    return type(resolve_executor(name))(workers=workers)
+
+
+@attrs.frozen
+class Training:
+    """What a training run did: the classifier, samples, seconds and the class mix's statistics."""
+
+    classifier: Any
+    samples: int
+    seconds: float
+    classes: MixStats
+
+
+def train(sampler: Stream, *, steps: int, seed: int, executor: str | Executor) -> Training:
+    """Fit an ``SGDClassifier`` with ``partial_fit`` on ``steps`` batches of ``sampler``."""
+    from sklearn.linear_model import SGDClassifier
+
+    classifier = SGDClassifier(average=True, random_state=seed)
+    labels, samples = np.arange(N_CLASSES), 0
+    start = time.perf_counter()
+    with iterate(sampler >> take(steps) >> progress(total=steps, desc="train"), seed=seed, executor=executor) as run:
+        for item in run:
+            classifier.partial_fit(item["x"], item["y"], classes=labels)
+            samples += len(item["y"])
+        seconds = time.perf_counter() - start
+        class_mix = sampler.stream
+        stats = next(s for s in run.stats() if s.node is class_mix)
+    return Training(classifier, samples, seconds, stats)
+
+
+# ------------------------------------------------------------------- the command
+
+
+def _accuracy(classifier: Any, heldout: Path) -> tuple[float, int, int]:
+    with np.load(heldout) as data:
+        pixels, labels = data["pixels"], data["labels"]
+    correct = int((classifier.predict(features(pixels)) == labels).sum())
+    return correct / len(labels), correct, len(labels)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    for name in ("steps", "batch_size", "n_active"):
+        checks.positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
+    checks.positive_number("--rate", args.rate)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; prints the plan, memo hits, speed, accuracy and class proportions."""
+    started = time.perf_counter()
+    _check_options(args)
+    executor = make_executor(args.executor, args.workers)
+    if args.fresh and args.workdir.exists():
+        shutil.rmtree(args.workdir)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    shards, heldout = write_shards(args.workdir, args.shards_per_class)
+    archive_path = str(args.workdir / "features.lmdb")
+    print(f"digits: {sum(s.size for s in shards)} training rows in {len(shards)} shards, "
+          f"held out in {heldout} (working folder {args.workdir})")
+    hits, misses, seconds = preprocess(shards, archive_path)
+    print(f"memo: preprocessed {len(shards)} shards in {seconds:.3f} s: {hits} hits, {misses} misses ({archive_path})")
+    sampler = build_sampler(shards, archive_path, n_active=args.n_active, rate=args.rate, batch_size=args.batch_size)
+    print("sampler:", *explain(sampler).splitlines()[:4], "    ...", sep="\n  ")
+    training = train(sampler, steps=args.steps, seed=args.seed, executor=executor)
+    accuracy, correct, total = _accuracy(training.classifier, heldout)
+    print(f"train: {training.samples} samples in {training.seconds:.2f} s: "
+          f"{training.samples / training.seconds:.0f} samples/s (executor {executor}, seed {args.seed})")
+    print(f"held-out accuracy: {accuracy:.6f} ({correct}/{total})")
+    print("class proportions, realized vs target:")
+    for label, (realized, target) in enumerate(zip(training.classes.realized, training.classes.target)):
+        print(f"  class {label}: realized {realized:.4f}  target {target:.4f}")
+    print(f"done in {time.perf_counter() - started:.2f} s")
+    sys.stdout.flush()
+    return 0
