@@ -1,0 +1,143 @@
+"""PyTorch: an `IterableDataset` whose sources are split across DataLoader workers.
+
+``StreamDataset(sources, seed=...)`` holds a sequence of streams, the
+*sources* (typically one per shard file). Its items are, with any number of
+``torch.utils.data.DataLoader`` workers, **every item of every source exactly
+once per epoch**, and each source yields the same items in the same order
+whichever worker runs it. Precisely:
+
+- Source ``i`` is evaluated as its own run, seeded by ``(seed, epoch, i)``:
+  its items do not depend on the worker count or on which worker runs it.
+- With ``W`` workers (``num_workers=0`` counts as one), worker ``k`` takes
+  sources ``k, k + W, k + 2W, ...`` and interleaves them as ``interleave``
+  says: ``"mix"`` (an exhaustive `mix`, weighted by ``weights``, seeded by
+  ``(seed, epoch, W, k)``), ``"chain"`` (one after the other) or
+  ``"round_robin"``. A worker with no source yields nothing.
+- The DataLoader (with its default ``in_order=True``) then takes one item
+  (or one batch, with ``batch_size``) from each worker in turn, skipping
+  exhausted workers. So the order is exactly that of
+  ``dataset.reference(W)``: ``round_robin(*(dataset.worker_stream(k, W) for k in range(W)))``.
+
+Hence, for a given seed and epoch, the items are the same multiset for any
+worker count, and the same sequence for 0 and 1 workers. Call
+``set_epoch(e)`` before each epoch for fresh draws (as with torch's
+``DistributedSampler``); with ``persistent_workers=True`` the workers keep
+the epoch they started with.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch.utils.data
+
+from combinators import checks
+from combinators.errors import InvalidArgument, InvalidArgumentType
+from combinators.execution.inprocess import iterate
+from combinators.streams import Stream, chain, from_iterable, mix, round_robin, stream
+
+__all__ = ["StreamDataset", "INTERLEAVES"]
+
+#: how a worker interleaves its sources
+INTERLEAVES = ("mix", "chain", "round_robin")
+_SOURCE, _WORKER = 0, 1
+
+
+def _entropy(*words: int) -> int:
+    """A 64-bit seed derived from ``words`` by numpy's SeedSequence (independent streams per tuple)."""
+    return int(np.random.SeedSequence(list(words)).generate_state(1, np.uint64)[0])
+
+
+def seeded_items(description: Stream, seed: int) -> Iterator[Any]:
+    """The items of ``description`` run in-process with its own ``seed`` (a source of the dataset)."""
+    with iterate(description, seed=seed) as run:
+        yield from run
+
+
+class StreamDataset(torch.utils.data.IterableDataset):
+    """An ``IterableDataset`` over ``sources``, split by source across DataLoader workers.
+
+    ``sources`` is a non-empty sequence of streams; ``seed`` a non-negative
+    int; ``interleave`` one of `INTERLEAVES`; ``weights`` (``"mix"`` only)
+    one non-negative weight per source. See the module docstring for the
+    exact items and order.
+
+    Raises `InvalidArgumentType` for a source that is not a stream, and
+    `InvalidArgument` for an empty ``sources``, an unknown ``interleave``
+    or weights that do not fit.
+
+    >>> from combinators import from_iterable
+    >>> data = StreamDataset([from_iterable([1, 2]), from_iterable([3]), from_iterable([4, 5])], seed=0,
+    ...                      interleave="chain")
+    >>> list(data)  # no DataLoader: as one worker
+    [1, 2, 3, 4, 5]
+    >>> [list(data.worker_stream(k, 2)) for k in range(2)]  # worker 0: sources 0 and 2; worker 1: source 1
+    [[1, 2, 4, 5], [3]]
+    >>> list(data.reference(2))  # the order of DataLoader(data, num_workers=2, batch_size=None)
+    [1, 3, 2, 4, 5]
+    """
+
+    def __init__(self, sources: Sequence[Stream], *, seed: int, interleave: str = "mix",
+                 weights: Sequence[float] | None = None):
+        super().__init__()
+        self.sources = tuple(sources)
+        if not self.sources:
+            msg = "StreamDataset needs at least one source, got an empty sequence"
+            raise InvalidArgument(msg)
+        for position, source in enumerate(self.sources):
+            if not isinstance(source, Stream):
+                msg = f"StreamDataset sources must be streams; source {position} is {source!r} ({type(source).__name__})"
+                raise InvalidArgumentType(msg)
+        self.seed = checks.non_negative_int("StreamDataset seed", seed)
+        self.interleave = checks.one_of("StreamDataset interleave", interleave, INTERLEAVES)
+        if weights is not None:
+            if interleave != "mix":
+                msg = f"StreamDataset weights apply to interleave='mix' only, got interleave={interleave!r}"
+                raise InvalidArgument(msg)
+            mix(*self.sources, weights=weights)  # validates them, naming the bad value
+            weights = tuple(float(w) for w in weights)
+        self.weights = weights
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the draws of ``epoch`` from the next iteration on (call it before each epoch)."""
+        self.epoch = checks.non_negative_int("StreamDataset epoch", epoch)
+
+    def source_stream(self, index: int) -> Stream:
+        """Source ``index`` as a self-seeded stream: the same items wherever it runs."""
+        return stream(seeded_items, self.sources[index], _entropy(self.seed, self.epoch, _SOURCE, index))
+
+    def worker_stream(self, worker: int, num_workers: int) -> Stream:
+        """What worker ``worker`` of ``num_workers`` yields: its sources, interleaved, self-seeded."""
+        num_workers = checks.positive_int("num_workers", num_workers)
+        worker = checks.non_negative_int("worker", worker)
+        if worker >= num_workers:
+            msg = f"worker must be < num_workers={num_workers}, got {worker}"
+            raise InvalidArgument(msg)
+        mine = range(worker, len(self.sources), num_workers)
+        if not mine:
+            return from_iterable(())
+        parts = [self.source_stream(i) for i in mine]
+        if self.interleave == "chain":
+            combined = chain(*parts)
+        elif self.interleave == "round_robin":
+            combined = round_robin(*parts)
+        else:
+            weights = None if self.weights is None else [self.weights[i] for i in mine]
+            combined = mix(*parts, weights=weights, mode="exhaustive")
+        return stream(seeded_items, combined, _entropy(self.seed, self.epoch, _WORKER, num_workers, worker))
+
+    def reference(self, num_workers: int) -> Stream:
+        """The order a DataLoader with ``num_workers`` workers yields items in (``batch_size=None``)."""
+        num_workers = max(1, checks.non_negative_int("num_workers", num_workers))
+        return round_robin(*(self.worker_stream(k, num_workers) for k in range(num_workers)))
+
+    def __iter__(self) -> Iterator[Any]:
+        info = torch.utils.data.get_worker_info()
+        worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
+        return seeded_items(self.worker_stream(worker, num_workers), 0)
+
+    def __repr__(self) -> str:
+        return (f"StreamDataset({len(self.sources)} sources, seed={self.seed}, interleave={self.interleave!r}, "
+                f"epoch={self.epoch})")

@@ -1,0 +1,127 @@
+"""combinators.torch against the real torch CPU build: sources split across DataLoader workers."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch.utils.data import DataLoader  # noqa: E402
+
+from combinators import InvalidArgument, InvalidArgumentType, from_iterable, iterate, stream  # noqa: E402
+from combinators.torch import StreamDataset  # noqa: E402
+
+
+def noisy_rows(source, n, rng):
+    """Rows (source, position, random draw): the draw shows which Generator the source got."""
+    for position in range(n):
+        yield (source, position, int(rng.integers(1_000_000)))
+
+
+def sources(n_sources=7):
+    return [stream(noisy_rows, i, 2 + i % 4) for i in range(n_sources)]
+
+
+def loaded(dataset, num_workers, batch_size=None):
+    rows = []
+    for item in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
+        if batch_size is None:
+            rows.append(tuple(int(v) for v in item))
+        else:  # default collate: a list of three tensors of shape (batch,)
+            rows.extend(zip(*(t.tolist() for t in item)))
+    return rows
+
+
+@pytest.mark.parametrize("interleave", ["mix", "chain", "round_robin"])
+def test_same_items_with_0_1_2_workers_in_the_documented_order(interleave):
+    dataset = StreamDataset(sources(), seed=11, interleave=interleave)
+    expected = sorted((i, j) for i in range(7) for j in range(2 + i % 4))
+    by_workers = {w: loaded(dataset, w) for w in (0, 1, 2)}
+    for workers, rows in by_workers.items():
+        assert sorted((i, j) for i, j, _ in rows) == expected  # every row of every source exactly once
+        assert sorted(rows) == sorted(by_workers[0])  # the same draws, whichever worker ran a source
+        assert rows == [tuple(r) for r in iterate(dataset.reference(workers))]
+    assert by_workers[0] == by_workers[1]
+
+
+def test_each_source_keeps_its_order_and_draws_whatever_the_worker():
+    dataset = StreamDataset(sources(), seed=3)
+    alone = {i: list(iterate(dataset.source_stream(i))) for i in range(7)}
+    for workers in (0, 2):
+        rows = loaded(dataset, workers)
+        for i in range(7):
+            assert [r for r in rows if r[0] == i] == alone[i]
+
+
+def test_batches_from_two_workers_hold_the_same_rows():
+    dataset = StreamDataset(sources(), seed=4)
+    assert sorted(loaded(dataset, 2, batch_size=3)) == sorted(loaded(dataset, 0))
+
+
+def test_more_workers_than_sources():
+    dataset = StreamDataset(sources(1), seed=0)
+    assert loaded(dataset, 2) == loaded(dataset, 0)
+    assert list(dataset.worker_stream(1, 2)) == []
+
+
+def test_seed_and_epoch_choose_the_draws():
+    dataset = StreamDataset(sources(), seed=1)
+    first = loaded(dataset, 0)
+    assert loaded(dataset, 0) == first
+    dataset.set_epoch(1)
+    second = loaded(dataset, 0)
+    assert sorted((i, j) for i, j, _ in second) == sorted((i, j) for i, j, _ in first)
+    assert [d for *_, d in second] != [d for *_, d in first]
+    assert loaded(StreamDataset(sources(), seed=2), 0) != first
+
+
+def test_mix_weights_are_split_with_their_sources():
+    a, b, c = from_iterable("aaaa"), from_iterable("bb"), from_iterable("cccc")
+    dataset = StreamDataset([a, b, c], seed=0, weights=(1, 5, 1e-9))
+    assert dataset.worker_stream(0, 2).args[0].weights == (1.0, 1e-9)
+    assert sorted(loaded_strings(dataset, 2)) == sorted("aaaabbcccc")
+
+
+def loaded_strings(dataset, num_workers):
+    return [item for item in DataLoader(dataset, batch_size=None, num_workers=num_workers)]
+
+
+def test_numpy_rows_become_tensors():
+    rows = np.arange(12, dtype=np.float32).reshape(6, 2)
+    dataset = StreamDataset([from_iterable(rows[:3]), from_iterable(rows[3:])], seed=0, interleave="chain")
+    batches = list(DataLoader(dataset, batch_size=3, num_workers=2))
+    assert all(isinstance(b, torch.Tensor) and b.shape == (3, 2) for b in batches)
+    assert sorted(torch.cat(batches).flatten().tolist()) == rows.flatten().tolist()
+
+
+def test_the_dataset_pickles():
+    dataset = StreamDataset([from_iterable([1, 2]), from_iterable([3])], seed=9)
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert list(copy) == list(dataset)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"sources": []}, InvalidArgument, "at least one source"),
+        ({"sources": [from_iterable([1]), [2]]}, InvalidArgumentType, "source 1 is \\[2\\]"),
+        ({"interleave": "zip"}, InvalidArgument, "'zip'"),
+        ({"weights": (1, 2)}, InvalidArgument, "2 weights"),
+        ({"weights": (1, 1, 1), "interleave": "chain"}, InvalidArgument, "interleave='chain'"),
+        ({"seed": -1}, InvalidArgument, "-1"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, error, match):
+    arguments = {"sources": [from_iterable([1]), from_iterable([2]), from_iterable([3])], "seed": 0, **kwargs}
+    sources_ = arguments.pop("sources")
+    with pytest.raises(error, match=match):
+        StreamDataset(sources_, **arguments)
+
+
+def test_bad_worker_numbers_are_named():
+    dataset = StreamDataset([from_iterable([1])], seed=0)
+    with pytest.raises(InvalidArgument, match="worker must be < num_workers=2, got 2"):
+        dataset.worker_stream(2, 2)
+    with pytest.raises(InvalidArgument, match="-1"):
+        dataset.set_epoch(-1)
