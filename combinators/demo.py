@@ -66,8 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes of a parallel executor (default: the executor's own)")
     parser.add_argument("--shards-per-class", type=int, default=12, help="shard files per class (default: 12)")
-    parser.add_argument("--steps", type=int, default=300, help="training batches (default: 300)")
-    parser.add_argument("--batch-size", type=int, default=32, help="rows per batch (default: 32)")
+    parser.add_argument("--steps", type=int, default=150, help="training batches (default: 150)")
+    parser.add_argument("--batch-size", type=int, default=64, help="rows per batch (default: 64)")
     parser.add_argument("--n-active", type=int, default=4, help="open shards per class (default: 4)")
     parser.add_argument("--rate", type=float, default=8.0, help="mean rows per shard activation (default: 8)")
 
@@ -184,13 +184,15 @@ def memoized_features(archive_path: str) -> Callable[[np.ndarray], np.ndarray]:
 
     No memory cache in front (``NoCache``): each shard activation reads its
     features back from the archive, so nothing but the working set is held.
+    ``durability="process"``: an entry survives the process's death, not an
+    OS crash (it is a cache: a lost entry is recomputed).
     Module-level and keyed by a path, so worker processes build their own.
     """
     try:
         from combinators.memo import LMDBArchive, NoCache, memoize
     except ImportError:  # TEMPORARY: until the memo branch lands on main, features are recomputed
         return _not_memoized(features)
-    archive = LMDBArchive(archive_path)
+    archive = LMDBArchive(archive_path, durability="process")  # a cache: no fsync per entry
     return memoize(features, archive=archive, cache=NoCache(), name="combinators.demo.features",
                    version=FEATURES_VERSION)
 
@@ -301,6 +303,11 @@ def _accuracy(classifier: Any, heldout: Path) -> tuple[float, int, int]:
     return correct / len(labels), correct, len(labels)
 
 
+def _executor_label(args: argparse.Namespace) -> str:
+    workers = "" if args.workers is None or args.executor == "inprocess" else f", {args.workers} workers"
+    return f"executor {args.executor}{workers}"
+
+
 def _check_options(args: argparse.Namespace) -> None:
     for name in ("steps", "batch_size", "n_active"):
         checks.positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
@@ -326,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
     training = train(sampler, steps=args.steps, seed=args.seed, executor=executor)
     accuracy, correct, total = _accuracy(training.classifier, heldout)
     print(f"train: {training.samples} samples in {training.seconds:.2f} s: "
-          f"{training.samples / training.seconds:.0f} samples/s (executor {executor}, seed {args.seed})")
+          f"{training.samples / training.seconds:.0f} samples/s ({_executor_label(args)}, seed {args.seed})")
     print(f"held-out accuracy: {accuracy:.6f} ({correct}/{total})")
     print("class proportions, realized vs target:")
     for label, (realized, target) in enumerate(zip(training.classes.realized, training.classes.target)):
