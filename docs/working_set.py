@@ -1,5 +1,9 @@
 """Draw docs/guide/working-set.svg: how a mix's working set evolves, from a real seeded run.
 
+Each activation is drawn as a bar from its first item to its last, in a
+working-set slot reconstructed from the items (the lowest slot free over that
+span), so no more than ``n_active`` slots are ever needed.
+
 Run ``python docs/working_set.py`` from the repository root to regenerate the
 picture; tests/test_docs.py checks that the committed file is what it draws.
 """
@@ -31,30 +35,56 @@ def sample() -> list[tuple[int, int]]:
     return list(c.iterate(mixed.take(N_ITEMS), seed=SEED))
 
 
-def render() -> str:
-    """The SVG text: one row per source, one bar per activation, one dot per item."""
-    items = sample()
-    left, top, dx, dy = 150, 40, 14, 30
-    width, height = left + dx * N_ITEMS + 20, top + dy * len(WEIGHTS) + 50
+def activations(items: list[tuple[int, int]]) -> list[tuple[int, list[int]]]:
+    """Each activation as (source, positions of its items), in order of first item."""
     spans: dict[tuple[int, int], list[int]] = {}
     for position, key in enumerate(items):
         spans.setdefault(key, []).append(position)
+    return [(source, positions) for (source, _), positions in spans.items()]
+
+
+def slots(spans: list[tuple[int, list[int]]]) -> list[int]:
+    """A working-set slot per activation: the lowest one free from its first item to its last."""
+    ends: list[int] = []  # per slot: the position of its current activation's last item
+    chosen = []
+    for _, positions in spans:
+        free = next((slot for slot, end in enumerate(ends) if end < positions[0]), None)
+        if free is None:
+            free = len(ends)
+            ends.append(positions[-1])
+        ends[free] = positions[-1]
+        chosen.append(free)
+    return chosen
+
+
+def render() -> str:
+    """The SVG text: one row per working-set slot, one bar per activation, one dot per item."""
+    spans = activations(sample())
+    lanes = slots(spans)
+    left, top, dx, dy = 90, 40, 14, 34
+    n_lanes = max(lanes) + 1
+    width, height = left + dx * N_ITEMS + 20, top + dy * n_lanes + 70
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-        f'<text x="{left}" y="20">mix({len(WEIGHTS)} streams, weights={WEIGHTS}, n_active={N_ACTIVE}, rate={RATE}), seed {SEED}</text>',
+        f'<text x="10" y="20">mix({len(WEIGHTS)} streams, weights={WEIGHTS}, n_active={N_ACTIVE}, rate={RATE}), '
+        f'seed {SEED}: the first {N_ITEMS} items</text>',
     ]
-    for source, weight in enumerate(WEIGHTS):
-        y = top + dy * source + dy / 2
-        parts.append(f'<text x="10" y="{y + 4}">stream {source} (w={weight})</text>')
+    for lane in range(n_lanes):
+        y = top + dy * lane + dy / 2
+        parts.append(f'<text x="10" y="{y + 4}">slot {lane + 1}</text>')
         parts.append(f'<line x1="{left}" y1="{y}" x2="{left + dx * N_ITEMS}" y2="{y}" stroke="#ddd"/>')
-    for number, ((source, _), positions) in enumerate(spans.items()):
-        color, y = COLORS[number % len(COLORS)], top + dy * source + dy / 2
+    for (source, positions), lane in zip(spans, lanes):
+        color, y = COLORS[source % len(COLORS)], top + dy * lane + dy / 2
         x0, x1 = left + dx * positions[0], left + dx * positions[-1]
-        parts.append(f'<rect x="{x0 - 5}" y="{y - 9}" width="{x1 - x0 + 10}" height="18" rx="6" fill="{color}" fill-opacity="0.25"/>')
+        parts.append(f'<rect x="{x0 - 6}" y="{y - 11}" width="{x1 - x0 + 12}" height="22" rx="7" '
+                     f'fill="{color}" fill-opacity="0.2" stroke="{color}"/>')
         parts.extend(f'<circle cx="{left + dx * p}" cy="{y}" r="4" fill="{color}"/>' for p in positions)
-    axis = top + dy * len(WEIGHTS) + 20
+        parts.append(f'<text x="{x0 - 4}" y="{y - 14}" font-size="10" fill="{color}">s{source}</text>')
+    axis = top + dy * n_lanes + 16
     parts.append(f'<text x="{left}" y="{axis}">item 0</text>')
     parts.append(f'<text x="{left + dx * (N_ITEMS - 1)}" y="{axis}" text-anchor="end">item {N_ITEMS - 1}</text>')
+    legend = "  ".join(f"s{i}: stream {i} (weight {w})" for i, w in enumerate(WEIGHTS))
+    parts.append(f'<text x="10" y="{axis + 24}" font-size="11">{legend}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 

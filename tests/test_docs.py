@@ -52,15 +52,15 @@ def test_the_working_set_picture_is_what_its_script_draws():
     assert drawing.OUTPUT.read_text() == drawing.render()
 
 
-def test_the_working_set_picture_never_has_more_than_n_active_activations_open():
+def test_the_working_set_picture_never_needs_more_than_n_active_slots():
     drawing = load_docs_module("working_set")
-    items = drawing.sample()
-    spans = {}
-    for position, key in enumerate(items):
-        spans.setdefault(key, [position, position])[1] = position
-    for position in range(len(items)):
-        open_ = sum(first <= position <= last for first, last in spans.values())
-        assert 1 <= open_ <= drawing.N_ACTIVE
+    spans = drawing.activations(drawing.sample())
+    lanes = drawing.slots(spans)
+    assert max(lanes) + 1 <= drawing.N_ACTIVE
+    for lane in set(lanes):  # activations sharing a slot do not overlap
+        mine = [positions for (_, positions), slot in zip(spans, lanes) if slot == lane]
+        assert all(a[-1] < b[0] for a, b in zip(mine, mine[1:]))
+    assert sum(len(positions) for _, positions in spans) == drawing.N_ITEMS
 
 
 def test_doctest_examples_are_fenced_for_markdown():
