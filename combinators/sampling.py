@@ -316,14 +316,14 @@ def mix_items(
                 if cumulative[-1] <= 0:
                     return
             picks = _inverse_cdf(cumulative, uniforms[used : used + chunk])
-            used += len(picks)
+            used += len(picks)  # minus what is left of picks when the working set changes
             remaining = iter(picks)
             chunk = min(2 * chunk, _MAX_CHUNK)
             for slot in remaining:
                 try:
                     item = next_item[slot]()
                 except StopIteration:
-                    used -= length_hint(remaining) + 1  # map this uniform again
+                    used -= length_hint(remaining)  # this uniform is spent: no retry loop
                     chunk = _MIN_CHUNK
                     if not state.end(slot, exhausted=True):
                         return

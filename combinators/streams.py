@@ -322,14 +322,14 @@ class Chain(Stream):
     """Each stream to exhaustion, in order; with ``cycle``, again and again."""
 
     streams: tuple[Stream, ...] = attrs.field(converter=lambda s: _streams_tuple(s, "chain()"))
-    cycle: bool = False
+    repeat: bool = False  # chain(..., cycle=True); not named cycle, which is the method
 
     @property
     def children(self) -> tuple[Stream, ...]:
         return self.streams
 
     def __repr__(self) -> str:
-        return call_repr("chain", self.streams, {"cycle": True} if self.cycle else {})
+        return call_repr("chain", self.streams, {"cycle": True} if self.repeat else {})
 
 
 def chain(*streams: Stream, cycle: bool = False) -> Stream:
@@ -345,8 +345,8 @@ def chain(*streams: Stream, cycle: bool = False) -> Stream:
     """
     flat: list[Stream] = []
     for s in _streams_tuple(streams, "chain()"):
-        flat.extend(s.streams if isinstance(s, Chain) and not s.cycle else (s,))
-    return Chain(tuple(flat), cycle=bool(cycle))
+        flat.extend(s.streams if isinstance(s, Chain) and not s.repeat else (s,))
+    return Chain(tuple(flat), repeat=bool(cycle))
 
 
 def _check_weights(weights: Any, n_streams: int) -> tuple[float, ...] | None:

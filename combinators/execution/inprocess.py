@@ -65,7 +65,7 @@ def _child_opener(node: Stream, path: tuple[int, ...], ctx: _Context) -> Callabl
 
 
 def _open_chain(node: Chain, path, activation, ctx) -> Iterator[Any]:
-    return chain_items(_child_opener(node, path, ctx), len(node.streams), node.cycle)
+    return chain_items(_child_opener(node, path, ctx), len(node.streams), node.repeat)
 
 
 def _open_round_robin(node: RoundRobin, path, activation, ctx) -> Iterator[Any]:
