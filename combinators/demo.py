@@ -258,10 +258,14 @@ def build_sampler(shards: list[Shard], archive_path: str, *, n_active: int, rate
 def make_executor(name: str, workers: int | None) -> str | Executor:
     """The executor named ``name``, with ``workers`` processes when given.
 
-    Raises `InvalidArgument` for an executor that is not available.
+    Raises `InvalidArgument` for an executor that is not available, and for
+    ``workers`` with the in-process executor.
     """
-    if workers is None or name == "inprocess":
+    if workers is None:
         return name
+    if name == "inprocess":
+        msg = f"--workers={workers} needs a parallel executor (--executor processes or zmq), got --executor {name}"
+        raise InvalidArgument(msg)
     workers = checks.positive_int("--workers", workers)
     return type(resolve_executor(name))(workers=workers)
 
@@ -304,7 +308,7 @@ def _accuracy(classifier: Any, heldout: Path) -> tuple[float, int, int]:
 
 
 def _executor_label(args: argparse.Namespace) -> str:
-    workers = "" if args.workers is None or args.executor == "inprocess" else f", {args.workers} workers"
+    workers = "" if args.workers is None else f", {args.workers} workers"
     return f"executor {args.executor}{workers}"
 
 

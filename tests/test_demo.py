@@ -133,6 +133,7 @@ def test_parallel_executors_give_the_in_process_result(name, capsys, two_runs):
         (["--steps", "0"], "--steps.*0"),
         (["--rate", "-1"], "--rate.*-1"),
         (["--workers", "0", "--executor", "processes"], "--workers.*0"),
+        (["--workers", "2"], "--workers=2 needs a parallel executor"),
         (["--shards-per-class", "1000"], "1000"),
     ],
 )
