@@ -253,7 +253,11 @@ class ObjectMap(Keymap):
         ignore = set(self.ignore)
         kept = [v for i, v in enumerate(args) if i not in ignore]
         kept += [(k, kwargs[k]) for k in sorted(kwargs) if k not in ignore]
-        return self.bind(lambda *args: None)(tuple(kept), {})
+        out = tuple(_raw(v, "", self.typed, self.round) for v in kept)
+        if not _hashable(out):
+            msg = f"keymap() needs hashable arguments, got {args!r:.60} {kwargs!r:.60}"
+            raise KeyingError(msg)
+        return out
 
 
 def _hashable(value: Any) -> bool:
@@ -370,7 +374,7 @@ def keymap(typed: bool = False, ignore: Any = (), round: int | None = None) -> O
     them.
 
     >>> keymap()(1, "a", b=2)
-    ((1, 'a', ('b', 2)),)
+    (1, 'a', ('b', 2))
     >>> keymap(typed=True)(1)
     ((<class 'int'>, 1),)
     """
