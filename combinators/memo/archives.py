@@ -435,9 +435,19 @@ class LMDBArchive(Archive):
         return CorruptEntry(f"corrupt entry for key {shown} in archive {self.path!r}: {why}")
 
     def _decode(self, key: bytes, buf: Any) -> Any:
-        _, _, full_key, payload = self._split(key, buf)
-        if full_key and full_key != key:
-            return _MISSING  # a different long key with the same digest prefix: never served
+        """The value of a record (hot path: one header unpack, one checksum, one loads)."""
+        try:
+            fmt, flags, _, _, size, check, n_version, n_key = _HEAD.unpack_from(buf, 0)
+        except struct.error as error:
+            raise self._corrupt(key, f"bad header: {error}") from None
+        if flags:  # a long key: compare the full key
+            _, _, full_key, payload = self._split(key, buf)
+            if full_key != key:
+                return _MISSING  # a different long key with the same digest: never served
+        else:
+            payload = memoryview(buf)[_HEAD.size + n_version:]
+            if fmt != _FORMAT or len(payload) != size or xxhash.xxh64_intdigest(payload) != check:
+                raise self._corrupt(key, "the checksum or size does not match")
         try:
             return self.serializer.loads(payload)
         except Exception as error:  # a corrupt payload may raise anything while decoding
@@ -452,14 +462,19 @@ class LMDBArchive(Archive):
         self._write(lambda txn: txn.put(stored, record))
 
     def get(self, key: bytes, default: Any = None) -> Any:
-        self._env or self._environment()
-        stored = self._stored_key(_check_key(key))
-
-        def read(txn: lmdb.Transaction) -> Any:
-            buf = txn.get(stored)
-            return _MISSING if buf is None else self._decode(key, buf)
-
-        value = self._read(read)
+        env = self._env or self._environment()
+        if type(key) is not bytes or len(key) > self._max_key:
+            stored = self._stored_key(_check_key(key))
+        else:
+            stored = b"k" + key
+        with self._lock:
+            try:
+                with env.begin(db=self._entries, buffers=True) as txn:
+                    buf = txn.get(stored)
+                    value = _MISSING if buf is None else self._decode(key, buf)
+            except lmdb.MapResizedError:  # another process grew the map
+                env.set_mapsize(0)
+                return self.get(key, default)
         return default if value is _MISSING else value
 
     def info(self, key: bytes) -> EntryInfo:

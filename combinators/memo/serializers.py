@@ -96,7 +96,12 @@ class PickleSerializer(Serializer):
     def loads(self, data: memoryview | bytes) -> Any:
         data = memoryview(data)
         tag = data[0]
-        if tag == 0x41:  # b"A"
+        if tag == 0x41:  # b"A": inlined _array_from_bytes (the hot path of an archive hit)
+            start = 2 + data[1]
+            dtype, shape, nbytes = _LAYOUTS.get(bytes(data[2:start])) or _layout(bytes(data[2:start]))
+            if len(data) - start == nbytes:
+                flat = np.frombuffer(data, dtype=dtype, offset=start).copy()
+                return flat if len(shape) == 1 else flat.reshape(shape)
             return _array_from_bytes(data)
         if tag == 0x50:  # b"P"
             return pickle.loads(data[1:])
