@@ -26,6 +26,7 @@ from combinators.memo.memoize import (
     no_cache,
     rr_cache,
 )
+from combinators.memo.metrics import Metric, Metrics
 from combinators.memo.serializers import Serializer, serializer
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "CachePolicy", "LRU", "LFU", "MRU", "RR", "Unbounded", "NoCache",
     "memoize", "CacheInfo", "code_version",
     "lru_cache", "lfu_cache", "mru_cache", "rr_cache", "inf_cache", "no_cache",
+    "Metrics", "Metric",
 ]

@@ -35,7 +35,10 @@ from combinators.errors import (
 )
 from combinators.memo.serializers import Serializer, serializer as _serializer
 
-__all__ = ["Archive", "EntryInfo", "LMDBArchive", "DictArchive", "NullArchive", "Namespace", "namespace_prefix"]
+__all__ = [
+    "Archive", "EntryInfo", "LMDBArchive", "DictArchive", "NullArchive", "Namespace", "namespace_prefix",
+    "recorded_serializer",
+]
 
 _MISSING: Any = object()
 
@@ -543,6 +546,27 @@ class LMDBArchive(Archive):
         size = os.path.getsize(os.path.join(self.path, "data.mdb"))
         return {"path": self.path, "entries": len(self), "map_size": env.info()["map_size"],
                 "file_size": size, "serializer": self.serializer.name}
+
+
+def recorded_serializer(path: str | os.PathLike) -> str:
+    """The name of the serializer an existing archive at ``path`` was written with.
+
+    Raises `ArchiveError` when there is no combinators archive at ``path``.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(os.path.join(path, "data.mdb")):
+        msg = f"no LMDB archive at {path!r}"
+        raise ArchiveError(msg)
+    env = lmdb.open(path, readonly=True, max_dbs=2, lock=False)
+    try:
+        with env.begin(db=env.open_db(b"meta", create=False)) as txn:
+            name = txn.get(b"serializer")
+    except lmdb.Error as error:
+        msg = f"{path!r} is not a combinators archive: {error}"
+        raise ArchiveError(msg) from None
+    finally:
+        env.close()
+    return "pickle" if name is None else name.decode()
 
 
 def _rebuild(path: str, serializer: Serializer, readonly: bool, durability: str, map_size: int,
