@@ -254,7 +254,7 @@ def _find_handler(value: Any, path: str) -> Callable:
     if _is_named_callable(value):
         return _named
     msg = (
-        f"cannot key argument {path} of type {_qualified(type(value))}: no canonical encoding "
+        f"cannot key argument {path} of type {_qualified(type(value))} ({value!r:.60}): no canonical encoding "
         f"(use ignore= to leave it out, or pass a value of a supported type)"
     )
     raise KeyingError(msg)
