@@ -241,13 +241,42 @@ _FORMAT = 1
 _LONG = 1  # flag: the record holds the full key (stored under a digest)
 _DURABILITY = {"sync": {"sync": True, "metasync": True}, "process": {"sync": False, "metasync": False}}
 _OPEN: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # id -> archive
-_ABANDONED: list = []  # environments inherited through fork: never used, never closed
+_SHARED: dict[str, _Shared] = {}  # real path -> the process's one environment there
+_SHARED_LOCK = threading.Lock()
+
+
+class _Shared:
+    """One process's environment at one path, shared by every `LMDBArchive` on it.
+
+    LMDB forbids opening an environment twice in a process (its fcntl locks
+    belong to the process), so archives on one path share it, and its lock:
+    resizing the map needs every transaction of the process finished.
+    """
+
+    def __init__(self, env: lmdb.Environment, readonly: bool) -> None:
+        self.env, self.readonly, self.refs = env, readonly, 0
+        self.entries = _resized(lambda: env.open_db(b"entries", create=not readonly), env)
+        self.meta = _resized(lambda: env.open_db(b"meta", create=not readonly), env)
+        self.max_key = env.max_key_size() - 1
+        self.lock = threading.RLock()
+
+
+def _resized(fn: Any, env: lmdb.Environment) -> Any:
+    """``fn()``, adopting the map size after another process grew it."""
+    while True:
+        try:
+            return fn()
+        except lmdb.MapResizedError:
+            env.set_mapsize(0)
 
 
 def _after_fork_in_child() -> None:
-    """LMDB forbids using an environment opened before fork: drop them in the child."""
+    """LMDB forbids using an environment opened before fork: the child closes them and reopens."""
     for archive in list(_OPEN.values()):
-        archive._forget()
+        archive._env = None
+    for shared in _SHARED.values():
+        shared.env.close()  # py-lmdb's close is fork-aware; the parent's environment is unaffected
+    _SHARED.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -300,6 +329,12 @@ class LMDBArchive(Archive):
         self._lock = threading.RLock()
         _OPEN[id(self)] = self
 
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
     def __repr__(self) -> str:
         return f"LMDBArchive({self.path!r}, serializer={self.serializer.name!r}, readonly={self.readonly!r})"
 
@@ -308,17 +343,28 @@ class LMDBArchive(Archive):
 
     # -- environment ---------------------------------------------------------
 
-    def _forget(self) -> None:
-        if self._env is not None:
-            _ABANDONED.append(self._env)
-        self._env = None
-        self._lock = threading.RLock()
-
     def _environment(self) -> lmdb.Environment:
-        with self._lock:
-            if self._env is None:
-                self._env = self._open()
+        """The shared environment, opened on first use (and again after fork or close)."""
+        if self._env is not None:
             return self._env
+        with _SHARED_LOCK:
+            key = os.path.realpath(self.path)
+            shared = _SHARED.get(key)
+            if shared is None:
+                shared = _SHARED[key] = _Shared(self._open(), self.readonly)
+            elif shared.readonly and not self.readonly:
+                msg = f"archive {self.path!r} is already open read-only in this process; close it first"
+                raise ArchiveError(msg)
+            shared.refs += 1
+        self._shared, self._lock = shared, shared.lock
+        self._entries, self._meta, self._max_key = shared.entries, shared.meta, shared.max_key
+        self._env = shared.env
+        try:
+            self._check_serializer()
+        except SerializerMismatch:
+            self.close()
+            raise
+        return self._env
 
     def _open(self) -> lmdb.Environment:
         if self.readonly and not os.path.exists(os.path.join(self.path, "data.mdb")):
@@ -331,33 +377,41 @@ class LMDBArchive(Archive):
             msg = f"cannot open the LMDB archive at {self.path!r}: {error}"
             raise (ReadOnlyArchive if "ermission" in str(error) or "ead-only" in str(error) else ArchiveError)(msg) from None
         try:
-            self._entries = env.open_db(b"entries", create=not self.readonly)
-            self._meta = env.open_db(b"meta", create=not self.readonly)
+            _resized(lambda: env.open_db(b"entries", create=not self.readonly), env)
         except lmdb.Error as error:
             env.close()
             msg = f"{self.path!r} is not a combinators archive: {error}"
             raise ArchiveError(msg) from None
-        self._max_key = env.max_key_size() - 1
-        self._check_serializer(env)
         return env
 
-    def _check_serializer(self, env: lmdb.Environment) -> None:
-        with env.begin(db=self._meta, write=not self.readonly) as txn:
-            recorded = txn.get(b"serializer")
-            if recorded is None and not self.readonly:
-                txn.put(b"serializer", self.serializer.name.encode())
-                recorded = self.serializer.name.encode()
-        if recorded is not None and recorded.decode() != self.serializer.name:
-            env.close()
-            msg = (f"archive {self.path!r} was written with serializer {recorded.decode()!r}; "
+    def _check_serializer(self) -> None:
+        recorded = self._read(lambda txn: txn.get(b"serializer"), db=self._meta)
+        recorded = None if recorded is None else bytes(recorded).decode()
+        if recorded is None and not self.readonly:
+            def record(txn: lmdb.Transaction) -> str:
+                if txn.get(b"serializer") is None:  # another process may have been first
+                    txn.put(b"serializer", self.serializer.name.encode())
+                return bytes(txn.get(b"serializer")).decode()
+
+            recorded = self._write(record, db=self._meta)
+        if recorded is not None and recorded != self.serializer.name:
+            msg = (f"archive {self.path!r} was written with serializer {recorded!r}; "
                    f"it cannot be opened with {self.serializer.name!r}")
             raise SerializerMismatch(msg)
 
     def close(self) -> None:
-        with self._lock:
-            if self._env is not None:
-                self._env.close()
-                self._env = None
+        """Release this archive's hold on the environment (closed when no archive uses it)."""
+        if self._env is None:
+            return
+        self._env = None
+        with _SHARED_LOCK:
+            shared = self._shared
+            shared.refs -= 1
+            key = os.path.realpath(self.path)
+            if shared.refs <= 0 and _SHARED.get(key) is shared:
+                with shared.lock:
+                    shared.env.close()
+                del _SHARED[key]
 
     def _read(self, fn: Any, db: Any = None) -> Any:
         """Run ``fn(txn)`` in a read transaction (buffers are valid only inside)."""
