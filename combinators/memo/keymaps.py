@@ -112,20 +112,27 @@ class Keymap:
         """
         binder, names = _binder(fn)
         keep = _kept(names, self.ignore, fn)
-        header, encode, finish = self.header(), self.value_encoder(), self.finish
-        labels = [repr(names[i]) for i in keep]
-        prefixes = [names[i].encode() + b"=" for i in keep]
-        plan = list(zip(keep, prefixes, labels))
+        header, encode, finish = self.header(), self.value_encoder(), self.finisher()
+        plan = [(i, names[i].encode() + b"=", repr(names[i])) for i in keep]
+        atoms = type(self).value_encoder is Keymap.value_encoder  # ints and strs may skip the encoder
 
         def key(args: tuple, kwargs: dict) -> Any:
             values = binder(args, kwargs)
             parts = [header]
             for i, prefix, label in plan:
-                parts.append(prefix)
-                encode(values[i], parts, label)
+                value = values[i]
+                if atoms and type(value) is int:  # the encoder's bytes for an int, inlined
+                    parts.append(b"%si%d;" % (prefix, value))
+                else:
+                    parts.append(prefix)
+                    encode(value, parts, label)
             return finish(parts)
 
         return key
+
+    def finisher(self) -> Callable[[list], Any]:
+        """`finish`, or a faster equivalent for this keymap."""
+        return self.finish
 
 
 def _kept(names: list[str], ignore: tuple, fn: Callable) -> list[int]:
@@ -187,6 +194,12 @@ class HashMap(Keymap):
 
     def header(self) -> bytes:
         return super().header() + self.algorithm.encode() + b"|"
+
+    def finisher(self) -> Callable[[list], bytes]:
+        one_shot, finish = _ONE_SHOT.get(self.algorithm), self.finish
+        if one_shot is None:
+            return finish
+        return lambda parts: finish(parts) if memoryview in map(type, parts) else one_shot(b"".join(parts))
 
     def finish(self, parts: list) -> bytes:
         one_shot = _ONE_SHOT.get(self.algorithm)

@@ -143,7 +143,7 @@ def memoize(fn: Callable | None = None, *, archive: Any = None, keymap: Keymap |
     ``lookup(...)`` (the stored result, ``KeyError`` when absent), ``key(...)``
     (the key bytes), ``info(...)`` (the entry's `EntryInfo`), ``recompute(...)``
     (compute and overwrite), ``archive`` (a `Namespace` view of this function's
-    entries) and ``__wrapped__``. Values from the memory cache are shared
+    entries), ``cache`` (the memory cache mapping, to read) and ``__wrapped__``. Values from the memory cache are shared
     objects: do not mutate them.
 
     Raises `KeyingError` (naming the parameter and type) for an argument that
@@ -195,8 +195,11 @@ def _wrap(fn: Callable, view: Namespace, key_of: Callable, policy: CachePolicy) 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = key_of(args, kwargs)
         with lock:
-            value = memory.get(key, _MISSING)
-            if value is not _MISSING:
+            try:
+                value = memory[key]
+            except KeyError:
+                pass
+            else:
                 counts[0] += 1
                 return value
         if persistent:
@@ -235,6 +238,7 @@ def _wrap(fn: Callable, view: Namespace, key_of: Callable, policy: CachePolicy) 
     wrapper.info = lambda *args, **kwargs: _info(view, key_of(args, kwargs))  # type: ignore[attr-defined]
     wrapper.recompute = lambda *args, **kwargs: compute(args, kwargs, key_of(args, kwargs))  # type: ignore[attr-defined]
     wrapper.archive = view  # type: ignore[attr-defined]
+    wrapper.cache = memory  # type: ignore[attr-defined]
     wrapper.name, wrapper.version = view.name, view.version  # type: ignore[attr-defined]
     return wrapper
 
