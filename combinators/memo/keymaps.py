@@ -41,6 +41,7 @@ ALGORITHMS: dict[str, Callable[[], Any]] = {
 }
 
 _EMPTY = inspect.Parameter.empty
+_ATOMS = frozenset({type(None), bool, int, float, str, bytes})
 _ONE_SHOT = {"xxh3_128": xxhash.xxh3_128_digest}
 
 
@@ -127,6 +128,31 @@ class Keymap:
                     parts.append(prefix)
                     encode(value, parts, label)
             return finish(parts)
+
+        return key
+
+    def bind_memory(self, fn: Callable) -> Callable[[tuple, dict], Any] | None:
+        """A cheaper in-process key for calls whose kept arguments are plain atoms, or ``None``.
+
+        For ``None``, ``bool``, ``int``, ``float``, ``str`` and ``bytes``
+        arguments, Python equality agrees with the untyped canonical encoding
+        (``1 == 1.0 == True``), so a tuple of the values is a valid memory-cache
+        key; the function returns ``None`` for any other call, which is then
+        keyed by bytes. Not offered with ``typed`` or ``round``.
+        """
+        if self.typed or self.round is not None or not self.produces_bytes:
+            return None
+        binder, names = _binder(fn)
+        keep = _kept(names, self.ignore, fn)
+        atoms = _ATOMS
+
+        def key(args: tuple, kwargs: dict) -> tuple | None:
+            values = binder(args, kwargs)
+            out = tuple([values[i] for i in keep])
+            for value in out:
+                if type(value) not in atoms:
+                    return None
+            return out
 
         return key
 

@@ -143,7 +143,8 @@ def memoize(fn: Callable | None = None, *, archive: Any = None, keymap: Keymap |
     ``lookup(...)`` (the stored result, ``KeyError`` when absent), ``key(...)``
     (the key bytes), ``info(...)`` (the entry's `EntryInfo`), ``recompute(...)``
     (compute and overwrite), ``archive`` (a `Namespace` view of this function's
-    entries), ``cache`` (the memory cache mapping, to read) and ``__wrapped__``. Values from the memory cache are shared
+    entries), ``cache`` (the memory cache mapping, to read: keyed by argument
+    tuples for plain atoms, else key bytes) and ``__wrapped__``. Values from the memory cache are shared
     objects: do not mutate them.
 
     Raises `KeyingError` (naming the parameter and type) for an argument that
@@ -164,61 +165,70 @@ def memoize(fn: Callable | None = None, *, archive: Any = None, keymap: Keymap |
     archive, keymap, cache = _checked(fn, archive, keymap, cache)
     name = f"{fn.__module__}.{fn.__qualname__}" if name is None else name
     version = code_version(fn) if version is None else str(version)
-    return _wrap(fn, archive.namespace(name, version), keymap.bind(fn), cache)
+    return _wrap(fn, archive.namespace(name, version), keymap, cache)
 
 
-def _wrap(fn: Callable, view: Namespace, key_of: Callable, policy: CachePolicy) -> Callable:
-    """The memoizing wrapper of ``fn`` (kept flat: this is the hot path)."""
+def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) -> Callable:
+    """The memoizing wrapper of ``fn`` (kept flat: this is the hot path).
+
+    The memory cache is keyed by a tuple of the arguments when they are plain
+    atoms (`Keymap.bind_memory`), else by the key bytes; the archive always by
+    the key bytes.
+    """
+    key_of, atoms_of = keymap.bind(fn), keymap.bind_memory(fn) or (lambda args, kwargs: None)
     memory, lock, counts = policy.make(), threading.RLock(), [0, 0, 0]  # hits, misses, loads
     archive, prefix = view.archive, view.prefix
     persistent = not isinstance(archive, NullArchive)
     writable = not getattr(archive, "readonly", False)
 
-    def compute(args: tuple, kwargs: dict, key: Any) -> Any:
+    def compute(args: tuple, kwargs: dict, key: Any, memory_key: Any) -> Any:
         start = time.perf_counter()
         value = fn(*args, **kwargs)
         if persistent and writable:
             view.put(key, value, compute_seconds=time.perf_counter() - start)
         with lock:
             counts[1] += 1
-            memory[key] = value
+            memory[key if memory_key is None else memory_key] = value
         return value
 
     def archive_only(*args: Any, **kwargs: Any) -> Any:
         key = key_of(args, kwargs)
         value = archive.get(prefix + key, _MISSING)
         if value is _MISSING:
-            return compute(args, kwargs, key)
+            return compute(args, kwargs, key, None)
         counts[2] += 1
         return value
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        key = key_of(args, kwargs)
+        memory_key = atoms_of(args, kwargs)
+        key = key_of(args, kwargs) if memory_key is None else None
         with lock:
             try:
-                value = memory[key]
+                value = memory[key if memory_key is None else memory_key]
             except KeyError:
                 pass
             else:
                 counts[0] += 1
                 return value
+        if key is None:
+            key = key_of(args, kwargs)
         if persistent:
             value = archive.get(prefix + key, _MISSING)
             if value is not _MISSING:
                 with lock:
                     counts[2] += 1
-                    memory[key] = value
+                    memory[key if memory_key is None else memory_key] = value
                 return value
-        return compute(args, kwargs, key)
+        return compute(args, kwargs, key, memory_key)
 
     if isinstance(policy, NoCache) and persistent:
         wrapper = archive_only
     wrapper = functools.wraps(fn)(wrapper)
 
     def lookup(*args: Any, **kwargs: Any) -> Any:
-        key = key_of(args, kwargs)
+        memory_key, key = atoms_of(args, kwargs), key_of(args, kwargs)
         with lock:
-            value = memory.get(key, _MISSING)
+            value = memory.get(key if memory_key is None else memory_key, _MISSING)
         if value is _MISSING and persistent:
             value = archive.get(prefix + key, _MISSING)
         if value is _MISSING:
@@ -231,12 +241,15 @@ def _wrap(fn: Callable, view: Namespace, key_of: Callable, policy: CachePolicy) 
             memory.clear()
             counts[:] = [0, 0, 0]
 
+    def recompute(*args: Any, **kwargs: Any) -> Any:
+        return compute(args, kwargs, key_of(args, kwargs), atoms_of(args, kwargs))
+
     wrapper.cache_info = lambda: CacheInfo(*counts, policy.maxsize, len(memory))  # type: ignore[attr-defined]
     wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
     wrapper.lookup = lookup  # type: ignore[attr-defined]
     wrapper.key = lambda *args, **kwargs: key_of(args, kwargs)  # type: ignore[attr-defined]
     wrapper.info = lambda *args, **kwargs: _info(view, key_of(args, kwargs))  # type: ignore[attr-defined]
-    wrapper.recompute = lambda *args, **kwargs: compute(args, kwargs, key_of(args, kwargs))  # type: ignore[attr-defined]
+    wrapper.recompute = recompute  # type: ignore[attr-defined]
     wrapper.archive = view  # type: ignore[attr-defined]
     wrapper.cache = memory  # type: ignore[attr-defined]
     wrapper.name, wrapper.version = view.name, view.version  # type: ignore[attr-defined]
