@@ -146,9 +146,14 @@ class Keymap:
         keep = _kept(names, self.ignore, fn)
         atoms = _ATOMS
 
+        everything = keep == list(range(len(names)))
+        params = inspect.signature(fn).parameters.values()
+        simple = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+        n = len(names) if simple else -1  # all arguments given positionally: already bound
+
         def key(args: tuple, kwargs: dict) -> tuple | None:
-            values = binder(args, kwargs)
-            out = tuple([values[i] for i in keep])
+            values = args if not kwargs and len(args) == n else binder(args, kwargs)
+            out = values if everything else tuple([values[i] for i in keep])
             for value in out:
                 if type(value) not in atoms:
                     return None
