@@ -192,3 +192,25 @@ def test_dict_archive_keeps_objects_and_metadata():
     f = memoize(lambda x: [x], archive=DictArchive(), name="d", cache=NoCache())
     assert f(1) == [1] and f.cache_info().loads == 0 and f(1) == [1] and f.cache_info().loads == 1
     assert f.info(1).compute_seconds >= 0
+
+
+def test_arrays_differing_in_the_middle_get_their_own_results(tmp_path):
+    """klepto's repr-based keys elide the middle of large arrays and return the wrong result."""
+    f = memoize(lambda a: float(a.sum()), archive=LMDBArchive(tmp_path / "a.lmdb"), name="sum")
+    a = np.zeros(10_000)
+    b = a.copy()
+    b[5_000] = 1.0
+    assert (f(a), f(b)) == (0.0, 1.0) and f.cache_info().misses == 2
+
+
+def test_memory_keys_agree_with_the_byte_keys():
+    calls = []
+
+    @memoize(keymap=hashmap(ignore="verbose"))
+    def f(x, y=2, verbose=False):
+        calls.append(x)
+        return x + y
+
+    assert f(1) == f(1.0) == f(True, 2) == f(x=1, y=2, verbose=True) == 3 and calls == [1]
+    assert f(1, 3) == 4 and f("a", "b") == "ab" and calls == [1, 1, "a"]
+    assert f.key(1) == f.key(1.0, verbose=True) and f.cache_info().hits == 3
