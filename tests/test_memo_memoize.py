@@ -214,3 +214,14 @@ def test_memory_keys_agree_with_the_byte_keys():
     assert f(1) == f(1.0) == f(True, 2) == f(x=1, y=2, verbose=True) == 3 and calls == [1]
     assert f(1, 3) == 4 and f("a", "b") == "ab" and calls == [1, 1, "a"]
     assert f.key(1) == f.key(1.0, verbose=True) and f.cache_info().hits == 3
+
+
+def test_long_keys_are_listed_in_their_namespace(tmp_path):
+    from combinators.memo import picklemap
+
+    archive = LMDBArchive(tmp_path / "a.lmdb")
+    f = memoize(lambda s: len(s), archive=archive, keymap=picklemap(), name="long")
+    g = memoize(lambda s: s[:1], archive=archive, keymap=picklemap(), name="other")
+    assert f("x" * 1000) == 1000 and f("y") == 1 and g("z" * 700) == "z"
+    assert sorted(f.archive) == sorted([f.key("x" * 1000), f.key("y")]) and len(f.key("x" * 1000)) > 1000
+    assert list(g.archive) == [g.key("z" * 700)] and f.lookup("x" * 1000) == 1000

@@ -85,8 +85,8 @@ class Archive(MutableMapping):
         """The `EntryInfo` of ``key``; raises ``KeyError`` when absent."""
         raise NotImplementedError
 
-    def iter_info(self) -> Iterator[tuple[Any, EntryInfo]]:
-        """Every ``(key, EntryInfo)`` pair, without decoding values."""
+    def iter_info(self, prefix: bytes = b"") -> Iterator[tuple[Any, EntryInfo]]:
+        """Every ``(key, EntryInfo)`` pair whose key starts with ``prefix``, without decoding values."""
         raise NotImplementedError
 
     def register(self, prefix: bytes, name: str, version: str) -> None:
@@ -149,8 +149,9 @@ class DictArchive(Archive):
     def info(self, key: Any) -> EntryInfo:
         return self._data[key][1]
 
-    def iter_info(self) -> Iterator[tuple[Any, EntryInfo]]:
-        return iter([(key, info) for key, (_, info) in self._data.items()])
+    def iter_info(self, prefix: bytes = b"") -> Iterator[tuple[Any, EntryInfo]]:
+        n = len(prefix)
+        return iter([(key, info) for key, (_, info) in self._data.items() if not n or key[:n] == prefix])
 
     def __delitem__(self, key: Any) -> None:
         del self._data[key]
@@ -222,7 +223,7 @@ class Namespace(MutableMapping):
 
     def __iter__(self) -> Iterator[Any]:
         n = len(self.prefix)
-        return iter([k[n:] for k, _ in self.archive.iter_info() if k[:n] == self.prefix])
+        return iter([k[n:] for k, _ in self.archive.iter_info(self.prefix)])
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -242,7 +243,7 @@ _LONG = 1  # flag: the record holds the full key (stored under a digest)
 _DURABILITY = {"sync": {"sync": True, "metasync": True}, "process": {"sync": False, "metasync": False}}
 _OPEN: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # id -> archive
 _SHARED: dict[str, _Shared] = {}  # real path -> the process's one environment there
-_SHARED_LOCK = threading.Lock()
+_SHARED_LOCK = threading.RLock()  # re-entrant: a garbage-collected archive may close inside it
 
 
 class _Shared:
@@ -274,6 +275,8 @@ def _after_fork_in_child() -> None:
     """LMDB forbids using an environment opened before fork: the child closes them and reopens."""
     for archive in list(_OPEN.values()):
         archive._env = None
+    global _SHARED_LOCK
+    _SHARED_LOCK = threading.RLock()  # another thread may have held it at the fork
     for shared in _SHARED.values():
         shared.env.close()  # py-lmdb's close is fork-aware; the parent's environment is unaffected
     _SHARED.clear()
@@ -557,15 +560,25 @@ class LMDBArchive(Archive):
         self._environment()
         return self._read(lambda txn: txn.stat(self._entries)["entries"])
 
-    def iter_info(self) -> Iterator[tuple[bytes, EntryInfo]]:
+    def iter_info(self, prefix: bytes = b"") -> Iterator[tuple[bytes, EntryInfo]]:
+        """Every ``(key, EntryInfo)`` with keys starting with ``prefix`` (a cursor range, up to 64 bytes)."""
         self._environment()
+        if len(prefix) > 64:
+            return iter([(k, i) for k, i in self.iter_info(prefix[:64]) if k.startswith(prefix)])
 
         def read(txn: lmdb.Transaction) -> list:
             out = []
-            for stored, buf in txn.cursor():
-                stored = bytes(stored)
-                info, full_key = self._parse(stored[1:] if stored[:1] == b"k" else None, buf)
-                out.append((full_key or stored[1:], info))
+            cursor = txn.cursor()
+            for tag in (b"h", b"k"):  # long keys keep their first 64 bytes after the tag
+                start = tag + prefix
+                if not cursor.set_range(start):
+                    continue
+                for stored, buf in cursor:
+                    stored = bytes(stored)
+                    if not stored.startswith(start):
+                        break
+                    info, full_key = self._parse(stored[1:] if tag == b"k" else None, buf)
+                    out.append((full_key or stored[1:], info))
             return out
 
         return iter(self._read(read))

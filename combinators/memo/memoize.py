@@ -123,7 +123,7 @@ def _checked(fn: Any, archive: Any, keymap: Any, cache: Any) -> tuple[Archive, K
     if not isinstance(cache, CachePolicy):
         msg = f"cache must be a cache policy such as LRU(128), got {type(cache).__qualname__} {cache!r:.60}"
         raise InvalidArgumentType(msg)
-    if not keymap.produces_bytes and isinstance(archive, LMDBArchive):
+    if not keymap.produces_bytes and not isinstance(archive, NullArchive):
         msg = f"{keymap!r} makes object keys, for memory caches only; use hashmap() with {archive!r}"
         raise InvalidArgument(msg)
     return archive, keymap, cache
