@@ -55,7 +55,13 @@ class Encoder:
     >>> other = []; e.encode({"a": {1, 2}, "b": 1.0}, other, "x")
     >>> b"".join(parts) == b"".join(other)
     True
-    >>> Encoder(typed=True).encode(1.0, [], "x") is None
+    >>> def encoded(value, **options):
+    ...     parts = []
+    ...     Encoder(**options).encode(value, parts, "x")
+    ...     return b"".join(parts)
+    >>> encoded(3) == encoded(3.0), encoded(3, typed=True) == encoded(3.0, typed=True)
+    (True, False)
+    >>> encoded(0.123456, round=2) == encoded(0.12)
     True
     """
 

@@ -224,6 +224,15 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
     if isinstance(policy, NoCache) and persistent:
         wrapper = archive_only
     wrapper = functools.wraps(fn)(wrapper)
+    _attach(wrapper, view, key_of, atoms_of, memory, lock, counts, policy, compute)
+    return wrapper
+
+
+def _attach(wrapper: Any, view: Namespace, key_of: Callable, atoms_of: Callable, memory: Any, lock: Any,
+            counts: list, policy: CachePolicy, compute: Callable) -> None:
+    """Give the wrapper its inspection and control methods."""
+    archive, prefix = view.archive, view.prefix
+    persistent = not isinstance(archive, NullArchive)
 
     def lookup(*args: Any, **kwargs: Any) -> Any:
         memory_key, key = atoms_of(args, kwargs), key_of(args, kwargs)
@@ -244,16 +253,15 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
     def recompute(*args: Any, **kwargs: Any) -> Any:
         return compute(args, kwargs, key_of(args, kwargs), atoms_of(args, kwargs))
 
-    wrapper.cache_info = lambda: CacheInfo(*counts, policy.maxsize, len(memory))  # type: ignore[attr-defined]
-    wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
-    wrapper.lookup = lookup  # type: ignore[attr-defined]
-    wrapper.key = lambda *args, **kwargs: key_of(args, kwargs)  # type: ignore[attr-defined]
-    wrapper.info = lambda *args, **kwargs: _info(view, key_of(args, kwargs))  # type: ignore[attr-defined]
-    wrapper.recompute = recompute  # type: ignore[attr-defined]
-    wrapper.archive = view  # type: ignore[attr-defined]
-    wrapper.cache = memory  # type: ignore[attr-defined]
-    wrapper.name, wrapper.version = view.name, view.version  # type: ignore[attr-defined]
-    return wrapper
+    wrapper.cache_info = lambda: CacheInfo(*counts, policy.maxsize, len(memory))
+    wrapper.cache_clear = cache_clear
+    wrapper.lookup = lookup
+    wrapper.key = lambda *args, **kwargs: key_of(args, kwargs)
+    wrapper.info = lambda *args, **kwargs: _info(view, key_of(args, kwargs))
+    wrapper.recompute = recompute
+    wrapper.archive = view
+    wrapper.cache = memory
+    wrapper.name, wrapper.version = view.name, view.version
 
 
 def _info(view: Namespace, key: Any) -> EntryInfo:
