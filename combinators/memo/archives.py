@@ -351,6 +351,8 @@ class LMDBArchive(Archive):
         if self._env is not None:
             return self._env
         with _SHARED_LOCK:
+            if self._env is not None:  # another thread opened it meanwhile
+                return self._env
             key = os.path.realpath(self.path)
             shared = _SHARED.get(key)
             if shared is None:
@@ -359,15 +361,15 @@ class LMDBArchive(Archive):
                 msg = f"archive {self.path!r} is already open read-only in this process; close it first"
                 raise ArchiveError(msg)
             shared.refs += 1
-        self._shared, self._lock = shared, shared.lock
-        self._entries, self._meta, self._max_key = shared.entries, shared.meta, shared.max_key
-        self._env = shared.env
-        try:
-            self._check_serializer()
-        except SerializerMismatch:
-            self.close()
-            raise
-        return self._env
+            self._shared, self._lock = shared, shared.lock
+            self._entries, self._meta, self._max_key = shared.entries, shared.meta, shared.max_key
+            self._env = shared.env
+            try:
+                self._check_serializer()
+            except SerializerMismatch:
+                self.close()
+                raise
+            return self._env
 
     def _open(self) -> lmdb.Environment:
         if self.readonly and not os.path.exists(os.path.join(self.path, "data.mdb")):
