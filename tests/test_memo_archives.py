@@ -302,3 +302,28 @@ def test_dict_and_null_archives():
     n = NullArchive()
     n[b"k"] = 1
     assert b"k" not in n and len(n) == 0 and n.get(b"k", 5) == 5
+
+
+def test_threads_share_one_archive_while_the_map_grows(tmp_path):
+    import threading
+
+    from combinators.memo import NoCache, memoize
+
+    f = memoize(_square_block, archive=LMDBArchive(tmp_path / "a.lmdb", map_size=64 * 1024,
+                                                   durability="process"), cache=NoCache(), name="t")
+    errors = []
+
+    def work(offset):
+        try:
+            for i in range(300):
+                x = (i * 7 + offset) % 300
+                assert f(x)[0] == x * x
+        except Exception as error:  # reported to the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and len(f.archive) == 300 and f.archive.archive.stat()["map_size"] > 64 * 1024
