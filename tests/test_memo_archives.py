@@ -62,10 +62,10 @@ def test_returned_arrays_are_writable_copies(tmp_path):
 def test_long_keys_beyond_the_lmdb_limit(tmp_path):
     a = LMDBArchive(tmp_path / "a.lmdb")
     long1, long2 = b"p" * 600 + b"1", b"p" * 600 + b"2"
-    huge = os.urandom(100_000)
-    a[long1], a[long2], a[huge] = 1, 2, 3
-    assert (a[long1], a[long2], a[huge]) == (1, 2, 3)
-    assert sorted(a) == sorted([long1, long2, huge])
+    huge, edge = os.urandom(100_000), os.urandom(0xFFFF)
+    a[long1], a[long2], a[huge], a[edge] = 1, 2, 3, 4
+    assert (a[long1], a[long2], a[huge], a[edge]) == (1, 2, 3, 4)
+    assert sorted(a) == sorted([long1, long2, huge, edge])
     del a[long1]
     assert long1 not in a and a[long2] == 2
 

@@ -464,8 +464,8 @@ class LMDBArchive(Archive):
         version_bytes = version.encode()[:65535]
         full_key = key if len(key) > self._max_key else b""
         head = _HEAD.pack(_FORMAT, _LONG if full_key else 0, time.time(), compute_seconds, len(payload),
-                          xxhash.xxh64_intdigest(payload), len(version_bytes), len(full_key) & 0xFFFF)
-        if len(full_key) > 0xFFFF:
+                          xxhash.xxh64_intdigest(payload), len(version_bytes), min(len(full_key), 0xFFFF))
+        if len(full_key) >= 0xFFFF:  # 0xFFFF marks a length in the next 8 bytes
             head = head[:-2] + b"\xff\xff" + struct.pack("<Q", len(full_key))
         return head + version_bytes + full_key + payload
 
