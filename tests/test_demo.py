@@ -15,14 +15,6 @@ from combinators.demo import Shard, build_sampler, deskew, features, write_shard
 from combinators.execution.base import resolve_executor  # noqa: E402
 
 
-def memo_available():
-    try:
-        from combinators.memo import LMDBArchive, memoize  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def parallel_executor_available(name):
     try:
         resolve_executor(name)
@@ -77,12 +69,12 @@ def test_same_seed_same_accuracy_to_the_last_digit(two_runs):
     assert proportions(first) == proportions(second)
 
 
-@pytest.mark.skipif(not memo_available(), reason="combinators.memo (memoize, LMDBArchive) is not merged yet")
 def test_the_second_run_reads_the_features_back(two_runs):
     workdir, (first, second) = two_runs
     n_shards = len(list((workdir / "shards").glob("*.npz")))
     assert memo_counts(first) == (0, n_shards)
     assert memo_counts(second) == (n_shards, 0)
+    assert float(re.search(r"([0-9.]+) s of computing saved", second).group(1)) > 0
     assert (workdir / "features.lmdb").exists()
 
 
@@ -150,7 +142,7 @@ def test_write_shards_rejects_more_shards_than_rows(tmp_path):
 def test_features_are_pure_and_shaped():
     pixels = np.random.default_rng(0).integers(0, 17, size=(5, 64)).astype(np.uint8)
     first, second = features(pixels), features(pixels.copy())
-    assert first.dtype == np.float32 and first.shape == (5, 128)
+    assert first.dtype == np.float32 and first.shape == (5, 272)
     np.testing.assert_array_equal(first, second)
     np.testing.assert_allclose(first[:, :64], pixels / 16)
 
