@@ -194,7 +194,7 @@ def streamable(fn: Callable[..., Iterable[Any]]) -> Callable[..., Source]:
 def _freeze_collection(items: Any) -> Any:
     if isinstance(items, Stream):
         msg = f"from_iterable() takes a collection, not a stream ({items!r}); use the stream itself"
-        raise InvalidArgumentType(msg)
+        raise InvalidArgumentType(msg)  # not instance_of: the advice differs
     if isinstance(items, (set, frozenset, collections.abc.KeysView, collections.abc.ItemsView)):
         msg = f"from_iterable() needs an ordered collection; {type(items).__name__} order is not reproducible (pass sorted(...))"
         raise InvalidArgumentType(msg)
@@ -544,12 +544,8 @@ def apply(s: Stream, transform: Any) -> Apply:
     """
     from combinators.transforms import Transform, flatten_transforms
 
-    if not isinstance(s, Stream):
-        msg = f"apply() takes a stream, got {s!r} ({type(s).__name__})"
-        raise InvalidArgumentType(msg)
-    if not isinstance(transform, Transform):
-        msg = f"a stream's >> takes a transform, got {transform!r} ({type(transform).__name__})"
-        raise InvalidArgumentType(msg)
+    checks.instance_of("the stream of apply()", s, Stream, "a stream")
+    checks.instance_of("the operand of a stream's >>", transform, Transform, "a transform")
     if isinstance(s, Apply):
         return Apply(s.stream, s.transforms + flatten_transforms(transform))
     return Apply(s, flatten_transforms(transform))

@@ -18,7 +18,6 @@ from combinators.execution.apply import run_transforms
 from combinators.execution.base import Activation, Executor, LocalActivation, Session, resolve_executor
 from combinators.execution.leaf import activate_leaf, is_leaf
 from combinators.sampling import chain_items, mix_items, round_robin_items
-from combinators.errors import InvalidArgumentType
 from combinators.streams import Apply, Chain, Mix, RoundRobin, Stream
 
 __all__ = ["iterate", "Run", "MixStats"]
@@ -213,9 +212,7 @@ def iterate(
     >>> sorted(out) == sorted("abxyz"), out == "".join(iterate(s, seed=3))
     (True, True)
     """
-    if not isinstance(stream, Stream):
-        msg = f"iterate() takes a stream description, got {stream!r} ({type(stream).__name__})"
-        raise InvalidArgumentType(msg)
+    checks.instance_of("the stream of iterate()", stream, Stream, "a stream description")
     if max_iter is not None:
         max_iter = checks.non_negative_int("max_iter", max_iter)
     return Run(stream, seeding.run_entropy(seed), resolve_executor(executor), max_iter)
