@@ -19,7 +19,9 @@ whichever worker runs it. Precisely:
   ``dataset.reference(W)``: ``round_robin(*(dataset.worker_stream(k, W) for k in range(W)))``.
 
 Hence, for a given seed and epoch, the items are the same multiset for any
-worker count, and the same sequence for 0 and 1 workers. Call
+worker count, and the same sequence for 0 and 1 workers. Sources should be
+finite: an epoch ends when every source has (bound an infinite one with
+``.take(n)``). Call
 ``set_epoch(e)`` before each epoch for fresh draws (as with torch's
 ``DistributedSampler``); with ``persistent_workers=True`` the workers keep
 the epoch they started with.
