@@ -112,7 +112,7 @@ def _inverse_cdf(cumulative: np.ndarray, uniforms: np.ndarray) -> list[int]:
     >>> _inverse_cdf(np.cumsum([1.0, 0.0, 3.0]), np.array([0.0, 0.2, 0.25, 0.99]))
     [0, 0, 0, 2]
     """
-    return cumulative.searchsorted(uniforms * (cumulative[-1] * _BELOW_ONE), side="right").tolist()
+    return cumulative.searchsorted(uniforms * (cumulative.item(-1) * _BELOW_ONE), side="right").tolist()
 
 
 class _WorkingSet:
@@ -313,7 +313,7 @@ def mix_items(
             if used >= len(uniforms):
                 uniforms, used = select_rng.random(_BLOCK), 0
             if state.changed:
-                cumulative, state.changed = np.cumsum(state.slot_weight), False
+                cumulative, state.changed = state.slot_weight.cumsum(), False
                 if cumulative[-1] <= 0:
                     return
             picks = _inverse_cdf(cumulative, uniforms[used : used + chunk])
