@@ -1,0 +1,469 @@
+"""The consumer side of the parallel executors: a session that runs activations in worker processes.
+
+`RemoteSession` binds a ZeroMQ ROUTER socket, starts its local worker
+processes (`multiprocessing`, any start method) and accepts remote workers
+that connect (``combinators worker``). ``submit`` ships ``(fn, args)`` with
+cloudpickle to the least-loaded worker at once; items come back coalesced in
+messages, under per-activation credit (`combinators.execution.protocol`), and
+are decoded only when the consumer reaches them.
+
+The consumer thread does all socket work itself, inside ``next()``: there is
+no background thread. While it waits it watches every local worker's process
+sentinel, and probes remote workers every `PROBE_INTERVAL` seconds, so a dead
+worker raises `WorkerError` within a second or so. `RemoteSession.close` (also
+run by garbage collection and at interpreter exit) asks workers to quit, then
+terminates and kills stragglers, closes the socket and removes the ``ipc``
+directory, within about a second.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import multiprocessing
+import multiprocessing.connection
+import pickle
+import shutil
+import signal
+import time
+import weakref
+from typing import Any, Callable, Iterable
+
+import attrs
+import cloudpickle
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from combinators.errors import TransportError, WorkerError
+from combinators.execution import protocol
+from combinators.execution.base import Activation, Session
+from combinators.execution.wire import unpack_items
+from combinators.execution.worker import local_worker_main
+
+__all__ = ["SessionOptions", "RemoteSession", "RemoteActivation"]
+
+#: seconds between liveness probes of remote workers while the consumer waits
+PROBE_INTERVAL = 0.5
+#: seconds given to workers to quit by themselves, then to die of SIGTERM, at close
+QUIT_GRACE = 0.4
+KILL_GRACE = 0.3
+
+
+@attrs.frozen
+class SessionOptions:
+    """How a `RemoteSession` binds, secures and feeds its workers (built by the executors)."""
+
+    bind: str
+    workers: int
+    start_method: str | None
+    prefetch: int
+    prefetch_bytes: int
+    key: tuple[bytes, bytes] | None = attrs.field(default=None, repr=False)
+    accept_remote: bool = False
+    timeout: float = 60.0
+    cleanup: Callable[[], None] | None = None
+
+
+class _Peer:
+    """One worker as the session sees it."""
+
+    __slots__ = ("identity", "process", "pid", "ready", "pending", "active", "name")
+
+    def __init__(self, identity: bytes, process: multiprocessing.process.BaseProcess | None):
+        self.identity = identity
+        self.process = process
+        self.pid: int | None = None
+        self.ready = False
+        self.pending: list[list[bytes]] = []  # messages waiting for its HELLO
+        self.active: set[int] = set()
+        self.name = identity.decode(errors="replace")
+
+    def describe(self) -> str:
+        where = "local" if self.process is not None else "remote"
+        return f"{where} worker {self.name} (pid {self.pid})"
+
+
+class _Resources:
+    """What a session must release; kept apart from it so a finalizer can reap without it."""
+
+    def __init__(self, context: zmq.Context, sock: zmq.Socket):
+        self.context = context
+        self.socket = sock
+        self.auth: ThreadAuthenticator | None = None
+        self.peers: dict[bytes, _Peer] = {}  # the live workers, told to quit at release
+        self.processes: list[multiprocessing.process.BaseProcess] = []  # every local worker started
+        self.cleanup: Callable[[], None] | None = None
+
+    def release(self) -> None:
+        for peer in self.peers.values():
+            if peer.ready:
+                try:
+                    self.socket.send_multipart([peer.identity, protocol.QUIT], zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass
+        _reap(self.processes)
+        self.socket.close(linger=0)
+        if self.auth is not None:
+            self.auth.stop()
+        self.context.term()
+        if self.cleanup is not None:
+            self.cleanup()
+
+
+def _reap(processes: list[multiprocessing.process.BaseProcess]) -> None:
+    """Wait for ``processes`` to exit, then SIGTERM, then SIGKILL the stragglers (about a second at most)."""
+    for grace, stop in ((QUIT_GRACE, "terminate"), (KILL_GRACE, "kill"), (KILL_GRACE, None)):
+        alive = [process for process in processes if process.exitcode is None]
+        if alive:
+            multiprocessing.connection.wait([process.sentinel for process in alive], timeout=grace)
+        for process in alive:
+            if process.exitcode is None and stop is not None:
+                getattr(process, stop)()
+    for process in processes:
+        process.join(timeout=0)
+        if process.exitcode is not None:
+            process.close()
+
+
+class RemoteSession(Session):
+    """A session whose activations run in worker processes; see the module docstring."""
+
+    def __init__(self, options: SessionOptions):
+        self._options = options
+        context = zmq.Context()
+        sock = context.socket(zmq.ROUTER)
+        self._resources = resources = _Resources(context, sock)
+        self._finalizer = weakref.finalize(self, resources.release)
+        resources.cleanup = options.cleanup
+        protocol.configure(sock)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        if options.key is not None:
+            resources.auth = _curve_server(context, sock, options.key)
+        sock.bind(options.bind)
+        self.address: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._socket = sock
+        self._peers = resources.peers
+        self._activations: weakref.WeakValueDictionary[int, RemoteActivation] = weakref.WeakValueDictionary()
+        self._unassigned: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+        self._orphans: list[tuple[bytes, int]] = []
+        self._ids = itertools.count()
+        self._poller = zmq.Poller()
+        self._poller.register(sock, zmq.POLLIN)
+        self._sentinels: dict[int, _Peer] = {}
+        self._last_probe = time.monotonic()
+        self._opened = time.monotonic()
+        self._credit = protocol.pack_credit(options.prefetch, options.prefetch_bytes)
+        self._start_local_workers()
+
+    def _start_local_workers(self) -> None:
+        options = self._options
+        context = multiprocessing.get_context(options.start_method)
+        connect = _local_address(self.address)
+        for index in range(options.workers):
+            identity = f"L{index}".encode()
+            process = context.Process(
+                target=local_worker_main, args=(connect, identity, options.key),
+                name=f"combinators-worker-{index}", daemon=True,
+            )
+            process.start()
+            self._resources.processes.append(process)
+            peer = _Peer(identity, process)
+            peer.pid = process.pid
+            self._peers[identity] = peer
+            self._sentinels[process.sentinel] = peer
+            self._poller.register(process.sentinel, zmq.POLLIN)
+
+    # -- submitting -----------------------------------------------------------------
+    def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> RemoteActivation:
+        """Start ``fn(*args)`` in the least-loaded worker now; an iterator over its items."""
+        if not self._finalizer.alive:
+            msg = "submit() on a closed session"
+            raise WorkerError(msg)
+        try:
+            plan = cloudpickle.dumps((fn, args))
+        except Exception as error:
+            msg = f"cannot ship activation {fn!r} to a worker: {error}"
+            raise TransportError(msg) from error
+        activation_id = next(self._ids)
+        activation = RemoteActivation(self, activation_id)
+        self._activations[activation_id] = activation
+        message = [protocol.START, protocol.pack_id(activation_id), self._credit, plan]
+        peer = self._least_loaded()
+        if peer is None:
+            if not self._accepts_remote():
+                activation._fail(WorkerError("every worker of this session has died; no worker can run the activation"))
+                return activation
+            self._unassigned.append((activation_id, message))
+        else:
+            self._assign(peer, activation, message)
+        return activation
+
+    def _accepts_remote(self) -> bool:
+        return self._options.accept_remote
+
+    def _least_loaded(self) -> _Peer | None:
+        return min(self._peers.values(), key=lambda peer: (len(peer.active), not peer.ready), default=None)
+
+    def _assign(self, peer: _Peer, activation: RemoteActivation, message: list[bytes]) -> None:
+        activation._peer = peer
+        peer.active.add(activation._id)
+        if peer.ready:
+            self._send(peer, message)
+        else:
+            peer.pending.append(message)
+
+    def _send(self, peer: _Peer, message: list[Any]) -> None:
+        try:
+            self._socket.send_multipart([peer.identity, *message], copy=False)
+        except zmq.ZMQError as error:
+            if error.errno != zmq.EHOSTUNREACH:
+                raise
+            self._peer_lost(peer, "its connection dropped")
+
+    # -- receiving ------------------------------------------------------------------
+    def _wait_for(self, activation: RemoteActivation) -> None:
+        """Receive until ``activation`` has a message or has ended; watches worker liveness."""
+        while not activation._messages and not activation._finished:
+            self._pump(int(PROBE_INTERVAL * 1000))
+            now = time.monotonic()
+            if now - self._last_probe >= PROBE_INTERVAL:
+                self._last_probe = now
+                self._probe(now)
+
+    def _pump(self, timeout_ms: int) -> None:
+        self._send_orphan_cancels()
+        events = self._poller.poll(timeout_ms)
+        self._drain()
+        for fd, _ in events:
+            peer = self._sentinels.get(fd)
+            if peer is not None:
+                self._drain(linger_ms=50)  # what the worker sent before dying comes first
+                self._peer_lost(peer, _exit_description(peer.process))
+
+    def _drain(self, linger_ms: int = 0) -> None:
+        sock = self._socket
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                if linger_ms and sock.poll(linger_ms):
+                    continue
+                return
+            self._dispatch(frames)
+
+    def _dispatch(self, frames: list[zmq.Frame]) -> None:
+        identity = frames[0].bytes
+        kind = frames[1].bytes
+        if kind == protocol.HELLO:
+            self._hello(identity, frames[2].bytes)
+            return
+        activation_id = protocol.unpack_id(frames[2].buffer)
+        activation = self._activations.get(activation_id)
+        peer = self._peers.get(identity)
+        if kind != protocol.ITEMS and peer is not None:
+            peer.active.discard(activation_id)
+        if activation is None:
+            return
+        if kind == protocol.ITEMS:
+            activation._messages.append(frames[3:])
+        elif kind == protocol.END:
+            activation._finished = True
+        elif kind == protocol.FAULT:
+            activation._fail(_remote_exception([frame.bytes for frame in frames[3:]], peer))
+
+    def _hello(self, identity: bytes, pid: bytes) -> None:
+        peer = self._peers.get(identity)
+        if peer is None:  # a remote worker joins
+            if not self._accepts_remote():
+                return
+            peer = self._peers[identity] = _Peer(identity, None)
+        peer.pid = int(pid)
+        peer.ready = True
+        pending, peer.pending = peer.pending, []
+        for message in pending:
+            self._send(peer, message)
+        while self._unassigned:
+            activation_id, message = self._unassigned.popleft()
+            activation = self._activations.get(activation_id)
+            if activation is not None:
+                self._assign(self._least_loaded(), activation, message)
+
+    def _probe(self, now: float) -> None:
+        """Ping remote workers that hold activations (a vanished peer raises EHOSTUNREACH)."""
+        for peer in list(self._peers.values()):
+            if peer.process is None and peer.active:
+                self._send(peer, [protocol.PING])
+        if self._unassigned and now - self._opened > self._options.timeout:
+            error = WorkerError(f"no worker connected to {self.address} within {self._options.timeout:g} s")
+            while self._unassigned:
+                activation = self._activations.get(self._unassigned.popleft()[0])
+                if activation is not None:
+                    activation._fail(error)
+
+    def _peer_lost(self, peer: _Peer, how: str) -> None:
+        if self._peers.pop(peer.identity, None) is None:
+            return
+        if peer.process is not None:
+            self._poller.unregister(peer.process.sentinel)
+            del self._sentinels[peer.process.sentinel]
+            peer.process.join(timeout=0)
+        for activation_id in peer.active:
+            activation = self._activations.get(activation_id)
+            if activation is not None and not activation._finished:
+                activation._fail(WorkerError(f"{peer.describe()} died: {how}"))
+        peer.active.clear()
+
+    # -- cancelling and closing -------------------------------------------------------
+    def _cancel(self, activation: RemoteActivation) -> None:
+        peer = activation._peer
+        if peer is not None and activation._id in peer.active:
+            peer.active.discard(activation._id)
+            if self._finalizer.alive and peer.identity in self._peers:
+                self._send(peer, [protocol.CANCEL, protocol.pack_id(activation._id)])
+
+    def _send_orphan_cancels(self) -> None:
+        while self._orphans:
+            identity, activation_id = self._orphans.pop()
+            peer = self._peers.get(identity)
+            if peer is not None and activation_id in peer.active:
+                peer.active.discard(activation_id)
+                self._send(peer, [protocol.CANCEL, protocol.pack_id(activation_id)])
+
+    def close(self) -> None:
+        """Stop every activation and every worker; release the socket and any ``ipc`` files."""
+        for activation in list(self._activations.values()):
+            activation._finished = True
+            activation._messages.clear()
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self._peers)} workers"
+        return f"<RemoteSession {self.address} {state}>"
+
+
+class RemoteActivation(Activation):
+    """The items of one activation running in a worker, decoded as the consumer reaches them."""
+
+    __slots__ = ("_session", "_id", "_peer", "_items", "_messages", "_finished", "_error")
+
+    def __init__(self, session: RemoteSession, activation_id: int):
+        self._session = session
+        self._id = activation_id
+        self._peer: _Peer | None = None
+        self._items: collections.deque[Any] = collections.deque()
+        self._messages: collections.deque[list[zmq.Frame]] = collections.deque()
+        self._finished = False
+        self._error: BaseException | None = None
+
+    def __next__(self) -> Any:
+        if self._items:
+            return self._items.popleft()
+        return self._refill()
+
+    def _refill(self) -> Any:
+        while True:
+            if self._messages:
+                frames = self._messages.popleft()
+                items = collections.deque(unpack_items(frames))
+                nbytes = sum(len(frame) for frame in frames)
+                if self._peer is not None and not self._finished:
+                    credit = protocol.pack_credit(len(items), nbytes)
+                    self._session._send(self._peer, [protocol.CREDIT, protocol.pack_id(self._id), credit])
+                if items:
+                    self._items = items
+                    return items.popleft()
+            elif self._finished:
+                error, self._error = self._error, None
+                if error is not None:
+                    raise error
+                raise StopIteration
+            else:
+                self._session._wait_for(self)
+
+    def _fail(self, error: BaseException) -> None:
+        self._error = error
+        self._finished = True
+
+    def close(self) -> None:
+        """Cancel the activation: its worker closes the generator; later ``next()`` raises StopIteration."""
+        if not self._finished:
+            self._finished = True
+            self._session._cancel(self)
+        self._items.clear()
+        self._messages.clear()
+        self._error = None
+
+    def __del__(self) -> None:
+        try:
+            if not self._finished and self._peer is not None:
+                self._session._orphans.append((self._peer.identity, self._id))
+        except Exception:  # at interpreter exit, the session may be gone already
+            pass
+
+    def __repr__(self) -> str:
+        return f"<RemoteActivation {self._id} {'finished' if self._finished else 'running'}>"
+
+
+def _remote_exception(frames: list[bytes], peer: _Peer | None) -> BaseException:
+    """The exception a worker reported: its own type where it unpickles, else `WorkerError`."""
+    pickled, type_name, message, text = (frame.decode(errors="replace") if i else frame for i, frame in enumerate(frames))
+    where = peer.describe() if peer is not None else "a worker"
+    remote = WorkerError(f"{type_name} raised in {where}", remote_traceback=text)
+    error: BaseException | None = None
+    if pickled:
+        try:
+            error = pickle.loads(pickled)
+        except Exception:
+            error = None
+    if not isinstance(error, BaseException):
+        return WorkerError(f"{type_name}: {message} (raised in {where})", remote_traceback=text)
+    error.__cause__ = remote
+    try:
+        error.remote_traceback = text  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+    return error
+
+
+def _exit_description(process: multiprocessing.process.BaseProcess | None) -> str:
+    if process is None:
+        return "its connection dropped"
+    process.join(timeout=0.1)
+    code = process.exitcode
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def _local_address(bound: str) -> str:
+    """Where a local worker connects to reach ``bound`` (a wildcard host becomes loopback)."""
+    return bound.replace("tcp://0.0.0.0:", "tcp://127.0.0.1:").replace("tcp://[::]:", "tcp://[::1]:")
+
+
+def _curve_server(context: zmq.Context, sock: zmq.Socket, key: tuple[bytes, bytes]) -> ThreadAuthenticator:
+    """Make ``sock`` a CurveZMQ server that admits only clients holding the same key pair."""
+    public, secret = key
+    auth = ThreadAuthenticator(context)
+    auth.start()
+    auth.configure_curve_callback("*", credentials_provider=_SameKey(public))
+    sock.curve_server = True
+    sock.curve_publickey = public
+    sock.curve_secretkey = secret
+    return auth
+
+
+class _SameKey:
+    """ZAP credentials provider: a client is admitted when its public key is the session's."""
+
+    def __init__(self, public: bytes):
+        self._public = public
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key == self._public
