@@ -39,7 +39,7 @@ class Processes(base.Executor):
     the items yielded before it), or `WorkerError` if a worker dies.
 
     >>> Processes(workers=2)
-    Processes(workers=2, start_method=None, prefetch=256, prefetch_bytes=8388608)
+    Processes(workers=2, start_method=None, prefetch=1024, prefetch_bytes=33554432)
     >>> with Processes(workers=1).open() as session:
     ...     list(session.submit(range, 3))
     [0, 1, 2]
@@ -47,8 +47,8 @@ class Processes(base.Executor):
 
     workers: int = attrs.field(factory=default_workers, validator=positive_int)
     start_method: str | None = attrs.field(default=None, validator=start_method)
-    prefetch: int = attrs.field(default=256, validator=positive_int)
-    prefetch_bytes: int = attrs.field(default=8 << 20, validator=positive_int)
+    prefetch: int = attrs.field(default=1024, validator=positive_int)
+    prefetch_bytes: int = attrs.field(default=32 << 20, validator=positive_int)
 
     def open(self) -> RemoteSession:
         """Start the workers; a session to submit activations to (close it, or use ``with``)."""

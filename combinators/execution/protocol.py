@@ -1,36 +1,39 @@
 """The messages between a consumer session and its workers, and socket settings both sides share.
 
 The consumer binds a ROUTER socket; each worker connects a DEALER socket.
-Every message is a multipart message whose first frame is one of the kind
-bytes below, and whose second frame (where there is one) is an activation id
-packed with `pack_id`.
+Every message starts with a *head* frame: one kind byte and a 64-bit
+number (the activation id, or the worker's pid in HELLO), followed, for
+START and CREDIT, by two 64-bit credit figures (items, bytes).
 
 Consumer to worker:
 
-- ``START id window_items window_bytes plan``: run ``fn(*args)`` (``plan`` is
-  ``cloudpickle.dumps((fn, args))``) with that much credit;
-- ``CREDIT id items bytes``: the consumer took a message of that size;
-- ``CANCEL id``: close the activation's generator;
+- ``START(id, window_items, window_bytes) plan``: run ``fn(*args)`` (``plan``
+  is ``cloudpickle.dumps((fn, args))``) with that much credit;
+- ``CREDIT(id, items, bytes)``: the consumer took that much of the activation;
+- ``CANCEL(id)``: close the activation's generator;
 - ``PING``: liveness probe (ignored); ``QUIT``: close everything and exit.
 
 Worker to consumer:
 
-- ``HELLO pid host``: the worker is connected and ready;
-- ``ITEMS id header *buffers``: coalesced items (see `combinators.execution.wire`);
-- ``END id``: the activation is exhausted;
-- ``FAULT id exception type_name message traceback``: it raised (``exception``
+- ``HELLO(pid) host``: the worker is connected and ready;
+- ``ITEMS(id) header *buffers``: coalesced items (see `combinators.execution.wire`);
+- ``END(id)``: the activation is exhausted;
+- ``FAULT(id) exception type_name message traceback``: it raised (``exception``
   is its cloudpickle, or empty when it cannot be pickled).
 
 Flow control is credit-based: a worker keeps at most ``window_items`` items
-and ``window_bytes`` bytes of an activation in flight (sent, not yet taken by
-the consumer), except that one message may always be in flight, whatever its
-size.
+and ``window_bytes`` bytes of an activation in flight (sent, not yet credited
+back), except that one message may always be in flight, whatever its size.
+The consumer credits back in batches of a quarter window, which cannot
+deadlock: a worker blocked on credit has a full window in flight, so either
+messages are on their way or the consumer owes more than a quarter window.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import struct
+from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 import zmq
@@ -38,21 +41,56 @@ import zmq
 START, CREDIT, CANCEL, PING, QUIT = b"S", b"C", b"X", b"P", b"Q"
 HELLO, ITEMS, END, FAULT = b"H", b"I", b"E", b"F"
 
-_ID = struct.Struct("<Q")
-_CREDIT = struct.Struct("<QQ")
-pack_id = _ID.pack
+_HEAD = struct.Struct("<cQ")
+_CREDIT_HEAD = struct.Struct("<cQQQ")
+_SNDMORE = int(zmq.SNDMORE)
+_POLLIN = int(zmq.POLLIN)
+_ZERO_COPY_BYTES = 65536  # below this, copying is cheaper (pyzmq's own copy_threshold)
 
 
-def unpack_id(frame: bytes | memoryview) -> int:
-    return _ID.unpack(frame)[0]
+def head(kind: bytes, number: int = 0) -> bytes:
+    """A head frame: ``kind`` and an activation id (or pid)."""
+    return _HEAD.pack(kind, number)
 
 
-def pack_credit(items: int, nbytes: int) -> bytes:
-    return _CREDIT.pack(items, nbytes)
+def credit_head(kind: bytes, activation_id: int, items: int, nbytes: int) -> bytes:
+    """A START or CREDIT head frame."""
+    return _CREDIT_HEAD.pack(kind, activation_id, items, nbytes)
 
 
-def unpack_credit(frame: bytes | memoryview) -> tuple[int, int]:
-    return _CREDIT.unpack(frame)
+def read_head(frame: bytes) -> tuple[bytes, int]:
+    """(kind, number) of a head frame."""
+    return _HEAD.unpack_from(frame)
+
+
+def read_credit(frame: bytes) -> tuple[int, int, int]:
+    """(activation id, items, bytes) of a START or CREDIT head frame."""
+    return _CREDIT_HEAD.unpack(frame)[1:]
+
+
+def send(sock: zmq.Socket, frames: Sequence[Any]) -> None:
+    """Send a multipart message; frames of 64 KiB or more go zero-copy, smaller ones are copied.
+
+    (pyzmq's ``send_multipart`` costs several times more per frame.)
+    """
+    last = len(frames) - 1
+    for index, frame in enumerate(frames):
+        sock.send(frame, 0 if index == last else _SNDMORE, copy=len(frame) < _ZERO_COPY_BYTES)
+
+
+def recv(sock: zmq.Socket) -> list[zmq.Frame]:
+    """Receive one multipart message as ``zmq.Frame`` objects (blocking)."""
+    frame = sock.recv(0, copy=False)
+    frames = [frame]
+    while frame.more:
+        frame = sock.recv(0, copy=False)
+        frames.append(frame)
+    return frames
+
+
+def readable(sock: zmq.Socket) -> bool:
+    """Whether a message is waiting on ``sock``."""
+    return bool(zmq.zmq_poll([(sock, _POLLIN)], 0))
 
 
 def configure(socket: zmq.Socket) -> None:

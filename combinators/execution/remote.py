@@ -98,7 +98,7 @@ class _Resources:
         for peer in self.peers.values():
             if peer.ready:
                 try:
-                    self.socket.send_multipart([peer.identity, protocol.QUIT], zmq.NOBLOCK)
+                    protocol.send(self.socket, [peer.identity, protocol.head(protocol.QUIT)])
                 except zmq.ZMQError:
                     pass
         _reap(self.processes)
@@ -152,7 +152,9 @@ class RemoteSession(Session):
         self._sentinels: dict[int, _Peer] = {}
         self._last_probe = time.monotonic()
         self._opened = time.monotonic()
-        self._credit = protocol.pack_credit(options.prefetch, options.prefetch_bytes)
+        # credit goes back in batches of a quarter window (and whenever the consumer must wait)
+        self._credit_items = max(1, options.prefetch // 4)
+        self._credit_bytes = max(1, options.prefetch_bytes // 4)
         self._start_local_workers()
 
     def _start_local_workers(self) -> None:
@@ -187,7 +189,8 @@ class RemoteSession(Session):
         activation_id = next(self._ids)
         activation = RemoteActivation(self, activation_id)
         self._activations[activation_id] = activation
-        message = [protocol.START, protocol.pack_id(activation_id), self._credit, plan]
+        head = protocol.credit_head(protocol.START, activation_id, self._options.prefetch, self._options.prefetch_bytes)
+        message = [head, plan]
         peer = self._least_loaded()
         if peer is None:
             if not self._accepts_remote():
@@ -214,7 +217,7 @@ class RemoteSession(Session):
 
     def _send(self, peer: _Peer, message: list[Any]) -> None:
         try:
-            self._socket.send_multipart([peer.identity, *message], copy=False)
+            protocol.send(self._socket, [peer.identity, *message])
         except zmq.ZMQError as error:
             if error.errno != zmq.EHOSTUNREACH:
                 raise
@@ -223,61 +226,57 @@ class RemoteSession(Session):
     # -- receiving ------------------------------------------------------------------
     def _wait_for(self, activation: RemoteActivation) -> None:
         """Receive until ``activation`` has a message or has ended; watches worker liveness."""
+        self._send_orphan_cancels()
+        self._drain()
         while not activation._messages and not activation._finished:
-            self._pump(int(PROBE_INTERVAL * 1000))
+            events = self._poller.poll(int(PROBE_INTERVAL * 1000))
+            self._drain()
+            for fd, _ in events:
+                peer = self._sentinels.get(fd)
+                if peer is not None:
+                    self._drain(linger_ms=50)  # what the worker sent before dying comes first
+                    self._peer_lost(peer, _exit_description(peer.process))
             now = time.monotonic()
             if now - self._last_probe >= PROBE_INTERVAL:
                 self._last_probe = now
                 self._probe(now)
 
-    def _pump(self, timeout_ms: int) -> None:
-        self._send_orphan_cancels()
-        events = self._poller.poll(timeout_ms)
-        self._drain()
-        for fd, _ in events:
-            peer = self._sentinels.get(fd)
-            if peer is not None:
-                self._drain(linger_ms=50)  # what the worker sent before dying comes first
-                self._peer_lost(peer, _exit_description(peer.process))
-
     def _drain(self, linger_ms: int = 0) -> None:
+        """Dispatch every message already received (waiting ``linger_ms`` for stragglers)."""
         sock = self._socket
         while True:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                if linger_ms and sock.poll(linger_ms):
-                    continue
+            if protocol.readable(sock):
+                self._dispatch(protocol.recv(sock))
+            elif not (linger_ms and sock.poll(linger_ms)):
                 return
-            self._dispatch(frames)
 
     def _dispatch(self, frames: list[zmq.Frame]) -> None:
         identity = frames[0].bytes
-        kind = frames[1].bytes
+        head = frames[1].bytes
+        kind, number = protocol.read_head(head)
         if kind == protocol.HELLO:
-            self._hello(identity, frames[2].bytes)
+            self._hello(identity, number)
             return
-        activation_id = protocol.unpack_id(frames[2].buffer)
-        activation = self._activations.get(activation_id)
+        activation = self._activations.get(number)
         peer = self._peers.get(identity)
         if kind != protocol.ITEMS and peer is not None:
-            peer.active.discard(activation_id)
+            peer.active.discard(number)
         if activation is None:
             return
         if kind == protocol.ITEMS:
-            activation._messages.append(frames[3:])
+            activation._messages.append(frames[2:])
         elif kind == protocol.END:
             activation._finished = True
         elif kind == protocol.FAULT:
-            activation._fail(_remote_exception([frame.bytes for frame in frames[3:]], peer))
+            activation._fail(_remote_exception([frame.bytes for frame in frames[2:]], peer))
 
-    def _hello(self, identity: bytes, pid: bytes) -> None:
+    def _hello(self, identity: bytes, pid: int) -> None:
         peer = self._peers.get(identity)
         if peer is None:  # a remote worker joins
             if not self._accepts_remote():
                 return
             peer = self._peers[identity] = _Peer(identity, None)
-        peer.pid = int(pid)
+        peer.pid = pid
         peer.ready = True
         pending, peer.pending = peer.pending, []
         for message in pending:
@@ -292,7 +291,7 @@ class RemoteSession(Session):
         """Ping remote workers that hold activations (a vanished peer raises EHOSTUNREACH)."""
         for peer in list(self._peers.values()):
             if peer.process is None and peer.active:
-                self._send(peer, [protocol.PING])
+                self._send(peer, [protocol.head(protocol.PING)])
         if self._unassigned and now - self._opened > self._options.timeout:
             error = WorkerError(f"no worker connected to {self.address} within {self._options.timeout:g} s")
             while self._unassigned:
@@ -319,7 +318,7 @@ class RemoteSession(Session):
         if peer is not None and activation._id in peer.active:
             peer.active.discard(activation._id)
             if self._finalizer.alive and peer.identity in self._peers:
-                self._send(peer, [protocol.CANCEL, protocol.pack_id(activation._id)])
+                self._send(peer, [protocol.head(protocol.CANCEL, activation._id)])
 
     def _send_orphan_cancels(self) -> None:
         while self._orphans:
@@ -327,7 +326,7 @@ class RemoteSession(Session):
             peer = self._peers.get(identity)
             if peer is not None and activation_id in peer.active:
                 peer.active.discard(activation_id)
-                self._send(peer, [protocol.CANCEL, protocol.pack_id(activation_id)])
+                self._send(peer, [protocol.head(protocol.CANCEL, activation_id)])
 
     def close(self) -> None:
         """Stop every activation and every worker; release the socket and any ``ipc`` files."""
@@ -348,7 +347,7 @@ class RemoteSession(Session):
 class RemoteActivation(Activation):
     """The items of one activation running in a worker, decoded as the consumer reaches them."""
 
-    __slots__ = ("_session", "_id", "_peer", "_items", "_messages", "_finished", "_error")
+    __slots__ = ("_session", "_id", "_peer", "_items", "_messages", "_finished", "_error", "_owed_items", "_owed_bytes")
 
     def __init__(self, session: RemoteSession, activation_id: int):
         self._session = session
@@ -358,6 +357,8 @@ class RemoteActivation(Activation):
         self._messages: collections.deque[list[zmq.Frame]] = collections.deque()
         self._finished = False
         self._error: BaseException | None = None
+        self._owed_items = 0  # taken by the consumer, not yet credited back to the worker
+        self._owed_bytes = 0
 
     def __next__(self) -> Any:
         if self._items:
@@ -369,10 +370,10 @@ class RemoteActivation(Activation):
             if self._messages:
                 frames = self._messages.popleft()
                 items = collections.deque(unpack_items(frames))
-                nbytes = sum(len(frame) for frame in frames)
-                if self._peer is not None and not self._finished:
-                    credit = protocol.pack_credit(len(items), nbytes)
-                    self._session._send(self._peer, [protocol.CREDIT, protocol.pack_id(self._id), credit])
+                self._owed_items += len(items)
+                self._owed_bytes += sum(len(frame) for frame in frames)
+                if self._owed_items >= self._session._credit_items or self._owed_bytes >= self._session._credit_bytes:
+                    self._return_credit()
                 if items:
                     self._items = items
                     return items.popleft()
@@ -383,6 +384,13 @@ class RemoteActivation(Activation):
                 raise StopIteration
             else:
                 self._session._wait_for(self)
+
+    def _return_credit(self) -> None:
+        """Tell the worker the consumer took what it owes for (sent in batches, and before waiting)."""
+        if self._owed_items and self._peer is not None and not self._finished:
+            credit = protocol.credit_head(protocol.CREDIT, self._id, self._owed_items, self._owed_bytes)
+            self._session._send(self._peer, [credit])
+        self._owed_items = self._owed_bytes = 0
 
     def _fail(self, error: BaseException) -> None:
         self._error = error

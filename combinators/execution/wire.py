@@ -52,15 +52,26 @@ _TUPLE, _ARRAY, _OOB_ARRAY, _SCALAR, _COMPLEX, _BIGINT, _PICKLE = range(1, 8)
 
 _DTYPE_TOKENS: dict[np.dtype, Any] = {}
 _TOKEN_DTYPES: dict[Any, np.dtype] = {}
+_PREFIX_LENGTH = struct.Struct("<H")
+_INDEX = struct.Struct("<I")
+
+# An array's extension data is a *prefix* (its dtype, shape and order, cached per
+# kind of array since a stream's arrays are usually alike) followed by its raw
+# bytes (inline) or the index of its out-of-band buffer.
+_CACHE_SIZE = 4096
+_PREFIXES: dict[tuple[np.dtype, tuple[int, ...], str], bytes] = {}
+_LAYOUTS: dict[bytes, tuple[np.dtype, list[int], str, int]] = {}
+
+
+def _ext(code: int, data: bytes) -> msgpack.ExtType:
+    """An ``ExtType`` without its Python-level argument checks (the hot path builds many)."""
+    return tuple.__new__(msgpack.ExtType, (code, data))
 
 
 def _dtype_token(dtype: np.dtype) -> str | bytes:
     """A msgpack-able token naming ``dtype`` exactly: its ``str`` or, failing that, its pickle."""
     token = _DTYPE_TOKENS.get(dtype)
     if token is None:
-        if dtype.hasobject:
-            msg = f"object dtype {dtype} has no raw buffer"
-            raise TypeError(msg)
         token = dtype.str
         if dtype.fields is not None or dtype.subdtype is not None or np.dtype(token) != dtype:
             token = pickle.dumps(dtype, protocol=5)
@@ -76,51 +87,70 @@ def _token_dtype(token: str | bytes) -> np.dtype:
     return dtype
 
 
-def _array_layout(array: np.ndarray) -> tuple[np.ndarray, str]:
-    """``array`` as a contiguous array and its order letter (non-contiguous arrays are copied)."""
-    if array.flags.c_contiguous:
-        return array, "C"
-    if array.flags.f_contiguous:
-        return array, "F"
-    return np.ascontiguousarray(array), "C"
+def _prefix(dtype: np.dtype, shape: tuple[int, ...], order: str) -> bytes:
+    key = (dtype, shape, order)
+    prefix = _PREFIXES.get(key)
+    if prefix is None:
+        if len(_PREFIXES) >= _CACHE_SIZE:  # arrays of ever-changing shapes: keep the cache bounded
+            _PREFIXES.clear()
+        meta = msgpack.packb([_dtype_token(dtype), list(shape), order], use_bin_type=True)
+        prefix = _PREFIXES[key] = _PREFIX_LENGTH.pack(len(meta)) + meta
+    return prefix
+
+
+def _layout(prefix: bytes) -> tuple[np.dtype, list[int], str, int]:
+    """(dtype, shape, order, item count) that an array's prefix describes."""
+    layout = _LAYOUTS.get(prefix)
+    if layout is None:
+        if len(_LAYOUTS) >= _CACHE_SIZE:
+            _LAYOUTS.clear()
+        token, shape, order = msgpack.unpackb(prefix[2:], raw=False)
+        count = 1
+        for size in shape:
+            count *= size
+        layout = _LAYOUTS[prefix] = (_token_dtype(token), shape, order, count)
+    return layout
 
 
 class _Encoder:
     """The msgpack ``default`` hook: extension types, out-of-band buffers, pickle fallback."""
 
-    __slots__ = ("buffers",)
+    __slots__ = ("buffers", "nbytes")
 
     def __init__(self) -> None:
         self.buffers: list[Any] = []
+        self.nbytes = 0  # of the out-of-band buffers
 
     def __call__(self, obj: Any) -> msgpack.ExtType:
         kind = type(obj)
         if kind is np.ndarray and not obj.dtype.hasobject:
-            return self._array(obj)
+            flags = obj.flags
+            if flags.c_contiguous:
+                array, order = obj, "C"
+            elif flags.f_contiguous:
+                array, order = obj, "F"
+            else:
+                array, order = np.ascontiguousarray(obj), "C"
+            key = (array.dtype, array.shape, order)
+            prefix = _PREFIXES.get(key) or _prefix(*key)
+            if array.nbytes < OUT_OF_BAND_BYTES:
+                return _ext(_ARRAY, prefix + array.tobytes(order))
+            self.buffers.append(memoryview(array.reshape(-1, order=order).view(np.uint8)))
+            self.nbytes += array.nbytes
+            return _ext(_OOB_ARRAY, prefix + _INDEX.pack(len(self.buffers) - 1))
         if kind is tuple:
-            return msgpack.ExtType(_TUPLE, _packb(list(obj), self))
+            return _ext(_TUPLE, _packb(list(obj), self))
         if isinstance(obj, np.generic) and not isinstance(obj, np.object_):
-            return msgpack.ExtType(_SCALAR, _packb([_dtype_token(obj.dtype), obj.tobytes()], self))
+            return _ext(_SCALAR, _prefix(obj.dtype, (), "C") + obj.tobytes())
         if kind is complex:
-            return msgpack.ExtType(_COMPLEX, struct.pack("<dd", obj.real, obj.imag))
+            return _ext(_COMPLEX, struct.pack("<dd", obj.real, obj.imag))
         if kind is int:
-            return msgpack.ExtType(_BIGINT, str(obj).encode())
+            return _ext(_BIGINT, str(obj).encode())
         return self._pickle(obj)
-
-    def _array(self, array: np.ndarray) -> msgpack.ExtType:
-        array, order = _array_layout(array)
-        token = _dtype_token(array.dtype)
-        if array.nbytes >= OUT_OF_BAND_BYTES:
-            flat = array.reshape(-1, order=order).view(np.uint8)
-            self.buffers.append(memoryview(flat))
-            meta = [token, array.shape, order, len(self.buffers) - 1]
-            return msgpack.ExtType(_OOB_ARRAY, _packb(meta, self))
-        meta = [token, array.shape, order, array.tobytes(order=order)]
-        return msgpack.ExtType(_ARRAY, _packb(meta, self))
 
     def _pickle(self, obj: Any) -> msgpack.ExtType:
         try:
-            return msgpack.ExtType(_PICKLE, cloudpickle.dumps(obj, protocol=5))
+            return _ext(_PICKLE, cloudpickle.dumps(obj, protocol=5))
         except Exception as error:
             msg = f"cannot send a value of type {type(obj).__module__}.{type(obj).__qualname__}: {error}"
             raise TransportError(msg) from error
@@ -140,15 +170,22 @@ class _Decoder:
 
     def __call__(self, code: int, data: bytes) -> Any:
         if code == _ARRAY or code == _OOB_ARRAY:
-            token, shape, order, raw = _unpackb(data, self)
+            (length,) = _PREFIX_LENGTH.unpack_from(data)
+            offset = 2 + length
+            dtype, shape, order, count = _LAYOUTS.get(data[:offset]) or _layout(data[:offset])
             if code == _OOB_ARRAY:
-                raw = self.frames[raw]
-            return _array_from(raw, _token_dtype(token), shape, order)
+                (index,) = _INDEX.unpack_from(data, offset)
+                data, offset = self.frames[index], 0
+            if not dtype.itemsize:
+                return np.empty(shape, dtype, order)
+            array = np.frombuffer(data, dtype, count, offset)
+            return array if len(shape) == 1 else array.reshape(shape, order=order)
         if code == _TUPLE:
             return tuple(_unpackb(data, self))
         if code == _SCALAR:
-            token, raw = _unpackb(data, self)
-            return np.frombuffer(raw, dtype=_token_dtype(token))[0]
+            (length,) = _PREFIX_LENGTH.unpack_from(data)
+            dtype = _layout(data[: 2 + length])[0]
+            return np.frombuffer(data, dtype, 1, 2 + length)[0]
         if code == _COMPLEX:
             return complex(*struct.unpack("<dd", data))
         if code == _BIGINT:
@@ -157,12 +194,6 @@ class _Decoder:
             return pickle.loads(data)
         msg = f"unknown wire extension code {code}"
         raise TransportError(msg)
-
-
-def _array_from(raw: Any, dtype: np.dtype, shape: list[int], order: str) -> np.ndarray:
-    if dtype.itemsize == 0:
-        return np.empty(shape, dtype=dtype, order=order)
-    return np.frombuffer(raw, dtype=dtype).reshape(shape, order=order)
 
 
 def _unpackb(data: Any, decoder: _Decoder) -> Any:
@@ -196,26 +227,27 @@ class ItemPacker:
         self.nbytes = 0
 
     def add(self, item: Any) -> None:
-        buffers = self._encoder.buffers
-        before = len(buffers)
+        encoder = self._encoder
+        before, before_bytes = len(encoder.buffers), encoder.nbytes
         try:
             chunk = self._packer.pack(item)
-        except TransportError:
-            del buffers[before:]
-            raise
-        except (TypeError, ValueError, OverflowError) as error:
-            del buffers[before:]
+        except Exception as error:
+            del encoder.buffers[before:]
+            encoder.nbytes = before_bytes
+            if isinstance(error, TransportError):
+                raise
             msg = f"cannot send a value of type {type(item).__qualname__}: {error}"
             raise TransportError(msg) from error
         self._chunks.append(chunk)
         self.count += 1
-        self.nbytes += len(chunk) + sum(buffer.nbytes for buffer in buffers[before:])
+        self.nbytes += len(chunk) + encoder.nbytes - before_bytes
 
     def frames(self) -> list[Any]:
         """``[header, *buffers]`` of the pending items; resets the packer."""
         frames = [b"".join(self._chunks), *self._encoder.buffers]
         self._chunks = []
         self._encoder.buffers = []
+        self._encoder.nbytes = 0
         self.count = 0
         self.nbytes = 0
         return frames

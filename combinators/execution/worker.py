@@ -41,6 +41,8 @@ __all__ = ["serve", "local_worker_main", "make_key", "load_key", "add_arguments"
 _MESSAGES_IN_FLIGHT = 4
 #: seconds a worker spends filling one message before sending what it has
 FLUSH_INTERVAL = 0.005
+#: a message stops growing at this many bytes (bigger items travel one per message)
+MESSAGE_BYTES = 1 << 20
 
 _EXHAUSTED = object()  # the outcome of an activation that ran dry
 
@@ -89,28 +91,28 @@ class _Worker:
         self.ready: collections.deque[_Running] = collections.deque()
         self.packer = ItemPacker()
 
-    def handle(self, frames: list[bytes]) -> bool:
+    def handle(self, frames: list[zmq.Frame]) -> bool:
         """Apply one consumer message; False once told to quit."""
-        kind = frames[0]
+        head = frames[0].bytes
+        kind = head[:1]
         if kind == protocol.CREDIT:
-            run = self.running.get(protocol.unpack_id(frames[1]))
+            activation_id, items, nbytes = protocol.read_credit(head)
+            run = self.running.get(activation_id)
             if run is not None:
-                items, nbytes = protocol.unpack_credit(frames[2])
                 run.items -= items
                 run.nbytes -= nbytes
                 self._enqueue(run)
         elif kind == protocol.START:
-            self._start(protocol.unpack_id(frames[1]), frames[2], frames[3])
+            self._start(*protocol.read_credit(head), frames[1].bytes)
         elif kind == protocol.CANCEL:
-            run = self.running.pop(protocol.unpack_id(frames[1]), None)
+            run = self.running.pop(protocol.read_head(head)[1], None)
             if run is not None:
                 run.close()
         elif kind == protocol.QUIT:
             return False
         return True
 
-    def _start(self, activation_id: int, credit: bytes, plan: bytes) -> None:
-        window_items, window_bytes = protocol.unpack_credit(credit)
+    def _start(self, activation_id: int, window_items: int, window_bytes: int, plan: bytes) -> None:
         try:
             fn, args = cloudpickle.loads(plan)
             iterator = iter(fn(*args))
@@ -137,14 +139,14 @@ class _Worker:
         if packer.count:
             run.items += packer.count
             run.nbytes += packer.nbytes
-            self.socket.send_multipart([protocol.ITEMS, protocol.pack_id(run.id), *packer.frames()], copy=False)
+            protocol.send(self.socket, [protocol.head(protocol.ITEMS, run.id), *packer.frames()])
             run.cap = min(2 * run.cap, max(1, run.window_items // _MESSAGES_IN_FLIGHT))
         if outcome is None:
             self._enqueue(run)
             return
         del self.running[run.id]
         if outcome is _EXHAUSTED:
-            self.socket.send_multipart([protocol.END, protocol.pack_id(run.id)])
+            protocol.send(self.socket, [protocol.head(protocol.END, run.id)])
         else:
             run.close()
             self._fault(run.id, outcome)
@@ -153,7 +155,7 @@ class _Worker:
         """Pack items of ``run`` until a message is full; the outcome if the activation ended."""
         packer = self.packer
         cap = max(1, min(run.cap, run.window_items - run.items))
-        limit = max(1, min(run.window_bytes // _MESSAGES_IN_FLIGHT, run.window_bytes - run.nbytes))
+        limit = max(1, min(MESSAGE_BYTES, run.window_bytes // _MESSAGES_IN_FLIGHT, run.window_bytes - run.nbytes))
         next_item = run.next
         deadline = time.perf_counter() + FLUSH_INTERVAL
         while packer.count < cap:
@@ -174,8 +176,8 @@ class _Worker:
         except Exception:
             pickled = b""
         name = f"{type(error).__module__}.{type(error).__qualname__}"
-        frames = [protocol.FAULT, protocol.pack_id(activation_id), pickled, name.encode(), str(error).encode(), text.encode()]
-        self.socket.send_multipart(frames)
+        head = protocol.head(protocol.FAULT, activation_id)
+        protocol.send(self.socket, [head, pickled, name.encode(), str(error).encode(), text.encode()])
 
     def close(self) -> None:
         for run in self.running.values():
@@ -194,19 +196,20 @@ def serve(sock: zmq.Socket) -> int:
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
     poller.register(monitor, zmq.POLLIN)
-    sock.send_multipart([protocol.HELLO, str(os.getpid()).encode(), socket_module.gethostname().encode()])
+    protocol.send(sock, [protocol.head(protocol.HELLO, os.getpid()), socket_module.gethostname().encode()])
     worker = _Worker(sock)
     try:
         while True:
-            events = dict(poller.poll(0 if worker.ready else 1000))
-            if sock in events and not _drain(sock, worker):
+            if worker.ready:  # busy: look at the sockets without blocking
+                incoming = protocol.readable(sock)
+                lost = protocol.readable(monitor)
+            else:
+                events = dict(poller.poll(1000))
+                incoming, lost = sock in events, monitor in events
+            if incoming and not _drain(sock, worker):
                 return 0
-            if monitor in events:
-                event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
-                if event != zmq.EVENT_DISCONNECTED:
-                    print(f"combinators worker: handshake failed (event {event}); check the key", file=sys.stderr)
-                    return 1
-                return 0
+            if lost:
+                return _connection_lost(monitor)
             if worker.ready:
                 worker.step()
     finally:
@@ -215,14 +218,20 @@ def serve(sock: zmq.Socket) -> int:
         monitor.close(linger=0)
 
 
+def _connection_lost(monitor: zmq.Socket) -> int:
+    event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
+    if event != zmq.EVENT_DISCONNECTED:
+        print(f"combinators worker: CurveZMQ handshake failed ({event!r}); check the key file", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _drain(sock: zmq.Socket, worker: _Worker) -> bool:
-    while True:
-        try:
-            frames = sock.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
-            return True
-        if not worker.handle(frames):
+    """Apply every pending consumer message; False once told to quit."""
+    while protocol.readable(sock):
+        if not worker.handle(protocol.recv(sock)):
             return False
+    return True
 
 
 def connect(context: zmq.Context, address: str, identity: bytes, key: tuple[bytes, bytes] | None) -> zmq.Socket:

@@ -77,7 +77,7 @@ class ZMQ(base.Executor):
     message says how to make one) and for any other bad field.
 
     >>> ZMQ(workers=1)
-    ZMQ(workers=1, address=None, key=None, start_method=None, prefetch=256, prefetch_bytes=8388608, timeout=60.0)
+    ZMQ(workers=1, address=None, key=None, start_method=None, prefetch=1024, prefetch_bytes=33554432, timeout=60.0)
     >>> with ZMQ(workers=1).open() as session:
     ...     list(session.submit(range, 3))
     [0, 1, 2]
@@ -87,8 +87,8 @@ class ZMQ(base.Executor):
     address: str | None = attrs.field(default=None)
     key: str | None = attrs.field(default=None, validator=_key)
     start_method: str | None = attrs.field(default=None, validator=_start_method)
-    prefetch: int = attrs.field(default=256, validator=positive_int)
-    prefetch_bytes: int = attrs.field(default=8 << 20, validator=positive_int)
+    prefetch: int = attrs.field(default=1024, validator=positive_int)
+    prefetch_bytes: int = attrs.field(default=32 << 20, validator=positive_int)
     timeout: float = attrs.field(default=60.0, validator=positive_number)
 
     def __attrs_post_init__(self) -> None:
