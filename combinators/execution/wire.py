@@ -15,11 +15,15 @@ What round-trips exactly (type, dtype, shape and values):
   a non-contiguous array arrives as a C-contiguous copy with equal values;
 - numpy scalars (``np.float32(1.5)`` stays a ``np.float32``).
 
+``bytearray`` and ``memoryview`` values arrive as ``bytes`` (msgpack packs
+them natively as binary).
+
 Anything else (sets, subclasses such as ``OrderedDict`` or named tuples,
 object arrays, user classes) goes through a documented *pickle fallback*
 (cloudpickle, so classes defined in ``__main__`` work); a value that cannot be
 pickled raises `TransportError` naming its type. Received arrays are
-read-only views of the received message (copy one to modify it).
+writable, like in-process ones: a small one owns a copy of its bytes, a big one
+is a zero-copy view of its own received frame.
 
 >>> import numpy as np
 >>> value = {"x": np.arange(6, dtype=np.int16).reshape(2, 3, order="F"), "k": (1, b"a", None)}
@@ -173,9 +177,12 @@ class _Decoder:
             (length,) = _PREFIX_LENGTH.unpack_from(data)
             offset = 2 + length
             dtype, shape, order, count = _LAYOUTS.get(data[:offset]) or _layout(data[:offset])
-            if code == _OOB_ARRAY:
+            if code == _OOB_ARRAY:  # a view of its own (writable) received frame
                 (index,) = _INDEX.unpack_from(data, offset)
-                data, offset = self.frames[index], 0
+                data = self.frames[index]
+            else:  # a writable copy, as in-process arrays are writable
+                data = bytearray(memoryview(data)[offset:])
+            offset = 0
             if not dtype.itemsize:
                 return np.empty(shape, dtype, order)
             array = np.frombuffer(data, dtype, count, offset)
