@@ -19,11 +19,12 @@ directory, within about a second.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import multiprocessing
 import multiprocessing.connection
+import os
 import pickle
-import shutil
 import signal
 import time
 import weakref
@@ -102,27 +103,38 @@ class _Resources:
                 except zmq.ZMQError:
                     pass
         _reap(self.processes)
+        endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.socket.close(linger=0)
         if self.auth is not None:
             self.auth.stop()
         self.context.term()
+        if endpoint.startswith("ipc://"):  # libzmq leaves the socket file behind
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(endpoint.removeprefix("ipc://"))
         if self.cleanup is not None:
             self.cleanup()
 
 
 def _reap(processes: list[multiprocessing.process.BaseProcess]) -> None:
     """Wait for ``processes`` to exit, then SIGTERM, then SIGKILL the stragglers (about a second at most)."""
-    for grace, stop in ((QUIT_GRACE, "terminate"), (KILL_GRACE, "kill"), (KILL_GRACE, None)):
-        alive = [process for process in processes if process.exitcode is None]
-        if alive:
-            multiprocessing.connection.wait([process.sentinel for process in alive], timeout=grace)
-        for process in alive:
-            if process.exitcode is None and stop is not None:
-                getattr(process, stop)()
+    for stop in ("terminate", "kill"):
+        for process in _wait_all(processes, QUIT_GRACE if stop == "terminate" else KILL_GRACE):
+            getattr(process, stop)()
+    _wait_all(processes, KILL_GRACE)
     for process in processes:
-        process.join(timeout=0)
         if process.exitcode is not None:
             process.close()
+
+
+def _wait_all(processes: list[multiprocessing.process.BaseProcess], timeout: float) -> list:
+    """Wait up to ``timeout`` seconds for every process to exit; those still running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [process for process in processes if process._popen is not None and process.exitcode is None]
+        remaining = deadline - time.monotonic()
+        if not running or remaining <= 0:
+            return running
+        multiprocessing.connection.wait([process.sentinel for process in running], remaining)
 
 
 class RemoteSession(Session):
@@ -156,6 +168,7 @@ class RemoteSession(Session):
         self._credit_items = max(1, options.prefetch // 4)
         self._credit_bytes = max(1, options.prefetch_bytes // 4)
         self._start_local_workers()
+        self._await_local_workers()
 
     def _start_local_workers(self) -> None:
         options = self._options
@@ -174,6 +187,20 @@ class RemoteSession(Session):
             self._peers[identity] = peer
             self._sentinels[process.sentinel] = peer
             self._poller.register(process.sentinel, zmq.POLLIN)
+
+    def _await_local_workers(self) -> None:
+        """Wait until every local worker said HELLO (or died), so ``submit`` starts work at once."""
+        deadline = time.monotonic() + self._options.timeout
+        while any(not peer.ready for peer in self._peers.values() if peer.process is not None):
+            if time.monotonic() > deadline:
+                self.close()
+                msg = f"local workers did not connect to {self.address} within {self._options.timeout:g} s"
+                raise WorkerError(msg)
+            self._receive(100)
+        if self._options.workers and not self._peers:
+            self.close()
+            msg = f"all {self._options.workers} local workers died at startup (see their stderr)"
+            raise WorkerError(msg)
 
     # -- submitting -----------------------------------------------------------------
     def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> RemoteActivation:
@@ -229,17 +256,21 @@ class RemoteSession(Session):
         self._send_orphan_cancels()
         self._drain()
         while not activation._messages and not activation._finished:
-            events = self._poller.poll(int(PROBE_INTERVAL * 1000))
-            self._drain()
-            for fd, _ in events:
-                peer = self._sentinels.get(fd)
-                if peer is not None:
-                    self._drain(linger_ms=50)  # what the worker sent before dying comes first
-                    self._peer_lost(peer, _exit_description(peer.process))
+            self._receive(int(PROBE_INTERVAL * 1000))
             now = time.monotonic()
             if now - self._last_probe >= PROBE_INTERVAL:
                 self._last_probe = now
                 self._probe(now)
+
+    def _receive(self, timeout_ms: int) -> None:
+        """Wait up to ``timeout_ms`` for messages or worker deaths, and handle them."""
+        events = self._poller.poll(timeout_ms)
+        self._drain()
+        for fd, _ in events:
+            peer = self._sentinels.get(fd)
+            if peer is not None:
+                self._drain(linger_ms=50)  # what the worker sent before dying comes first
+                self._peer_lost(peer, _exit_description(peer.process))
 
     def _drain(self, linger_ms: int = 0) -> None:
         """Dispatch every message already received (waiting ``linger_ms`` for stragglers)."""
