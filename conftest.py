@@ -17,3 +17,16 @@ try:
     import torch  # noqa: F401
 except ImportError:
     collect_ignore_glob.append("combinators/torch.py")
+
+
+import numpy as _np
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _doctest_names(doctest_namespace):
+    """Doctests see the package as ``combinators`` and numpy as ``np``."""
+    import combinators
+
+    doctest_namespace["combinators"] = combinators
+    doctest_namespace["np"] = _np

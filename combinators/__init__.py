@@ -1,9 +1,26 @@
 """combinators: immutable, reproducible data streams and memoized pure functions."""
 
-from combinators import errors, memo
+from combinators import errors, execution, memo, streams, transforms
 from combinators.errors import *  # noqa: F403
+from combinators.execution import *  # noqa: F403
+from combinators.execution.inprocess import MixStats, Run, iterate
+from combinators.explain import explain
 from combinators.memo import *  # noqa: F403
+from combinators.streams import (
+    Stream, chain, from_arrays, from_iterable, mix, round_robin, stream, streamable,
+)
+from combinators.transforms import (
+    Transform, batch, cache, filter, keras_tuples, map, progress, shuffle, take, tuples, unbatch,
+)
 
 __version__ = "0.1.0"
 
-__all__ = [*errors.__all__, *memo.__all__]
+__all__ = [
+    *errors.__all__,
+    *execution.__all__,
+    *memo.__all__,
+    "Stream", "stream", "streamable", "from_iterable", "from_arrays", "chain", "mix", "round_robin",
+    "Transform", "batch", "unbatch", "map", "filter", "take", "shuffle", "tuples", "keras_tuples", "cache",
+    "progress",
+    "iterate", "Run", "MixStats", "explain",
+]

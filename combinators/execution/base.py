@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from combinators.errors import InvalidArgument, InvalidArgumentType
 
-__all__ = ["Executor", "Session", "Activation", "InProcess", "resolve_executor"]
+__all__ = ["Executor", "Session", "Activation", "LocalActivation", "InProcess", "resolve_executor"]
 
 
 class Activation(abc.ABC):
@@ -37,9 +37,13 @@ class Activation(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def iterator(self) -> Iterator[Any]:
+        """The fastest iterator over the remaining items (the interpreter's hot path)."""
+        return self
+
     def next_function(self) -> Callable[[], Any]:
-        """The fastest callable equivalent to ``next(self)`` (the interpreter's hot path)."""
-        return self.__next__
+        """The fastest callable equivalent to ``next(self)``."""
+        return self.iterator().__next__
 
 
 class Session(abc.ABC):
@@ -67,27 +71,38 @@ class Executor(abc.ABC):
     def open(self) -> Session: ...
 
 
-class _LocalActivation(Activation):
-    __slots__ = ("_iterator",)
+class LocalActivation(Activation):
+    """Runs ``fn(*args)`` lazily, on the first item asked for (nothing opens before)."""
 
-    def __init__(self, iterable: Iterable[Any]):
-        self._iterator = iter(iterable)
+    __slots__ = ("_fn", "_args", "_iterator")
+
+    def __init__(self, fn: Callable[..., Iterable[Any]], args: tuple[Any, ...]):
+        self._fn, self._args, self._iterator = fn, args, None
+
+    def _start(self) -> Iterator[Any]:
+        if self._iterator is None:
+            self._iterator = iter(self._fn(*self._args))
+            self._fn = self._args = None
+        return self._iterator
 
     def __next__(self) -> Any:
-        return next(self._iterator)
+        return next(self._start())
 
-    def next_function(self) -> Callable[[], Any]:
-        return self._iterator.__next__
+    def iterator(self) -> Iterator[Any]:
+        iterator = self._start()
+        inner = getattr(iterator, "iterator", None)
+        return inner() if inner is not None else iterator
 
     def close(self) -> None:
         close = getattr(self._iterator, "close", None)
+        self._iterator = self._fn = self._args = None
         if close is not None:
             close()
 
 
 class _LocalSession(Session):
     def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> Activation:
-        return _LocalActivation(fn(*args))
+        return LocalActivation(fn, args)
 
     def close(self) -> None:
         pass

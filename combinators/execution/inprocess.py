@@ -1,0 +1,218 @@
+"""The reference interpreter: walks a description and makes every sampling decision.
+
+Composite nodes (chains, mixes, round-robins, transforms over them) run here,
+in the consumer. Each source activation is handed to the executor's session,
+which runs it in-process or in a worker; the items are the same either way.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Iterator
+
+import attrs
+import numpy as np
+
+from combinators import checks, seeding
+from combinators.execution.apply import run_transforms
+from combinators.execution.base import Activation, Executor, LocalActivation, Session, resolve_executor
+from combinators.execution.leaf import activate_leaf, is_leaf
+from combinators.sampling import chain_items, mix_items, round_robin_items
+from combinators.streams import Apply, Chain, Mix, RoundRobin, Stream
+
+__all__ = ["iterate", "Run", "MixStats"]
+
+
+class _Context:
+    """What one run shares across its nodes: entropy, session, counters, statistics."""
+
+    def __init__(self, entropy: int, session: Session):
+        self.entropy, self.session = entropy, session
+        # per mix path: the node, counts of ended activations, the running working sets
+        self.mix_counts: dict[tuple[int, ...], tuple[Mix, list[int], list[Any]]] = {}
+
+    def mix_record(self, node: Mix, path: tuple[int, ...]) -> tuple[Mix, list[int], list[Any]]:
+        if path not in self.mix_counts:
+            self.mix_counts[path] = (node, [0] * len(node.streams), [])
+        return self.mix_counts[path]
+
+    def current_counts(self, path: tuple[int, ...]) -> np.ndarray:
+        _, ended, running = self.mix_counts[path]
+        if running:
+            return np.asarray(running[-1].live_counts(), dtype=np.int64)
+        return np.asarray(ended, dtype=np.int64)
+
+
+def open_node(node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context) -> Activation:
+    """Start an activation of ``node`` (at ``path``, identified by ``activation``)."""
+    if is_leaf(node):
+        return ctx.session.submit(activate_leaf, node, ctx.entropy, path, activation)
+    return LocalActivation(_OPENERS[type(node)], (node, path, activation, ctx))
+
+
+def _child_opener(
+    node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context
+) -> Callable[[int], Activation]:
+    """``open(i)`` starts child ``i``; the k-th child activation is identified by ``(*activation, k)``."""
+    children, started = node.children, itertools.count()
+    return lambda i: open_node(children[i], (*path, i), (*activation, next(started)), ctx)
+
+
+def _open_chain(node: Chain, path, activation, ctx) -> Iterator[Any]:
+    return chain_items(_child_opener(node, path, activation, ctx), len(node.streams), node.repeat)
+
+
+def _open_round_robin(node: RoundRobin, path, activation, ctx) -> Iterator[Any]:
+    rng = seeding.generator(ctx.entropy, path, activation, seeding.ACTIVATE)
+    return round_robin_items(_child_opener(node, path, activation, ctx), len(node.streams), node.mode, rng)
+
+
+def _open_mix(node: Mix, path, activation, ctx) -> Iterator[Any]:
+    _, counts, running = ctx.mix_record(node, path)
+    return mix_items(
+        _child_opener(node, path, activation, ctx), node.probabilities, node.n_active, node.rate, node.dist, node.mode,
+        node.prune_empty,
+        select_rng=seeding.generator(ctx.entropy, path, activation, seeding.SELECT),
+        activate_rng=seeding.generator(ctx.entropy, path, activation, seeding.ACTIVATE),
+        counts=counts,
+        on_start=lambda state: running.__setitem__(slice(None), [state]),
+    )
+
+
+def _open_apply(node: Apply, path, activation, ctx) -> Iterator[Any]:
+    child = open_node(node.stream, (*path, 0), (*activation, 0), ctx)
+    try:
+        yield from run_transforms(child.iterator(), node.transforms, ctx.entropy, path, activation)
+    finally:
+        child.close()
+
+
+_OPENERS: dict[type, Callable[..., Iterator[Any]]] = {
+    Chain: _open_chain, RoundRobin: _open_round_robin, Mix: _open_mix, Apply: _open_apply,
+}
+
+
+@attrs.frozen
+class MixStats:
+    """What one mix node yielded in a run: counts per child, realized vs target proportions.
+
+    ``counts``, ``realized`` and ``target`` have shape ``(n_children,)``;
+    ``realized`` is ``counts / counts.sum()`` (NaN before any item).
+    """
+
+    path: tuple[int, ...]
+    node: Mix
+    counts: np.ndarray
+    target: np.ndarray
+
+    @property
+    def realized(self) -> np.ndarray:
+        total = self.counts.sum()
+        return self.counts / total if total else np.full(len(self.counts), np.nan)
+
+    def __str__(self) -> str:
+        rows = [f"mix at {self.path or 'root'}: {int(self.counts.sum())} items"]
+        for i, (c, r, t) in enumerate(zip(self.counts, self.realized, self.target)):
+            rows.append(f"  child {i}: {int(c):>8} items  realized {r:.4f}  target {t:.4f}")
+        return "\n".join(rows)
+
+
+class Run:
+    """A running stream: an iterator and a context manager; ``close()`` releases everything.
+
+    Created by `iterate`. ``seed`` is the run's entropy (drawn fresh when
+    `iterate` got ``seed=None``, so a run can be replayed), ``stats()`` gives
+    per-mix counts and realized vs target proportions.
+    """
+
+    def __init__(self, stream: Stream, entropy: int, executor: Executor, max_iter: int | None):
+        self.stream, self.seed, self.executor = stream, entropy, executor
+        self._session = executor.open()
+        self._ctx = _Context(entropy, self._session)
+        self._root: Activation | None = open_node(stream, (), (0,), self._ctx)
+        self._next: Callable[[], Any] | None = None
+        self._max_iter = max_iter
+        self.items = 0
+
+    def __iter__(self) -> "Run":
+        return self
+
+    def _start(self) -> Callable[[], Any]:
+        if self._root is None:
+            raise StopIteration
+        items: Iterator[Any] = self._root.iterator()
+        if self._max_iter is not None:
+            items = itertools.islice(items, self._max_iter)
+        self._next = items.__next__
+        return self._next
+
+    def __next__(self) -> Any:
+        try:
+            item = (self._next or self._start())()
+        except BaseException:
+            self.close()
+            raise
+        self.items += 1
+        return item
+
+    def close(self) -> None:
+        """Stop the run: close every open activation, then the executor session."""
+        root, self._root = self._root, None
+        self._next = _exhausted
+        try:
+            if root is not None:
+                root.close()
+        finally:
+            self._session.close()
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def stats(self) -> list[MixStats]:
+        """Per-mix statistics so far, in path order."""
+        return [
+            MixStats(path, node, self._ctx.current_counts(path), node.probabilities)
+            for path, (node, _, _) in sorted(self._ctx.mix_counts.items())
+        ]
+
+    def __repr__(self) -> str:
+        return f"<Run of {self.stream!r} seed={self.seed} executor={self.executor!r} items={self.items}>"
+
+
+def _exhausted() -> Any:
+    raise StopIteration
+
+
+def iterate(
+    stream: Stream, *, seed: int | np.random.SeedSequence | None = None, executor: str | Executor = "inprocess",
+    max_iter: int | None = None,
+) -> Run:
+    """Evaluate ``stream``: a `Run`, an iterator over its items that is also a context manager.
+
+    The same ``seed`` gives the same items whatever the executor
+    (``"inprocess"``, ``"processes"``, ``"zmq"`` or an `Executor` instance);
+    ``seed=None`` draws fresh entropy (kept as ``run.seed``). ``max_iter``
+    stops after that many items.
+
+    Raises `InvalidArgumentType` if ``stream`` is not a stream.
+
+    >>> from combinators import mix, from_iterable
+    >>> s = mix(from_iterable("ab"), from_iterable("xyz"), mode="exhaustive")
+    >>> with iterate(s, seed=3) as run:
+    ...     out = "".join(run)
+    >>> sorted(out) == sorted("abxyz"), out == "".join(iterate(s, seed=3))
+    (True, True)
+    """
+    checks.instance_of("the stream of iterate()", stream, Stream, "a stream description")
+    if max_iter is not None:
+        max_iter = checks.non_negative_int("max_iter", max_iter)
+    return Run(stream, seeding.run_entropy(seed), resolve_executor(executor), max_iter)

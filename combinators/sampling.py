@@ -1,0 +1,342 @@
+"""The mux algorithms, as generator functions of Generators (no I/O of their own).
+
+Each takes ``open_child(i)``, which starts a new activation of child ``i`` and
+returns an `~combinators.execution.base.Activation`, and the Generators it
+draws from. Children are closed as soon as they leave the working set and
+when the generator is closed. These functions are the single definition of
+what a mux does; every executor runs them in the consumer.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from operator import length_hint
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+__all__ = ["chain_items", "round_robin_items", "mix_items", "draw_budget", "UNLIMITED"]
+
+#: the budget of an activation that runs until exhausted
+UNLIMITED = 1 << 62
+#: uniforms drawn at once, and bounds on how many are mapped to slots at once
+_BLOCK, _MIN_CHUNK, _MAX_CHUNK = 4096, 16, 1024
+
+
+def chain_items(open_child: Callable[[int], Any], n_children: int, cycle: bool) -> Iterator[Any]:
+    """Each child to exhaustion in order; with ``cycle``, again until a pass yields nothing.
+
+    Source: pescador's ChainMux (modes "exhaustive" and "cycle").
+    """
+    while True:
+        produced = False
+        for index in range(n_children):
+            activation = open_child(index)
+            try:
+                for item in activation.iterator():
+                    produced = True
+                    yield item
+            finally:
+                activation.close()
+        if not (cycle and produced):
+            return
+
+
+def round_robin_items(
+    open_child: Callable[[int], Any], n_children: int, mode: str, rng: np.random.Generator
+) -> Iterator[Any]:
+    """One item from each live child in turn (pescador's RoundRobinMux).
+
+    ``mode`` is "exhaustive" (one pass), "cycle" (restart all in the same
+    order) or "permuted_cycle" (restart in a new order drawn from ``rng``;
+    the first pass keeps the given order). A pass yielding nothing ends it.
+    """
+    order = list(range(n_children))
+    while True:
+        activations = [open_child(index) for index in order]
+        produced = False
+        try:
+            live = [a.next_function() for a in activations]
+            while live:
+                still = []
+                for next_item in live:
+                    try:
+                        item = next_item()
+                    except StopIteration:
+                        continue
+                    produced = True
+                    still.append(next_item)
+                    yield item
+                live = still
+        finally:
+            for activation in activations:
+                activation.close()
+        if mode == "exhaustive" or not produced:
+            return
+        if mode == "permuted_cycle":
+            order = rng.permutation(n_children).tolist()
+
+
+def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: float) -> int:
+    """The number of items an activation may yield (pescador 3's ``dist``).
+
+    ``share`` is the activation's probability of being picked in the working
+    set; it only matters for ``"binomial"``, where the budget is
+    ``1 + Binomial((rate - 1) / (1 - share), 1 - share)`` so that a stream is
+    replaced every ``rate / share`` items on average; at ``share == 1`` it
+    falls back to ``1 + Poisson(rate - 1)``.
+
+    >>> draw_budget(np.random.default_rng(0), 4, "constant", 0.5)
+    4
+    >>> draw_budget(np.random.default_rng(0), None, "binomial", 0.5) == UNLIMITED
+    True
+    """
+    if rate is None:
+        return UNLIMITED
+    if dist == "constant":
+        return max(1, math.ceil(rate))
+    if dist == "binomial" and share < 1:
+        trials = int(round((rate - 1) / (1 - share)))
+        return 1 + int(rng.binomial(trials, 1 - share))
+    return 1 + int(rng.poisson(rate - 1))
+
+
+#: scales uniforms in [0, 1) so that u * total stays below total despite rounding
+_BELOW_ONE = 1.0 - 2.0**-50
+
+
+def _inverse_cdf(cumulative: np.ndarray, uniforms: np.ndarray) -> list[int]:
+    """Indices drawn with probabilities ``diff(cumulative)`` for uniforms in [0, 1).
+
+    >>> _inverse_cdf(np.cumsum([1.0, 0.0, 3.0]), np.array([0.0, 0.2, 0.25, 0.99]))
+    [0, 0, 0, 2]
+    """
+    return cumulative.searchsorted(uniforms * (cumulative[-1] * _BELOW_ONE), side="right").tolist()
+
+
+class _WorkingSet:
+    """The state of one mix activation: which stream each slot holds, and budgets."""
+
+    def __init__(self, open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts):
+        n = len(weights)
+        self.open_child, self.rate, self.dist, self.mode = open_child, rate, dist, mode
+        self.prune_empty, self.rng, self.counts = prune_empty, activate_rng, counts
+        self.weights = weights
+        self.weight_list = weights.tolist()
+        self.active_weight = 0.0  # sum of the slots' weights
+        self.n_live = 0  # slots holding an activation
+        self.changed = True  # slot weights changed since the mix last looked
+        self.all_active = n_active is None
+        n_slots = n if self.all_active else n_active
+        self.pool = weights.copy()  # who may be activated next (working-set modes)
+        self.cumulative: list[float] | None = None  # cumsum of pool, None when stale
+        self.pruned = [False] * n
+        self.stream = [-1] * n_slots
+        self.activation: list[Any] = [None] * n_slots
+        self.next_item: list[Any] = [None] * n_slots
+        # items taken from each slot since the mix started; an activation starts
+        # at taken == start and ends at taken == limit (its budget)
+        self.taken = [0] * n_slots
+        self.start_at = [0] * n_slots
+        self.limit = [0] * n_slots
+        self.slot_weight = np.zeros(n_slots)
+        self.lookahead = not self.all_active and mode != "single_active"
+        self.pending: tuple[int, Any] | None = None
+        self.empty_run: set[int] = set()  # streams found empty since the last item
+
+    # -- choosing and starting activations
+    def _choose(self) -> int | None:
+        if self.cumulative is None:
+            self.cumulative = np.cumsum(self.pool).tolist()
+        total = self.cumulative[-1]
+        if total <= 0:
+            return None
+        return bisect.bisect_right(self.cumulative, self.rng.random() * total * _BELOW_ONE)
+
+    def _set_pool(self, index: int, weight: float) -> None:
+        self.pool[index] = weight
+        self.cumulative = None
+
+    def _take(self, index: int) -> None:
+        if self.mode in ("single_active", "exhaustive"):
+            self._set_pool(index, 0.0)
+
+    def _prefetch(self) -> None:
+        index = self._choose()
+        if index is not None:
+            self._take(index)
+            self.pending = (index, self.open_child(index))
+
+    def _next_activation(self) -> tuple[int, Any] | None:
+        if self.all_active:
+            return None
+        if self.lookahead:
+            if self.pending is None:
+                self._prefetch()
+            while self.pending is not None and self.pruned[self.pending[0]]:
+                self.pending[1].close()
+                self.pending = None
+                self._prefetch()
+            chosen, self.pending = self.pending, None
+            if chosen is not None:
+                self._prefetch()
+            return chosen
+        index = self._choose()
+        if index is None:
+            return None
+        self._take(index)
+        return index, self.open_child(index)
+
+    def start(self, slot: int, index: int, activation: Any) -> None:
+        self.stream[slot], self.activation[slot] = index, activation
+        self.next_item[slot] = activation.next_function()
+        weight = self.weight_list[index]
+        self.slot_weight[slot] = weight
+        self.changed = True
+        self.active_weight += weight
+        self.n_live += 1
+        share = weight / self.active_weight
+        self.start_at[slot] = self.taken[slot]
+        self.limit[slot] = self.taken[slot] + draw_budget(self.rng, self.rate, self.dist, share)
+
+    def fill(self) -> None:
+        for slot in range(len(self.stream)):
+            if self.all_active:
+                if self.weights[slot] > 0:
+                    self.start(slot, slot, self.open_child(slot))
+                continue
+            chosen = self._next_activation()
+            if chosen is None:
+                break
+            self.start(slot, *chosen)
+
+    # -- ending activations
+    def end(self, slot: int, exhausted: bool) -> bool:
+        """Close the slot's activation and refill it; False when the whole mix ends."""
+        index = self.stream[slot]
+        produced = self.taken[slot] - self.start_at[slot]
+        self.counts[index] += produced
+        self.start_at[slot] = self.taken[slot]
+        self.stream[slot] = -1
+        self.activation[slot].close()
+        self.activation[slot] = self.next_item[slot] = None
+        self.slot_weight[slot] = 0.0
+        self.changed = True
+        self.active_weight -= self.weight_list[index]
+        self.n_live -= 1
+        if exhausted and produced == 0:
+            self.empty_run.add(index)
+            if self.prune_empty:
+                self.pruned[index] = True
+                self._set_pool(index, 0.0)
+        if exhausted and self.mode == "first_exhausted":
+            return False
+        if self.mode == "single_active" and not self.pruned[index]:
+            self._set_pool(index, self.weights[index])
+        if self._spinning():
+            return False
+        if self.all_active:
+            if self.mode != "exhaustive" and not self.pruned[index]:
+                self.start(slot, index, self.open_child(index))
+        else:
+            chosen = self._next_activation()
+            if chosen is not None:
+                self.start(slot, *chosen)
+        return self.n_live > 0
+
+    def _spinning(self) -> bool:
+        """Every stream that could still be drawn was found empty since the last item."""
+        if not self.empty_run:
+            return False
+        live = [i for i, w in enumerate(self.weight_list) if w > 0 and not self.pruned[i]]
+        return all(i in self.empty_run for i in live)
+
+    def live_counts(self) -> list[int]:
+        """Items taken per child, including the activations still running."""
+        counts = list(self.counts)
+        for slot, index in enumerate(self.stream):
+            if index >= 0:
+                counts[index] += self.taken[slot] - self.start_at[slot]
+        return counts
+
+    def close(self) -> None:
+        for slot, index in enumerate(self.stream):
+            if index >= 0:
+                self.counts[index] += self.taken[slot] - self.start_at[slot]
+                self.start_at[slot] = self.taken[slot]
+        self.stream = [-1] * len(self.stream)
+        for activation in self.activation:
+            if activation is not None:
+                activation.close()
+        if self.pending is not None:
+            self.pending[1].close()
+
+
+def mix_items(
+    open_child: Callable[[int], Any],
+    weights: np.ndarray,
+    n_active: int | None,
+    rate: float | None,
+    dist: str,
+    mode: str,
+    prune_empty: bool,
+    select_rng: np.random.Generator,
+    activate_rng: np.random.Generator,
+    counts: list[int] | None = None,
+    on_start: Callable[[_WorkingSet], None] = lambda state: None,
+) -> Iterator[Any]:
+    """Sample items from children by weight, over a working set (see `combinators.mix`).
+
+    Slots are picked by inverse-CDF lookup of uniforms drawn from
+    ``select_rng`` in blocks of 4096; when the working set changes, the
+    remaining uniforms are mapped again, so the items depend only on the
+    seed. How many uniforms are mapped at once adapts to how often the
+    working set changes (it affects speed, never the items).
+    Activation choices and budgets draw from ``activate_rng``.
+    ``counts[i]`` accumulates the items taken from child ``i`` by activations
+    that ended; ``on_start(state)`` receives the working set, whose
+    ``live_counts()`` includes the running ones.
+
+    Source: pescador 3's StochasticMux (``n_active`` given) and ShuffledMux
+    (``n_active=None``), with activation chosen by weight.
+    """
+    counts = counts if counts is not None else [0] * len(weights)
+    state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts)
+    on_start(state)
+    next_item, taken, limit, empty_run = state.next_item, state.taken, state.limit, state.empty_run
+    try:
+        state.fill()
+        uniforms, used, chunk = np.empty(0), 0, _MAX_CHUNK
+        while True:
+            if used >= len(uniforms):
+                uniforms, used = select_rng.random(_BLOCK), 0
+            if state.changed:
+                cumulative, state.changed = np.cumsum(state.slot_weight), False
+                if cumulative[-1] <= 0:
+                    return
+            picks = _inverse_cdf(cumulative, uniforms[used : used + chunk])
+            used += len(picks)  # minus what is left of picks when the working set changes
+            remaining = iter(picks)
+            chunk = min(2 * chunk, _MAX_CHUNK)
+            for slot in remaining:
+                try:
+                    item = next_item[slot]()
+                except StopIteration:
+                    used -= length_hint(remaining)  # this uniform is spent: no retry loop
+                    chunk = _MIN_CHUNK
+                    if not state.end(slot, exhausted=True):
+                        return
+                    break
+                taken[slot] += 1
+                if empty_run:
+                    empty_run.clear()
+                yield item
+                if taken[slot] == limit[slot]:
+                    used -= length_hint(remaining)
+                    chunk = _MIN_CHUNK
+                    if not state.end(slot, exhausted=False):
+                        return
+                    break
+    finally:
+        state.close()
