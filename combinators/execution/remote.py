@@ -273,12 +273,15 @@ class RemoteSession(Session):
                 self._peer_lost(peer, _exit_description(peer.process))
 
     def _drain(self, linger_ms: int = 0) -> None:
-        """Dispatch every message already received (waiting ``linger_ms`` for stragglers)."""
+        """Dispatch every message already received, then those arriving within ``linger_ms``."""
         sock = self._socket
+        deadline = time.monotonic() + linger_ms / 1000
         while True:
             if protocol.readable(sock):
                 self._dispatch(protocol.recv(sock))
-            elif not (linger_ms and sock.poll(linger_ms)):
+                continue
+            remaining = int((deadline - time.monotonic()) * 1000)
+            if remaining <= 0 or not sock.poll(remaining):
                 return
 
     def _dispatch(self, frames: list[zmq.Frame]) -> None:
