@@ -248,3 +248,16 @@ def test_workers_ignore_sigint_sent_to_the_process_group():
         pid = next(activation)
         os.kill(pid, signal.SIGINT)
         assert next(activation) == pid
+
+
+def test_a_forked_child_finalizing_the_session_leaves_the_parents_workers_alone():
+    import multiprocessing
+
+    with Processes(workers=2).open() as session:
+        pids = worker_pids(session)
+        child = multiprocessing.get_context("fork").Process(target=session._finalizer)  # what atexit would run
+        child.start()
+        child.join(timeout=10)
+        assert child.exitcode == 0
+        assert all(alive(pid) for pid in pids)
+        assert list(session.submit(range, 3)) == [0, 1, 2]

@@ -187,3 +187,18 @@ def test_local_and_remote_workers_share_a_session(tmp_path):
         finally:
             session.close()
             worker.wait(timeout=10)
+
+
+def test_a_session_without_remote_workers_turns_them_away():
+    with ZMQ(workers=1).open() as session:
+        stranger = _start_worker(session.address, None)
+        try:
+            deadline = time.monotonic() + 10
+            while stranger.poll() is None and time.monotonic() < deadline:
+                session._receive(50)  # what waiting for items does
+            assert stranger.returncode == 0  # told to quit, not left waiting
+            assert list(session.submit(range, 2)) == [0, 1]
+            assert all(peer.process is not None for peer in session._peers.values())
+        finally:
+            stranger.kill()
+            stranger.wait(timeout=10)

@@ -94,8 +94,11 @@ class _Resources:
         self.peers: dict[bytes, _Peer] = {}  # the live workers, told to quit at release
         self.processes: list[multiprocessing.process.BaseProcess] = []  # every local worker started
         self.cleanup: Callable[[], None] | None = None
+        self.owner = os.getpid()
 
     def release(self) -> None:
+        if os.getpid() != self.owner:  # a forked child exiting must not reap its parent's workers
+            return
         for peer in self.peers.values():
             if peer.ready:
                 try:
@@ -307,7 +310,9 @@ class RemoteSession(Session):
     def _hello(self, identity: bytes, pid: int) -> None:
         peer = self._peers.get(identity)
         if peer is None:  # a remote worker joins
-            if not self._accepts_remote():
+            if not self._accepts_remote():  # turn it away rather than leave it waiting
+                with contextlib.suppress(zmq.ZMQError):
+                    protocol.send(self._socket, [identity, protocol.head(protocol.QUIT)])
                 return
             peer = self._peers[identity] = _Peer(identity, None)
         peer.pid = pid
@@ -367,6 +372,7 @@ class RemoteSession(Session):
         for activation in list(self._activations.values()):
             activation._finished = True
             activation._messages.clear()
+            activation._items.clear()
         self._finalizer()
 
     @property

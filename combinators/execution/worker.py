@@ -248,6 +248,7 @@ def connect(context: zmq.Context, address: str, identity: bytes, key: tuple[byte
 def local_worker_main(address: str, identity: bytes, key: tuple[bytes, bytes] | None) -> None:
     """Entry point of a worker process started by a local pool (SIGINT is left to the consumer)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # whatever handler the consumer had, SIGTERM ends us
     context = zmq.Context()
     sock = connect(context, address, identity, key)
     try:
