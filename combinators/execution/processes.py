@@ -1,7 +1,8 @@
 """`Processes`: run source activations in a pool of local worker processes.
 
 The pool talks to the consumer over ZeroMQ ``ipc://`` sockets in a private
-temporary directory (removed at close), with the credit-based flow control and
+temporary directory (removed at close; loopback TCP where libzmq has no
+``ipc``), with the credit-based flow control and
 zero-copy framing of `combinators.execution.remote` and
 `combinators.execution.wire`.
 """
@@ -11,8 +12,10 @@ from __future__ import annotations
 import functools
 import shutil
 import tempfile
+from typing import Callable
 
 import attrs
+import zmq
 
 from combinators.execution import base
 from combinators.execution._options import default_workers, positive_int, start_method
@@ -52,20 +55,25 @@ class Processes(base.Executor):
 
     def open(self) -> RemoteSession:
         """Start the workers; a session to submit activations to (close it, or use ``with``)."""
+        if not zmq.has("ipc"):  # Windows builds of libzmq without ipc: loopback TCP
+            return RemoteSession(self._options("tcp://127.0.0.1:*", None))
         directory = tempfile.mkdtemp(prefix="combinators-")
-        options = SessionOptions(
-            bind=f"ipc://{directory}/session",
+        cleanup = functools.partial(shutil.rmtree, directory, ignore_errors=True)
+        try:
+            return RemoteSession(self._options(f"ipc://{directory}/session", cleanup))
+        except BaseException:
+            cleanup()
+            raise
+
+    def _options(self, bind: str, cleanup: Callable[[], None] | None) -> SessionOptions:
+        return SessionOptions(
+            bind=bind,
             workers=self.workers,
             start_method=self.start_method,
             prefetch=self.prefetch,
             prefetch_bytes=self.prefetch_bytes,
-            cleanup=functools.partial(shutil.rmtree, directory, ignore_errors=True),
+            cleanup=cleanup,
         )
-        try:
-            return RemoteSession(options)
-        except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
 
 
 base.EXECUTOR_NAMES["processes"] = Processes
