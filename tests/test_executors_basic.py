@@ -206,3 +206,15 @@ def test_processes_validates_its_fields(kwargs, error, text):
 def test_zmq_validates_its_fields(kwargs, error, text):
     with pytest.raises(error, match=text):
         ZMQ(**kwargs)
+
+
+def test_an_activation_closed_early_wasted_little_work(tmp_path):
+    """The credit window starts small and grows with consumption (default prefetch is 1024)."""
+    progress = tmp_path / "progress"
+    with Processes(workers=1).open() as session:
+        activation = session.submit(write_progress, str(progress))  # infinite
+        assert [next(activation) for _ in range(3)] == [0, 1, 2]
+        time.sleep(0.2)
+        activation.close()
+        assert int(progress.read_text()) <= 3 + 16 + 2  # what it took, the first window, a message
+        assert list(session.submit(range, 5000)) == list(range(5000))  # a long one streams through a grown window

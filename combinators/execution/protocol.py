@@ -3,13 +3,15 @@
 The consumer binds a ROUTER socket; each worker connects a DEALER socket.
 Every message starts with a *head* frame: one kind byte and a 64-bit
 number (the activation id, or the worker's pid in HELLO), followed, for
-START and CREDIT, by two 64-bit credit figures (items, bytes).
+START and CREDIT, by four 64-bit flow figures: items and bytes taken by the
+consumer, and the window in items and bytes.
 
 Consumer to worker:
 
-- ``START(id, window_items, window_bytes) plan``: run ``fn(*args)`` (``plan``
-  is ``cloudpickle.dumps((fn, args))``) with that much credit;
-- ``CREDIT(id, items, bytes)``: the consumer took that much of the activation;
+- ``START(id, 0, 0, window_items, window_bytes) plan``: run ``fn(*args)``
+  (``plan`` is ``cloudpickle.dumps((fn, args))``) within that window;
+- ``CREDIT(id, items, bytes, window_items, window_bytes)``: the consumer took
+  that much of the activation; the window is now that large;
 - ``CANCEL(id)``: close the activation's generator;
 - ``PING``: liveness probe (ignored); ``QUIT``: close everything and exit.
 
@@ -24,9 +26,13 @@ Worker to consumer:
 Flow control is credit-based: a worker keeps at most ``window_items`` items
 and ``window_bytes`` bytes of an activation in flight (sent, not yet credited
 back), except that one message may always be in flight, whatever its size.
-The consumer credits back in batches of a quarter window, which cannot
-deadlock: a worker blocked on credit has a full window in flight, so either
-messages are on their way or the consumer owes more than a quarter window.
+The window starts small and doubles with each credit, up to the executor's
+``prefetch`` and ``prefetch_bytes``: a long activation streams at full speed,
+while one the consumer closes early has wasted little work (at most about
+twice what it consumed, plus the first window). The consumer credits back in
+batches of a quarter window, which cannot deadlock: a worker blocked on credit
+has a full window in flight, so either messages or a larger window are on
+their way, or the consumer owes more than a quarter window.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ START, CREDIT, CANCEL, PING, QUIT = b"S", b"C", b"X", b"P", b"Q"
 HELLO, ITEMS, END, FAULT = b"H", b"I", b"E", b"F"
 
 _HEAD = struct.Struct("<cQ")
-_CREDIT_HEAD = struct.Struct("<cQQQ")
+_FLOW_HEAD = struct.Struct("<cQQQQQ")
 _SNDMORE = int(zmq.SNDMORE)
 _POLLIN = int(zmq.POLLIN)
 _ZERO_COPY_BYTES = 65536  # below this, copying is cheaper (pyzmq's own copy_threshold)
@@ -53,9 +59,9 @@ def head(kind: bytes, number: int = 0) -> bytes:
     return _HEAD.pack(kind, number)
 
 
-def credit_head(kind: bytes, activation_id: int, items: int, nbytes: int) -> bytes:
-    """A START or CREDIT head frame."""
-    return _CREDIT_HEAD.pack(kind, activation_id, items, nbytes)
+def flow_head(kind: bytes, activation_id: int, items: int, nbytes: int, window_items: int, window_bytes: int) -> bytes:
+    """A START or CREDIT head frame: what the consumer took, and the window."""
+    return _FLOW_HEAD.pack(kind, activation_id, items, nbytes, window_items, window_bytes)
 
 
 def read_head(frame: bytes) -> tuple[bytes, int]:
@@ -63,9 +69,9 @@ def read_head(frame: bytes) -> tuple[bytes, int]:
     return _HEAD.unpack_from(frame)
 
 
-def read_credit(frame: bytes) -> tuple[int, int, int]:
-    """(activation id, items, bytes) of a START or CREDIT head frame."""
-    return _CREDIT_HEAD.unpack(frame)[1:]
+def read_flow(frame: bytes) -> tuple[int, int, int, int, int]:
+    """(activation id, items, bytes, window items, window bytes) of a START or CREDIT head frame."""
+    return _FLOW_HEAD.unpack(frame)[1:]
 
 
 def send(sock: zmq.Socket, frames: Sequence[Any]) -> None:

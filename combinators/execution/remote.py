@@ -48,6 +48,9 @@ PROBE_INTERVAL = 0.5
 #: seconds given to workers to quit by themselves, then to die of SIGTERM, at close
 QUIT_GRACE = 0.4
 KILL_GRACE = 0.3
+#: an activation's first credit window; it doubles with each credit, up to the prefetch limits
+INITIAL_WINDOW_ITEMS = 16
+INITIAL_WINDOW_BYTES = 1 << 20
 
 
 @attrs.frozen
@@ -167,9 +170,6 @@ class RemoteSession(Session):
         self._sentinels: dict[int, _Peer] = {}
         self._last_probe = time.monotonic()
         self._opened = time.monotonic()
-        # credit goes back in batches of a quarter window (and whenever the consumer must wait)
-        self._credit_items = max(1, options.prefetch // 4)
-        self._credit_bytes = max(1, options.prefetch_bytes // 4)
         self._start_local_workers()
         self._await_local_workers()
 
@@ -219,8 +219,8 @@ class RemoteSession(Session):
         activation_id = next(self._ids)
         activation = RemoteActivation(self, activation_id)
         self._activations[activation_id] = activation
-        head = protocol.credit_head(protocol.START, activation_id, self._options.prefetch, self._options.prefetch_bytes)
-        message = [head, plan]
+        window_items, window_bytes = activation._window_items, activation._window_bytes
+        message = [protocol.flow_head(protocol.START, activation_id, 0, 0, window_items, window_bytes), plan]
         peer = self._least_loaded()
         if peer is None:
             if not self._accepts_remote():
@@ -387,7 +387,10 @@ class RemoteSession(Session):
 class RemoteActivation(Activation):
     """The items of one activation running in a worker, decoded as the consumer reaches them."""
 
-    __slots__ = ("_session", "_id", "_peer", "_items", "_messages", "_finished", "_error", "_owed_items", "_owed_bytes")
+    __slots__ = (
+        "_session", "_id", "_peer", "_items", "_messages", "_finished", "_error",
+        "_owed_items", "_owed_bytes", "_window_items", "_window_bytes",
+    )
 
     def __init__(self, session: RemoteSession, activation_id: int):
         self._session = session
@@ -399,6 +402,9 @@ class RemoteActivation(Activation):
         self._error: BaseException | None = None
         self._owed_items = 0  # taken by the consumer, not yet credited back to the worker
         self._owed_bytes = 0
+        options = session._options
+        self._window_items = min(INITIAL_WINDOW_ITEMS, options.prefetch)
+        self._window_bytes = min(INITIAL_WINDOW_BYTES, options.prefetch_bytes)
 
     def __next__(self) -> Any:
         if self._items:
@@ -412,8 +418,8 @@ class RemoteActivation(Activation):
                 items = collections.deque(unpack_items(frames))
                 self._owed_items += len(items)
                 self._owed_bytes += sum(len(frame) for frame in frames)
-                if self._owed_items >= self._session._credit_items or self._owed_bytes >= self._session._credit_bytes:
-                    self._return_credit()
+                if 4 * self._owed_items >= self._window_items or 4 * self._owed_bytes >= self._window_bytes:
+                    self._return_credit()  # in batches of a quarter window
                 if items:
                     self._items = items
                     return items.popleft()
@@ -426,10 +432,15 @@ class RemoteActivation(Activation):
                 self._session._wait_for(self)
 
     def _return_credit(self) -> None:
-        """Tell the worker the consumer took what it owes for (sent in batches, and before waiting)."""
-        if self._owed_items and self._peer is not None and not self._finished:
-            credit = protocol.credit_head(protocol.CREDIT, self._id, self._owed_items, self._owed_bytes)
-            self._session._send(self._peer, [credit])
+        """Tell the worker what the consumer took, and double the window (up to the prefetch limits)."""
+        options = self._session._options
+        self._window_items = min(2 * self._window_items, options.prefetch)
+        self._window_bytes = min(2 * self._window_bytes, options.prefetch_bytes)
+        if self._peer is not None and not self._finished:
+            head = protocol.flow_head(
+                protocol.CREDIT, self._id, self._owed_items, self._owed_bytes, self._window_items, self._window_bytes
+            )
+            self._session._send(self._peer, [head])
         self._owed_items = self._owed_bytes = 0
 
     def _fail(self, error: BaseException) -> None:

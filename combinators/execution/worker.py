@@ -96,14 +96,16 @@ class _Worker:
         head = frames[0].bytes
         kind = head[:1]
         if kind == protocol.CREDIT:
-            activation_id, items, nbytes = protocol.read_credit(head)
+            activation_id, items, nbytes, window_items, window_bytes = protocol.read_flow(head)
             run = self.running.get(activation_id)
             if run is not None:
                 run.items -= items
                 run.nbytes -= nbytes
+                run.window_items, run.window_bytes = window_items, window_bytes
                 self._enqueue(run)
         elif kind == protocol.START:
-            self._start(*protocol.read_credit(head), frames[1].bytes)
+            activation_id, _, _, window_items, window_bytes = protocol.read_flow(head)
+            self._start(activation_id, window_items, window_bytes, frames[1].bytes)
         elif kind == protocol.CANCEL:
             run = self.running.pop(protocol.read_head(head)[1], None)
             if run is not None:
