@@ -15,6 +15,7 @@ from combinators.execution.zmq import ZMQ
 EXECUTORS = [
     pytest.param(lambda n: Processes(workers=n), id="processes"),
     pytest.param(lambda n: Processes(workers=n, start_method="spawn"), id="processes-spawn"),
+    pytest.param(lambda n: Processes(workers=n, start_method="forkserver"), id="processes-forkserver"),
     pytest.param(lambda n: ZMQ(workers=n), id="zmq"),
 ]
 

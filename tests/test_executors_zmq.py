@@ -81,6 +81,7 @@ def test_nothing_listens_beyond_loopback():
         port = zmq_session.address.rsplit(":", 1)[1]
         assert any(address.endswith(f":{port}") for address in listeners)  # the check sees the session
         assert all(_is_loopback(address) for address in listeners), listeners
+    assert not any(address.endswith(f":{port}") for address in _listening_sockets().values())  # closed
 
 
 @pytest.mark.parametrize("address", ["tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://10.1.2.3:5555", "tcp://eth0:1"])
