@@ -203,3 +203,9 @@ def test_a_session_without_remote_workers_turns_them_away():
         finally:
             stranger.kill()
             stranger.wait(timeout=10)
+
+
+def test_an_address_in_use_is_a_clear_error():
+    with ZMQ(workers=1).open() as session:
+        with pytest.raises(InvalidArgument, match="cannot bind 'tcp://127.0.0.1:.*in use"):
+            ZMQ(workers=1, address=session.address).open()

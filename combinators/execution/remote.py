@@ -35,7 +35,7 @@ import cloudpickle
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from combinators.errors import TransportError, WorkerError
+from combinators.errors import InvalidArgument, TransportError, WorkerError
 from combinators.execution import protocol
 from combinators.execution.base import Activation, Session
 from combinators.execution.wire import unpack_items
@@ -157,7 +157,12 @@ class RemoteSession(Session):
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         if options.key is not None:
             resources.auth = _curve_server(context, sock, options.key)
-        sock.bind(options.bind)
+        try:
+            sock.bind(options.bind)
+        except zmq.ZMQError as error:
+            self._finalizer()
+            msg = f"cannot bind {options.bind!r}: {error}"
+            raise InvalidArgument(msg) from None
         self.address: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._socket = sock
         self._peers = resources.peers
