@@ -261,3 +261,17 @@ def test_a_forked_child_finalizing_the_session_leaves_the_parents_workers_alone(
         assert child.exitcode == 0
         assert all(alive(pid) for pid in pids)
         assert list(session.submit(range, 3)) == [0, 1, 2]
+
+
+def test_a_hung_worker_raises_worker_error_after_the_heartbeat_timeout():
+    with Processes(workers=1).open() as session:
+        pids = worker_pids(session)
+        activation = session.submit(forever_with_pid)
+        pid = next(activation)
+        os.kill(pid, signal.SIGSTOP)  # frozen: alive, but neither Python nor libzmq answers
+        start = time.monotonic()
+        with pytest.raises(WorkerError, match="no heartbeat"):
+            for _ in range(10**6):
+                next(activation)
+        assert time.monotonic() - start < 8
+    assert wait_until(lambda: not any(alive(pid) for pid in pids), 1.5)

@@ -51,6 +51,9 @@ _HEAD = struct.Struct("<cQ")
 _FLOW_HEAD = struct.Struct("<cQQQQQ")
 _SNDMORE = int(zmq.SNDMORE)
 _POLLIN = int(zmq.POLLIN)
+#: ZMTP heartbeat period, and the silence after which a connection is dropped (milliseconds)
+HEARTBEAT_INTERVAL_MS = 500
+HEARTBEAT_TIMEOUT_MS = 3000
 _ZERO_COPY_BYTES = 65536  # below this, copying is cheaper (pyzmq's own copy_threshold)
 
 
@@ -100,10 +103,17 @@ def readable(sock: zmq.Socket) -> bool:
 
 
 def configure(socket: zmq.Socket) -> None:
-    """Settings common to both ends: no high-water marks (credit bounds memory), no linger."""
+    """Settings common to both ends: no high-water marks (credit bounds memory), no linger, heartbeats.
+
+    ZMTP heartbeats run in libzmq's I/O threads, so a peer busy in Python
+    still answers; one that hangs or whose host vanishes is disconnected after
+    `HEARTBEAT_TIMEOUT_MS`.
+    """
     socket.setsockopt(zmq.SNDHWM, 0)
     socket.setsockopt(zmq.RCVHWM, 0)
     socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_INTERVAL_MS)
+    socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
 
 
 def set_curve_client(socket: zmq.Socket, public: bytes, secret: bytes) -> None:

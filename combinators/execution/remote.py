@@ -256,7 +256,8 @@ class RemoteSession(Session):
         except zmq.ZMQError as error:
             if error.errno != zmq.EHOSTUNREACH:
                 raise
-            self._peer_lost(peer, "its connection dropped")
+            silence = protocol.HEARTBEAT_TIMEOUT_MS / 1000
+            self._peer_lost(peer, f"its connection dropped (it exited, or sent no heartbeat for {silence:g} s)")
 
     # -- receiving ------------------------------------------------------------------
     def _wait_for(self, activation: RemoteActivation) -> None:
@@ -332,9 +333,10 @@ class RemoteSession(Session):
                 self._assign(self._least_loaded(), activation, message)
 
     def _probe(self, now: float) -> None:
-        """Ping remote workers that hold activations (a vanished peer raises EHOSTUNREACH)."""
+        """Ping workers that hold activations: a peer whose connection dropped (it died, or missed
+        heartbeats for `protocol.HEARTBEAT_TIMEOUT_MS`) raises EHOSTUNREACH."""
         for peer in list(self._peers.values()):
-            if peer.process is None and peer.active:
+            if peer.active:
                 self._send(peer, [protocol.head(protocol.PING)])
         if self._unassigned and now - self._opened > self._options.timeout:
             error = WorkerError(f"no worker connected to {self.address} within {self._options.timeout:g} s")
