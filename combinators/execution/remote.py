@@ -144,7 +144,18 @@ def _wait_all(processes: list[multiprocessing.process.BaseProcess], timeout: flo
 
 
 class RemoteSession(Session):
-    """A session whose activations run in worker processes; see the module docstring."""
+    """A session whose activations run in worker processes; see the module docstring.
+
+    Built by `Processes.open` and `ZMQ.open`; ``address`` is the bound endpoint.
+    Raises `InvalidArgument` when ``options.bind`` cannot be bound, and
+    `WorkerError` when local workers do not connect within ``options.timeout``.
+
+    >>> options = SessionOptions("tcp://127.0.0.1:*", workers=1, start_method=None, prefetch=64, prefetch_bytes=1 << 20)
+    >>> with RemoteSession(options) as session:
+    ...     squares = session.submit(lambda n: (i * i for i in range(n)), 4)
+    ...     list(squares)
+    [0, 1, 4, 9]
+    """
 
     def __init__(self, options: SessionOptions):
         self._options = options

@@ -265,7 +265,15 @@ def make_key(path: str | os.PathLike[str]) -> tuple[Path, Path]:
 
     Give ``PATH.key_secret`` to the session (``ZMQ(key=...)``) and to every
     remote worker (``combinators worker --key``): holding it is what lets a
-    process serve or use the session, so keep it private.
+    process serve or use the session, so keep it private. Keys are Z85 text
+    (40 characters), as `zmq.auth.create_certificates` writes them.
+
+    >>> import os, tempfile
+    >>> public, secret = make_key(os.path.join(tempfile.mkdtemp(), "cluster"))
+    >>> public.name, secret.name
+    ('cluster.key', 'cluster.key_secret')
+    >>> [len(key) for key in load_key(secret)]
+    [40, 40]
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
