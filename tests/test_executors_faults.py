@@ -147,7 +147,7 @@ def test_a_dying_worker_raises_worker_error_quickly(make, how):
         activation = session.submit(dies_after, 2, how)
         start = time.monotonic()
         with pytest.raises(WorkerError, match="died") as info:
-            received = [next(activation) for _ in range(3)]
+            [next(activation) for _ in range(3)]
         assert time.monotonic() - start < 5
         assert ("status 3" if how == "exit" else "SIGKILL") in str(info.value)
         with pytest.raises(StopIteration):

@@ -21,7 +21,6 @@ import argparse
 import multiprocessing
 import shutil
 import tempfile
-import time
 import timeit
 from typing import Callable, Iterator
 

@@ -487,7 +487,8 @@ class RemoteActivation(Activation):
 
 def _remote_exception(frames: list[bytes], peer: _Peer | None) -> BaseException:
     """The exception a worker reported: its own type where it unpickles, else `WorkerError`."""
-    pickled, type_name, message, text = (frame.decode(errors="replace") if i else frame for i, frame in enumerate(frames))
+    pickled, *texts = frames
+    type_name, message, text = (frame.decode(errors="replace") for frame in texts)
     where = peer.describe() if peer is not None else "a worker"
     remote = WorkerError(f"{type_name} raised in {where}", remote_traceback=text)
     error: BaseException | None = None

@@ -44,6 +44,7 @@ FLUSH_INTERVAL = 0.005
 #: a message stops growing at this many bytes (bigger items travel one per message)
 MESSAGE_BYTES = 1 << 20
 
+_MAKE_KEY = "`combinators worker --make-key PATH`"
 _EXHAUSTED = object()  # the outcome of an activation that ran dry
 
 _EXIT_EVENTS = (
@@ -289,10 +290,10 @@ def load_key(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:
     try:
         public, secret = zmq.auth.load_certificate(str(path))
     except (OSError, ValueError) as error:
-        msg = f"cannot read a CurveZMQ key from {str(path)!r}: {error}; make one with `combinators worker --make-key PATH`"
+        msg = f"cannot read a CurveZMQ key from {str(path)!r}: {error}; make one with {_MAKE_KEY}"
         raise InvalidArgument(msg) from None
     if secret is None:
-        msg = f"{str(path)!r} holds no secret key; pass the PATH.key_secret file written by `combinators worker --make-key PATH`"
+        msg = f"{str(path)!r} holds no secret key; pass the PATH.key_secret file written by {_MAKE_KEY}"
         raise InvalidArgument(msg)
     return public, secret
 

@@ -42,7 +42,8 @@ def _address(owner: Any, attribute: attrs.Attribute, value: Any) -> None:
         msg = f"ZMQ.address must start with tcp:// or ipc://, not {value!r}"
         raise InvalidArgument(msg)
     if not protocol.is_loopback(value) and owner.key is None:
-        msg = f"binding {value!r} would serve workers beyond this host, which requires CurveZMQ keys: {_HOW_TO_MAKE_KEYS}"
+        msg = f"binding {value!r} would serve workers beyond this host, which requires CurveZMQ keys: "
+        msg += _HOW_TO_MAKE_KEYS
         raise InvalidArgument(msg)
 
 
