@@ -1,6 +1,7 @@
 """Processes and ZMQ executors with real worker processes: results, sharing, prefetch, backpressure."""
 
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -176,6 +177,8 @@ def test_executors_resolve_by_name_and_repr_reads_back():
     zmq_executor = ZMQ(workers=0, address="ipc:///tmp/x", prefetch=4)
     assert eval(repr(zmq_executor)) == zmq_executor
     assert isinstance(executor, Executor) and hash(executor) == hash(eval(repr(executor)))
+    assert pickle.loads(pickle.dumps(executor)) == executor
+    assert pickle.loads(pickle.dumps(zmq_executor)) == zmq_executor
 
 
 @pytest.mark.parametrize(
