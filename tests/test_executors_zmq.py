@@ -209,3 +209,53 @@ def test_an_address_in_use_is_a_clear_error():
     with ZMQ(workers=1).open() as session:
         with pytest.raises(InvalidArgument, match="cannot bind 'tcp://127.0.0.1:.*in use"):
             ZMQ(workers=1, address=session.address).open()
+
+
+class _Trap:
+    """Unpickling this creates a file: what an attacker's pickle would do."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_a_stranger_on_the_loopback_port_is_never_heard(tmp_path):
+    import pickle
+
+    import zmq
+
+    from combinators.execution import protocol
+
+    trap = tmp_path / "unpickled"
+    with ZMQ(workers=1).open() as session:
+        activation = session.submit(lambda: iter(range(3)))
+        context = zmq.Context()
+        stranger = context.socket(zmq.DEALER)
+        stranger.setsockopt(zmq.IDENTITY, b"intruder")
+        stranger.connect(session.address)
+        try:
+            payload = pickle.dumps(_Trap(str(trap)))
+            fault = [protocol.head(protocol.FAULT, 0), payload, b"x", b"y", b"z"]
+            protocol.send(stranger, [protocol.head(protocol.HELLO, os.getpid()), b"host"])
+            protocol.send(stranger, fault)
+            deadline = time.monotonic() + 5
+            while not stranger.poll(0) and time.monotonic() < deadline:
+                session._receive(50)  # what waiting for items does
+            assert stranger.poll(0)  # it is told to quit
+            assert protocol.read_head(stranger.recv())[0] == protocol.QUIT
+            protocol.send(stranger, fault)  # and ignored when it insists
+            session._receive(100)
+            assert list(activation) == [0, 1, 2]
+            assert not trap.exists()
+        finally:
+            stranger.close(linger=0)
+            context.term()
+
+
+def test_remote_workers_need_a_key_or_an_ipc_address():
+    with pytest.raises(InvalidArgument, match="workers=0"):
+        ZMQ(workers=0)
+    assert not ZMQ(workers=1).accepts_remote_workers
+    assert ZMQ(workers=0, address="ipc:///tmp/private/socket").accepts_remote_workers

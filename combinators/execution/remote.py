@@ -311,11 +311,13 @@ class RemoteSession(Session):
         if kind == protocol.HELLO:
             self._hello(identity, number)
             return
-        activation = self._activations.get(number)
         peer = self._peers.get(identity)
-        if kind != protocol.ITEMS and peer is not None:
+        if peer is None or not peer.ready:  # only workers that joined may speak (never unpickle a stranger's)
+            return
+        if kind != protocol.ITEMS:
             peer.active.discard(number)
-        if activation is None:
+        activation = self._activations.get(number)
+        if activation is None or activation._peer is not peer:
             return
         if kind == protocol.ITEMS:
             activation._messages.append(frames[2:])
@@ -326,12 +328,13 @@ class RemoteSession(Session):
 
     def _hello(self, identity: bytes, pid: int) -> None:
         peer = self._peers.get(identity)
-        if peer is None:  # a remote worker joins
-            if not self._accepts_remote():  # turn it away rather than leave it waiting
-                with contextlib.suppress(zmq.ZMQError):
-                    protocol.send(self._socket, [identity, protocol.head(protocol.QUIT)])
-                return
+        if peer is None and self._accepts_remote():  # a remote worker joins
             peer = self._peers[identity] = _Peer(identity, None)
+        elif peer is None or (peer.process is not None and peer.pid != pid):
+            # not wanted, or not the local process it claims to be: turn it away rather than leave it waiting
+            with contextlib.suppress(zmq.ZMQError):
+                protocol.send(self._socket, [identity, protocol.head(protocol.QUIT)])
+            return
         peer.pid = pid
         peer.ready = True
         pending, peer.pending = peer.pending, []

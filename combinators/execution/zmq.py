@@ -64,7 +64,8 @@ class ZMQ(base.Executor):
 
     - ``workers``: local worker processes to start (default: the CPUs this
       process may use); ``0`` relies on remote workers only. Remote workers
-      may join any session that binds a non-loopback ``address``.
+      (``combinators worker``) may join a session that has a ``key`` or an
+      ``ipc://`` address.
     - ``address``: where the session binds: ``None`` for ``tcp://127.0.0.1``
       on a free port, an ``ipc://`` path, or a ``tcp://`` address. Anything
       but loopback or ``ipc`` requires ``key``.
@@ -94,10 +95,24 @@ class ZMQ(base.Executor):
 
     def __attrs_post_init__(self) -> None:
         _address(self, attrs.fields(ZMQ).address, self.address)
+        if self.workers == 0 and not self.accepts_remote_workers:
+            msg = (
+                "ZMQ(workers=0) relies on remote workers, which join only a session with a key or an ipc:// "
+                f"address: {_HOW_TO_MAKE_KEYS}"
+            )
+            raise InvalidArgument(msg)
+
+    @property
+    def accepts_remote_workers(self) -> bool:
+        """Whether workers other than the local ones may join: with a key, or over ``ipc://``.
+
+        Without a key, a loopback TCP port is open to every local user, so only
+        the workers the session started (checked by identity and pid) are served.
+        """
+        return self.key is not None or (self.address or "").startswith("ipc://")
 
     def open(self) -> RemoteSession:
         """Bind the address and start the local workers; a session to submit activations to."""
-        remote = self.address is not None and not self.address.startswith("ipc://")
         options = SessionOptions(
             bind=self.address or "tcp://127.0.0.1:*",
             workers=self.workers,
@@ -106,7 +121,7 @@ class ZMQ(base.Executor):
             prefetch_bytes=self.prefetch_bytes,
             key=load_key(self.key) if self.key is not None else None,
             timeout=float(self.timeout),
-            accept_remote=remote or self.workers == 0,
+            accept_remote=self.accepts_remote_workers,
         )
         return RemoteSession(options)
 
