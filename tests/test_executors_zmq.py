@@ -259,3 +259,24 @@ def test_remote_workers_need_a_key_or_an_ipc_address():
         ZMQ(workers=0)
     assert not ZMQ(workers=1).accepts_remote_workers
     assert ZMQ(workers=0, address="ipc:///tmp/private/socket").accepts_remote_workers
+
+
+def test_a_remote_worker_gives_up_without_a_session_but_not_once_joined(tmp_path):
+    _, secret = make_key(tmp_path / "cluster")
+    command = [sys.executable, "-m", "combinators.cli", "worker", "--key", str(secret), "--timeout", "0.5"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    lonely = subprocess.run([*command, "--connect", "tcp://127.0.0.1:9"], env=env, capture_output=True, timeout=30)
+    assert lonely.returncode == 1 and b"no session answered" in lonely.stderr
+    executor = ZMQ(workers=0, address="tcp://127.0.0.1:*", key=str(secret), timeout=20)
+    with executor.open() as session:
+        worker = subprocess.Popen([*command, "--connect", session.address], env=env)
+        try:
+            deadline = time.monotonic() + 20
+            while not session._peers and time.monotonic() < deadline:
+                session._receive(50)
+            time.sleep(1.0)  # longer than its --timeout: joined workers stay
+            assert worker.poll() is None
+            assert list(session.submit(range, 3)) == [0, 1, 2]
+        finally:
+            session.close()
+            assert worker.wait(timeout=10) == 0

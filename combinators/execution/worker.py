@@ -189,13 +189,15 @@ class _Worker:
         self.ready.clear()
 
 
-def serve(sock: zmq.Socket) -> int:
+def serve(sock: zmq.Socket, connect_timeout: float | None = None) -> int:
     """Serve the session ``sock`` is connected to until QUIT or disconnection; the exit status.
 
     ``sock`` is a connected DEALER socket; `serve` sends HELLO first. Returns
-    0 after QUIT or a dropped connection, 1 when the CurveZMQ handshake fails.
+    0 after QUIT or a dropped connection, 1 when the CurveZMQ handshake fails
+    or no session answered within ``connect_timeout`` seconds.
     """
-    monitor = sock.get_monitor_socket(_EXIT_EVENTS)
+    monitor = sock.get_monitor_socket(_EXIT_EVENTS | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    give_up = None if connect_timeout is None else time.monotonic() + connect_timeout
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
     poller.register(monitor, zmq.POLLIN)
@@ -212,7 +214,13 @@ def serve(sock: zmq.Socket) -> int:
             if incoming and not _drain(sock, worker):
                 return 0
             if lost:
-                return _connection_lost(monitor)
+                status = _monitor_event(monitor)
+                if status is not None:
+                    return status
+                give_up = None  # connected
+            if give_up is not None and time.monotonic() > give_up:
+                print(f"combinators worker: no session answered within {connect_timeout:g} s", file=sys.stderr)
+                return 1
             if worker.ready:
                 worker.step()
     finally:
@@ -221,8 +229,11 @@ def serve(sock: zmq.Socket) -> int:
         monitor.close(linger=0)
 
 
-def _connection_lost(monitor: zmq.Socket) -> int:
+def _monitor_event(monitor: zmq.Socket) -> int | None:
+    """The exit status a connection event calls for, or None (the handshake succeeded)."""
     event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
+    if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+        return None
     if event != zmq.EVENT_DISCONNECTED:
         print(f"combinators worker: CurveZMQ handshake failed ({event!r}); check the key file", file=sys.stderr)
         return 1
@@ -303,6 +314,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--connect", metavar="tcp://HOST:PORT", help="address of the ZMQ session to serve")
     group.add_argument("--make-key", metavar="PATH", help="write a key pair PATH.key, PATH.key_secret and exit")
     parser.add_argument("--key", metavar="FILE", help="the session's PATH.key_secret file (CurveZMQ)")
+    parser.add_argument(
+        "--timeout", metavar="SECONDS", type=float, default=60.0,
+        help="give up when no session answers within this time (default: 60)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -319,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
     identity = b"R" + os.urandom(8).hex().encode()
     sock = connect(context, args.connect, identity, key)
     try:
-        return serve(sock)
+        return serve(sock, connect_timeout=args.timeout)
     finally:
         sock.close(linger=0)
         context.term()
