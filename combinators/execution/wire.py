@@ -18,6 +18,9 @@ What round-trips exactly (type, dtype, shape and values):
 ``bytearray`` and ``memoryview`` values arrive as ``bytes`` (msgpack packs
 them natively as binary).
 
+Big arrays are referenced, not copied, until the message is sent: the code
+that produced an item must not modify its arrays afterwards.
+
 Anything else (sets, subclasses such as ``OrderedDict`` or named tuples,
 object arrays, user classes) goes through a documented *pickle fallback*
 (cloudpickle, so classes defined in ``__main__`` work); a value that cannot be
