@@ -157,7 +157,7 @@ def _bare_processes(workers: int, items: int, size: int) -> Callable[[], int]:
     return run_bare
 
 
-def _cpu_figure(quick: bool) -> Figure:
+def _cpu_figures(quick: bool) -> list[Figure]:
     items = 6 if quick else 30
     size = _work_size()
     plan = cpu_plan(items, size)
@@ -168,18 +168,25 @@ def _cpu_figure(quick: bool) -> Figure:
     def alone() -> int:
         return sum(1 for _ in cpu_source(0, 12 * items // 2, size))
 
-    parallel, inprocess, bare, single = best_rates(
-        run_with(Processes(workers=2)), run_with("inprocess"), _bare_processes(2, 12 * items, size), alone,
-        repeat=2 if quick else 3,
+    parallel, one, inprocess, bare, single = best_rates(
+        run_with(Processes(workers=2)), run_with(Processes(workers=1)), run_with("inprocess"),
+        _bare_processes(2, 12 * items, size), alone, repeat=2 if quick else 3,
     )
-    return Figure(
-        name=f"CPU-bound mix, 12 sources x {items} items of ~2 ms, n_active=4: Processes(workers=2)",
-        value=parallel, reference=inprocess, unit="items/s", target=None if quick else 1.7,
-        note=f"reference: the same plan in-process; {size} float64 values per item; this host's ceiling "
-        f"(2 bare forked processes vs 1) is {bare / single:.2f}x: the target assumes 2 idle cores",
-    )
+    name = f"CPU-bound mix, 12 sources x {items} items of ~2 ms, n_active=4"
+    return [
+        Figure(
+            name=f"{name}: Processes(workers=2)", value=parallel, reference=inprocess, unit="items/s",
+            target=None if quick else 1.7,
+            note=f"reference: the same plan in-process; {size} float64 values per item; this host's ceiling "
+            f"(2 bare forked processes vs 1) is {bare / single:.2f}x: the target assumes 2 idle cores",
+        ),
+        Figure(
+            name=f"{name}: Processes(workers=1)", value=one, reference=inprocess, unit="items/s",
+            note="informational: the executor's overhead, whatever the load (1.0x is none)",
+        ),
+    ]
 
 
 def run(args: argparse.Namespace) -> list[Figure]:
     """Measure the transport figures and the CPU-bound speed-up; see the module docstring."""
-    return [*_transport_figures(args.quick), _cpu_figure(args.quick)]
+    return [*_transport_figures(args.quick), *_cpu_figures(args.quick)]
