@@ -196,7 +196,8 @@ class _WorkingSet:
         self.changed = True
         self.active_weight += weight
         self.n_live += 1
-        share = weight / self.active_weight
+        # a running sum can lose a tiny weight to rounding: keep the share in (0, 1]
+        share = min(1.0, weight / self.active_weight) if self.active_weight > 0 else 1.0
         self.start_at[slot] = self.taken[slot]
         self.limit[slot] = self.taken[slot] + draw_budget(self.rng, self.rate, self.dist, share)
 
