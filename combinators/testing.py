@@ -419,13 +419,14 @@ def _multiset_lines(expected: list[Any], observed: list[Any]) -> tuple[list[str]
 
 def assert_exhaustive(
     stream: Stream, expected: Iterable[Any] | Mapping[Any, Iterable[Any]] | None = None, *, seed: int = 0,
-    executor: Any = "inprocess", limit: int = 100_000,
+    executor: Any = "inprocess", ordered: bool = True, limit: int = 100_000,
 ) -> None:
     """Assert that a stream yields every expected item exactly once, keeping each source's order.
 
     ``expected`` is a sequence of items (one source: the whole order is
     checked), or a mapping ``label -> items`` (several sources: each one's
-    order must be kept, the interleaving is free). By default it is derived
+    order must be kept, the interleaving is free; ``ordered=False`` checks
+    only that each item appears once, for shuffling samplers). By default it is derived
     from the plan: the items of one activation of every source, found
     through chains, mixes and round-robins (each source is expected to be
     activated once, as ``mode="exhaustive"`` does). Items are compared by
@@ -455,7 +456,7 @@ def assert_exhaustive(
     observed_keys = _keys(outcome.items)
     disorder = {label: _first_out_of_order(observed_keys, items) for label, items in sources.items()}
     disorder = {label: j for label, j in disorder.items() if j is not None}
-    if not n_missing and not n_extra:
+    if ordered and not n_missing and not n_extra:
         for label, j in list(disorder.items())[:_SHOWN]:
             item = sources[label][j]
             lines.append(f"out of order: source {label}: its item #{j} {_short(item, 40)} comes before its earlier items")
