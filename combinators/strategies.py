@@ -245,11 +245,11 @@ def transforms(kinds: Sequence[str] = TRANSFORM_KINDS) -> st.SearchStrategy[Tran
 class _Names:
     """Hands out unique source names ``s0, s1, ...`` within one plan."""
 
-    def __init__(self) -> None:
-        self.count = itertools.count()
+    def __init__(self, prefix: str) -> None:
+        self.prefix, self.count = prefix, itertools.count()
 
     def __call__(self) -> str:
-        return f"s{next(self.count)}"
+        return f"{self.prefix}{next(self.count)}"
 
 
 # A plan node is drawn with whether it ends by itself (``finite``); the top of
@@ -307,7 +307,7 @@ def _draw_plan(draw, depth, names, options) -> tuple[Stream, bool]:
 
 @st.composite
 def _streams(draw: Any, options: dict[str, Any]) -> Stream:
-    plan, finite = _draw_plan(draw, options["max_depth"], _Names(), options)
+    plan, finite = _draw_plan(draw, options["max_depth"], _Names(options["prefix"]), options)
     return plan if finite or not options["finite"] else plan.take(draw(st.integers(0, _BOUND)))
 
 
@@ -321,11 +321,14 @@ def streams(
     max_children: int = 3,
     max_size: int = 8,
     finite: bool = True,
+    prefix: str = "s",
 ) -> st.SearchStrategy[Stream]:
     """Strategy: random plans of chains, mixes in every mode, round-robins and transforms.
 
     Each leaf is a `sources` source with a unique name (``s0``, ``s1``, ...
-    in drawing order), so every item identifies its source and position.
+    in drawing order; ``prefix`` replaces the ``s``, so that plans drawn
+    separately and then combined keep distinct names), so every item
+    identifies its source and position.
     Nodes nest up to ``max_depth`` combinators deep, each with
     ``min_children`` to ``max_children`` children; mixes draw their weights (`weights`),
     ``n_active``, ``rate``, ``dist``, ``prune_empty`` and a mode among
@@ -358,6 +361,7 @@ def streams(
         "max_children": checks.positive_int("streams() max_children", max_children),
         "max_size": checks.non_negative_int("streams() max_size", max_size),
         "finite": bool(finite),
+        "prefix": str(prefix),
     }
     if options["max_children"] < options["min_children"]:
         msg = f"streams() needs min_children <= max_children, got {min_children!r} > {max_children!r}"
