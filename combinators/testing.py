@@ -95,7 +95,7 @@ class Monitored(Executor):
     run, ``peak`` is the largest number open at once, ``peak_at`` the
     number of items the run had yielded then (``items`` is updated by
     whoever iterates, see `assert_working_set`), ``peak_open`` labels the
-    activations open at that moment, ``open_now`` those open now, and
+    activations open at that moment, ``open_now`` those open now (by id), and
     ``unclosed()`` lists those
     submitted but never closed. One instance monitors one run at a time.
 
@@ -114,8 +114,9 @@ class Monitored(Executor):
 
     def reset(self) -> None:
         """Forget what was recorded."""
-        self.open_now: dict[int, str] = {}
-        self.submitted: dict[int, str] = {}
+        # keyed by id, holding the activation itself so that no id is reused while recorded
+        self.open_now: dict[int, _Watched] = {}
+        self.submitted: dict[int, _Watched] = {}
         self.peak, self.peak_at, self.peak_open = 0, 0, ()
 
     def open(self) -> Session:
@@ -123,9 +124,10 @@ class Monitored(Executor):
         return _MonitoredSession(self, self.inner.open())
 
     def _started(self, activation: "_Watched") -> None:
-        self.open_now[id(activation)] = activation.label
+        self.open_now[id(activation)] = activation
         if len(self.open_now) > self.peak:
-            self.peak, self.peak_at, self.peak_open = len(self.open_now), self.items, tuple(self.open_now.values())
+            self.peak, self.peak_at = len(self.open_now), self.items
+            self.peak_open = tuple(a.label for a in self.open_now.values())
 
     def _closed(self, activation: "_Watched") -> None:
         self.open_now.pop(id(activation), None)
@@ -133,7 +135,7 @@ class Monitored(Executor):
 
     def unclosed(self) -> list[str]:
         """Labels of activations submitted and not closed."""
-        return list(self.submitted.values())
+        return [activation.label for activation in self.submitted.values()]
 
     def __repr__(self) -> str:
         return f"Monitored({self.inner!r})"
@@ -153,7 +155,7 @@ class _MonitoredSession(Session):
 
     def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> Activation:
         activation = _Watched(self.inner.submit(fn, *args), self.monitor, _label(fn, args))
-        self.monitor.submitted[id(activation)] = activation.label
+        self.monitor.submitted[id(activation)] = activation
         return activation
 
     def close(self) -> None:
