@@ -17,7 +17,7 @@ Requires ``hypothesis`` (the ``testing`` extra: ``pip install combinators[testin
 >>> from hypothesis import given
 >>> @given(streams(max_depth=2, modes=["exhaustive"]), seeds())
 ... def test_items_identify_their_source(s, seed):
-...     seen = [origin(item) for item in combinators.iterate(s, seed=seed)]
+...     seen = [origin(item) for item in combinators.iterate(s, seed=seed, max_iter=1000)]
 ...     assert all(name.startswith("s") and position >= 0 for name, position in seen)
 >>> test_items_identify_their_source()
 """
@@ -269,12 +269,13 @@ def _draw_mix(draw, children, finite, options) -> tuple[Stream, bool]:
     dist = draw(st.sampled_from(("binomial", "constant", "poisson")))
     prune_empty = draw(st.booleans())
     node = mix(*children, weights=w, n_active=n_active, rate=rate, mode=mode, dist=dist, prune_empty=prune_empty)
-    drawn = node.probabilities > 0 if isinstance(node, Mix) else [True]
-    if mode == "exhaustive":
-        return node, all(f for f, d in zip(finite, drawn) if d)
-    # first_exhausted ends once a finite stream runs dry; a budget could cut it first, and an
-    # endless stream holding the only slots of a working set would never let it in
-    ends = any(f and d for f, d in zip(finite, drawn)) if n_active is None else all(finite)
+    p = node.probabilities if isinstance(node, Mix) else np.ones(1)
+    if mode == "exhaustive":  # ends when every stream that may be drawn has ended
+        return node, all(f for f, share in zip(finite, p) if share > 0)
+    # first_exhausted ends once a finite stream runs dry, if it is drawn often enough to be soon
+    # (weights may be 1e-90); a budget could cut it first, and an endless stream holding the only
+    # slots of a working set would never let it in
+    ends = any(f and share >= 0.01 for f, share in zip(finite, p)) if n_active is None else all(finite)
     return node, mode == "first_exhausted" and rate is None and ends
 
 
