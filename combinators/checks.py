@@ -15,7 +15,9 @@ import numpy as np
 
 from combinators.errors import InvalidArgument, InvalidArgumentType
 
-__all__ = ["positive_int", "non_negative_int", "one_of", "a_callable", "probability", "positive_number"]
+__all__ = [
+    "positive_int", "non_negative_int", "one_of", "a_callable", "probability", "positive_number", "instance_of",
+]
 
 
 def _is_integer(value: Any) -> bool:
@@ -85,5 +87,19 @@ def a_callable(what: str, value: Any) -> Callable[..., Any]:
     """``value``, if it is callable."""
     if not callable(value):
         msg = f"{what} must be callable, got {value!r} ({type(value).__name__})"
+        raise InvalidArgumentType(msg)
+    return value
+
+
+def instance_of(what: str, value: Any, kind: type | tuple[type, ...], expected: str) -> Any:
+    """``value``, if it is an instance of ``kind``; ``expected`` names the kind in the error.
+
+    >>> instance_of("a stream's >> operand", 3, str, "a transform")
+    Traceback (most recent call last):
+    ...
+    combinators.errors.InvalidArgumentType: a stream's >> operand must be a transform, got 3 (int)
+    """
+    if not isinstance(value, kind):
+        msg = f"{what} must be {expected}, got {value!r} ({type(value).__name__})"
         raise InvalidArgumentType(msg)
     return value

@@ -50,7 +50,7 @@ def callable_repr(fn: Callable[..., Any]) -> str:
 
 
 def _value_repr(value: Any) -> str:
-    if callable(value) and not isinstance(value, (type, np.ndarray)):
+    if callable(value) and not isinstance(value, np.ndarray):
         return callable_repr(value)
     return repr(value)
 

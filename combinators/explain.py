@@ -26,7 +26,7 @@ def _label(node: Stream) -> str:
         prune = "" if node.prune_empty else " prune_empty=False"
         return f"mix {options}{prune}" if node.n_active is not None else f"mix all-active mode={node.mode}{prune}"
     if isinstance(node, Chain):
-        return "chain (cycle)" if node.cycle else "chain"
+        return "chain (cycle)" if node.repeat else "chain"
     if isinstance(node, RoundRobin):
         return f"round_robin mode={node.mode}"
     if isinstance(node, Apply):

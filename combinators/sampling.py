@@ -112,7 +112,7 @@ def _inverse_cdf(cumulative: np.ndarray, uniforms: np.ndarray) -> list[int]:
     >>> _inverse_cdf(np.cumsum([1.0, 0.0, 3.0]), np.array([0.0, 0.2, 0.25, 0.99]))
     [0, 0, 0, 2]
     """
-    return cumulative.searchsorted(uniforms * (cumulative[-1] * _BELOW_ONE), side="right").tolist()
+    return cumulative.searchsorted(uniforms * (cumulative.item(-1) * _BELOW_ONE), side="right").tolist()
 
 
 class _WorkingSet:
@@ -196,7 +196,8 @@ class _WorkingSet:
         self.changed = True
         self.active_weight += weight
         self.n_live += 1
-        share = weight / self.active_weight
+        # a running sum can lose a tiny weight to rounding: keep the share in (0, 1]
+        share = min(1.0, weight / self.active_weight) if self.active_weight > 0 else 1.0
         self.start_at[slot] = self.taken[slot]
         self.limit[slot] = self.taken[slot] + draw_budget(self.rng, self.rate, self.dist, share)
 
@@ -312,18 +313,18 @@ def mix_items(
             if used >= len(uniforms):
                 uniforms, used = select_rng.random(_BLOCK), 0
             if state.changed:
-                cumulative, state.changed = np.cumsum(state.slot_weight), False
+                cumulative, state.changed = state.slot_weight.cumsum(), False
                 if cumulative[-1] <= 0:
                     return
             picks = _inverse_cdf(cumulative, uniforms[used : used + chunk])
-            used += len(picks)
+            used += len(picks)  # minus what is left of picks when the working set changes
             remaining = iter(picks)
             chunk = min(2 * chunk, _MAX_CHUNK)
             for slot in remaining:
                 try:
                     item = next_item[slot]()
                 except StopIteration:
-                    used -= length_hint(remaining) + 1  # map this uniform again
+                    used -= length_hint(remaining)  # this uniform is spent: no retry loop
                     chunk = _MIN_CHUNK
                     if not state.end(slot, exhausted=True):
                         return

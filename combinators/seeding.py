@@ -2,15 +2,20 @@
 
 Every random decision of a run draws from a Generator derived from the run's
 entropy, the node's *path* (child indices from the root of the description),
-the node's *activation number*, and a *purpose* (which kind of draw), as
-``SeedSequence(entropy, spawn_key=(purpose, *path, activation, *extra))``.
+the *activation* (its identity: the parent's activation plus the number of
+child activations the parent had started before this one, so the root's is
+``(0,)``), and a *purpose* (which kind of draw), as
+``SeedSequence(entropy, spawn_key=(purpose, *path, *activation, *extra))``.
+A node at depth ``d`` has ``d + 1`` numbers of activation, so keys never
+collide; and the run keeps no table of counters (its memory does not grow
+with the number of sources).
 Nothing depends on timing, worker count or the order in which activations are
 read, so every executor yields the same items, and a stream that is activated
 again (cycle, mux revival) gets fresh draws rather than a replay.
 
->>> a = generator(7, (0, 1), 0, SOURCE).integers(1000, size=3)
->>> b = generator(7, (0, 1), 0, SOURCE).integers(1000, size=3)
->>> c = generator(7, (0, 1), 1, SOURCE).integers(1000, size=3)
+>>> a = generator(7, (0, 1), (0, 2, 0), SOURCE).integers(1000, size=3)
+>>> b = generator(7, (0, 1), (0, 2, 0), SOURCE).integers(1000, size=3)
+>>> c = generator(7, (0, 1), (0, 3, 0), SOURCE).integers(1000, size=3)
 >>> bool((a == b).all()), bool((a == c).all())
 (True, False)
 """
@@ -29,12 +34,14 @@ __all__ = ["SELECT", "ACTIVATE", "SOURCE", "TRANSFORM", "ITEM", "generator", "ru
 SELECT, ACTIVATE, SOURCE, TRANSFORM, ITEM = range(5)
 
 
-def generator(entropy: int, path: tuple[int, ...], activation: int, purpose: int, *extra: int) -> np.random.Generator:
+def generator(
+    entropy: int, path: tuple[int, ...], activation: tuple[int, ...], purpose: int, *extra: int
+) -> np.random.Generator:
     """The Generator of one decision: a PCG64 seeded by entropy, path, activation and purpose.
 
     Deterministic: the same arguments give the same stream of numbers.
     """
-    sequence = np.random.SeedSequence(entropy, spawn_key=(purpose, *path, activation, *extra))
+    sequence = np.random.SeedSequence(entropy, spawn_key=(purpose, *path, *activation, *extra))
     return np.random.Generator(np.random.PCG64(sequence))
 
 

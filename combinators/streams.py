@@ -194,7 +194,7 @@ def streamable(fn: Callable[..., Iterable[Any]]) -> Callable[..., Source]:
 def _freeze_collection(items: Any) -> Any:
     if isinstance(items, Stream):
         msg = f"from_iterable() takes a collection, not a stream ({items!r}); use the stream itself"
-        raise InvalidArgumentType(msg)
+        raise InvalidArgumentType(msg)  # not instance_of: the advice differs
     if isinstance(items, (set, frozenset, collections.abc.KeysView, collections.abc.ItemsView)):
         msg = f"from_iterable() needs an ordered collection; {type(items).__name__} order is not reproducible (pass sorted(...))"
         raise InvalidArgumentType(msg)
@@ -322,14 +322,14 @@ class Chain(Stream):
     """Each stream to exhaustion, in order; with ``cycle``, again and again."""
 
     streams: tuple[Stream, ...] = attrs.field(converter=lambda s: _streams_tuple(s, "chain()"))
-    cycle: bool = False
+    repeat: bool = False  # chain(..., cycle=True); not named cycle, which is the method
 
     @property
     def children(self) -> tuple[Stream, ...]:
         return self.streams
 
     def __repr__(self) -> str:
-        return call_repr("chain", self.streams, {"cycle": True} if self.cycle else {})
+        return call_repr("chain", self.streams, {"cycle": True} if self.repeat else {})
 
 
 def chain(*streams: Stream, cycle: bool = False) -> Stream:
@@ -345,8 +345,8 @@ def chain(*streams: Stream, cycle: bool = False) -> Stream:
     """
     flat: list[Stream] = []
     for s in _streams_tuple(streams, "chain()"):
-        flat.extend(s.streams if isinstance(s, Chain) and not s.cycle else (s,))
-    return Chain(tuple(flat), cycle=bool(cycle))
+        flat.extend(s.streams if isinstance(s, Chain) and not s.repeat else (s,))
+    return Chain(tuple(flat), repeat=bool(cycle))
 
 
 def _check_weights(weights: Any, n_streams: int) -> tuple[float, ...] | None:
@@ -544,12 +544,8 @@ def apply(s: Stream, transform: Any) -> Apply:
     """
     from combinators.transforms import Transform, flatten_transforms
 
-    if not isinstance(s, Stream):
-        msg = f"apply() takes a stream, got {s!r} ({type(s).__name__})"
-        raise InvalidArgumentType(msg)
-    if not isinstance(transform, Transform):
-        msg = f"a stream's >> takes a transform, got {transform!r} ({type(transform).__name__})"
-        raise InvalidArgumentType(msg)
+    checks.instance_of("the stream of apply()", s, Stream, "a stream")
+    checks.instance_of("the operand of a stream's >>", transform, Transform, "a transform")
     if isinstance(s, Apply):
         return Apply(s.stream, s.transforms + flatten_transforms(transform))
     return Apply(s, flatten_transforms(transform))

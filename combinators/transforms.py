@@ -81,9 +81,7 @@ def compose(*transforms: Transform) -> Compose:
     """
     flat: list[Transform] = []
     for t in transforms:
-        if not isinstance(t, Transform):
-            msg = f"compose() takes transforms, got {t!r} ({type(t).__name__})"
-            raise InvalidArgumentType(msg)
+        checks.instance_of("an argument of compose()", t, Transform, "a transform")
         flat.extend(flatten_transforms(t))
     return Compose(tuple(flat))
 

@@ -16,7 +16,7 @@ import tracemalloc
 
 import numpy as np
 
-from combinators.bench import Figure, best_rate
+from combinators.bench import Figure, best_rates
 from combinators.execution.inprocess import iterate
 from combinators.streams import mix, stream
 from combinators.transforms import batch
@@ -75,11 +75,14 @@ def run(args: argparse.Namespace) -> list[Figure]:
     n_batches = 200 if args.quick else 4000
     weights = np.arange(1, 11, dtype=float)
     plan = _plan(10)
-    hand = best_rate(lambda: _hand_loop(n_batches, weights, 0)[0])
-    ours = best_rate(lambda: _ours(n_batches, plan, 0, 10)[0])
+    big_plan = _plan(1000, 64, 16)
+    hand, ours, big = best_rates(
+        lambda: _hand_loop(n_batches, weights, 0)[0],
+        lambda: _ours(n_batches, plan, 0, 10)[0],
+        lambda: _ours(n_batches, big_plan, 0, 1000)[0],
+    )
     _, counts = _ours(n_batches, plan, 1, 10)
     error = float(np.abs(counts / counts.sum() - weights / weights.sum()).max())
-    big = best_rate(lambda: _ours(n_batches, _plan(1000, 64, 16), 0, 1000)[0])
     peaks = {n: _peak_bytes(_plan(n, 64, 16), n_batches // 4) for n in (100, 1000)}
     return [
         Figure("mix(10 sources) >> batch(32), samples/s", ours, hand, "samples/s", target=0.6,

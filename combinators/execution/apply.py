@@ -29,7 +29,7 @@ class _Place:
 
     __slots__ = ("entropy", "path", "activation", "index")
 
-    def __init__(self, entropy: int, path: tuple[int, ...], activation: int, index: int):
+    def __init__(self, entropy: int, path: tuple[int, ...], activation: tuple[int, ...], index: int):
         self.entropy, self.path, self.activation, self.index = entropy, path, activation, index
 
     def generator(self):
@@ -144,12 +144,12 @@ RUNNERS: dict[type, Callable[[Iterator[Any], Any, _Place], Iterator[Any]]] = {
 
 
 def run_transforms(
-    items: Iterator[Any], transforms: tuple[Transform, ...], entropy: int, path: tuple[int, ...], activation: int
+    items: Iterator[Any], transforms: tuple[Transform, ...], entropy: int, path: tuple[int, ...], activation: tuple[int, ...]
 ) -> Iterator[Any]:
     """``items`` passed through each transform in order.
 
     >>> from combinators.transforms import take, batch
-    >>> [b.tolist() for b in run_transforms(iter(range(5)), (take(4), batch(2)), 0, (), 0)]
+    >>> [b.tolist() for b in run_transforms(iter(range(5)), (take(4), batch(2)), 0, (), (0,))]
     [[0, 1], [2, 3]]
     """
     for index, t in enumerate(transforms):

@@ -8,7 +8,6 @@ which runs it in-process or in a worker; the items are the same either way.
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
 from typing import Any, Callable, Iterator
 
 import attrs
@@ -19,7 +18,6 @@ from combinators.execution.apply import run_transforms
 from combinators.execution.base import Activation, Executor, LocalActivation, Session, resolve_executor
 from combinators.execution.leaf import activate_leaf, is_leaf
 from combinators.sampling import chain_items, mix_items, round_robin_items
-from combinators.errors import InvalidArgumentType
 from combinators.streams import Apply, Chain, Mix, RoundRobin, Stream
 
 __all__ = ["iterate", "Run", "MixStats"]
@@ -30,14 +28,8 @@ class _Context:
 
     def __init__(self, entropy: int, session: Session):
         self.entropy, self.session = entropy, session
-        self.activations: dict[tuple[int, ...], int] = defaultdict(int)
         # per mix path: the node, counts of ended activations, the running working sets
         self.mix_counts: dict[tuple[int, ...], tuple[Mix, list[int], list[Any]]] = {}
-
-    def count_activation(self, path: tuple[int, ...]) -> int:
-        number = self.activations[path]
-        self.activations[path] = number + 1
-        return number
 
     def mix_record(self, node: Mix, path: tuple[int, ...]) -> tuple[Mix, list[int], list[Any]]:
         if path not in self.mix_counts:
@@ -51,32 +43,34 @@ class _Context:
         return np.asarray(ended, dtype=np.int64)
 
 
-def open_node(node: Stream, path: tuple[int, ...], ctx: _Context) -> Activation:
-    """Start the next activation of ``node`` (at ``path``) and return it."""
-    activation = ctx.count_activation(path)
+def open_node(node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context) -> Activation:
+    """Start an activation of ``node`` (at ``path``, identified by ``activation``)."""
     if is_leaf(node):
         return ctx.session.submit(activate_leaf, node, ctx.entropy, path, activation)
     return LocalActivation(_OPENERS[type(node)], (node, path, activation, ctx))
 
 
-def _child_opener(node: Stream, path: tuple[int, ...], ctx: _Context) -> Callable[[int], Activation]:
-    children = node.children
-    return lambda i: open_node(children[i], (*path, i), ctx)
+def _child_opener(
+    node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context
+) -> Callable[[int], Activation]:
+    """``open(i)`` starts child ``i``; the k-th child activation is identified by ``(*activation, k)``."""
+    children, started = node.children, itertools.count()
+    return lambda i: open_node(children[i], (*path, i), (*activation, next(started)), ctx)
 
 
 def _open_chain(node: Chain, path, activation, ctx) -> Iterator[Any]:
-    return chain_items(_child_opener(node, path, ctx), len(node.streams), node.cycle)
+    return chain_items(_child_opener(node, path, activation, ctx), len(node.streams), node.repeat)
 
 
 def _open_round_robin(node: RoundRobin, path, activation, ctx) -> Iterator[Any]:
     rng = seeding.generator(ctx.entropy, path, activation, seeding.ACTIVATE)
-    return round_robin_items(_child_opener(node, path, ctx), len(node.streams), node.mode, rng)
+    return round_robin_items(_child_opener(node, path, activation, ctx), len(node.streams), node.mode, rng)
 
 
 def _open_mix(node: Mix, path, activation, ctx) -> Iterator[Any]:
     _, counts, running = ctx.mix_record(node, path)
     return mix_items(
-        _child_opener(node, path, ctx), node.probabilities, node.n_active, node.rate, node.dist, node.mode,
+        _child_opener(node, path, activation, ctx), node.probabilities, node.n_active, node.rate, node.dist, node.mode,
         node.prune_empty,
         select_rng=seeding.generator(ctx.entropy, path, activation, seeding.SELECT),
         activate_rng=seeding.generator(ctx.entropy, path, activation, seeding.ACTIVATE),
@@ -86,7 +80,7 @@ def _open_mix(node: Mix, path, activation, ctx) -> Iterator[Any]:
 
 
 def _open_apply(node: Apply, path, activation, ctx) -> Iterator[Any]:
-    child = open_node(node.stream, (*path, 0), ctx)
+    child = open_node(node.stream, (*path, 0), (*activation, 0), ctx)
     try:
         yield from run_transforms(child.iterator(), node.transforms, ctx.entropy, path, activation)
     finally:
@@ -135,7 +129,7 @@ class Run:
         self.stream, self.seed, self.executor = stream, entropy, executor
         self._session = executor.open()
         self._ctx = _Context(entropy, self._session)
-        self._root: Activation | None = open_node(stream, (), self._ctx)
+        self._root: Activation | None = open_node(stream, (), (0,), self._ctx)
         self._next: Callable[[], Any] | None = None
         self._max_iter = max_iter
         self.items = 0
@@ -218,9 +212,7 @@ def iterate(
     >>> sorted(out) == sorted("abxyz"), out == "".join(iterate(s, seed=3))
     (True, True)
     """
-    if not isinstance(stream, Stream):
-        msg = f"iterate() takes a stream description, got {stream!r} ({type(stream).__name__})"
-        raise InvalidArgumentType(msg)
+    checks.instance_of("the stream of iterate()", stream, Stream, "a stream description")
     if max_iter is not None:
         max_iter = checks.non_negative_int("max_iter", max_iter)
     return Run(stream, seeding.run_entropy(seed), resolve_executor(executor), max_iter)

@@ -21,7 +21,7 @@ def is_leaf(node: Stream) -> bool:
     return is_source(node) or (isinstance(node, Apply) and is_source(node.stream))
 
 
-def _source_items(source: Stream, entropy: int, path: tuple[int, ...], activation: int) -> Iterable[Any]:
+def _source_items(source: Stream, entropy: int, path: tuple[int, ...], activation: tuple[int, ...]) -> Iterable[Any]:
     if isinstance(source, Source):
         if source.wants_rng:
             rng = seeding.generator(entropy, path, activation, seeding.SOURCE)
@@ -35,16 +35,16 @@ def _source_items(source: Stream, entropy: int, path: tuple[int, ...], activatio
     raise TypeError(msg)
 
 
-def activate_leaf(leaf: Stream, entropy: int, path: tuple[int, ...], activation: int) -> Iterator[Any]:
-    """The items of one activation of ``leaf`` at ``path`` (its ``activation``-th).
+def activate_leaf(leaf: Stream, entropy: int, path: tuple[int, ...], activation: tuple[int, ...]) -> Iterator[Any]:
+    """The items of one activation of ``leaf`` at ``path``, identified by ``activation``.
 
     >>> from combinators.streams import from_iterable
     >>> from combinators.transforms import take
-    >>> list(activate_leaf(from_iterable("abc") >> take(2), 0, (), 0))
+    >>> list(activate_leaf(from_iterable("abc") >> take(2), 0, (), (0,)))
     ['a', 'b']
     """
     if isinstance(leaf, Apply):
-        items = iter(_source_items(leaf.stream, entropy, (*path, 0), activation))
+        items = iter(_source_items(leaf.stream, entropy, (*path, 0), (*activation, 0)))
         return _Pipeline(items, run_transforms(items, leaf.transforms, entropy, path, activation))
     return iter(_source_items(leaf, entropy, path, activation))
 

@@ -1,3 +1,40 @@
-"""Memoization of pure functions: keymaps, archives, cache policies, metrics."""
+"""Memoization of pure functions: keymaps, archives, cache policies, metrics.
 
-__all__: list[str] = []
+See ``docs/memoization.md`` for the guide; the pieces are `keymaps`
+(arguments to pure keys), `archives` (LMDB, dict, null), `serializers`,
+`caches` (cache policies), `memoize` and `metrics`.
+"""
+
+from combinators.memo.archives import (
+    Archive,
+    DictArchive,
+    EntryInfo,
+    LMDBArchive,
+    Namespace,
+    NullArchive,
+)
+from combinators.memo.caches import LFU, LRU, MRU, RR, CachePolicy, NoCache, Unbounded
+from combinators.memo.keymaps import Keymap, hashmap, keymap, picklemap, stringmap
+from combinators.memo.memoize import (
+    CacheInfo,
+    code_version,
+    inf_cache,
+    lfu_cache,
+    lru_cache,
+    memoize,
+    mru_cache,
+    no_cache,
+    rr_cache,
+)
+from combinators.memo.metrics import Metric, Metrics
+from combinators.memo.serializers import Serializer, serializer
+
+__all__ = [
+    "Keymap", "hashmap", "picklemap", "stringmap", "keymap",
+    "Archive", "LMDBArchive", "DictArchive", "NullArchive", "Namespace", "EntryInfo",
+    "Serializer", "serializer",
+    "CachePolicy", "LRU", "LFU", "MRU", "RR", "Unbounded", "NoCache",
+    "memoize", "CacheInfo", "code_version",
+    "lru_cache", "lfu_cache", "mru_cache", "rr_cache", "inf_cache", "no_cache",
+    "Metrics", "Metric",
+]

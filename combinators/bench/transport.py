@@ -1,0 +1,192 @@
+"""``combinators bench transport``: executor throughput against raw pyzmq, measured in the same run.
+
+Reference: a forked process sends the same float32 array N times over a raw
+pyzmq PUSH socket, zero-copy (``copy=False``), to a PULL socket in this
+process that rebuilds each array with ``np.frombuffer``. Measured: a
+`Processes` and a `ZMQ` executor with one worker run a source yielding
+``{"x": array}`` N times, and the consumer iterates the activation. Both
+sides count from before the fork (or ``open()``) to the last item, so startup
+is included. The reference uses the executor's transport: ``ipc://`` for
+`Processes`, loopback ``tcp://`` for `ZMQ`.
+
+With ``--quick`` the sizes are too small for startup not to dominate, so the
+figures are printed without targets.
+
+A second figure times a CPU-bound plan: 12 sources, each item about 2 ms of
+numpy work, mixed with ``n_active=4``, run in-process and with
+``Processes(workers=2)``; the ratio is the speed-up (target 1.7x on two
+cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import shutil
+import tempfile
+import timeit
+from typing import Callable, Iterator
+
+import numpy as np
+import zmq
+
+from combinators.bench import Figure, best_rates
+from combinators.execution.base import Executor
+from combinators.execution.inprocess import iterate
+from combinators.execution.processes import Processes
+from combinators.execution.zmq import ZMQ
+from combinators.streams import Stream, mix, stream
+
+__all__ = ["run", "raw_rate", "executor_rate", "cpu_source", "cpu_plan"]
+
+KIB = 1024
+MIB = 1024 * 1024
+
+
+def _repeat(array_bytes: int, count: int) -> Iterator[dict[str, np.ndarray]]:
+    """The measured source: ``{"x": array}`` ``count`` times, one float32 array of ``array_bytes``."""
+    array = np.ones(array_bytes // 4, dtype=np.float32)
+    for _ in range(count):
+        yield {"x": array}
+
+
+def _raw_sender(address: str, array_bytes: int, count: int) -> None:
+    context = zmq.Context()
+    push = context.socket(zmq.PUSH)
+    push.connect(address)
+    array = np.ones(array_bytes // 4, dtype=np.float32)
+    for _ in range(count):
+        push.send(array, copy=False)
+    push.close(linger=-1)
+    context.term()
+
+
+def raw_rate(address: str, array_bytes: int, count: int) -> int:
+    """Receive ``count`` arrays over a raw zero-copy PUSH/PULL from a forked sender; the count."""
+    context = zmq.Context()
+    pull = context.socket(zmq.PULL)
+    pull.bind(address)
+    sender = multiprocessing.get_context("fork").Process(
+        target=_raw_sender, args=(pull.getsockopt_string(zmq.LAST_ENDPOINT), array_bytes, count)
+    )
+    sender.start()
+    received = 0
+    for _ in range(count):
+        frame = pull.recv(copy=False)
+        received += np.frombuffer(frame, dtype=np.float32).size > 0
+    sender.join()
+    pull.close(linger=0)
+    context.term()
+    return received
+
+
+def executor_rate(executor: Executor, array_bytes: int, count: int) -> int:
+    """Open ``executor``, iterate one activation of `_repeat` to the end, close; the item count."""
+    received = 0
+    with executor.open() as session:
+        for item in session.submit(_repeat, array_bytes, count):
+            received += item["x"].size > 0
+    return received
+
+
+def _transport_figures(quick: bool) -> list[Figure]:
+    figures = []
+    cases = [(MIB, 100 if quick else 1000, 0.7), (KIB, 5000 if quick else 100_000, 0.4)]
+    directory = tempfile.mkdtemp(prefix="combinators-bench-")
+    try:
+        for array_bytes, count, target in cases:
+            for executor, address in (
+                (Processes(workers=1), f"ipc://{directory}/raw"),
+                (ZMQ(workers=1), "tcp://127.0.0.1:*"),
+            ):
+                ours, raw = best_rates(
+                    lambda: executor_rate(executor, array_bytes, count),
+                    lambda: raw_rate(address, array_bytes, count),
+                    repeat=2 if quick else 5,
+                )
+                size = "1 MiB" if array_bytes == MIB else "1 KiB"
+                transport = "ipc" if address.startswith("ipc") else "tcp loopback"
+                figures.append(Figure(
+                    name=f"{type(executor).__name__}(workers=1), items holding a {size} float32 array",
+                    value=ours, reference=raw, unit="items/s", target=None if quick else target,
+                    note=f"reference: raw pyzmq PUSH/PULL zero-copy from a forked process over {transport}, "
+                    f"{count} items, startup included",
+                ))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return figures
+
+
+def cpu_source(index: int, items: int, size: int) -> Iterator[float]:
+    """A CPU-bound source: each item is elementwise numpy work on ``size`` float64 values (one thread)."""
+    values = np.random.default_rng(index).random(size)
+    for _ in range(items):
+        yield float(np.sin(np.sqrt(values) * 3.0).sum())
+
+
+def _work_size(seconds: float = 0.002) -> int:
+    """The ``size`` for which one `cpu_source` item takes about ``seconds`` here (best of 3)."""
+    size = 1 << 16
+    values = np.random.default_rng(0).random(size)
+    per_call = min(timeit.repeat(lambda: np.sin(np.sqrt(values) * 3.0).sum(), number=10, repeat=3)) / 10
+    return max(1024, int(size * seconds / per_call))
+
+
+def cpu_plan(items: int, size: int) -> Stream:
+    """12 CPU-bound sources mixed with ``n_active=4``, each run to exhaustion."""
+    sources = [stream(cpu_source, index, items, size) for index in range(12)]
+    return mix(*sources, n_active=4, mode="exhaustive")
+
+
+def _bare_processes(workers: int, items: int, size: int) -> Callable[[], int]:
+    """The machine's ceiling: ``workers`` forked processes share the same items, no streaming at all."""
+
+    def work(index: int) -> None:
+        for _ in cpu_source(index, items // workers, size):
+            pass
+
+    def run_bare() -> int:
+        context = multiprocessing.get_context("fork")
+        processes = [context.Process(target=work, args=(index,)) for index in range(workers)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        return items // workers * workers
+
+    return run_bare
+
+
+def _cpu_figures(quick: bool) -> list[Figure]:
+    items = 6 if quick else 30
+    size = _work_size()
+    plan = cpu_plan(items, size)
+
+    def run_with(executor: Executor | str) -> Callable[[], int]:
+        return lambda: sum(1 for _ in iterate(plan, seed=0, executor=executor))
+
+    def alone() -> int:
+        return sum(1 for _ in cpu_source(0, 12 * items // 2, size))
+
+    parallel, one, inprocess, bare, single = best_rates(
+        run_with(Processes(workers=2)), run_with(Processes(workers=1)), run_with("inprocess"),
+        _bare_processes(2, 12 * items, size), alone, repeat=2 if quick else 3,
+    )
+    name = f"CPU-bound mix, 12 sources x {items} items of ~2 ms, n_active=4"
+    return [
+        Figure(
+            name=f"{name}: Processes(workers=2)", value=parallel, reference=inprocess, unit="items/s",
+            target=None if quick else 1.7,
+            note=f"reference: the same plan in-process; {size} float64 values per item; this host's ceiling "
+            f"(2 bare forked processes vs 1) is {bare / single:.2f}x: the target assumes 2 idle cores",
+        ),
+        Figure(
+            name=f"{name}: Processes(workers=1)", value=one, reference=inprocess, unit="items/s",
+            note="informational: the executor's overhead, whatever the load (1.0x is none)",
+        ),
+    ]
+
+
+def run(args: argparse.Namespace) -> list[Figure]:
+    """Measure the transport figures and the CPU-bound speed-up; see the module docstring."""
+    return [*_transport_figures(args.quick), *_cpu_figures(args.quick)]

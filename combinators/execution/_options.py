@@ -1,0 +1,54 @@
+"""Validators and defaults shared by the parallel executors' fields."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from typing import Any
+
+import attrs
+
+from combinators.errors import InvalidArgument, InvalidArgumentType
+
+__all__ = ["default_workers", "positive_int", "non_negative_int", "start_method", "positive_number"]
+
+
+def default_workers() -> int:
+    """The number of CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _int(owner: Any, attribute: attrs.Attribute, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{type(owner).__name__}.{attribute.name} must be an int, not {value!r} ({type(value).__name__})"
+        raise InvalidArgumentType(msg)
+    if value < minimum:
+        msg = f"{type(owner).__name__}.{attribute.name} must be >= {minimum}, not {value!r}"
+        raise InvalidArgument(msg)
+
+
+def positive_int(owner: Any, attribute: attrs.Attribute, value: Any) -> None:
+    _int(owner, attribute, value, 1)
+
+
+def non_negative_int(owner: Any, attribute: attrs.Attribute, value: Any) -> None:
+    _int(owner, attribute, value, 0)
+
+
+def positive_number(owner: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"{type(owner).__name__}.{attribute.name} must be a number, not {value!r} ({type(value).__name__})"
+        raise InvalidArgumentType(msg)
+    if not value > 0:
+        msg = f"{type(owner).__name__}.{attribute.name} must be > 0, not {value!r}"
+        raise InvalidArgument(msg)
+
+
+def start_method(owner: Any, attribute: attrs.Attribute, value: Any) -> None:
+    methods = multiprocessing.get_all_start_methods()
+    if value is not None and value not in methods:
+        msg = f"{type(owner).__name__}.{attribute.name} must be None or one of {methods}, not {value!r}"
+        raise InvalidArgument(msg)

@@ -1,0 +1,550 @@
+"""The consumer side of the parallel executors: a session that runs activations in worker processes.
+
+`RemoteSession` binds a ZeroMQ ROUTER socket, starts its local worker
+processes (`multiprocessing`, any start method) and accepts remote workers
+that connect (``combinators worker``). ``submit`` ships ``(fn, args)`` with
+cloudpickle to the least-loaded worker at once; items come back coalesced in
+messages, under per-activation credit (`combinators.execution.protocol`), and
+are decoded only when the consumer reaches them.
+
+The consumer thread does all socket work itself, inside ``next()``: there is
+no background thread. While it waits it watches every local worker's process
+sentinel, and probes remote workers every `PROBE_INTERVAL` seconds, so a dead
+worker raises `WorkerError` within a second or so. `RemoteSession.close` (also
+run by garbage collection and at interpreter exit) asks workers to quit, then
+terminates and kills stragglers, closes the socket and removes the ``ipc``
+directory, within about a second.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import time
+import weakref
+from typing import Any, Callable, Iterable
+
+import attrs
+import cloudpickle
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from combinators.errors import InvalidArgument, TransportError, WorkerError
+from combinators.execution import protocol
+from combinators.execution.base import Activation, Session
+from combinators.execution.wire import unpack_items
+from combinators.execution.worker import local_worker_main
+
+__all__ = ["SessionOptions", "RemoteSession", "RemoteActivation"]
+
+#: seconds between liveness probes of remote workers while the consumer waits
+PROBE_INTERVAL = 0.5
+#: seconds given to workers to quit by themselves, then to die of SIGTERM, at close
+QUIT_GRACE = 0.4
+KILL_GRACE = 0.3
+#: an activation's first credit window; it doubles with each credit, up to the prefetch limits
+INITIAL_WINDOW_ITEMS = 16
+INITIAL_WINDOW_BYTES = 1 << 20
+
+
+@attrs.frozen
+class SessionOptions:
+    """How a `RemoteSession` binds, secures and feeds its workers (built by the executors)."""
+
+    bind: str
+    workers: int
+    start_method: str | None
+    prefetch: int
+    prefetch_bytes: int
+    key: tuple[bytes, bytes] | None = attrs.field(default=None, repr=False)
+    accept_remote: bool = False
+    timeout: float = 60.0
+    cleanup: Callable[[], None] | None = None
+
+
+class _Peer:
+    """One worker as the session sees it."""
+
+    __slots__ = ("identity", "process", "pid", "ready", "pending", "active", "name")
+
+    def __init__(self, identity: bytes, process: multiprocessing.process.BaseProcess | None):
+        self.identity = identity
+        self.process = process
+        self.pid: int | None = None
+        self.ready = False
+        self.pending: list[list[bytes]] = []  # messages waiting for its HELLO
+        self.active: set[int] = set()
+        self.name = identity.decode(errors="replace")
+
+    def describe(self) -> str:
+        where = "local" if self.process is not None else "remote"
+        return f"{where} worker {self.name} (pid {self.pid})"
+
+
+class _Resources:
+    """What a session must release; kept apart from it so a finalizer can reap without it."""
+
+    def __init__(self, context: zmq.Context, sock: zmq.Socket):
+        self.context = context
+        self.socket = sock
+        self.auth: ThreadAuthenticator | None = None
+        self.peers: dict[bytes, _Peer] = {}  # the live workers, told to quit at release
+        self.processes: list[multiprocessing.process.BaseProcess] = []  # every local worker started
+        self.cleanup: Callable[[], None] | None = None
+        self.owner = os.getpid()
+
+    def release(self) -> None:
+        if os.getpid() != self.owner:  # a forked child exiting must not reap its parent's workers
+            return
+        for peer in self.peers.values():
+            if peer.ready:
+                try:
+                    protocol.send(self.socket, [peer.identity, protocol.head(protocol.QUIT)])
+                except zmq.ZMQError:
+                    pass
+        _reap(self.processes)
+        endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.socket.close(linger=0)
+        if self.auth is not None:
+            self.auth.stop()
+        self.context.term()
+        if endpoint.startswith("ipc://"):  # libzmq leaves the socket file behind
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(endpoint.removeprefix("ipc://"))
+        if self.cleanup is not None:
+            self.cleanup()
+
+
+def _reap(processes: list[multiprocessing.process.BaseProcess]) -> None:
+    """Wait for ``processes`` to exit, then SIGTERM, then SIGKILL the stragglers (about a second at most)."""
+    for stop in ("terminate", "kill"):
+        for process in _wait_all(processes, QUIT_GRACE if stop == "terminate" else KILL_GRACE):
+            getattr(process, stop)()
+    _wait_all(processes, KILL_GRACE)
+    for process in processes:
+        if process.exitcode is not None:
+            process.close()
+
+
+def _wait_all(processes: list[multiprocessing.process.BaseProcess], timeout: float) -> list:
+    """Wait up to ``timeout`` seconds for every process to exit; those still running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [process for process in processes if process._popen is not None and process.exitcode is None]
+        remaining = deadline - time.monotonic()
+        if not running or remaining <= 0:
+            return running
+        multiprocessing.connection.wait([process.sentinel for process in running], remaining)
+
+
+class RemoteSession(Session):
+    """A session whose activations run in worker processes; see the module docstring.
+
+    Built by `Processes.open` and `ZMQ.open`; ``address`` is the bound endpoint.
+    Raises `InvalidArgument` when ``options.bind`` cannot be bound, and
+    `WorkerError` when local workers do not connect within ``options.timeout``.
+
+    >>> options = SessionOptions("tcp://127.0.0.1:*", workers=1, start_method=None, prefetch=64, prefetch_bytes=1 << 20)
+    >>> with RemoteSession(options) as session:
+    ...     squares = session.submit(lambda n: (i * i for i in range(n)), 4)
+    ...     list(squares)
+    [0, 1, 4, 9]
+    """
+
+    def __init__(self, options: SessionOptions):
+        self._options = options
+        context = zmq.Context()
+        sock = context.socket(zmq.ROUTER)
+        self._resources = resources = _Resources(context, sock)
+        self._finalizer = weakref.finalize(self, resources.release)
+        resources.cleanup = options.cleanup
+        protocol.configure(sock)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        if options.key is not None:
+            resources.auth = _curve_server(context, sock, options.key)
+        try:
+            sock.bind(options.bind)
+        except zmq.ZMQError as error:
+            self._finalizer()
+            msg = f"cannot bind {options.bind!r}: {error}"
+            raise InvalidArgument(msg) from None
+        self.address: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._socket = sock
+        self._peers = resources.peers
+        self._activations: weakref.WeakValueDictionary[int, RemoteActivation] = weakref.WeakValueDictionary()
+        self._unassigned: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+        self._orphans: list[tuple[bytes, int]] = []
+        self._ids = itertools.count()
+        self._poller = zmq.Poller()
+        self._poller.register(sock, zmq.POLLIN)
+        self._sentinels: dict[int, _Peer] = {}
+        self._last_probe = time.monotonic()
+        self._opened = time.monotonic()
+        self._start_local_workers()
+        self._await_local_workers()
+
+    def _start_local_workers(self) -> None:
+        options = self._options
+        context = multiprocessing.get_context(options.start_method)
+        connect = _local_address(self.address)
+        for index in range(options.workers):
+            identity = f"L{index}".encode()
+            process = context.Process(
+                target=local_worker_main, args=(connect, identity, options.key),
+                name=f"combinators-worker-{index}", daemon=True,
+            )
+            process.start()
+            self._resources.processes.append(process)
+            peer = _Peer(identity, process)
+            peer.pid = process.pid
+            self._peers[identity] = peer
+            self._sentinels[process.sentinel] = peer
+            self._poller.register(process.sentinel, zmq.POLLIN)
+
+    def _await_local_workers(self) -> None:
+        """Wait until every local worker said HELLO (or died), so ``submit`` starts work at once."""
+        deadline = time.monotonic() + self._options.timeout
+        while any(not peer.ready for peer in self._peers.values() if peer.process is not None):
+            if time.monotonic() > deadline:
+                self.close()
+                msg = f"local workers did not connect to {self.address} within {self._options.timeout:g} s"
+                raise WorkerError(msg)
+            self._receive(100)
+        if self._options.workers and not self._peers:
+            self.close()
+            msg = f"all {self._options.workers} local workers died at startup (see their stderr)"
+            raise WorkerError(msg)
+
+    # -- submitting -----------------------------------------------------------------
+    def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> RemoteActivation:
+        """Start ``fn(*args)`` in the least-loaded worker now; an iterator over its items."""
+        if not self._finalizer.alive:
+            msg = "submit() on a closed session"
+            raise WorkerError(msg)
+        try:
+            plan = cloudpickle.dumps((fn, args))
+        except Exception as error:
+            msg = f"cannot ship activation {fn!r} to a worker: {error}"
+            raise TransportError(msg) from error
+        activation_id = next(self._ids)
+        activation = RemoteActivation(self, activation_id)
+        self._activations[activation_id] = activation
+        window_items, window_bytes = activation._window_items, activation._window_bytes
+        message = [protocol.flow_head(protocol.START, activation_id, 0, 0, window_items, window_bytes), plan]
+        peer = self._least_loaded()
+        if peer is None:
+            if not self._accepts_remote():
+                activation._fail(WorkerError("every worker of this session has died; no worker can run the activation"))
+                return activation
+            self._unassigned.append((activation_id, message))
+        else:
+            self._assign(peer, activation, message)
+        return activation
+
+    def _accepts_remote(self) -> bool:
+        return self._options.accept_remote
+
+    def _least_loaded(self) -> _Peer | None:
+        return min(self._peers.values(), key=lambda peer: (len(peer.active), not peer.ready), default=None)
+
+    def _assign(self, peer: _Peer, activation: RemoteActivation, message: list[bytes]) -> None:
+        activation._peer = peer
+        peer.active.add(activation._id)
+        if peer.ready:
+            self._send(peer, message)
+        else:
+            peer.pending.append(message)
+
+    def _send(self, peer: _Peer, message: list[Any]) -> None:
+        try:
+            protocol.send(self._socket, [peer.identity, *message])
+        except zmq.ZMQError as error:
+            if error.errno != zmq.EHOSTUNREACH:
+                raise
+            silence = protocol.HEARTBEAT_TIMEOUT_MS / 1000
+            self._peer_lost(peer, f"its connection dropped (it exited, or sent no heartbeat for {silence:g} s)")
+
+    # -- receiving ------------------------------------------------------------------
+    def _wait_for(self, activation: RemoteActivation) -> None:
+        """Receive until ``activation`` has a message or has ended; watches worker liveness."""
+        self._send_orphan_cancels()
+        self._drain()
+        while not activation._messages and not activation._finished:
+            self._receive(int(PROBE_INTERVAL * 1000))
+            now = time.monotonic()
+            if now - self._last_probe >= PROBE_INTERVAL:
+                self._last_probe = now
+                self._probe(now)
+
+    def _receive(self, timeout_ms: int) -> None:
+        """Wait up to ``timeout_ms`` for messages or worker deaths, and handle them."""
+        events = self._poller.poll(timeout_ms)
+        self._drain()
+        for fd, _ in events:
+            peer = self._sentinels.get(fd)
+            if peer is not None:
+                self._drain(linger_ms=50)  # what the worker sent before dying comes first
+                self._peer_lost(peer, _exit_description(peer.process))
+
+    def _drain(self, linger_ms: int = 0) -> None:
+        """Dispatch every message already received, then those arriving within ``linger_ms``."""
+        sock = self._socket
+        deadline = time.monotonic() + linger_ms / 1000
+        while True:
+            if protocol.readable(sock):
+                self._dispatch(protocol.recv(sock))
+                continue
+            remaining = int((deadline - time.monotonic()) * 1000)
+            if remaining <= 0 or not sock.poll(remaining):
+                return
+
+    def _dispatch(self, frames: list[zmq.Frame]) -> None:
+        identity = frames[0].bytes
+        head = frames[1].bytes
+        kind, number = protocol.read_head(head)
+        if kind == protocol.HELLO:
+            self._hello(identity, number)
+            return
+        peer = self._peers.get(identity)
+        if peer is None or not peer.ready:  # only workers that joined may speak (never unpickle a stranger's)
+            return
+        if kind != protocol.ITEMS:
+            peer.active.discard(number)
+        activation = self._activations.get(number)
+        if activation is None or activation._peer is not peer:
+            return
+        if kind == protocol.ITEMS:
+            activation._messages.append(frames[2:])
+        elif kind == protocol.END:
+            activation._finished = True
+        elif kind == protocol.FAULT:
+            activation._fail(_remote_exception([frame.bytes for frame in frames[2:]], peer))
+
+    def _hello(self, identity: bytes, pid: int) -> None:
+        peer = self._peers.get(identity)
+        if peer is None and self._accepts_remote():  # a remote worker joins
+            peer = self._peers[identity] = _Peer(identity, None)
+        elif peer is None or (peer.process is not None and peer.pid != pid):
+            # not wanted, or not the local process it claims to be: turn it away rather than leave it waiting
+            with contextlib.suppress(zmq.ZMQError):
+                protocol.send(self._socket, [identity, protocol.head(protocol.QUIT)])
+            return
+        peer.pid = pid
+        peer.ready = True
+        pending, peer.pending = peer.pending, []
+        for message in pending:
+            self._send(peer, message)
+        while self._unassigned:
+            activation_id, message = self._unassigned.popleft()
+            activation = self._activations.get(activation_id)
+            if activation is not None:
+                self._assign(self._least_loaded(), activation, message)
+
+    def _probe(self, now: float) -> None:
+        """Ping workers that hold activations: a peer whose connection dropped (it died, or missed
+        heartbeats for `protocol.HEARTBEAT_TIMEOUT_MS`) raises EHOSTUNREACH."""
+        for peer in list(self._peers.values()):
+            if peer.active:
+                self._send(peer, [protocol.head(protocol.PING)])
+        if self._unassigned and now - self._opened > self._options.timeout:
+            error = WorkerError(f"no worker connected to {self.address} within {self._options.timeout:g} s")
+            while self._unassigned:
+                activation = self._activations.get(self._unassigned.popleft()[0])
+                if activation is not None:
+                    activation._fail(error)
+
+    def _peer_lost(self, peer: _Peer, how: str) -> None:
+        if self._peers.pop(peer.identity, None) is None:
+            return
+        if peer.process is not None:
+            self._poller.unregister(peer.process.sentinel)
+            del self._sentinels[peer.process.sentinel]
+            peer.process.join(timeout=0)
+        for activation_id in peer.active:
+            activation = self._activations.get(activation_id)
+            if activation is not None and not activation._finished:
+                activation._fail(WorkerError(f"{peer.describe()} died: {how}"))
+        peer.active.clear()
+
+    # -- cancelling and closing -------------------------------------------------------
+    def _cancel(self, activation: RemoteActivation) -> None:
+        peer = activation._peer
+        if peer is not None and activation._id in peer.active:
+            peer.active.discard(activation._id)
+            if self._finalizer.alive and peer.identity in self._peers:
+                self._send(peer, [protocol.head(protocol.CANCEL, activation._id)])
+
+    def _send_orphan_cancels(self) -> None:
+        while self._orphans:
+            identity, activation_id = self._orphans.pop()
+            peer = self._peers.get(identity)
+            if peer is not None and activation_id in peer.active:
+                peer.active.discard(activation_id)
+                self._send(peer, [protocol.head(protocol.CANCEL, activation_id)])
+
+    def close(self) -> None:
+        """Stop every activation and every worker; release the socket and any ``ipc`` files."""
+        for activation in list(self._activations.values()):
+            activation._finished = True
+            activation._messages.clear()
+            activation._items.clear()
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self._peers)} workers"
+        return f"<RemoteSession {self.address} {state}>"
+
+
+class RemoteActivation(Activation):
+    """The items of one activation running in a worker, decoded as the consumer reaches them."""
+
+    __slots__ = (
+        "_session", "_id", "_peer", "_items", "_messages", "_finished", "_error",
+        "_owed_items", "_owed_bytes", "_window_items", "_window_bytes",
+    )
+
+    def __init__(self, session: RemoteSession, activation_id: int):
+        self._session = session
+        self._id = activation_id
+        self._peer: _Peer | None = None
+        self._items: collections.deque[Any] = collections.deque()
+        self._messages: collections.deque[list[zmq.Frame]] = collections.deque()
+        self._finished = False
+        self._error: BaseException | None = None
+        self._owed_items = 0  # taken by the consumer, not yet credited back to the worker
+        self._owed_bytes = 0
+        options = session._options
+        self._window_items = min(INITIAL_WINDOW_ITEMS, options.prefetch)
+        self._window_bytes = min(INITIAL_WINDOW_BYTES, options.prefetch_bytes)
+
+    def __next__(self) -> Any:
+        if self._items:
+            return self._items.popleft()
+        return self._refill()
+
+    def _refill(self) -> Any:
+        while True:
+            if self._messages:
+                frames = self._messages.popleft()
+                items = collections.deque(unpack_items(frames))
+                self._owed_items += len(items)
+                self._owed_bytes += sum(len(frame) for frame in frames)
+                if 4 * self._owed_items >= self._window_items or 4 * self._owed_bytes >= self._window_bytes:
+                    self._return_credit()  # in batches of a quarter window
+                if items:
+                    self._items = items
+                    return items.popleft()
+            elif self._finished:
+                error, self._error = self._error, None
+                if error is not None:
+                    raise error
+                raise StopIteration
+            else:
+                self._session._wait_for(self)
+
+    def _return_credit(self) -> None:
+        """Tell the worker what the consumer took, and double the window (up to the prefetch limits)."""
+        options = self._session._options
+        self._window_items = min(2 * self._window_items, options.prefetch)
+        self._window_bytes = min(2 * self._window_bytes, options.prefetch_bytes)
+        if self._peer is not None and not self._finished:
+            head = protocol.flow_head(
+                protocol.CREDIT, self._id, self._owed_items, self._owed_bytes, self._window_items, self._window_bytes
+            )
+            self._session._send(self._peer, [head])
+        self._owed_items = self._owed_bytes = 0
+
+    def _fail(self, error: BaseException) -> None:
+        self._error = error
+        self._finished = True
+
+    def close(self) -> None:
+        """Cancel the activation: its worker closes the generator; later ``next()`` raises StopIteration."""
+        if not self._finished:
+            self._finished = True
+            self._session._cancel(self)
+        self._items.clear()
+        self._messages.clear()
+        self._error = None
+
+    def __del__(self) -> None:
+        try:
+            if not self._finished and self._peer is not None:
+                self._session._orphans.append((self._peer.identity, self._id))
+        except Exception:  # at interpreter exit, the session may be gone already
+            pass
+
+    def __repr__(self) -> str:
+        return f"<RemoteActivation {self._id} {'finished' if self._finished else 'running'}>"
+
+
+def _remote_exception(frames: list[bytes], peer: _Peer | None) -> BaseException:
+    """The exception a worker reported: its own type where it unpickles, else `WorkerError`."""
+    pickled, *texts = frames
+    type_name, message, text = (frame.decode(errors="replace") for frame in texts)
+    where = peer.describe() if peer is not None else "a worker"
+    remote = WorkerError(f"{type_name} raised in {where}", remote_traceback=text)
+    error: BaseException | None = None
+    if pickled:
+        try:
+            error = pickle.loads(pickled)
+        except Exception:
+            error = None
+    if not isinstance(error, BaseException):
+        return WorkerError(f"{type_name}: {message} (raised in {where})", remote_traceback=text)
+    error.__cause__ = remote
+    try:
+        error.remote_traceback = text  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+    return error
+
+
+def _exit_description(process: multiprocessing.process.BaseProcess | None) -> str:
+    if process is None:
+        return "its connection dropped"
+    process.join(timeout=0.1)
+    code = process.exitcode
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def _local_address(bound: str) -> str:
+    """Where a local worker connects to reach ``bound`` (a wildcard host becomes loopback)."""
+    return bound.replace("tcp://0.0.0.0:", "tcp://127.0.0.1:").replace("tcp://[::]:", "tcp://[::1]:")
+
+
+def _curve_server(context: zmq.Context, sock: zmq.Socket, key: tuple[bytes, bytes]) -> ThreadAuthenticator:
+    """Make ``sock`` a CurveZMQ server that admits only clients holding the same key pair."""
+    public, secret = key
+    auth = ThreadAuthenticator(context)
+    auth.start()
+    auth.configure_curve_callback("*", credentials_provider=_SameKey(public))
+    sock.curve_server = True
+    sock.curve_publickey = public
+    sock.curve_secretkey = secret
+    return auth
+
+
+class _SameKey:
+    """ZAP credentials provider: a client is admitted when its public key is the session's."""
+
+    def __init__(self, public: bytes):
+        self._public = public
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key == self._public

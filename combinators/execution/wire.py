@@ -1,0 +1,289 @@
+"""Framing of items between processes: a msgpack header, then raw array buffers.
+
+An item becomes a msgpack *header* (bytes) plus a list of *out-of-band
+buffers*: every numpy array of at least `OUT_OF_BAND_BYTES` travels as its own
+zero-copy frame; smaller arrays are inlined in the header. Several items are
+coalesced into one message by concatenating their headers (`ItemPacker`).
+
+What round-trips exactly (type, dtype, shape and values):
+
+- ``None``, ``bool``, ``int`` (any size), ``float``, ``complex``, ``str``,
+  ``bytes``;
+- ``list``, ``tuple``, ``dict`` (any msgpack-able keys, order kept), nested;
+- numpy arrays of any non-object dtype (structured, datetime64, strings,
+  byte-swapped included), any shape including 0-d, C- or Fortran-ordered;
+  a non-contiguous array arrives as a C-contiguous copy with equal values;
+- numpy scalars (``np.float32(1.5)`` stays a ``np.float32``).
+
+``bytearray`` and ``memoryview`` values arrive as ``bytes`` (msgpack packs
+them natively as binary).
+
+Big arrays are referenced, not copied, until the message is sent: the code
+that produced an item must not modify its arrays afterwards.
+
+Anything else (sets, subclasses such as ``OrderedDict`` or named tuples,
+object arrays, user classes) goes through a documented *pickle fallback*
+(cloudpickle, so classes defined in ``__main__`` work); a value that cannot be
+pickled raises `TransportError` naming its type. Received arrays are
+writable, like in-process ones: a small one owns a copy of its bytes, a big one
+is a zero-copy view of its own received frame.
+
+>>> import numpy as np
+>>> value = {"x": np.arange(6, dtype=np.int16).reshape(2, 3, order="F"), "k": (1, b"a", None)}
+>>> back = loads(dumps(value))
+>>> back["x"].dtype, back["x"].shape, back["x"].flags.f_contiguous, back["k"]
+(dtype('int16'), (2, 3), True, (1, b'a', None))
+>>> bool((back["x"] == value["x"]).all())
+True
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from typing import Any, Iterator, Sequence
+
+import cloudpickle
+import msgpack
+import numpy as np
+
+from combinators.errors import TransportError
+
+__all__ = ["OUT_OF_BAND_BYTES", "ItemPacker", "dumps", "loads", "unpack_items"]
+
+#: arrays of at least this many bytes travel as their own zero-copy frame
+OUT_OF_BAND_BYTES = 65536
+
+# msgpack extension codes
+_TUPLE, _ARRAY, _OOB_ARRAY, _SCALAR, _COMPLEX, _BIGINT, _PICKLE = range(1, 8)
+
+_DTYPE_TOKENS: dict[np.dtype, Any] = {}
+_TOKEN_DTYPES: dict[Any, np.dtype] = {}
+_PREFIX_LENGTH = struct.Struct("<H")
+_INDEX = struct.Struct("<I")
+
+# An array's extension data is a *prefix* (its dtype, shape and order, cached per
+# kind of array since a stream's arrays are usually alike) followed by its raw
+# bytes (inline) or the index of its out-of-band buffer.
+_CACHE_SIZE = 4096
+_PREFIXES: dict[tuple[np.dtype, tuple[int, ...], str], bytes] = {}
+_LAYOUTS: dict[bytes, tuple[np.dtype, list[int], str, int]] = {}
+
+
+def _ext(code: int, data: bytes) -> msgpack.ExtType:
+    """An ``ExtType`` without its Python-level argument checks (the hot path builds many)."""
+    return tuple.__new__(msgpack.ExtType, (code, data))
+
+
+def _dtype_token(dtype: np.dtype) -> str | bytes:
+    """A msgpack-able token naming ``dtype`` exactly: its ``str`` or, failing that, its pickle."""
+    token = _DTYPE_TOKENS.get(dtype)
+    if token is None:
+        token = dtype.str
+        if dtype.fields is not None or dtype.subdtype is not None or np.dtype(token) != dtype:
+            token = pickle.dumps(dtype, protocol=5)
+        _DTYPE_TOKENS[dtype] = token
+    return token
+
+
+def _token_dtype(token: str | bytes) -> np.dtype:
+    dtype = _TOKEN_DTYPES.get(token)
+    if dtype is None:
+        dtype = np.dtype(token) if isinstance(token, str) else pickle.loads(token)
+        _TOKEN_DTYPES[token] = dtype
+    return dtype
+
+
+def _prefix(dtype: np.dtype, shape: tuple[int, ...], order: str) -> bytes:
+    key = (dtype, shape, order)
+    prefix = _PREFIXES.get(key)
+    if prefix is None:
+        if len(_PREFIXES) >= _CACHE_SIZE:  # arrays of ever-changing shapes: keep the cache bounded
+            _PREFIXES.clear()
+        meta = msgpack.packb([_dtype_token(dtype), list(shape), order], use_bin_type=True)
+        prefix = _PREFIXES[key] = _PREFIX_LENGTH.pack(len(meta)) + meta
+    return prefix
+
+
+def _layout(prefix: bytes) -> tuple[np.dtype, list[int], str, int]:
+    """(dtype, shape, order, item count) that an array's prefix describes."""
+    layout = _LAYOUTS.get(prefix)
+    if layout is None:
+        if len(_LAYOUTS) >= _CACHE_SIZE:
+            _LAYOUTS.clear()
+        token, shape, order = msgpack.unpackb(prefix[2:], raw=False)
+        count = 1
+        for size in shape:
+            count *= size
+        layout = _LAYOUTS[prefix] = (_token_dtype(token), shape, order, count)
+    return layout
+
+
+class _Encoder:
+    """The msgpack ``default`` hook: extension types, out-of-band buffers, pickle fallback."""
+
+    __slots__ = ("buffers", "nbytes")
+
+    def __init__(self) -> None:
+        self.buffers: list[Any] = []
+        self.nbytes = 0  # of the out-of-band buffers
+
+    def __call__(self, obj: Any) -> msgpack.ExtType:
+        kind = type(obj)
+        if kind is np.ndarray and not obj.dtype.hasobject:
+            flags = obj.flags
+            if flags.c_contiguous:
+                array, order = obj, "C"
+            elif flags.f_contiguous:
+                array, order = obj, "F"
+            else:
+                array, order = np.ascontiguousarray(obj), "C"
+            key = (array.dtype, array.shape, order)
+            prefix = _PREFIXES.get(key) or _prefix(*key)
+            if array.nbytes < OUT_OF_BAND_BYTES:
+                return _ext(_ARRAY, prefix + array.tobytes(order))
+            self.buffers.append(memoryview(array.reshape(-1, order=order).view(np.uint8)))
+            self.nbytes += array.nbytes
+            return _ext(_OOB_ARRAY, prefix + _INDEX.pack(len(self.buffers) - 1))
+        if kind is tuple:
+            return _ext(_TUPLE, _packb(list(obj), self))
+        if isinstance(obj, np.generic) and not isinstance(obj, np.object_):
+            return _ext(_SCALAR, _prefix(obj.dtype, (), "C") + obj.tobytes())
+        if kind is complex:
+            return _ext(_COMPLEX, struct.pack("<dd", obj.real, obj.imag))
+        if kind is int:
+            return _ext(_BIGINT, str(obj).encode())
+        return self._pickle(obj)
+
+    def _pickle(self, obj: Any) -> msgpack.ExtType:
+        try:
+            return _ext(_PICKLE, cloudpickle.dumps(obj, protocol=5))
+        except Exception as error:
+            msg = f"cannot send a value of type {type(obj).__module__}.{type(obj).__qualname__}: {error}"
+            raise TransportError(msg) from error
+
+
+def _packb(obj: Any, encoder: _Encoder) -> bytes:
+    return msgpack.packb(obj, default=encoder, strict_types=True, use_bin_type=True)
+
+
+class _Decoder:
+    """The msgpack ``ext_hook``: rebuilds extension types over the message's frames."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self, frames: Sequence[Any]):
+        self.frames = frames
+
+    def __call__(self, code: int, data: bytes) -> Any:
+        if code == _ARRAY or code == _OOB_ARRAY:
+            (length,) = _PREFIX_LENGTH.unpack_from(data)
+            offset = 2 + length
+            dtype, shape, order, count = _LAYOUTS.get(data[:offset]) or _layout(data[:offset])
+            if code == _OOB_ARRAY:  # a view of its own (writable) received frame
+                (index,) = _INDEX.unpack_from(data, offset)
+                data = self.frames[index]
+            else:  # a writable copy, as in-process arrays are writable
+                data = bytearray(memoryview(data)[offset:])
+            offset = 0
+            if not dtype.itemsize:
+                return np.empty(shape, dtype, order)
+            array = np.frombuffer(data, dtype, count, offset)
+            return array if len(shape) == 1 else array.reshape(shape, order=order)
+        if code == _TUPLE:
+            return tuple(_unpackb(data, self))
+        if code == _SCALAR:
+            (length,) = _PREFIX_LENGTH.unpack_from(data)
+            dtype = _layout(data[: 2 + length])[0]
+            return np.frombuffer(data, dtype, 1, 2 + length)[0]
+        if code == _COMPLEX:
+            return complex(*struct.unpack("<dd", data))
+        if code == _BIGINT:
+            return int(data)
+        if code == _PICKLE:
+            return pickle.loads(data)
+        msg = f"unknown wire extension code {code}"
+        raise TransportError(msg)
+
+
+def _unpackb(data: Any, decoder: _Decoder) -> Any:
+    return msgpack.unpackb(data, ext_hook=decoder, raw=False, strict_map_key=False, use_list=True)
+
+
+class ItemPacker:
+    """Coalesces items into one message: concatenated msgpack headers plus out-of-band buffers.
+
+    ``add(item)`` encodes one item (raising `TransportError` naming the type of
+    a value that cannot be sent, with the packer left as before the call);
+    ``frames()`` returns ``[header, *buffers]`` ready for a multipart send and
+    resets the packer. ``nbytes`` and ``count`` measure what is pending.
+
+    >>> import numpy as np
+    >>> packer = ItemPacker()
+    >>> packer.add(np.zeros(3, np.float32)); packer.add("two")
+    >>> packer.count
+    2
+    >>> [type(item).__name__ for item in unpack_items(packer.frames())]
+    ['ndarray', 'str']
+    """
+
+    __slots__ = ("_encoder", "_packer", "_chunks", "count", "nbytes")
+
+    def __init__(self) -> None:
+        self._encoder = _Encoder()
+        self._packer = msgpack.Packer(default=self._encoder, strict_types=True, use_bin_type=True)
+        self._chunks: list[bytes] = []
+        self.count = 0
+        self.nbytes = 0
+
+    def add(self, item: Any) -> None:
+        encoder = self._encoder
+        before, before_bytes = len(encoder.buffers), encoder.nbytes
+        try:
+            chunk = self._packer.pack(item)
+        except Exception as error:
+            del encoder.buffers[before:]
+            encoder.nbytes = before_bytes
+            if isinstance(error, TransportError):
+                raise
+            msg = f"cannot send a value of type {type(item).__qualname__}: {error}"
+            raise TransportError(msg) from error
+        self._chunks.append(chunk)
+        self.count += 1
+        self.nbytes += len(chunk) + encoder.nbytes - before_bytes
+
+    def frames(self) -> list[Any]:
+        """``[header, *buffers]`` of the pending items; resets the packer."""
+        frames = [b"".join(self._chunks), *self._encoder.buffers]
+        self._chunks = []
+        self._encoder.buffers = []
+        self._encoder.nbytes = 0
+        self.count = 0
+        self.nbytes = 0
+        return frames
+
+
+def unpack_items(frames: Sequence[Any]) -> Iterator[Any]:
+    """The items of a message made by `ItemPacker.frames` (header first, then buffers)."""
+    unpacker = msgpack.Unpacker(
+        ext_hook=_Decoder(frames[1:]), raw=False, strict_map_key=False, use_list=True,
+        max_buffer_size=0,
+    )
+    unpacker.feed(frames[0])
+    return unpacker
+
+
+def dumps(value: Any) -> list[Any]:
+    """One value as frames ``[header, *buffers]`` (buffers are zero-copy views of its arrays).
+
+    Raises `TransportError` naming the type of a value that cannot be sent.
+    """
+    packer = ItemPacker()
+    packer.add(value)
+    return packer.frames()
+
+
+def loads(frames: Sequence[Any]) -> Any:
+    """The value `dumps` framed; ``frames`` may be bytes, memoryviews or ``zmq.Frame`` buffers."""
+    (value,) = unpack_items(frames)
+    return value

@@ -1,0 +1,340 @@
+"""A worker: runs the activations a session sends it and streams their items back.
+
+One worker process serves one session. It connects a DEALER socket to the
+session's address, says HELLO, then interleaves its activations one message
+at a time, each within the credit the consumer grants (see
+`combinators.execution.protocol`). It exits when the session says QUIT or its
+connection drops, closing every generator it holds.
+
+Local workers are started by `combinators.execution.processes.Processes` and
+`combinators.execution.zmq.ZMQ`; a remote worker is the command
+``combinators worker --connect tcp://HOST:PORT --key FILE`` (make the key pair
+with ``combinators worker --make-key FILE``, which writes ``FILE.key`` and
+``FILE.key_secret``; both ends use the secret file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import signal
+import socket as socket_module
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterator
+
+import cloudpickle
+import zmq
+import zmq.auth
+import zmq.utils.monitor
+
+from combinators.errors import InvalidArgument
+from combinators.execution import protocol
+from combinators.execution.wire import ItemPacker
+
+__all__ = ["serve", "local_worker_main", "make_key", "load_key", "add_arguments", "run"]
+
+#: a message holds at most this fraction of an activation's credit, so several are in flight
+_MESSAGES_IN_FLIGHT = 4
+#: seconds a worker spends filling one message before sending what it has
+FLUSH_INTERVAL = 0.005
+#: a message stops growing at this many bytes (bigger items travel one per message)
+MESSAGE_BYTES = 1 << 20
+
+_MAKE_KEY = "`combinators worker --make-key PATH`"
+_EXHAUSTED = object()  # the outcome of an activation that ran dry
+
+_EXIT_EVENTS = (
+    zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+)
+
+
+class _Running:
+    """One activation held by a worker, with its credit and message size."""
+
+    __slots__ = ("id", "iterator", "next", "window_items", "window_bytes", "items", "nbytes", "cap", "queued")
+
+    def __init__(self, activation_id: int, iterator: Iterator[Any], window_items: int, window_bytes: int):
+        self.id = activation_id
+        self.iterator = iterator
+        self.next = iterator.__next__
+        self.window_items = window_items
+        self.window_bytes = window_bytes
+        self.items = 0  # in flight
+        self.nbytes = 0
+        self.cap = 1  # items per message: 1 first (fast start), doubling up to the credit's share
+        self.queued = False
+
+    def can_send(self) -> bool:
+        return self.items == 0 or (self.items < self.window_items and self.nbytes < self.window_bytes)
+
+    def close(self) -> None:
+        close = getattr(self.iterator, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # a generator whose cleanup fails must not take the worker down
+                pass
+
+
+class _Worker:
+    """The worker loop's state: running activations and the round-robin queue of those with credit."""
+
+    def __init__(self, sock: zmq.Socket):
+        self.socket = sock
+        self.running: dict[int, _Running] = {}
+        self.ready: collections.deque[_Running] = collections.deque()
+        self.packer = ItemPacker()
+
+    def handle(self, frames: list[zmq.Frame]) -> bool:
+        """Apply one consumer message; False once told to quit."""
+        head = frames[0].bytes
+        kind = head[:1]
+        if kind == protocol.CREDIT:
+            activation_id, items, nbytes, window_items, window_bytes = protocol.read_flow(head)
+            run = self.running.get(activation_id)
+            if run is not None:
+                run.items -= items
+                run.nbytes -= nbytes
+                run.window_items, run.window_bytes = window_items, window_bytes
+                self._enqueue(run)
+        elif kind == protocol.START:
+            activation_id, _, _, window_items, window_bytes = protocol.read_flow(head)
+            self._start(activation_id, window_items, window_bytes, frames[1].bytes)
+        elif kind == protocol.CANCEL:
+            run = self.running.pop(protocol.read_head(head)[1], None)
+            if run is not None:
+                run.close()
+        elif kind == protocol.QUIT:
+            return False
+        return True
+
+    def _start(self, activation_id: int, window_items: int, window_bytes: int, plan: bytes) -> None:
+        try:
+            fn, args = cloudpickle.loads(plan)
+            iterator = iter(fn(*args))
+        except BaseException as error:  # noqa: BLE001 - reported to the consumer
+            self._fault(activation_id, error)
+            return
+        run = _Running(activation_id, iterator, window_items, window_bytes)
+        self.running[activation_id] = run
+        self._enqueue(run)
+
+    def _enqueue(self, run: _Running) -> None:
+        if not run.queued and run.id in self.running and run.can_send():
+            run.queued = True
+            self.ready.append(run)
+
+    def step(self) -> None:
+        """Produce and send one message of the next activation with credit."""
+        run = self.ready.popleft()
+        run.queued = False
+        if run.id not in self.running:
+            return
+        outcome = self._fill(run)
+        packer = self.packer
+        if packer.count:
+            run.items += packer.count
+            run.nbytes += packer.nbytes
+            protocol.send(self.socket, [protocol.head(protocol.ITEMS, run.id), *packer.frames()])
+            run.cap = min(2 * run.cap, max(1, run.window_items // _MESSAGES_IN_FLIGHT))
+        if outcome is None:
+            self._enqueue(run)
+            return
+        del self.running[run.id]
+        if outcome is _EXHAUSTED:
+            protocol.send(self.socket, [protocol.head(protocol.END, run.id)])
+        else:
+            run.close()
+            self._fault(run.id, outcome)
+
+    def _fill(self, run: _Running) -> BaseException | object | None:
+        """Pack items of ``run`` until a message is full; the outcome if the activation ended."""
+        packer = self.packer
+        cap = max(1, min(run.cap, run.window_items - run.items))
+        limit = max(1, min(MESSAGE_BYTES, run.window_bytes // _MESSAGES_IN_FLIGHT, run.window_bytes - run.nbytes))
+        next_item = run.next
+        deadline = time.perf_counter() + FLUSH_INTERVAL
+        while packer.count < cap:
+            try:
+                packer.add(next_item())
+            except StopIteration:
+                return _EXHAUSTED
+            except BaseException as error:  # noqa: BLE001 - reported to the consumer
+                return error
+            if packer.nbytes >= limit or time.perf_counter() >= deadline:
+                break
+        return None
+
+    def _fault(self, activation_id: int, error: BaseException) -> None:
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        try:
+            pickled = cloudpickle.dumps(error) if isinstance(error, Exception) else b""
+        except Exception:
+            pickled = b""
+        name = f"{type(error).__module__}.{type(error).__qualname__}"
+        head = protocol.head(protocol.FAULT, activation_id)
+        protocol.send(self.socket, [head, pickled, name.encode(), str(error).encode(), text.encode()])
+
+    def close(self) -> None:
+        for run in self.running.values():
+            run.close()
+        self.running.clear()
+        self.ready.clear()
+
+
+def serve(sock: zmq.Socket, connect_timeout: float | None = None) -> int:
+    """Serve the session ``sock`` is connected to until QUIT or disconnection; the exit status.
+
+    ``sock`` is a connected DEALER socket; `serve` sends HELLO first. Returns
+    0 after QUIT or a dropped connection, 1 when the CurveZMQ handshake fails
+    or no session answered within ``connect_timeout`` seconds.
+    """
+    monitor = sock.get_monitor_socket(_EXIT_EVENTS | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    give_up = None if connect_timeout is None else time.monotonic() + connect_timeout
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    poller.register(monitor, zmq.POLLIN)
+    protocol.send(sock, [protocol.head(protocol.HELLO, os.getpid()), socket_module.gethostname().encode()])
+    worker = _Worker(sock)
+    try:
+        while True:
+            if worker.ready:  # busy: look at the sockets without blocking
+                incoming = protocol.readable(sock)
+                lost = protocol.readable(monitor)
+            else:
+                events = dict(poller.poll(1000))
+                incoming, lost = sock in events, monitor in events
+            if incoming and not _drain(sock, worker):
+                return 0
+            if lost:
+                status = _monitor_event(monitor)
+                if status is not None:
+                    return status
+                give_up = None  # connected
+            if give_up is not None and time.monotonic() > give_up:
+                print(f"combinators worker: no session answered within {connect_timeout:g} s", file=sys.stderr)
+                return 1
+            if worker.ready:
+                worker.step()
+    finally:
+        worker.close()
+        sock.disable_monitor()
+        monitor.close(linger=0)
+
+
+def _monitor_event(monitor: zmq.Socket) -> int | None:
+    """The exit status a connection event calls for, or None (the handshake succeeded)."""
+    event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
+    if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+        return None
+    if event != zmq.EVENT_DISCONNECTED:
+        print(f"combinators worker: CurveZMQ handshake failed ({event!r}); check the key file", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _drain(sock: zmq.Socket, worker: _Worker) -> bool:
+    """Apply every pending consumer message; False once told to quit."""
+    while protocol.readable(sock):
+        if not worker.handle(protocol.recv(sock)):
+            return False
+    return True
+
+
+def connect(context: zmq.Context, address: str, identity: bytes, key: tuple[bytes, bytes] | None) -> zmq.Socket:
+    """A DEALER socket named ``identity``, connected to ``address`` (a Curve client if ``key``)."""
+    sock = context.socket(zmq.DEALER)
+    protocol.configure(sock)
+    sock.setsockopt(zmq.IDENTITY, identity)
+    if key is not None:
+        protocol.set_curve_client(sock, *key)
+    sock.connect(address)
+    return sock
+
+
+def local_worker_main(address: str, identity: bytes, key: tuple[bytes, bytes] | None) -> None:
+    """Entry point of a worker process started by a local pool (SIGINT is left to the consumer)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # whatever handler the consumer had, SIGTERM ends us
+    context = zmq.Context()
+    sock = connect(context, address, identity, key)
+    try:
+        serve(sock)
+    finally:
+        sock.close(linger=0)
+        context.term()
+
+
+def make_key(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write a CurveZMQ key pair: ``PATH.key`` (public) and ``PATH.key_secret``; their paths.
+
+    Give ``PATH.key_secret`` to the session (``ZMQ(key=...)``) and to every
+    remote worker (``combinators worker --key``): holding it is what lets a
+    process serve or use the session, so keep it private. Keys are Z85 text
+    (40 characters), as `zmq.auth.create_certificates` writes them.
+
+    >>> import os, tempfile
+    >>> public, secret = make_key(os.path.join(tempfile.mkdtemp(), "cluster"))
+    >>> public.name, secret.name
+    ('cluster.key', 'cluster.key_secret')
+    >>> [len(key) for key in load_key(secret)]
+    [40, 40]
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    public, secret = zmq.auth.create_certificates(str(path.parent), path.name)
+    return Path(public), Path(secret)
+
+
+def load_key(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:
+    """The (public, secret) CurveZMQ keys in a ``.key_secret`` file written by `make_key`.
+
+    Raises `InvalidArgument` when the file is missing or holds no secret key.
+    """
+    try:
+        public, secret = zmq.auth.load_certificate(str(path))
+    except (OSError, ValueError) as error:
+        msg = f"cannot read a CurveZMQ key from {str(path)!r}: {error}; make one with {_MAKE_KEY}"
+        raise InvalidArgument(msg) from None
+    if secret is None:
+        msg = f"{str(path)!r} holds no secret key; pass the PATH.key_secret file written by {_MAKE_KEY}"
+        raise InvalidArgument(msg)
+    return public, secret
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--connect", metavar="tcp://HOST:PORT", help="address of the ZMQ session to serve")
+    group.add_argument("--make-key", metavar="PATH", help="write a key pair PATH.key, PATH.key_secret and exit")
+    parser.add_argument("--key", metavar="FILE", help="the session's PATH.key_secret file (CurveZMQ)")
+    parser.add_argument(
+        "--timeout", metavar="SECONDS", type=float, default=60.0,
+        help="give up when no session answers within this time (default: 60)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve one session (``--connect``), or write a key pair (``--make-key``)."""
+    if args.make_key:
+        public, secret = make_key(args.make_key)
+        print(f"wrote {public} and {secret}; pass {secret} to ZMQ(key=...) and to `combinators worker --key`")
+        return 0
+    if not protocol.is_loopback(args.connect) and args.key is None:
+        print(f"combinators worker: {args.connect} is not a loopback address; pass --key FILE", file=sys.stderr)
+        return 2
+    key = load_key(args.key) if args.key else None
+    context = zmq.Context()
+    identity = b"R" + os.urandom(8).hex().encode()
+    sock = connect(context, args.connect, identity, key)
+    try:
+        return serve(sock, connect_timeout=args.timeout)
+    finally:
+        sock.close(linger=0)
+        context.term()

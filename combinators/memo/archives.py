@@ -1,0 +1,644 @@
+"""Archives: ``MutableMapping[bytes, object]`` stores for memoized results.
+
+`LMDBArchive` persists to an embedded LMDB environment (one directory, two
+files) that many processes may read and write at once; `DictArchive` keeps
+entries in memory; `NullArchive` keeps nothing. Every entry carries an
+`EntryInfo` (created time in UTC, compute seconds, size in bytes, function
+version). `Namespace` is a view of one function's entries, which `memoize`
+uses to keep functions and versions apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import threading
+import time
+import weakref
+from collections.abc import Iterator, MutableMapping
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+import lmdb
+import xxhash
+
+from combinators.errors import (
+    ArchiveError,
+    CorruptEntry,
+    InvalidArgument,
+    InvalidArgumentType,
+    ReadOnlyArchive,
+    SerializerMismatch,
+)
+from combinators.memo.serializers import Serializer, serializer as _serializer
+
+__all__ = [
+    "Archive", "EntryInfo", "LMDBArchive", "DictArchive", "NullArchive", "Namespace", "namespace_prefix",
+    "recorded_serializer",
+]
+
+_MISSING: Any = object()
+
+
+@attrs.frozen
+class EntryInfo:
+    """Metadata of one archive entry.
+
+    ``created`` is a timezone-aware UTC datetime; ``compute_seconds`` the time
+    the function took (0.0 when the value was stored directly); ``size`` the
+    stored value's length in bytes; ``version`` the function version.
+    """
+
+    created: datetime
+    compute_seconds: float = 0.0
+    size: int = 0
+    version: str = ""
+
+
+def namespace_prefix(name: str, version: str) -> bytes:
+    """The 16-byte key prefix of a function name and version (blake2b).
+
+    >>> namespace_prefix("f", "1").hex()
+    '175c9d27a56a1f4b4e069725a84fa56b'
+    """
+    return hashlib.blake2b(f"{name}\0{version}".encode(), digest_size=16).digest()
+
+
+class Archive(MutableMapping):
+    """Base of the archives: a mapping with entry metadata and namespaces.
+
+    Subclasses implement `put`, `get`, `info`, `iter_info`, ``__delitem__``,
+    ``__len__``, `register` and `registered`; the rest derives from them.
+    """
+
+    def put(self, key: Any, value: Any, *, compute_seconds: float = 0.0, version: str = "") -> None:
+        """Store ``value`` under ``key`` with its metadata."""
+        raise NotImplementedError
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        raise NotImplementedError
+
+    def info(self, key: Any) -> EntryInfo:
+        """The `EntryInfo` of ``key``; raises ``KeyError`` when absent."""
+        raise NotImplementedError
+
+    def iter_info(self, prefix: bytes = b"") -> Iterator[tuple[Any, EntryInfo]]:
+        """Every ``(key, EntryInfo)`` pair whose key starts with ``prefix``, without decoding values."""
+        raise NotImplementedError
+
+    def register(self, prefix: bytes, name: str, version: str) -> None:
+        """Record that keys starting with ``prefix`` belong to function ``name`` at ``version``."""
+        raise NotImplementedError
+
+    def registered(self) -> dict[bytes, tuple[str, str]]:
+        """Registered namespaces: prefix -> (function name, version)."""
+        raise NotImplementedError
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.put(key, value)
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key, _MISSING) is not _MISSING
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([key for key, _ in self.iter_info()])
+
+    def namespace(self, name: str, version: str = "") -> Namespace:
+        """A view of the entries of function ``name`` at ``version``."""
+        return Namespace(self, name, version)
+
+    def close(self) -> None:
+        """Release resources; the archive reopens on next use."""
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DictArchive(Archive):
+    """An in-memory archive: values are kept as they are (no serializer, no copy).
+
+    >>> a = DictArchive()
+    >>> a[b"k"] = [1, 2]
+    >>> a[b"k"], len(a), a.info(b"k").size
+    ([1, 2], 1, 0)
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[Any, tuple[Any, EntryInfo]] = {}
+        self._names: dict[bytes, tuple[str, str]] = {}
+
+    def put(self, key: Any, value: Any, *, compute_seconds: float = 0.0, version: str = "") -> None:
+        self._data[key] = (value, EntryInfo(datetime.now(timezone.utc), compute_seconds, 0, version))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        entry = self._data.get(key)
+        return default if entry is None else entry[0]
+
+    def info(self, key: Any) -> EntryInfo:
+        return self._data[key][1]
+
+    def iter_info(self, prefix: bytes = b"") -> Iterator[tuple[Any, EntryInfo]]:
+        n = len(prefix)
+        return iter([(key, info) for key, (_, info) in self._data.items() if not n or key[:n] == prefix])
+
+    def __delitem__(self, key: Any) -> None:
+        del self._data[key]
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def register(self, prefix: bytes, name: str, version: str) -> None:
+        self._names[prefix] = (name, version)
+
+    def registered(self) -> dict[bytes, tuple[str, str]]:
+        return dict(self._names)
+
+    def __repr__(self) -> str:
+        return "DictArchive()"
+
+
+class NullArchive(DictArchive):
+    """An archive that keeps nothing: every lookup misses.
+
+    >>> a = NullArchive()
+    >>> a[b"k"] = 1
+    >>> b"k" in a, len(a)
+    (False, 0)
+    """
+
+    def put(self, key: Any, value: Any, *, compute_seconds: float = 0.0, version: str = "") -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "NullArchive()"
+
+
+class Namespace(MutableMapping):
+    """The entries of one function and version: keys are prefixed, others hidden.
+
+    >>> view = DictArchive().namespace("f", "v1")
+    >>> view[b"k"] = 3
+    >>> dict(view), len(view.archive)
+    ({b'k': 3}, 1)
+    """
+
+    def __init__(self, archive: Archive, name: str, version: str = "") -> None:
+        self.archive, self.name, self.version = archive, name, version
+        self.prefix = namespace_prefix(name, version)
+        self._registered = False
+
+    def put(self, key: Any, value: Any, *, compute_seconds: float = 0.0) -> None:
+        """Store ``value`` under ``key`` with the compute time; registers the namespace once."""
+        if not self._registered:
+            self.archive.register(self.prefix, self.name, self.version)
+            self._registered = True
+        self.archive.put(self.prefix + key, value, compute_seconds=compute_seconds, version=self.version)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.put(key, value)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.archive[self.prefix + key]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self.archive.get(self.prefix + key, default)
+
+    def info(self, key: Any) -> EntryInfo:
+        return self.archive.info(self.prefix + key)
+
+    def __delitem__(self, key: Any) -> None:
+        del self.archive[self.prefix + key]
+
+    def __iter__(self) -> Iterator[Any]:
+        n = len(self.prefix)
+        return iter([k[n:] for k, _ in self.archive.iter_info(self.prefix)])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"Namespace({self.archive!r}, {self.name!r}, {self.version!r})"
+
+
+# ---------------------------------------------------------------------------
+# LMDB
+
+#: entry header: format, flags, created (s since epoch, UTC), compute seconds,
+#: payload size, payload xxh64, version length, full-key length
+_HEAD = struct.Struct("<BBddQQHH")
+_FORMAT = 1
+_LONG = 1  # flag: the record holds the full key (stored under a digest)
+_DURABILITY = {"sync": {"sync": True, "metasync": True}, "process": {"sync": False, "metasync": False}}
+_OPEN: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # id -> archive
+_SHARED: dict[str, _Shared] = {}  # real path -> the process's one environment there
+_SHARED_LOCK = threading.RLock()  # re-entrant: a garbage-collected archive may close inside it
+
+
+class _Shared:
+    """One process's environment at one path, shared by every `LMDBArchive` on it.
+
+    LMDB forbids opening an environment twice in a process (its fcntl locks
+    belong to the process), so archives on one path share it, and its lock:
+    resizing the map needs every transaction of the process finished.
+    """
+
+    def __init__(self, env: lmdb.Environment, readonly: bool) -> None:
+        self.env, self.readonly, self.refs = env, readonly, 0
+        self.entries = _resized(lambda: env.open_db(b"entries", create=not readonly), env)
+        self.meta = _resized(lambda: env.open_db(b"meta", create=not readonly), env)
+        self.max_key = env.max_key_size() - 1
+        self.lock = threading.RLock()
+
+
+def _resized(fn: Any, env: lmdb.Environment) -> Any:
+    """``fn()``, adopting the map size after another process grew it."""
+    while True:
+        try:
+            return fn()
+        except lmdb.MapResizedError:
+            env.set_mapsize(0)
+
+
+def _after_fork_in_child() -> None:
+    """LMDB forbids using an environment opened before fork: the child closes them and reopens."""
+    for archive in list(_OPEN.values()):
+        archive._env = None
+    global _SHARED_LOCK
+    _SHARED_LOCK = threading.RLock()  # another thread may have held it at the fork
+    for shared in _SHARED.values():
+        shared.env.close()  # py-lmdb's close is fork-aware; the parent's environment is unaffected
+    _SHARED.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _check_key(key: Any) -> bytes:
+    if type(key) is not bytes:
+        msg = f"LMDBArchive keys are bytes, got {type(key).__qualname__} {key!r:.60} (use a bytes keymap)"
+        raise InvalidArgumentType(msg)
+    return key
+
+
+class LMDBArchive(Archive):
+    """A persistent archive in an LMDB environment at ``path`` (a directory).
+
+    Keys are bytes of any length (longer than LMDB's 511-byte limit are stored
+    under a digest, the record keeping the full key); values go through
+    ``serializer``. The map starts at ``map_size`` bytes and doubles when full,
+    up to ``max_map_size``; another process's growth is picked up. Many
+    processes may read and write at once; a process forked with the archive
+    open reopens it on first use. ``durability="sync"`` (the default) flushes
+    every write to disk (survives an OS crash); ``"process"`` leaves that to
+    the OS (survives the writer's death, even by SIGKILL, not an OS crash).
+
+    Raises `SerializerMismatch` if the archive was written with another
+    serializer, `ReadOnlyArchive` on a write when ``readonly=True``,
+    `CorruptEntry` (naming the key) for a value that fails its checksum or
+    cannot be decoded, `ArchiveError` when full at ``max_map_size``.
+
+    >>> import tempfile
+    >>> with LMDBArchive(tempfile.mkdtemp() + "/a.lmdb") as a:
+    ...     a[b"k"] = {"x": 1}
+    ...     a[b"k"], len(a), a.info(b"k").size > 0
+    ({'x': 1}, 1, True)
+    """
+
+    def __init__(self, path: str | os.PathLike, *, serializer: str | Serializer = "pickle", readonly: bool = False,
+                 durability: str = "sync", map_size: int = 1 << 24, max_map_size: int = 1 << 40) -> None:
+        if durability not in _DURABILITY:
+            msg = f"durability must be one of {sorted(_DURABILITY)}, got {durability!r}"
+            raise InvalidArgument(msg)
+        if not 0 < map_size <= max_map_size:
+            msg = f"need 0 < map_size <= max_map_size, got map_size={map_size!r}, max_map_size={max_map_size!r}"
+            raise InvalidArgument(msg)
+        self.path = os.fspath(path)
+        self.serializer = _serializer(serializer)
+        self.readonly, self.durability = readonly, durability
+        self.map_size, self.max_map_size = map_size, max_map_size
+        self._env: lmdb.Environment | None = None
+        self._lock = threading.RLock()
+        _OPEN[id(self)] = self
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        return f"LMDBArchive({self.path!r}, serializer={self.serializer.name!r}, readonly={self.readonly!r})"
+
+    def __reduce__(self) -> tuple:
+        return (_rebuild, (self.path, self.serializer, self.readonly, self.durability, self.map_size, self.max_map_size))
+
+    # -- environment ---------------------------------------------------------
+
+    def _environment(self) -> lmdb.Environment:
+        """The shared environment, opened on first use (and again after fork or close)."""
+        if self._env is not None:
+            return self._env
+        with _SHARED_LOCK:
+            if self._env is not None:  # another thread opened it meanwhile
+                return self._env
+            key = os.path.realpath(self.path)
+            shared = _SHARED.get(key)
+            if shared is None:
+                shared = _SHARED[key] = _Shared(self._open(), self.readonly)
+            elif shared.readonly and not self.readonly:
+                msg = f"archive {self.path!r} is already open read-only in this process; close it first"
+                raise ArchiveError(msg)
+            shared.refs += 1
+            self._shared, self._lock = shared, shared.lock
+            self._entries, self._meta, self._max_key = shared.entries, shared.meta, shared.max_key
+            self._env = shared.env
+            try:
+                self._check_serializer()
+            except SerializerMismatch:
+                self.close()
+                raise
+            return self._env
+
+    def _open(self) -> lmdb.Environment:
+        if self.readonly and not os.path.exists(os.path.join(self.path, "data.mdb")):
+            msg = f"no LMDB archive at {self.path!r} to open read-only"
+            raise ArchiveError(msg)
+        try:
+            env = lmdb.open(self.path, map_size=self.map_size, max_dbs=2, readonly=self.readonly,
+                            create=not self.readonly, **_DURABILITY[self.durability])
+        except lmdb.Error as error:
+            msg = f"cannot open the LMDB archive at {self.path!r}: {error}"
+            raise (ReadOnlyArchive if "ermission" in str(error) or "ead-only" in str(error) else ArchiveError)(msg) from None
+        try:
+            _resized(lambda: env.open_db(b"entries", create=not self.readonly), env)
+        except lmdb.Error as error:
+            env.close()
+            msg = f"{self.path!r} is not a combinators archive: {error}"
+            raise ArchiveError(msg) from None
+        return env
+
+    def _check_serializer(self) -> None:
+        recorded = self._read(lambda txn: txn.get(b"serializer"), db=self._meta)
+        recorded = None if recorded is None else bytes(recorded).decode()
+        if recorded is None and not self.readonly:
+            def record(txn: lmdb.Transaction) -> str:
+                if txn.get(b"serializer") is None:  # another process may have been first
+                    txn.put(b"serializer", self.serializer.name.encode())
+                return bytes(txn.get(b"serializer")).decode()
+
+            recorded = self._write(record, db=self._meta)
+        if recorded is not None and recorded != self.serializer.name:
+            msg = (f"archive {self.path!r} was written with serializer {recorded!r}; "
+                   f"it cannot be opened with {self.serializer.name!r}")
+            raise SerializerMismatch(msg)
+
+    def close(self) -> None:
+        """Release this archive's hold on the environment (closed when no archive uses it)."""
+        if self._env is None:
+            return
+        self._env = None
+        with _SHARED_LOCK:
+            shared = self._shared
+            shared.refs -= 1
+            key = os.path.realpath(self.path)
+            if shared.refs <= 0 and _SHARED.get(key) is shared:
+                with shared.lock:
+                    shared.env.close()
+                del _SHARED[key]
+
+    def _read(self, fn: Any, db: Any = None) -> Any:
+        """Run ``fn(txn)`` in a read transaction (buffers are valid only inside)."""
+        while True:
+            env = self._env or self._environment()
+            with self._lock:
+                try:
+                    with env.begin(db=db or self._entries, buffers=True) as txn:
+                        return fn(txn)
+                except lmdb.MapResizedError:  # another process grew the map
+                    env.set_mapsize(0)
+
+    def _write(self, fn: Any, db: Any = None) -> Any:
+        """Run ``fn(txn)`` in a write transaction, growing the map when full."""
+        if self.readonly:
+            msg = f"archive {self.path!r} is open read-only; open it with readonly=False to write"
+            raise ReadOnlyArchive(msg)
+        while True:
+            env = self._env or self._environment()
+            with self._lock:
+                try:
+                    with env.begin(db=db or self._entries, write=True) as txn:
+                        return fn(txn)
+                except lmdb.MapResizedError:
+                    env.set_mapsize(0)
+                except lmdb.MapFullError:
+                    self._grow(env)
+
+    def _grow(self, env: lmdb.Environment) -> None:
+        size = env.info()["map_size"]
+        if size >= self.max_map_size:
+            msg = f"archive {self.path!r} is full at max_map_size={self.max_map_size} bytes"
+            raise ArchiveError(msg)
+        env.set_mapsize(min(2 * size, self.max_map_size))
+
+    # -- records -------------------------------------------------------------
+
+    def _stored_key(self, key: bytes) -> bytes:
+        if len(key) <= self._max_key:
+            return b"k" + key
+        return b"h" + key[:64] + hashlib.blake2b(key, digest_size=32).digest()
+
+    def _record(self, key: bytes, value: Any, compute_seconds: float, version: str) -> bytes:
+        payload = self.serializer.dumps(value)
+        version_bytes = version.encode()[:65535]
+        full_key = key if len(key) > self._max_key else b""
+        head = _HEAD.pack(_FORMAT, _LONG if full_key else 0, time.time(), compute_seconds, len(payload),
+                          xxhash.xxh64_intdigest(payload), len(version_bytes), min(len(full_key), 0xFFFF))
+        if len(full_key) >= 0xFFFF:  # 0xFFFF marks a length in the next 8 bytes
+            head = head[:-2] + b"\xff\xff" + struct.pack("<Q", len(full_key))
+        return head + version_bytes + full_key + payload
+
+    def _split(self, key: bytes | None, buf: Any) -> tuple[tuple, str, bytes, memoryview]:
+        """Header fields, version, full key and payload view of a record; CorruptEntry if malformed."""
+        try:
+            head = _HEAD.unpack_from(buf, 0)
+            fmt, _, _, _, size, check, n_version, n_key = head
+            start = _HEAD.size
+            if n_key == 0xFFFF:
+                (n_key,) = struct.unpack_from("<Q", buf, start)
+                start += 8
+            version = bytes(buf[start:start + n_version]).decode() if n_version else ""
+            full_key = bytes(buf[start + n_version:start + n_version + n_key]) if n_key else b""
+            payload = memoryview(buf)[start + n_version + n_key:]
+        except (struct.error, UnicodeDecodeError) as error:
+            raise self._corrupt(key, f"bad header: {error}") from None
+        if fmt != _FORMAT or len(payload) != size or xxhash.xxh64_intdigest(payload) != check:
+            raise self._corrupt(key or full_key, "the checksum or size does not match")
+        return head, version, full_key, payload
+
+    def _parse(self, key: bytes | None, buf: Any) -> tuple[EntryInfo, bytes]:
+        """The `EntryInfo` and full key of a record."""
+        head, version, full_key, _ = self._split(key, buf)
+        return EntryInfo(datetime.fromtimestamp(head[2], timezone.utc), head[3], head[4], version), full_key
+
+    def _corrupt(self, key: bytes | None, why: str) -> CorruptEntry:
+        shown = key.hex() if isinstance(key, bytes) else repr(key)
+        return CorruptEntry(f"corrupt entry for key {shown} in archive {self.path!r}: {why}")
+
+    def _decode(self, key: bytes, buf: Any) -> Any:
+        """The value of a record (hot path: one header unpack, one checksum, one loads)."""
+        try:
+            fmt, flags, _, _, size, check, n_version, n_key = _HEAD.unpack_from(buf, 0)
+        except struct.error as error:
+            raise self._corrupt(key, f"bad header: {error}") from None
+        if flags:  # a long key: compare the full key
+            _, _, full_key, payload = self._split(key, buf)
+            if full_key != key:
+                return _MISSING  # a different long key with the same digest: never served
+        else:
+            payload = memoryview(buf)[_HEAD.size + n_version:]
+            if fmt != _FORMAT or len(payload) != size or xxhash.xxh64_intdigest(payload) != check:
+                raise self._corrupt(key, "the checksum or size does not match")
+        try:
+            return self.serializer.loads(payload)
+        except Exception as error:  # a corrupt payload may raise anything while decoding
+            raise self._corrupt(key, f"{self.serializer.name} cannot decode it: {type(error).__name__}: {error}") from None
+
+    # -- mapping -------------------------------------------------------------
+
+    def put(self, key: bytes, value: Any, *, compute_seconds: float = 0.0, version: str = "") -> None:
+        self._environment()
+        stored = self._stored_key(_check_key(key))
+        record = self._record(key, value, compute_seconds, version)
+        self._write(lambda txn: txn.put(stored, record))
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        env = self._env or self._environment()
+        if type(key) is not bytes or len(key) > self._max_key:
+            stored = self._stored_key(_check_key(key))
+        else:
+            stored = b"k" + key
+        with self._lock:
+            try:
+                with env.begin(db=self._entries, buffers=True) as txn:
+                    buf = txn.get(stored)
+                    value = _MISSING if buf is None else self._decode(key, buf)
+            except lmdb.MapResizedError:  # another process grew the map
+                env.set_mapsize(0)
+                return self.get(key, default)
+        return default if value is _MISSING else value
+
+    def info(self, key: bytes) -> EntryInfo:
+        self._environment()
+        stored = self._stored_key(_check_key(key))
+
+        def read(txn: lmdb.Transaction) -> EntryInfo | None:
+            buf = txn.get(stored)
+            return None if buf is None else self._parse(key, buf)[0]
+
+        info = self._read(read)
+        if info is None:
+            raise KeyError(key)
+        return info
+
+    def __delitem__(self, key: bytes) -> None:
+        self._environment()
+        stored = self._stored_key(_check_key(key))
+        if not self._write(lambda txn: txn.delete(stored)):
+            raise KeyError(key)
+
+    def __len__(self) -> int:
+        self._environment()
+        return self._read(lambda txn: txn.stat(self._entries)["entries"])
+
+    def iter_info(self, prefix: bytes = b"") -> Iterator[tuple[bytes, EntryInfo]]:
+        """Every ``(key, EntryInfo)`` with keys starting with ``prefix`` (a cursor range, up to 64 bytes)."""
+        self._environment()
+        if len(prefix) > 64:
+            return iter([(k, i) for k, i in self.iter_info(prefix[:64]) if k.startswith(prefix)])
+
+        def read(txn: lmdb.Transaction) -> list:
+            out = []
+            cursor = txn.cursor()
+            for tag in (b"h", b"k"):  # long keys keep their first 64 bytes after the tag
+                start = tag + prefix
+                if not cursor.set_range(start):
+                    continue
+                for stored, buf in cursor:
+                    stored = bytes(stored)
+                    if not stored.startswith(start):
+                        break
+                    info, full_key = self._parse(stored[1:] if tag == b"k" else None, buf)
+                    out.append((full_key or stored[1:], info))
+            return out
+
+        return iter(self._read(read))
+
+    def delete_many(self, keys: list[bytes]) -> int:
+        """Delete ``keys`` in one transaction; returns how many were present."""
+        self._environment()
+        stored = [self._stored_key(_check_key(k)) for k in keys]
+        return self._write(lambda txn: sum(bool(txn.delete(s)) for s in stored))
+
+    def register(self, prefix: bytes, name: str, version: str) -> None:
+        self._environment()
+        entry = json.dumps({"name": name, "version": version}).encode()
+        self._write(lambda txn: txn.put(b"ns:" + prefix, entry), db=self._meta)
+
+    def registered(self) -> dict[bytes, tuple[str, str]]:
+        self._environment()
+
+        def read(txn: lmdb.Transaction) -> dict:
+            out = {}
+            for key, value in txn.cursor():
+                if bytes(key[:3]) == b"ns:":
+                    entry = json.loads(bytes(value))
+                    out[bytes(key[3:])] = (entry["name"], entry["version"])
+            return out
+
+        return self._read(read, db=self._meta)
+
+    def stat(self) -> dict[str, Any]:
+        """Environment figures: entries, map size, file size (bytes), serializer."""
+        env = self._environment()
+        size = os.path.getsize(os.path.join(self.path, "data.mdb"))
+        return {"path": self.path, "entries": len(self), "map_size": env.info()["map_size"],
+                "file_size": size, "serializer": self.serializer.name}
+
+
+def recorded_serializer(path: str | os.PathLike) -> str:
+    """The name of the serializer an existing archive at ``path`` was written with.
+
+    Raises `ArchiveError` when there is no combinators archive at ``path``.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(os.path.join(path, "data.mdb")):
+        msg = f"no LMDB archive at {path!r}"
+        raise ArchiveError(msg)
+    env = lmdb.open(path, readonly=True, max_dbs=2, lock=False)
+    try:
+        with env.begin(db=env.open_db(b"meta", create=False)) as txn:
+            name = txn.get(b"serializer")
+    except lmdb.Error as error:
+        msg = f"{path!r} is not a combinators archive: {error}"
+        raise ArchiveError(msg) from None
+    finally:
+        env.close()
+    return "pickle" if name is None else name.decode()
+
+
+def _rebuild(path: str, serializer: Serializer, readonly: bool, durability: str, map_size: int,
+             max_map_size: int) -> LMDBArchive:
+    return LMDBArchive(path, serializer=serializer, readonly=readonly, durability=durability,
+                       map_size=map_size, max_map_size=max_map_size)

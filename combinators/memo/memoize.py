@@ -1,0 +1,306 @@
+"""``memoize``: a pure function's results, from memory, then archive, then computation.
+
+A call is keyed by the keymap (bound to the function's signature), looked up
+in the in-memory cache (the cache policy), then in the archive under the
+function's namespace (its qualified name and version), and only then
+computed; the result is stored in both. By default the version follows the
+function's code (its bytecode, constants and names, but not its line numbers
+or docstring), so editing the function stops old entries from being served,
+as joblib.Memory does, while moving it in its file does not. Code the
+function calls is not part of the version: pass ``version=`` when a helper
+changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import threading
+import time
+import types
+from typing import Any, Callable
+
+import attrs
+import xxhash
+
+from combinators.errors import InvalidArgument, InvalidArgumentType, KeyingError
+from combinators.memo.archives import Archive, EntryInfo, LMDBArchive, Namespace, NullArchive
+from combinators.memo.caches import LFU, LRU, MRU, RR, CachePolicy, NoCache, Unbounded
+from combinators.memo.encoding import Encoder
+from combinators.memo.keymaps import Keymap, hashmap
+
+__all__ = ["memoize", "CacheInfo", "code_version", "lru_cache", "lfu_cache", "mru_cache", "rr_cache", "inf_cache", "no_cache"]
+
+_MISSING: Any = object()
+
+
+@attrs.frozen
+class CacheInfo:
+    """Counts of a memoized function: memory ``hits``, computed ``misses``, archive ``loads``.
+
+    ``maxsize`` is the memory cache's bound (``None`` when unbounded), ``currsize``
+    its current number of entries.
+    """
+
+    hits: int
+    misses: int
+    loads: int
+    maxsize: int | None
+    currsize: int
+
+
+def code_version(fn: Callable) -> str:
+    """A 16-hex-digit digest of ``fn``'s code that ignores line numbers and the docstring.
+
+    Covers the bytecode, constants (nested functions included), names, argument
+    names, defaults and keyword defaults. Returns ``""`` for callables without
+    Python code (builtins).
+
+    >>> def f(x): return x + 1
+    >>> def g(x):
+    ...     '''Same code, other line numbers and a docstring.'''
+    ...     return x + 1
+    >>> code_version(f) == code_version(g) != code_version(lambda x: x + 2)
+    True
+    """
+    fn = inspect.unwrap(fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ""
+    hasher = xxhash.xxh3_128()
+    parts: list = []
+    _code_parts(code, parts, fn.__doc__ if isinstance(getattr(fn, "__doc__", None), str) else None)
+    for label, value in (("defaults", fn.__defaults__), ("kwdefaults", fn.__kwdefaults__)):
+        _encode_loosely(value, parts, label)
+    for part in parts:
+        hasher.update(part)
+    return hasher.hexdigest()[:16]
+
+
+def _code_parts(code: types.CodeType, parts: list, doc: str | None) -> None:
+    parts.append(code.co_code)
+    names = (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars)
+    parts.append(repr((names, code.co_argcount, code.co_kwonlyargcount, code.co_posonlyargcount)).encode())
+    consts = code.co_consts
+    if consts and (consts[0] is None or (doc is not None and consts[0] == doc)):
+        consts = consts[1:]  # the docstring slot: the docstring, or None when there is none
+    for const in consts:
+        if isinstance(const, types.CodeType):
+            _code_parts(const, parts, None)
+        else:
+            _encode_loosely(const, parts, "constant")
+
+
+def _encode_loosely(value: Any, parts: list, label: str) -> None:
+    """Canonical encoding where there is one, else the type name (a default like ``object()``)."""
+    try:
+        Encoder(typed=True).encode(value, parts, label)
+    except KeyingError:
+        parts.append(f"<{type(value).__qualname__}>".encode())
+
+
+def _archive(archive: Any) -> Archive:
+    if archive is None:
+        return NullArchive()
+    if isinstance(archive, (str, os.PathLike)):
+        return LMDBArchive(archive)
+    if not isinstance(archive, Archive):
+        msg = f"archive must be an Archive, a path or None, got {type(archive).__qualname__} {archive!r:.60}"
+        raise InvalidArgumentType(msg)
+    return archive
+
+
+def _checked(fn: Any, archive: Any, keymap: Any, cache: Any) -> tuple[Archive, Keymap, CachePolicy]:
+    if not callable(fn):
+        msg = f"memoize needs a callable, got {type(fn).__qualname__} {fn!r:.60}"
+        raise InvalidArgumentType(msg)
+    archive, keymap = _archive(archive), hashmap() if keymap is None else keymap
+    cache = LRU() if cache is None else cache
+    if not isinstance(keymap, Keymap):
+        msg = f"keymap must be a Keymap such as hashmap(), got {type(keymap).__qualname__} {keymap!r:.60}"
+        raise InvalidArgumentType(msg)
+    if not isinstance(cache, CachePolicy):
+        msg = f"cache must be a cache policy such as LRU(128), got {type(cache).__qualname__} {cache!r:.60}"
+        raise InvalidArgumentType(msg)
+    if not keymap.produces_bytes and not isinstance(archive, NullArchive):
+        msg = f"{keymap!r} makes object keys, for memory caches only; use hashmap() with {archive!r}"
+        raise InvalidArgument(msg)
+    return archive, keymap, cache
+
+
+def memoize(fn: Callable | None = None, *, archive: Any = None, keymap: Keymap | None = None,
+            cache: CachePolicy | None = None, name: str | None = None, version: str | None = None) -> Any:
+    """Memoize a pure function: memory cache, then archive, then computation.
+
+    Usable bare (``@memoize``) or with arguments. ``archive`` is an `Archive`,
+    a path (an `LMDBArchive` there) or ``None`` (memory only); ``keymap``
+    defaults to `hashmap`; ``cache`` to ``LRU(128)``; ``name`` to the
+    function's module and qualified name; ``version`` to `code_version`.
+    A read-only archive serves hits; misses are computed but not stored.
+
+    The wrapper has ``cache_info()``, ``cache_clear()`` (the memory cache),
+    ``lookup(...)`` (the stored result, ``KeyError`` when absent), ``key(...)``
+    (the key bytes), ``info(...)`` (the entry's `EntryInfo`), ``recompute(...)``
+    (compute and overwrite), ``archive`` (a `Namespace` view of this function's
+    entries), ``cache`` (the memory cache mapping, to read: keyed by argument
+    tuples for plain atoms, else key bytes) and ``__wrapped__``. Values from the memory cache are shared
+    objects: do not mutate them.
+
+    Raises `KeyingError` (naming the parameter and type) for an argument that
+    cannot be keyed, `InvalidArgumentType` for a bad option.
+
+    >>> calls = []
+    >>> @memoize
+    ... def square(x, power=2):
+    ...     calls.append(x)
+    ...     return x ** power
+    >>> square(3), square(3, 2), square(x=3), calls
+    (9, 9, 9, [3])
+    >>> square.cache_info()
+    CacheInfo(hits=2, misses=1, loads=0, maxsize=128, currsize=1)
+    """
+    if fn is None:
+        return functools.partial(memoize, archive=archive, keymap=keymap, cache=cache, name=name, version=version)
+    archive, keymap, cache = _checked(fn, archive, keymap, cache)
+    name = f"{fn.__module__}.{fn.__qualname__}" if name is None else name
+    version = code_version(fn) if version is None else str(version)
+    return _wrap(fn, archive.namespace(name, version), keymap, cache)
+
+
+def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) -> Callable:
+    """The memoizing wrapper of ``fn`` (kept flat: this is the hot path).
+
+    The memory cache is keyed by a tuple of the arguments when they are plain
+    atoms (`Keymap.bind_memory`), else by the key bytes; the archive always by
+    the key bytes.
+    """
+    key_of, atoms_of = keymap.bind(fn), keymap.bind_memory(fn) or (lambda args, kwargs: None)
+    memory, lock, counts = policy.make(), threading.RLock(), [0, 0, 0]  # hits, misses, loads
+    archive, prefix = view.archive, view.prefix
+    persistent = not isinstance(archive, NullArchive)
+    writable = not getattr(archive, "readonly", False)
+
+    def compute(args: tuple, kwargs: dict, key: Any, memory_key: Any) -> Any:
+        start = time.perf_counter()
+        value = fn(*args, **kwargs)
+        if persistent and writable:
+            view.put(key, value, compute_seconds=time.perf_counter() - start)
+        with lock:
+            counts[1] += 1
+            memory[key if memory_key is None else memory_key] = value
+        return value
+
+    def archive_only(*args: Any, **kwargs: Any) -> Any:
+        key = key_of(args, kwargs)
+        value = archive.get(prefix + key, _MISSING)
+        if value is _MISSING:
+            return compute(args, kwargs, key, None)
+        counts[2] += 1
+        return value
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        memory_key = atoms_of(args, kwargs)
+        key = key_of(args, kwargs) if memory_key is None else None
+        with lock:
+            try:
+                value = memory[key if memory_key is None else memory_key]
+            except KeyError:
+                pass
+            else:
+                counts[0] += 1
+                return value
+        if key is None:
+            key = key_of(args, kwargs)
+        if persistent:
+            value = archive.get(prefix + key, _MISSING)
+            if value is not _MISSING:
+                with lock:
+                    counts[2] += 1
+                    memory[key if memory_key is None else memory_key] = value
+                return value
+        return compute(args, kwargs, key, memory_key)
+
+    if isinstance(policy, NoCache) and persistent:
+        wrapper = archive_only
+    wrapper = functools.wraps(fn)(wrapper)
+    _attach(wrapper, view, key_of, atoms_of, memory, lock, counts, policy, compute)
+    return wrapper
+
+
+def _attach(wrapper: Any, view: Namespace, key_of: Callable, atoms_of: Callable, memory: Any, lock: Any,
+            counts: list, policy: CachePolicy, compute: Callable) -> None:
+    """Give the wrapper its inspection and control methods."""
+    archive, prefix = view.archive, view.prefix
+    persistent = not isinstance(archive, NullArchive)
+
+    def lookup(*args: Any, **kwargs: Any) -> Any:
+        memory_key, key = atoms_of(args, kwargs), key_of(args, kwargs)
+        with lock:
+            value = memory.get(key if memory_key is None else memory_key, _MISSING)
+        if value is _MISSING and persistent:
+            value = archive.get(prefix + key, _MISSING)
+        if value is _MISSING:
+            msg = f"{view.name} has no stored result for key {key.hex() if isinstance(key, bytes) else key!r}"
+            raise KeyError(msg)
+        return value
+
+    def cache_clear() -> None:
+        with lock:
+            memory.clear()
+            counts[:] = [0, 0, 0]
+
+    def recompute(*args: Any, **kwargs: Any) -> Any:
+        return compute(args, kwargs, key_of(args, kwargs), atoms_of(args, kwargs))
+
+    wrapper.cache_info = lambda: CacheInfo(*counts, policy.maxsize, len(memory))
+    wrapper.cache_clear = cache_clear
+    wrapper.lookup = lookup
+    wrapper.key = lambda *args, **kwargs: key_of(args, kwargs)
+    wrapper.info = lambda *args, **kwargs: _info(view, key_of(args, kwargs))
+    wrapper.recompute = recompute
+    wrapper.archive = view
+    wrapper.cache = memory
+    wrapper.name, wrapper.version = view.name, view.version
+
+
+def _info(view: Namespace, key: Any) -> EntryInfo:
+    try:
+        return view.info(key)
+    except KeyError:
+        msg = f"{view.name} has no stored entry for key {key.hex() if isinstance(key, bytes) else key!r}"
+        raise KeyError(msg) from None
+
+
+def _policy_decorator(policy_type: type, bounded: bool = True) -> Callable:
+    """A klepto-style decorator factory: ``lru_cache(maxsize, archive=, keymap=)``."""
+
+    def factory(maxsize: Any = 128, *, archive: Any = None, keymap: Keymap | None = None,
+                name: str | None = None, version: str | None = None) -> Callable:
+        if callable(maxsize):  # used bare: @lru_cache
+            return factory(archive=archive, keymap=keymap, name=name, version=version)(maxsize)
+        policy = policy_type(maxsize) if bounded else policy_type()
+        return functools.partial(memoize, archive=archive, keymap=keymap, cache=policy, name=name, version=version)
+
+    return factory
+
+
+lru_cache = _policy_decorator(LRU)
+lru_cache.__doc__ = """Memoize with an ``LRU(maxsize)`` memory cache (klepto's ``lru_cache``).
+
+>>> @lru_cache(2)
+... def double(x):
+...     return 2 * x
+>>> double(4), double.cache_info().maxsize
+(8, 2)
+"""
+lfu_cache = _policy_decorator(LFU)
+lfu_cache.__doc__ = "Memoize with an ``LFU(maxsize)`` memory cache (klepto's ``lfu_cache``)."
+mru_cache = _policy_decorator(MRU)
+mru_cache.__doc__ = "Memoize with an ``MRU(maxsize)`` memory cache (klepto's ``mru_cache``)."
+rr_cache = _policy_decorator(RR)
+rr_cache.__doc__ = "Memoize with an ``RR(maxsize)`` (random replacement) memory cache (klepto's ``rr_cache``)."
+inf_cache = _policy_decorator(Unbounded, bounded=False)
+inf_cache.__doc__ = "Memoize with an unbounded memory cache (klepto's ``inf_cache``); ``maxsize`` is ignored."
+no_cache = _policy_decorator(NoCache, bounded=False)
+no_cache.__doc__ = "Memoize with no memory cache, the archive only (klepto's ``no_cache``); ``maxsize`` is ignored."

@@ -1,0 +1,93 @@
+"""Every parallel executor yields exactly the in-process items, for random plans and seeds."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+import combinators as c
+from combinators.execution.processes import Processes
+from combinators.execution.zmq import ZMQ
+
+
+def counted(name, n):
+    for i in range(n):
+        yield (name, i)
+
+
+def drawn(name, n, rng):
+    """A source with randomness: numpy arrays whose values come from the run's seed."""
+    for i in range(n):
+        yield {"name": name, "i": i, "x": rng.normal(size=int(rng.integers(1, 4))).astype(np.float32)}
+
+
+def add_noise(item, rng):
+    return (item, int(rng.integers(100)))
+
+
+_names = itertools.count()
+
+
+@st.composite
+def sources(draw):
+    name, n = f"s{next(_names)}", draw(st.integers(0, 6))
+    if draw(st.booleans()):
+        return c.stream(drawn, name, n)
+    return c.stream(counted, name, n)
+
+
+transforms = st.sampled_from(
+    [c.take(3), c.batch(2, partial=True), c.shuffle(3), c.map(add_noise), c.filter(bool), c.cache(2)]
+)
+
+
+def _combinations(children):
+    many = st.lists(children, min_size=1, max_size=3)
+    mixes = st.tuples(
+        many,
+        st.lists(st.integers(1, 4), min_size=3, max_size=3),
+        st.sampled_from([None, 1, 2]),
+        st.sampled_from([None, 2.0]),
+        st.sampled_from(["exhaustive", "first_exhausted", "with_replacement", "single_active"]),
+    ).map(lambda a: c.mix(*a[0], weights=a[1][: len(a[0])], n_active=a[2], rate=a[3], mode=a[4]))
+    return st.one_of(
+        many.map(lambda s: c.chain(*s)),
+        st.tuples(many, st.sampled_from(["exhaustive", "cycle", "permuted_cycle"])).map(
+            lambda a: c.round_robin(*a[0], mode=a[1])
+        ),
+        mixes,
+        st.tuples(children, transforms).map(lambda a: a[0] >> a[1]),
+    )
+
+
+plans = st.recursive(sources(), _combinations, max_leaves=6)
+
+executors = st.sampled_from([Processes(workers=1), Processes(workers=2), ZMQ(workers=1), ZMQ(workers=2)])
+
+
+def canonical(value):
+    """A comparable form of an item: arrays by dtype, shape and bytes."""
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, dict):
+        return ("dict", tuple((k, canonical(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(canonical(v) for v in value))
+    return (type(value).__name__, value)
+
+
+def outcome(plan, seed, executor):
+    """The first items (infinite plans are cut at 40) as canonical values, or the error's type."""
+    try:
+        with c.iterate(plan, seed=seed, executor=executor, max_iter=40) as run:
+            return [canonical(item) for item in run]
+    except c.CombinatorsError as error:
+        return type(error).__name__
+
+
+@given(plans, st.integers(0, 2**32 - 1), executors)
+def test_parallel_executors_agree_with_in_process(plan, seed, executor):
+    assert outcome(plan, seed, executor) == outcome(plan, seed, "inprocess")

@@ -1,0 +1,132 @@
+"""Metrics end to end on a real LMDB archive, and the ``combinators archive`` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from combinators.cli import main
+from combinators.errors import InvalidArgument
+from combinators.memo import LMDBArchive, Metrics, memoize
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPUTED: list = []
+
+
+def build(archive) -> Metrics:
+    m = Metrics(archive)
+
+    @m.collect
+    def accuracy():
+        COMPUTED.append("accuracy")
+        return 0.75
+
+    @m.collect(params=[1, 2, 3])
+    def top_k(k):
+        COMPUTED.append(("top_k", k))
+        return k / 10
+
+    @m.collect(params=[("a", 1)], dynamic=True)
+    def scaled(name, factor):
+        COMPUTED.append(("scaled", name, factor))
+        return np.full(3, factor)
+
+    assert accuracy() == 0.75  # the decorated function itself is unchanged
+    COMPUTED.clear()
+    return m
+
+
+def test_metrics_end_to_end(tmp_path):
+    path = tmp_path / "metrics.lmdb"
+    before = datetime.now(timezone.utc)
+    m = build(LMDBArchive(path))
+    assert m.accuracy() == m["accuracy"] == 0.75 and COMPUTED == ["accuracy"]  # computed once, then memory
+    assert m.top_k.get_all() == {1: 0.1, 2: 0.2, 3: 0.3} and m["top_k", 2] == 0.2
+    assert COMPUTED.count(("top_k", 2)) == 1
+    first = m.date("accuracy")
+    assert before - timedelta(seconds=1) <= first <= datetime.now(timezone.utc) and first.tzinfo is timezone.utc
+    with pytest.raises(InvalidArgument, match=r"not collected for \(4\).*\[1, 2, 3\]"):
+        m.top_k(4)
+    assert m.scaled("b", 2)[0] == 2 and m.scaled.get_all()[("a", 1)][0] == 1  # dynamic allows unlisted params
+    with pytest.raises(KeyError, match="never|no stored"):
+        m.date("scaled", "zzz", 9)
+    with pytest.raises(AttributeError, match="no metric named 'nope'.*accuracy"):
+        m.nope
+
+    COMPUTED.clear()  # a fresh Metrics on the same archive: served from the archive, not computed
+    m2 = build(LMDBArchive(path))
+    assert m2.accuracy() == 0.75 and m2.top_k.get_all() == {1: 0.1, 2: 0.2, 3: 0.3} and COMPUTED == []
+    assert m2.date("accuracy") == first
+
+    time.sleep(0.01)
+    assert m2.accuracy(use_stored=False) == 0.75 and COMPUTED == ["accuracy"]  # recomputed, overwritten
+    assert m2.date("accuracy") > first
+    assert build(LMDBArchive(path)).date("accuracy") == m2.date("accuracy")
+
+
+def test_metric_names_are_checked():
+    m = Metrics()
+    with pytest.raises(InvalidArgument, match="'collect'"):
+        m.collect(lambda: 1, name="collect")
+    with pytest.raises(InvalidArgument, match="declares no params"):
+        m.collect(lambda: 1, name="plain")
+        m.plain.get_all()
+
+
+def _archive_with_two_functions(path: Path) -> None:
+    archive = LMDBArchive(path)
+    f = memoize(lambda x: np.zeros(x), archive=archive, name="pkg.zeros", version="1")
+    g = memoize(lambda x: x, archive=archive, name="pkg.ident", version="2")
+    [f(i) for i in range(5)], [g(i) for i in range(3)]
+    archive[b"raw"] = 1
+
+
+def test_archive_command_lists_summarizes_and_removes(tmp_path, capsys):
+    path = tmp_path / "a.lmdb"
+    _archive_with_two_functions(path)
+    assert main(["archive", "ls", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["function", "version", "entries"]
+    rows = {line.split()[0]: line.split() for line in out[1:]}
+    assert rows["pkg.zeros"][1:3] == ["1", "5"] and rows["pkg.ident"][1:3] == ["2", "3"] and "(not" in rows
+    assert main(["archive", "stats", str(path)]) == 0
+    assert "entries:                9" in capsys.readouterr().out
+    assert main(["archive", "rm", str(path), "--function", "pkg.z*", "--dry-run"]) == 0
+    assert capsys.readouterr().out.strip() == "would remove 5 entries" and len(LMDBArchive(path)) == 9
+    assert main(["archive", "rm", str(path), "--version", "2"]) == 0
+    assert capsys.readouterr().out.strip() == "removed 3 entries"
+    assert main(["archive", "rm", str(path), "--older-than", "1h"]) == 0
+    assert capsys.readouterr().out.strip() == "removed 0 entries"
+    assert main(["archive", "rm", str(path)]) == 2
+    assert "refusing to delete everything" in capsys.readouterr().err
+    assert main(["archive", "ls", str(tmp_path / "missing")]) == 2
+    assert "no LMDB archive" in capsys.readouterr().err
+    assert len(LMDBArchive(path)) == 6
+
+
+def test_archive_command_runs_as_a_program_on_a_json_archive(tmp_path):
+    path = tmp_path / "j.lmdb"
+    f = memoize(lambda x: {"x": x}, archive=LMDBArchive(path, serializer="json"), name="j")
+    f(1)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "combinators.cli", "archive", "stats", str(path)], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "serializer:             json" in result.stdout
+
+
+def test_prune_by_age_uses_entry_dates(tmp_path):
+    from combinators.memo.cli import prune
+
+    archive = LMDBArchive(tmp_path / "a.lmdb")
+    archive[b"old"] = 1
+    time.sleep(0.05)
+    archive[b"new"] = 2
+    assert prune(archive, older_than=timedelta(seconds=0.03)) == 1 and list(archive) == [b"new"]

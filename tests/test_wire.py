@@ -1,0 +1,193 @@
+"""The item framing: every value kind round-trips exactly, in memory, over ZeroMQ and through a worker."""
+
+import collections
+import datetime
+import fractions
+import threading
+
+import numpy as np
+import pytest
+import zmq
+
+from combinators.errors import TransportError
+from combinators.execution.processes import Processes
+from combinators.execution.wire import OUT_OF_BAND_BYTES, ItemPacker, dumps, loads, unpack_items
+
+Point = collections.namedtuple("Point", "x y")
+
+_rng = np.random.default_rng(0)
+_big = _rng.random((300, 70))  # more than OUT_OF_BAND_BYTES: travels as its own frame
+
+#: every value kind the issue lists, with a name for the test ids
+VALUES = {
+    "none": None,
+    "true": True,
+    "false": False,
+    "int": -7,
+    "uint64": 2**64 - 1,
+    "bigint": 3**90,
+    "negative-bigint": -(3**90),
+    "float": 0.1,
+    "nan": float("nan"),
+    "complex": 1.5 - 2j,
+    "str": "héllo ✓",
+    "empty-str": "",
+    "bytes": b"\x00\xff raw",
+    "list": [1, [2, [3]]],
+    "tuple": (1, (2, ()), "three"),
+    "dict": {"a": 1, 2: "b", (3, 4): [5], None: {"nested": (6,)}},
+    "mixed-nesting": {"xs": [(1, {"y": (b"z",)})]},
+    "float32-scalar": np.float32(1.5),
+    "int8-scalar": np.int8(-3),
+    "bool-scalar": np.bool_(True),
+    "datetime64-scalar": np.datetime64("2024-02-29T12:00", "m"),
+    "timedelta64-scalar": np.timedelta64(5, "D"),
+    "complex-scalar": np.complex128(1 + 2j),
+    "str-scalar": np.str_("np"),
+    "array-1d": np.arange(10, dtype=np.int64),
+    "array-0d": np.array(3.25),
+    "array-0d-int": np.array(7, dtype=np.uint16),
+    "array-empty": np.zeros((3, 0), dtype=np.float32),
+    "fortran": np.asfortranarray(_rng.random((4, 5))),
+    "non-contiguous": np.arange(60).reshape(6, 10)[::2, 1::3],
+    "transposed": np.arange(12.0).reshape(3, 4).T,
+    "big-endian": np.arange(5, dtype=">i4"),
+    "structured": np.array([(1, 2.5, b"ab"), (3, 4.5, b"cd")], dtype=[("i", "<i4"), ("f", "<f8"), ("s", "S2")]),
+    "structured-subarray": np.zeros(2, dtype=[("v", "<f4", (3,)), ("n", "<u1")]),
+    "datetime64": np.array(["2020-01-01", "2021-06-30"], dtype="datetime64[D]"),
+    "datetime64-ns": np.arange(3).astype("datetime64[ns]"),
+    "timedelta64": np.array([1, 2], dtype="timedelta64[s]"),
+    "unicode-array": np.array(["a", "bcd"]),
+    "bool-array": np.array([True, False]),
+    "float16": np.arange(4, dtype=np.float16),
+    "complex64": np.array([1 + 1j], dtype=np.complex64),
+    "big-array": _big,
+    "big-fortran": np.asfortranarray(_big),
+    "big-non-contiguous": _big[::2, ::3],
+    "arrays-in-dict": {"x": np.ones((2, 2)), "y": _big, "label": 3},
+}
+
+#: kinds that go through the documented pickle fallback, and must still round-trip exactly
+PICKLED = {
+    "set": {1, 2, 3},
+    "frozenset": frozenset("ab"),
+    "ordered-dict": collections.OrderedDict(b=1, a=2),
+    "named-tuple": Point(1, 2),
+    "object-array": np.array([1, "two", None], dtype=object),
+    "fraction": fractions.Fraction(1, 3),
+    "date": datetime.date(2024, 1, 2),
+}
+
+
+def same(a, b) -> bool:
+    """Exact equality: type, dtype, shape, order flag and values (NaN equal to NaN)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return False
+        if a.flags.f_contiguous and not a.flags.c_contiguous and not b.flags.f_contiguous:
+            return False
+        if a.dtype == object:
+            return all(same(x, y) for x, y in zip(a.ravel(), b.ravel()))
+        return a.tobytes() == b.tobytes()
+    if isinstance(a, np.generic):
+        return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and a != a:
+        return b != b
+    return a == b
+
+
+ALL = {**VALUES, **PICKLED}
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_round_trip_in_memory(name):
+    value = ALL[name]
+    assert same(loads(dumps(value)), value)
+
+
+def test_round_trip_over_zeromq_frames():
+    context = zmq.Context()
+    send, receive = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
+    try:
+        send.bind("inproc://wire")
+        receive.connect("inproc://wire")
+        for name, value in ALL.items():
+            send.send_multipart(dumps(value), copy=False)
+            assert same(loads(receive.recv_multipart(copy=False)), value), name
+    finally:
+        send.close(linger=0)
+        receive.close(linger=0)
+        context.term()
+
+
+def _all_values():
+    yield from ALL.values()
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_round_trip_through_a_worker_process(start_method):
+    with Processes(workers=1, start_method=start_method).open() as session:
+        received = list(session.submit(_all_values))
+    assert len(received) == len(ALL)
+    for (name, value), back in zip(ALL.items(), received):
+        assert same(back, value), name
+
+
+def test_big_arrays_travel_out_of_band_and_small_ones_inline():
+    frames = dumps({"small": np.zeros(8), "big": _big})
+    assert len(frames) == 2  # header + one buffer
+    assert frames[1].nbytes == _big.nbytes >= OUT_OF_BAND_BYTES
+    assert len(frames[0]) < 1024
+
+
+def test_received_arrays_are_writable_and_independent():
+    with Processes(workers=1).open() as session:
+        small, big, small_again = session.submit(lambda: iter([np.zeros(3), _big, np.zeros(3)]))
+    for array in small, big:
+        assert array.flags.writeable
+        array[0] = 42.0
+    assert small_again[0] == 0.0 and big[0, 0] == 42.0
+
+
+def test_bytearray_and_memoryview_arrive_as_bytes():
+    """msgpack packs them natively as binary; documented in the module docstring."""
+    assert loads(dumps([bytearray(b"ab"), memoryview(b"cd")])) == [b"ab", b"cd"]
+
+
+def test_a_packer_coalesces_items_in_order():
+    packer = ItemPacker()
+    items = [{"i": i, "x": np.full(3, i)} for i in range(50)] + [_big, "end"]
+    for item in items:
+        packer.add(item)
+    assert packer.count == len(items)
+    frames = packer.frames()
+    assert packer.count == packer.nbytes == 0
+    assert all(same(a, b) for a, b in zip(unpack_items(frames), items))
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise TypeError("no pickling here")
+
+
+@pytest.mark.parametrize("value", [threading.Lock(), (x for x in ()), Unpicklable()])
+def test_a_value_that_cannot_be_sent_names_its_type(value):
+    with pytest.raises(TransportError, match=type(value).__qualname__):
+        dumps({"nested": [value]})
+
+
+def test_a_failed_item_leaves_the_packer_as_it_was():
+    packer = ItemPacker()
+    packer.add(_big)
+    with pytest.raises(TransportError):
+        packer.add([_big, threading.Lock()])
+    packer.add("after")
+    assert packer.count == 2
+    back = list(unpack_items(packer.frames()))
+    assert same(back[0], _big) and back[1] == "after"
