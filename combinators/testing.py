@@ -95,7 +95,8 @@ class Monitored(Executor):
     run, ``peak`` is the largest number open at once, ``peak_at`` the
     number of items the run had yielded then (``items`` is updated by
     whoever iterates, see `assert_working_set`), ``peak_open`` labels the
-    activations open at that moment, ``open_now`` those open now (by id), and
+    activations open at that moment, ``open_now`` those open now (by id),
+    ``log`` every ``(fn, args)`` submitted, and
     ``unclosed()`` lists those
     submitted but never closed. One instance monitors one run at a time.
 
@@ -117,6 +118,7 @@ class Monitored(Executor):
         # keyed by id, holding the activation itself so that no id is reused while recorded
         self.open_now: dict[int, _Watched] = {}
         self.submitted: dict[int, _Watched] = {}
+        self.log: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []  # every submit(fn, *args), in order
         self.peak, self.peak_at, self.peak_open = 0, 0, ()
 
     def open(self) -> Session:
@@ -156,6 +158,7 @@ class _MonitoredSession(Session):
     def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> Activation:
         activation = _Watched(self.inner.submit(fn, *args), self.monitor, _label(fn, args))
         self.monitor.submitted[id(activation)] = activation
+        self.monitor.log.append((fn, args))
         return activation
 
     def close(self) -> None:
@@ -359,13 +362,24 @@ def assert_proportions(
 # ------------------------------------------------------------ exhaustiveness
 
 
-def _derived_sources(stream: Stream, entropy: int, limit: int) -> dict[str, list[Any]]:
-    """Each leaf's items in its first activation, labelled by path and description."""
+def _first_activations(monitor: Monitored) -> dict[tuple[int, ...], Any]:
+    """The identity of the first activation of each leaf path, as the interpreter submitted it."""
+    first: dict[tuple[int, ...], Any] = {}
+    for fn, args in monitor.log:
+        if fn is activate_leaf and len(args) == 4:
+            first.setdefault(tuple(args[2]), args[3])
+    return first
+
+
+def _derived_sources(stream: Stream, entropy: int, limit: int, monitor: Monitored | None) -> dict[str, list[Any]]:
+    """Each leaf's items in its first activation of the run, labelled by path and description."""
     found: dict[str, list[Any]] = {}
+    first = _first_activations(monitor) if monitor is not None else {}
 
     def walk(node: Stream, path: tuple[int, ...]) -> None:
         if is_leaf(node):
-            items = list(itertools.islice(activate_leaf(node, entropy, path, 0), limit + 1))
+            activation = first.get(path, (0,) * (len(path) + 1))  # never activated: its items are all missing
+            items = list(itertools.islice(activate_leaf(node, entropy, path, activation), limit + 1))
             if len(items) > limit:
                 msg = f"assert_exhaustive(): the source at {path} yields more than {limit} items ({_short(node)}); pass expected= or a larger limit"
                 raise InvalidArgument(msg)
@@ -381,9 +395,7 @@ def _derived_sources(stream: Stream, entropy: int, limit: int) -> dict[str, list
     return found
 
 
-def _expected_sources(stream: Stream, expected: Any, entropy: int, limit: int) -> dict[str, list[Any]]:
-    if expected is None:
-        return _derived_sources(stream, entropy, limit)
+def _given_sources(expected: Any) -> dict[str, list[Any]]:
     if isinstance(expected, Mapping):
         return {str(label): list(items) for label, items in expected.items()}
     if not isinstance(expected, Iterable):
@@ -431,7 +443,8 @@ def assert_exhaustive(
     only that each item appears once, for shuffling samplers). By default it is derived
     from the plan: the items of one activation of every source, found
     through chains, mixes and round-robins (each source is expected to be
-    activated once, as ``mode="exhaustive"`` does). Items are compared by
+    activated once, as ``mode="exhaustive"`` does; a source drawing from
+    ``rng`` is replayed with the activation the run gave it). Items are compared by
     value (arrays by dtype, shape and bytes). The run is stopped after twice
     the expected number of items plus 10, so an endless stream fails too.
 
@@ -451,9 +464,13 @@ def assert_exhaustive(
     """
     stream = _check_stream("assert_exhaustive", stream)
     limit = checks.positive_int("assert_exhaustive() limit", limit)
-    sources = _expected_sources(stream, expected, run_entropy(seed), limit)
+    entropy = run_entropy(seed)
+    given = None if expected is None else _given_sources(expected)
+    sources = given if given is not None else _derived_sources(stream, entropy, limit, None)  # sizes only
+    monitor = Monitored(executor)
+    outcome = _run(stream, seed, executor, 2 * sum(map(len, sources.values())) + 10, monitor)
+    sources = given if given is not None else _derived_sources(stream, entropy, limit, monitor)
     expected_items = list(itertools.chain.from_iterable(sources.values()))
-    outcome = _run(stream, seed, executor, 2 * len(expected_items) + 10)
     lines, n_missing, n_extra = _multiset_lines(expected_items, outcome.items)
     observed_keys = _keys(outcome.items)
     disorder = {label: _first_out_of_order(observed_keys, items) for label, items in sources.items()}

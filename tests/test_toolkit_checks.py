@@ -219,7 +219,7 @@ def test_working_set_passes_on_bounded_mixes():
 def test_a_mix_that_keeps_every_stream_open_fails():
     with pytest.raises(AssertionError) as error:
         assert_working_set(mix(*FILES, rate=2), 3, n=100)
-    check_report(error, "12 source activations open at once (at item 0), more than n_active=3", "(11,) #0: stream(letters, 'f11', 4)")
+    check_report(error, "12 source activations open at once (at item 0), more than n_active=3", "(11,) #", ": stream(letters, 'f11', 4)")
 
 
 def test_a_mix_that_forgets_to_close_activations_in_the_library_fails(monkeypatch):
@@ -242,7 +242,7 @@ def test_activations_left_open_after_the_run_fail(monkeypatch):
     monkeypatch.setattr(inprocess, "chain_items", chain_never_closing)
     with pytest.raises(AssertionError) as error:
         assert_working_set(stream(letters, "a", 2) | stream(letters, "b", 2), 2)
-    check_report(error, "source activations were not closed when the run closed", "(0,) #0: stream(letters, 'a', 2)")
+    check_report(error, "source activations were not closed when the run closed", "(0,) #", ": stream(letters, 'a', 2)")
 
 
 # ------------------------------------------------------------ unseeded sources
