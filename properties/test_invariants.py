@@ -183,7 +183,6 @@ def test_all_active_mix_draws_with_its_weights(weights_and_kinds, mode, rate, di
     w, kinds = weights_and_kinds
     p = np.asarray([float(v) for v in w]) / sum(float(v) for v in w)
     assume(p[p > 0].min() * N_ITEMS >= 5)
-    kinds = ["endless" if kind == "restarted" else kind for kind in kinds]  # see test_a_restarted_stream_keeps_its_share
     if mode in ("exhaustive", "first_exhausted"):
         # streams that end leave an exhaustive mix (and end a first_exhausted one): only endless ones here
         kinds = ["endless" if kind == "restarted" else kind for kind in kinds]
@@ -278,8 +277,7 @@ def test_a_weight_1e20_times_smaller_does_not_divide_by_zero():
     assert len(list(combinators.iterate(s.take(5), seed=0))) == 5
 
 
-@pytest.mark.xfail(strict=True, reason="main after the spin fix: when a stream ends, an all-active mix drops that pick "
-                   "instead of mapping it again, so a stream of 3 items gets 3/4 of its share (0.43 instead of 0.5)")
 def test_a_restarted_stream_keeps_its_share():
+    """Regression: a pick that met the end of an activation was dropped (3/4 of the share)."""
     node = mix(KINDS["endless"]("s0"), KINDS["restarted"]("s1"))
     assert_proportions(node, (1, 1), n=N_ITEMS, seed=0, alpha=ALPHA)
