@@ -324,7 +324,10 @@ def mix_items(
                 try:
                     item = next_item[slot]()
                 except StopIteration:
-                    used -= length_hint(remaining)  # this uniform is spent: no retry loop
+                    # the pick goes to whatever takes the slot's place; a pick that met
+                    # an empty activation is spent instead, so empty streams cannot spin
+                    retry = taken[slot] > state.start_at[slot]
+                    used -= length_hint(remaining) + retry
                     chunk = _MIN_CHUNK
                     if not state.end(slot, exhausted=True):
                         return
