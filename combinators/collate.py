@@ -26,7 +26,13 @@ def _shapes(values: Sequence[Any]) -> list[tuple[int, ...]]:
 def _stack_leaf(values: Sequence[Any], axis: int | None, where: str) -> np.ndarray:
     try:
         if axis is None:
-            return np.stack(values) if isinstance(values[0], np.ndarray) else np.asarray(values)
+            if isinstance(values[0], np.ndarray):
+                return np.stack(values)
+            stacked = np.asarray(values)
+            if stacked.dtype.kind == "f" and all(type(v) is int for v in values):
+                # ints beyond int64 would be rounded to float64: keep them exact
+                stacked = np.array(values, dtype=object)
+            return stacked
         return np.concatenate(values, axis=axis)
     except (ValueError, TypeError) as error:
         shapes = sorted(set(_shapes(values)))

@@ -225,7 +225,7 @@ def test_garbage_collection_reaps_workers():
     assert not os.path.exists(path)
 
 
-def test_keyboard_interrupt_while_waiting_then_exit_reaps_workers():
+def test_keyboard_interrupt_while_waiting_then_exit_reaps_workers(sigint_raises):
     def slow():
         yield 0
         time.sleep(30)

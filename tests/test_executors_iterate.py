@@ -126,7 +126,7 @@ def test_dropping_a_run_reaps_workers():
     assert not any(alive(pid) for pid in pids)
 
 
-def test_keyboard_interrupt_in_the_loop_reaps_workers():
+def test_keyboard_interrupt_in_the_loop_reaps_workers(sigint_raises):
     with pytest.raises(KeyboardInterrupt):
         with c.iterate(c.stream(endless, 0), seed=0, executor=Processes(workers=2)) as run:
             pids = _worker_pids(run)

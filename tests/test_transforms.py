@@ -27,6 +27,13 @@ def test_batch_of_dicts_stacks_each_key():
     assert tail["X"].shape == (2, 3)
 
 
+def test_batch_keeps_big_ints_exact():
+    big = [2**63 + 1, -1]
+    (batched,) = list(c.from_iterable(big) >> c.batch(2))
+    assert batched.tolist() == big  # not rounded through float64
+    assert [int(x) for x in c.from_iterable(big) >> c.batch(2) >> c.unbatch()] == big
+
+
 def test_batch_of_arrays_tuples_and_scalars():
     arrays = list(c.from_iterable([np.ones((2, 5))] * 6) >> c.batch(3))
     assert [a.shape for a in arrays] == [(3, 2, 5), (3, 2, 5)]
