@@ -97,8 +97,8 @@ def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: 
     if dist == "constant":
         return max(1, math.ceil(rate))
     if dist == "binomial" and share < 1:
-        trials = int(round((rate - 1) / (1 - share)))
-        return 1 + int(rng.binomial(trials, 1 - share))
+        miss = 1.0 - share
+        return 1 + int(rng.binomial(int((rate - 1) / miss + 0.5), miss))
     return 1 + int(rng.poisson(rate - 1))
 
 
@@ -235,7 +235,7 @@ class _WorkingSet:
             return False
         if self.mode == "single_active" and not self.pruned[index]:
             self._set_pool(index, self.weights[index])
-        if self._spinning():
+        if self.empty_run and self._spinning():
             return False
         if self.all_active:
             if self.mode != "exhaustive" and not self.pruned[index]:
@@ -248,8 +248,6 @@ class _WorkingSet:
 
     def _spinning(self) -> bool:
         """Every stream that could still be drawn was found empty since the last item."""
-        if not self.empty_run:
-            return False
         live = [i for i, w in enumerate(self.weight_list) if w > 0 and not self.pruned[i]]
         return all(i in self.empty_run for i in live)
 
