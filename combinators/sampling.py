@@ -122,7 +122,6 @@ class _WorkingSet:
         n = len(weights)
         self.open_child, self.rate, self.dist, self.mode = open_child, rate, dist, mode
         self.prune_empty, self.rng, self.counts = prune_empty, activate_rng, counts
-        self.weights = weights
         self.weight_list = weights.tolist()
         self.active_weight = 0.0  # sum of the slots' weights
         self.n_live = 0  # slots holding an activation
@@ -204,7 +203,7 @@ class _WorkingSet:
     def fill(self) -> None:
         for slot in range(len(self.stream)):
             if self.all_active:
-                if self.weights[slot] > 0:
+                if self.weight_list[slot] > 0:
                     self.start(slot, slot, self.open_child(slot))
                 continue
             chosen = self._next_activation()
@@ -234,7 +233,7 @@ class _WorkingSet:
         if exhausted and self.mode == "first_exhausted":
             return False
         if self.mode == "single_active" and not self.pruned[index]:
-            self._set_pool(index, self.weights[index])
+            self._set_pool(index, self.weight_list[index])
         if self.empty_run and self._spinning():
             return False
         if self.all_active:

@@ -61,16 +61,6 @@ class Figure:
         )
 
 
-def best_rate(fn: Callable[[], int], repeat: int = 3) -> float:
-    """Items per second of the fastest of ``repeat`` calls of ``fn`` (which returns its item count)."""
-    best = 0.0
-    for _ in range(repeat):
-        start = time.perf_counter()
-        count = fn()
-        best = max(best, count / (time.perf_counter() - start))
-    return best
-
-
 def best_rates(*fns: Callable[[], int], repeat: int = 5) -> list[float]:
     """Items per second of each ``fn``, best of ``repeat``, measured in turns.
 

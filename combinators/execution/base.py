@@ -128,7 +128,8 @@ class InProcess(Executor):
         return hash(InProcess)
 
 
-#: names accepted by `resolve_executor`, mapped to a factory of default instances
+#: names accepted by `resolve_executor`, mapped to a factory of default instances; the
+#: parallel executors add theirs when `combinators.execution` imports them
 EXECUTOR_NAMES: dict[str, Callable[[], Executor]] = {"inprocess": InProcess}
 
 
@@ -144,8 +145,6 @@ def resolve_executor(spec: str | Executor) -> Executor:
     if isinstance(spec, Executor):
         return spec
     if isinstance(spec, str):
-        if spec not in EXECUTOR_NAMES:
-            _register_parallel_executors()
         try:
             return EXECUTOR_NAMES[spec]()
         except KeyError:
@@ -154,11 +153,3 @@ def resolve_executor(spec: str | Executor) -> Executor:
     msg = f"executor must be a name or an Executor instance, not {spec!r} ({type(spec).__name__})"
     raise InvalidArgumentType(msg)
 
-
-def _register_parallel_executors() -> None:
-    """Import the parallel executors, which add their names to EXECUTOR_NAMES."""
-    for module in ("combinators.execution.processes", "combinators.execution.zmq"):
-        try:
-            __import__(module)
-        except ImportError:
-            pass
