@@ -11,7 +11,12 @@ The function is ``f(x: int) -> 100 float64``. Figures:
 - miss cost (compute + store) with the default durability (``"sync"``: an
   fsync per entry) and with ``"process"``, beside a raw lmdb put + commit of
   the same durability (informational);
-- a joblib.Memory hit, when joblib is installed (informational).
+- a joblib.Memory hit, when joblib is installed (informational);
+- ``combinators archive ls`` and ``stats`` on an archive of N entries
+  (``--archive-entries N``, 200,000 by default, 2,000 with ``--quick``): wall
+  time of the whole command (a fresh interpreter) against the 1 s budget and
+  its peak memory against the 100 MB budget (targets <= 1x), beside a full
+  scan of the entries (what ``ls`` did before the summaries; informational).
 """
 
 from __future__ import annotations
@@ -20,8 +25,12 @@ import argparse
 import functools
 import hashlib
 import itertools
+import os
 import pickle
+import subprocess
+import sys
 import tempfile
+import time
 
 import lmdb
 import numpy as np
@@ -137,6 +146,65 @@ def _joblib_figures(root: str, xs: list[int], number: int) -> list[Figure]:
                    higher_is_better=False, note="informational")]
 
 
+#: run in a fresh interpreter: one archive command (or the full scan); prints its seconds and the peak kB
+_CHILD = """
+import resource, sys, time
+from combinators.cli import main
+start = time.perf_counter()
+if sys.argv[1] == "scan":
+    from combinators.memo import LMDBArchive
+    names, groups = None, {}
+    with LMDBArchive(sys.argv[2], readonly=True) as archive:
+        names = archive.registered()
+        for key, info in archive.iter_info():
+            groups.setdefault(names.get(key[:16], ("?", info.version)), []).append((key, info))
+else:
+    sys.stdout = open("/dev/null", "w")
+    assert main(["archive", sys.argv[1], sys.argv[2]]) == 0
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+"""
+
+
+def _fill(path: str, n: int) -> None:
+    """An archive of ``n`` entries of one function (8 floats each), written as memoize writes them."""
+    archive = LMDBArchive(path, durability="process", map_size=1 << 28)
+    view = archive.namespace("bench.f", "1")
+    value = np.arange(8.0)
+    for i in range(n):
+        view.put(i.to_bytes(16, "little"), value, compute_seconds=1e-3, args=f"{i}")
+    archive.close()
+
+
+def _command(action: str, path: str) -> tuple[float, float, float]:
+    """Seconds inside the command, wall seconds of the whole process, peak MB: ``combinators archive ACTION PATH``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _CHILD, action, path], env=env, capture_output=True, text=True,
+                          check=True)
+    wall = time.perf_counter() - start
+    inside, kilobytes = done.stderr.split()[-2:]
+    return float(inside), wall, int(kilobytes) / 1024
+
+
+def _archive_command_figures(root: str, n: int) -> list[Figure]:
+    path = f"{root}/big.lmdb"
+    _fill(path, n)
+    figures = []
+    best = {action: min(_command(action, path) for _ in range(3)) for action in ("ls", "stats", "scan")}
+    for action in ("ls", "stats"):
+        inside, wall, megabytes = best[action]
+        figures += [
+            Figure(f"archive {action} on {n:,} entries", inside, 1.0, "s", higher_is_better=False, target=1.0,
+                   note=f"reference: the 1 s budget; the whole process (interpreter, imports) took {wall:.2f} s"),
+            Figure(f"archive {action} on {n:,} entries (peak memory of the process)", megabytes, 100.0, "MB",
+                   higher_is_better=False, target=1.0, note="reference: the 100 MB budget"),
+        ]
+    figures.append(Figure(f"archive ls vs a full scan of {n:,} entries", best["ls"][0], best["scan"][0], "s",
+                          higher_is_better=False,
+                          note=f"informational: the scan (ls before summaries) peaks at {best['scan'][2]:.0f} MB"))
+    return figures
+
+
 def run(args: argparse.Namespace) -> list[Figure]:
     quick = getattr(args, "quick", False)
     xs = list(range(100 if quick else 1000))
@@ -149,4 +217,6 @@ def run(args: argparse.Namespace) -> list[Figure]:
         figures += _miss_figures(root, 20 if quick else 200, "sync")
         figures += _miss_figures(root, 20 if quick else 200, "process")
         figures += _joblib_figures(root, xs[:50], number)
+        n = getattr(args, "archive_entries", None) or (2_000 if quick else 200_000)
+        figures += _archive_command_figures(root, n)
     return figures
