@@ -146,7 +146,8 @@ def _joblib_figures(root: str, xs: list[int], number: int) -> list[Figure]:
                    higher_is_better=False, note="informational")]
 
 
-#: run in a fresh interpreter: one archive command (or the full scan); prints its seconds and the peak kB
+#: run in a fresh interpreter: one archive command (or the full scan); prints its seconds and the peak kB.
+#: The peak is VmHWM (this process image); ru_maxrss would keep the forking parent's peak across exec on Linux.
 _CHILD = """
 import resource, sys, time
 from combinators.cli import main
@@ -161,7 +162,9 @@ if sys.argv[1] == "scan":
 else:
     sys.stdout = open("/dev/null", "w")
     assert main(["archive", sys.argv[1], sys.argv[2]]) == 0
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+peak = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+print(time.perf_counter() - start, peak[0] if peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+      file=sys.stderr)
 """
 
 

@@ -62,6 +62,20 @@ class _ShortRepr(reprlib.Repr):
 
 
 _SHORT = _ShortRepr()
+_PLAIN = (int, float, bool, type(None))
+
+
+def _short(value: Any) -> str:
+    """One argument's short repr (plain scalars and short strings skip `reprlib`, ten times slower)."""
+    kind = type(value)
+    try:
+        if kind in _PLAIN and (kind is not int or -10**30 < value < 10**30):
+            return repr(value)
+        if kind is str and len(value) <= 40:
+            return repr(value)
+        return _SHORT.repr(value)
+    except Exception:  # a repr that raises (or an int too long to print) is not the call's failure
+        return f"<{kind.__qualname__}>"
 
 
 def call_repr(args: tuple, kwargs: dict) -> str:
@@ -74,7 +88,7 @@ def call_repr(args: tuple, kwargs: dict) -> str:
     >>> call_repr((np.zeros((1000, 3), np.float32), "x" * 50), {"k": list(range(10))})
     "float32[1000, 3], 'xxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxx', k=[0, 1, 2, 3, ...]"
     """
-    parts = [_SHORT.repr(a) for a in args] + [f"{k}={_SHORT.repr(v)}" for k, v in kwargs.items()]
+    parts = [_short(a) for a in args] + [f"{k}={_short(v)}" for k, v in kwargs.items()]
     text = ", ".join(parts)
     return text if len(text) <= ARGS_LIMIT else text[:ARGS_LIMIT - 3] + "..."
 
