@@ -4,9 +4,10 @@
 files) that many processes may read and write at once; `DictArchive` keeps
 entries in memory; `NullArchive` keeps nothing. Every entry carries an
 `EntryInfo` (created time in UTC, compute seconds, size in bytes, function
-version, a short repr of the call's arguments). An `LMDBArchive` keeps
-per-function summaries current at write time (see `combinators.memo.catalog`). `Namespace` is a view of one function's entries, which `memoize`
-uses to keep functions and versions apart.
+version, a short repr of the call's arguments). `Namespace` is a view of
+one function's entries, which `memoize` uses to keep functions and versions
+apart. An `LMDBArchive` keeps per-function summaries current at write time
+(`combinators.memo.catalog`).
 """
 
 from __future__ import annotations
@@ -695,19 +696,34 @@ class LMDBArchive(Archive):
     def summaries(self) -> list[_catalog.NamespaceSummary]:
         """One `NamespaceSummary` per function and version, from the summaries (not the entries).
 
-        Rebuilds a summary due a rebuild first when writable; read-only, recounts
-        the entries without storing (constant memory, time per entry).
+        When the summaries are not current (`catalog_current`), a writable
+        archive rebuilds them first; a read-only one recounts the entries
+        without storing anything (constant memory, time per entry).
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as root, LMDBArchive(root + "/a.lmdb") as a:
+        ...     a.namespace("f", "1").put(b"k", [1.0, 2.0], compute_seconds=0.5, args="x=3")
+        ...     [(s.function, s.version, s.entries, s.compute_seconds) for s in a.summaries()]
+        ...     [row.args for group, _, _ in a.catalog_groups() for row in a.iter_catalog(group)]
+        [('f', '1', 1, 0.5)]
+        ['x=3']
         """
-        if not self.catalog_current():
-            if self.readonly:
-                return self._read(lambda txn: _catalog.scanned(txn, self._dbs, self._fields, self.registered()))
+        current, names = self.catalog_current(), self.registered()
+        if not current and self.readonly:
+            return self._read(lambda txn: _catalog.scanned(txn, self._dbs, self._fields, names))
+        if not current:
             self.rebuild_catalog()
-        names = self.registered()
         return self._read(lambda txn: _catalog.summaries(txn, self._dbs, names))
 
     def catalog_groups(self) -> list[tuple[bytes, str, str]]:
-        """Every ``(group, function, version)`` of the summaries (`iter_catalog` lists a group)."""
+        """Every ``(group, function, version)`` of the summaries (`iter_catalog` lists a group).
+
+        Raises `ArchiveError` for a read-only archive written before summaries existed.
+        """
         names = self.registered()
+        if self._dbs.catalog is None:
+            msg = f"archive {self.path!r} has no catalog yet: open it writable and call rebuild_catalog() once"
+            raise ArchiveError(msg)
         return self._read(lambda txn: _catalog.groups(txn, self._dbs, names))
 
     def iter_catalog(self, group: bytes, *, before: datetime | None = None,
