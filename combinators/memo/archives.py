@@ -641,11 +641,19 @@ class LMDBArchive(Archive):
     def delete_many(self, keys: list[bytes]) -> int:
         """Delete ``keys`` in one transaction; returns how many were present."""
         self._environment()
-        return self.delete_stored([self._stored_key(_check_key(k)) for k in keys])
-
-    def delete_stored(self, stored: list[bytes]) -> int:
-        """Delete entries by their stored keys (as `iter_catalog` gives them) in one transaction."""
+        stored = [self._stored_key(_check_key(k)) for k in keys]
         return self._write(lambda txn: sum(bool(self._uncatalog(txn, s) and txn.delete(s)) for s in stored))
+
+    def delete_rows(self, rows: list[_catalog.CatalogRow]) -> int:
+        """Delete the entries `iter_catalog` listed, in one transaction; returns how many were deleted.
+
+        An entry overwritten since it was listed (a new row) is kept.
+        """
+        def delete(txn: lmdb.Transaction) -> int:
+            listed = [row for row in rows if txn.get(row.row, db=self._dbs.catalog) is not None]
+            return sum(bool(self._uncatalog(txn, row.stored) and txn.delete(row.stored)) for row in listed)
+
+        return self._write(delete)
 
     def register(self, prefix: bytes, name: str, version: str) -> None:
         self._environment()

@@ -108,13 +108,17 @@ class NamespaceSummary:
 
 @attrs.frozen
 class CatalogRow:
-    """One entry as the catalog lists it: stored key, UTC date, size (bytes), compute seconds, arguments."""
+    """One entry as the catalog lists it: stored key, UTC date, size (bytes), compute seconds, arguments.
+
+    ``row`` is the catalog key: it names this version of the entry (an overwrite makes a new one).
+    """
 
     stored: bytes
     created: datetime
     size: int
     compute_seconds: float
     args: str
+    row: bytes = b""
 
 
 @attrs.frozen
@@ -288,7 +292,7 @@ def _parse_row(key: bytes, row: Any) -> CatalogRow:
     start = _ROW.size
     args = bytes(row[start:start + n_args]).decode("utf-8", "backslashreplace")
     created = _when(key[_GROUP:_GROUP + 8]) if key else datetime.fromtimestamp(0, timezone.utc)
-    return CatalogRow(bytes(row[start + n_args:]), created, size, seconds, args)
+    return CatalogRow(bytes(row[start + n_args:]), created, size, seconds, args, key)
 
 
 def rows(txn: lmdb.Transaction, dbs: Databases, group: bytes, after: bytes, limit: int,

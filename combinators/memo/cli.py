@@ -87,7 +87,8 @@ def prune(archive: Archive, *, function: str | None = None, version: str | None 
     ``function`` is a glob over function names, ``version`` an exact version,
     ``older_than`` an age. At least one filter is required (`InvalidArgument`).
     An `LMDBArchive` is pruned from its catalog, oldest first, in batches of
-    10,000 entries per write transaction (constant memory).
+    10,000 entries per write transaction (constant memory); an entry
+    overwritten by another process meanwhile is kept.
     """
     if function is None and version is None and older_than is None:
         msg = "prune needs at least one of function, version or older_than (refusing to delete everything)"
@@ -114,13 +115,13 @@ def _prune_lmdb(archive: LMDBArchive, wanted: object, cutoff: datetime | None, d
     for group, name, ver in archive.catalog_groups():
         if not wanted(name, ver):
             continue
-        batch: list[bytes] = []
+        batch: list = []
         for row in archive.iter_catalog(group, before=cutoff, chunk=_BATCH):
-            batch.append(row.stored)
+            batch.append(row)
             if len(batch) >= _BATCH:
-                count += len(batch) if dry_run else archive.delete_stored(batch)
+                count += len(batch) if dry_run else archive.delete_rows(batch)
                 batch = []
-        count += len(batch) if dry_run else archive.delete_stored(batch)
+        count += len(batch) if dry_run else archive.delete_rows(batch)
     return count
 
 
