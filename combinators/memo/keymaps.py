@@ -116,17 +116,24 @@ class Keymap:
         header, encode, finish = self.header(), self.value_encoder(), self.finisher()
         plan = [(i, names[i].encode() + b"=", repr(names[i])) for i in keep]
         atoms = type(self).value_encoder is Keymap.value_encoder  # ints and strs may skip the encoder
+        is_method = _is_method(names)
 
         def key(args: tuple, kwargs: dict) -> Any:
             values = binder(args, kwargs)
             parts = [header]
-            for i, prefix, label in plan:
-                value = values[i]
-                if atoms and type(value) is int:  # the encoder's bytes for an int, inlined
-                    parts.append(b"%si%d;" % (prefix, value))
-                else:
-                    parts.append(prefix)
-                    encode(value, parts, label)
+            i = -1
+            try:
+                for i, prefix, label in plan:
+                    value = values[i]
+                    if atoms and type(value) is int:  # the encoder's bytes for an int, inlined
+                        parts.append(b"%si%d;" % (prefix, value))
+                    else:
+                        parts.append(prefix)
+                        encode(value, parts, label)
+            except KeyingError as error:
+                if i == 0 and is_method:
+                    raise KeyingError(_self_hint(fn, values[0], str(error))) from None
+                raise
             return finish(parts)
 
         return key
@@ -164,6 +171,26 @@ class Keymap:
     def finisher(self) -> Callable[[list], Any]:
         """`finish`, or a faster equivalent for this keymap."""
         return self.finish
+
+
+def _is_method(names: list[str]) -> bool:
+    """Whether the first parameter is a method's instance (named ``self`` by convention)."""
+    return bool(names) and names[0] == "self"
+
+
+def _self_hint(fn: Callable, instance: Any, detail: str) -> str:
+    """The message of a `KeyingError` on a method's ``self``: key the instance by its contents.
+
+    ``ignore="self"`` is not offered: every instance would then be served the
+    results computed for another one.
+    """
+    kind = type(instance).__qualname__
+    detail = detail.split(" (use ignore=")[0]
+    return (f"cannot key 'self' of the method {fn.__qualname__}: {detail}. A method's result depends on its "
+            f"instance, so key the instance by its contents: make {kind} an attrs class or a dataclass (keyed by "
+            f"its fields), or memoize a function of the values the method reads, with name= (one archive "
+            f"namespace per such function) and keymap= as needed. Do not use ignore='self': every instance "
+            f"would be served the results of another")
 
 
 def _kept(names: list[str], ignore: tuple, fn: Callable) -> list[int]:
@@ -287,8 +314,9 @@ class ObjectMap(Keymap):
                 hash(out)
             except TypeError:
                 bad = next(i for i in keep if not _hashable(values[i]))
-                msg = f"cannot key argument {names[bad]!r} of type {type(values[bad]).__qualname__}: keymap() needs hashable arguments"
-                raise KeyingError(msg) from None
+                msg = (f"cannot key argument {names[bad]!r} of type {type(values[bad]).__qualname__} "
+                       f"({values[bad]!r:.60}): keymap() needs hashable arguments")
+                raise KeyingError(_self_hint(fn, values[0], msg) if bad == 0 and _is_method(names) else msg) from None
             return out
 
         return key

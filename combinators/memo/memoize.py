@@ -27,6 +27,7 @@ import xxhash
 from combinators.errors import InvalidArgument, InvalidArgumentType, KeyingError
 from combinators.memo.archives import Archive, EntryInfo, LMDBArchive, Namespace, NullArchive
 from combinators.memo.caches import LFU, LRU, MRU, RR, CachePolicy, NoCache, Unbounded
+from combinators.memo.catalog import call_repr
 from combinators.memo.encoding import Encoder
 from combinators.memo.keymaps import Keymap, hashmap
 
@@ -185,7 +186,7 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
         start = time.perf_counter()
         value = fn(*args, **kwargs)
         if persistent and writable:
-            view.put(key, value, compute_seconds=time.perf_counter() - start)
+            view.put(key, value, compute_seconds=time.perf_counter() - start, args=call_repr(args, kwargs))
         with lock:
             counts[1] += 1
             memory[key if memory_key is None else memory_key] = value
