@@ -128,7 +128,8 @@ def test_round_and_typed():
     assert hashmap()(3) == hashmap()(3.0) == hashmap()(np.int64(3))
     assert hashmap(typed=True)(3) != hashmap(typed=True)(3.0)
     assert hashmap(typed=True)(np.float32(3)) != hashmap(typed=True)(np.float64(3))
-    assert hashmap()(0.0) == hashmap()(-0.0)
+    assert hashmap()(0.0) != hashmap()(-0.0)  # a function may tell them apart: 1 / x, atan2
+    assert hashmap(round=2)(0.0) == hashmap(round=2)(-0.0) == hashmap(round=2)(-0.001)
     assert hashmap()(float("nan")) == hashmap()(float("nan"))
 
 

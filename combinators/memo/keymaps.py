@@ -332,7 +332,7 @@ def _text(value: Any, encoder: Encoder, path: str) -> str:
         parts: list = []
         encoder.scalar_float(value, parts)
         as_int = parts[0].startswith(b"i")
-        return prefix + (parts[0][1:-1].decode() if as_int else repr(round(value, encoder.round) if encoder.round is not None else value))
+        return prefix + (parts[0][1:-1].decode() if as_int else repr(round(value, encoder.round) + 0.0 if encoder.round is not None else value))
     if kind in (list, tuple):
         inner = ", ".join(_text(v, encoder, f"{path}[{i}]") for i, v in enumerate(value))
         return f"[{inner}]" if kind is list else f"({inner}{',' if len(value) == 1 else ''})"
