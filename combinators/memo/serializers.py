@@ -26,6 +26,7 @@ __all__ = ["Serializer", "PickleSerializer", "NumpySerializer", "JsonSerializer"
 
 
 _LAYOUTS: dict[bytes, tuple[np.dtype, tuple[int, ...], int]] = {}  # header -> dtype, shape, nbytes
+_MAX_LAYOUTS = 1024  # variable-length arrays have a header per length: cleared when it grows past this
 
 
 def _array_to_bytes(array: np.ndarray) -> bytes:
@@ -38,6 +39,8 @@ def _layout(header: bytes) -> tuple[np.dtype, tuple[int, ...], int]:
     """dtype, shape and byte count of an array header, parsed once per distinct header."""
     layout = _LAYOUTS.get(header)
     if layout is None:
+        if len(_LAYOUTS) >= _MAX_LAYOUTS:
+            _LAYOUTS.clear()
         text = header.decode()
         split = text.index("(")
         dtype = np.dtype(text[:split])
