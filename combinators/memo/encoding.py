@@ -252,7 +252,8 @@ def _masked(enc: Encoder, value: np.ma.MaskedArray, parts: list, path: str) -> N
 
 
 def _generic(enc: Encoder, value: np.generic, parts: list, path: str) -> None:
-    if not enc.typed and isinstance(value, (np.integer, np.floating, np.bool_, np.complexfloating)):
+    numeric = isinstance(value, (np.integer, np.floating, np.bool_, np.complexfloating))
+    if not enc.typed and numeric and not isinstance(value, np.timedelta64):  # NaT.item() is None
         enc.encode(value.item(), parts, path)
     else:
         _ndarray(enc, np.asarray(value), parts, path)

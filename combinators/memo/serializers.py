@@ -23,7 +23,10 @@ import numpy as np
 
 from combinators.errors import InvalidArgument, InvalidArgumentType
 
-__all__ = ["Serializer", "PickleSerializer", "NumpySerializer", "JsonSerializer", "serializer", "SERIALIZERS"]
+__all__ = [
+    "Serializer", "PickleSerializer", "NumpySerializer", "JsonSerializer", "serializer", "SERIALIZERS", "dtype_spec",
+    "dtype_from_spec",
+]
 
 
 
@@ -114,7 +117,47 @@ class PickleSerializer(Serializer):
         raise ValueError(msg)
 
 
-_EXT_ARRAY, _EXT_TUPLE, _EXT_SCALAR, _EXT_COMPLEX = 1, 2, 3, 4
+_EXT_ARRAY, _EXT_TUPLE, _EXT_SCALAR, _EXT_COMPLEX, _EXT_STR, _EXT_BYTES = 1, 2, 3, 4, 5, 6
+
+
+def dtype_spec(dtype: np.dtype) -> Any:
+    """A dtype as plain data (strings, numbers, lists, dicts): `dtype_from_spec` rebuilds it exactly.
+
+    Unlike ``dtype.descr`` it keeps overlapping and out-of-order fields,
+    alignment and metadata (when the metadata is plain data itself).
+
+    >>> d = np.dtype({"names": ["a", "b"], "formats": ["<i4", "<f4"], "offsets": [4, 0], "itemsize": 8})
+    >>> dtype_from_spec(dtype_spec(d)) == d
+    True
+    """
+    if dtype.metadata is not None:
+        return ["meta", dtype_spec(np.dtype(dtype.descr if dtype.names else dtype.str)), dict(dtype.metadata)]
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        return ["sub", dtype_spec(base), list(shape)]
+    if dtype.names is not None:
+        fields = [dtype.fields[name] for name in dtype.names]
+        return ["rec", list(dtype.names), [dtype_spec(f[0]) for f in fields], [f[1] for f in fields],
+                dtype.itemsize, dtype.isalignedstruct]
+    return dtype.str
+
+
+def dtype_from_spec(spec: Any) -> np.dtype:
+    """The dtype of a `dtype_spec` (parses strings only: no code runs)."""
+    if isinstance(spec, str):
+        return np.dtype(spec)
+    kind, *rest = spec
+    if kind == "meta":
+        return np.dtype(dtype_from_spec(rest[0]), metadata=rest[1])
+    if kind == "sub":
+        return np.dtype((dtype_from_spec(rest[0]), tuple(rest[1])))
+    if kind == "rec":
+        names, formats, offsets, itemsize, aligned = rest
+        layout = {"names": names, "formats": [dtype_from_spec(f) for f in formats], "offsets": offsets,
+                  "itemsize": itemsize}
+        return np.dtype(layout, align=aligned)
+    msg = f"unknown dtype spec {spec!r:.60}"
+    raise ValueError(msg)
 
 
 def _pack_default(value: Any) -> msgpack.ExtType:
@@ -123,10 +166,11 @@ def _pack_default(value: Any) -> msgpack.ExtType:
     if kind is tuple:
         return msgpack.ExtType(_EXT_TUPLE, _packb(list(value)))
     if kind is np.ndarray and not value.dtype.hasobject:
-        descr = np.lib.format.dtype_to_descr(value.dtype)
-        return msgpack.ExtType(_EXT_ARRAY, _packb([descr, list(value.shape), value.tobytes()]))
+        return msgpack.ExtType(_EXT_ARRAY, _packb([dtype_spec(value.dtype), list(value.shape), value.tobytes()]))
+    if kind is np.str_ or kind is np.bytes_:
+        return msgpack.ExtType(_EXT_STR if kind is np.str_ else _EXT_BYTES, _packb(value.item()))
     if isinstance(value, np.generic) and not value.dtype.hasobject:
-        return msgpack.ExtType(_EXT_SCALAR, _packb([np.lib.format.dtype_to_descr(value.dtype), value.tobytes()]))
+        return msgpack.ExtType(_EXT_SCALAR, _packb([dtype_spec(value.dtype), value.tobytes()]))
     if kind is complex:
         return msgpack.ExtType(_EXT_COMPLEX, _packb([value.real, value.imag]))
     raise _Refused(value)
@@ -146,20 +190,26 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if code == _EXT_TUPLE:
         return tuple(_unpackb(data))
     if code == _EXT_ARRAY:
-        descr, shape, raw = _unpackb(data)
-        dtype = np.lib.format.descr_to_dtype(descr)
-        if dtype.hasobject:
-            msg = "an array of object dtype"
-            raise ValueError(msg)
-        return np.frombuffer(raw, dtype=dtype, count=math.prod(shape)).reshape(shape).copy()
+        spec, shape, raw = _unpackb(data)
+        return np.frombuffer(raw, dtype=_plain_dtype(spec), count=math.prod(shape)).reshape(shape).copy()
     if code == _EXT_SCALAR:
-        descr, raw = _unpackb(data)
-        return np.frombuffer(raw, dtype=np.lib.format.descr_to_dtype(descr), count=1)[0]
+        spec, raw = _unpackb(data)
+        return np.frombuffer(raw, dtype=_plain_dtype(spec), count=1)[0]
     if code == _EXT_COMPLEX:
         real, imag = _unpackb(data)
         return complex(real, imag)
+    if code in (_EXT_STR, _EXT_BYTES):
+        return (np.str_ if code == _EXT_STR else np.bytes_)(_unpackb(data))
     msg = f"unknown msgpack extension {code}"
     raise ValueError(msg)
+
+
+def _plain_dtype(spec: Any) -> np.dtype:
+    dtype = dtype_from_spec(spec)
+    if dtype.hasobject:  # never: dumps refuses them, so this entry was not written by it
+        msg = f"an array of object dtype {dtype}"
+        raise ValueError(msg)
+    return dtype
 
 
 def _unpackb(data: bytes | memoryview) -> Any:
@@ -172,7 +222,7 @@ class NumpySerializer(Serializer):
 
     Values come back with their types: tuples as tuples, numpy scalars as
     numpy scalars, arrays with their dtype (structured, datetime64 and byte
-    order included; dtype metadata is not kept) and shape. The format is
+    order, alignment and plain metadata included) and shape. The format is
     msgpack with extension types for arrays, numpy scalars, tuples and
     complex numbers (read with no code execution). Other types, subclasses
     (``OrderedDict``, namedtuples), object arrays and integers beyond 64 bits
