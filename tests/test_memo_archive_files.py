@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from combinators.errors import ArchiveError, ReadOnlyArchive
+from combinators.errors import ArchiveError, ReadOnlyArchive, UnstorableValue
 from combinators.memo import LMDBArchive, memoize
 from combinators.memo import serializers
 
@@ -130,3 +130,19 @@ def test_the_array_layout_cache_is_bounded(tmp_path):
             archive[b"k"] = np.zeros(n)
             assert archive[b"k"].shape == (n,)
             assert len(serializers._LAYOUTS) <= serializers._MAX_LAYOUTS
+
+
+def test_the_numpy_serializer_takes_nested_containers_and_gives_types_back(tmp_path):
+    archive = LMDBArchive(tmp_path / "a.lmdb", serializer="numpy")
+    arr, arr2 = np.arange(6.0).reshape(2, 3), np.array(["2020-01-01"], dtype="M8[D]")
+    values = [{"a": arr, "b": [arr2]}, (arr, 1.5, "x"), {"n": None, "t": (True, b"b", np.int16(3), 2**63)}]
+    f = memoize(lambda i: values[i], archive=archive, name="values")
+    for i, value in enumerate(values):
+        f(i)
+    g = memoize(lambda i: values[i], archive=LMDBArchive(tmp_path / "a.lmdb", serializer="numpy"), name="values")
+    out = [g(i) for i in range(3)]
+    assert g.cache_info().loads == 3 and type(out[1]) is tuple and type(out[2]["t"][2]) is np.int16
+    assert out[0]["a"].dtype == arr.dtype and np.array_equal(out[0]["a"], arr) and out[0]["b"][0].dtype == arr2.dtype
+    assert out[1][1:] == (1.5, "x") and out[2]["t"][3] == 2**63 and out[2]["n"] is None
+    with pytest.raises(UnstorableValue, match=r"return value of .*set"):
+        memoize(lambda: {1, 2}, archive=archive, name="a set")()

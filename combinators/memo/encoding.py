@@ -336,6 +336,8 @@ def _find_handler(value: Any, path: str) -> Callable:
         return _enum
     if isinstance(value, collections.OrderedDict):
         return _ordered_dict
+    if isinstance(value, np.ma.MaskedArray):  # before ndarray: its mask is part of its value
+        return _masked
     for kind, handler in _HANDLERS.items():
         if isinstance(value, kind):
             return handler
@@ -343,8 +345,6 @@ def _find_handler(value: Any, path: str) -> Callable:
         return _generic
     if isinstance(value, pathlib.PurePath):
         return _path
-    if isinstance(value, np.ma.MaskedArray):
-        return _masked
     if isinstance(value, memoryview):
         return lambda enc, v, parts, p: _bytes(enc, v.tobytes(), parts, p)
     if attrs.has(type(value)) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
