@@ -146,22 +146,25 @@ class Captured:
         return xxhash.xxh3_128(b"".join(bytes(p) for p in parts)).hexdigest()[:16]
 
     def _encode_value(self, encoder: Encoder, value: Any, parts: list, label: str, seen: set) -> None:
-        if value is _EMPTY:
-            parts.append(b"E")
-        elif isinstance(value, types.ModuleType):
-            parts.append(b"M" + value.__name__.encode() + b";")
-        elif _is_function(value):
-            self._encode_function(encoder, value, parts, label, seen)
-        else:
-            try:
+        try:
+            if value is _EMPTY:
+                parts.append(b"E")
+            elif isinstance(value, types.ModuleType):
+                parts.append(b"M" + value.__name__.encode() + b";")
+            elif _is_function(value):
+                self._encode_function(encoder, value, parts, label, seen)
+            else:
                 encoder.encode(value, parts, f"{label!r}")
-            except KeyingError as error:
-                if not self.lenient:
-                    msg = (f"cannot key {type(value).__qualname__} {value!r:.60}, which {self.name} captures in "
-                           f"{label!r}: memoize keys captured values like arguments; capture a keyable value, or "
-                           f"pass version= to vouch for it (it is then left out of the key)")
-                    raise KeyingError(msg) from error
+        except KeyingError as error:
+            if self.lenient:
                 parts.append(b"?" + type(value).__qualname__.encode() + b";")
+                return
+            if isinstance(error, _Uncapturable):  # already names the innermost captured value
+                raise
+            msg = (f"cannot key {type(value).__qualname__} {value!r:.60}, which {self.name} captures in "
+                   f"{label!r}: memoize keys captured values like arguments; capture a keyable value, or "
+                   f"pass version= to vouch for it (it is then left out of the key)")
+            raise _Uncapturable(msg) from error
 
     def _encode_function(self, encoder: Encoder, fn: Callable, parts: list, label: str, seen: set) -> None:
         """A captured function: its name, its code and, in turn, what it captures."""
@@ -179,6 +182,10 @@ class Captured:
 
 
 _EMPTY: Any = object()
+
+
+class _Uncapturable(KeyingError):
+    """A captured value that cannot be keyed (the message names it and the function)."""
 
 
 def _sources(fn: Callable) -> list[tuple[str, Callable[[], Any]]]:
