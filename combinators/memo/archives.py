@@ -344,6 +344,7 @@ class LMDBArchive(Archive):
             msg = f"need 0 < map_size <= max_map_size, got map_size={map_size!r}, max_map_size={max_map_size!r}"
             raise InvalidArgument(msg)
         self.path = os.fspath(path)
+        _check_place(self.path, readonly)
         self.serializer = _serializer(serializer)
         self.readonly, self.durability = readonly, durability
         self.map_size, self.max_map_size = map_size, max_map_size
@@ -394,15 +395,14 @@ class LMDBArchive(Archive):
             return self._env
 
     def _open(self) -> lmdb.Environment:
-        if self.readonly and not os.path.exists(os.path.join(self.path, "data.mdb")):
-            msg = f"no LMDB archive at {self.path!r} to open read-only"
-            raise ArchiveError(msg)
+        _check_place(self.path, self.readonly)
+        options = dict(map_size=self.map_size, max_dbs=4, readonly=self.readonly, create=not self.readonly,
+                       **_DURABILITY[self.durability])
         try:
-            env = lmdb.open(self.path, map_size=self.map_size, max_dbs=4, readonly=self.readonly,
-                            create=not self.readonly, **_DURABILITY[self.durability])
+            env = lmdb.open(self.path, **options)
         except lmdb.Error as error:
-            msg = f"cannot open the LMDB archive at {self.path!r}: {error}"
-            raise (ReadOnlyArchive if "ermission" in str(error) or "ead-only" in str(error) else ArchiveError)(msg) from None
+            env = self._open_without_lock(options, error)
+        _check_file(env, self.path)
         try:
             _resized(lambda: env.open_db(b"entries", create=not self.readonly), env)
         except lmdb.Error as error:
@@ -410,6 +410,22 @@ class LMDBArchive(Archive):
             msg = f"{self.path!r} is not a combinators archive: {error}"
             raise ArchiveError(msg) from None
         return env
+
+    def _open_without_lock(self, options: dict, error: lmdb.Error) -> lmdb.Environment:
+        """A read-only open of an archive whose lock file this user cannot write: no reader table.
+
+        Without it, a writer in another process may reuse pages a long read
+        still uses; fine for the usual case, an archive another user wrote and
+        nobody writes now.
+        """
+        denied = "ermission" in str(error) or "ead-only" in str(error)
+        if self.readonly and denied:
+            try:
+                return lmdb.open(self.path, lock=False, **options)
+            except lmdb.Error as second:
+                error = second
+        msg = f"cannot open the LMDB archive at {self.path!r}: {error}"
+        raise (ReadOnlyArchive if denied else ArchiveError)(msg) from None
 
     def _check_serializer(self) -> None:
         recorded = self._read(lambda txn: txn.get(b"serializer"), db=self._meta)
@@ -751,6 +767,43 @@ class LMDBArchive(Archive):
                 "file_size": size, "serializer": self.serializer.name}
 
 
+def _check_place(path: str, readonly: bool) -> None:
+    """At construction: a read-only archive must exist; a writable one gets its parent folders.
+
+    Raises `ArchiveError` naming the path when the archive cannot be there.
+    """
+    if readonly:
+        if not os.path.exists(os.path.join(path, "data.mdb")):
+            msg = f"no LMDB archive at {path!r} to open read-only"
+            raise ArchiveError(msg)
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as error:
+        msg = f"cannot create the folder {parent!r} for the LMDB archive at {path!r}: {error}"
+        raise ArchiveError(msg) from None
+    where = path if os.path.exists(path) else parent
+    if not os.access(where, os.W_OK):
+        msg = f"cannot write the LMDB archive at {path!r}: no write permission on {where!r} (open it with readonly=True)"
+        raise ReadOnlyArchive(msg)
+
+
+def _check_file(env: lmdb.Environment, path: str) -> None:
+    """Raise `ArchiveError` (closing ``env``) when data.mdb is shorter than its last committed page.
+
+    Reading a page past the end of a truncated file would kill the process
+    with SIGBUS; the meta pages tell the last page without touching it.
+    """
+    needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    size = os.path.getsize(os.path.join(path, "data.mdb"))
+    if size < needed:
+        env.close()
+        msg = (f"the LMDB archive at {path!r} is truncated: data.mdb has {size} bytes, its last page ends at "
+               f"{needed}; restore it from a copy or delete it")
+        raise ArchiveError(msg)
+
+
 def recorded_serializer(path: str | os.PathLike) -> str:
     """The name of the serializer an existing archive at ``path`` was written with.
 
@@ -761,6 +814,7 @@ def recorded_serializer(path: str | os.PathLike) -> str:
         msg = f"no LMDB archive at {path!r}"
         raise ArchiveError(msg)
     env = lmdb.open(path, readonly=True, max_dbs=2, lock=False)
+    _check_file(env, path)
     try:
         with env.begin(db=env.open_db(b"meta", create=False)) as txn:
             name = txn.get(b"serializer")
