@@ -30,3 +30,21 @@ def _doctest_names(doctest_namespace):
 
     doctest_namespace["combinators"] = combinators
     doctest_namespace["np"] = _np
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray (2 CPUs, no dashboard) for the whole test session; skips when ray is not installed.
+
+    Starting Ray takes seconds, so every Ray test shares this instance; each
+    run still creates (and kills) its own actors.
+    """
+    ray = pytest.importorskip("ray")
+    import logging
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield ray
+    if started:
+        ray.shutdown()
