@@ -266,13 +266,14 @@ def raise_fault(report: tuple[bytes, str, str, str], where: str) -> BaseExceptio
 class _Worker:
     """One actor as the session sees it."""
 
-    __slots__ = ("handle", "name", "pid", "host", "active")
+    __slots__ = ("handle", "name", "pid", "host", "active", "death")
 
     def __init__(self, handle: Any, name: str):
         self.handle, self.name = handle, name
         self.pid: int | None = None
         self.host = "?"
         self.active = 0
+        self.death: WorkerError | None = None  # why it died, once the session knows
 
     def describe(self) -> str:
         return f"Ray actor {self.name} (pid {self.pid} on {self.host})"
@@ -349,8 +350,11 @@ class RaySession(base.Session):
             msg = f"cannot ship activation {fn!r} to a Ray actor: {error}"
             raise TransportError(msg) from error
         self._send_orphan_cancels()
-        worker = min(self._workers, key=lambda worker: worker.active)
+        worker = min(self._workers, key=lambda worker: (worker.death is not None, worker.active))
         activation = RayActivation(self, worker, next(self._ids))
+        if worker.death is not None:
+            activation._fail(WorkerError(f"every actor of this session has died; the last: {worker.death}"))
+            return activation
         worker.active += 1
         try:
             worker.handle.start.remote(activation._id, plan)
@@ -371,8 +375,10 @@ class RaySession(base.Session):
     def _lost(self, worker: _Worker, error: BaseException) -> WorkerError:
         if not self._finalizer.alive:
             return WorkerError(f"{worker.describe()} was released: the session is closed")
-        summary = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return WorkerError(f"{worker.describe()} died: {summary}")
+        if worker.death is None:
+            summary = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            worker.death = WorkerError(f"{worker.describe()} died: {summary}")
+        return WorkerError(str(worker.death))
 
     def _send_orphan_cancels(self) -> None:
         while self._orphans:
