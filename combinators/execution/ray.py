@@ -263,6 +263,11 @@ def raise_fault(report: tuple[bytes, str, str, str], where: str) -> BaseExceptio
     return error
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class _Worker:
     """One actor as the session sees it."""
 
@@ -369,15 +374,17 @@ class RaySession(base.Session):
         ray = self._ray
         try:
             return ray.get(ref)
-        except ray.exceptions.RayError as error:
+        except ray.exceptions.RayActorError as error:
             raise self._lost(worker, error) from None
+        except ray.exceptions.RayError as error:  # the actor lives, but this pull failed (e.g. an item Ray cannot pickle)
+            msg = f"a pull from {worker.describe()} failed: {_first_line(error)}"
+            raise WorkerError(msg, remote_traceback=str(error)) from None
 
     def _lost(self, worker: _Worker, error: BaseException) -> WorkerError:
         if not self._finalizer.alive:
             return WorkerError(f"{worker.describe()} was released: the session is closed")
         if worker.death is None:
-            summary = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            worker.death = WorkerError(f"{worker.describe()} died: {summary}")
+            worker.death = WorkerError(f"{worker.describe()} died: {_first_line(error)}")
         return WorkerError(str(worker.death))
 
     def _send_orphan_cancels(self) -> None:
