@@ -136,7 +136,7 @@ def test_close_kills_the_runs_actors_and_nothing_else():
     session = Ray(workers=2).open()
     actors = session.actors
     activation = session.submit(forever_with_pid)
-    next(activation)
+    next(activation), next(activation)  # the second pull brought more items than were taken
     session.close()
     assert all(dead(actor) for actor in actors)
     assert session.actors == []

@@ -106,7 +106,8 @@ class Ray(base.Executor):
       (``ray.init()``), else starts a local Ray with as many CPUs as this
       process may use (at least ``workers``); ``"auto"`` joins the cluster
       started on this host with ``ray start``, and ``"ray://host:port"`` one
-      elsewhere through Ray Client.
+      elsewhere through Ray Client. A process joins one Ray: once it has,
+      every `Ray` executor uses that one, whatever its ``address``.
     - ``resources``: what each actor asks of Ray, as Ray names them
       (``{"CPU": 1, "GPU": 0, "memory": bytes, "my_label": 1}``); default one
       CPU. Stored as sorted ``(name, amount)`` pairs.
@@ -223,7 +224,7 @@ def item_bytes(item: Any) -> int:
     """About how many bytes ``item`` takes: its arrays', bytes' and strings' sizes, `_SMALL` for the rest.
 
     >>> item_bytes({"x": np.zeros(256, np.float32), "label": 3})
-    1088
+    1152
     """
     if isinstance(item, np.ndarray):
         return item.nbytes
@@ -309,6 +310,7 @@ class RaySession(base.Session):
         self._executor = executor
         self._ids = itertools.count()
         self._orphans: list[tuple[_Worker, int]] = []
+        self._activations: weakref.WeakSet[RayActivation] = weakref.WeakSet()
         handles: list[Any] = []
         self._finalizer = weakref.finalize(self, _kill, ray, handles, os.getpid())
         actor_class, options = ray.remote(SourceActor), executor.actor_options()
@@ -357,6 +359,7 @@ class RaySession(base.Session):
         self._send_orphan_cancels()
         worker = min(self._workers, key=lambda worker: (worker.death is not None, worker.active))
         activation = RayActivation(self, worker, next(self._ids))
+        self._activations.add(activation)
         if worker.death is not None:
             activation._fail(WorkerError(f"every actor of this session has died; the last: {worker.death}"))
             return activation
@@ -402,6 +405,10 @@ class RaySession(base.Session):
 
     def close(self) -> None:
         """Kill every actor this session created (nothing else); later ``next()`` raises StopIteration."""
+        for activation in list(self._activations):
+            activation._finished = True
+            activation._pulls.clear()
+            activation._items.clear()
         self._orphans.clear()
         self._finalizer()
 
@@ -417,7 +424,7 @@ class RaySession(base.Session):
 class RayActivation(base.Activation):
     """The items of one activation running in a Ray actor, pulled ahead of the consumer."""
 
-    __slots__ = ("_session", "_worker", "_id", "_pulls", "_items", "_finished", "_error", "_ask")
+    __slots__ = ("_session", "_worker", "_id", "_pulls", "_items", "_finished", "_error", "_ask", "__weakref__")
 
     def __init__(self, session: RaySession, worker: _Worker, activation_id: int):
         self._session, self._worker, self._id = session, worker, activation_id
