@@ -424,7 +424,7 @@ class RaySession(base.Session):
 class RayActivation(base.Activation):
     """The items of one activation running in a Ray actor, pulled ahead of the consumer."""
 
-    __slots__ = ("_session", "_worker", "_id", "_pulls", "_items", "_finished", "_error", "_ask", "__weakref__")
+    __slots__ = ("_session", "_worker", "_id", "_pulls", "_items", "_finished", "_error", "_ask")
 
     def __init__(self, session: RaySession, worker: _Worker, activation_id: int):
         self._session, self._worker, self._id = session, worker, activation_id
