@@ -1,6 +1,5 @@
 """The Ray executor with real actors on a local Ray: faults, releasing actors, the run-ahead window."""
 
-import os
 import signal
 import sys
 import threading
@@ -15,38 +14,21 @@ from combinators.errors import CombinatorsError, InvalidArgument, InvalidArgumen
 
 ray = pytest.importorskip("ray")
 
+import test_executors_faults  # noqa: E402
 from combinators.execution.ray import Ray  # noqa: E402
+from test_executors_faults import Custom, Unpicklable, forever_with_pid, raises_after  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
 def on_local_ray(local_ray):
-    """Every test here runs on the session's local Ray; this module's sources travel by value."""
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    """Every test here runs on the session's local Ray; the test modules' sources travel by value
+    (Ray's workers cannot import a test module)."""
+    modules = [sys.modules[__name__], test_executors_faults]
+    for module in modules:
+        cloudpickle.register_pickle_by_value(module)
     yield
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-
-
-class Custom(Exception):
-    def __init__(self, code):
-        super().__init__(code)
-        self.code = code
-
-
-class Unpicklable(Exception):
-    def __reduce__(self):
-        raise TypeError("cannot pickle me")
-
-
-def raises_after(count, error):
-    for index in range(count):
-        yield np.full(2, index)
-    raise error
-
-
-def forever_with_pid():
-    while True:
-        yield os.getpid()
-        time.sleep(0.01)
+    for module in modules:
+        cloudpickle.unregister_pickle_by_value(module)
 
 
 def counting(path):
