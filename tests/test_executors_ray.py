@@ -203,3 +203,4 @@ def test_without_ray_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees when it is not installed
     with pytest.raises(CombinatorsError, match=r'pip install "combinators\[ray\]"'):
         Ray(workers=1)
+
