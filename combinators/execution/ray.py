@@ -7,16 +7,16 @@ placement rule is the one of `Processes` and `ZMQ`: each source activation
 the least-loaded actor, and every sampling decision stays in the consumer, so
 the same seed gives the same items as in process, for any worker count.
 
-In an actor, a producer thread gives each of its activations a turn of up
-to `TURN_SECONDS` in round-robin, and buffers what it makes, up to a quarter
-of the executor's ``prefetch`` items and ``prefetch_bytes`` bytes per
-activation; an activation whose buffer is full waits for the consumer
-(backpressure). Items come back in *pulls*: one actor method call returns
-every item buffered (at least one, at most those quarter limits), so small
-items are coalesced into one round trip while a slow source's first item
-comes at once. Each activation keeps `PULLS_AHEAD` pulls queued at its
-actor, answered in order; so it runs ahead of the consumer by at most
-``prefetch`` items (or ``prefetch_bytes`` bytes, one item more).
+Items come back in *pulls*: one actor method call returns a list of items,
+at most a quarter of the executor's ``prefetch`` items and ``prefetch_bytes``
+bytes, or what the actor made in `FLUSH_INTERVAL` seconds (at least one
+item). The first pull of an activation asks for one item, so the first item
+comes fast; later ones are coalesced. An actor answers calls in the order
+they came, so the short flush interval also bounds how long a new
+activation's first pull waits behind the others' queued pulls. Each
+activation keeps `PULLS_AHEAD` pulls queued at its actor: it runs ahead of
+the consumer by at most ``prefetch`` items (or ``prefetch_bytes`` bytes, one
+item more), and stops there until the consumer takes items (backpressure).
 Ray stores a pull's result in its object store; numpy arrays come back as
 zero-copy, read-only views of it (copy one with ``np.array(x)`` before
 writing in place).
@@ -30,7 +30,6 @@ activations raise `WorkerError` naming the actor, as soon as Ray reports it.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import itertools
 import logging
@@ -38,7 +37,6 @@ import math
 import os
 import pickle
 import socket
-import threading
 import time
 import traceback
 import weakref
@@ -54,11 +52,10 @@ from combinators.execution._options import default_workers, positive_int, positi
 
 __all__ = ["Ray", "RaySession", "RayActivation", "SourceActor"]
 
-#: pulls each activation keeps queued at its actor
-PULLS_AHEAD = 2
-#: seconds of one activation's turn in an actor's producer thread (at least one item)
-TURN_SECONDS = 0.002
-_EXHAUSTED = object()  # the outcome of an activation that ran dry
+#: pulls each activation keeps queued at its actor (its run-ahead window is this many, plus the one being read)
+PULLS_AHEAD = 3
+#: seconds an actor spends filling one pull before returning what it has (at least one item)
+FLUSH_INTERVAL = 0.005
 #: the size counted for an item part that is not an array, bytes or str
 _SMALL = 64
 
@@ -146,10 +143,6 @@ class Ray(base.Executor):
         """Join or start Ray, create the actors; a session to submit activations to (close it, or use ``with``)."""
         return RaySession(self)
 
-    def pull_limits(self) -> tuple[int, int]:
-        """What one pull returns at most, and an actor holds for one activation: a quarter of the prefetch limits."""
-        return max(1, self.prefetch // 4), max(1, self.prefetch_bytes // 4)
-
     def actor_options(self) -> dict[str, Any]:
         """The options each actor is created with (``ray.remote(...).options(**these)``)."""
         wanted = dict(self.resources) if self.resources is not None else {"CPU": 1}
@@ -179,176 +172,58 @@ def connect(ray: Any, executor: Ray) -> None:
         raise WorkerError(msg) from error
 
 
-class _Buffer:
-    """One activation in an actor: its generator and the items made but not yet pulled."""
-
-    __slots__ = ("plan", "iterator", "items", "nbytes", "ended", "fault", "cancelled", "queued", "served", "last",
-                 "changed")
-
-    def __init__(self, changed: asyncio.Event):
-        self.plan: bytes | None = None
-        self.iterator: Iterator[Any] | None = None
-        self.items: collections.deque[tuple[Any, int]] = collections.deque()  # (item, its size)
-        self.nbytes = 0
-        self.ended = False
-        self.fault: tuple[bytes, str, str, str] | None = None
-        self.cancelled = False
-        self.queued = False  # in the producer's turns, or in its hands
-        self.served = 0  # pulls answered: pull number k waits for this to reach k
-        self.last: int | None = None  # the number of the last pull the consumer sends, once known
-        self.changed = changed  # set (in the event loop) whenever items, or the turn to be served, change
-
-
 class SourceActor:
-    """A Ray actor (asyncio) that runs activations in a producer thread and answers pulls from their buffers.
+    """A Ray actor that runs activations and returns their items in pulls (see the module docstring)."""
 
-    The producer thread gives each activation with room in its buffer a turn
-    of up to `TURN_SECONDS` in round-robin, so every activation advances
-    (a new one's first item comes after one turn of each other) and the actor
-    never idles while one has room. A pull returns the items buffered (at
-    least one, at most its limits), in the order the consumer numbered the
-    pulls; Ray may deliver ``start``, ``pull`` and ``cancel`` calls out of
-    order, so each creates the activation's buffer if it comes first. A
-    buffer is dropped once the last pull the consumer sent is answered.
-    """
+    def __init__(self) -> None:
+        self._running: dict[int, Iterator[Any]] = {}
+        self._faults: dict[int, tuple[bytes, str, str, str]] = {}
 
-    def __init__(self, max_items: int, max_bytes: int) -> None:
-        self._limits = (max_items, max_bytes)  # what one activation may hold made but not pulled
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._buffers: dict[int, _Buffer] = {}
-        self._turns: collections.deque[_Buffer] = collections.deque()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    async def where(self) -> tuple[int, str]:
+    def where(self) -> tuple[int, str]:
         """This actor's process id and host name (also tells the consumer the actor is up)."""
         return os.getpid(), socket.gethostname()
 
-    def _buffer(self, activation_id: int) -> _Buffer:
-        """The activation's buffer, made if this is the first call about it (the lock held)."""
-        buffer = self._buffers.get(activation_id)
-        if buffer is None:
-            buffer = self._buffers[activation_id] = _Buffer(asyncio.Event())
-        return buffer
-
-    def _queue(self, buffer: _Buffer) -> None:
-        """Give ``buffer`` a turn of the producer (the lock held)."""
-        if not buffer.queued:
-            buffer.queued = True
-            self._turns.append(buffer)
-            self._wake.notify()
-
-    async def start(self, activation_id: int, plan: bytes) -> None:
-        """Queue ``(fn, args)`` (cloudpickled) for the producer, which calls ``fn(*args)`` and iterates it."""
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-            threading.Thread(target=self._produce, name="combinators-producer", daemon=True).start()
-        with self._lock:
-            buffer = self._buffer(activation_id)
-            if not buffer.cancelled:
-                buffer.plan = plan
-                self._queue(buffer)
-
-    async def pull(
-        self, activation_id: int, number: int, max_items: int, max_bytes: int
-    ) -> tuple[list[Any], bool, tuple[bytes, str, str, str] | None]:
-        """Pull ``number`` of the activation: ``(items, ended, fault)``, once its turn came and items are there."""
-        while True:
-            with self._lock:
-                buffer = self._buffer(activation_id)
-                if buffer.served == number and (buffer.items or buffer.ended or buffer.cancelled):
-                    answer = self._take(activation_id, buffer, number, max_items, max_bytes)
-                    buffer.changed.set()  # the next pull's turn
-                    return answer
-                buffer.changed.clear()
-            await buffer.changed.wait()
-
-    def _take(self, activation_id: int, buffer: _Buffer, number: int, max_items: int, max_bytes: int) -> tuple:
-        """Answer pull ``number`` from ``buffer`` (the lock held); the producer gets a turn if it has room now."""
-        items, nbytes = [], 0
-        while buffer.items and len(items) < max_items and (not items or nbytes < max_bytes):
-            item, size = buffer.items.popleft()
-            items.append(item)
-            nbytes += size
-        buffer.nbytes -= nbytes
-        buffer.served += 1
-        if not (buffer.cancelled or (buffer.ended and not buffer.items)):
-            if not buffer.ended and buffer.iterator is not None:
-                self._queue(buffer)
-            return items, False, None
-        if buffer.last is None:  # this answer ends it: the consumer has sent this pull's followers already
-            buffer.last = number + PULLS_AHEAD - 1
-        if number >= buffer.last:
-            self._buffers.pop(activation_id, None)
-        fault, buffer.fault = buffer.fault, None
-        return items, True, fault
-
-    async def cancel(self, activation_id: int, last: int) -> None:
-        """Stop the activation, whose last pull is number ``last``; the producer closes its generator."""
-        with self._lock:
-            buffer = self._buffer(activation_id)
-            buffer.cancelled, buffer.last = True, last
-            if buffer.served > last:
-                self._buffers.pop(activation_id, None)
-            if buffer.iterator is not None or buffer.plan is not None:
-                self._queue(buffer)  # to close it
-            buffer.changed.set()
-
-    def _produce(self) -> None:
-        """The producer thread: a turn for each activation with room, in round-robin, forever."""
-        while True:
-            with self._lock:
-                while not self._turns:
-                    self._wake.wait()
-                buffer = self._turns.popleft()
-            deadline = time.perf_counter() + TURN_SECONDS
-            while self._step(buffer) and time.perf_counter() < deadline:
-                pass
-            with self._lock:
-                has_room = len(buffer.items) < self._limits[0] and buffer.nbytes < self._limits[1]
-                buffer.queued = not buffer.ended and (buffer.cancelled or has_room)  # a cancelled one: to close it
-                if buffer.queued:
-                    self._turns.append(buffer)
-
-    def _step(self, buffer: _Buffer) -> bool:
-        """Make one item of ``buffer`` and hand it to waiting pulls; whether the activation has room for more."""
-        item, size, outcome = None, 0, None
-        if buffer.cancelled:
-            _close(buffer.iterator)
-            outcome = _EXHAUSTED
-        else:
-            try:
-                if buffer.iterator is None:
-                    fn, args = cloudpickle.loads(buffer.plan)
-                    buffer.plan = None
-                    buffer.iterator = iter(fn(*args))
-                item = next(buffer.iterator)
-                size = item_bytes(item)
-            except StopIteration:
-                outcome = _EXHAUSTED
-            except BaseException as error:  # noqa: BLE001 - reported to the consumer
-                _close(buffer.iterator)
-                outcome = fault_report(error)
-        with self._lock:
-            if outcome is None:
-                buffer.items.append((item, size))
-                buffer.nbytes += size
-            else:
-                buffer.ended, buffer.fault = True, None if outcome is _EXHAUSTED else outcome
-            waited = not buffer.changed.is_set()  # a pull cleared it and waits
-            more = outcome is None and len(buffer.items) < self._limits[0] and buffer.nbytes < self._limits[1]
-        if waited:
-            self._loop.call_soon_threadsafe(buffer.changed.set)
-        return more
-
-
-def _close(iterator: Any) -> None:
-    close = getattr(iterator, "close", None)
-    if close is not None:
+    def start(self, activation_id: int, plan: bytes) -> None:
+        """Unpickle ``(fn, args)`` and start ``fn(*args)``; a failure is reported at the next pull."""
         try:
-            close()
-        except Exception:  # a generator whose cleanup fails must not take the actor down
-            pass
+            fn, args = cloudpickle.loads(plan)
+            self._running[activation_id] = iter(fn(*args))
+        except BaseException as error:  # noqa: BLE001 - reported to the consumer
+            self._faults[activation_id] = fault_report(error)
+
+    def pull(
+        self, activation_id: int, max_items: int, max_bytes: int
+    ) -> tuple[list[Any], bool, tuple[bytes, str, str, str] | None]:
+        """Up to ``max_items`` items (``max_bytes`` bytes, `FLUSH_INTERVAL` s): ``(items, ended, fault)``."""
+        iterator = self._running.get(activation_id)
+        if iterator is None:
+            return [], True, self._faults.pop(activation_id, None)
+        items: list[Any] = []
+        nbytes, deadline = 0, time.perf_counter() + FLUSH_INTERVAL
+        try:
+            while len(items) < max_items:
+                item = next(iterator)
+                items.append(item)
+                nbytes += item_bytes(item)
+                if nbytes >= max_bytes or time.perf_counter() >= deadline:
+                    break
+        except StopIteration:
+            del self._running[activation_id]
+            return items, True, None
+        except BaseException as error:  # noqa: BLE001 - reported to the consumer
+            self.cancel(activation_id)
+            return items, True, fault_report(error)
+        return items, False, None
+
+    def cancel(self, activation_id: int) -> None:
+        """Close the activation's generator (its ``finally`` blocks run here)."""
+        self._faults.pop(activation_id, None)
+        close = getattr(self._running.pop(activation_id, None), "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # a generator whose cleanup fails must not take the actor down
+                pass
 
 
 def item_bytes(item: Any) -> int:
@@ -440,7 +315,7 @@ class RaySession(base.Session):
         connect(ray, executor)
         self._executor = executor
         self._ids = itertools.count()
-        self._orphans: list[tuple[_Worker, int, int]] = []
+        self._orphans: list[tuple[_Worker, int]] = []
         self._activations: weakref.WeakSet[RayActivation] = weakref.WeakSet()
         handles: list[Any] = []
         self._finalizer = weakref.finalize(self, _kill, ray, handles, os.getpid())
@@ -448,7 +323,7 @@ class RaySession(base.Session):
         token = os.urandom(4).hex()
         self._workers = [_Worker(None, f"combinators-{token}-{i}") for i in range(executor.workers)]
         for worker in self._workers:
-            worker.handle = actor_class.options(name=worker.name, **options).remote(*executor.pull_limits())
+            worker.handle = actor_class.options(name=worker.name, **options).remote()
             handles.append(worker.handle)
         self._wait_ready()
 
@@ -523,14 +398,14 @@ class RaySession(base.Session):
 
     def _send_orphan_cancels(self) -> None:
         while self._orphans:
-            self._cancel(*self._orphans.pop())
+            worker, activation_id = self._orphans.pop()
+            self._cancel(worker, activation_id)
 
-    def _cancel(self, worker: _Worker, activation_id: int, last: int) -> None:
-        """Tell the actor to stop the activation, whose last pull sent is number ``last``."""
+    def _cancel(self, worker: _Worker, activation_id: int) -> None:
         worker.active -= 1
         if self._finalizer.alive:
             try:
-                worker.handle.cancel.remote(activation_id, last)
+                worker.handle.cancel.remote(activation_id)
             except Exception:  # the actor is gone: nothing to cancel
                 pass
 
@@ -555,7 +430,7 @@ class RaySession(base.Session):
 class RayActivation(base.Activation):
     """The items of one activation running in a Ray actor, pulled ahead of the consumer."""
 
-    __slots__ = ("_session", "_worker", "_id", "_pulls", "_items", "_finished", "_error", "_sent")
+    __slots__ = ("_session", "_worker", "_id", "_pulls", "_items", "_finished", "_error", "_ask")
 
     def __init__(self, session: RaySession, worker: _Worker, activation_id: int):
         self._session, self._worker, self._id = session, worker, activation_id
@@ -563,14 +438,16 @@ class RayActivation(base.Activation):
         self._items: collections.deque[Any] = collections.deque()
         self._finished = False
         self._error: BaseException | None = None
-        self._sent = 0  # pulls sent; the actor answers them in the order of their numbers
+        self._ask = 1  # items asked of the next pull: 1 (the first item comes fast), then a quarter of prefetch
 
     def _pull_ahead(self) -> None:
         """Queue pulls at the actor until `PULLS_AHEAD` are outstanding."""
-        pull, (max_items, max_bytes) = self._worker.handle.pull.remote, self._session._executor.pull_limits()
+        executor = self._session._executor
+        pull = self._worker.handle.pull.remote
+        limit, max_bytes = max(1, executor.prefetch // 4), max(1, executor.prefetch_bytes // 4)
         while len(self._pulls) < PULLS_AHEAD:
-            self._pulls.append(pull(self._id, self._sent, max_items, max_bytes))
-            self._sent += 1
+            self._pulls.append(pull(self._id, self._ask, max_bytes))
+            self._ask = limit
 
     def __next__(self) -> Any:
         if self._items:
@@ -618,7 +495,7 @@ class RayActivation(base.Activation):
         if not self._finished:
             self._finished = True
             self._pulls.clear()
-            self._session._cancel(self._worker, self._id, self._sent - 1)
+            self._session._cancel(self._worker, self._id)
         self._items.clear()
         self._error = None
 
@@ -626,7 +503,7 @@ class RayActivation(base.Activation):
         try:
             if not self._finished:
                 self._finished = True
-                self._session._orphans.append((self._worker, self._id, self._sent - 1))
+                self._session._orphans.append((self._worker, self._id))
         except Exception:  # at interpreter exit, the session may be gone already
             pass
 
