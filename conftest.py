@@ -32,12 +32,14 @@ def _doctest_names(doctest_namespace):
     doctest_namespace["np"] = _np
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray (2 CPUs, no dashboard) for the whole test session; skips when ray is not installed.
+    """A local Ray (2 CPUs, no dashboard) for a test module; skips when ray is not installed.
 
-    Starting Ray takes seconds, so every Ray test shares this instance; each
-    run still creates (and kills) its own actors.
+    Starting Ray takes seconds, so a module's Ray tests share one instance;
+    each run still creates (and kills) its own actors. It is shut down at the
+    module's end, because a Ray driver listens on every interface (Ray's
+    design), which other tests of this process's sockets would see.
     """
     ray = pytest.importorskip("ray")
     import logging
