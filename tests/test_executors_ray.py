@@ -1,5 +1,6 @@
 """The Ray executor with real actors on a local Ray: faults, releasing actors, the run-ahead window."""
 
+import os
 import signal
 import sys
 import threading
@@ -34,8 +35,9 @@ def on_local_ray(local_ray):
 def counting(path):
     """Yields 0, 1, 2...; the file at ``path`` holds how many items it has made."""
     for index in range(10**6):
-        with open(path, "w") as file:
+        with open(f"{path}.next", "w") as file:
             file.write(str(index + 1))
+        os.replace(f"{path}.next", path)  # whole, so the test never reads a half-written count
         yield index
 
 
