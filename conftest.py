@@ -30,3 +30,23 @@ def _doctest_names(doctest_namespace):
 
     doctest_namespace["combinators"] = combinators
     doctest_namespace["np"] = _np
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray (2 CPUs, no dashboard) for a test module; skips when ray is not installed.
+
+    Starting Ray takes seconds, so a module's Ray tests share one instance;
+    each run still creates (and kills) its own actors. It is shut down at the
+    module's end, because a Ray driver listens on every interface (Ray's
+    design), which other tests of this process's sockets would see.
+    """
+    ray = pytest.importorskip("ray")
+    import logging
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield ray
+    if started:
+        ray.shutdown()

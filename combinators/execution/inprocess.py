@@ -199,7 +199,7 @@ def iterate(
     """Evaluate ``stream``: a `Run`, an iterator over its items that is also a context manager.
 
     The same ``seed`` gives the same items whatever the executor
-    (``"inprocess"``, ``"processes"``, ``"zmq"`` or an `Executor` instance);
+    (``"inprocess"``, ``"processes"``, ``"zmq"``, ``"ray"`` or an `Executor` instance);
     ``seed=None`` draws fresh entropy (kept as ``run.seed``). ``max_iter``
     stops after that many items.
 
