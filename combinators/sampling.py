@@ -20,6 +20,8 @@ __all__ = ["chain_items", "round_robin_items", "mix_items", "draw_budget", "UNLI
 
 #: the budget of an activation that runs until exhausted
 UNLIMITED = 1 << 62
+#: the modes in which a stream is activated at most once, so that no item repeats
+ENDING_MODES = ("exhaustive", "first_exhausted")
 #: uniforms drawn at once, and bounds on how many are mapped to slots at once
 _BLOCK, _MIN_CHUNK, _MAX_CHUNK = 4096, 16, 1024
 
@@ -92,13 +94,13 @@ def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: 
     >>> draw_budget(np.random.default_rng(0), None, "binomial", 0.5) == UNLIMITED
     True
     """
-    if rate is None:
+    if rate is None or rate >= UNLIMITED:  # numpy's poisson refuses lam > ~9e18
         return UNLIMITED
     if dist == "constant":
         return max(1, math.ceil(rate))
     if dist == "binomial" and share < 1:
         miss = 1.0 - share
-        return 1 + int(rng.binomial(int((rate - 1) / miss + 0.5), miss))
+        return 1 + int(rng.binomial(min(int((rate - 1) / miss + 0.5), UNLIMITED), miss))
     return 1 + int(rng.poisson(rate - 1))
 
 
@@ -141,6 +143,10 @@ class _WorkingSet:
         self.limit = [0] * n_slots
         self.slot_weight = np.zeros(n_slots)
         self.lookahead = not self.all_active and mode != "single_active"
+        # ending modes: an activation whose budget ran out waits here, with the items
+        # it yielded so far, until its stream is drawn again (nothing lost or repeated)
+        self.suspended: dict[int, Any] = {}
+        self.earlier = [0] * n
         self.pending: tuple[int, Any] | None = None
         self.empty_run: set[int] = set()  # streams found empty since the last item
 
@@ -157,15 +163,16 @@ class _WorkingSet:
         self.pool[index] = weight
         self.cumulative = None
 
-    def _take(self, index: int) -> None:
-        if self.mode in ("single_active", "exhaustive"):
+    def _take(self, index: int) -> tuple[int, Any]:
+        if self.mode != "with_replacement":
             self._set_pool(index, 0.0)
+        suspended = self.suspended.pop(index, None)
+        return index, suspended if suspended is not None else self.open_child(index)
 
     def _prefetch(self) -> None:
         index = self._choose()
         if index is not None:
-            self._take(index)
-            self.pending = (index, self.open_child(index))
+            self.pending = self._take(index)
 
     def _next_activation(self) -> tuple[int, Any] | None:
         if self.all_active:
@@ -182,10 +189,7 @@ class _WorkingSet:
                 self._prefetch()
             return chosen
         index = self._choose()
-        if index is None:
-            return None
-        self._take(index)
-        return index, self.open_child(index)
+        return None if index is None else self._take(index)
 
     def start(self, slot: int, index: int, activation: Any) -> None:
         self.stream[slot], self.activation[slot] = index, activation
@@ -219,7 +223,15 @@ class _WorkingSet:
         self.counts[index] += produced
         self.start_at[slot] = self.taken[slot]
         self.stream[slot] = -1
-        self.activation[slot].close()
+        suspend = not exhausted and self.mode in ENDING_MODES
+        if suspend:
+            self.suspended[index] = self.activation[slot]
+            self.earlier[index] += produced
+            self._set_pool(index, self.weight_list[index])
+        else:
+            self.activation[slot].close()
+            produced += self.earlier[index]
+            self.earlier[index] = 0
         self.activation[slot] = self.next_item[slot] = None
         self.slot_weight[slot] = 0.0
         self.changed = True
@@ -237,8 +249,8 @@ class _WorkingSet:
         if self.empty_run and self._spinning():
             return False
         if self.all_active:
-            if self.mode != "exhaustive" and not self.pruned[index]:
-                self.start(slot, index, self.open_child(index))
+            if suspend or (self.mode not in ENDING_MODES and not self.pruned[index]):
+                self.start(slot, index, self._take(index)[1])
         else:
             chosen = self._next_activation()
             if chosen is not None:
@@ -264,9 +276,10 @@ class _WorkingSet:
                 self.counts[index] += self.taken[slot] - self.start_at[slot]
                 self.start_at[slot] = self.taken[slot]
         self.stream = [-1] * len(self.stream)
-        for activation in self.activation:
+        for activation in [*self.activation, *self.suspended.values()]:
             if activation is not None:
                 activation.close()
+        self.suspended.clear()
         if self.pending is not None:
             self.pending[1].close()
 

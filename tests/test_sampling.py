@@ -87,11 +87,35 @@ def test_exhaustive_yields_every_item_once_in_source_order(n_active, rate):
         assert [i for name, i in out if name == f"s{k}"] == list(range(4))
 
 
-def test_exhaustive_with_budgets_activates_each_stream_once():
-    plan = c.mix(*sources(4, 10), n_active=2, rate=3, dist="constant", mode="exhaustive")
+@pytest.mark.parametrize("mode", ["exhaustive", "first_exhausted"])
+@pytest.mark.parametrize("n_active", [1, 2, 5])
+def test_ending_modes_with_budgets_activate_each_stream_once_and_lose_nothing(mode, n_active):
+    """Regression (issue 10): a budget cut an exhaustive activation short and dropped the rest."""
+    starts = []
+
+    def counted(name, n):
+        starts.append(name)
+        yield from tagged(name, n)
+
+    plan = c.mix(*[c.stream(counted, f"s{k}", 10) for k in range(4)], n_active=n_active, rate=3, dist="constant", mode=mode)
     out = draw(plan)
-    per_source = collections.Counter(name for name, _ in out)
-    assert per_source == {f"s{k}": 3 for k in range(4)}  # one activation each, cut at its budget
+    per_source = {f"s{k}": [i for name, i in out if name == f"s{k}"] for k in range(4)}
+    assert all(seen == list(range(len(seen))) for seen in per_source.values())  # in order, none twice
+    assert sorted(starts) == sorted(set(starts))  # one activation per stream, resumed after each budget
+    if mode == "exhaustive":
+        assert all(len(seen) == 10 for seen in per_source.values())
+    else:  # ends as soon as one stream runs dry: that one was read to its end
+        assert any(len(seen) == 10 for seen in per_source.values())
+    if n_active == 1:  # the budget still rotates the working set: turns of 3 items from one stream
+        names = [name for name, _ in out]
+        assert all(len(set(names[t : t + 3])) == 1 for t in range(0, 9, 3))
+
+
+def test_exhaustive_issue_example_yields_all_six_items():
+    a, b = c.from_iterable("aaa"), c.from_iterable("bbb")
+    for n_active, dist in itertools.product([1, 2, 3], ["constant", "poisson", "binomial"]):
+        out = "".join(c.iterate(c.mix(a, b, mode="exhaustive", n_active=n_active, rate=1, dist=dist), seed=0))
+        assert sorted(out) == list("aaabbb"), (n_active, dist, out)
 
 
 @pytest.mark.parametrize("mode", ["with_replacement", "single_active"])
@@ -218,7 +242,7 @@ def chi_square_p(counts, weights, design_effect=1.0):
 @pytest.mark.parametrize("n_active", [None, 2])
 def test_frequencies_follow_weights(n_active):
     weights = [1, 2, 3, 4]
-    plan = c.mix(*[c.stream(endless, f"s{k}") for k in range(4)], weights=weights, n_active=n_active, rate=16)
+    plan = c.mix(*[c.stream(endless, f"s{k}") for k in range(4)], weights=weights, n_active=n_active, rate=n_active and 16)
     out = draw(plan, 20_000, seed=3)
     counts = collections.Counter(name for name, _ in out)
     deff = 1.0 if n_active is None else 16 * 1.25
@@ -228,9 +252,9 @@ def test_frequencies_follow_weights(n_active):
 def test_integer_weights_equal_float_weights():
     streams = [c.stream(endless, f"s{k}") for k in range(3)]
     for n_active in (None, 2):
-        as_int = draw(c.mix(*streams, weights=(1, 2, 3), n_active=n_active, rate=4), 300, seed=5)
-        as_float = draw(c.mix(*streams, weights=np.array([1.0, 2.0, 3.0]), n_active=n_active, rate=4), 300, seed=5)
-        as_np_int = draw(c.mix(*streams, weights=np.array([1, 2, 3], dtype=np.int8), n_active=n_active, rate=4), 300, seed=5)
+        as_int = draw(c.mix(*streams, weights=(1, 2, 3), n_active=n_active, rate=n_active and 4), 300, seed=5)
+        as_float = draw(c.mix(*streams, weights=np.array([1.0, 2.0, 3.0]), n_active=n_active, rate=n_active and 4), 300, seed=5)
+        as_np_int = draw(c.mix(*streams, weights=np.array([1, 2, 3], dtype=np.int8), n_active=n_active, rate=n_active and 4), 300, seed=5)
         assert as_int == as_float == as_np_int
 
 
