@@ -16,12 +16,12 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from combinators.streams import ENDING_MODES
+
 __all__ = ["chain_items", "round_robin_items", "mix_items", "draw_budget", "UNLIMITED"]
 
 #: the budget of an activation that runs until exhausted
 UNLIMITED = 1 << 62
-#: the modes in which a stream is activated at most once, so that no item repeats
-ENDING_MODES = ("exhaustive", "first_exhausted")
 #: uniforms drawn at once, and bounds on how many are mapped to slots at once
 _BLOCK, _MIN_CHUNK, _MAX_CHUNK = 4096, 16, 1024
 

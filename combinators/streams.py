@@ -45,6 +45,7 @@ __all__ = [
     "round_robin",
     "normalize_weights",
     "MIX_MODES",
+    "ENDING_MODES",
     "MIN_SHARE",
     "BUDGET_DISTS",
     "ROUND_ROBIN_MODES",
@@ -52,6 +53,8 @@ __all__ = [
 
 #: the sampling modes of `mix`
 MIX_MODES = ("with_replacement", "single_active", "exhaustive", "first_exhausted")
+#: the modes in which a mix ends by itself; in them a stream is activated at most once
+ENDING_MODES = ("exhaustive", "first_exhausted")
 #: the distributions of an activation's sample budget (pescador 3's ``dist``)
 BUDGET_DISTS = ("constant", "poisson", "binomial")
 #: the modes of `round_robin` (pescador's RoundRobinMux)
