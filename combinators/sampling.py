@@ -143,9 +143,9 @@ class _WorkingSet:
         self.limit = [0] * n_slots
         self.slot_weight = np.zeros(n_slots)
         self.lookahead = not self.all_active and mode != "single_active"
-        # ending modes: an activation whose budget ran out waits here, with the items
-        # it yielded so far, until its stream is drawn again (nothing lost or repeated)
-        self.suspended: dict[int, Any] = {}
+        # ending modes: a stream whose activation spent its budget waits here with the
+        # number of items it yielded, until it is drawn again and resumes after them
+        self.suspended: dict[int, int] = {}
         self.earlier = [0] * n
         self.pending: tuple[int, Any] | None = None
         self.empty_run: set[int] = set()  # streams found empty since the last item
@@ -166,8 +166,10 @@ class _WorkingSet:
     def _take(self, index: int) -> tuple[int, Any]:
         if self.mode != "with_replacement":
             self._set_pool(index, 0.0)
-        suspended = self.suspended.pop(index, None)
-        return index, suspended if suspended is not None else self.open_child(index)
+        offset = self.suspended.pop(index, None)
+        if offset is None:
+            return index, self.open_child(index)
+        return index, _Resumed(self.open_child(index, again=True), offset)
 
     def _prefetch(self) -> None:
         index = self._choose()
@@ -223,16 +225,16 @@ class _WorkingSet:
         self.counts[index] += produced
         self.start_at[slot] = self.taken[slot]
         self.stream[slot] = -1
+        self.activation[slot].close()
+        self.activation[slot] = self.next_item[slot] = None
         suspend = not exhausted and self.mode in ENDING_MODES
         if suspend:
-            self.suspended[index] = self.activation[slot]
             self.earlier[index] += produced
+            self.suspended[index] = self.earlier[index]
             self._set_pool(index, self.weight_list[index])
         else:
-            self.activation[slot].close()
             produced += self.earlier[index]
             self.earlier[index] = 0
-        self.activation[slot] = self.next_item[slot] = None
         self.slot_weight[slot] = 0.0
         self.changed = True
         self.active_weight -= self.weight_list[index]
@@ -276,12 +278,39 @@ class _WorkingSet:
                 self.counts[index] += self.taken[slot] - self.start_at[slot]
                 self.start_at[slot] = self.taken[slot]
         self.stream = [-1] * len(self.stream)
-        for activation in [*self.activation, *self.suspended.values()]:
+        for activation in self.activation:
             if activation is not None:
                 activation.close()
-        self.suspended.clear()
         if self.pending is not None:
             self.pending[1].close()
+
+
+class _Resumed:
+    """A fresh start of a suspended activation that skips, when it enters a slot, the items it yielded before.
+
+    Sources yield the same items at every activation with the same identity,
+    so the items skipped are those already yielded; a source that yields
+    fewer this time simply ends. The skip waits for the slot, so a resumed
+    activation drawn ahead (prefetched) reads nothing until it is used.
+    """
+
+    __slots__ = ("activation", "offset")
+
+    def __init__(self, activation: Any, offset: int):
+        self.activation, self.offset = activation, offset
+
+    def next_function(self) -> Callable[[], Any]:
+        next_item = self.activation.next_function()
+        try:
+            for _ in range(self.offset):
+                next_item()
+        except StopIteration:
+            pass
+        self.offset = 0
+        return next_item
+
+    def close(self) -> None:
+        self.activation.close()
 
 
 def mix_items(

@@ -442,16 +442,16 @@ class Mix(Stream):
                     f"1 + {self.dist}(rate - 1) items), got rate={self.rate!r}; use dist='constant' for fewer"
                 )
                 raise InvalidArgument(msg)
+            if self.n_active is None:
+                msg = (
+                    f"mix() rate={self.rate!r} needs n_active: a budget says how many items an activation yields "
+                    "before it leaves a working set of n_active streams (pescador's StochasticMux); with every "
+                    "stream active (n_active=None, pescador's ShuffledMux) there is no working set to leave. "
+                    "Pass n_active=k, or drop rate; to restart every stream after its budget, pass "
+                    f"n_active={len(self.streams)}, mode='single_active'"
+                )
+                raise InvalidArgument(msg)
             object.__setattr__(self, "rate", rate)
-        if self.rate is not None and self.n_active is None:
-            msg = (
-                f"mix() rate={self.rate!r} needs n_active: a budget says how many items an activation yields "
-                "before it leaves a working set of n_active streams (pescador's StochasticMux); with every "
-                "stream active (n_active=None, pescador's ShuffledMux) there is no working set to leave. "
-                "Pass n_active=k, or drop rate; to restart every stream after its budget, pass "
-                f"n_active={len(self.streams)}, mode='single_active'"
-            )
-            raise InvalidArgument(msg)
 
     @property
     def children(self) -> tuple[Stream, ...]:
@@ -506,33 +506,55 @@ def mix(
       gives a replacement every ``rate / p`` items on average; ``p = 1``
       falls back to Poisson). ``rate=None`` runs each activation until it
       is exhausted.
+    - ``rate`` needs ``n_active`` (as in pescador, where ShuffledMux has no
+      rate and StochasticMux needs n_active): a budget says when an
+      activation leaves the working set, and with every stream active there
+      is none. ``mix(a, b, rate=4)`` raises `InvalidArgument`; to restart
+      every stream after its budget, pass ``n_active=len(streams),
+      mode="single_active"``.
 
     Modes: ``"with_replacement"`` (a stream may fill several slots; runs
-    forever, exhausted activations are replaced), ``"single_active"`` (at
-    most one slot per stream; exhausted streams return to the pool; runs
-    forever), ``"exhaustive"`` (each stream activated at most once, ends when
-    all are done: every item exactly once, each source's order kept),
-    ``"first_exhausted"`` (ends as soon as any activation runs dry before
-    its budget). With ``prune_empty``, a stream whose activation yielded
-    nothing is never activated again; a mix whose streams are all empty
-    ends, it never spins.
+    forever, ended activations are replaced by new ones, which start their
+    stream afresh), ``"single_active"`` (at most one slot per stream; ended
+    streams return to the pool; runs forever), ``"exhaustive"`` (ends when
+    all streams are done: every item exactly once, each source's order
+    kept), ``"first_exhausted"`` (ends as soon as any stream runs dry: each
+    item at most once, each source a prefix of itself). In these two ending
+    modes a spent budget suspends the activation: it is closed, its stream
+    returns to the pool, and when drawn again the stream starts with the
+    same identity (same items, same ``rng`` draws) and skips what it already
+    yielded, so nothing is dropped or repeated and at most ``n_active``
+    activations are open (re-reading the skipped items costs about
+    ``L**2 / (2 * rate)`` reads for a stream of ``L`` items). With ``prune_empty``, a stream whose
+    activation yielded nothing is never activated again; a mix whose
+    streams are all empty ends, it never spins.
 
     ``weights`` may also be passed as a final positional sequence:
     ``mix(a, b, (1, 3))``. Weights are finite, non-negative, not all zero,
-    of any real numeric type; they are copied, never mutated. A mix of one
-    stream without a budget is that stream (cycled unless the mode ends).
+    of any real numeric type; they are copied, never mutated, and
+    normalized without overflow (see `Mix.probabilities`: ``(1e308, 1e308)``
+    is an even mix). A stream of weight 0 is never drawn, so in exhaustive
+    mode its items are not yielded. A mix of one stream without a budget is
+    that stream (cycled unless the mode ends).
 
     Raises `InvalidArgument` / `InvalidArgumentType` naming the bad value:
-    weights of the wrong length, negative, NaN, infinite, all zero or not
-    numbers; ``n_active < 1``; ``rate <= 0`` (or ``< 1`` for poisson and
-    binomial); an unknown mode or dist; a non-stream among ``streams``.
+    weights of the wrong length, negative, NaN, infinite, too large for a
+    float64, all zero or not numbers; ``n_active < 1``; ``rate <= 0`` (or
+    ``< 1`` for poisson and binomial); ``rate`` without ``n_active``; an
+    unknown mode or dist; a non-stream among ``streams``; a list of streams
+    (pescador's habit: pass them as arguments, ``mix(*streams)``).
 
     Source: the algorithms of pescador 3's StochasticMux and ShuffledMux
-    (pescador.readthedocs.io, "Analysis of Stochastic Mux").
+    (pescador.readthedocs.io, "Analysis of Stochastic Mux"); suspending
+    budgeted activations in the ending modes is ours (pescador's exhaustive
+    StochasticMux drops what is left of an activation past its budget).
 
     >>> a, b = from_iterable("aaaa"), from_iterable("bb")
     >>> "".join(combinators.iterate(mix(a, b, (1, 3), mode="exhaustive"), seed=0))
     'bbaaaa'
+    >>> out = "".join(combinators.iterate(mix(a, b, n_active=1, rate=1, mode="exhaustive"), seed=0))
+    >>> sorted(out) == sorted("aaaabb")
+    True
     """
     if streams and not isinstance(streams[-1], Stream):
         _refuse_stream_list(streams[-1], len(streams) - 1, "mix()")

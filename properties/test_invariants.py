@@ -56,7 +56,7 @@ import combinators
 from combinators.execution.leaf import is_leaf
 from combinators.strategies import SOURCE_KINDS, origin, seeds, sources, streams, transforms, weights
 from combinators.streams import (
-    ENDING_MODES, Apply, Chain, FromIterable, Mix, RoundRobin, Source, chain, mix, normalize_weights, round_robin,
+    Apply, Chain, FromIterable, Mix, RoundRobin, Source, chain, mix, normalize_weights, round_robin,
 )
 from combinators.testing import assert_deterministic, assert_exhaustive, assert_proportions, assert_working_set
 
@@ -212,8 +212,8 @@ def bound(node) -> int:
     children = [bound(child) for child in node.children]
     if isinstance(node, Chain):
         return max(children, default=0)
-    if isinstance(node, RoundRobin) or node.n_active is None or node.mode in ENDING_MODES:
-        return sum(children)  # the ending modes keep one activation per stream, running or suspended
+    if isinstance(node, RoundRobin) or node.n_active is None:
+        return sum(children)
     return min(node.n_active * max(children, default=0), sum(children) if node.mode == "single_active" else 10**9)
 
 

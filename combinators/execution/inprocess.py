@@ -53,9 +53,20 @@ def open_node(node: Stream, path: tuple[int, ...], activation: tuple[int, ...], 
 def _child_opener(
     node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context
 ) -> Callable[[int], Activation]:
-    """``open(i)`` starts child ``i``; the k-th child activation is identified by ``(*activation, k)``."""
-    children, started = node.children, itertools.count()
-    return lambda i: open_node(children[i], (*path, i), (*activation, next(started)), ctx)
+    """``open(i)`` starts child ``i``; the k-th child activation is identified by ``(*activation, k)``.
+
+    ``open(i, again=True)`` starts child ``i``'s last activation afresh, with
+    the same identity, so it yields the same items (how the ending modes of
+    a mix resume a suspended activation without keeping it open).
+    """
+    children, started, last = node.children, itertools.count(), {}
+
+    def open_child(i: int, again: bool = False) -> Activation:
+        number = last[i] if again else next(started)
+        last[i] = number
+        return open_node(children[i], (*path, i), (*activation, number), ctx)
+
+    return open_child
 
 
 def _open_chain(node: Chain, path, activation, ctx) -> Iterator[Any]:
