@@ -2,7 +2,9 @@
 
 Each takes ``open_child(i)``, which starts a new activation of child ``i`` and
 returns an `~combinators.execution.base.Activation`, and the Generators it
-draws from. Children are closed as soon as they leave the working set and
+draws from; ``open_child(i, again=True)`` starts child ``i``'s last
+activation afresh with the same identity (same items), which is how the
+ending modes of a mix resume a stream after its budget without holding it open. Children are closed as soon as they leave the working set and
 when the generator is closed. These functions are the single definition of
 what a mux does; every executor runs them in the consumer.
 """
