@@ -109,6 +109,10 @@ class MixStats:
 
     ``counts``, ``realized`` and ``target`` have shape ``(n_children,)``;
     ``realized`` is ``counts / counts.sum()`` (NaN before any item).
+    ``counts`` are the items the mix yielded, over all its activations: a mix
+    nested under an exhaustive or first_exhausted mix with a budget is
+    restarted when its turn resumes, and the items it yields again (to be
+    skipped) are counted again; the top mix's counts are exactly its items.
     """
 
     path: tuple[int, ...]
