@@ -2,9 +2,10 @@
 
 Each takes ``open_child(i)``, which starts a new activation of child ``i`` and
 returns an `~combinators.execution.base.Activation`, and the Generators it
-draws from; ``open_child(i, again=True)`` starts child ``i``'s last
-activation afresh with the same identity (same items), which is how the
-ending modes of a mix resume a stream after its budget without holding it open. Children are closed as soon as they leave the working set and
+draws from. The k-th call without ``number`` starts the activation numbered
+k (its identity, which fixes its seeds); ``open_child(i, number=k)`` starts
+activation k of child ``i`` afresh, with the same items: how the ending
+modes of a mix resume a stream after its budget without holding it open. Children are closed as soon as they leave the working set and
 when the generator is closed. These functions are the single definition of
 what a mux does; every executor runs them in the consumer.
 """
@@ -147,9 +148,11 @@ class _WorkingSet:
         self.lookahead = not self.all_active and mode != "single_active"
         # ending modes: a stream whose activation spent its budget waits here with the
         # number of items it yielded, until it is drawn again and resumes after them
-        self.suspended: dict[int, int] = {}
-        self.earlier = [0] * n
-        self.pending: tuple[int, Any] | None = None
+        self.suspended: dict[int, tuple[int, int]] = {}  # stream -> (activation number, items yielded)
+        self.opened = 0  # activations opened so far: the next one's number
+        self.number = [0] * n_slots  # the activation number in each slot
+        self.earlier: dict[int, int] = {}  # items yielded by earlier turns of a suspended stream
+        self.pending: tuple[int, Any, int] | None = None
         self.empty_run: set[int] = set()  # streams found empty since the last item
 
     # -- choosing and starting activations
@@ -165,20 +168,23 @@ class _WorkingSet:
         self.pool[index] = weight
         self.cumulative = None
 
-    def _take(self, index: int) -> tuple[int, Any]:
+    def _take(self, index: int) -> tuple[int, Any, int]:
+        """Take stream ``index`` out of the pool: ``(index, activation, number)``, resumed if suspended."""
         if self.mode != "with_replacement":
             self._set_pool(index, 0.0)
-        offset = self.suspended.pop(index, None)
-        if offset is None:
-            return index, self.open_child(index)
-        return index, _Resumed(self.open_child(index, again=True), offset)
+        resume = self.suspended.pop(index, None)
+        if resume is not None:
+            number, offset = resume
+            return index, _Resumed(self.open_child(index, number), offset), number
+        number, self.opened = self.opened, self.opened + 1
+        return index, self.open_child(index), number
 
     def _prefetch(self) -> None:
         index = self._choose()
         if index is not None:
             self.pending = self._take(index)
 
-    def _next_activation(self) -> tuple[int, Any] | None:
+    def _next_activation(self) -> tuple[int, Any, int] | None:
         if self.all_active:
             return None
         if self.lookahead:
@@ -195,8 +201,8 @@ class _WorkingSet:
         index = self._choose()
         return None if index is None else self._take(index)
 
-    def start(self, slot: int, index: int, activation: Any) -> None:
-        self.stream[slot], self.activation[slot] = index, activation
+    def start(self, slot: int, index: int, activation: Any, number: int) -> None:
+        self.stream[slot], self.activation[slot], self.number[slot] = index, activation, number
         self.next_item[slot] = activation.next_function()
         weight = self.weight_list[index]
         self.slot_weight[slot] = weight
@@ -212,7 +218,7 @@ class _WorkingSet:
         for slot in range(len(self.stream)):
             if self.all_active:
                 if self.weight_list[slot] > 0:
-                    self.start(slot, slot, self.open_child(slot))
+                    self.start(slot, *self._take(slot))
                 continue
             chosen = self._next_activation()
             if chosen is None:
@@ -231,12 +237,11 @@ class _WorkingSet:
         self.activation[slot] = self.next_item[slot] = None
         suspend = not exhausted and self.mode in ENDING_MODES
         if suspend:
-            self.earlier[index] += produced
-            self.suspended[index] = self.earlier[index]
+            self.earlier[index] = self.earlier.get(index, 0) + produced
+            self.suspended[index] = (self.number[slot], self.earlier[index])
             self._set_pool(index, self.weight_list[index])
         else:
-            produced += self.earlier[index]
-            self.earlier[index] = 0
+            produced += self.earlier.pop(index, 0)
         self.slot_weight[slot] = 0.0
         self.changed = True
         self.active_weight -= self.weight_list[index]
@@ -254,7 +259,7 @@ class _WorkingSet:
             return False
         if self.all_active:
             if suspend or (self.mode not in ENDING_MODES and not self.pruned[index]):
-                self.start(slot, index, self._take(index)[1])
+                self.start(slot, *self._take(index))
         else:
             chosen = self._next_activation()
             if chosen is not None:

@@ -409,10 +409,12 @@ def normalize_weights(weights: Sequence[float] | np.ndarray, min_share: float = 
     >>> normalize_weights((1e308, 1e308)).tolist(), normalize_weights((1e308, 5e-324), 1e-300).tolist()
     ([0.5, 0.5], [1.0, 1e-300])
     """
-    w = np.asarray(weights, dtype=float)
-    scaled = w / w.max()
-    shares = scaled / scaled.sum()
-    return np.where(w > 0, np.maximum(shares, min_share), 0.0)
+    shares = np.array(weights, dtype=float)  # a copy, divided in place (no temporaries for 10**4 streams)
+    positive = shares > 0
+    shares /= shares.max()
+    shares /= shares.sum()
+    np.maximum(shares, min_share, out=shares, where=positive)
+    return shares
 
 
 @attrs.frozen(eq=False, repr=False)

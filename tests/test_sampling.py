@@ -116,6 +116,25 @@ def test_ending_modes_with_budgets_lose_nothing_and_keep_the_working_set(mode, n
         assert all(len(set(names[t : t + 3])) == 1 for t in range(0, 9, 3))
 
 
+def test_a_resumed_stream_starts_again_with_the_same_identity():
+    """A spent budget closes the activation; the stream restarts with the same seed and skips what it yielded."""
+    starts = collections.defaultdict(list)
+
+    def noisy(name, n, rng):
+        starts[name].append(repr(rng.bit_generator.state))
+        for i in range(n):
+            yield (name, i, int(rng.integers(1 << 30)))
+
+    plan = c.mix(*[c.stream(noisy, f"s{k}", 6) for k in range(3)], n_active=1, rate=2, dist="constant", mode="exhaustive")
+    out = draw(plan, seed=5)
+    # three turns of 2 items, then a last start that finds the stream dry: every start from the same state
+    assert sorted(starts) == ["s0", "s1", "s2"]
+    assert all(len(states) >= 3 and len(set(states)) == 1 for states in starts.values())
+    for name in starts:
+        assert [i for n, i, _ in out if n == name] == list(range(6))
+    assert out == draw(plan, seed=5) and draw(plan, seed=5, n=7) == out[:7]
+
+
 def test_exhaustive_issue_example_yields_all_six_items():
     a, b = c.from_iterable("aaa"), c.from_iterable("bbb")
     for n_active, dist in itertools.product([1, 2, 3], ["constant", "poisson", "binomial"]):

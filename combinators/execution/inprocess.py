@@ -55,15 +55,14 @@ def _child_opener(
 ) -> Callable[[int], Activation]:
     """``open(i)`` starts child ``i``; the k-th child activation is identified by ``(*activation, k)``.
 
-    ``open(i, again=True)`` starts child ``i``'s last activation afresh, with
+    ``open(i, number=k)`` starts child ``i``'s activation ``k`` afresh, with
     the same identity, so it yields the same items (how the ending modes of
     a mix resume a suspended activation without keeping it open).
     """
-    children, started, last = node.children, itertools.count(), {}
+    children, started = node.children, itertools.count()
 
-    def open_child(i: int, again: bool = False) -> Activation:
-        number = last[i] if again else next(started)
-        last[i] = number
+    def open_child(i: int, number: int | None = None) -> Activation:
+        number = next(started) if number is None else number
         return open_node(children[i], (*path, i), (*activation, number), ctx)
 
     return open_child
