@@ -56,7 +56,7 @@ def _combinations(children):
         st.sampled_from([None, 1, 2]),
         st.sampled_from([None, 2.0]),
         st.sampled_from(["exhaustive", "first_exhausted", "with_replacement", "single_active"]),
-    ).map(lambda a: c.mix(*a[0], weights=a[1][: len(a[0])], n_active=a[2], rate=a[3], mode=a[4]))
+    ).map(lambda a: c.mix(*a[0], weights=a[1][: len(a[0])], n_active=a[2], rate=a[3] if a[2] else None, mode=a[4]))
     return st.one_of(
         many.map(lambda s: c.chain(*s)),
         st.tuples(many, st.sampled_from(["exhaustive", "cycle", "permuted_cycle"])).map(
