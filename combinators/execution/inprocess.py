@@ -177,6 +177,17 @@ class Run:
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
 
+    def executor_stats(self) -> dict[str, int]:
+        """The executor session's counters: for `Processes` and `ZMQ`, the messages it dropped
+        (``malformed``, ``unjoined``, ``rejected``; see `RemoteSession.stats`); empty in-process.
+
+        >>> from combinators import from_iterable
+        >>> with iterate(from_iterable("ab"), seed=0) as run:
+        ...     run.executor_stats()
+        {}
+        """
+        return self._session.stats()
+
     def stats(self) -> list[MixStats]:
         """Per-mix statistics so far, in path order."""
         return [

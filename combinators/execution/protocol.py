@@ -49,12 +49,16 @@ HELLO, ITEMS, END, FAULT = b"H", b"I", b"E", b"F"
 
 _HEAD = struct.Struct("<cQ")
 _FLOW_HEAD = struct.Struct("<cQQQQQ")
+#: the length of a head frame from a worker
+HEAD_BYTES = _HEAD.size
 _SNDMORE = int(zmq.SNDMORE)
 _POLLIN = int(zmq.POLLIN)
 #: ZMTP heartbeat period, and the silence after which a connection is dropped (milliseconds)
 HEARTBEAT_INTERVAL_MS = 500
 HEARTBEAT_TIMEOUT_MS = 3000
-_ZERO_COPY_BYTES = 65536  # below this, copying is cheaper (pyzmq's own copy_threshold)
+_ZERO_COPY_BYTES = 65536
+#: the ZMTP PLAIN user name of local workers (their password is the session's token)
+PLAIN_USER = "combinators-worker"  # below this, copying is cheaper (pyzmq's own copy_threshold)
 
 
 def head(kind: bytes, number: int = 0) -> bytes:
@@ -121,6 +125,12 @@ def set_curve_client(socket: zmq.Socket, public: bytes, secret: bytes) -> None:
     socket.curve_serverkey = public
     socket.curve_publickey = public
     socket.curve_secretkey = secret
+
+
+def set_plain_client(socket: zmq.Socket, token: str) -> None:
+    """Make ``socket`` a ZMTP PLAIN client that proves membership of a session with its ``token``."""
+    socket.plain_username = PLAIN_USER.encode()
+    socket.plain_password = token.encode()
 
 
 def is_loopback(address: str) -> bool:

@@ -24,7 +24,9 @@ import itertools
 import multiprocessing
 import multiprocessing.connection
 import os
+import hmac
 import pickle
+import secrets
 import signal
 import time
 import weakref
@@ -73,14 +75,14 @@ class _Peer:
 
     __slots__ = ("identity", "process", "pid", "ready", "pending", "active", "name")
 
-    def __init__(self, identity: bytes, process: multiprocessing.process.BaseProcess | None):
-        self.identity = identity
+    def __init__(self, identity: Any, name: str, process: multiprocessing.process.BaseProcess | None):
+        self.identity = identity  # its key in the session's peers: the routing id once it joined
         self.process = process
         self.pid: int | None = None
         self.ready = False
         self.pending: list[list[bytes]] = []  # messages waiting for its HELLO
         self.active: set[int] = set()
-        self.name = identity.decode(errors="replace")
+        self.name = name
 
     def describe(self) -> str:
         where = "local" if self.process is not None else "remote"
@@ -166,8 +168,15 @@ class RemoteSession(Session):
         resources.cleanup = options.cleanup
         protocol.configure(sock)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # membership before anything: with a key, CurveZMQ; else, unless the session invites remote
+        # workers over ipc, a per-run secret that only the local workers hold (ZAP checks it in the
+        # handshake, so a stranger's connection is closed before any message of theirs is delivered)
+        self._token = secrets.token_hex(32)  # local workers also show it in their HELLO
+        self._plain = options.key is None and not options.accept_remote
         if options.key is not None:
             resources.auth = _curve_server(context, sock, options.key)
+        elif self._plain:
+            resources.auth = _plain_server(context, sock, self._token)
         try:
             sock.bind(options.bind)
         except zmq.ZMQError as error:
@@ -179,11 +188,15 @@ class RemoteSession(Session):
         self._peers = resources.peers
         self._activations: weakref.WeakValueDictionary[int, RemoteActivation] = weakref.WeakValueDictionary()
         self._unassigned: collections.deque[tuple[int, list[bytes]]] = collections.deque()
-        self._orphans: list[tuple[bytes, int]] = []
+        self._orphans: list[tuple[_Peer, int]] = []
         self._ids = itertools.count()
+        self._remote_names = itertools.count()
         self._poller = zmq.Poller()
         self._poller.register(sock, zmq.POLLIN)
         self._sentinels: dict[int, _Peer] = {}
+        #: messages dropped: ``malformed`` (bad frame count, head or kind), ``unjoined`` (from a peer that
+        #: has not joined), ``rejected`` (HELLOs turned away); see `stats`
+        self.counts: collections.Counter[str] = collections.Counter(malformed=0, unjoined=0, rejected=0)
         self._last_probe = time.monotonic()
         self._opened = time.monotonic()
         self._start_local_workers()
@@ -194,16 +207,16 @@ class RemoteSession(Session):
         context = multiprocessing.get_context(options.start_method)
         connect = _local_address(self.address)
         for index in range(options.workers):
-            identity = f"L{index}".encode()
+            name = f"L{index}"
             process = context.Process(
-                target=local_worker_main, args=(connect, identity, options.key),
+                target=local_worker_main, args=(connect, name, options.key, self._token, self._plain),
                 name=f"combinators-worker-{index}", daemon=True,
             )
             process.start()
             self._resources.processes.append(process)
-            peer = _Peer(identity, process)
+            peer = _Peer(("local", name), name, process)  # keyed by its routing id once it joins
             peer.pid = process.pid
-            self._peers[identity] = peer
+            self._peers[peer.identity] = peer
             self._sentinels[process.sentinel] = peer
             self._poller.register(process.sentinel, zmq.POLLIN)
 
@@ -305,14 +318,18 @@ class RemoteSession(Session):
                 return
 
     def _dispatch(self, frames: list[zmq.Frame]) -> None:
+        kind, number = _parse(frames)
+        counts = self.counts
+        if kind is None:  # wrong frame count, short head or unknown kind: dropped, whoever sent it
+            counts["malformed"] += 1
+            return
         identity = frames[0].bytes
-        head = frames[1].bytes
-        kind, number = protocol.read_head(head)
         if kind == protocol.HELLO:
-            self._hello(identity, number)
+            self._hello(identity, number, [frame.bytes for frame in frames[3:5]])
             return
         peer = self._peers.get(identity)
         if peer is None or not peer.ready:  # only workers that joined may speak (never unpickle a stranger's)
+            counts["unjoined"] += 1
             return
         if kind != protocol.ITEMS:
             peer.active.discard(number)
@@ -326,15 +343,24 @@ class RemoteSession(Session):
         elif kind == protocol.FAULT:
             activation._fail(_remote_exception([frame.bytes for frame in frames[2:]], peer))
 
-    def _hello(self, identity: bytes, pid: int) -> None:
-        peer = self._peers.get(identity)
-        if peer is None and self._accepts_remote():  # a remote worker joins
-            peer = self._peers[identity] = _Peer(identity, None)
-        elif peer is None or (peer.process is not None and peer.pid != pid):
-            # not wanted, or not the local process it claims to be: turn it away rather than leave it waiting
+    def _hello(self, identity: bytes, pid: int, credentials: list[bytes]) -> None:
+        """Admit a local worker that names itself and holds the run's token, or a remote worker if invited."""
+        name, token = (*credentials, b"", b"")[:2]
+        peer = self._peers.get(("local", name.decode(errors="replace")))
+        if identity in self._peers:  # said twice
+            peer = None
+        elif peer is not None and not (peer.pid == pid and hmac.compare_digest(token, self._token.encode())):
+            peer = None  # not the local process it claims to be
+        elif peer is None and self._accepts_remote() and not name:  # a remote worker joins
+            peer = _Peer(identity, f"R{next(self._remote_names)}", None)
+        if peer is None:  # turn it away rather than leave it waiting
+            self.counts["rejected"] += 1
             with contextlib.suppress(zmq.ZMQError):
                 protocol.send(self._socket, [identity, protocol.head(protocol.QUIT)])
             return
+        self._peers.pop(peer.identity, None)
+        peer.identity = identity
+        self._peers[identity] = peer
         peer.pid = pid
         peer.ready = True
         pending, peer.pending = peer.pending, []
@@ -382,9 +408,8 @@ class RemoteSession(Session):
 
     def _send_orphan_cancels(self) -> None:
         while self._orphans:
-            identity, activation_id = self._orphans.pop()
-            peer = self._peers.get(identity)
-            if peer is not None and activation_id in peer.active:
+            peer, activation_id = self._orphans.pop()
+            if self._peers.get(peer.identity) is peer and activation_id in peer.active:
                 peer.active.discard(activation_id)
                 self._send(peer, [protocol.head(protocol.CANCEL, activation_id)])
 
@@ -395,6 +420,15 @@ class RemoteSession(Session):
             activation._messages.clear()
             activation._items.clear()
         self._finalizer()
+
+    def stats(self) -> dict[str, int]:
+        """Counts of messages the session dropped: ``malformed``, ``unjoined`` and ``rejected``.
+
+        A message with a wrong frame count, a short head or an unknown kind is
+        dropped and counted, whoever sent it; so are messages from peers that
+        have not joined, and HELLOs that were turned away. None ever raises.
+        """
+        return dict(self.counts)
 
     @property
     def closed(self) -> bool:
@@ -480,12 +514,29 @@ class RemoteActivation(Activation):
     def __del__(self) -> None:
         try:
             if not self._finished and self._peer is not None:
-                self._session._orphans.append((self._peer.identity, self._id))
+                self._session._orphans.append((self._peer, self._id))
         except Exception:  # at interpreter exit, the session may be gone already
             pass
 
     def __repr__(self) -> str:
         return f"<RemoteActivation {self._id} {'finished' if self._finished else 'running'}>"
+
+
+_ARITY = {protocol.HELLO: (3, None), protocol.ITEMS: (3, None), protocol.END: (2, 2), protocol.FAULT: (6, 6)}
+
+
+def _parse(frames: list[zmq.Frame]) -> tuple[bytes | None, int]:
+    """(kind, number) of a worker's message (frames after the routing id), or (None, 0) if malformed."""
+    if len(frames) < 2:
+        return None, 0
+    head = frames[1].bytes
+    if len(head) != protocol.HEAD_BYTES:
+        return None, 0
+    kind, number = protocol.read_head(head)
+    arity = _ARITY.get(kind)
+    if arity is None or len(frames) < arity[0] or (arity[1] is not None and len(frames) > arity[1]):
+        return None, 0
+    return kind, number
 
 
 def _remote_exception(frames: list[bytes], peer: _Peer | None) -> BaseException:
@@ -538,6 +589,30 @@ def _curve_server(context: zmq.Context, sock: zmq.Socket, key: tuple[bytes, byte
     sock.curve_publickey = public
     sock.curve_secretkey = secret
     return auth
+
+
+def _plain_server(context: zmq.Context, sock: zmq.Socket, token: str) -> ThreadAuthenticator:
+    """Make ``sock`` a ZMTP PLAIN server that admits only clients whose password is ``token``.
+
+    The token reaches local workers as an argument of their process (in memory under fork, over
+    multiprocessing's pipe under spawn and forkserver), never on a command line or in the environment.
+    """
+    auth = ThreadAuthenticator(context)
+    auth.start()
+    auth.configure_plain("*", {protocol.PLAIN_USER: _Secret(token)})
+    sock.plain_server = True
+    return auth
+
+
+class _Secret(str):
+    """A password compared in constant time."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and hmac.compare_digest(self.encode(), other.encode())
+
+    __hash__ = str.__hash__
 
 
 class _SameKey:

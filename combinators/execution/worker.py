@@ -189,10 +189,11 @@ class _Worker:
         self.ready.clear()
 
 
-def serve(sock: zmq.Socket, connect_timeout: float | None = None) -> int:
+def serve(sock: zmq.Socket, connect_timeout: float | None = None, credentials: tuple[bytes, ...] = ()) -> int:
     """Serve the session ``sock`` is connected to until QUIT or disconnection; the exit status.
 
-    ``sock`` is a connected DEALER socket; `serve` sends HELLO first. Returns
+    ``sock`` is a connected DEALER socket; `serve` sends HELLO first (with
+    ``credentials``: a local worker's name and the run's token). Returns
     0 after QUIT or a dropped connection, 1 when the CurveZMQ handshake fails
     or no session answered within ``connect_timeout`` seconds.
     """
@@ -201,7 +202,8 @@ def serve(sock: zmq.Socket, connect_timeout: float | None = None) -> int:
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
     poller.register(monitor, zmq.POLLIN)
-    protocol.send(sock, [protocol.head(protocol.HELLO, os.getpid()), socket_module.gethostname().encode()])
+    hello = [protocol.head(protocol.HELLO, os.getpid()), socket_module.gethostname().encode(), *credentials]
+    protocol.send(sock, hello)
     worker = _Worker(sock)
     try:
         while True:
@@ -235,7 +237,8 @@ def _monitor_event(monitor: zmq.Socket) -> int | None:
     if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
         return None
     if event != zmq.EVENT_DISCONNECTED:
-        print(f"combinators worker: CurveZMQ handshake failed ({event!r}); check the key file", file=sys.stderr)
+        why = "the session admits only its own workers and holders of its key; check the key file"
+        print(f"combinators worker: handshake failed ({event!r}): {why}", file=sys.stderr)
         return 1
     return 0
 
@@ -248,25 +251,33 @@ def _drain(sock: zmq.Socket, worker: _Worker) -> bool:
     return True
 
 
-def connect(context: zmq.Context, address: str, identity: bytes, key: tuple[bytes, bytes] | None) -> zmq.Socket:
-    """A DEALER socket named ``identity``, connected to ``address`` (a Curve client if ``key``)."""
+def connect(context: zmq.Context, address: str, key: tuple[bytes, bytes] | None, token: str | None = None) -> zmq.Socket:
+    """A DEALER socket connected to ``address`` (the session names it: workers choose no identity).
+
+    A CurveZMQ client if ``key``, else a PLAIN client proving membership with ``token`` if given.
+    """
     sock = context.socket(zmq.DEALER)
     protocol.configure(sock)
-    sock.setsockopt(zmq.IDENTITY, identity)
     if key is not None:
         protocol.set_curve_client(sock, *key)
+    elif token is not None:
+        protocol.set_plain_client(sock, token)
     sock.connect(address)
     return sock
 
 
-def local_worker_main(address: str, identity: bytes, key: tuple[bytes, bytes] | None) -> None:
-    """Entry point of a worker process started by a local pool (SIGINT is left to the consumer)."""
+def local_worker_main(address: str, name: str, key: tuple[bytes, bytes] | None, token: str, plain: bool) -> None:
+    """Entry point of a worker process started by a local pool (SIGINT is left to the consumer).
+
+    ``token`` is the run's membership secret, shown in HELLO and, if ``plain``, in the ZMTP PLAIN
+    handshake (see `combinators.execution.remote`).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # whatever handler the consumer had, SIGTERM ends us
     context = zmq.Context()
-    sock = connect(context, address, identity, key)
+    sock = connect(context, address, key, token if plain else None)
     try:
-        serve(sock)
+        serve(sock, credentials=(name.encode(), token.encode()))
     finally:
         sock.close(linger=0)
         context.term()
@@ -331,8 +342,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     key = load_key(args.key) if args.key else None
     context = zmq.Context()
-    identity = b"R" + os.urandom(8).hex().encode()
-    sock = connect(context, args.connect, identity, key)
+    sock = connect(context, args.connect, key)
     try:
         return serve(sock, connect_timeout=args.timeout)
     finally:
