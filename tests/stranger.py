@@ -7,8 +7,8 @@ under /proc), sends ITEMS whose pickle would create MARKER if unpickled, and jun
 messages (one frame, short heads, unknown kinds); writes to OUT how many messages it
 received (a plan would be one).
 
-``python stranger.py flood HOST PORT NBYTES``: opens a raw TCP connection, sends a ZMTP
-greeting and a PLAIN HELLO command announcing NBYTES, then streams NBYTES (or until the
+``python stranger.py flood HOST PORT NBYTES MECHANISM``: opens a raw TCP connection, sends
+a ZMTP greeting for MECHANISM (``PLAIN``, ``NULL``) and a command announcing NBYTES, then streams NBYTES (or until the
 session hangs up); prints how many bytes it sent.
 """
 
@@ -80,9 +80,9 @@ def impersonate(address: str, consumer: int, marker: str, out: str, seconds: flo
     Path(out).write_text(str(received))
 
 
-def flood(host: str, port: int, nbytes: int) -> None:
+def flood(host: str, port: int, nbytes: int, mechanism: bytes) -> None:
     conn = socket.create_connection((host, port))
-    greeting = b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x01" + b"PLAIN".ljust(20, b"\x00") + b"\x00" * 32
+    greeting = b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x01" + mechanism.ljust(20, b"\x00") + b"\x00" * 32
     chunk = b"\x00" * (64 << 20)
     sent = 0
     try:
@@ -99,5 +99,5 @@ if __name__ == "__main__":
     if mode == "impersonate":
         impersonate(args[0], int(args[1]), args[2], args[3], float(args[4]))
     else:
-        flood(args[0], int(args[1]), int(args[2]))
+        flood(args[0], int(args[1]), int(args[2]), args[3].encode())
     os._exit(0)

@@ -50,6 +50,8 @@ PROBE_INTERVAL = 0.5
 #: seconds given to workers to quit by themselves, then to die of SIGTERM, at close
 QUIT_GRACE = 0.4
 KILL_GRACE = 0.3
+#: room above ``frame_bytes`` for the short frames of a message
+_MAX_HEAD_BYTES = 4096
 #: an activation's first credit window; it doubles with each credit, up to the prefetch limits
 INITIAL_WINDOW_ITEMS = 16
 INITIAL_WINDOW_BYTES = 1 << 20
@@ -68,6 +70,7 @@ class SessionOptions:
     accept_remote: bool = False
     timeout: float = 60.0
     cleanup: Callable[[], None] | None = None
+    frame_bytes: int = attrs.field(factory=lambda: protocol.FRAME_BYTES)
 
 
 class _Peer:
@@ -168,6 +171,9 @@ class RemoteSession(Session):
         resources.cleanup = options.cleanup
         protocol.configure(sock)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # no frame beyond the workers' own limit, from anyone (before a peer joins, this bounds what
+        # its handshake or its messages can make libzmq allocate)
+        sock.setsockopt(zmq.MAXMSGSIZE, options.frame_bytes + _MAX_HEAD_BYTES)
         # membership before anything: with a key, CurveZMQ; else, unless the session invites remote
         # workers over ipc, a per-run secret that only the local workers hold (ZAP checks it in the
         # handshake, so a stranger's connection is closed before any message of theirs is delivered)
@@ -249,7 +255,8 @@ class RemoteSession(Session):
         activation = RemoteActivation(self, activation_id)
         self._activations[activation_id] = activation
         window_items, window_bytes = activation._window_items, activation._window_bytes
-        message = [protocol.flow_head(protocol.START, activation_id, 0, 0, window_items, window_bytes), plan]
+        frame_bytes = self._options.frame_bytes
+        message = [protocol.flow_head(protocol.START, activation_id, frame_bytes, 0, window_items, window_bytes), plan]
         peer = self._least_loaded()
         if peer is None:
             if not self._accepts_remote():
@@ -331,13 +338,22 @@ class RemoteSession(Session):
         if peer is None or not peer.ready:  # only workers that joined may speak (never unpickle a stranger's)
             counts["unjoined"] += 1
             return
-        if kind != protocol.ITEMS:
+        if kind in _ENDINGS:
             peer.active.discard(number)
         activation = self._activations.get(number)
         if activation is None or activation._peer is not peer:
             return
         if kind == protocol.ITEMS:
             activation._messages.append(frames[2:])
+        elif kind == protocol.CHUNK:
+            activation._parts.add(frames[2])
+        elif kind == protocol.PARTS:
+            joined = activation._parts.frames(frames[2], frames[3:])
+            if joined is None:
+                counts["malformed"] += 1
+                activation._fail(TransportError(f"{peer.describe()} sent pieces that do not match their layout"))
+            else:
+                activation._messages.append(joined)
         elif kind == protocol.END:
             activation._finished = True
         elif kind == protocol.FAULT:
@@ -419,6 +435,7 @@ class RemoteSession(Session):
             activation._finished = True
             activation._messages.clear()
             activation._items.clear()
+            activation._parts.pieces.clear()
         self._finalizer()
 
     def stats(self) -> dict[str, int]:
@@ -444,7 +461,7 @@ class RemoteActivation(Activation):
 
     __slots__ = (
         "_session", "_id", "_peer", "_items", "_messages", "_finished", "_error",
-        "_owed_items", "_owed_bytes", "_window_items", "_window_bytes",
+        "_owed_items", "_owed_bytes", "_window_items", "_window_bytes", "_parts",
     )
 
     def __init__(self, session: RemoteSession, activation_id: int):
@@ -453,6 +470,7 @@ class RemoteActivation(Activation):
         self._peer: _Peer | None = None
         self._items: collections.deque[Any] = collections.deque()
         self._messages: collections.deque[list[zmq.Frame]] = collections.deque()
+        self._parts = protocol.Reassembler()  # pieces of a message bigger than a frame
         self._finished = False
         self._error: BaseException | None = None
         self._owed_items = 0  # taken by the consumer, not yet credited back to the worker
@@ -509,6 +527,7 @@ class RemoteActivation(Activation):
             self._session._cancel(self)
         self._items.clear()
         self._messages.clear()
+        self._parts.pieces.clear()
         self._error = None
 
     def __del__(self) -> None:
@@ -522,7 +541,11 @@ class RemoteActivation(Activation):
         return f"<RemoteActivation {self._id} {'finished' if self._finished else 'running'}>"
 
 
-_ARITY = {protocol.HELLO: (3, None), protocol.ITEMS: (3, None), protocol.END: (2, 2), protocol.FAULT: (6, 6)}
+_ARITY = {
+    protocol.HELLO: (3, None), protocol.ITEMS: (3, None), protocol.END: (2, 2), protocol.FAULT: (6, 6),
+    protocol.CHUNK: (3, 3), protocol.PARTS: (3, None),
+}
+_ENDINGS = (protocol.END, protocol.FAULT)
 
 
 def _parse(frames: list[zmq.Frame]) -> tuple[bytes | None, int]:

@@ -16,7 +16,11 @@ What round-trips exactly (type, dtype, shape and values):
 - numpy scalars (``np.float32(1.5)`` stays a ``np.float32``).
 
 ``bytearray`` and ``memoryview`` values arrive as ``bytes`` (msgpack packs
-them natively as binary).
+them natively as binary). One ``str``, ``bytes`` or pickled value may hold at
+most `MSGPACK_LIMIT` bytes (4 GiB - 1); a bigger one raises `TransportError`
+naming that size before anything is sent. Arrays have no size limit: frames
+bigger than the session's frame limit travel in pieces
+(`combinators.execution.protocol.send_items`).
 
 Big arrays are referenced, not copied, until the message is sent: the code
 that produced an item must not modify its arrays afterwards.
@@ -53,6 +57,8 @@ __all__ = ["OUT_OF_BAND_BYTES", "ItemPacker", "dumps", "loads", "unpack_items"]
 
 #: arrays of at least this many bytes travel as their own zero-copy frame
 OUT_OF_BAND_BYTES = 65536
+#: the largest str, bytes or pickled value an item may hold (msgpack's 32-bit lengths)
+MSGPACK_LIMIT = 2**32 - 1
 
 # msgpack extension codes
 _TUPLE, _ARRAY, _OOB_ARRAY, _SCALAR, _COMPLEX, _BIGINT, _PICKLE = range(1, 8)
@@ -247,6 +253,11 @@ class ItemPacker:
             if isinstance(error, TransportError):
                 raise
             msg = f"cannot send a value of type {type(item).__qualname__}: {error}"
+            if isinstance(error, ValueError) and "too large" in str(error):
+                msg += (
+                    f" (a str, bytes or pickled value of the item may hold at most {MSGPACK_LIMIT} bytes; numpy "
+                    "arrays have no such limit)"
+                )
             raise TransportError(msg) from error
         self._chunks.append(chunk)
         self.count += 1

@@ -58,10 +58,15 @@ _EXIT_EVENTS = (
 class _Running:
     """One activation held by a worker, with its credit and message size."""
 
-    __slots__ = ("id", "iterator", "next", "window_items", "window_bytes", "items", "nbytes", "cap", "queued")
+    __slots__ = (
+        "id", "iterator", "next", "window_items", "window_bytes", "items", "nbytes", "cap", "queued", "frame_bytes",
+    )
 
-    def __init__(self, activation_id: int, iterator: Iterator[Any], window_items: int, window_bytes: int):
+    def __init__(
+        self, activation_id: int, iterator: Iterator[Any], window_items: int, window_bytes: int, frame_bytes: int
+    ):
         self.id = activation_id
+        self.frame_bytes = frame_bytes
         self.iterator = iterator
         self.next = iterator.__next__
         self.window_items = window_items
@@ -105,8 +110,8 @@ class _Worker:
                 run.window_items, run.window_bytes = window_items, window_bytes
                 self._enqueue(run)
         elif kind == protocol.START:
-            activation_id, _, _, window_items, window_bytes = protocol.read_flow(head)
-            self._start(activation_id, window_items, window_bytes, frames[1].bytes)
+            activation_id, frame_bytes, _, window_items, window_bytes = protocol.read_flow(head)
+            self._start(activation_id, window_items, window_bytes, frame_bytes, frames[1].bytes)
         elif kind == protocol.CANCEL:
             run = self.running.pop(protocol.read_head(head)[1], None)
             if run is not None:
@@ -115,14 +120,14 @@ class _Worker:
             return False
         return True
 
-    def _start(self, activation_id: int, window_items: int, window_bytes: int, plan: bytes) -> None:
+    def _start(self, activation_id: int, window_items: int, window_bytes: int, frame_bytes: int, plan: bytes) -> None:
         try:
             fn, args = cloudpickle.loads(plan)
             iterator = iter(fn(*args))
         except BaseException as error:  # noqa: BLE001 - reported to the consumer
-            self._fault(activation_id, error)
+            self._fault(activation_id, error, frame_bytes)
             return
-        run = _Running(activation_id, iterator, window_items, window_bytes)
+        run = _Running(activation_id, iterator, window_items, window_bytes, frame_bytes)
         self.running[activation_id] = run
         self._enqueue(run)
 
@@ -142,7 +147,7 @@ class _Worker:
         if packer.count:
             run.items += packer.count
             run.nbytes += packer.nbytes
-            protocol.send(self.socket, [protocol.head(protocol.ITEMS, run.id), *packer.frames()])
+            protocol.send_items(self.socket, run.id, packer.frames(), run.frame_bytes)
             run.cap = min(2 * run.cap, max(1, run.window_items // _MESSAGES_IN_FLIGHT))
         if outcome is None:
             self._enqueue(run)
@@ -152,7 +157,7 @@ class _Worker:
             protocol.send(self.socket, [protocol.head(protocol.END, run.id)])
         else:
             run.close()
-            self._fault(run.id, outcome)
+            self._fault(run.id, outcome, run.frame_bytes)
 
     def _fill(self, run: _Running) -> BaseException | object | None:
         """Pack items of ``run`` until a message is full; the outcome if the activation ended."""
@@ -172,15 +177,18 @@ class _Worker:
                 break
         return None
 
-    def _fault(self, activation_id: int, error: BaseException) -> None:
+    def _fault(self, activation_id: int, error: BaseException, frame_bytes: int) -> None:
+        """Report ``error``; each frame within ``frame_bytes`` (a bigger pickle is left out, texts are cut)."""
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         try:
             pickled = cloudpickle.dumps(error) if isinstance(error, Exception) else b""
         except Exception:
             pickled = b""
+        if len(pickled) > frame_bytes:
+            pickled = b""
         name = f"{type(error).__module__}.{type(error).__qualname__}"
-        head = protocol.head(protocol.FAULT, activation_id)
-        protocol.send(self.socket, [head, pickled, name.encode(), str(error).encode(), text.encode()])
+        texts = [part.encode(errors="backslashreplace")[:frame_bytes] for part in (name, str(error), text)]
+        protocol.send(self.socket, [protocol.head(protocol.FAULT, activation_id), pickled, *texts])
 
     def close(self) -> None:
         for run in self.running.values():
