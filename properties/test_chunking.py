@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from combinators.execution import protocol
 
 _CONTEXT = zmq.Context.instance()
+_NAMES = itertools.count()
 
 
 @settings(deadline=None, max_examples=60)
@@ -22,7 +25,7 @@ def test_any_frames_round_trip_at_any_frame_limit(lengths, frame_bytes, seed):
     sender, receiver = _CONTEXT.socket(zmq.PAIR), _CONTEXT.socket(zmq.PAIR)
     for sock in (sender, receiver):
         protocol.configure(sock)  # no high-water marks, as between a worker and its session
-    receiver.bind(f"inproc://chunks-{seed}-{frame_bytes}-{len(lengths)}")
+    receiver.bind(f"inproc://chunks-{next(_NAMES)}")
     sender.connect(receiver.LAST_ENDPOINT.decode())
     try:
         protocol.send_items(sender, 7, frames, frame_bytes)
