@@ -1,9 +1,12 @@
 """Strangers on this host against a session: they get no plan, nothing of theirs is unpickled, junk is counted."""
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,11 +17,13 @@ import pytest
 from combinators import chain, iterate, stream
 from combinators.errors import TransportError
 from combinators.execution import protocol
+from combinators.execution._lifetime import alive
 from combinators.execution.wire import dumps
 from combinators.execution.processes import Processes
 from combinators.execution.zmq import ZMQ
 
 STRANGER = Path(__file__).with_name("stranger.py")
+ROOT = Path(__file__).resolve().parents[1]
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -155,3 +160,49 @@ def test_a_4_gib_item_round_trips_or_fails_before_sending():
     del got
     with pytest.raises(TransportError, match="bytes.*at most 4294967295 bytes"):
         dumps({"raw": bytes(4 << 30)})
+
+
+def _listening_ports() -> set[int]:
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_nothing_outlives_a_killed_consumer(tmp_path, monkeypatch):
+    # every start method, SIGTERM and SIGKILL; the six consumers start together to save time
+    cases = [(method, sig) for method in ("fork", "spawn", "forkserver") for sig in (signal.SIGTERM, signal.SIGKILL)]
+    consumers = []
+    for index, (method, sig) in enumerate(cases):
+        folder = tmp_path / str(index)  # short: ipc paths hold at most 107 bytes
+        folder.mkdir()
+        env = {**os.environ, "TMPDIR": str(folder), "PYTHONPATH": str(ROOT)}
+        command = [sys.executable, str(Path(__file__).with_name("consumer.py")), method]
+        consumers.append((folder, sig, subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)))
+    reports = []
+    for folder, sig, consumer in consumers:
+        report = json.loads(consumer.stdout.readline())
+        assert Path(report["folder"]).parent == folder and Path(report["folder"]).is_dir()
+        reports.append(report)
+    for _, sig, consumer in consumers:
+        consumer.send_signal(sig)
+    deadline = time.monotonic() + 5
+    for (folder, sig, consumer), report in zip(consumers, reports):
+        consumer.wait(timeout=10)
+        assert consumer.returncode == -sig
+        while time.monotonic() < deadline and (
+            any(map(alive, report["pids"] + report["helpers"])) or report["port"] in _listening_ports()
+        ):
+            time.sleep(0.05)
+        assert not [pid for pid in report["pids"] + report["helpers"] if alive(pid)], (folder.name, report)
+        assert report["port"] not in _listening_ports(), folder.name
+        if sig == signal.SIGKILL:  # the next run removes what a SIGKILLed one left
+            assert Path(report["folder"]).is_dir()
+            monkeypatch.setattr(tempfile, "tempdir", str(folder))
+            with Processes(workers=1, start_method="fork").open():
+                pass
+        # (forkserver's own folder, pymp-*, is multiprocessing's: it outlives a killed consumer on any executor)
+        assert [path.name for path in folder.iterdir() if not path.name.startswith("pymp-")] == [], folder.name

@@ -28,6 +28,7 @@ import hmac
 import pickle
 import secrets
 import signal
+import threading
 import time
 import weakref
 from typing import Any, Callable, Iterable
@@ -38,10 +39,10 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from combinators.errors import InvalidArgument, TransportError, WorkerError
-from combinators.execution import protocol
+from combinators.execution import _lifetime, protocol
 from combinators.execution.base import Activation, Session
 from combinators.execution.wire import unpack_items
-from combinators.execution.worker import local_worker_main
+from combinators.execution.worker import LocalWorker, local_worker_main
 
 __all__ = ["SessionOptions", "RemoteSession", "RemoteActivation"]
 
@@ -168,6 +169,7 @@ class RemoteSession(Session):
         sock = context.socket(zmq.ROUTER)
         self._resources = resources = _Resources(context, sock)
         self._finalizer = weakref.finalize(self, resources.release)
+        _lifetime.on_sigterm(self._finalizer)
         resources.cleanup = options.cleanup
         protocol.configure(sock)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -212,10 +214,15 @@ class RemoteSession(Session):
         options = self._options
         context = multiprocessing.get_context(options.start_method)
         connect = _local_address(self.address)
+        # the kernel ties PR_SET_PDEATHSIG to the thread that starts a worker: only the main thread (or
+        # the forkserver) lives as long as the consumer; elsewhere workers check that the consumer lives
+        main = threading.current_thread() is threading.main_thread()
+        die_with_parent = main or context.get_start_method() == "forkserver"
         for index in range(options.workers):
             name = f"L{index}"
+            spec = LocalWorker(connect, name, options.key, self._token, self._plain, os.getpid(), die_with_parent)
             process = context.Process(
-                target=local_worker_main, args=(connect, name, options.key, self._token, self._plain),
+                target=local_worker_main, args=(spec,),
                 name=f"combinators-worker-{index}", daemon=True,
             )
             process.start()

@@ -24,7 +24,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import cloudpickle
 import zmq
@@ -32,10 +32,10 @@ import zmq.auth
 import zmq.utils.monitor
 
 from combinators.errors import InvalidArgument
-from combinators.execution import protocol
+from combinators.execution import _lifetime, protocol
 from combinators.execution.wire import ItemPacker
 
-__all__ = ["serve", "local_worker_main", "make_key", "load_key", "add_arguments", "run"]
+__all__ = ["serve", "LocalWorker", "local_worker_main", "make_key", "load_key", "add_arguments", "run"]
 
 #: a message holds at most this fraction of an activation's credit, so several are in flight
 _MESSAGES_IN_FLIGHT = 4
@@ -274,18 +274,34 @@ def connect(context: zmq.Context, address: str, key: tuple[bytes, bytes] | None,
     return sock
 
 
-def local_worker_main(address: str, name: str, key: tuple[bytes, bytes] | None, token: str, plain: bool) -> None:
+class LocalWorker(NamedTuple):
+    """What a local worker process is told at start (as its argument: never on a command line)."""
+
+    address: str
+    name: str
+    key: tuple[bytes, bytes] | None
+    token: str  # the run's membership secret, shown in HELLO
+    plain: bool  # whether the session also checks the token in the ZMTP PLAIN handshake
+    owner: int  # the consumer's pid
+    die_with_parent: bool  # whether the process that starts it lives as long as the consumer
+
+
+def local_worker_main(spec: LocalWorker) -> None:
     """Entry point of a worker process started by a local pool (SIGINT is left to the consumer).
 
-    ``token`` is the run's membership secret, shown in HELLO and, if ``plain``, in the ZMTP PLAIN
-    handshake (see `combinators.execution.remote`).
+    It dies with the consumer (`combinators.execution._lifetime`) and first closes
+    the consumer's sockets that ``fork`` copied into it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # whatever handler the consumer had, SIGTERM ends us
+    if spec.die_with_parent:
+        _lifetime.die_with_parent()
+    _lifetime.watch_owner(spec.owner)
+    _lifetime.close_inherited_sockets(spec.address)
     context = zmq.Context()
-    sock = connect(context, address, key, token if plain else None)
+    sock = connect(context, spec.address, spec.key, spec.token if spec.plain else None)
     try:
-        serve(sock, credentials=(name.encode(), token.encode()))
+        serve(sock, credentials=(spec.name.encode(), spec.token.encode()))
     finally:
         sock.close(linger=0)
         context.term()
