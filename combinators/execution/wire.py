@@ -63,6 +63,8 @@ MSGPACK_LIMIT = 2**32 - 1
 # msgpack extension codes
 _TUPLE, _ARRAY, _OOB_ARRAY, _SCALAR, _COMPLEX, _BIGINT, _PICKLE = range(1, 8)
 
+#: strings are UTF-8 on the wire; lone surrogates (valid in a Python str) pass through as such
+_SURROGATES = "surrogatepass"
 _DTYPE_TOKENS: dict[np.dtype, Any] = {}
 _TOKEN_DTYPES: dict[Any, np.dtype] = {}
 _PREFIX_LENGTH = struct.Struct("<H")
@@ -81,8 +83,22 @@ def _ext(code: int, data: bytes) -> msgpack.ExtType:
     return tuple.__new__(msgpack.ExtType, (code, data))
 
 
+def _has_metadata(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` or a dtype inside it carries ``metadata`` (which dtype equality ignores)."""
+    if dtype.metadata is not None:
+        return True
+    if dtype.subdtype is not None:
+        return _has_metadata(dtype.subdtype[0])
+    return dtype.fields is not None and any(_has_metadata(field[0]) for field in dtype.fields.values())
+
+
 def _dtype_token(dtype: np.dtype) -> str | bytes:
-    """A msgpack-able token naming ``dtype`` exactly: its ``str`` or, failing that, its pickle."""
+    """A msgpack-able token naming ``dtype`` exactly: its ``str`` or, failing that, its pickle.
+
+    Dtypes with metadata are never cached: they compare (and hash) equal to the same dtype without.
+    """
+    if _has_metadata(dtype):
+        return pickle.dumps(dtype, protocol=5)
     token = _DTYPE_TOKENS.get(dtype)
     if token is None:
         token = dtype.str
@@ -102,6 +118,9 @@ def _token_dtype(token: str | bytes) -> np.dtype:
 
 def _prefix(dtype: np.dtype, shape: tuple[int, ...], order: str) -> bytes:
     key = (dtype, shape, order)
+    if _has_metadata(dtype):  # not cached (see _dtype_token)
+        meta = msgpack.packb([_dtype_token(dtype), list(shape), order], use_bin_type=True)
+        return _PREFIX_LENGTH.pack(len(meta)) + meta
     prefix = _PREFIXES.get(key)
     if prefix is None:
         if len(_PREFIXES) >= _CACHE_SIZE:  # arrays of ever-changing shapes: keep the cache bounded
@@ -144,8 +163,12 @@ class _Encoder:
                 array, order = obj, "F"
             else:
                 array, order = np.ascontiguousarray(obj), "C"
-            key = (array.dtype, array.shape, order)
-            prefix = _PREFIXES.get(key) or _prefix(*key)
+            dtype = array.dtype
+            key = (dtype, array.shape, order)
+            if dtype.metadata is None and dtype.fields is None and dtype.subdtype is None:
+                prefix = _PREFIXES.get(key) or _prefix(*key)
+            else:  # metadata, maybe nested: see _dtype_token
+                prefix = _prefix(*key)
             if array.nbytes < OUT_OF_BAND_BYTES:
                 return _ext(_ARRAY, prefix + array.tobytes(order))
             self.buffers.append(memoryview(array.reshape(-1, order=order).view(np.uint8)))
@@ -170,7 +193,10 @@ class _Encoder:
 
 
 def _packb(obj: Any, encoder: _Encoder) -> bytes:
-    return msgpack.packb(obj, default=encoder, strict_types=True, use_bin_type=True)
+    try:
+        return msgpack.packb(obj, default=encoder, strict_types=True, use_bin_type=True)
+    except UnicodeEncodeError:  # a str with lone surrogates (valid Python): the slower, lossless packer
+        return msgpack.packb(obj, default=encoder, strict_types=True, use_bin_type=True, unicode_errors=_SURROGATES)
 
 
 class _Decoder:
@@ -213,7 +239,9 @@ class _Decoder:
 
 
 def _unpackb(data: Any, decoder: _Decoder) -> Any:
-    return msgpack.unpackb(data, ext_hook=decoder, raw=False, strict_map_key=False, use_list=True)
+    return msgpack.unpackb(
+        data, ext_hook=decoder, raw=False, strict_map_key=False, use_list=True, unicode_errors=_SURROGATES
+    )
 
 
 class ItemPacker:
@@ -246,7 +274,12 @@ class ItemPacker:
         encoder = self._encoder
         before, before_bytes = len(encoder.buffers), encoder.nbytes
         try:
-            chunk = self._packer.pack(item)
+            try:
+                chunk = self._packer.pack(item)
+            except UnicodeEncodeError:  # a str with lone surrogates: again, with the slower lossless packer
+                del encoder.buffers[before:]
+                encoder.nbytes = before_bytes
+                chunk = self._surrogate_packer().pack(item)
         except Exception as error:
             del encoder.buffers[before:]
             encoder.nbytes = before_bytes
@@ -263,6 +296,9 @@ class ItemPacker:
         self.count += 1
         self.nbytes += len(chunk) + encoder.nbytes - before_bytes
 
+    def _surrogate_packer(self) -> msgpack.Packer:
+        return msgpack.Packer(default=self._encoder, strict_types=True, use_bin_type=True, unicode_errors=_SURROGATES)
+
     def frames(self) -> list[Any]:
         """``[header, *buffers]`` of the pending items; resets the packer."""
         frames = [b"".join(self._chunks), *self._encoder.buffers]
@@ -278,7 +314,7 @@ def unpack_items(frames: Sequence[Any]) -> Iterator[Any]:
     """The items of a message made by `ItemPacker.frames` (header first, then buffers)."""
     unpacker = msgpack.Unpacker(
         ext_hook=_Decoder(frames[1:]), raw=False, strict_map_key=False, use_list=True,
-        max_buffer_size=0,
+        max_buffer_size=0, unicode_errors=_SURROGATES,
     )
     unpacker.feed(frames[0])
     return unpacker
