@@ -206,3 +206,35 @@ def test_nothing_outlives_a_killed_consumer(tmp_path, monkeypatch):
                 pass
         # (forkserver's own folder, pymp-*, is multiprocessing's: it outlives a killed consumer on any executor)
         assert [path.name for path in folder.iterdir() if not path.name.startswith("pymp-")] == [], folder.name
+
+
+def _refilled(n, size):
+    buffer = np.zeros(size)
+    for i in range(n):
+        buffer[:] = i  # the second write raises: the first item may still be in flight
+        yield buffer
+
+
+def _refilled_bytes(n, size):
+    raw = bytearray(size * 8)
+    view = np.frombuffer(raw, np.float64)
+    for i in range(n):
+        view[:] = i  # through a bytearray, which cannot be made read-only: each item is copied instead
+        yield view
+
+
+def _fresh(n, size):
+    for i in range(n):
+        yield np.full(size, float(i))
+
+
+@pytest.mark.parametrize("executor", [Processes(workers=1), ZMQ(workers=1)], ids=repr)
+def test_a_source_that_refills_a_yielded_array_fails_loudly(executor):
+    size = 100_000  # out of band: sent without copying
+    with iterate(chain(stream(_fresh, 3, size), stream(_refilled, 50, size)), seed=0, executor=executor) as run:
+        got = [next(run) for _ in range(4)]
+        with pytest.raises(TransportError, match=r"stream\(_refilled, 50, 100000\) at path \(1,\) wrote into an array"):
+            next(run)
+    assert [float(item[0]) for item in got] == [0, 1, 2, 0] and all(np.all(item == item[0]) for item in got)
+    with iterate(stream(_refilled_bytes, 30, size), seed=0, executor=executor) as run:
+        assert [float(item.mean()) for item in run] == list(range(30))

@@ -23,7 +23,8 @@ bigger than the session's frame limit travel in pieces
 (`combinators.execution.protocol.send_items`).
 
 Big arrays are referenced, not copied, until the message is sent: the code
-that produced an item must not modify its arrays afterwards.
+that produced an item must not modify its arrays afterwards (workers make
+them read-only, so such a write raises instead of corrupting items).
 
 Anything else (sets, subclasses such as ``OrderedDict`` or named tuples,
 object arrays, user classes) goes through a documented *pickle fallback*
@@ -53,7 +54,7 @@ import numpy as np
 
 from combinators.errors import TransportError
 
-__all__ = ["OUT_OF_BAND_BYTES", "ItemPacker", "dumps", "loads", "unpack_items"]
+__all__ = ["OUT_OF_BAND_BYTES", "MSGPACK_LIMIT", "ItemPacker", "freeze", "dumps", "loads", "unpack_items"]
 
 #: arrays of at least this many bytes travel as their own zero-copy frame
 OUT_OF_BAND_BYTES = 65536
@@ -144,14 +145,52 @@ def _layout(prefix: bytes) -> tuple[np.dtype, list[int], str, int]:
     return layout
 
 
+def freeze(array: np.ndarray) -> np.ndarray:
+    """``array`` made read-only, with every array it views, so no write can change it while in flight;
+    a copy instead when its memory also belongs to a writable non-numpy buffer (a ``bytearray``, an ``mmap``).
+
+    >>> buffer = np.zeros(4)
+    >>> view = freeze(buffer[1:])
+    >>> view.flags.writeable, buffer.flags.writeable
+    (False, False)
+    >>> frozen = freeze(np.frombuffer(bytearray(8), np.uint8))
+    >>> frozen.flags.writeable, frozen.base is None
+    (True, True)
+    """
+    node: Any = array
+    while isinstance(node, np.ndarray):
+        node = node.base
+    if node is not None and not _readonly(node):
+        return array.copy()
+    node = array
+    while isinstance(node, np.ndarray):
+        if node.flags.writeable:
+            node.flags.writeable = False
+        node = node.base
+    return array
+
+
+def _readonly(buffer: Any) -> bool:
+    try:
+        with memoryview(buffer) as view:
+            return view.readonly
+    except TypeError:
+        return False
+
+
 class _Encoder:
-    """The msgpack ``default`` hook: extension types, out-of-band buffers, pickle fallback."""
+    """The msgpack ``default`` hook: extension types, out-of-band buffers, pickle fallback.
 
-    __slots__ = ("buffers", "nbytes")
+    With ``freeze`` (as in workers), out-of-band arrays are made read-only (see `freeze`): they are
+    sent without copying, after the source has moved on.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("buffers", "nbytes", "freeze")
+
+    def __init__(self, freeze: bool = False) -> None:
         self.buffers: list[Any] = []
         self.nbytes = 0  # of the out-of-band buffers
+        self.freeze = freeze
 
     def __call__(self, obj: Any) -> msgpack.ExtType:
         kind = type(obj)
@@ -171,6 +210,8 @@ class _Encoder:
                 prefix = _prefix(*key)
             if array.nbytes < OUT_OF_BAND_BYTES:
                 return _ext(_ARRAY, prefix + array.tobytes(order))
+            if self.freeze:
+                array = freeze(array)
             self.buffers.append(memoryview(array.reshape(-1, order=order).view(np.uint8)))
             self.nbytes += array.nbytes
             return _ext(_OOB_ARRAY, prefix + _INDEX.pack(len(self.buffers) - 1))
@@ -247,6 +288,10 @@ def _unpackb(data: Any, decoder: _Decoder) -> Any:
 class ItemPacker:
     """Coalesces items into one message: concatenated msgpack headers plus out-of-band buffers.
 
+    With ``freeze=True`` (in workers), out-of-band arrays are made read-only (`freeze`),
+    so a source that writes into an array it yielded fails at once instead of
+    corrupting what is still in flight.
+
     ``add(item)`` encodes one item (raising `TransportError` naming the type of
     a value that cannot be sent, with the packer left as before the call);
     ``frames()`` returns ``[header, *buffers]`` ready for a multipart send and
@@ -263,8 +308,8 @@ class ItemPacker:
 
     __slots__ = ("_encoder", "_packer", "_chunks", "count", "nbytes")
 
-    def __init__(self) -> None:
-        self._encoder = _Encoder()
+    def __init__(self, freeze: bool = False) -> None:
+        self._encoder = _Encoder(freeze)
         self._packer = msgpack.Packer(default=self._encoder, strict_types=True, use_bin_type=True)
         self._chunks: list[bytes] = []
         self.count = 0

@@ -31,8 +31,9 @@ import zmq
 import zmq.auth
 import zmq.utils.monitor
 
-from combinators.errors import InvalidArgument
+from combinators.errors import InvalidArgument, TransportError
 from combinators.execution import _lifetime, protocol
+from combinators.execution.leaf import activate_leaf, where
 from combinators.execution.wire import ItemPacker
 
 __all__ = ["serve", "LocalWorker", "local_worker_main", "make_key", "load_key", "add_arguments", "run"]
@@ -60,12 +61,15 @@ class _Running:
 
     __slots__ = (
         "id", "iterator", "next", "window_items", "window_bytes", "items", "nbytes", "cap", "queued", "frame_bytes",
+        "plan",
     )
 
     def __init__(
-        self, activation_id: int, iterator: Iterator[Any], window_items: int, window_bytes: int, frame_bytes: int
+        self, activation_id: int, iterator: Iterator[Any], window_items: int, window_bytes: int, frame_bytes: int,
+        plan: tuple[Any, tuple[Any, ...]] = (None, ()),
     ):
         self.id = activation_id
+        self.plan = plan
         self.frame_bytes = frame_bytes
         self.iterator = iterator
         self.next = iterator.__next__
@@ -95,7 +99,7 @@ class _Worker:
         self.socket = sock
         self.running: dict[int, _Running] = {}
         self.ready: collections.deque[_Running] = collections.deque()
-        self.packer = ItemPacker()
+        self.packer = ItemPacker(freeze=True)
 
     def handle(self, frames: list[zmq.Frame]) -> bool:
         """Apply one consumer message; False once told to quit."""
@@ -127,7 +131,7 @@ class _Worker:
         except BaseException as error:  # noqa: BLE001 - reported to the consumer
             self._fault(activation_id, error, frame_bytes)
             return
-        run = _Running(activation_id, iterator, window_items, window_bytes, frame_bytes)
+        run = _Running(activation_id, iterator, window_items, window_bytes, frame_bytes, (fn, args))
         self.running[activation_id] = run
         self._enqueue(run)
 
@@ -172,7 +176,7 @@ class _Worker:
             except StopIteration:
                 return _EXHAUSTED
             except BaseException as error:  # noqa: BLE001 - reported to the consumer
-                return error
+                return _reused(error, run)
             if packer.nbytes >= limit or time.perf_counter() >= deadline:
                 break
         return None
@@ -195,6 +199,22 @@ class _Worker:
             run.close()
         self.running.clear()
         self.ready.clear()
+
+
+def _reused(error: BaseException, run: _Running) -> BaseException:
+    """``error``, or a `TransportError` naming the stream if it is numpy refusing a write into a sent array."""
+    if not (isinstance(error, ValueError) and "read-only" in str(error)):
+        return error
+    fn, args = run.plan
+    what = where(args[0], args[2]) if fn is activate_leaf else repr(fn)
+    msg = (
+        f"{what} wrote into an array it had already yielded ({error}): Processes and ZMQ send yielded arrays "
+        "without copying, after the source has moved on, so a source must yield a new array for each item "
+        "(e.g. `yield buffer.copy()`)"
+    )
+    transport = TransportError(msg)
+    transport.__cause__ = error
+    return transport
 
 
 def serve(sock: zmq.Socket, connect_timeout: float | None = None, credentials: tuple[bytes, ...] = ()) -> int:
