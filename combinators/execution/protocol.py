@@ -18,7 +18,9 @@ Consumer to worker:
 
 Worker to consumer:
 
-- ``HELLO(pid) host``: the worker is connected and ready;
+- ``HELLO(pid) host [name token]``: the worker is connected and ready; a local
+  worker adds its name (``L0``...) and the run's token, which the session
+  checks (with the pid) before it sends it anything or reads anything from it;
 - ``ITEMS(id) header *buffers``: coalesced items (see `combinators.execution.wire`);
 - ``CHUNK(id) piece`` then ``PARTS(id) layout *frames``: an ITEMS message with a
   frame larger than ``frame_bytes``, sent as pieces of at most that size, each in

@@ -2,7 +2,11 @@
 
 `RemoteSession` binds a ZeroMQ ROUTER socket, starts its local worker
 processes (`multiprocessing`, any start method) and accepts remote workers
-that connect (``combinators worker``). ``submit`` ships ``(fn, args)`` with
+that connect (``combinators worker``) when invited. Membership comes before
+anything: local workers hold a per-run token (checked in the ZMTP PLAIN
+handshake when there is no key, and in their HELLO), remote workers a CurveZMQ
+key; no plan goes to, and nothing is unpickled from, a peer that has not
+joined, and malformed messages are dropped and counted (`RemoteSession.stats`). ``submit`` ships ``(fn, args)`` with
 cloudpickle to the least-loaded worker at once; items come back coalesced in
 messages, under per-activation credit (`combinators.execution.protocol`), and
 are decoded only when the consumer reaches them.
