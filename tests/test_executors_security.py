@@ -44,45 +44,42 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _impersonate(address, tmp_path, seconds):
+def _beside_a_stranger(address, tmp_path, seconds, executor, plan):
+    """Run ``plan`` while a stranger attacks ``address``: (items, executor stats, messages it got, unpickled?)."""
     marker, out = tmp_path / "unpickled", tmp_path / "received"
     command = [sys.executable, str(STRANGER), "impersonate", address, str(os.getpid()), str(marker), str(out), str(seconds)]
-    return subprocess.Popen(command), marker, out
+    stranger = subprocess.Popen(command)
+    try:
+        time.sleep(0.3)  # it is connecting: ZeroMQ retries until the session binds
+        with iterate(plan, seed=0, executor=executor) as run:
+            items = list(run)
+            stats = run.executor_stats()
+    finally:
+        stranger.wait(timeout=30)
+    return items, stats, int(out.read_text()), marker.exists()
 
 
 def test_a_stranger_who_connects_first_as_a_local_worker_gets_nothing(tmp_path):
-    # it connects before the session binds (ZeroMQ retries), so it wins the race against the spawned
-    # workers, and it knows their identities and pids; it lacks the run's secret
+    # it connects before the session binds, so it wins the race against the spawned workers, and it
+    # knows their names and pids; it lacks the run's secret
     address = f"tcp://127.0.0.1:{_free_port()}"
-    stranger, marker, out = _impersonate(address, tmp_path, 3.0)
-    try:
-        time.sleep(0.3)
-        executor = ZMQ(workers=2, address=address, start_method="spawn")
-        with iterate(chain(stream(_count, 200), stream(_count, 100)), seed=0, executor=executor) as run:
-            items = list(run)
-            time.sleep(1.0)  # while the stranger keeps trying
-    finally:
-        stranger.wait(timeout=30)
+    executor = ZMQ(workers=2, address=address, start_method="spawn")
+    plan = chain(stream(_count, 200), stream(_count, 100))
+    items, stats, received, unpickled = _beside_a_stranger(address, tmp_path, 3.0, executor, plan)
     assert items == [*range(200), *range(100)]
-    assert out.read_text() == "0"  # no plan, no QUIT: the connection never got past the handshake
-    assert not marker.exists()
+    assert received == 0  # no plan, not even a QUIT: its connection never got past the handshake
+    assert not unpickled
+    assert stats == {"malformed": 0, "unjoined": 0, "rejected": 0}  # none of its messages got in
 
 
 def test_junk_from_anyone_is_dropped_and_counted(tmp_path):
     # an ipc:// session invites remote workers, so the stranger's messages do reach the session
     address = f"ipc://{tmp_path}/session"
-    stranger, marker, out = _impersonate(address, tmp_path, 1.5)
-    try:
-        time.sleep(0.3)
-        executor = ZMQ(workers=2, address=address, start_method="fork")
-        with iterate(stream(_slow_count, 200), seed=0, executor=executor) as run:
-            items = list(run)  # over a second: the stranger is at work meanwhile
-            stats = run.executor_stats()
-    finally:
-        stranger.wait(timeout=30)
-    assert items == list(range(200))
+    executor = ZMQ(workers=2, address=address, start_method="fork")
+    items, stats, received, unpickled = _beside_a_stranger(address, tmp_path, 1.5, executor, stream(_slow_count, 200))
+    assert items == list(range(200))  # over a second: the stranger was at work meanwhile
     assert stats["malformed"] >= 8 and stats["unjoined"] >= 8 and stats["rejected"] >= 1, stats
-    assert not marker.exists()
+    assert not unpickled
 
 
 def _rss() -> int:
