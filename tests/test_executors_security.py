@@ -235,3 +235,19 @@ def test_a_source_that_refills_a_yielded_array_fails_loudly(executor):
     assert [float(item[0]) for item in got] == [0, 1, 2, 0] and all(np.all(item == item[0]) for item in got)
     with iterate(stream(_refilled_bytes, 30, size), seed=0, executor=executor) as run:
         assert [float(item.mean()) for item in run] == list(range(30))
+
+
+def _ones(n):
+    yield np.ones(n, np.uint8)
+
+
+def test_heartbeats_flow_while_a_big_item_is_in_transfer(monkeypatch):
+    # one 256 MiB frame takes longer than this heartbeat timeout to cross: in one piece, the
+    # connection drops ("worker died: exited with status 0", checked with FRAME_BYTES = 1 TiB);
+    # in 1 MiB pieces it does not
+    monkeypatch.setattr(protocol, "HEARTBEAT_INTERVAL_MS", 100)
+    monkeypatch.setattr(protocol, "HEARTBEAT_TIMEOUT_MS", 300)
+    monkeypatch.setattr(protocol, "FRAME_BYTES", 1 << 20)
+    with Processes(workers=1, start_method="fork").open() as session:  # fork: the worker sees the settings
+        (item,) = list(session.submit(_ones, 256 << 20))
+    assert item.size == 256 << 20 and bool(item.all())

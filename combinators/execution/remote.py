@@ -605,6 +605,9 @@ def _exit_description(process: multiprocessing.process.BaseProcess | None) -> st
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:
             return f"killed by signal {-code}"
+    if code == 0:  # workers exit by themselves only when told to, or when their connection drops
+        silence = protocol.HEARTBEAT_TIMEOUT_MS / 1000
+        return f"exited with status 0: its connection dropped (it sent no heartbeat for {silence:g} s)"
     return f"exited with status {code}"
 
 
