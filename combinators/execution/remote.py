@@ -6,13 +6,14 @@ that connect (``combinators worker``) when invited. Membership comes before
 anything: local workers hold a per-run token (checked in the ZMTP PLAIN
 handshake when there is no key, and in their HELLO), remote workers a CurveZMQ
 key; no plan goes to, and nothing is unpickled from, a peer that has not
-joined, and malformed messages are dropped and counted (`RemoteSession.stats`). ``submit`` ships ``(fn, args)`` with
-cloudpickle to the least-loaded worker at once; items come back coalesced in
-messages, under per-activation credit (`combinators.execution.protocol`), and
-are decoded only when the consumer reaches them.
+joined, and malformed messages are dropped and counted (`RemoteSession.stats`).
+``submit`` ships ``(fn, args)`` with cloudpickle to the least-loaded worker
+at once; items come back coalesced in messages, under per-activation credit
+(`combinators.execution.protocol`), and are decoded only when the consumer
+reaches them.
 
 The consumer thread does all socket work itself, inside ``next()``: there is
-no background thread. While it waits it watches every local worker's process
+no background thread (only pyzmq's ZAP authenticator, which checks handshakes). While it waits it watches every local worker's process
 sentinel, and probes remote workers every `PROBE_INTERVAL` seconds, so a dead
 worker raises `WorkerError` within a second or so. `RemoteSession.close` (also
 run by garbage collection and at interpreter exit) asks workers to quit, then
@@ -27,8 +28,8 @@ import contextlib
 import itertools
 import multiprocessing
 import multiprocessing.connection
-import os
 import hmac
+import os
 import pickle
 import secrets
 import signal
