@@ -251,3 +251,13 @@ def test_heartbeats_flow_while_a_big_item_is_in_transfer(monkeypatch):
     with Processes(workers=1, start_method="fork").open() as session:  # fork: the worker sees the settings
         (item,) = list(session.submit(_ones, 256 << 20))
     assert item.size == 256 << 20 and bool(item.all())
+
+
+def test_ipc_sockets_are_this_users_only(tmp_path):
+    with ZMQ(workers=1, address=f"ipc://{tmp_path}/session", start_method="fork").open() as zmq_session:
+        with Processes(workers=1, start_method="fork").open() as pool:
+            for session in (zmq_session, pool):
+                path = Path(session.address.removeprefix("ipc://"))
+                assert path.stat().st_mode & 0o777 == 0o600, session
+            assert Path(pool.address.removeprefix("ipc://")).parent.stat().st_mode & 0o777 == 0o700
+            assert list(zmq_session.submit(range, 2)) == list(pool.submit(range, 2)) == [0, 1]

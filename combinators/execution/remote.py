@@ -197,6 +197,9 @@ class RemoteSession(Session):
             msg = f"cannot bind {options.bind!r}: {error}"
             raise InvalidArgument(msg) from None
         self.address: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self.address.startswith("ipc://"):  # only this user may connect (a directory can narrow it more)
+            with contextlib.suppress(OSError):
+                os.chmod(self.address.removeprefix("ipc://"), 0o600)
         self._socket = sock
         self._peers = resources.peers
         self._activations: weakref.WeakValueDictionary[int, RemoteActivation] = weakref.WeakValueDictionary()
