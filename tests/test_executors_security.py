@@ -146,9 +146,10 @@ def _arange(n):
     reason="set COMBINATORS_BIG_ITEMS=1 (needs 12 GiB of free memory)",
 )
 @pytest.mark.timeout(600)
-def test_a_4_gib_item_round_trips_or_fails_before_sending():
+@pytest.mark.parametrize("executor", [Processes(workers=1), ZMQ(workers=1)], ids=repr)
+def test_a_4_gib_item_round_trips_or_fails_before_sending(executor):
     n = (4 << 30) // 8
-    with Processes(workers=1).open() as session:
+    with executor.open() as session:
         (got,) = list(session.submit(_arange, n))
     assert got.dtype == np.uint64 and got.shape == (n,)
     step = 1 << 25
