@@ -1,4 +1,6 @@
-"""Strangers on this host against a session: they get no plan, nothing of theirs is unpickled, junk is counted."""
+"""Issue 9 with real processes: strangers on this host get no plan and nothing of theirs is unpickled,
+junk is counted, floods are cut off, nothing outlives a killed consumer, big items arrive in pieces,
+and a source that refills a yielded array fails loudly."""
 
 import json
 import os
@@ -18,8 +20,8 @@ from combinators import chain, iterate, stream
 from combinators.errors import TransportError
 from combinators.execution import protocol
 from combinators.execution._lifetime import alive
-from combinators.execution.wire import dumps
 from combinators.execution.processes import Processes
+from combinators.execution.wire import dumps
 from combinators.execution.zmq import ZMQ
 
 STRANGER = Path(__file__).with_name("stranger.py")
