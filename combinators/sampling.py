@@ -422,7 +422,7 @@ def mix_decisions(
     >>> runs = mix_decisions(lambda i: Rows(3), np.array([0.5, 0.5]), None, None, "binomial",
     ...                      "exhaustive", True, rng(0), rng(1))
     >>> [(d.picks.tolist(), d.first_row.tolist()) for d in runs]
-    [([1, 1, 0, 0, 0, 1], [0, 0])]
+    [([1, 0, 0, 0, 1, 1], [0, 0])]
     """
     counts = counts if counts is not None else [0] * len(weights)
     state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, True)

@@ -11,7 +11,8 @@ from typing import Any, Iterable, Iterator
 
 from combinators import seeding
 from combinators.execution.apply import run_transforms
-from combinators.streams import Apply, FromArrays, FromIterable, Source, Stream, is_source
+from combinators.execution.blocks import block_rows, row_blocks
+from combinators.streams import Apply, FromArrays, FromIterable, RowSource, Source, Stream, is_source
 
 __all__ = ["is_leaf", "activate_leaf"]
 
@@ -31,6 +32,8 @@ def _source_items(source: Stream, entropy: int, path: tuple[int, ...], activatio
         return source.items
     if isinstance(source, FromArrays):
         return (source[i] for i in range(len(source))) if isinstance(source.data, dict) else iter(source.data)
+    if isinstance(source, RowSource):  # shard files: read a block at a time, closed at the end
+        return block_rows(row_blocks(source))
     msg = f"not a source: {source!r}"
     raise TypeError(msg)
 
