@@ -58,3 +58,11 @@ def test_mixed_schemas_take_the_per_item_path():
     assert block_schema(c.mix(a, c.from_arrays(np.array(["x", "y"])))) is None
     items = list(c.iterate(c.mix(a, b, mode="exhaustive") >> c.batch(2), seed=0))
     assert len(items) == 3 and all(x.shape == (2,) for x in items)
+
+
+def test_explain_marks_the_block_path_nodes_only():
+    arrays = c.mix(*map(c.from_arrays, _arrays(2)), n_active=1, rate=3)
+    text = c.explain(c.mix(arrays, c.stream(iter, [1.0]), arrays | arrays) >> c.batch(4))
+    marked = [line for line in text.splitlines() if line.endswith("[block path]")]
+    assert len(marked) == 2 and "mix n_active=1" in marked[0] and "chain" in marked[1]
+    assert "[block path]" not in text.splitlines()[1]  # the outer mix has a generator child
