@@ -64,5 +64,5 @@ def test_explain_marks_the_block_path_nodes_only():
     arrays = c.mix(*map(c.from_arrays, _arrays(2)), n_active=1, rate=3)
     text = c.explain(c.mix(arrays, c.stream(iter, [1.0]), arrays | arrays) >> c.batch(4))
     marked = [line for line in text.splitlines() if line.endswith("[block path]")]
-    assert len(marked) == 2 and "mix n_active=1" in marked[0] and "chain" in marked[1]
+    assert len(marked) == 4 and "mix n_active=1" in marked[0] and "chain" in marked[1]  # and its two mixes
     assert "[block path]" not in text.splitlines()[1]  # the outer mix has a generator child
