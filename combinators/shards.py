@@ -34,13 +34,13 @@ __all__ = ["FromNpy", "FromNpz", "from_npy", "from_npz"]
 MMAP_MODES = ("r", "c", None)
 
 
-def _read_header(file: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype]:
-    """The shape and dtype in a ``.npy`` header (versions 1 to 3; 3 differs from 2 only in encoding)."""
+def _read_header(file: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """The shape, dtype and Fortran order in a ``.npy`` header (versions 1 to 3; 3 differs from 2 only in encoding)."""
     fmt = np.lib.format
     try:
         version = fmt.read_magic(file)
         read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-        shape, _, dtype = read(file)
+        shape, fortran_order, dtype = read(file)
     except ValueError as error:
         msg = f"{where} is not a .npy array: {error}"
         raise DataError(msg) from None
@@ -50,7 +50,7 @@ def _read_header(file: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype]
     if not shape:
         msg = f"{where} holds a 0-d array; shard sources need rows"
         raise DataError(msg)
-    return shape, dtype
+    return shape, dtype, fortran_order
 
 
 def _fake(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -95,15 +95,18 @@ class FromNpy(RowSource):
     mmap_mode: str | None = attrs.field(default="r")
     shape: tuple[int, ...] = attrs.field(init=False)
     dtype: np.dtype = attrs.field(init=False)
+    fortran_order: bool = attrs.field(init=False)
+    offset: int = attrs.field(init=False)  # where the data starts in the file
 
     def __attrs_post_init__(self) -> None:
         if self.mmap_mode not in MMAP_MODES:
             msg = f"from_npy() mmap_mode must be one of {MMAP_MODES}, got {self.mmap_mode!r}"
             raise InvalidArgument(msg)
         with open(self.path, "rb") as file:
-            shape, dtype = _read_header(file, repr(self.path))
-        object.__setattr__(self, "shape", shape)
-        object.__setattr__(self, "dtype", dtype)
+            shape, dtype, fortran_order = _read_header(file, repr(self.path))
+            offset = file.tell()
+        for name, value in (("shape", shape), ("dtype", dtype), ("fortran_order", fortran_order), ("offset", offset)):
+            object.__setattr__(self, name, value)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -113,7 +116,11 @@ class FromNpy(RowSource):
         return row_schema(_fake(self.shape, self.dtype))
 
     def open(self) -> _OpenShard:
-        return _OpenShard(np.load(self.path, mmap_mode=self.mmap_mode, allow_pickle=False), len(self))
+        if self.mmap_mode is None or not len(self):  # an empty file cannot be mapped
+            return _OpenShard(np.load(self.path, allow_pickle=False), len(self))
+        order = "F" if self.fortran_order else "C"
+        mapped = np.memmap(self.path, self.dtype, self.mmap_mode, self.offset, self.shape, order)
+        return _OpenShard(mapped, len(self))
 
     def __repr__(self) -> str:
         return call_repr("from_npy", (self.path,), {} if self.mmap_mode == "r" else {"mmap_mode": self.mmap_mode})
@@ -147,7 +154,7 @@ def _npz_headers(path: str, keys: tuple[str, ...] | None) -> dict[str, tuple[tup
         headers = {}
         for key in keys or members:
             with archive.open(f"{key}.npy") as file:
-                headers[key] = _read_header(file, f"array {key!r} of {path!r}")
+                headers[key] = _read_header(file, f"array {key!r} of {path!r}")[:2]
     lengths = {key: shape[0] for key, (shape, _) in headers.items()}
     if len(set(lengths.values())) > 1:
         msg = f"from_npz(): the arrays of {path!r} have unequal lengths {lengths}"
