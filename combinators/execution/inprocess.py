@@ -102,7 +102,17 @@ def _child_opener(
 ) -> Callable[[int], Activation]:
     """``open(i)`` starts child ``i``; the k-th child activation is identified by ``(*activation, k)``."""
     children, started = node.children, itertools.count()
-    return lambda i: open_node(children[i], (*path, i), (*activation, next(started)), ctx)
+    paths = [(*path, i) for i in range(len(children))]
+    leaves = [is_leaf(child) for child in children]
+    submit, entropy = ctx.session.submit, ctx.entropy
+
+    def open_child(i: int) -> Activation:
+        identity = (*activation, next(started))
+        if leaves[i]:  # the replacement's hot path: straight to the session
+            return submit(activate_leaf, children[i], entropy, paths[i], identity)
+        return open_node(children[i], paths[i], identity, ctx)
+
+    return open_child
 
 
 def _open_chain(node: Chain, path, activation, ctx) -> Iterator[Any]:
