@@ -17,9 +17,12 @@ from combinators import checks, seeding
 from combinators.execution.apply import run_transforms
 from combinators.execution.base import Activation, Executor, LocalActivation, Session, resolve_executor
 from combinators.errors import TransportError
+from combinators.execution.blocks import (
+    block_rows, block_schema, block_transforms, chain_blocks, materialize, row_blocks,
+)
 from combinators.execution.leaf import activate_leaf, is_leaf, unpicklable_part, where
-from combinators.sampling import chain_items, mix_items, round_robin_items
-from combinators.streams import Apply, Chain, Mix, RoundRobin, Stream
+from combinators.sampling import chain_items, mix_decisions, mix_items, round_robin_items
+from combinators.streams import Apply, Chain, Mix, RoundRobin, RowSource, Stream
 
 __all__ = ["iterate", "Run", "MixStats"]
 
@@ -31,6 +34,14 @@ class _Context:
         self.entropy, self.session = entropy, session
         # per mix path: the node, counts of ended activations, the running working sets
         self.mix_counts: dict[tuple[int, ...], tuple[Mix, list[int], list[Any]]] = {}
+        self.schemas: dict[int, Any] = {}  # block schema per node (by id; nodes outlive the run)
+
+    def schema(self, node: Stream) -> Any:
+        """The node's block schema (None off the block path), computed once per run."""
+        key = id(node)
+        if key not in self.schemas:
+            self.schemas[key] = block_schema(node)
+        return self.schemas[key]
 
     def mix_record(self, node: Mix, path: tuple[int, ...]) -> tuple[Mix, list[int], list[Any]]:
         if path not in self.mix_counts:
@@ -52,7 +63,43 @@ def open_node(node: Stream, path: tuple[int, ...], activation: tuple[int, ...], 
         except TransportError as error:
             why = unpicklable_part(node) or str(error.__cause__ or error)
             raise TransportError(f"cannot send {where(node, path)} to a worker: {why}") from error
+    if ctx.schema(node) is not None:
+        return BlockActivation(_BLOCK_OPENERS[type(node)], (node, path, activation, ctx))
     return LocalActivation(_OPENERS[type(node)], (node, path, activation, ctx))
+
+
+class BlockActivation(Activation):
+    """An activation on the block path: ``blocks()`` gives its rows a block at a time.
+
+    Started lazily, like `LocalActivation`. Iterated, it yields the rows one by
+    one (`block_rows`); a consumer uses either the blocks or the rows.
+    """
+
+    __slots__ = ("_fn", "_args", "_blocks", "_rows")
+
+    def __init__(self, fn: Callable[..., Iterator[Any]], args: tuple[Any, ...]):
+        self._fn, self._args, self._blocks, self._rows = fn, args, None, None
+
+    def blocks(self) -> Iterator[Any]:
+        """The blocks: arrays of rows, or dicts of arrays of rows."""
+        if self._blocks is None:
+            self._blocks = self._fn(*self._args)
+            self._fn = self._args = None
+        return self._blocks
+
+    def iterator(self) -> Iterator[Any]:
+        if self._rows is None:
+            self._rows = block_rows(self.blocks())
+        return self._rows
+
+    def __next__(self) -> Any:
+        return next(self.iterator())
+
+    def close(self) -> None:
+        for part in (self._rows, self._blocks):
+            if part is not None:
+                part.close()
+        self._fn = self._args = self._rows = self._blocks = None
 
 
 def _child_opener(
@@ -60,7 +107,17 @@ def _child_opener(
 ) -> Callable[[int], Activation]:
     """``open(i)`` starts child ``i``; the k-th child activation is identified by ``(*activation, k)``."""
     children, started = node.children, itertools.count()
-    return lambda i: open_node(children[i], (*path, i), (*activation, next(started)), ctx)
+    paths = [(*path, i) for i in range(len(children))]
+    leaves = [is_leaf(child) for child in children]
+    submit, entropy = ctx.session.submit, ctx.entropy
+
+    def open_child(i: int) -> Activation:
+        identity = (*activation, next(started))
+        if leaves[i]:  # the replacement's hot path: straight to the session
+            return submit(activate_leaf, children[i], entropy, paths[i], identity)
+        return open_node(children[i], paths[i], identity, ctx)
+
+    return open_child
 
 
 def _open_chain(node: Chain, path, activation, ctx) -> Iterator[Any]:
@@ -87,14 +144,48 @@ def _open_mix(node: Mix, path, activation, ctx) -> Iterator[Any]:
 def _open_apply(node: Apply, path, activation, ctx) -> Iterator[Any]:
     child = open_node(node.stream, (*path, 0), (*activation, 0), ctx)
     try:
-        yield from run_transforms(child.iterator(), node.transforms, ctx.entropy, path, activation)
+        if isinstance(child, BlockActivation):
+            items, done = block_transforms(child.blocks(), node.transforms)
+            yield from run_transforms(items, node.transforms[done:], ctx.entropy, path, activation, first=done)
+        else:
+            yield from run_transforms(child.iterator(), node.transforms, ctx.entropy, path, activation)
     finally:
         child.close()
+
+
+def _mix_blocks(node: Mix, path, activation, ctx) -> Iterator[Any]:
+    _, counts, running = ctx.mix_record(node, path)
+    children = node.streams
+    decisions = mix_decisions(
+        lambda i: children[i].open(), node.probabilities, node.n_active, node.rate, node.dist, node.mode,
+        node.prune_empty,
+        select_rng=seeding.generator(ctx.entropy, path, activation, seeding.SELECT),
+        activate_rng=seeding.generator(ctx.entropy, path, activation, seeding.ACTIVATE),
+        counts=counts,
+        on_start=lambda state: running.__setitem__(slice(None), [state]),
+    )
+    try:
+        yield from materialize(decisions, ctx.schema(node))
+    finally:
+        decisions.close()
+
+
+def _chain_blocks(node: Chain, path, activation, ctx) -> Iterator[Any]:
+    children, started = node.streams, itertools.count()
+
+    def open_child(i: int) -> Iterator[Any]:
+        identity = (*activation, next(started))
+        if isinstance(children[i], RowSource):
+            return row_blocks(children[i])
+        return open_node(children[i], (*path, i), identity, ctx).blocks()
+
+    return chain_blocks(open_child, len(children), node.repeat)
 
 
 _OPENERS: dict[type, Callable[..., Iterator[Any]]] = {
     Chain: _open_chain, RoundRobin: _open_round_robin, Mix: _open_mix, Apply: _open_apply,
 }
+_BLOCK_OPENERS: dict[type, Callable[..., Iterator[Any]]] = {Chain: _chain_blocks, Mix: _mix_blocks}
 
 
 @attrs.frozen
