@@ -1,8 +1,9 @@
 """The mux algorithms, as generator functions of Generators (no I/O of their own).
 
-Each takes ``open_child(i)``, which starts a new activation of child ``i`` and
-returns an `~combinators.execution.base.Activation`, and the Generators it
-draws from. Children are closed as soon as they leave the working set and
+Each takes ``open_child(i)`` (the mixes: ``open_child(i, limit)``), which
+starts a new activation of child ``i`` (of which at most ``limit`` items will
+be asked; None: no limit) and returns an
+`~combinators.execution.base.Activation`, and the Generators it draws from. Children are closed as soon as they leave the working set and
 when the generator is closed. These functions are the single definition of
 what a mux does; every executor runs them in the consumer.
 """
@@ -10,13 +11,14 @@ what a mux does; every executor runs them in the consumer.
 from __future__ import annotations
 
 import bisect
+import collections
 import math
 from operator import length_hint
 from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
-__all__ = ["chain_items", "round_robin_items", "mix_items", "mix_decisions", "Decisions", "draw_budget", "UNLIMITED"]
+__all__ = ["chain_items", "round_robin_items", "mix_items", "mix_decisions", "Decisions", "draw_budget", "expected_shares", "UNLIMITED", "AHEAD"]
 
 #: the budget of an activation that runs until exhausted
 UNLIMITED = 1 << 62
@@ -81,8 +83,8 @@ def round_robin_items(
 def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: float) -> int:
     """The number of items an activation may yield (pescador 3's ``dist``).
 
-    ``share`` is the activation's probability of being picked in the working
-    set; it only matters for ``"binomial"``, where the budget is
+    ``share`` is the stream's expected share of the working set
+    (`expected_shares`); it only matters for ``"binomial"``, where the budget is
     ``1 + Binomial((rate - 1) / (1 - share), 1 - share)`` so that a stream is
     replaced every ``rate / share`` items on average; at ``share == 1`` it
     falls back to ``1 + Poisson(rate - 1)``.
@@ -115,8 +117,43 @@ def _inverse_cdf(cumulative: np.ndarray, uniforms: np.ndarray) -> list[int]:
     return cumulative.searchsorted(uniforms * (cumulative.item(-1) * _BELOW_ONE), side="right").tolist()
 
 
+#: entries a working set draws ahead of need (its queue of drawn-ahead entries); a fixed
+#: number, so that the items never depend on the executor
+AHEAD = 8
+
+
+def expected_shares(weights: np.ndarray, n_slots: int) -> np.ndarray:
+    """Each stream's expected share of a working set of ``n_slots``: ``w_i / (w_i + (n_slots - 1) * mean(w))``.
+
+    The share ``p`` of `draw_budget` for ``dist="binomial"``: a fixed number
+    per stream, so a budget can be drawn when the entry is drawn, before the
+    slot it will fill has emptied (see docs/guide/decisions.md, section 1).
+
+    >>> expected_shares(np.array([1.0, 1.0, 2.0]), 2).round(3).tolist()
+    [0.429, 0.429, 0.6]
+    >>> expected_shares(np.array([1.0, 3.0]), 1).tolist()
+    [1.0, 1.0]
+    """
+    others = (n_slots - 1) * float(np.mean(weights))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = weights / (weights + others)
+    return np.where(np.isfinite(shares) & (weights > 0), np.minimum(shares, 1.0), 1.0)
+
+
+class Entry(NamedTuple):
+    """An entry of a working set: the stream, its activation (submitted when drawn) and budget."""
+
+    index: int
+    activation: Any
+    budget: int
+
+
 class _WorkingSet:
-    """The state of one mix activation: which stream each slot holds, and budgets."""
+    """The state of one mix activation: which stream each slot holds, budgets, entries drawn ahead.
+
+    ``open_child(i, limit)`` submits an activation of child ``i`` that will be
+    asked for at most ``limit`` items (None: unlimited), at once.
+    """
 
     def __init__(self, open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, random_access=False):
         n = len(weights)
@@ -141,9 +178,12 @@ class _WorkingSet:
         counters = (lambda: np.zeros(n_slots, dtype=np.int64)) if random_access else (lambda: [0] * n_slots)
         self.taken, self.start_at, self.limit, self.rows = counters(), counters(), counters(), counters()
         self.slot_weight = np.zeros(n_slots)
-        self.lookahead = not self.all_active and mode != "single_active"
+        # single_active returns a stream to the pool when it leaves a slot: drawing ahead would
+        # change which streams may enter, so it draws each entry when its slot empties
+        self.ahead = 0 if self.all_active or mode == "single_active" else AHEAD
+        self.queue: collections.deque[Entry] = collections.deque()
         self.fixed_budget = draw_budget(activate_rng, rate, dist, 1.0) if rate is None or dist == "constant" else None
-        self.pending: tuple[int, Any] | None = None
+        self.shares = expected_shares(weights, n_slots).tolist() if self.fixed_budget is None else None
         self.empty_run: set[int] = set()  # streams found empty since the last item
 
     # -- choosing and starting activations
@@ -159,37 +199,37 @@ class _WorkingSet:
         self.pool[index] = weight
         self.cumulative = None
 
-    def _take(self, index: int) -> None:
-        if self.mode in ("single_active", "exhaustive"):
-            self._set_pool(index, 0.0)
+    def _entry(self, index: int) -> Entry:
+        """Draw the budget of an activation of stream ``index`` and submit it with that limit."""
+        budget = self.fixed_budget
+        if budget is None:
+            budget = draw_budget(self.rng, self.rate, self.dist, self.shares[index])
+        return Entry(index, self.open_child(index, None if budget >= UNLIMITED else budget), budget)
 
-    def _prefetch(self) -> None:
-        index = self._choose()
-        if index is not None:
-            self._take(index)
-            self.pending = (index, self.open_child(index))
-
-    def _next_activation(self) -> tuple[int, Any] | None:
-        if self.all_active:
-            return None
-        if self.lookahead:
-            if self.pending is None:
-                self._prefetch()
-            while self.pending is not None and self.pruned[self.pending[0]]:
-                self.pending[1].close()
-                self.pending = None
-                self._prefetch()
-            chosen, self.pending = self.pending, None
-            if chosen is not None:
-                self._prefetch()
-            return chosen
+    def _draw(self) -> Entry | None:
+        """The next entry from the pool (chosen by weight, then its budget), or None if the pool is empty."""
         index = self._choose()
         if index is None:
             return None
-        self._take(index)
-        return index, self.open_child(index)
+        if self.mode in ("single_active", "exhaustive"):
+            self._set_pool(index, 0.0)
+        return self._entry(index)
 
-    def start(self, slot: int, index: int, activation: Any) -> None:
+    def _next_entry(self) -> Entry | None:
+        """The head of the queue of drawn-ahead entries (drawn now if empty), then the queue topped up."""
+        queue = self.queue
+        while queue and self.pruned[queue[0].index]:  # drawn before its stream was found empty
+            queue.popleft().activation.close()
+        chosen = queue.popleft() if queue else self._draw()
+        while len(queue) < self.ahead:
+            entry = self._draw()
+            if entry is None:
+                break
+            queue.append(entry)
+        return chosen
+
+    def start(self, slot: int, entry: Entry) -> None:
+        index, activation, budget = entry
         self.stream[slot], self.activation[slot] = index, activation
         if self.random_access:
             self.rows[slot] = len(activation)
@@ -202,23 +242,18 @@ class _WorkingSet:
         self.n_live += 1
         taken = self.taken[slot]
         self.start_at[slot] = taken
-        if self.fixed_budget is not None:  # no draw: rate=None or dist="constant"
-            self.limit[slot] = taken + self.fixed_budget
-            return
-        # a running sum can lose a tiny weight to rounding: keep the share in (0, 1]
-        share = min(1.0, weight / self.active_weight) if self.active_weight > 0 else 1.0
-        self.limit[slot] = taken + draw_budget(self.rng, self.rate, self.dist, share)
+        self.limit[slot] = taken + budget
 
     def fill(self) -> None:
         for slot in range(len(self.stream)):
             if self.all_active:
                 if self.weight_list[slot] > 0:
-                    self.start(slot, slot, self.open_child(slot))
+                    self.start(slot, self._entry(slot))
                 continue
-            chosen = self._next_activation()
-            if chosen is None:
+            entry = self._next_entry()
+            if entry is None:
                 break
-            self.start(slot, *chosen)
+            self.start(slot, entry)
 
     # -- ending activations
     def end(self, slot: int, exhausted: bool) -> bool:
@@ -247,11 +282,11 @@ class _WorkingSet:
             return False
         if self.all_active:
             if self.mode != "exhaustive" and not self.pruned[index]:
-                self.start(slot, index, self.open_child(index))
+                self.start(slot, self._entry(index))
         else:
-            chosen = self._next_activation()
-            if chosen is not None:
-                self.start(slot, *chosen)
+            entry = self._next_entry()
+            if entry is not None:
+                self.start(slot, entry)
         return self.n_live > 0
 
     def _spinning(self) -> bool:
@@ -276,8 +311,8 @@ class _WorkingSet:
         for activation in self.activation:
             if activation is not None:
                 activation.close()
-        if self.pending is not None:
-            self.pending[1].close()
+        while self.queue:  # drawn ahead, never started: the mix ended
+            self.queue.popleft().activation.close()
 
 
 def mix_items(
@@ -300,7 +335,10 @@ def mix_items(
     remaining uniforms are mapped again, so the items depend only on the
     seed. How many uniforms are mapped at once adapts to how often the
     working set changes (it affects speed, never the items).
-    Activation choices and budgets draw from ``activate_rng``.
+    Activation choices and budgets draw from ``activate_rng``, together, in
+    entry order: a working set keeps `AHEAD` entries drawn ahead of need
+    (except ``"single_active"``), each submitted at once with its budget as
+    its limit, so that executors start activations before their slots empty.
     ``counts[i]`` accumulates the items taken from child ``i`` by activations
     that ended; ``on_start(state)`` receives the working set, whose
     ``live_counts()`` includes the running ones.
@@ -424,7 +462,7 @@ def mix_decisions(
     ...     def __init__(self, n): self.n = n
     ...     def __len__(self): return self.n
     ...     def close(self): pass
-    >>> runs = mix_decisions(lambda i: Rows(3), np.array([0.5, 0.5]), None, None, "binomial",
+    >>> runs = mix_decisions(lambda i, limit: Rows(3), np.array([0.5, 0.5]), None, None, "binomial",
     ...                      "exhaustive", True, rng(0), rng(1))
     >>> [(d.picks.tolist(), d.first_row.tolist()) for d in runs]
     [([1, 0, 0, 0, 1, 1], [0, 0])]

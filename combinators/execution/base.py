@@ -53,6 +53,22 @@ class Session(abc.ABC):
     def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> Activation:
         """Start ``fn(*args)`` and return an `Activation` over its items."""
 
+    def start(
+        self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]], extra: tuple[Any, ...], limit: int | None = None
+    ) -> Activation:
+        """Start ``fn(*args, *extra)`` where ``plan = (fn, args)``; at most ``limit`` items will be asked of it.
+
+        ``plan`` is one object shared by many activations of a run (a leaf of
+        the stream): a parallel session ships it to each worker once, and each
+        start names it; its worker never produces more than ``limit`` items.
+        In process, activations are lazy: nothing is produced ahead.
+
+        >>> list(InProcess().open().start((range, (1,)), (4,)))
+        [1, 2, 3]
+        """
+        fn, args = plan
+        return self.submit(fn, *args, *extra)
+
     @abc.abstractmethod
     def close(self) -> None:
         """Stop every activation and release workers, sockets and files."""

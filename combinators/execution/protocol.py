@@ -8,9 +8,17 @@ consumer, and the window in items and bytes.
 
 Consumer to worker:
 
-- ``START(id, frame_bytes, 0, window_items, window_bytes) plan``: run ``fn(*args)``
+- ``START(id, frame_bytes, limit, window_items, window_bytes) plan``: run ``fn(*args)``
   (``plan`` is ``cloudpickle.dumps((fn, args))``) within that window, sending no
-  frame larger than ``frame_bytes``;
+  frame larger than ``frame_bytes`` and no more than ``limit`` items (0: no limit);
+- ``PLAN(number) plan``: ``cloudpickle.dumps((fn, args))``, kept by the worker
+  for the whole run under ``number`` (a leaf of the stream: shipped once per
+  worker, however many activations it has);
+- ``STARTS(count) table extras``: ``count`` activations at once; ``table``
+  holds one row of six little-endian 64-bit numbers per activation (`START_ROW`:
+  id, plan number, limit, window items, window bytes, frame bytes) and
+  ``extras`` the pickled list of each activation's own arguments: activation
+  ``k`` runs ``fn(*args, *extras[k])`` of its plan;
 - ``CREDIT(id, items, bytes, window_items, window_bytes)``: the consumer took
   that much of the activation; the window is now that large;
 - ``CANCEL(id)``: close the activation's generator;
@@ -54,11 +62,13 @@ from urllib.parse import urlsplit
 import numpy as np
 import zmq
 
-START, CREDIT, CANCEL, PING, QUIT = b"S", b"C", b"X", b"P", b"Q"
+START, CREDIT, CANCEL, PING, QUIT, PLAN, STARTS = b"S", b"C", b"X", b"P", b"Q", b"L", b"M"
 HELLO, ITEMS, END, FAULT, CHUNK, PARTS = b"H", b"I", b"E", b"F", b"K", b"T"
 
 _HEAD = struct.Struct("<cQ")
 _FLOW_HEAD = struct.Struct("<cQQQQQ")
+#: one activation of a STARTS message: id, plan number, limit (0: none), window items and bytes, frame bytes
+START_ROW = struct.Struct("<QQQQQQ")
 #: the length of a head frame from a worker
 HEAD_BYTES = _HEAD.size
 _SNDMORE = int(zmq.SNDMORE)

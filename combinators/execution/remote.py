@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable
 
 import attrs
 import cloudpickle
+import numpy as np
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
@@ -81,7 +82,7 @@ class SessionOptions:
 class _Peer:
     """One worker as the session sees it."""
 
-    __slots__ = ("identity", "process", "pid", "ready", "pending", "active", "name")
+    __slots__ = ("identity", "process", "pid", "ready", "pending", "active", "name", "plans", "outbox")
 
     def __init__(self, identity: Any, name: str, process: multiprocessing.process.BaseProcess | None):
         self.identity = identity  # its key in the session's peers: the routing id once it joined
@@ -91,6 +92,8 @@ class _Peer:
         self.pending: list[list[bytes]] = []  # messages waiting for its HELLO
         self.active: set[int] = set()
         self.name = name
+        self.plans: set[int] = set()  # plan numbers sent to it (or in its outbox)
+        self.outbox: list[tuple[bytes, Any]] = []  # PLAN messages and starts not sent yet: (row or b"", extra)
 
     def describe(self) -> str:
         where = "local" if self.process is not None else "remote"
@@ -211,6 +214,10 @@ class RemoteSession(Session):
         self.counts: collections.Counter[str] = collections.Counter(malformed=0, unjoined=0, rejected=0)
         self._last_probe = time.monotonic()
         self._opened = time.monotonic()
+        self._plans: dict[int, tuple[int, Any]] = {}  # id(plan): (number, plan)
+        self._plan_pickles: list[bytes] = []  # by number
+        self._outgoing: list[_Peer] = []  # peers with starts waiting to be sent
+        self.flow = _Flow()
         self._start_local_workers()
         self._await_local_workers()
 
@@ -262,12 +269,15 @@ class RemoteSession(Session):
         except Exception as error:
             msg = f"cannot ship activation {fn!r} to a worker: {error}"
             raise TransportError(msg) from error
-        activation_id = next(self._ids)
-        activation = RemoteActivation(self, activation_id)
-        self._activations[activation_id] = activation
+        return self._submit_pickled(plan, None)
+
+    def _submit_pickled(self, plan: bytes, limit: int | None) -> RemoteActivation:
+        activation = self._new_activation(limit)
+        activation_id = activation._id
         window_items, window_bytes = activation._window_items, activation._window_bytes
         frame_bytes = self._options.frame_bytes
-        message = [protocol.flow_head(protocol.START, activation_id, frame_bytes, 0, window_items, window_bytes), plan]
+        head = protocol.flow_head(protocol.START, activation_id, frame_bytes, limit or 0, window_items, window_bytes)
+        message = [head, plan]
         peer = self._least_loaded()
         if peer is None:
             if not self._accepts_remote():
@@ -277,6 +287,67 @@ class RemoteSession(Session):
         else:
             self._assign(peer, activation, message)
         return activation
+
+    def _new_activation(self, limit: int | None) -> RemoteActivation:
+        activation = RemoteActivation(self, next(self._ids), limit)
+        self._activations[activation._id] = activation
+        self.flow.started += 1
+        return activation
+
+    def start(self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]], extra: tuple[Any, ...],
+              limit: int | None = None) -> RemoteActivation:
+        """Start ``fn(*args, *extra)`` (``plan = (fn, args)``) in the least-loaded worker, producing at most
+        ``limit`` items. ``plan`` is pickled once per session and sent once per worker; the start itself
+        waits in the worker's outbox until the consumer next looks at its items (`flush`), so that the
+        starts of entries drawn together travel in one message."""
+        if not self._finalizer.alive:
+            msg = "start() on a closed session"
+            raise WorkerError(msg)
+        known = self._plans.get(id(plan))
+        if known is None or known[1] is not plan:
+            try:
+                self._plan_pickles.append(cloudpickle.dumps(plan))
+            except Exception as error:
+                msg = f"cannot ship activation {plan[0]!r} to a worker: {error}"
+                raise TransportError(msg) from error
+            known = self._plans[id(plan)] = (len(self._plan_pickles) - 1, plan)
+        peer = self._least_loaded()
+        if peer is None or not peer.ready:  # no worker has joined yet: a whole START, sent when one does
+            fn, args = plan
+            return self._submit_pickled(cloudpickle.dumps((fn, (*args, *extra))), limit)
+        activation = self._new_activation(limit)
+        activation._peer = peer
+        peer.active.add(activation._id)
+        number = known[0]
+        if not peer.outbox:
+            self._outgoing.append(peer)
+        if number not in peer.plans:
+            peer.plans.add(number)
+            peer.outbox.append((b"", number))
+        row = protocol.START_ROW.pack(
+            activation._id, number, limit or 0, activation._window_items, activation._window_bytes,
+            self._options.frame_bytes,
+        )
+        peer.outbox.append((row, extra))
+        return activation
+
+    def flush(self) -> None:
+        """Send the waiting starts: each worker's new plans, then one STARTS message per worker."""
+        outgoing, self._outgoing = self._outgoing, []
+        for peer in outgoing:
+            waiting, peer.outbox = peer.outbox, []
+            if self._peers.get(peer.identity) is not peer:
+                continue  # lost meanwhile: its activations have failed
+            rows, extras = [], []
+            for row, extra in waiting:
+                if row:
+                    rows.append(row)
+                    extras.append(extra)
+                else:
+                    self._send(peer, [protocol.head(protocol.PLAN, extra), self._plan_pickles[extra]])
+            if rows:
+                head = protocol.head(protocol.STARTS, len(rows))
+                self._send(peer, [head, b"".join(rows), pickle.dumps(extras, protocol=pickle.HIGHEST_PROTOCOL)])
 
     def _accepts_remote(self) -> bool:
         return self._options.accept_remote
@@ -304,6 +375,8 @@ class RemoteSession(Session):
     # -- receiving ------------------------------------------------------------------
     def _wait_for(self, activation: RemoteActivation) -> None:
         """Receive until ``activation`` has a message or has ended; watches worker liveness."""
+        if self._outgoing:
+            self.flush()
         self._send_orphan_cancels()
         self._drain()
         while not activation._messages and not activation._finished:
@@ -354,7 +427,12 @@ class RemoteSession(Session):
         activation = self._activations.get(number)
         if activation is None or activation._peer is not peer:
             return
-        if kind == protocol.ITEMS:
+        if activation._submitted:
+            self.flow.latencies.append(time.perf_counter() - activation._submitted)
+            activation._submitted = 0.0
+        if kind == protocol.ITEMS and activation._finished:  # arrived after it was closed
+            self.flow.left_over((), [frames[2:]])
+        elif kind == protocol.ITEMS:
             activation._messages.append(frames[2:])
         elif kind == protocol.CHUNK:
             activation._parts.add(frames[2])
@@ -449,6 +527,12 @@ class RemoteSession(Session):
             activation._parts.pieces.clear()
         self._finalizer()
 
+    def flow_stats(self) -> dict[str, float]:
+        """What the workers produced for nothing, and how fast activations start (see `_Flow.figures`)."""
+        if self._finalizer.alive:
+            self._drain()  # what has arrived counts, used or not
+        return self.flow.figures()
+
     def stats(self) -> dict[str, int]:
         """Counts of messages the session dropped: ``malformed``, ``unjoined`` and ``rejected``.
 
@@ -472,10 +556,10 @@ class RemoteActivation(Activation):
 
     __slots__ = (
         "_session", "_id", "_peer", "_items", "_messages", "_finished", "_error",
-        "_owed_items", "_owed_bytes", "_window_items", "_window_bytes", "_parts",
+        "_owed_items", "_owed_bytes", "_window_items", "_window_bytes", "_parts", "_submitted",
     )
 
-    def __init__(self, session: RemoteSession, activation_id: int):
+    def __init__(self, session: RemoteSession, activation_id: int, limit: int | None = None):
         self._session = session
         self._id = activation_id
         self._peer: _Peer | None = None
@@ -487,8 +571,10 @@ class RemoteActivation(Activation):
         self._owed_items = 0  # taken by the consumer, not yet credited back to the worker
         self._owed_bytes = 0
         options = session._options
-        self._window_items = min(INITIAL_WINDOW_ITEMS, options.prefetch)
+        # the window is bounded by the activation's limit: its worker never produces past it
+        self._window_items = min(INITIAL_WINDOW_ITEMS, options.prefetch, limit or INITIAL_WINDOW_ITEMS)
         self._window_bytes = min(INITIAL_WINDOW_BYTES, options.prefetch_bytes)
+        self._submitted = time.perf_counter()  # until its first message arrives (then 0.0)
 
     def __next__(self) -> Any:
         if self._items:
@@ -496,10 +582,14 @@ class RemoteActivation(Activation):
         return self._refill()
 
     def _refill(self) -> Any:
+        session = self._session
+        if session._outgoing:
+            session.flush()
         while True:
             if self._messages:
                 frames = self._messages.popleft()
                 items = collections.deque(unpack_items(frames))
+                session.flow.received += len(items)
                 self._owed_items += len(items)
                 self._owed_bytes += sum(len(frame) for frame in frames)
                 if 4 * self._owed_items >= self._window_items or 4 * self._owed_bytes >= self._window_bytes:
@@ -513,7 +603,7 @@ class RemoteActivation(Activation):
                     raise error
                 raise StopIteration
             else:
-                self._session._wait_for(self)
+                session._wait_for(self)
 
     def _return_credit(self) -> None:
         """Tell the worker what the consumer took, and double the window (up to the prefetch limits)."""
@@ -536,6 +626,7 @@ class RemoteActivation(Activation):
         if not self._finished:
             self._finished = True
             self._session._cancel(self)
+        self._session.flow.left_over(self._items, self._messages)
         self._items.clear()
         self._messages.clear()
         self._parts.pieces.clear()
@@ -550,6 +641,31 @@ class RemoteActivation(Activation):
 
     def __repr__(self) -> str:
         return f"<RemoteActivation {self._id} {'finished' if self._finished else 'running'}>"
+
+
+class _Flow:
+    """A session's activity: activations started, items received and left over, start latencies."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.received = 0  # items decoded by activations
+        self.wasted = 0  # items that reached the consumer and were never taken
+        self.latencies: list[float] = []  # seconds from submit to the first message of each activation
+
+    def left_over(self, items: Any, messages: Iterable[list[Any]]) -> None:
+        """Count the items of a closed activation that the consumer never took."""
+        counted = len(items) + sum(sum(1 for _ in unpack_items(frames)) for frames in messages)
+        self.wasted += counted
+        self.received += counted - len(items)
+
+    def figures(self) -> dict[str, float]:
+        """``activations``, ``items_received``, ``items_wasted`` (received, never taken: produced for
+        nothing) and the median and 99th percentile of ``start_latency_ms`` (submit to first message)."""
+        latency = np.percentile(self.latencies, [50, 99]) * 1000 if self.latencies else [np.nan, np.nan]
+        return {
+            "activations": self.started, "items_received": self.received, "items_wasted": self.wasted,
+            "start_latency_median_ms": float(latency[0]), "start_latency_p99_ms": float(latency[1]),
+        }
 
 
 _ARITY = {
