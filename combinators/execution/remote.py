@@ -506,6 +506,8 @@ class RemoteSession(Session):
     # -- cancelling and closing -------------------------------------------------------
     def _cancel(self, activation: RemoteActivation) -> None:
         peer = activation._peer
+        if activation._left == 0:  # it produced its limit: its worker has closed it (its END is on the way)
+            return
         if peer is not None and activation._id in peer.active:
             peer.active.discard(activation._id)
             if self._finalizer.alive and peer.identity in self._peers:
@@ -557,6 +559,7 @@ class RemoteActivation(Activation):
     __slots__ = (
         "_session", "_id", "_peer", "_items", "_messages", "_finished", "_error",
         "_owed_items", "_owed_bytes", "_window_items", "_window_bytes", "_parts", "_submitted",
+        "_left",
     )
 
     def __init__(self, session: RemoteSession, activation_id: int, limit: int | None = None):
@@ -575,6 +578,7 @@ class RemoteActivation(Activation):
         self._window_items = min(INITIAL_WINDOW_ITEMS, options.prefetch, limit or INITIAL_WINDOW_ITEMS)
         self._window_bytes = min(INITIAL_WINDOW_BYTES, options.prefetch_bytes)
         self._submitted = time.perf_counter()  # until its first message arrives (then 0.0)
+        self._left = limit if limit else -1  # items still to come of its limit (-1: no limit)
 
     def __next__(self) -> Any:
         if self._items:
@@ -590,6 +594,7 @@ class RemoteActivation(Activation):
                 frames = self._messages.popleft()
                 items = collections.deque(unpack_items(frames))
                 session.flow.received += len(items)
+                self._left -= len(items) if self._left > 0 else 0
                 self._owed_items += len(items)
                 self._owed_bytes += sum(len(frame) for frame in frames)
                 if 4 * self._owed_items >= self._window_items or 4 * self._owed_bytes >= self._window_bytes:

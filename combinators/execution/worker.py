@@ -80,7 +80,9 @@ class _Running:
         self.window_bytes = window_bytes
         self.items = 0  # in flight
         self.nbytes = 0
-        self.cap = 1  # items per message: 1 first (fast start), doubling up to the credit's share
+        # items per message: an activation with a limit (started ahead, short) fills one message with its
+        # budget; otherwise 1 first (fast start), doubling up to the credit's share
+        self.cap = min(limit, window_items) if limit else 1
         self.queued = False
 
     def can_send(self) -> bool:
