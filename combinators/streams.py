@@ -508,11 +508,15 @@ def mix(
       probability proportional to its stream's weight. Each activation gets
       a sample budget: ``rate`` items (``dist="constant"``, rounded up),
       ``1 + Poisson(rate - 1)`` (``"poisson"``), or ``1 + Binomial(m, 1 - p)``
-      with ``m = (rate - 1) / (1 - p)`` and ``p`` the activation's share of
-      the working set's weight (``"binomial"``, pescador 3's default, which
-      gives a replacement every ``rate / p`` items on average; ``p = 1``
-      falls back to Poisson). ``rate=None`` runs each activation until it
-      is exhausted.
+      with ``m = (rate - 1) / (1 - p)`` and ``p = w / (w + (k - 1) * mean(weights))``
+      the stream's expected share of the working set's weight
+      (``"binomial"``, pescador 3's default, which gives a replacement every
+      ``rate / p`` items on average; ``p = 1`` falls back to Poisson).
+      ``rate=None`` runs each activation until it is exhausted. Entries and
+      budgets are drawn together, 8 ahead of need (``"single_active"``: when
+      the slot empties), so parallel executors start activations early;
+      since 0.2 (expected share, entries ahead) a seed gives other items
+      than in 0.1 for working sets, the same on every executor.
 
     Modes: ``"with_replacement"`` (a stream may fill several slots; runs
     forever, exhausted activations are replaced), ``"single_active"`` (at
