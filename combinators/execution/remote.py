@@ -58,6 +58,8 @@ QUIT_GRACE = 0.4
 KILL_GRACE = 0.3
 #: room above ``frame_bytes`` for the short frames of a message
 _MAX_HEAD_BYTES = 4096
+#: starts waiting in outboxes before the consumer sends them without having to wait for items
+START_BATCH = 4
 #: an activation's first credit window; it doubles with each credit, up to the prefetch limits
 INITIAL_WINDOW_ITEMS = 16
 INITIAL_WINDOW_BYTES = 1 << 20
@@ -217,6 +219,7 @@ class RemoteSession(Session):
         self._plans: dict[int, tuple[int, Any]] = {}  # id(plan): (number, plan)
         self._plan_pickles: list[bytes] = []  # by number
         self._outgoing: list[_Peer] = []  # peers with starts waiting to be sent
+        self._waiting_starts = 0
         self.flow = _Flow()
         self._start_local_workers()
         self._await_local_workers()
@@ -298,8 +301,8 @@ class RemoteSession(Session):
               limit: int | None = None) -> RemoteActivation:
         """Start ``fn(*args, *extra)`` (``plan = (fn, args)``) in the least-loaded worker, producing at most
         ``limit`` items. ``plan`` is pickled once per session and sent once per worker; the start itself
-        waits in the worker's outbox until the consumer next looks at its items (`flush`), so that the
-        starts of entries drawn together travel in one message."""
+        waits in the worker's outbox until `START_BATCH` starts wait or the consumer must wait for items
+        (`flush`), so that several starts travel in one message."""
         if not self._finalizer.alive:
             msg = "start() on a closed session"
             raise WorkerError(msg)
@@ -329,11 +332,13 @@ class RemoteSession(Session):
             self._options.frame_bytes,
         )
         peer.outbox.append((row, extra))
+        self._waiting_starts += 1
         return activation
 
     def flush(self) -> None:
         """Send the waiting starts: each worker's new plans, then one STARTS message per worker."""
         outgoing, self._outgoing = self._outgoing, []
+        self._waiting_starts = 0
         for peer in outgoing:
             waiting, peer.outbox = peer.outbox, []
             if self._peers.get(peer.identity) is not peer:
@@ -559,7 +564,7 @@ class RemoteActivation(Activation):
     __slots__ = (
         "_session", "_id", "_peer", "_items", "_messages", "_finished", "_error",
         "_owed_items", "_owed_bytes", "_window_items", "_window_bytes", "_parts", "_submitted",
-        "_left",
+        "_left", "_item_credit",
     )
 
     def __init__(self, session: RemoteSession, activation_id: int, limit: int | None = None):
@@ -574,11 +579,13 @@ class RemoteActivation(Activation):
         self._owed_items = 0  # taken by the consumer, not yet credited back to the worker
         self._owed_bytes = 0
         options = session._options
-        # the window is bounded by the activation's limit: its worker never produces past it
-        self._window_items = min(INITIAL_WINDOW_ITEMS, options.prefetch, limit or INITIAL_WINDOW_ITEMS)
+        # an activation with a limit (a budget: all of it will be consumed unless the run stops) may have
+        # its whole limit in flight, so its items never wait for credit; otherwise the window starts small
+        self._window_items = min(limit, options.prefetch) if limit else min(INITIAL_WINDOW_ITEMS, options.prefetch)
         self._window_bytes = min(INITIAL_WINDOW_BYTES, options.prefetch_bytes)
         self._submitted = time.perf_counter()  # until its first message arrives (then 0.0)
         self._left = limit if limit else -1  # items still to come of its limit (-1: no limit)
+        self._item_credit = not limit or limit > self._window_items  # whether its worker may wait for item credit
 
     def __next__(self) -> Any:
         if self._items:
@@ -587,7 +594,7 @@ class RemoteActivation(Activation):
 
     def _refill(self) -> Any:
         session = self._session
-        if session._outgoing:
+        if session._waiting_starts >= START_BATCH:  # else they leave when the consumer must wait (_wait_for)
             session.flush()
         while True:
             if self._messages:
@@ -597,8 +604,10 @@ class RemoteActivation(Activation):
                 self._left -= len(items) if self._left > 0 else 0
                 self._owed_items += len(items)
                 self._owed_bytes += sum(len(frame) for frame in frames)
-                if 4 * self._owed_items >= self._window_items or 4 * self._owed_bytes >= self._window_bytes:
-                    self._return_credit()  # in batches of a quarter window
+                if (4 * self._owed_items >= self._window_items and self._item_credit) or (
+                    4 * self._owed_bytes >= self._window_bytes
+                ):
+                    self._return_credit()  # in batches of a quarter window (items: none when it covers the limit)
                 if items:
                     self._items = items
                     return items.popleft()
