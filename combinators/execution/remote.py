@@ -220,6 +220,7 @@ class RemoteSession(Session):
         self._plan_pickles: list[bytes] = []  # by number
         self._outgoing: list[_Peer] = []  # peers with starts waiting to be sent
         self._waiting_starts = 0
+        self._unsent: set[int] = set()  # activations whose start waits in an outbox
         self.flow = _Flow()
         self._start_local_workers()
         self._await_local_workers()
@@ -301,8 +302,8 @@ class RemoteSession(Session):
               limit: int | None = None) -> RemoteActivation:
         """Start ``fn(*args, *extra)`` (``plan = (fn, args)``) in the least-loaded worker, producing at most
         ``limit`` items. ``plan`` is pickled once per session and sent once per worker; the start itself
-        waits in the worker's outbox until `START_BATCH` starts wait or the consumer must wait for items
-        (`flush`), so that several starts travel in one message."""
+        waits in the worker's outbox until `START_BATCH` starts wait or the consumer waits for its
+        items (`flush`), so that several starts travel in one message."""
         if not self._finalizer.alive:
             msg = "start() on a closed session"
             raise WorkerError(msg)
@@ -333,12 +334,14 @@ class RemoteSession(Session):
         )
         peer.outbox.append((row, extra))
         self._waiting_starts += 1
+        self._unsent.add(activation._id)
         return activation
 
     def flush(self) -> None:
         """Send the waiting starts: each worker's new plans, then one STARTS message per worker."""
         outgoing, self._outgoing = self._outgoing, []
         self._waiting_starts = 0
+        self._unsent.clear()
         for peer in outgoing:
             waiting, peer.outbox = peer.outbox, []
             if self._peers.get(peer.identity) is not peer:
@@ -379,8 +382,11 @@ class RemoteSession(Session):
 
     # -- receiving ------------------------------------------------------------------
     def _wait_for(self, activation: RemoteActivation) -> None:
-        """Receive until ``activation`` has a message or has ended; watches worker liveness."""
-        if self._outgoing:
+        """Receive until ``activation`` has a message or has ended; watches worker liveness.
+
+        Waiting starts leave first if ``activation`` is one of them (the others are ahead of need).
+        """
+        if self._outgoing and activation._id in self._unsent:
             self.flush()
         self._send_orphan_cancels()
         self._drain()
