@@ -1,4 +1,6 @@
-"""Strangers on this host against a session: they get no plan, nothing of theirs is unpickled, junk is counted."""
+"""Issue 9 with real processes: strangers on this host get no plan and nothing of theirs is unpickled,
+junk is counted, floods are cut off, nothing outlives a killed consumer, big items arrive in pieces,
+and a source that refills a yielded array fails loudly."""
 
 import json
 import os
@@ -18,8 +20,8 @@ from combinators import chain, iterate, stream
 from combinators.errors import TransportError
 from combinators.execution import protocol
 from combinators.execution._lifetime import alive
-from combinators.execution.wire import dumps
 from combinators.execution.processes import Processes
+from combinators.execution.wire import dumps
 from combinators.execution.zmq import ZMQ
 
 STRANGER = Path(__file__).with_name("stranger.py")
@@ -44,45 +46,42 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _impersonate(address, tmp_path, seconds):
+def _beside_a_stranger(address, tmp_path, seconds, executor, plan):
+    """Run ``plan`` while a stranger attacks ``address``: (items, executor stats, messages it got, unpickled?)."""
     marker, out = tmp_path / "unpickled", tmp_path / "received"
     command = [sys.executable, str(STRANGER), "impersonate", address, str(os.getpid()), str(marker), str(out), str(seconds)]
-    return subprocess.Popen(command), marker, out
+    stranger = subprocess.Popen(command)
+    try:
+        time.sleep(0.3)  # it is connecting: ZeroMQ retries until the session binds
+        with iterate(plan, seed=0, executor=executor) as run:
+            items = list(run)
+            stats = run.executor_stats()
+    finally:
+        stranger.wait(timeout=30)
+    return items, stats, int(out.read_text()), marker.exists()
 
 
 def test_a_stranger_who_connects_first_as_a_local_worker_gets_nothing(tmp_path):
-    # it connects before the session binds (ZeroMQ retries), so it wins the race against the spawned
-    # workers, and it knows their identities and pids; it lacks the run's secret
+    # it connects before the session binds, so it wins the race against the spawned workers, and it
+    # knows their names and pids; it lacks the run's secret
     address = f"tcp://127.0.0.1:{_free_port()}"
-    stranger, marker, out = _impersonate(address, tmp_path, 3.0)
-    try:
-        time.sleep(0.3)
-        executor = ZMQ(workers=2, address=address, start_method="spawn")
-        with iterate(chain(stream(_count, 200), stream(_count, 100)), seed=0, executor=executor) as run:
-            items = list(run)
-            time.sleep(1.0)  # while the stranger keeps trying
-    finally:
-        stranger.wait(timeout=30)
+    executor = ZMQ(workers=2, address=address, start_method="spawn")
+    plan = chain(stream(_count, 200), stream(_count, 100))
+    items, stats, received, unpickled = _beside_a_stranger(address, tmp_path, 3.0, executor, plan)
     assert items == [*range(200), *range(100)]
-    assert out.read_text() == "0"  # no plan, no QUIT: the connection never got past the handshake
-    assert not marker.exists()
+    assert received == 0  # no plan, not even a QUIT: its connection never got past the handshake
+    assert not unpickled
+    assert stats == {"malformed": 0, "unjoined": 0, "rejected": 0}  # none of its messages got in
 
 
 def test_junk_from_anyone_is_dropped_and_counted(tmp_path):
     # an ipc:// session invites remote workers, so the stranger's messages do reach the session
     address = f"ipc://{tmp_path}/session"
-    stranger, marker, out = _impersonate(address, tmp_path, 1.5)
-    try:
-        time.sleep(0.3)
-        executor = ZMQ(workers=2, address=address, start_method="fork")
-        with iterate(stream(_slow_count, 200), seed=0, executor=executor) as run:
-            items = list(run)  # over a second: the stranger is at work meanwhile
-            stats = run.executor_stats()
-    finally:
-        stranger.wait(timeout=30)
-    assert items == list(range(200))
+    executor = ZMQ(workers=2, address=address, start_method="fork")
+    items, stats, received, unpickled = _beside_a_stranger(address, tmp_path, 1.5, executor, stream(_slow_count, 200))
+    assert items == list(range(200))  # over a second: the stranger was at work meanwhile
     assert stats["malformed"] >= 8 and stats["unjoined"] >= 8 and stats["rejected"] >= 1, stats
-    assert not marker.exists()
+    assert not unpickled
 
 
 def _rss() -> int:
@@ -149,16 +148,17 @@ def _arange(n):
     reason="set COMBINATORS_BIG_ITEMS=1 (needs 12 GiB of free memory)",
 )
 @pytest.mark.timeout(600)
-def test_a_4_gib_item_round_trips_or_fails_before_sending():
+@pytest.mark.parametrize("executor", [Processes(workers=1), ZMQ(workers=1)], ids=repr)
+def test_a_4_gib_item_round_trips_or_fails_before_sending(executor):
     n = (4 << 30) // 8
-    with Processes(workers=1).open() as session:
+    with executor.open() as session:
         (got,) = list(session.submit(_arange, n))
     assert got.dtype == np.uint64 and got.shape == (n,)
     step = 1 << 25
     for start in range(0, n, step):  # compared a slice at a time (no second 4 GiB array)
         assert np.array_equal(got[start : start + step], np.arange(start, min(n, start + step), dtype=np.uint64))
     del got
-    with pytest.raises(TransportError, match="bytes.*at most 4294967295 bytes"):
+    with pytest.raises(TransportError, match="holds 4294967296 bytes.*at most 4294967295 bytes"):
         dumps({"raw": bytes(4 << 30)})
 
 
@@ -238,3 +238,29 @@ def test_a_source_that_refills_a_yielded_array_fails_loudly(executor):
     assert [float(item[0]) for item in got] == [0, 1, 2, 0] and all(np.all(item == item[0]) for item in got)
     with iterate(stream(_refilled_bytes, 30, size), seed=0, executor=executor) as run:
         assert [float(item.mean()) for item in run] == list(range(30))
+
+
+def _ones(n):
+    yield np.ones(n, np.uint8)
+
+
+def test_heartbeats_flow_while_a_big_item_is_in_transfer(monkeypatch):
+    # one 256 MiB frame can take longer than a short heartbeat timeout to cross: in one piece, the
+    # connection drops ("worker died: exited with status 0"; seen here with FRAME_BYTES = 1 TiB and a
+    # 0.3 s timeout); in 1 MiB pieces it does not. 0.5 s leaves room for a loaded machine's stalls.
+    monkeypatch.setattr(protocol, "HEARTBEAT_INTERVAL_MS", 100)
+    monkeypatch.setattr(protocol, "HEARTBEAT_TIMEOUT_MS", 500)
+    monkeypatch.setattr(protocol, "FRAME_BYTES", 1 << 20)
+    with Processes(workers=1, start_method="fork").open() as session:  # fork: the worker sees the settings
+        (item,) = list(session.submit(_ones, 256 << 20))
+    assert item.size == 256 << 20 and bool(item.all())
+
+
+def test_ipc_sockets_are_this_users_only(tmp_path):
+    with ZMQ(workers=1, address=f"ipc://{tmp_path}/session", start_method="fork").open() as zmq_session:
+        with Processes(workers=1, start_method="fork").open() as pool:
+            for session in (zmq_session, pool):
+                path = Path(session.address.removeprefix("ipc://"))
+                assert path.stat().st_mode & 0o777 == 0o600, session
+            assert Path(pool.address.removeprefix("ipc://")).parent.stat().st_mode & 0o777 == 0o700
+            assert list(zmq_session.submit(range, 2)) == list(pool.submit(range, 2)) == [0, 1]

@@ -103,8 +103,7 @@ def close_inherited_sockets(address: str) -> None:
         except OSError:
             continue
         try:
-            listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-            ours = listening or _same_name(sock.getsockname(), bound)
+            ours = _same_name(sock.getsockname(), bound)  # its listener, or a connection it accepted
         except OSError:
             ours = False
         if ours:
@@ -125,7 +124,7 @@ def _same_name(name: object, bound: object) -> bool:
     if isinstance(name, bytes):
         name = name.decode(errors="replace")
     if isinstance(name, tuple) and isinstance(bound, tuple):
-        return name[1] == bound[1] and name[0] in (bound[0], "127.0.0.1", "::1", "::ffff:127.0.0.1")
+        return name[1] == bound[1] and name[0] in (bound[0], "127.0.0.1", "::1", "::ffff:127.0.0.1", "0.0.0.0", "::")
     return name == bound
 
 

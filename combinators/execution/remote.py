@@ -6,13 +6,14 @@ that connect (``combinators worker``) when invited. Membership comes before
 anything: local workers hold a per-run token (checked in the ZMTP PLAIN
 handshake when there is no key, and in their HELLO), remote workers a CurveZMQ
 key; no plan goes to, and nothing is unpickled from, a peer that has not
-joined, and malformed messages are dropped and counted (`RemoteSession.stats`). ``submit`` ships ``(fn, args)`` with
-cloudpickle to the least-loaded worker at once; items come back coalesced in
-messages, under per-activation credit (`combinators.execution.protocol`), and
-are decoded only when the consumer reaches them.
+joined, and malformed messages are dropped and counted (`RemoteSession.stats`).
+``submit`` ships ``(fn, args)`` with cloudpickle to the least-loaded worker
+at once; items come back coalesced in messages, under per-activation credit
+(`combinators.execution.protocol`), and are decoded only when the consumer
+reaches them.
 
 The consumer thread does all socket work itself, inside ``next()``: there is
-no background thread. While it waits it watches every local worker's process
+no background thread (only pyzmq's ZAP authenticator, which checks handshakes). While it waits it watches every local worker's process
 sentinel, and probes remote workers every `PROBE_INTERVAL` seconds, so a dead
 worker raises `WorkerError` within a second or so. `RemoteSession.close` (also
 run by garbage collection and at interpreter exit) asks workers to quit, then
@@ -27,8 +28,8 @@ import contextlib
 import itertools
 import multiprocessing
 import multiprocessing.connection
-import os
 import hmac
+import os
 import pickle
 import secrets
 import signal
@@ -201,6 +202,9 @@ class RemoteSession(Session):
             msg = f"cannot bind {options.bind!r}: {error}"
             raise InvalidArgument(msg) from None
         self.address: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self.address.startswith("ipc://"):  # only this user may connect (a directory can narrow it more)
+            with contextlib.suppress(OSError):
+                os.chmod(self.address.removeprefix("ipc://"), 0o600)
         self._socket = sock
         self._peers = resources.peers
         self._activations: weakref.WeakValueDictionary[int, RemoteActivation] = weakref.WeakValueDictionary()
@@ -741,6 +745,9 @@ def _exit_description(process: multiprocessing.process.BaseProcess | None) -> st
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:
             return f"killed by signal {-code}"
+    if code == 0:  # workers exit by themselves only when told to, or when their connection drops
+        silence = protocol.HEARTBEAT_TIMEOUT_MS / 1000
+        return f"exited with status 0: its connection dropped (it sent no heartbeat for {silence:g} s)"
     return f"exited with status {code}"
 
 

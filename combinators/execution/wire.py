@@ -285,6 +285,19 @@ def _unpackb(data: Any, decoder: _Decoder) -> Any:
     )
 
 
+def _largest(value: Any) -> int:
+    """The size in bytes of the largest str or bytes value in ``value`` (lists, tuples, dicts walked)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return memoryview(value).nbytes
+    if isinstance(value, str):
+        return len(value.encode(errors="surrogatepass"))
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, (list, tuple)):
+        return max(map(_largest, value), default=0)
+    return 0
+
+
 class ItemPacker:
     """Coalesces items into one message: concatenated msgpack headers plus out-of-band buffers.
 
@@ -333,8 +346,8 @@ class ItemPacker:
             msg = f"cannot send a value of type {type(item).__qualname__}: {error}"
             if isinstance(error, ValueError) and "too large" in str(error):
                 msg += (
-                    f" (a str, bytes or pickled value of the item may hold at most {MSGPACK_LIMIT} bytes; numpy "
-                    "arrays have no such limit)"
+                    f" (its largest str or bytes value holds {_largest(item)} bytes; a str, bytes or pickled "
+                    f"value may hold at most {MSGPACK_LIMIT} bytes, numpy arrays have no such limit)"
                 )
             raise TransportError(msg) from error
         self._chunks.append(chunk)
