@@ -445,10 +445,11 @@ class RemoteSession(Session):
         if activation._submitted:
             self.flow.latencies.append(time.perf_counter() - activation._submitted)
             activation._submitted = 0.0
-        if kind == protocol.ITEMS and activation._finished:  # arrived after it was closed
+        if kind in _WITH_ITEMS and activation._finished:  # arrived after it was closed
             self.flow.left_over((), [frames[2:]])
-        elif kind == protocol.ITEMS:
+        elif kind in _WITH_ITEMS:
             activation._messages.append(frames[2:])
+            activation._finished = kind == protocol.LAST
         elif kind == protocol.CHUNK:
             activation._parts.add(frames[2])
         elif kind == protocol.PARTS:
@@ -693,10 +694,12 @@ class _Flow:
 
 
 _ARITY = {
-    protocol.HELLO: (3, None), protocol.ITEMS: (3, None), protocol.END: (2, 2), protocol.FAULT: (6, 6),
+    protocol.HELLO: (3, None), protocol.ITEMS: (3, None), protocol.LAST: (3, None), protocol.END: (2, 2),
+    protocol.FAULT: (6, 6),
     protocol.CHUNK: (3, 3), protocol.PARTS: (3, None),
 }
-_ENDINGS = (protocol.END, protocol.FAULT)
+_ENDINGS = (protocol.END, protocol.FAULT, protocol.LAST)
+_WITH_ITEMS = (protocol.ITEMS, protocol.LAST)
 
 
 def _parse(frames: list[zmq.Frame]) -> tuple[bytes | None, int]:

@@ -186,10 +186,12 @@ class _Worker:
             return
         outcome = self._fill(run)
         packer = self.packer
+        ended = outcome is _EXHAUSTED or outcome is _SPENT
+        ended_sent = False
         if packer.count:
             run.items += packer.count
             run.nbytes += packer.nbytes
-            protocol.send_items(self.socket, run.id, packer.frames(), run.frame_bytes)
+            ended_sent = protocol.send_items(self.socket, run.id, packer.frames(), run.frame_bytes, last=ended)
             run.cap = min(2 * run.cap, max(1, run.window_items // _MESSAGES_IN_FLIGHT))
         if outcome is None:
             self._enqueue(run)
@@ -197,11 +199,11 @@ class _Worker:
         del self.running[run.id]
         if outcome is _SPENT:  # its budget: closed now, nothing more is produced
             run.close()
-        if outcome is _EXHAUSTED or outcome is _SPENT:
-            protocol.send(self.socket, [protocol.head(protocol.END, run.id)])
-        else:
+        if not ended:
             run.close()
             self._fault(run.id, outcome, run.frame_bytes)
+        elif not ended_sent:
+            protocol.send(self.socket, [protocol.head(protocol.END, run.id)])
 
     def _fill(self, run: _Running) -> BaseException | object | None:
         """Pack items of ``run`` until a message is full; the outcome if the activation ended."""
