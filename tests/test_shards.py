@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 
 import numpy as np
-
-from combinators.sampling import AHEAD
 import pytest
 
 import combinators as c
 from combinators.errors import DataError, InvalidArgument
 from combinators.execution.blocks import block_schema
+from combinators.sampling import AHEAD
 
 
 def _open_files() -> int:
