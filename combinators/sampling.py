@@ -1,11 +1,15 @@
 """The mux algorithms, as generator functions of Generators (no I/O of their own).
 
-Each takes ``open_child(i)``, which starts a new activation of child ``i`` and
-returns an `~combinators.execution.base.Activation`, and the Generators it
-draws from. The k-th call without ``number`` starts the activation numbered
-k (its identity, which fixes its seeds); ``open_child(i, number=k)`` starts
-activation k of child ``i`` afresh, with the same items: how the ending
-modes of a mix resume a stream after its budget without holding it open. Children are closed as soon as they leave the working set and
+Each takes ``open_child(i)`` (the mixes: ``open_child(i, limit, number=None,
+skip=0)``), which starts a new activation of child ``i`` and returns an
+`~combinators.execution.base.Activation`, and the Generators it draws from.
+A mix asks at most ``limit`` items of an activation (None: no limit); the
+k-th call without ``number`` starts the activation numbered k (its identity,
+which fixes its seeds), and ``open_child(i, limit, number=k, skip=s)`` starts
+activation k of child ``i`` afresh, with the same items, and returns those
+after its first ``s`` (how the ending modes of a mix resume a stream after
+its budget without holding it open; a parallel executor skips them in the
+worker). Children are closed as soon as they leave the working set and
 when the generator is closed. These functions are the single definition of
 what a mux does; every executor runs them in the consumer.
 """
@@ -13,6 +17,7 @@ what a mux does; every executor runs them in the consumer.
 from __future__ import annotations
 
 import bisect
+import collections
 import math
 from operator import length_hint
 from typing import Any, Callable, Iterator, NamedTuple
@@ -21,7 +26,10 @@ import numpy as np
 
 from combinators.streams import ENDING_MODES
 
-__all__ = ["chain_items", "round_robin_items", "mix_items", "mix_decisions", "Decisions", "draw_budget", "UNLIMITED"]
+__all__ = [
+    "chain_items", "round_robin_items", "mix_items", "mix_decisions", "Decisions", "draw_budget",
+    "expected_shares", "Resumed", "ResumedRows", "UNLIMITED", "AHEAD",
+]
 
 #: the budget of an activation that runs until exhausted
 UNLIMITED = 1 << 62
@@ -86,8 +94,8 @@ def round_robin_items(
 def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: float) -> int:
     """The number of items an activation may yield (pescador 3's ``dist``).
 
-    ``share`` is the activation's probability of being picked in the working
-    set; it only matters for ``"binomial"``, where the budget is
+    ``share`` is the stream's expected share of the working set
+    (`expected_shares`); it only matters for ``"binomial"``, where the budget is
     ``1 + Binomial((rate - 1) / (1 - share), 1 - share)`` so that a stream is
     replaced every ``rate / share`` items on average; at ``share == 1`` it
     falls back to ``1 + Poisson(rate - 1)``.
@@ -120,8 +128,44 @@ def _inverse_cdf(cumulative: np.ndarray, uniforms: np.ndarray) -> list[int]:
     return cumulative.searchsorted(uniforms * (cumulative.item(-1) * _BELOW_ONE), side="right").tolist()
 
 
+#: entries a working set draws ahead of need (its queue of drawn-ahead entries); a fixed
+#: number, so that the items never depend on the executor
+AHEAD = 8
+
+
+def expected_shares(weights: np.ndarray, n_slots: int) -> np.ndarray:
+    """Each stream's expected share of a working set of ``n_slots``: ``w_i / (w_i + (n_slots - 1) * mean(w))``.
+
+    The share ``p`` of `draw_budget` for ``dist="binomial"``: a fixed number
+    per stream, so a budget can be drawn when the entry is drawn, before the
+    slot it will fill has emptied (see docs/guide/decisions.md, section 1).
+
+    >>> expected_shares(np.array([1.0, 1.0, 2.0]), 2).round(3).tolist()
+    [0.429, 0.429, 0.6]
+    >>> expected_shares(np.array([1.0, 3.0]), 1).tolist()
+    [1.0, 1.0]
+    """
+    others = (n_slots - 1) * float(np.mean(weights))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = weights / (weights + others)
+    return np.where(np.isfinite(shares) & (weights > 0), np.minimum(shares, 1.0), 1.0)
+
+
+class Entry(NamedTuple):
+    """An entry of a working set: the stream, its activation (submitted when drawn), budget and number."""
+
+    index: int
+    activation: Any
+    budget: int
+    number: int  # the activation's number among its mix's (a resumed one keeps its first number)
+
+
 class _WorkingSet:
-    """The state of one mix activation: which stream each slot holds, and budgets."""
+    """The state of one mix activation: which stream each slot holds, budgets, entries drawn ahead.
+
+    ``open_child(i, limit)`` submits an activation of child ``i`` that will be
+    asked for at most ``limit`` items (None: unlimited), at once.
+    """
 
     def __init__(self, open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, random_access=False):
         n = len(weights)
@@ -146,15 +190,18 @@ class _WorkingSet:
         counters = (lambda: np.zeros(n_slots, dtype=np.int64)) if random_access else (lambda: [0] * n_slots)
         self.taken, self.start_at, self.limit, self.rows = counters(), counters(), counters(), counters()
         self.slot_weight = np.zeros(n_slots)
-        self.lookahead = not self.all_active and mode != "single_active"
+        # single_active returns a stream to the pool when it leaves a slot: drawing ahead would
+        # change which streams may enter, so it draws each entry when its slot empties
+        self.ahead = 0 if self.all_active or mode == "single_active" else AHEAD
+        self.queue: collections.deque[Entry] = collections.deque()
         self.fixed_budget = draw_budget(activate_rng, rate, dist, 1.0) if rate is None or dist == "constant" else None
+        self.shares = expected_shares(weights, n_slots).tolist() if self.fixed_budget is None else None
         # ending modes: a stream whose activation spent its budget waits here with the
         # number of items it yielded, until it is drawn again and resumes after them
         self.suspended: dict[int, tuple[int, int]] = {}  # stream -> (activation number, items yielded)
         self.opened = 0  # activations opened so far: the next one's number
         self.number = [0] * n_slots  # the activation number in each slot
         self.earlier: dict[int, int] = {}  # items yielded by earlier turns of a suspended stream
-        self.pending: tuple[int, Any, int] | None = None
         self.empty_run: set[int] = set()  # streams found empty since the last item
 
     # -- choosing and starting activations
@@ -170,41 +217,47 @@ class _WorkingSet:
         self.pool[index] = weight
         self.cumulative = None
 
-    def _take(self, index: int) -> tuple[int, Any, int]:
-        """Take stream ``index`` out of the pool: ``(index, activation, number)``, resumed if suspended."""
-        if self.mode != "with_replacement":
-            self._set_pool(index, 0.0)
+    def _entry(self, index: int) -> Entry:
+        """Draw the budget of an activation of stream ``index`` and submit it with that limit.
+
+        A suspended stream (ending modes) is started again with its activation
+        number, skipping the items it yielded; its limit is its new budget.
+        """
+        budget = self.fixed_budget
+        if budget is None:
+            budget = draw_budget(self.rng, self.rate, self.dist, self.shares[index])
+        limit = None if budget >= UNLIMITED else budget
         resume = self.suspended.pop(index, None)
         if resume is not None:
-            number, offset = resume
-            resumed = _ResumedRows if self.random_access else _Resumed
-            return index, resumed(self.open_child(index, number), offset), number
+            number, skip = resume
+            return Entry(index, self.open_child(index, limit, number=number, skip=skip), budget, number)
         number, self.opened = self.opened, self.opened + 1
-        return index, self.open_child(index), number
+        return Entry(index, self.open_child(index, limit), budget, number)
 
-    def _prefetch(self) -> None:
+    def _draw(self) -> Entry | None:
+        """The next entry from the pool (chosen by weight, then its budget), or None if the pool is empty."""
         index = self._choose()
-        if index is not None:
-            self.pending = self._take(index)
-
-    def _next_activation(self) -> tuple[int, Any, int] | None:
-        if self.all_active:
+        if index is None:
             return None
-        if self.lookahead:
-            if self.pending is None:
-                self._prefetch()
-            while self.pending is not None and self.pruned[self.pending[0]]:
-                self.pending[1].close()
-                self.pending = None
-                self._prefetch()
-            chosen, self.pending = self.pending, None
-            if chosen is not None:
-                self._prefetch()
-            return chosen
-        index = self._choose()
-        return None if index is None else self._take(index)
+        if self.mode != "with_replacement":
+            self._set_pool(index, 0.0)
+        return self._entry(index)
 
-    def start(self, slot: int, index: int, activation: Any, number: int) -> None:
+    def _next_entry(self) -> Entry | None:
+        """The head of the queue of drawn-ahead entries (drawn now if empty), then the queue topped up."""
+        queue = self.queue
+        while queue and self.pruned[queue[0].index]:  # drawn before its stream was found empty
+            queue.popleft().activation.close()
+        chosen = queue.popleft() if queue else self._draw()
+        while len(queue) < self.ahead:
+            entry = self._draw()
+            if entry is None:
+                break
+            queue.append(entry)
+        return chosen
+
+    def start(self, slot: int, entry: Entry) -> None:
+        index, activation, budget, number = entry
         self.stream[slot], self.activation[slot], self.number[slot] = index, activation, number
         if self.random_access:
             self.rows[slot] = len(activation)
@@ -217,23 +270,18 @@ class _WorkingSet:
         self.n_live += 1
         taken = self.taken[slot]
         self.start_at[slot] = taken
-        if self.fixed_budget is not None:  # no draw: rate=None or dist="constant"
-            self.limit[slot] = taken + self.fixed_budget
-            return
-        # a running sum can lose a tiny weight to rounding: keep the share in (0, 1]
-        share = min(1.0, weight / self.active_weight) if self.active_weight > 0 else 1.0
-        self.limit[slot] = taken + draw_budget(self.rng, self.rate, self.dist, share)
+        self.limit[slot] = taken + budget
 
     def fill(self) -> None:
         for slot in range(len(self.stream)):
             if self.all_active:
                 if self.weight_list[slot] > 0:
-                    self.start(slot, *self._take(slot))
+                    self.start(slot, self._entry(slot))
                 continue
-            chosen = self._next_activation()
-            if chosen is None:
+            entry = self._next_entry()
+            if entry is None:
                 break
-            self.start(slot, *chosen)
+            self.start(slot, entry)
 
     # -- ending activations
     def end(self, slot: int, exhausted: bool) -> bool:
@@ -269,11 +317,11 @@ class _WorkingSet:
             return False
         if self.all_active:
             if suspend or (self.mode not in ENDING_MODES and not self.pruned[index]):
-                self.start(slot, *self._take(index))
+                self.start(slot, self._entry(index))
         else:
-            chosen = self._next_activation()
-            if chosen is not None:
-                self.start(slot, *chosen)
+            entry = self._next_entry()
+            if entry is not None:
+                self.start(slot, entry)
         return self.n_live > 0
 
     def _spinning(self) -> bool:
@@ -298,17 +346,27 @@ class _WorkingSet:
         for activation in self.activation:
             if activation is not None:
                 activation.close()
-        if self.pending is not None:
-            self.pending[1].close()
+        while self.queue:  # drawn ahead, never started: the mix ended
+            self.queue.popleft().activation.close()
 
 
-class _Resumed:
+class Resumed:
     """A fresh start of a suspended activation that skips, when it enters a slot, the items it yielded before.
 
     Sources yield the same items at every activation with the same identity,
     so the items skipped are those already yielded; a source that yields
     fewer this time simply ends. The skip waits for the slot, so a resumed
-    activation drawn ahead (prefetched) reads nothing until it is used.
+    activation drawn ahead (in the queue) reads nothing until it is used.
+    An opener's ``skip`` for children run in the consumer (a leaf's
+    activation skips in `~combinators.execution.leaf.activate_leaf`, in the
+    worker).
+
+    >>> class Items:
+    ...     def next_function(self): return iter("abcd").__next__
+    ...     def close(self): pass
+    >>> next_item = Resumed(Items(), 3).next_function()
+    >>> next_item()
+    'd'
     """
 
     __slots__ = ("activation", "offset")
@@ -330,14 +388,14 @@ class _Resumed:
         self.activation.close()
 
 
-class _ResumedRows:
+class ResumedRows:
     """A suspended random-access activation resumed by seeking: its rows after the first ``offset``.
 
     >>> class Rows:
     ...     def __len__(self): return 5
     ...     def rows(self, start, stop): return list(range(start, stop))
     ...     def close(self): pass
-    >>> resumed = _ResumedRows(Rows(), 3)
+    >>> resumed = ResumedRows(Rows(), 3)
     >>> len(resumed), resumed.rows(0, 2)
     (2, [3, 4])
     """
@@ -377,7 +435,10 @@ def mix_items(
     remaining uniforms are mapped again, so the items depend only on the
     seed. How many uniforms are mapped at once adapts to how often the
     working set changes (it affects speed, never the items).
-    Activation choices and budgets draw from ``activate_rng``.
+    Activation choices and budgets draw from ``activate_rng``, together, in
+    entry order: a working set keeps `AHEAD` entries drawn ahead of need
+    (except ``"single_active"``), each submitted at once with its budget as
+    its limit, so that executors start activations before their slots empty.
     ``counts[i]`` accumulates the items taken from child ``i`` by activations
     that ended; ``on_start(state)`` receives the working set, whose
     ``live_counts()`` includes the running ones.
@@ -486,8 +547,9 @@ def mix_decisions(
 ) -> Iterator[Decisions]:
     """The decisions of `mix_items`, in runs of items, for children with random access.
 
-    ``open_child(i)`` returns an activation whose ``len()`` is its number of
-    rows; nothing is pulled from it. The items are exactly those of
+    ``open_child(i, limit, number=None, skip=0)`` returns an activation
+    whose ``len()`` is its number of rows (after the first ``skip``, see
+    `ResumedRows`); nothing is pulled from it. The items are exactly those of
     `mix_items` over activations yielding those rows in order, for the same
     Generators: the same uniforms are mapped to slots over the same weights,
     and the working-set events (a budget spent, an end met) happen at the same
@@ -501,7 +563,7 @@ def mix_decisions(
     ...     def __init__(self, n): self.n = n
     ...     def __len__(self): return self.n
     ...     def close(self): pass
-    >>> runs = mix_decisions(lambda i: Rows(3), np.array([0.5, 0.5]), None, None, "binomial",
+    >>> runs = mix_decisions(lambda i, limit: Rows(3), np.array([0.5, 0.5]), None, None, "binomial",
     ...                      "exhaustive", True, rng(0), rng(1))
     >>> [(d.picks.tolist(), d.first_row.tolist()) for d in runs]
     [([1, 0, 0, 0, 1, 1], [0, 0])]

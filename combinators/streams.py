@@ -571,11 +571,16 @@ def mix(
       probability proportional to its stream's weight. Each activation gets
       a sample budget: ``rate`` items (``dist="constant"``, rounded up),
       ``1 + Poisson(rate - 1)`` (``"poisson"``), or ``1 + Binomial(m, 1 - p)``
-      with ``m = (rate - 1) / (1 - p)`` and ``p`` the activation's share of
-      the working set's weight (``"binomial"``, pescador 3's default, which
-      gives a replacement every ``rate / p`` items on average; ``p = 1``
-      falls back to Poisson). ``rate=None`` runs each activation until it
-      is exhausted.
+      with ``m = (rate - 1) / (1 - p)`` and ``p = w / (w + (k - 1) * mean(weights))``
+      the stream's expected share of the working set's weight
+      (``"binomial"``, pescador 3's default, which gives a replacement every
+      ``rate / p`` items on average; ``p = 1`` falls back to Poisson).
+      ``rate=None`` runs each activation until it is exhausted. Entries and
+      budgets are drawn together, 8 ahead of need (``"single_active"``: when
+      the slot empties), so parallel executors start activations early
+      (a suspended stream of the ending modes re-enters through that queue);
+      since 0.2 (expected share, entries ahead) a seed gives other items
+      than in 0.1 for working sets, the same on every executor.
     - ``rate`` needs ``n_active`` (as in pescador, where ShuffledMux has no
       rate and StochasticMux needs n_active): a budget says when an
       activation leaves the working set, and with every stream active there
@@ -594,7 +599,7 @@ def mix(
     returns to the pool, and when drawn again the stream starts with the
     same identity (same items, same ``rng`` draws) and skips what it already
     yielded, so nothing is dropped or repeated and at most ``n_active``
-    activations are open (re-reading the skipped items costs about
+    activations are in the working set (re-reading the skipped items costs about
     ``L**2 / (2 * rate)`` reads for a stream of ``L`` items). With ``prune_empty``, a stream whose
     activation yielded nothing is never activated again; a mix whose
     streams are all empty ends, it never spins.

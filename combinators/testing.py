@@ -145,8 +145,8 @@ class Monitored(Executor):
 
 def _label(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
     """``path: leaf`` for the interpreter's ``activate_leaf(leaf, entropy, path, activation)``."""
-    if fn is activate_leaf and len(args) == 4:
-        leaf, _, path, activation = args
+    if fn is activate_leaf and len(args) in (4, 5):  # a fifth: the items a resumed activation skips
+        leaf, _, path, activation = args[:4]
         return f"{tuple(path)} #{activation}: {_short(leaf, 80)}"
     return _short((fn, *args), 80)
 
@@ -156,7 +156,16 @@ class _MonitoredSession(Session):
         self.monitor, self.inner = monitor, inner
 
     def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> Activation:
-        activation = _Watched(self.inner.submit(fn, *args), self.monitor, _label(fn, args))
+        return self._watch(self.inner.submit(fn, *args), fn, args)
+
+    def start(
+        self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]], extra: tuple[Any, ...], limit: int | None = None
+    ) -> Activation:
+        fn, args = plan
+        return self._watch(self.inner.start(plan, extra, limit), fn, (*args, *extra))
+
+    def _watch(self, inner: Activation, fn: Callable[..., Iterable[Any]], args: tuple[Any, ...]) -> Activation:
+        activation = _Watched(inner, self.monitor, _label(fn, args))
         self.monitor.submitted[id(activation)] = activation
         self.monitor.log.append((fn, args))
         return activation

@@ -10,6 +10,7 @@ import pytest
 import combinators as c
 from combinators.errors import DataError, InvalidArgument
 from combinators.execution.blocks import block_schema
+from combinators.sampling import AHEAD
 
 
 def _open_files() -> int:
@@ -64,7 +65,7 @@ def test_a_working_set_of_shards_holds_few_files_open(tmp_path):
             if i % 7 == 0:
                 peak = max(peak, _open_files() - before)
     assert i + 1 == 200 * 8
-    assert 0 < peak <= 4 + 1  # the working set, and the activation chosen ahead
+    assert 0 < peak <= 4 + AHEAD  # the working set, and the queue of entries drawn ahead
     assert _open_files() == before
 
 

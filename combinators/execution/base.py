@@ -14,11 +14,12 @@ yields the same items for the same seed.
 from __future__ import annotations
 
 import abc
+import itertools
 from typing import Any, Callable, Iterable, Iterator
 
 from combinators.errors import InvalidArgument, InvalidArgumentType
 
-__all__ = ["Executor", "Session", "Activation", "LocalActivation", "InProcess", "resolve_executor"]
+__all__ = ["Executor", "Session", "Activation", "LocalActivation", "InProcess", "resolve_executor", "first_items"]
 
 
 class Activation(abc.ABC):
@@ -52,6 +53,26 @@ class Session(abc.ABC):
     @abc.abstractmethod
     def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> Activation:
         """Start ``fn(*args)`` and return an `Activation` over its items."""
+
+    def start(
+        self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]], extra: tuple[Any, ...], limit: int | None = None
+    ) -> Activation:
+        """Start ``fn(*args, *extra)`` where ``plan = (fn, args)``; at most ``limit`` items will be asked of it.
+
+        ``plan`` is one object shared by many activations of a run (a leaf of
+        the stream): a parallel session ships it to each worker once, and each
+        start names it; its worker never produces more than ``limit`` items.
+        A session that implements only `submit` (such as `Ray`'s) runs it
+        under `first_items`, so it too stops at ``limit``. In process,
+        activations are lazy: nothing is produced ahead.
+
+        >>> list(InProcess().open().start((range, (1,)), (4,)))
+        [1, 2, 3]
+        """
+        fn, args = plan
+        if limit is None:
+            return self.submit(fn, *args, *extra)
+        return self.submit(first_items, limit, fn, *args, *extra)
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -104,9 +125,30 @@ class LocalActivation(Activation):
             close()
 
 
+def first_items(limit: int, fn: Callable[..., Iterable[Any]], *args: Any) -> Iterator[Any]:
+    """The first ``limit`` items of ``fn(*args)``, which is closed after them (or when this is closed).
+
+    >>> list(first_items(2, range, 5))
+    [0, 1]
+    """
+    items = iter(fn(*args))
+    try:
+        yield from itertools.islice(items, limit)
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+
+
 class _LocalSession(Session):
     def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> Activation:
         return LocalActivation(fn, args)
+
+    def start(
+        self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]], extra: tuple[Any, ...], limit: int | None = None
+    ) -> Activation:
+        fn, args = plan  # lazy: a mix never asks past the limit, so nothing needs stopping here
+        return LocalActivation(fn, (*args, *extra))
 
     def close(self) -> None:
         pass

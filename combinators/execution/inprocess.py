@@ -21,7 +21,7 @@ from combinators.execution.blocks import (
     block_rows, block_schema, block_transforms, chain_blocks, materialize, row_blocks,
 )
 from combinators.execution.leaf import activate_leaf, is_leaf, unpicklable_part, where
-from combinators.sampling import chain_items, mix_decisions, mix_items, round_robin_items
+from combinators.sampling import Resumed, ResumedRows, chain_items, mix_decisions, mix_items, round_robin_items
 from combinators.streams import Apply, Chain, Mix, RoundRobin, RowSource, Stream
 
 __all__ = ["iterate", "Run", "MixStats"]
@@ -35,6 +35,26 @@ class _Context:
         # per mix path: the node, counts of ended activations, the running working sets
         self.mix_counts: dict[tuple[int, ...], tuple[Mix, list[int], list[Any]]] = {}
         self.schemas: dict[int, Any] = {}  # block schema per node (by id; nodes outlive the run)
+        self.leaf_plans: dict[tuple[int, ...], tuple[Any, tuple[Any, ...]]] = {}  # per leaf path, shipped once
+
+    def leaf_plan(self, node: Stream, path: tuple[int, ...]) -> tuple[Any, tuple[Any, ...]]:
+        """``(activate_leaf, (leaf, entropy, path))``: one object per leaf for the whole run."""
+        plan = self.leaf_plans.get(path)
+        if plan is None:
+            plan = self.leaf_plans[path] = (activate_leaf, (node, self.entropy, path))
+        return plan
+
+    def submit_leaf(
+        self, node: Stream, path: tuple[int, ...], activation: tuple[int, ...], limit: int | None = None,
+        skip: int = 0,
+    ) -> Activation:
+        """Submit an activation of a leaf (its items after the first ``skip``, at most ``limit`` of them);
+        a value that cannot travel raises `TransportError` naming it."""
+        try:
+            return self.session.start(self.leaf_plan(node, path), (activation, skip) if skip else (activation,), limit)
+        except TransportError as error:
+            why = unpicklable_part(node) or str(error.__cause__ or error)
+            raise TransportError(f"cannot send {where(node, path)} to a worker: {why}") from error
 
     def schema(self, node: Stream) -> Any:
         """The node's block schema (None off the block path), computed once per run."""
@@ -58,7 +78,7 @@ class _Context:
 def open_node(node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context) -> Activation:
     """Start an activation of ``node`` (at ``path``, identified by ``activation``)."""
     if is_leaf(node):
-        return _submit_leaf(node, path, activation, ctx)
+        return ctx.submit_leaf(node, path, activation)
     if ctx.schema(node) is not None:
         return BlockActivation(_BLOCK_OPENERS[type(node)], (node, path, activation, ctx))
     return LocalActivation(_OPENERS[type(node)], (node, path, activation, ctx))
@@ -98,32 +118,29 @@ class BlockActivation(Activation):
         self._fn = self._args = self._rows = self._blocks = None
 
 
-def _submit_leaf(node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context) -> Activation:
-    """Submit a leaf activation to the session; a leaf that cannot be shipped is named as `explain` shows it."""
-    try:
-        return ctx.session.submit(activate_leaf, node, ctx.entropy, path, activation)
-    except TransportError as error:
-        why = unpicklable_part(node) or str(error.__cause__ or error)
-        raise TransportError(f"cannot send {where(node, path)} to a worker: {why}") from error
-
-
 def _child_opener(
     node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context
-) -> Callable[[int], Activation]:
-    """``open(i)`` starts child ``i``; the k-th child activation is identified by ``(*activation, k)``.
+) -> Callable[..., Activation]:
+    """``open(i, limit=None)`` starts child ``i`` (at most ``limit`` items will be asked of it);
+    the k-th child activation is identified by ``(*activation, k)``.
 
-    ``open(i, number=k)`` starts child ``i``'s activation ``k`` afresh, with
-    the same identity, so it yields the same items (how the ending modes of
-    a mix resume a suspended activation without keeping it open).
+    ``open(i, limit, number=k, skip=s)`` starts child ``i``'s activation ``k``
+    afresh, with the same identity, so it yields the same items, and gives
+    those after its first ``s`` (how the ending modes of a mix resume a
+    suspended activation without keeping it open): a leaf skips them where
+    it runs (in the worker), any other child in the consumer (`Resumed`).
     """
     children, started = node.children, itertools.count()
     paths = [(*path, i) for i in range(len(children))]
     leaves = [is_leaf(child) for child in children]
+    submit_leaf = ctx.submit_leaf
 
-    def open_child(i: int, number: int | None = None) -> Activation:
+    def open_child(i: int, limit: int | None = None, number: int | None = None, skip: int = 0) -> Activation:
         identity = (*activation, next(started) if number is None else number)
         if leaves[i]:  # the replacement's hot path: straight to the session
-            return _submit_leaf(children[i], paths[i], identity, ctx)
+            return submit_leaf(children[i], paths[i], identity, limit, skip)
+        if skip:
+            return Resumed(open_node(children[i], paths[i], identity, ctx), skip)
         return open_node(children[i], paths[i], identity, ctx)
 
     return open_child
@@ -162,11 +179,21 @@ def _open_apply(node: Apply, path, activation, ctx) -> Iterator[Any]:
         child.close()
 
 
+def _open_rows(children: tuple[Stream, ...]) -> Callable[..., Any]:
+    """The opener of a mix's random-access children: their rows (after ``skip``, `ResumedRows`)."""
+
+    def open_rows(i: int, limit: int | None = None, number: int | None = None, skip: int = 0) -> Any:
+        rows = children[i].open()
+        return ResumedRows(rows, skip) if skip else rows
+
+    return open_rows
+
+
 def _mix_blocks(node: Mix, path, activation, ctx) -> Iterator[Any]:
     _, counts, running = ctx.mix_record(node, path)
     children = node.streams
     decisions = mix_decisions(
-        lambda i, number=None: children[i].open(), node.probabilities, node.n_active, node.rate, node.dist, node.mode,
+        _open_rows(children), node.probabilities, node.n_active, node.rate, node.dist, node.mode,
         node.prune_empty,
         select_rng=seeding.generator(ctx.entropy, path, activation, seeding.SELECT),
         activate_rng=seeding.generator(ctx.entropy, path, activation, seeding.ACTIVATE),
@@ -286,16 +313,25 @@ class Run:
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
 
-    def executor_stats(self) -> dict[str, int]:
-        """The executor session's counters: for `Processes` and `ZMQ`, the messages it dropped
-        (``malformed``, ``unjoined``, ``rejected``; see `RemoteSession.stats`); empty in-process.
+    def executor_stats(self) -> dict[str, float]:
+        """The executor session's counters; empty in-process (nothing is produced ahead there).
+
+        For `Processes` and `ZMQ`: the messages it dropped (``malformed``,
+        ``unjoined``, ``rejected``; see `RemoteSession.stats`), and its flow
+        (`RemoteSession.flow_stats`): ``activations`` started,
+        ``items_received``, ``items_wasted`` (produced by workers, reached the
+        consumer, never consumed: the items of activations closed early,
+        mostly those of the drawn-ahead queue when the run stops), and the
+        activation start latency ``start_latency_median_ms`` and
+        ``start_latency_p99_ms`` (from submit to its first items).
 
         >>> from combinators import from_iterable
         >>> with iterate(from_iterable("ab"), seed=0) as run:
         ...     run.executor_stats()
         {}
         """
-        return self._session.stats()
+        flow = getattr(self._session, "flow_stats", None)
+        return {**self._session.stats(), **(flow() if flow is not None else {})}
 
     def stats(self) -> list[MixStats]:
         """Per-mix statistics so far, in path order."""

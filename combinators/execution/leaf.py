@@ -7,6 +7,7 @@ number, so its items are the same wherever it runs.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Iterable, Iterator
 
 import cloudpickle
@@ -106,18 +107,33 @@ def _short(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def activate_leaf(leaf: Stream, entropy: int, path: tuple[int, ...], activation: tuple[int, ...]) -> Iterator[Any]:
-    """The items of one activation of ``leaf`` at ``path``, identified by ``activation``.
+def activate_leaf(
+    leaf: Stream, entropy: int, path: tuple[int, ...], activation: tuple[int, ...], skip: int = 0
+) -> Iterator[Any]:
+    """The items of one activation of ``leaf`` at ``path``, identified by ``activation``, after its first ``skip``.
+
+    ``skip`` resumes a suspended activation (the ending modes of a mix): the
+    items it yielded before are produced again and dropped here, where the
+    activation runs (in a worker under a parallel executor), so they never
+    travel; a worker's limit counts the items after them.
 
     >>> from combinators.streams import from_iterable
     >>> from combinators.transforms import take
     >>> list(activate_leaf(from_iterable("abc") >> take(2), 0, (), (0,)))
     ['a', 'b']
+    >>> list(activate_leaf(from_iterable("abcd"), 0, (), (0,), skip=3))
+    ['d']
     """
     if isinstance(leaf, Apply):
         items = _iterate(leaf.stream, entropy, (*path, 0), (*activation, 0))
-        return _Pipeline(items, run_transforms(items, leaf.transforms, entropy, path, activation))
-    return _iterate(leaf, entropy, path, activation)
+        pipeline = _Pipeline(items, run_transforms(items, leaf.transforms, entropy, path, activation))
+        if skip:
+            next(itertools.islice(pipeline.output, skip, skip), None)  # itertools' consume recipe
+        return pipeline
+    items = _iterate(leaf, entropy, path, activation)
+    if skip:
+        next(itertools.islice(items, skip, skip), None)
+    return items
 
 
 def _iterate(source: Stream, entropy: int, path: tuple[int, ...], activation: tuple[int, ...]) -> Iterator[Any]:

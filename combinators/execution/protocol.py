@@ -8,9 +8,17 @@ consumer, and the window in items and bytes.
 
 Consumer to worker:
 
-- ``START(id, frame_bytes, 0, window_items, window_bytes) plan``: run ``fn(*args)``
+- ``START(id, frame_bytes, limit, window_items, window_bytes) plan``: run ``fn(*args)``
   (``plan`` is ``cloudpickle.dumps((fn, args))``) within that window, sending no
-  frame larger than ``frame_bytes``;
+  frame larger than ``frame_bytes`` and no more than ``limit`` items (0: no limit);
+- ``PLAN(number) plan``: ``cloudpickle.dumps((fn, args))``, kept by the worker
+  for the whole run under ``number`` (a leaf of the stream: shipped once per
+  worker, however many activations it has);
+- ``STARTS(count) table extras``: ``count`` activations at once; ``table``
+  holds one row of six little-endian 64-bit numbers per activation (`START_ROW`:
+  id, plan number, limit, window items, window bytes, frame bytes) and
+  ``extras`` the pickled list of each activation's own arguments: activation
+  ``k`` runs ``fn(*args, *extras[k])`` of its plan;
 - ``CREDIT(id, items, bytes, window_items, window_bytes)``: the consumer took
   that much of the activation; the window is now that large;
 - ``CANCEL(id)``: close the activation's generator;
@@ -27,7 +35,9 @@ Worker to consumer:
   a message of its own (so heartbeats flow during a long transfer); ``layout``
   holds one little-endian 64-bit count per frame: 0 for the next of ``frames``,
   n for the next n pieces joined (`send_items`, `Reassembler`);
-- ``END(id)``: the activation is exhausted;
+- ``END(id)``: the activation is exhausted (or produced its limit);
+- ``LAST(id) header *buffers``: ITEMS then END in one message (the last items
+  of an activation, when no frame needs pieces);
 - ``FAULT(id) exception type_name message traceback``: it raised (``exception``
   is its cloudpickle, or empty when it cannot be pickled).
 
@@ -54,11 +64,13 @@ from urllib.parse import urlsplit
 import numpy as np
 import zmq
 
-START, CREDIT, CANCEL, PING, QUIT = b"S", b"C", b"X", b"P", b"Q"
-HELLO, ITEMS, END, FAULT, CHUNK, PARTS = b"H", b"I", b"E", b"F", b"K", b"T"
+START, CREDIT, CANCEL, PING, QUIT, PLAN, STARTS = b"S", b"C", b"X", b"P", b"Q", b"L", b"M"
+HELLO, ITEMS, END, FAULT, CHUNK, PARTS, LAST = b"H", b"I", b"E", b"F", b"K", b"T", b"D"
 
 _HEAD = struct.Struct("<cQ")
 _FLOW_HEAD = struct.Struct("<cQQQQQ")
+#: one activation of a STARTS message: id, plan number, limit (0: none), window items and bytes, frame bytes
+START_ROW = struct.Struct("<QQQQQQ")
 #: the length of a head frame from a worker
 HEAD_BYTES = _HEAD.size
 _SNDMORE = int(zmq.SNDMORE)
@@ -104,11 +116,15 @@ def send(sock: zmq.Socket, frames: Sequence[Any]) -> None:
         sock.send(frame, 0 if index == last else _SNDMORE, copy=len(frame) < _ZERO_COPY_BYTES)
 
 
-def send_items(sock: zmq.Socket, activation_id: int, frames: Sequence[Any], frame_bytes: int) -> None:
-    """Send an ITEMS message, in CHUNK pieces and a PARTS message if a frame exceeds ``frame_bytes``."""
+def send_items(sock: zmq.Socket, activation_id: int, frames: Sequence[Any], frame_bytes: int, last: bool = False) -> bool:
+    """Send an ITEMS message, in CHUNK pieces and a PARTS message if a frame exceeds ``frame_bytes``.
+
+    With ``last``, the activation's END travels in the same message (LAST) when no frame needs
+    pieces; returns whether it did (else the caller sends END).
+    """
     if all(len(frame) <= frame_bytes for frame in frames):
-        send(sock, [head(ITEMS, activation_id), *frames])
-        return
+        send(sock, [head(LAST if last else ITEMS, activation_id), *frames])
+        return last
     layout, inline = [], []
     for frame in frames:
         if len(frame) <= frame_bytes:
@@ -121,6 +137,7 @@ def send_items(sock: zmq.Socket, activation_id: int, frames: Sequence[Any], fram
             send(sock, [head(CHUNK, activation_id), view[start : start + frame_bytes]])
         layout.append(len(starts))
     send(sock, [head(PARTS, activation_id), struct.pack(f"<{len(layout)}Q", *layout), *inline])
+    return False
 
 
 class Reassembler:

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterable
 
 import attrs
 import cloudpickle
+import numpy as np
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
@@ -58,6 +59,8 @@ QUIT_GRACE = 0.4
 KILL_GRACE = 0.3
 #: room above ``frame_bytes`` for the short frames of a message
 _MAX_HEAD_BYTES = 4096
+#: starts waiting in outboxes before the consumer sends them without having to wait for items
+START_BATCH = 4
 #: an activation's first credit window; it doubles with each credit, up to the prefetch limits
 INITIAL_WINDOW_ITEMS = 16
 INITIAL_WINDOW_BYTES = 1 << 20
@@ -82,7 +85,7 @@ class SessionOptions:
 class _Peer:
     """One worker as the session sees it."""
 
-    __slots__ = ("identity", "process", "pid", "ready", "pending", "active", "name")
+    __slots__ = ("identity", "process", "pid", "ready", "pending", "active", "name", "plans", "outbox")
 
     def __init__(self, identity: Any, name: str, process: multiprocessing.process.BaseProcess | None):
         self.identity = identity  # its key in the session's peers: the routing id once it joined
@@ -92,6 +95,8 @@ class _Peer:
         self.pending: list[list[bytes]] = []  # messages waiting for its HELLO
         self.active: set[int] = set()
         self.name = name
+        self.plans: set[int] = set()  # plan numbers sent to it (or in its outbox)
+        self.outbox: list[tuple[bytes, Any]] = []  # PLAN messages and starts not sent yet: (row or b"", extra)
 
     def describe(self) -> str:
         where = "local" if self.process is not None else "remote"
@@ -215,6 +220,12 @@ class RemoteSession(Session):
         self.counts: collections.Counter[str] = collections.Counter(malformed=0, unjoined=0, rejected=0)
         self._last_probe = time.monotonic()
         self._opened = time.monotonic()
+        self._plans: dict[int, tuple[int, Any]] = {}  # id(plan): (number, plan)
+        self._plan_pickles: list[bytes] = []  # by number
+        self._outgoing: list[_Peer] = []  # peers with starts waiting to be sent
+        self._waiting_starts = 0
+        self._unsent: set[int] = set()  # activations whose start waits in an outbox
+        self.flow = _Flow()
         self._start_local_workers()
         self._await_local_workers()
 
@@ -266,12 +277,15 @@ class RemoteSession(Session):
         except Exception as error:
             msg = f"cannot ship activation {fn!r} to a worker: {error}"
             raise TransportError(msg) from error
-        activation_id = next(self._ids)
-        activation = RemoteActivation(self, activation_id)
-        self._activations[activation_id] = activation
+        return self._submit_pickled(plan, None)
+
+    def _submit_pickled(self, plan: bytes, limit: int | None) -> RemoteActivation:
+        activation = self._new_activation(limit)
+        activation_id = activation._id
         window_items, window_bytes = activation._window_items, activation._window_bytes
         frame_bytes = self._options.frame_bytes
-        message = [protocol.flow_head(protocol.START, activation_id, frame_bytes, 0, window_items, window_bytes), plan]
+        head = protocol.flow_head(protocol.START, activation_id, frame_bytes, limit or 0, window_items, window_bytes)
+        message = [head, plan]
         peer = self._least_loaded()
         if peer is None:
             if not self._accepts_remote():
@@ -281,6 +295,71 @@ class RemoteSession(Session):
         else:
             self._assign(peer, activation, message)
         return activation
+
+    def _new_activation(self, limit: int | None) -> RemoteActivation:
+        activation = RemoteActivation(self, next(self._ids), limit)
+        self._activations[activation._id] = activation
+        self.flow.started += 1
+        return activation
+
+    def start(self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]], extra: tuple[Any, ...],
+              limit: int | None = None) -> RemoteActivation:
+        """Start ``fn(*args, *extra)`` (``plan = (fn, args)``) in the least-loaded worker, producing at most
+        ``limit`` items. ``plan`` is pickled once per session and sent once per worker; the start itself
+        waits in the worker's outbox until `START_BATCH` starts wait or the consumer waits for its
+        items (`flush`), so that several starts travel in one message."""
+        if not self._finalizer.alive:
+            msg = "start() on a closed session"
+            raise WorkerError(msg)
+        known = self._plans.get(id(plan))
+        if known is None or known[1] is not plan:
+            try:
+                self._plan_pickles.append(cloudpickle.dumps(plan))
+            except Exception as error:
+                msg = f"cannot ship activation {plan[0]!r} to a worker: {error}"
+                raise TransportError(msg) from error
+            known = self._plans[id(plan)] = (len(self._plan_pickles) - 1, plan)
+        peer = self._least_loaded()
+        if peer is None or not peer.ready:  # no worker has joined yet: a whole START, sent when one does
+            fn, args = plan
+            return self._submit_pickled(cloudpickle.dumps((fn, (*args, *extra))), limit)
+        activation = self._new_activation(limit)
+        activation._peer = peer
+        peer.active.add(activation._id)
+        number = known[0]
+        if not peer.outbox:
+            self._outgoing.append(peer)
+        if number not in peer.plans:
+            peer.plans.add(number)
+            peer.outbox.append((b"", number))
+        row = protocol.START_ROW.pack(
+            activation._id, number, limit or 0, activation._window_items, activation._window_bytes,
+            self._options.frame_bytes,
+        )
+        peer.outbox.append((row, extra))
+        self._waiting_starts += 1
+        self._unsent.add(activation._id)
+        return activation
+
+    def flush(self) -> None:
+        """Send the waiting starts: each worker's new plans, then one STARTS message per worker."""
+        outgoing, self._outgoing = self._outgoing, []
+        self._waiting_starts = 0
+        self._unsent.clear()
+        for peer in outgoing:
+            waiting, peer.outbox = peer.outbox, []
+            if self._peers.get(peer.identity) is not peer:
+                continue  # lost meanwhile: its activations have failed
+            rows, extras = [], []
+            for row, extra in waiting:
+                if row:
+                    rows.append(row)
+                    extras.append(extra)
+                else:
+                    self._send(peer, [protocol.head(protocol.PLAN, extra), self._plan_pickles[extra]])
+            if rows:
+                head = protocol.head(protocol.STARTS, len(rows))
+                self._send(peer, [head, b"".join(rows), pickle.dumps(extras, protocol=pickle.HIGHEST_PROTOCOL)])
 
     def _accepts_remote(self) -> bool:
         return self._options.accept_remote
@@ -307,7 +386,12 @@ class RemoteSession(Session):
 
     # -- receiving ------------------------------------------------------------------
     def _wait_for(self, activation: RemoteActivation) -> None:
-        """Receive until ``activation`` has a message or has ended; watches worker liveness."""
+        """Receive until ``activation`` has a message or has ended; watches worker liveness.
+
+        Waiting starts leave first if ``activation`` is one of them (the others are ahead of need).
+        """
+        if self._outgoing and activation._id in self._unsent:
+            self.flush()
         self._send_orphan_cancels()
         self._drain()
         while not activation._messages and not activation._finished:
@@ -358,8 +442,14 @@ class RemoteSession(Session):
         activation = self._activations.get(number)
         if activation is None or activation._peer is not peer:
             return
-        if kind == protocol.ITEMS:
+        if activation._submitted:
+            self.flow.latencies.append(time.perf_counter() - activation._submitted)
+            activation._submitted = 0.0
+        if kind in _WITH_ITEMS and activation._finished:  # arrived after it was closed
+            self.flow.left_over((), [frames[2:]])
+        elif kind in _WITH_ITEMS:
             activation._messages.append(frames[2:])
+            activation._finished = kind == protocol.LAST
         elif kind == protocol.CHUNK:
             activation._parts.add(frames[2])
         elif kind == protocol.PARTS:
@@ -432,6 +522,8 @@ class RemoteSession(Session):
     # -- cancelling and closing -------------------------------------------------------
     def _cancel(self, activation: RemoteActivation) -> None:
         peer = activation._peer
+        if activation._left == 0:  # it produced its limit: its worker has closed it (its END is on the way)
+            return
         if peer is not None and activation._id in peer.active:
             peer.active.discard(activation._id)
             if self._finalizer.alive and peer.identity in self._peers:
@@ -452,6 +544,12 @@ class RemoteSession(Session):
             activation._items.clear()
             activation._parts.pieces.clear()
         self._finalizer()
+
+    def flow_stats(self) -> dict[str, float]:
+        """What the workers produced for nothing, and how fast activations start (see `_Flow.figures`)."""
+        if self._finalizer.alive:
+            self._drain()  # what has arrived counts, used or not
+        return self.flow.figures()
 
     def stats(self) -> dict[str, int]:
         """Counts of messages the session dropped: ``malformed``, ``unjoined`` and ``rejected``.
@@ -476,10 +574,11 @@ class RemoteActivation(Activation):
 
     __slots__ = (
         "_session", "_id", "_peer", "_items", "_messages", "_finished", "_error",
-        "_owed_items", "_owed_bytes", "_window_items", "_window_bytes", "_parts",
+        "_owed_items", "_owed_bytes", "_window_items", "_window_bytes", "_parts", "_submitted",
+        "_left", "_item_credit",
     )
 
-    def __init__(self, session: RemoteSession, activation_id: int):
+    def __init__(self, session: RemoteSession, activation_id: int, limit: int | None = None):
         self._session = session
         self._id = activation_id
         self._peer: _Peer | None = None
@@ -491,8 +590,13 @@ class RemoteActivation(Activation):
         self._owed_items = 0  # taken by the consumer, not yet credited back to the worker
         self._owed_bytes = 0
         options = session._options
-        self._window_items = min(INITIAL_WINDOW_ITEMS, options.prefetch)
+        # an activation with a limit (a budget: all of it will be consumed unless the run stops) may have
+        # its whole limit in flight, so its items never wait for credit; otherwise the window starts small
+        self._window_items = min(limit, options.prefetch) if limit else min(INITIAL_WINDOW_ITEMS, options.prefetch)
         self._window_bytes = min(INITIAL_WINDOW_BYTES, options.prefetch_bytes)
+        self._submitted = time.perf_counter()  # until its first message arrives (then 0.0)
+        self._left = limit if limit else -1  # items still to come of its limit (-1: no limit)
+        self._item_credit = not limit or limit > self._window_items  # whether its worker may wait for item credit
 
     def __next__(self) -> Any:
         if self._items:
@@ -500,14 +604,21 @@ class RemoteActivation(Activation):
         return self._refill()
 
     def _refill(self) -> Any:
+        session = self._session
+        if session._waiting_starts >= START_BATCH:  # else they leave when the consumer must wait (_wait_for)
+            session.flush()
         while True:
             if self._messages:
                 frames = self._messages.popleft()
                 items = collections.deque(unpack_items(frames))
+                session.flow.received += len(items)
+                self._left -= len(items) if self._left > 0 else 0
                 self._owed_items += len(items)
                 self._owed_bytes += sum(len(frame) for frame in frames)
-                if 4 * self._owed_items >= self._window_items or 4 * self._owed_bytes >= self._window_bytes:
-                    self._return_credit()  # in batches of a quarter window
+                if (4 * self._owed_items >= self._window_items and self._item_credit) or (
+                    4 * self._owed_bytes >= self._window_bytes
+                ):
+                    self._return_credit()  # in batches of a quarter window (items: none when it covers the limit)
                 if items:
                     self._items = items
                     return items.popleft()
@@ -517,7 +628,7 @@ class RemoteActivation(Activation):
                     raise error
                 raise StopIteration
             else:
-                self._session._wait_for(self)
+                session._wait_for(self)
 
     def _return_credit(self) -> None:
         """Tell the worker what the consumer took, and double the window (up to the prefetch limits)."""
@@ -540,6 +651,7 @@ class RemoteActivation(Activation):
         if not self._finished:
             self._finished = True
             self._session._cancel(self)
+        self._session.flow.left_over(self._items, self._messages)
         self._items.clear()
         self._messages.clear()
         self._parts.pieces.clear()
@@ -556,11 +668,38 @@ class RemoteActivation(Activation):
         return f"<RemoteActivation {self._id} {'finished' if self._finished else 'running'}>"
 
 
+class _Flow:
+    """A session's activity: activations started, items received and left over, start latencies."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.received = 0  # items decoded by activations
+        self.wasted = 0  # items that reached the consumer and were never taken
+        self.latencies: list[float] = []  # seconds from submit to the first message of each activation
+
+    def left_over(self, items: Any, messages: Iterable[list[Any]]) -> None:
+        """Count the items of a closed activation that the consumer never took."""
+        counted = len(items) + sum(sum(1 for _ in unpack_items(frames)) for frames in messages)
+        self.wasted += counted
+        self.received += counted - len(items)
+
+    def figures(self) -> dict[str, float]:
+        """``activations``, ``items_received``, ``items_wasted`` (received, never taken: produced for
+        nothing) and the median and 99th percentile of ``start_latency_ms`` (submit to first message)."""
+        latency = np.percentile(self.latencies, [50, 99]) * 1000 if self.latencies else [np.nan, np.nan]
+        return {
+            "activations": self.started, "items_received": self.received, "items_wasted": self.wasted,
+            "start_latency_median_ms": float(latency[0]), "start_latency_p99_ms": float(latency[1]),
+        }
+
+
 _ARITY = {
-    protocol.HELLO: (3, None), protocol.ITEMS: (3, None), protocol.END: (2, 2), protocol.FAULT: (6, 6),
+    protocol.HELLO: (3, None), protocol.ITEMS: (3, None), protocol.LAST: (3, None), protocol.END: (2, 2),
+    protocol.FAULT: (6, 6),
     protocol.CHUNK: (3, 3), protocol.PARTS: (3, None),
 }
-_ENDINGS = (protocol.END, protocol.FAULT)
+_ENDINGS = (protocol.END, protocol.FAULT, protocol.LAST)
+_WITH_ITEMS = (protocol.ITEMS, protocol.LAST)
 
 
 def _parse(frames: list[zmq.Frame]) -> tuple[bytes | None, int]:

@@ -47,6 +47,8 @@ MESSAGE_BYTES = 1 << 20
 
 _MAKE_KEY = "`combinators worker --make-key PATH`"
 _EXHAUSTED = object()  # the outcome of an activation that ran dry
+_SPENT = object()  # the outcome of an activation that produced its limit
+_NO_LIMIT = 1 << 62
 
 _EXIT_EVENTS = (
     zmq.EVENT_DISCONNECTED
@@ -61,14 +63,15 @@ class _Running:
 
     __slots__ = (
         "id", "iterator", "next", "window_items", "window_bytes", "items", "nbytes", "cap", "queued", "frame_bytes",
-        "plan",
+        "plan", "left",
     )
 
     def __init__(
         self, activation_id: int, iterator: Iterator[Any], window_items: int, window_bytes: int, frame_bytes: int,
-        plan: tuple[Any, tuple[Any, ...]] = (None, ()),
+        plan: tuple[Any, tuple[Any, ...]] = (None, ()), limit: int = 0,
     ):
         self.id = activation_id
+        self.left = limit or _NO_LIMIT  # items it may still produce (its budget)
         self.plan = plan
         self.frame_bytes = frame_bytes
         self.iterator = iterator
@@ -77,7 +80,9 @@ class _Running:
         self.window_bytes = window_bytes
         self.items = 0  # in flight
         self.nbytes = 0
-        self.cap = 1  # items per message: 1 first (fast start), doubling up to the credit's share
+        # items per message: an activation with a limit (started ahead, short) fills one message with its
+        # budget; otherwise 1 first (fast start), doubling up to the credit's share
+        self.cap = min(limit, window_items) if limit else 1
         self.queued = False
 
     def can_send(self) -> bool:
@@ -100,6 +105,7 @@ class _Worker:
         self.running: dict[int, _Running] = {}
         self.ready: collections.deque[_Running] = collections.deque()
         self.packer = ItemPacker(freeze=True)
+        self.plans: dict[int, tuple[Any, tuple[Any, ...]] | BaseException] = {}  # PLAN number: (fn, args)
 
     def handle(self, frames: list[zmq.Frame]) -> bool:
         """Apply one consumer message; False once told to quit."""
@@ -113,9 +119,18 @@ class _Worker:
                 run.nbytes -= nbytes
                 run.window_items, run.window_bytes = window_items, window_bytes
                 self._enqueue(run)
+        elif kind == protocol.STARTS:
+            self._starts(frames[1].bytes, frames[2].bytes)
+        elif kind == protocol.PLAN:
+            self._plan(protocol.read_head(head)[1], frames[1].bytes)
         elif kind == protocol.START:
-            activation_id, frame_bytes, _, window_items, window_bytes = protocol.read_flow(head)
-            self._start(activation_id, window_items, window_bytes, frame_bytes, frames[1].bytes)
+            activation_id, frame_bytes, limit, window_items, window_bytes = protocol.read_flow(head)
+            try:
+                fn, args = cloudpickle.loads(frames[1].bytes)
+            except BaseException as error:  # noqa: BLE001 - reported to the consumer
+                self._fault(activation_id, error, frame_bytes)
+            else:
+                self._start(activation_id, (fn, args), limit, window_items, window_bytes, frame_bytes)
         elif kind == protocol.CANCEL:
             run = self.running.pop(protocol.read_head(head)[1], None)
             if run is not None:
@@ -124,14 +139,37 @@ class _Worker:
             return False
         return True
 
-    def _start(self, activation_id: int, window_items: int, window_bytes: int, frame_bytes: int, plan: bytes) -> None:
+    def _plan(self, number: int, pickled: bytes) -> None:
+        """Keep a plan for the run; one that cannot be loaded faults every activation that names it."""
         try:
-            fn, args = cloudpickle.loads(plan)
+            self.plans[number] = cloudpickle.loads(pickled)
+        except BaseException as error:  # noqa: BLE001 - reported with each start
+            self.plans[number] = error
+
+    def _starts(self, table: bytes, extras: bytes) -> None:
+        """Start every activation of a STARTS message, in order."""
+        rows = list(protocol.START_ROW.iter_unpack(table))
+        extra_args = cloudpickle.loads(extras)
+        for (activation_id, number, limit, window_items, window_bytes, frame_bytes), extra in zip(rows, extra_args):
+            plan = self.plans.get(number)
+            if not isinstance(plan, tuple):
+                error = plan or TransportError(f"activation {activation_id} names plan {number}, never sent")
+                self._fault(activation_id, error, frame_bytes)
+                continue
+            fn, args = plan
+            self._start(activation_id, (fn, (*args, *extra)), limit, window_items, window_bytes, frame_bytes)
+
+    def _start(
+        self, activation_id: int, plan: tuple[Any, tuple[Any, ...]], limit: int, window_items: int,
+        window_bytes: int, frame_bytes: int,
+    ) -> None:
+        fn, args = plan
+        try:
             iterator = iter(fn(*args))
         except BaseException as error:  # noqa: BLE001 - reported to the consumer
             self._fault(activation_id, error, frame_bytes)
             return
-        run = _Running(activation_id, iterator, window_items, window_bytes, frame_bytes, (fn, args))
+        run = _Running(activation_id, iterator, window_items, window_bytes, frame_bytes, plan, limit)
         self.running[activation_id] = run
         self._enqueue(run)
 
@@ -148,38 +186,45 @@ class _Worker:
             return
         outcome = self._fill(run)
         packer = self.packer
+        ended = outcome is _EXHAUSTED or outcome is _SPENT
+        ended_sent = False
         if packer.count:
             run.items += packer.count
             run.nbytes += packer.nbytes
-            protocol.send_items(self.socket, run.id, packer.frames(), run.frame_bytes)
+            ended_sent = protocol.send_items(self.socket, run.id, packer.frames(), run.frame_bytes, last=ended)
             run.cap = min(2 * run.cap, max(1, run.window_items // _MESSAGES_IN_FLIGHT))
         if outcome is None:
             self._enqueue(run)
             return
         del self.running[run.id]
-        if outcome is _EXHAUSTED:
-            protocol.send(self.socket, [protocol.head(protocol.END, run.id)])
-        else:
+        if outcome is _SPENT:  # its budget: closed now, nothing more is produced
+            run.close()
+        if not ended:
             run.close()
             self._fault(run.id, outcome, run.frame_bytes)
+        elif not ended_sent:
+            protocol.send(self.socket, [protocol.head(protocol.END, run.id)])
 
     def _fill(self, run: _Running) -> BaseException | object | None:
         """Pack items of ``run`` until a message is full; the outcome if the activation ended."""
         packer = self.packer
-        cap = max(1, min(run.cap, run.window_items - run.items))
+        cap = max(1, min(run.cap, run.window_items - run.items, run.left))
         limit = max(1, min(MESSAGE_BYTES, run.window_bytes // _MESSAGES_IN_FLIGHT, run.window_bytes - run.nbytes))
         next_item = run.next
         deadline = time.perf_counter() + FLUSH_INTERVAL
-        while packer.count < cap:
-            try:
-                packer.add(next_item())
-            except StopIteration:
-                return _EXHAUSTED
-            except BaseException as error:  # noqa: BLE001 - reported to the consumer
-                return _reused(error, run)
-            if packer.nbytes >= limit or time.perf_counter() >= deadline:
-                break
-        return None
+        try:
+            while packer.count < cap:
+                try:
+                    packer.add(next_item())
+                except StopIteration:
+                    return _EXHAUSTED
+                except BaseException as error:  # noqa: BLE001 - reported to the consumer
+                    return _reused(error, run)
+                if packer.nbytes >= limit or time.perf_counter() >= deadline:
+                    break
+        finally:
+            run.left -= packer.count
+        return _SPENT if run.left <= 0 else None
 
     def _fault(self, activation_id: int, error: BaseException, frame_bytes: int) -> None:
         """Report ``error``; each frame within ``frame_bytes`` (a bigger pickle is left out, texts are cut)."""
