@@ -57,14 +57,46 @@ BUDGET_DISTS = ("constant", "poisson", "binomial")
 ROUND_ROBIN_MODES = ("exhaustive", "cycle", "permuted_cycle")
 
 
+def _check_name(_: Any, __: Any, value: Any) -> None:
+    if value is not None and not (isinstance(value, str) and value):
+        msg = f"a stream's name must be a non-empty string or None, got {value!r} ({type(value).__name__})"
+        raise InvalidArgumentType(msg)
+
+
+@attrs.frozen(eq=False, repr=False)
 class Stream(Description):
     """Base class of every stream description.
 
     Operators are aliases of named functions: ``a | b`` is ``chain(a, b)``,
     ``s >> t`` is ``apply(s, t)``; ``iter(s)`` is ``combinators.iterate(s)``.
+
+    Every stream has a ``name`` (``None`` unless given by `named`): a label
+    for people, shown by ``explain()``, ``run.stats()``, progress bars and
+    errors. It changes neither the items nor the seeds.
     """
 
-    __slots__ = ()
+    name: str | None = attrs.field(default=None, kw_only=True, validator=_check_name)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # every node's repr rebuilds its expression, name included: wrap each
+        # subclass's own __repr__ once so that a name adds ``.named('...')``
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__repr__")
+        if own is not None and not getattr(own, "adds_name", False):
+            cls.__repr__ = _with_name(own)  # type: ignore[method-assign]
+
+    def named(self, name: str | None) -> "Stream":
+        """This stream with a ``name`` for people (``None`` removes it): same items, same seeds.
+
+        Raises `InvalidArgumentType` unless ``name`` is a non-empty string or None.
+
+        >>> s = from_iterable([1, 2]).named("ones and twos")
+        >>> s
+        from_iterable([1, 2]).named('ones and twos')
+        >>> s.name, list(s)
+        ('ones and twos', [1, 2])
+        """
+        return attrs.evolve(self, name=name)
 
     def __or__(self, other: object) -> "Stream":
         return chain(self, other) if isinstance(other, Stream) else NotImplemented
@@ -103,6 +135,18 @@ class Stream(Description):
     def children(self) -> tuple["Stream", ...]:
         """The streams this one draws from (empty for a source)."""
         return ()
+
+
+def _with_name(expression: Callable[[Stream], str]) -> Callable[[Stream], str]:
+    @functools.wraps(expression)
+    def __repr__(self: Stream) -> str:
+        text = expression(self)
+        if self.name is None:
+            return text
+        return f"({text}).named({self.name!r})" if isinstance(self, Apply) else f"{text}.named({self.name!r})"
+
+    __repr__.adds_name = True  # type: ignore[attr-defined]
+    return __repr__
 
 
 def is_source(node: Stream) -> bool:
@@ -335,7 +379,8 @@ class Chain(Stream):
 def chain(*streams: Stream, cycle: bool = False) -> Stream:
     """Each stream in turn, to exhaustion (pescador's ChainMux); ``a | b`` is ``chain(a, b)``.
 
-    Nested non-cycling chains flatten, so ``(a | b) | c == a | (b | c)``.
+    Nested non-cycling chains flatten, so ``(a | b) | c == a | (b | c)``
+    (a named chain stays a node of its own, so its name is kept).
     With ``cycle=True`` the whole chain restarts forever, with fresh
     activations; a pass that yields nothing ends it instead of spinning.
 
@@ -345,7 +390,7 @@ def chain(*streams: Stream, cycle: bool = False) -> Stream:
     """
     flat: list[Stream] = []
     for s in _streams_tuple(streams, "chain()"):
-        flat.extend(s.streams if isinstance(s, Chain) and not s.repeat else (s,))
+        flat.extend(s.streams if isinstance(s, Chain) and not s.repeat and s.name is None else (s,))
     return Chain(tuple(flat), repeat=bool(cycle))
 
 
@@ -429,6 +474,7 @@ def mix(
     mode: str = "with_replacement",
     dist: str = "binomial",
     prune_empty: bool = True,
+    names: Sequence[str | None] | None = None,
 ) -> Stream:
     """Sample items from several streams with weights: pescador's muxes in one.
 
@@ -456,6 +502,10 @@ def mix(
     nothing is never activated again; a mix whose streams are all empty
     ends, it never spins.
 
+    ``names`` (one string or None per stream) names the streams, as
+    ``s.named(name)`` would: same items, and ``explain()``, ``run.stats()``
+    and errors show the names instead of positions.
+
     ``weights`` may also be passed as a final positional sequence:
     ``mix(a, b, (1, 3))``. Weights are finite, non-negative, not all zero,
     of any real numeric type; they are copied, never mutated. A mix of one
@@ -478,11 +528,25 @@ def mix(
             msg = f"mix() got weights twice: positional {streams[-1]!r} and weights={weights!r}"
             raise InvalidArgument(msg)
         *streams, weights = streams  # type: ignore[assignment]
+    if names is not None:
+        streams = _named_streams(streams, names)
     node = Mix(tuple(streams), weights, n_active, rate, mode, dist, prune_empty)
     if len(node.streams) == 1 and node.rate is None:
         only = node.streams[0]
         return only if node.mode in ("exhaustive", "first_exhausted") else only.cycle()
     return node
+
+
+def _named_streams(streams: Sequence[Any], names: Any) -> tuple[Any, ...]:
+    if isinstance(names, (str, bytes, Mapping)) or not isinstance(names, collections.abc.Sequence):
+        msg = f"mix() names must be a sequence of strings (or None), one per stream, got {names!r}"
+        raise InvalidArgumentType(msg)
+    if len(names) != len(streams):
+        msg = f"mix() needs one name per stream: {len(streams)} streams, {len(names)} names {tuple(names)!r}"
+        raise InvalidArgument(msg)
+    return tuple(
+        s.named(name) if isinstance(s, Stream) and name is not None else s for s, name in zip(streams, names)
+    )
 
 
 @attrs.frozen(eq=False, repr=False)
@@ -546,6 +610,6 @@ def apply(s: Stream, transform: Any) -> Apply:
 
     checks.instance_of("the stream of apply()", s, Stream, "a stream")
     checks.instance_of("the operand of a stream's >>", transform, Transform, "a transform")
-    if isinstance(s, Apply):
-        return Apply(s.stream, s.transforms + flatten_transforms(transform))
+    if isinstance(s, Apply):  # the flat node keeps the name: (s >> t1).named(n) >> t2 is still n
+        return Apply(s.stream, s.transforms + flatten_transforms(transform), name=s.name)
     return Apply(s, flatten_transforms(transform))

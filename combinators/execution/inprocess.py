@@ -46,8 +46,22 @@ class _Context:
 def open_node(node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context) -> Activation:
     """Start an activation of ``node`` (at ``path``, identified by ``activation``)."""
     if is_leaf(node):
-        return ctx.session.submit(activate_leaf, node, ctx.entropy, path, activation)
-    return LocalActivation(_OPENERS[type(node)], (node, path, activation, ctx))
+        opened = ctx.session.submit(activate_leaf, node, ctx.entropy, path, activation)
+    else:
+        opened = LocalActivation(_OPENERS[type(node)], (node, path, activation, ctx))
+    return opened if node.name is None else LocalActivation(_named_items, (opened, node, path))
+
+
+def _named_items(opened: Activation, node: Stream, path: tuple[int, ...]) -> Iterator[Any]:
+    """The items of a named stream's activation; an error it raises names the stream."""
+    try:
+        yield from opened.iterator()
+    except Exception as error:
+        if hasattr(error, "add_note"):  # Python >= 3.11
+            error.add_note(f"in stream {node.name!r} at {path or 'the root'}: {node!r}")
+        raise
+    finally:
+        opened.close()
 
 
 def _child_opener(
@@ -110,10 +124,27 @@ class MixStats:
         total = self.counts.sum()
         return self.counts / total if total else np.full(len(self.counts), np.nan)
 
+    @property
+    def name(self) -> str | None:
+        """The mix's name (``None`` if it has none)."""
+        return self.node.name
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Each child's label: its name, or ``"child i"`` for an unnamed child."""
+        return tuple(s.name if s.name is not None else f"child {i}" for i, s in enumerate(self.node.streams))
+
+    @property
+    def label(self) -> str:
+        """How the mix is called in text: its name and path (``"mix 'classes' at (0,)"``)."""
+        name = f" {self.name!r}" if self.name is not None else ""
+        return f"mix{name} at {self.path or 'root'}"
+
     def __str__(self) -> str:
-        rows = [f"mix at {self.path or 'root'}: {int(self.counts.sum())} items"]
-        for i, (c, r, t) in enumerate(zip(self.counts, self.realized, self.target)):
-            rows.append(f"  child {i}: {int(c):>8} items  realized {r:.4f}  target {t:.4f}")
+        rows = [f"{self.label}: {int(self.counts.sum())} items"]
+        width = max(map(len, self.names))
+        for label, c, r, t in zip(self.names, self.counts, self.realized, self.target):
+            rows.append(f"  {label:<{width}}  {int(c):>8} items  realized {r:.4f}  target {t:.4f}")
         return "\n".join(rows)
 
 
