@@ -285,9 +285,10 @@ def build_sampler(shards: list[Shard], archive_path: str, *, n_active: int, rate
     """
     per_class = []
     for label in range(N_CLASSES):
-        sources = [stream(shard_rows, s.path, archive_path) for s in shards if s.label == label]
+        sources = [stream(shard_rows, s.path, archive_path).named(Path(s.path).name) for s in shards if s.label == label]
         per_class.append(mix(*sources, n_active=min(n_active, len(sources)), rate=rate))
-    return mix(*per_class, weights=class_weights) >> batch(batch_size)
+    names = [f"class {label}" for label in range(N_CLASSES)]
+    return mix(*per_class, weights=class_weights, names=names).named("classes") >> batch(batch_size)
 
 
 def make_executor(name: str, workers: int | None) -> str | Executor:
@@ -377,8 +378,8 @@ def run(args: argparse.Namespace) -> int:
           f"{training.samples / training.seconds:.0f} samples/s ({_executor_label(args)}, seed {args.seed})")
     print(f"held-out accuracy: {accuracy:.6f} ({correct}/{total})")
     print("class proportions, realized vs target:")
-    for label, (realized, target) in enumerate(zip(training.classes.realized, training.classes.target)):
-        print(f"  class {label}: realized {realized:.4f}  target {target:.4f}")
+    for name, realized, target in zip(training.classes.names, training.classes.realized, training.classes.target):
+        print(f"  {name}: realized {realized:.4f}  target {target:.4f}")
     print(f"done in {time.perf_counter() - started:.2f} s")
     sys.stdout.flush()
     return 0

@@ -124,6 +124,26 @@ class Stream(Description):
 
         return self >> take(n)
 
+    def __len__(self) -> int:
+        """The number of items, when known without running (see `combinators.length`).
+
+        Raises `TypeError` (the Python convention for an unsized object) when
+        the length depends on the items or the stream is infinite.
+
+        >>> len(from_iterable("abc") | from_iterable("d"))
+        4
+        """
+        from combinators.lengths import length
+
+        n = length(self)
+        if n is None:
+            msg = f"the length of {self!r} is not known without running it (use combinators.length(s), which returns None)"
+            raise TypeError(msg)
+        return n
+
+    def __bool__(self) -> bool:
+        return True  # a description is a value, not a container: never falsy, even when unsized
+
     def __iter__(self):
         # descriptions import no executor at module level; this is the one
         # convenience that reaches the reference interpreter.
@@ -611,5 +631,22 @@ def apply(s: Stream, transform: Any) -> Apply:
     checks.instance_of("the stream of apply()", s, Stream, "a stream")
     checks.instance_of("the operand of a stream's >>", transform, Transform, "a transform")
     if isinstance(s, Apply):  # the flat node keeps the name: (s >> t1).named(n) >> t2 is still n
-        return Apply(s.stream, s.transforms + flatten_transforms(transform), name=s.name)
-    return Apply(s, flatten_transforms(transform))
+        base, before, name = s.stream, s.transforms, s.name
+    else:
+        base, before, name = s, (), None
+    return Apply(base, _fill_progress(base, before, flatten_transforms(transform), name), name=name)
+
+
+def _fill_progress(base: Stream, before: tuple[Any, ...], added: tuple[Any, ...], name: str | None) -> tuple[Any, ...]:
+    """``before + added``, each added `progress()` given the length and name of what it counts."""
+    from combinators.lengths import length
+    from combinators.transforms import Progress
+
+    transforms = list(before)
+    for t in added:
+        if isinstance(t, Progress) and (t.total is None or t.desc is None):
+            total = t.total if t.total is not None else length(Apply(base, tuple(transforms)) if transforms else base)
+            desc = t.desc if t.desc is not None else (name or base.name)
+            t = attrs.evolve(t, total=total, desc=desc)
+        transforms.append(t)
+    return tuple(transforms)
