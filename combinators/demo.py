@@ -35,7 +35,7 @@ import numpy as np
 from combinators import checks
 from combinators.errors import InvalidArgument
 from combinators.execution.base import Executor, resolve_executor
-from combinators.execution.inprocess import MixStats, iterate
+from combinators.execution.inprocess import MixStats, Stats, iterate
 from combinators.explain import explain
 from combinators.memo import LMDBArchive, NoCache, memoize
 from combinators.streams import Mix, Stream, mix, stream
@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="rows per batch (default: 64)")
     parser.add_argument("--n-active", type=int, default=4, help="open shards per class (default: 4)")
     parser.add_argument("--rate", type=float, default=8.0, help="mean rows per shard activation (default: 8)")
+    parser.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
+                        help="draw each mix's realized vs target proportions and running shares to FILE "
+                             "(needs matplotlib: pip install 'combinators[plot]')")
 
 
 # ------------------------------------------------------------------ the shards
@@ -314,6 +317,7 @@ class Training:
     samples: int
     seconds: float
     classes: MixStats
+    stats: Stats = attrs.field(factory=Stats)  # every mix's, the class mix first
 
 
 def train(sampler: Stream, *, steps: int, seed: int, executor: str | Executor) -> Training:
@@ -329,8 +333,9 @@ def train(sampler: Stream, *, steps: int, seed: int, executor: str | Executor) -
             samples += len(item["y"])
         seconds = time.perf_counter() - start
         class_mix = sampler.stream
-        stats = next(s for s in run.stats() if s.node is class_mix)
-    return Training(classifier, samples, seconds, stats)
+        every = run.stats()
+        stats = next(s for s in every if s.node is class_mix)
+    return Training(classifier, samples, seconds, stats, every)
 
 
 # ------------------------------------------------------------------- the command
@@ -380,6 +385,9 @@ def run(args: argparse.Namespace) -> int:
     print("class proportions, realized vs target:")
     for name, realized, target in zip(training.classes.names, training.classes.realized, training.classes.target):
         print(f"  {name}: realized {realized:.4f}  target {target:.4f}")
+    if args.plot is not None:
+        training.stats.plot(str(args.plot))
+        print(f"plot: {len(training.stats)} mixes, realized vs target and running shares, in {args.plot}")
     print(f"done in {time.perf_counter() - started:.2f} s")
     sys.stdout.flush()
     return 0

@@ -20,7 +20,10 @@ from combinators.execution.leaf import activate_leaf, is_leaf
 from combinators.sampling import chain_items, mix_items, round_robin_items
 from combinators.streams import Apply, Chain, Mix, RoundRobin, Stream
 
-__all__ = ["iterate", "Run", "MixStats"]
+__all__ = ["iterate", "Run", "MixStats", "Stats"]
+
+#: the running share is recorded each time the run's item count grows by this factor
+CHECKPOINT_GROWTH = 1.1
 
 
 class _Context:
@@ -30,6 +33,15 @@ class _Context:
         self.entropy, self.session = entropy, session
         # per mix path: the node, counts of ended activations, the running working sets
         self.mix_counts: dict[tuple[int, ...], tuple[Mix, list[int], list[Any]]] = {}
+        # per mix path: its counts per child at each checkpoint (geometric in the run's items)
+        self.history: dict[tuple[int, ...], list[np.ndarray]] = {}
+
+    def record(self) -> None:
+        """Add every mix's current counts to its history (skipping an unchanged total)."""
+        for path in self.mix_counts:
+            counts, past = self.current_counts(path), self.history.setdefault(path, [])
+            if not past or past[-1].sum() != counts.sum():
+                past.append(counts)
 
     def mix_record(self, node: Mix, path: tuple[int, ...]) -> tuple[Mix, list[int], list[Any]]:
         if path not in self.mix_counts:
@@ -112,12 +124,24 @@ class MixStats:
 
     ``counts``, ``realized`` and ``target`` have shape ``(n_children,)``;
     ``realized`` is ``counts / counts.sum()`` (NaN before any item).
+    ``history`` (int64, shape ``(n_checkpoints, n_children)``) holds the
+    counts at checkpoints taken each time the run's item count grew by
+    `CHECKPOINT_GROWTH` (about 25 per tenfold growth, so memory grows with
+    the logarithm of the run's length), ending with ``counts``: the running
+    share of each child is ``history / history.sum(axis=1, keepdims=True)``.
     """
 
     path: tuple[int, ...]
     node: Mix
     counts: np.ndarray
     target: np.ndarray
+    history: np.ndarray = attrs.field(default=None, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        past = [] if self.history is None else list(self.history)
+        if past and past[-1].sum() == self.counts.sum():
+            past.pop()  # the last checkpoint is the final count
+        object.__setattr__(self, "history", np.array([*past, self.counts], dtype=np.int64).reshape(-1, len(self.counts)))
 
     @property
     def realized(self) -> np.ndarray:
@@ -148,6 +172,27 @@ class MixStats:
         return "\n".join(rows)
 
 
+class Stats(list):
+    """The `MixStats` of a run's mixes, in path order: a list, with a picture.
+
+    ``str(stats)`` is every mix's table; ``stats.plot()`` draws, per mix,
+    realized against target proportions and each child's running share.
+    """
+
+    def __str__(self) -> str:
+        return "\n".join(map(str, self))
+
+    def plot(self, path: str | None = None, **options: Any) -> Any:
+        """A matplotlib ``Figure``: one row per mix (see `combinators.plot.plot_stats`); saved to ``path`` if given.
+
+        Needs matplotlib (``pip install "combinators[plot]"``); raises
+        `ImportError` naming that extra without it.
+        """
+        from combinators.plot import plot_stats
+
+        return plot_stats(self, path, **options)
+
+
 class Run:
     """A running stream: an iterator and a context manager; ``close()`` releases everything.
 
@@ -164,6 +209,7 @@ class Run:
         self._next: Callable[[], Any] | None = None
         self._max_iter = max_iter
         self.items = 0
+        self._checkpoint = 1
 
     def __iter__(self) -> "Run":
         return self
@@ -184,6 +230,9 @@ class Run:
             self.close()
             raise
         self.items += 1
+        if self.items >= self._checkpoint:
+            self._ctx.record()
+            self._checkpoint = max(self.items + 1, int(self.items * CHECKPOINT_GROWTH))
         return item
 
     def close(self) -> None:
@@ -208,12 +257,12 @@ class Run:
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
 
-    def stats(self) -> list[MixStats]:
-        """Per-mix statistics so far, in path order."""
-        return [
-            MixStats(path, node, self._ctx.current_counts(path), node.probabilities)
+    def stats(self) -> "Stats":
+        """Per-mix statistics so far, in path order: a list of `MixStats` with a ``plot()``."""
+        return Stats(
+            MixStats(path, node, self._ctx.current_counts(path), node.probabilities, self._ctx.history.get(path))
             for path, (node, _, _) in sorted(self._ctx.mix_counts.items())
-        ]
+        )
 
     def __repr__(self) -> str:
         return f"<Run of {self.stream!r} seed={self.seed} executor={self.executor!r} items={self.items}>"
