@@ -28,10 +28,12 @@ from typing import Any, Callable
 from combinators.streams import Apply, Chain, FromArrays, FromIterable, Mix, RoundRobin, Stream
 from combinators.transforms import Batch, KerasTuples, Map, Progress, Shuffle, Take, Transform, Tuples
 
-__all__ = ["length", "size", "size_after", "INFINITE"]
+__all__ = ["length", "size", "size_after", "INFINITE", "COUNT_KEEPING"]
 
 #: what `size` returns for a stream known to be infinite
 INFINITE = math.inf
+#: the transforms that yield one item per item
+COUNT_KEEPING = (Map, Tuples, KerasTuples, Progress, Shuffle)
 
 
 def size(stream: Stream) -> int | float | None:
@@ -101,7 +103,7 @@ def _after(transform: Transform, n: int | float | None) -> int | float | None:
     """The number of items out of ``transform`` given ``n`` in (``None``: unknown)."""
     if n is None:
         return None
-    if isinstance(transform, (Map, Tuples, KerasTuples, Progress, Shuffle)):
+    if isinstance(transform, COUNT_KEEPING):
         return n
     if isinstance(transform, Take):
         return min(transform.n, n)
