@@ -1,32 +1,49 @@
-"""Test-session settings shared by tests/, properties/ and the doctests."""
+"""Pytest configuration for the whole suite: the temp folder must be left as it was found.
+
+Every test session gets a fresh temp folder (TMPDIR, inherited by every
+subprocess and worker); when the session ends, anything left in it besides
+pytest's own ``tmp_path`` folders fails the run.
+"""
 
 import os
+import shutil
+import tempfile
 
-from hypothesis import HealthCheck, settings
-
-settings.register_profile(
-    "ci", max_examples=40, derandomize=True, deadline=None, print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile("dev", max_examples=60, deadline=None)
-settings.register_profile("thorough", max_examples=1000, deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
-
-collect_ignore_glob = []
-try:
-    import torch  # noqa: F401
-except ImportError:
-    collect_ignore_glob.append("combinators/torch.py")
-
-
-import numpy as _np
 import pytest
 
+#: the session's own temp folder (TMPDIR), created before any test runs
+_PRIVATE = {}
 
-@pytest.fixture(autouse=True)
-def _doctest_names(doctest_namespace):
-    """Doctests see the package as ``combinators`` and numpy as ``np``."""
-    import combinators
 
-    doctest_namespace["combinators"] = combinators
-    doctest_namespace["np"] = _np
+def pytest_configure(config):
+    """Point TMPDIR (and `tempfile`) at a fresh folder, inherited by every subprocess and worker."""
+    if _PRIVATE:  # pytest_configure runs once per conftest load; keep the first
+        return
+    _PRIVATE["before"] = (os.environ.get("TMPDIR"), tempfile.tempdir)
+    _PRIVATE["path"] = tempfile.mkdtemp(prefix="combinators-tests-")
+    os.environ["TMPDIR"] = tempfile.tempdir = _PRIVATE["path"]
+
+
+def pytest_unconfigure(config):
+    if not _PRIVATE:
+        return
+    environ, tempdir = _PRIVATE.pop("before")
+    if environ is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = environ
+    tempfile.tempdir = tempdir
+    shutil.rmtree(_PRIVATE.pop("path"), ignore_errors=True)
+
+
+def left_in_temp_folder():
+    """What is in the session's temp folder besides pytest's own ``tmp_path`` folders."""
+    return sorted(name for name in os.listdir(_PRIVATE["path"]) if not name.startswith("pytest-of-"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temp_folder_left_clean():
+    """After the last test: nothing may be left in the temp folder (tests use ``tmp_path``)."""
+    yield
+    left = left_in_temp_folder()
+    assert not left, f"the tests left {left} in the temp folder {_PRIVATE['path']}"
