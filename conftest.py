@@ -24,6 +24,11 @@ def pytest_configure(config):
     os.environ["TMPDIR"] = tempfile.tempdir = _PRIVATE["path"]
 
 
+#: what others remove for us: pytest's ``tmp_path`` folders, and multiprocessing's own
+#: folder, which it removes when the interpreter exits
+_OWNED_ELSEWHERE = ("pytest-of-", "pymp-")
+
+
 def pytest_unconfigure(config):
     if not _PRIVATE:
         return
@@ -33,12 +38,20 @@ def pytest_unconfigure(config):
     else:
         os.environ["TMPDIR"] = environ
     tempfile.tempdir = tempdir
-    shutil.rmtree(_PRIVATE.pop("path"), ignore_errors=True)
+    path = _PRIVATE.pop("path")
+    if any(name.startswith("pymp-") for name in os.listdir(path)):
+        import multiprocessing.util
+
+        # after multiprocessing's exit finalizer (priority -100) has removed its folder
+        multiprocessing.util.Finalize(None, shutil.rmtree, args=(path,), kwargs={"ignore_errors": True},
+                                      exitpriority=-1000)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def left_in_temp_folder():
-    """What is in the session's temp folder besides pytest's own ``tmp_path`` folders."""
-    return sorted(name for name in os.listdir(_PRIVATE["path"]) if not name.startswith("pytest-of-"))
+    """What is in the session's temp folder besides what pytest and multiprocessing remove themselves."""
+    return sorted(name for name in os.listdir(_PRIVATE["path"]) if not name.startswith(_OWNED_ELSEWHERE))
 
 
 @pytest.fixture(scope="session", autouse=True)
