@@ -1,15 +1,43 @@
-"""Pytest configuration for the whole suite: the temp folder must be left as it was found.
+"""Test-session settings shared by tests/, properties/ and the doctests.
 
-Every test session gets a fresh temp folder (TMPDIR, inherited by every
+Every test session also gets a fresh temp folder (TMPDIR, inherited by every
 subprocess and worker); when the session ends, anything left in it besides
-pytest's own ``tmp_path`` folders fails the run.
+what pytest and multiprocessing remove themselves fails the run.
 """
 
 import os
 import shutil
 import tempfile
 
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=40, derandomize=True, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=60, deadline=None)
+settings.register_profile("thorough", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+collect_ignore_glob = []
+try:
+    import torch  # noqa: F401
+except ImportError:
+    collect_ignore_glob.append("combinators/torch.py")
+
+
+import numpy as _np
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _doctest_names(doctest_namespace):
+    """Doctests see the package as ``combinators`` and numpy as ``np``."""
+    import combinators
+
+    doctest_namespace["combinators"] = combinators
+    doctest_namespace["np"] = _np
+
 
 #: the session's own temp folder (TMPDIR), created before any test runs
 _PRIVATE = {}
