@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 
 import combinators as c
 from combinators.strategies import seeds, streams
 
 
-@settings(max_examples=60, deadline=None)
 @given(streams(max_depth=2) | streams(max_depth=2, source_kinds=["items"]), seeds())
 def test_a_known_length_is_the_count_of_items(plan, seed):
     n = c.length(plan)

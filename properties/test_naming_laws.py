@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import attrs
-from hypothesis import given, settings
+from hypothesis import given
 
 import combinators as c
 from combinators.strategies import seeds, streams
@@ -20,7 +20,6 @@ def name_every_node(node: c.Stream, path: tuple[int, ...] = ()) -> c.Stream:
     return attrs.evolve(node, **changes)
 
 
-@settings(max_examples=40, deadline=None)
 @given(streams(max_depth=2), seeds())
 def test_naming_every_node_changes_no_item(plan, seed):
     named = name_every_node(plan)

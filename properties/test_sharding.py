@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import combinators as c
@@ -20,7 +20,6 @@ def cuts_or_cycles(node):
     return restarts or budget or any(cuts_or_cycles(child) for child in node.children)
 
 
-@settings(max_examples=40, deadline=None)
 @given(streams(max_depth=2, source_kinds=["items", "generator"], modes=["exhaustive"], transform_kinds=["map"]),
        st.integers(1, 4), seeds())
 def test_parts_hold_every_item_once(plan, count, seed):
