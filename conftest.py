@@ -39,6 +39,26 @@ def _doctest_names(doctest_namespace):
     doctest_namespace["np"] = _np
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray (2 CPUs, no dashboard) for a test module; skips when ray is not installed.
+
+    Starting Ray takes seconds, so a module's Ray tests share one instance;
+    each run still creates (and kills) its own actors. It is shut down at the
+    module's end, because a Ray driver listens on every interface (Ray's
+    design), which other tests of this process's sockets would see.
+    """
+    ray = pytest.importorskip("ray")
+    import logging
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
 #: the session's own temp folder (TMPDIR), created before any test runs
 _PRIVATE = {}
 
@@ -52,9 +72,10 @@ def pytest_configure(config):
     os.environ["TMPDIR"] = tempfile.tempdir = _PRIVATE["path"]
 
 
-#: what others remove for us: pytest's ``tmp_path`` folders, and multiprocessing's own
-#: folder, which it removes when the interpreter exits
-_OWNED_ELSEWHERE = ("pytest-of-", "pymp-")
+#: what others remove for us: pytest's ``tmp_path`` folders, multiprocessing's own
+#: folder, which it removes when the interpreter exits, and Ray's session folders, which
+#: Ray keeps by design (its logs) and which go with the session folder at the end
+_OWNED_ELSEWHERE = ("pytest-of-", "pymp-", "ray")
 
 
 def pytest_unconfigure(config):

@@ -49,7 +49,11 @@ def real_number(what: str, value: Any) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
         msg = f"{what} must be a real number, got {value!r} ({type(value).__name__})"
         raise InvalidArgumentType(msg)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int or Fraction beyond float64
+        msg = f"{what} must be finite (fit in a float64), got {value!r}"
+        raise InvalidArgument(msg) from None
     if not np.isfinite(number):
         msg = f"{what} must be finite, got {value!r}"
         raise InvalidArgument(msg)

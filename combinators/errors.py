@@ -17,6 +17,7 @@ __all__ = [
     "CorruptEntry",
     "ReadOnlyArchive",
     "SerializerMismatch",
+    "UnstorableValue",
     "TransportError",
 ]
 
@@ -73,3 +74,7 @@ class ReadOnlyArchive(ArchiveError, PermissionError):
 
 class SerializerMismatch(ArchiveError, ValueError):
     """An archive was opened with a serializer other than the one it records."""
+
+
+class UnstorableValue(ArchiveError, TypeError):
+    """A memoized function returned a value that cannot be stored (the function is named)."""

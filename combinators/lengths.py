@@ -3,7 +3,7 @@
 The length is read from the description alone: a sized collection, the rows
 of arrays, and the combinators and transforms whose count follows from their
 inputs' counts. Anything that depends on the items (a generator function,
-``filter``, ``unbatch``, a budgeted mix) has no known length. ``len(s)``
+``filter``, ``unbatch``, a ``first_exhausted`` mix) has no known length. ``len(s)``
 raises `TypeError` there (the Python convention for an unsized object);
 ``length(s)`` returns ``None``.
 
@@ -92,8 +92,8 @@ def _mix(node: Mix) -> int | float | None:
     sizes = [size(s) for s in node.streams]
     if not _known(sizes):
         return None
-    if node.mode == "exhaustive" and node.rate is None:
-        return sum(sizes)  # every stream once, each to its end
+    if node.mode == "exhaustive":
+        return sum(sizes)  # every item exactly once (a spent budget suspends an activation, it drops nothing)
     if node.mode in ("with_replacement", "single_active") and all(n > 0 for n in sizes):
         return INFINITE  # every activation yields at least one item, and activations never run out
     return None

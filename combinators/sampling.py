@@ -2,7 +2,10 @@
 
 Each takes ``open_child(i)``, which starts a new activation of child ``i`` and
 returns an `~combinators.execution.base.Activation`, and the Generators it
-draws from. Children are closed as soon as they leave the working set and
+draws from. The k-th call without ``number`` starts the activation numbered
+k (its identity, which fixes its seeds); ``open_child(i, number=k)`` starts
+activation k of child ``i`` afresh, with the same items: how the ending
+modes of a mix resume a stream after its budget without holding it open. Children are closed as soon as they leave the working set and
 when the generator is closed. These functions are the single definition of
 what a mux does; every executor runs them in the consumer.
 """
@@ -15,6 +18,8 @@ from operator import length_hint
 from typing import Any, Callable, Iterator
 
 import numpy as np
+
+from combinators.streams import ENDING_MODES
 
 __all__ = ["chain_items", "round_robin_items", "mix_items", "draw_budget", "UNLIMITED"]
 
@@ -92,13 +97,13 @@ def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: 
     >>> draw_budget(np.random.default_rng(0), None, "binomial", 0.5) == UNLIMITED
     True
     """
-    if rate is None:
+    if rate is None or rate >= UNLIMITED:  # numpy's poisson refuses lam > ~9e18
         return UNLIMITED
     if dist == "constant":
         return max(1, math.ceil(rate))
     if dist == "binomial" and share < 1:
         miss = 1.0 - share
-        return 1 + int(rng.binomial(int((rate - 1) / miss + 0.5), miss))
+        return 1 + int(rng.binomial(min(int((rate - 1) / miss + 0.5), UNLIMITED), miss))
     return 1 + int(rng.poisson(rate - 1))
 
 
@@ -141,7 +146,13 @@ class _WorkingSet:
         self.limit = [0] * n_slots
         self.slot_weight = np.zeros(n_slots)
         self.lookahead = not self.all_active and mode != "single_active"
-        self.pending: tuple[int, Any] | None = None
+        # ending modes: a stream whose activation spent its budget waits here with the
+        # number of items it yielded, until it is drawn again and resumes after them
+        self.suspended: dict[int, tuple[int, int]] = {}  # stream -> (activation number, items yielded)
+        self.opened = 0  # activations opened so far: the next one's number
+        self.number = [0] * n_slots  # the activation number in each slot
+        self.earlier: dict[int, int] = {}  # items yielded by earlier turns of a suspended stream
+        self.pending: tuple[int, Any, int] | None = None
         self.empty_run: set[int] = set()  # streams found empty since the last item
 
     # -- choosing and starting activations
@@ -157,17 +168,23 @@ class _WorkingSet:
         self.pool[index] = weight
         self.cumulative = None
 
-    def _take(self, index: int) -> None:
-        if self.mode in ("single_active", "exhaustive"):
+    def _take(self, index: int) -> tuple[int, Any, int]:
+        """Take stream ``index`` out of the pool: ``(index, activation, number)``, resumed if suspended."""
+        if self.mode != "with_replacement":
             self._set_pool(index, 0.0)
+        resume = self.suspended.pop(index, None)
+        if resume is not None:
+            number, offset = resume
+            return index, _Resumed(self.open_child(index, number), offset), number
+        number, self.opened = self.opened, self.opened + 1
+        return index, self.open_child(index), number
 
     def _prefetch(self) -> None:
         index = self._choose()
         if index is not None:
-            self._take(index)
-            self.pending = (index, self.open_child(index))
+            self.pending = self._take(index)
 
-    def _next_activation(self) -> tuple[int, Any] | None:
+    def _next_activation(self) -> tuple[int, Any, int] | None:
         if self.all_active:
             return None
         if self.lookahead:
@@ -182,13 +199,10 @@ class _WorkingSet:
                 self._prefetch()
             return chosen
         index = self._choose()
-        if index is None:
-            return None
-        self._take(index)
-        return index, self.open_child(index)
+        return None if index is None else self._take(index)
 
-    def start(self, slot: int, index: int, activation: Any) -> None:
-        self.stream[slot], self.activation[slot] = index, activation
+    def start(self, slot: int, index: int, activation: Any, number: int) -> None:
+        self.stream[slot], self.activation[slot], self.number[slot] = index, activation, number
         self.next_item[slot] = activation.next_function()
         weight = self.weight_list[index]
         self.slot_weight[slot] = weight
@@ -204,7 +218,7 @@ class _WorkingSet:
         for slot in range(len(self.stream)):
             if self.all_active:
                 if self.weight_list[slot] > 0:
-                    self.start(slot, slot, self.open_child(slot))
+                    self.start(slot, *self._take(slot))
                 continue
             chosen = self._next_activation()
             if chosen is None:
@@ -221,6 +235,13 @@ class _WorkingSet:
         self.stream[slot] = -1
         self.activation[slot].close()
         self.activation[slot] = self.next_item[slot] = None
+        suspend = not exhausted and self.mode in ENDING_MODES
+        if suspend:
+            self.earlier[index] = self.earlier.get(index, 0) + produced
+            self.suspended[index] = (self.number[slot], self.earlier[index])
+            self._set_pool(index, self.weight_list[index])
+        else:
+            produced += self.earlier.pop(index, 0)
         self.slot_weight[slot] = 0.0
         self.changed = True
         self.active_weight -= self.weight_list[index]
@@ -237,8 +258,8 @@ class _WorkingSet:
         if self.empty_run and self._spinning():
             return False
         if self.all_active:
-            if self.mode != "exhaustive" and not self.pruned[index]:
-                self.start(slot, index, self.open_child(index))
+            if suspend or (self.mode not in ENDING_MODES and not self.pruned[index]):
+                self.start(slot, *self._take(index))
         else:
             chosen = self._next_activation()
             if chosen is not None:
@@ -269,6 +290,34 @@ class _WorkingSet:
                 activation.close()
         if self.pending is not None:
             self.pending[1].close()
+
+
+class _Resumed:
+    """A fresh start of a suspended activation that skips, when it enters a slot, the items it yielded before.
+
+    Sources yield the same items at every activation with the same identity,
+    so the items skipped are those already yielded; a source that yields
+    fewer this time simply ends. The skip waits for the slot, so a resumed
+    activation drawn ahead (prefetched) reads nothing until it is used.
+    """
+
+    __slots__ = ("activation", "offset")
+
+    def __init__(self, activation: Any, offset: int):
+        self.activation, self.offset = activation, offset
+
+    def next_function(self) -> Callable[[], Any]:
+        next_item = self.activation.next_function()
+        try:
+            for _ in range(self.offset):
+                next_item()
+        except StopIteration:
+            pass
+        self.offset = 0
+        return next_item
+
+    def close(self) -> None:
+        self.activation.close()
 
 
 def mix_items(

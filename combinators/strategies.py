@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from combinators import checks
 from combinators.errors import InvalidArgument
 from combinators.streams import (
-    MIX_MODES, ROUND_ROBIN_MODES, Mix, Stream, chain, from_iterable, is_source, mix, round_robin, stream,
+    ENDING_MODES, MIX_MODES, ROUND_ROBIN_MODES, Mix, Stream, chain, from_iterable, is_source, mix, round_robin, stream,
 )
 from combinators.transforms import Take, Transform, batch, filter, map, shuffle, take, unbatch
 
@@ -50,6 +50,8 @@ __all__ = [
     "weights",
     "transforms",
     "streams",
+    "ending_plans",
+    "KEEPING_TRANSFORMS",
     "seeds",
 ]
 
@@ -192,25 +194,47 @@ _WEIGHT_VALUES = st.one_of(
     st.floats(0, 10, width=32, allow_subnormal=False).map(np.float32),
     st.fractions(0, 10, max_denominator=7),
 )
+#: how `weights` may make its values extreme: as drawn, all scaled by one factor, or some replaced
+_EXTREMES = ("none", "none", "none", "scaled", "mixed")
+#: factors that push weights to the edges of float64: near overflow, tiny normal, subnormal
+_SCALES = (1e307, 1e-300, 2.0**-1070)
+#: values that replace weights in a "mixed" tuple: the largest float, subnormals
+_EXTREME_VALUES = (1.7976931348623157e308, 1e-320, 5e-324)
 
 
-def weights(n: int) -> st.SearchStrategy[tuple[Any, ...]]:
+@st.composite
+def _weights(draw: Any, n: int, extreme: bool) -> tuple[Any, ...]:
+    values = draw(st.tuples(*[_WEIGHT_VALUES] * n))
+    how = draw(st.sampled_from(_EXTREMES)) if extreme else "none"
+    if how == "scaled":
+        factor = draw(st.sampled_from(_SCALES))
+        return tuple(float(v) * factor for v in values)
+    if how == "mixed":
+        return tuple(draw(st.sampled_from((v, *_EXTREME_VALUES))) for v in values)
+    return values
+
+
+def weights(n: int, *, extreme: bool = True) -> st.SearchStrategy[tuple[Any, ...]]:
     """Strategy: ``n`` valid mix weights: finite, >= 0, not all zero, of mixed numeric types.
 
     Values are ints, floats, ``numpy.int32``, ``numpy.float32`` and
-    ``fractions.Fraction`` in [0, 10]; zeros are included. Shrinks towards
-    ``(0, ..., 0, 1)``-like tuples of small ints.
+    ``fractions.Fraction`` in [0, 10]; zeros are included. With ``extreme``
+    (the default), about one tuple in five is pushed to the edges of
+    float64: all values scaled by ``1e307`` (their sum overflows), ``1e-300``
+    or ``2**-1070`` (subnormal), or some values replaced by the largest
+    float, ``1e-320`` or ``5e-324`` (huge and tiny in one mix). Shrinks
+    towards ``(0, ..., 0, 1)``-like tuples of small ints.
 
     Raises `InvalidArgument` if ``n < 1``.
 
     >>> from hypothesis import given
     >>> @given(weights(3))
     ... def test_valid(w):
-    ...     assert len(w) == 3 and sum(float(v) for v in w) > 0
+    ...     assert len(w) == 3 and max(float(v) for v in w) > 0
     >>> test_valid()
     """
     n = checks.positive_int("weights() n", n)
-    return st.tuples(*[_WEIGHT_VALUES] * n).filter(lambda w: any(float(v) > 0 for v in w))
+    return _weights(n, bool(extreme)).filter(lambda w: any(float(v) > 0 for v in w))
 
 
 @st.composite
@@ -265,7 +289,8 @@ def _draw_mix(draw, children, finite, options) -> tuple[Stream, bool]:
     mode = draw(st.sampled_from(options["modes"]))
     w = draw(st.none() | weights(n))
     n_active = draw(st.none() | st.integers(1, n + 1))
-    rate = draw(st.none() | st.floats(1, 8, allow_subnormal=False))
+    # a budget needs a working set (mix() refuses rate without n_active)
+    rate = None if n_active is None else draw(st.none() | st.floats(1, 8, allow_subnormal=False))
     dist = draw(st.sampled_from(("binomial", "constant", "poisson")))
     prune_empty = draw(st.booleans())
     node = mix(*children, weights=w, n_active=n_active, rate=rate, mode=mode, dist=dist, prune_empty=prune_empty)
@@ -273,10 +298,9 @@ def _draw_mix(draw, children, finite, options) -> tuple[Stream, bool]:
     if mode == "exhaustive":  # ends when every stream that may be drawn has ended
         return node, all(f for f, share in zip(finite, p) if share > 0)
     # first_exhausted ends once a finite stream runs dry, if it is drawn often enough to be soon
-    # (weights may be 1e-90); a budget could cut it first, and an endless stream holding the only
-    # slots of a working set would never let it in
+    # (weights may be 1e-300); in a working set an endless stream could hold the only slots
     ends = any(f and share >= 0.01 for f, share in zip(finite, p)) if n_active is None else all(finite)
-    return node, mode == "first_exhausted" and rate is None and ends
+    return node, mode == "first_exhausted" and ends
 
 
 def _draw_plan(draw, depth, names, options) -> tuple[Stream, bool]:
@@ -294,12 +318,14 @@ def _draw_plan(draw, depth, names, options) -> tuple[Stream, bool]:
             kinds = tuple(k for k in kinds if k != "batch_unbatch") or ("map",)
         transform = draw(_transform(kinds))
         return child >> transform, finite or isinstance(transform, Take)
+    if kind == "chain" and options["empty_chains"] and draw(st.integers(0, 7)) == 7:
+        return chain(cycle=options["cycles"] and draw(st.booleans())), True  # an empty stream, like pescador's ChainMux([])
     children, finite = _draw_children(draw, depth, names, options)
     if kind == "chain":
-        cycle = draw(st.booleans())
+        cycle = options["cycles"] and draw(st.booleans())
         return chain(*children, cycle=cycle), all(finite) and not cycle
     if kind == "round_robin":
-        mode = draw(st.sampled_from(ROUND_ROBIN_MODES))
+        mode = draw(st.sampled_from(ROUND_ROBIN_MODES if options["cycles"] else ("exhaustive",)))
         return round_robin(*children, mode=mode), all(finite) and mode == "exhaustive"
     return _draw_mix(draw, children, finite, options)
 
@@ -321,6 +347,7 @@ def streams(
     max_size: int = 8,
     finite: bool = True,
     prefix: str = "s",
+    empty_chains: bool = True,
 ) -> st.SearchStrategy[Stream]:
     """Strategy: random plans of chains, mixes in every mode, round-robins and transforms.
 
@@ -329,9 +356,11 @@ def streams(
     separately and then combined keep distinct names), so every item
     identifies its source and position.
     Nodes nest up to ``max_depth`` combinators deep, each with
-    ``min_children`` to ``max_children`` children; mixes draw their weights (`weights`),
-    ``n_active``, ``rate``, ``dist``, ``prune_empty`` and a mode among
-    ``modes``. With ``finite`` (the default) a plan that would not end by
+    ``min_children`` to ``max_children`` children; mixes draw their weights (`weights`,
+    extreme ones included), ``n_active``, ``rate`` (only with ``n_active``,
+    as `combinators.mix` requires), ``dist``, ``prune_empty`` and a mode
+    among ``modes``. With ``empty_chains`` (the default), about one chain in
+    eight is ``chain()`` of no streams (an empty stream), cycled or not. With ``finite`` (the default) a plan that would not end by
     itself (infinite sources, cycles, the infinite mix modes) gets a
     ``take(k)`` on top, so ``list(plan)`` always ends. Restrict
     ``source_kinds`` / ``transform_kinds`` (an empty ``transform_kinds``
@@ -351,6 +380,17 @@ def streams(
     ...     assert all(0 <= origin(item)[1] < 8 for item in s)
     >>> test_positions_in_range()
     """
+    return _streams(_plan_options(
+        max_depth, source_kinds, transform_kinds, modes, min_children, max_children, max_size, finite, prefix,
+        empty_chains, cycles=True,
+    ))
+
+
+def _plan_options(
+    max_depth, source_kinds, transform_kinds, modes, min_children, max_children, max_size, finite, prefix, empty_chains,
+    cycles,
+) -> dict[str, Any]:
+    """The validated options of `streams` and `ending_plans`."""
     options = {
         "max_depth": checks.non_negative_int("streams() max_depth", max_depth),
         "source_kinds": _check_kinds("source kind", source_kinds, SOURCE_KINDS),
@@ -361,11 +401,57 @@ def streams(
         "max_size": checks.non_negative_int("streams() max_size", max_size),
         "finite": bool(finite),
         "prefix": str(prefix),
+        "empty_chains": bool(empty_chains),
+        "cycles": bool(cycles),
     }
     if options["max_children"] < options["min_children"]:
         msg = f"streams() needs min_children <= max_children, got {min_children!r} > {max_children!r}"
         raise InvalidArgument(msg)
-    return _streams(options)
+    return options
+
+
+#: the transforms that keep every item, in order
+KEEPING_TRANSFORMS = ("map", "batch_unbatch")
+
+
+def ending_plans(
+    max_depth: int = 2,
+    *,
+    modes: Sequence[str] = ENDING_MODES,
+    transform_kinds: Sequence[str] = KEEPING_TRANSFORMS,
+    max_children: int = 3,
+    max_size: int = 8,
+    prefix: str = "s",
+    empty_chains: bool = True,
+) -> st.SearchStrategy[Stream]:
+    """Strategy: plans that end by themselves, with no cycle and no ``take`` on top.
+
+    Like `streams`, over finite sources only (``"items"``, ``"generator"``,
+    ``"rng"``), chains that do not cycle (empty ones included), exhaustive
+    round-robins, and mixes in ``modes`` (among ``"exhaustive"`` and
+    ``"first_exhausted"``) with any weights (extreme ones included),
+    ``n_active``, ``rate`` (with ``n_active``), ``dist`` and ``prune_empty``.
+    By default only the transforms that keep every item in order are drawn.
+
+    What such a plan must yield: with only exhaustive mixes, every item of
+    every source reachable through positive weights exactly once, each
+    source in order; in either mode, each item at most once, every source a
+    prefix of itself in order.
+
+    Raises `InvalidArgument` for an unknown mode or kind, or a bound out of range.
+
+    >>> from hypothesis import given
+    >>> @given(ending_plans(modes=["exhaustive"]))
+    ... def test_each_item_at_most_once(plan):
+    ...     items = [origin(item) for item in combinators.iterate(plan, seed=0, max_iter=10_000)]
+    ...     assert len(items) == len(set(items))
+    >>> test_each_item_at_most_once()
+    """
+    modes = _check_kinds("ending mode", modes, ENDING_MODES)
+    return _streams(_plan_options(
+        max_depth, ("items", "generator", "rng"), transform_kinds, modes, 1, max_children, max_size, True, prefix,
+        empty_chains, cycles=False,
+    ))
 
 
 def seeds() -> st.SearchStrategy[int]:

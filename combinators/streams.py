@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections.abc
 import functools
 import inspect
-import numbers
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
@@ -44,17 +43,25 @@ __all__ = [
     "chain",
     "mix",
     "round_robin",
+    "normalize_weights",
     "MIX_MODES",
+    "ENDING_MODES",
+    "MIN_SHARE",
     "BUDGET_DISTS",
     "ROUND_ROBIN_MODES",
 ]
 
 #: the sampling modes of `mix`
 MIX_MODES = ("with_replacement", "single_active", "exhaustive", "first_exhausted")
+#: the modes in which a mix ends by itself; in them a stream is activated at most once
+ENDING_MODES = ("exhaustive", "first_exhausted")
 #: the distributions of an activation's sample budget (pescador 3's ``dist``)
 BUDGET_DISTS = ("constant", "poisson", "binomial")
 #: the modes of `round_robin` (pescador's RoundRobinMux)
 ROUND_ROBIN_MODES = ("exhaustive", "cycle", "permuted_cycle")
+#: the least share of a stream with a positive weight (a normal float64, so that
+#: drawing by inverse CDF can still reach it; see `Mix.probabilities`)
+MIN_SHARE = 1e-300
 
 
 def _check_name(_: Any, __: Any, value: Any) -> None:
@@ -369,13 +376,24 @@ def from_arrays(data: np.ndarray | Mapping[str, np.ndarray]) -> FromArrays:
 # ----------------------------------------------------------------- combinators
 
 
-def _streams_tuple(streams: Iterable[Any], where: str) -> tuple[Stream, ...]:
+def _refuse_stream_list(value: Any, position: int, where: str) -> None:
+    """Pescador's muxes take a list of streamers (``ChainMux([a, b])``); ours take them as arguments."""
+    if isinstance(value, (list, tuple)) and value and all(isinstance(x, Stream) for x in value):
+        msg = (
+            f"{where} got a {type(value).__name__} of {len(value)} streams as argument {position}; "
+            f"pass streams as arguments: {where[:-2]}(*streams)"
+        )
+        raise InvalidArgumentType(msg)
+
+
+def _streams_tuple(streams: Iterable[Any], where: str, allow_empty: bool = False) -> tuple[Stream, ...]:
     streams = tuple(streams)
     for position, s in enumerate(streams):
+        _refuse_stream_list(s, position, where)
         if not isinstance(s, Stream):
             msg = f"{where} takes streams; argument {position} is {s!r} ({type(s).__name__})"
             raise InvalidArgumentType(msg)
-    if not streams:
+    if not streams and not allow_empty:
         msg = f"{where} needs at least one stream"
         raise InvalidArgument(msg)
     return streams
@@ -385,7 +403,7 @@ def _streams_tuple(streams: Iterable[Any], where: str) -> tuple[Stream, ...]:
 class Chain(Stream):
     """Each stream to exhaustion, in order; with ``cycle``, again and again."""
 
-    streams: tuple[Stream, ...] = attrs.field(converter=lambda s: _streams_tuple(s, "chain()"))
+    streams: tuple[Stream, ...] = attrs.field(converter=lambda s: _streams_tuple(s, "chain()", allow_empty=True))
     repeat: bool = False  # chain(..., cycle=True); not named cycle, which is the method
 
     @property
@@ -403,13 +421,20 @@ def chain(*streams: Stream, cycle: bool = False) -> Stream:
     (a named chain stays a node of its own, so its name is kept).
     With ``cycle=True`` the whole chain restarts forever, with fresh
     activations; a pass that yields nothing ends it instead of spinning.
+    ``chain()`` of no streams is an empty stream (as pescador's
+    ``ChainMux([])``), cycled or not.
 
+    Raises `InvalidArgumentType` for an argument that is not a stream (a
+    list of streams says to pass them as ``chain(*streams)``).
+
+    >>> list(chain())
+    []
     >>> a, b = from_iterable("ab"), from_iterable("c")
     >>> "".join(chain(a, b, cycle=True).take(7))
     'abcabca'
     """
     flat: list[Stream] = []
-    for s in _streams_tuple(streams, "chain()"):
+    for s in _streams_tuple(streams, "chain()", allow_empty=True):
         flat.extend(s.streams if isinstance(s, Chain) and not s.repeat and s.name is None else (s,))
     return Chain(tuple(flat), repeat=bool(cycle))
 
@@ -426,11 +451,8 @@ def _check_weights(weights: Any, n_streams: int) -> tuple[float, ...] | None:
         raise InvalidArgument(msg)
     floats = []
     for position, w in enumerate(values):
-        if isinstance(w, (bool, np.bool_)) or not isinstance(w, (numbers.Real, np.number)):
-            msg = f"mix() weight {position} must be a real number, got {w!r} ({type(w).__name__})"
-            raise InvalidArgumentType(msg)
-        value = float(w)
-        if not np.isfinite(value) or value < 0:
+        value = checks.real_number(f"mix() weight {position}", w)
+        if value < 0:
             msg = f"mix() weight {position} must be finite and >= 0, got {w!r}"
             raise InvalidArgument(msg)
         floats.append(value)
@@ -438,6 +460,26 @@ def _check_weights(weights: Any, n_streams: int) -> tuple[float, ...] | None:
         msg = f"mix() weights must not all be zero, got {tuple(values)!r}"
         raise InvalidArgument(msg)
     return tuple(floats)
+
+
+def normalize_weights(weights: Sequence[float] | np.ndarray, min_share: float = 0.0) -> np.ndarray:
+    """Finite, non-negative weights (not all zero) as shares summing to 1, without overflow.
+
+    The weights are divided by their maximum before they are summed, so
+    ``(1e308, 1e308)`` gives ``[0.5, 0.5]`` (not ``inf / inf``) and
+    subnormal weights such as ``(1e-320, 3e-320)`` keep their ratio. A
+    positive share below ``min_share`` is raised to it; zeros stay zero.
+    Returns float64, shape ``(len(weights),)``. Validation is the caller's.
+
+    >>> normalize_weights((1e308, 1e308)).tolist(), normalize_weights((1e308, 5e-324), 1e-300).tolist()
+    ([0.5, 0.5], [1.0, 1e-300])
+    """
+    shares = np.array(weights, dtype=float)  # a copy, divided in place (no temporaries for 10**4 streams)
+    positive = shares > 0
+    shares /= shares.max()
+    shares /= shares.sum()
+    np.maximum(shares, min_share, out=shares, where=positive)
+    return shares
 
 
 @attrs.frozen(eq=False, repr=False)
@@ -467,6 +509,15 @@ class Mix(Stream):
                     f"1 + {self.dist}(rate - 1) items), got rate={self.rate!r}; use dist='constant' for fewer"
                 )
                 raise InvalidArgument(msg)
+            if self.n_active is None:
+                msg = (
+                    f"mix() rate={self.rate!r} needs n_active: a budget says how many items an activation yields "
+                    "before it leaves a working set of n_active streams (pescador's StochasticMux); with every "
+                    "stream active (n_active=None, pescador's ShuffledMux) there is no working set to leave. "
+                    "Pass n_active=k, or drop rate; to restart every stream after its budget, pass "
+                    f"n_active={len(self.streams)}, mode='single_active'"
+                )
+                raise InvalidArgument(msg)
             object.__setattr__(self, "rate", rate)
 
     @property
@@ -475,9 +526,21 @@ class Mix(Stream):
 
     @property
     def probabilities(self) -> np.ndarray:
-        """The normalized weights, shape ``(len(streams),)``, float64, summing to 1."""
-        w = np.ones(len(self.streams)) if self.weights is None else np.asarray(self.weights, dtype=float)
-        return w / w.sum()
+        """The normalized weights, shape ``(len(streams),)``, float64, summing to 1.
+
+        Weights are scaled by their maximum before they are summed, so huge
+        weights (``1e308``) cannot overflow and subnormal ones (``1e-320``)
+        keep their ratios. A positive weight more than ``1 / MIN_SHARE``
+        times smaller than the sum is raised to `MIN_SHARE`, so its stream
+        is still drawn (an exhaustive mix must reach every item); a zero
+        weight stays zero (that stream is never drawn).
+
+        >>> mix(from_iterable("a"), from_iterable("b"), weights=(1e308, 1e308)).probabilities.tolist()
+        [0.5, 0.5]
+        """
+        if self.weights is None:
+            return np.full(len(self.streams), 1.0 / len(self.streams))
+        return normalize_weights(self.weights, MIN_SHARE)
 
     def __repr__(self) -> str:
         defaults = {"n_active": None, "rate": None, "mode": "with_replacement", "dist": "binomial", "prune_empty": True}
@@ -511,16 +574,28 @@ def mix(
       gives a replacement every ``rate / p`` items on average; ``p = 1``
       falls back to Poisson). ``rate=None`` runs each activation until it
       is exhausted.
+    - ``rate`` needs ``n_active`` (as in pescador, where ShuffledMux has no
+      rate and StochasticMux needs n_active): a budget says when an
+      activation leaves the working set, and with every stream active there
+      is none. ``mix(a, b, rate=4)`` raises `InvalidArgument`; to restart
+      every stream after its budget, pass ``n_active=len(streams),
+      mode="single_active"``.
 
     Modes: ``"with_replacement"`` (a stream may fill several slots; runs
-    forever, exhausted activations are replaced), ``"single_active"`` (at
-    most one slot per stream; exhausted streams return to the pool; runs
-    forever), ``"exhaustive"`` (each stream activated at most once, ends when
-    all are done: every item exactly once, each source's order kept),
-    ``"first_exhausted"`` (ends as soon as any activation runs dry before
-    its budget). With ``prune_empty``, a stream whose activation yielded
-    nothing is never activated again; a mix whose streams are all empty
-    ends, it never spins.
+    forever, ended activations are replaced by new ones, which start their
+    stream afresh), ``"single_active"`` (at most one slot per stream; ended
+    streams return to the pool; runs forever), ``"exhaustive"`` (ends when
+    all streams are done: every item exactly once, each source's order
+    kept), ``"first_exhausted"`` (ends as soon as any stream runs dry: each
+    item at most once, each source a prefix of itself). In these two ending
+    modes a spent budget suspends the activation: it is closed, its stream
+    returns to the pool, and when drawn again the stream starts with the
+    same identity (same items, same ``rng`` draws) and skips what it already
+    yielded, so nothing is dropped or repeated and at most ``n_active``
+    activations are open (re-reading the skipped items costs about
+    ``L**2 / (2 * rate)`` reads for a stream of ``L`` items). With ``prune_empty``, a stream whose
+    activation yielded nothing is never activated again; a mix whose
+    streams are all empty ends, it never spins.
 
     ``names`` (one string or None per stream) names the streams, as
     ``s.named(name)`` would: same items, and ``explain()``, ``run.stats()``
@@ -528,22 +603,33 @@ def mix(
 
     ``weights`` may also be passed as a final positional sequence:
     ``mix(a, b, (1, 3))``. Weights are finite, non-negative, not all zero,
-    of any real numeric type; they are copied, never mutated. A mix of one
-    stream without a budget is that stream (cycled unless the mode ends).
+    of any real numeric type; they are copied, never mutated, and
+    normalized without overflow (see `Mix.probabilities`: ``(1e308, 1e308)``
+    is an even mix). A stream of weight 0 is never drawn, so in exhaustive
+    mode its items are not yielded. A mix of one stream without a budget is
+    that stream (cycled unless the mode ends).
 
     Raises `InvalidArgument` / `InvalidArgumentType` naming the bad value:
-    weights of the wrong length, negative, NaN, infinite, all zero or not
-    numbers; ``n_active < 1``; ``rate <= 0`` (or ``< 1`` for poisson and
-    binomial); an unknown mode or dist; a non-stream among ``streams``.
+    weights of the wrong length, negative, NaN, infinite, too large for a
+    float64, all zero or not numbers; ``n_active < 1``; ``rate <= 0`` (or
+    ``< 1`` for poisson and binomial); ``rate`` without ``n_active``; an
+    unknown mode or dist; a non-stream among ``streams``; a list of streams
+    (pescador's habit: pass them as arguments, ``mix(*streams)``).
 
     Source: the algorithms of pescador 3's StochasticMux and ShuffledMux
-    (pescador.readthedocs.io, "Analysis of Stochastic Mux").
+    (pescador.readthedocs.io, "Analysis of Stochastic Mux"); suspending
+    budgeted activations in the ending modes is ours (pescador's exhaustive
+    StochasticMux drops what is left of an activation past its budget).
 
     >>> a, b = from_iterable("aaaa"), from_iterable("bb")
     >>> "".join(combinators.iterate(mix(a, b, (1, 3), mode="exhaustive"), seed=0))
     'bbaaaa'
+    >>> out = "".join(combinators.iterate(mix(a, b, n_active=1, rate=1, mode="exhaustive"), seed=0))
+    >>> sorted(out) == sorted("aaaabb")
+    True
     """
     if streams and not isinstance(streams[-1], Stream):
+        _refuse_stream_list(streams[-1], len(streams) - 1, "mix()")
         if weights is not None:
             msg = f"mix() got weights twice: positional {streams[-1]!r} and weights={weights!r}"
             raise InvalidArgument(msg)

@@ -37,7 +37,7 @@ from combinators.execution.inprocess import MixStats, iterate
 from combinators.execution.leaf import activate_leaf, is_leaf
 from combinators.explain import explain
 from combinators.seeding import run_entropy
-from combinators.streams import Apply, Chain, Mix, RoundRobin, Stream
+from combinators.streams import Apply, Chain, Mix, RoundRobin, Stream, normalize_weights
 
 __all__ = [
     "Monitored",
@@ -244,14 +244,17 @@ def _top_mix(stream: Stream) -> tuple[tuple[int, ...], Mix]:
 
 
 def _normalized(expected: Any, n_categories: int | None) -> np.ndarray:
-    values = np.asarray([float(v) for v in expected], dtype=float)
+    try:
+        values = np.asarray([float(v) for v in expected], dtype=float)
+    except OverflowError:
+        values = np.asarray([np.inf])
     if n_categories is not None and len(values) != n_categories:
         msg = f"assert_proportions() expected has {len(values)} values for a mix of {n_categories} streams: {expected!r}"
         raise InvalidArgument(msg)
-    if not np.all(np.isfinite(values)) or np.any(values < 0) or values.sum() <= 0:
+    if not np.all(np.isfinite(values)) or np.any(values < 0) or values.max() <= 0:
         msg = f"assert_proportions() expected must be finite, >= 0 and not all zero, got {expected!r}"
         raise InvalidArgument(msg)
-    return values / values.sum()
+    return normalize_weights(values)
 
 
 def _observed_counts(stream, expected, key, outcome) -> tuple[list[Any], np.ndarray, np.ndarray]:

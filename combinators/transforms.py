@@ -288,19 +288,26 @@ class Cache(Transform):
 def cache(n_cache: int, prob: float = 0.5) -> Cache:
     """Pescador's stochastic cache: reuse items to stretch a slow stream.
 
-    The first ``n_cache`` items fill the cache and pass through. After that,
-    each step, with probability ``prob``, takes a new item from the stream,
-    puts it in a random cache slot and yields it; otherwise it yields a
-    random cached item. The stream ends when its input does.
+    The first ``n_cache`` items fill the cache and pass through; an input
+    that ends before the cache is full ends the stream there, so
+    ``from_iterable(range(3)) >> cache(8)`` yields ``0, 1, 2``. After that,
+    each step picks a random cache slot and, with probability ``prob``,
+    replaces it with a new item from the input; then it yields that slot.
+    The stream ends at the first step that finds the input ended, so it
+    yields every input item at least once (new items in input order) and
+    ends whenever the input does.
 
     Raises `InvalidArgument` if ``n_cache < 1`` or ``prob`` is not in (0, 1].
 
-    Source: ``pescador.maps.cache`` (pescador 3).
+    Source: ``pescador.maps.cache`` (pescador 3), the same steps (a uniform
+    slot, then a ``random() <= prob`` coin) on the run's Generator.
 
     >>> from combinators.streams import from_iterable
     >>> out = list(combinators.iterate(from_iterable(range(4)) >> cache(2, prob=0.5), seed=0))
     >>> out[:2], set(out) <= {0, 1, 2, 3}
     ([0, 1], True)
+    >>> list(from_iterable(range(3)) >> cache(8, prob=0.1))  # ends with its input
+    [0, 1, 2]
     """
     return Cache(n_cache, prob)
 

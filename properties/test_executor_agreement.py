@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import sys
 
+import cloudpickle
 import numpy as np
-from hypothesis import given
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import combinators as c
 from combinators.execution.processes import Processes
+from combinators.execution.ray import Ray
 from combinators.execution.zmq import ZMQ
 
 
@@ -52,7 +56,7 @@ def _combinations(children):
         st.sampled_from([None, 1, 2]),
         st.sampled_from([None, 2.0]),
         st.sampled_from(["exhaustive", "first_exhausted", "with_replacement", "single_active"]),
-    ).map(lambda a: c.mix(*a[0], weights=a[1][: len(a[0])], n_active=a[2], rate=a[3], mode=a[4]))
+    ).map(lambda a: c.mix(*a[0], weights=a[1][: len(a[0])], n_active=a[2], rate=a[3] if a[2] else None, mode=a[4]))
     return st.one_of(
         many.map(lambda s: c.chain(*s)),
         st.tuples(many, st.sampled_from(["exhaustive", "cycle", "permuted_cycle"])).map(
@@ -91,3 +95,19 @@ def outcome(plan, seed, executor):
 @given(plans, st.integers(0, 2**32 - 1), executors)
 def test_parallel_executors_agree_with_in_process(plan, seed, executor):
     assert outcome(plan, seed, executor) == outcome(plan, seed, "inprocess")
+
+
+@pytest.fixture(scope="module")
+def ray_executors(local_ray):
+    """Ray executors on the session's local Ray; this module's sources travel by value (Ray's
+    workers cannot import a test module)."""
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield [Ray(workers=1), Ray(workers=2)]
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+# each example creates its run's actors (about a second each here), so Ray gets a quarter of the examples
+@settings(max_examples=max(4, settings.default.max_examples // 4))
+@given(plans, st.integers(0, 2**32 - 1), st.sampled_from([1, 2]))
+def test_ray_agrees_with_in_process(ray_executors, plan, seed, workers):
+    assert outcome(plan, seed, ray_executors[workers - 1]) == outcome(plan, seed, "inprocess")

@@ -21,6 +21,7 @@ def gen(n):
     (A | B | A, 13),
     (c.mix(A, B, mode="exhaustive"), 8),
     (c.mix(A, B, (1, 2), n_active=1, mode="exhaustive"), 8),
+    (c.mix(A, B, n_active=1, rate=2, mode="exhaustive"), 8),  # a budget suspends an activation, drops nothing
     (c.round_robin(A, B), 8),
     (A >> c.take(3), 3),
     (A >> c.take(30), 5),
@@ -40,7 +41,7 @@ def test_known_lengths(plan, expected):
     c.stream(gen, 3),
     A >> c.filter(bool),
     A >> c.batch(2) >> c.unbatch(),
-    c.mix(A, B, rate=2, mode="exhaustive"),  # budgets cut activations short
+    c.mix(A, B, n_active=1, rate=2, mode="first_exhausted"),  # ends when any stream runs dry
     c.mix(A, B, mode="first_exhausted"),
     c.mix(A, c.stream(gen, 3)),  # infinite unless the generator is empty: unknown
     A.cycle(),  # infinite

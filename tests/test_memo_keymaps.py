@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import os
@@ -128,7 +129,8 @@ def test_round_and_typed():
     assert hashmap()(3) == hashmap()(3.0) == hashmap()(np.int64(3))
     assert hashmap(typed=True)(3) != hashmap(typed=True)(3.0)
     assert hashmap(typed=True)(np.float32(3)) != hashmap(typed=True)(np.float64(3))
-    assert hashmap()(0.0) == hashmap()(-0.0)
+    assert hashmap()(0.0) != hashmap()(-0.0)  # a function may tell them apart: 1 / x, atan2
+    assert hashmap(round=2)(0.0) == hashmap(round=2)(-0.0) == hashmap(round=2)(-0.001)
     assert hashmap()(float("nan")) == hashmap()(float("nan"))
 
 
@@ -160,3 +162,36 @@ def test_keymaps_are_frozen_values_with_validation():
         hashmap(round=1.5)
     with pytest.raises(ValueError):
         hashmap(algorithm="md5")
+
+
+def test_keys_that_collided_now_key_apart():
+    key, typed = hashmap(), hashmap(typed=True)
+    a = np.zeros(3, [("a", "<i4"), ("b", "<f4")])
+    b = a.view([("x", "<f4"), ("y", "<i4")])  # the same bytes, and dtype.str is |V8 for both
+    assert a.dtype.str == b.dtype.str and a.tobytes() == b.tobytes() and key(a) != key(b)
+    assert key(np.zeros(2, np.dtype("<i4", metadata={"u": "m"}))) != key(np.zeros(2, "<i4"))
+    assert key(np.zeros(1, [("a", "<i2", (2,))])) != key(np.zeros(1, [("a", "<i4")]))
+    assert key(np.array(5.0)) != key(np.array([5.0]))  # 0-d and 1-element
+    assert key(collections.OrderedDict(a=1, b=2)) != key(collections.OrderedDict(b=2, a=1))
+    assert key(collections.OrderedDict(a=1, b=2)) == key(collections.OrderedDict(a=1, b=2))
+    pair = collections.namedtuple("pair", "x y")
+    assert key(pair(1, 2)) == key((1, 2)) and typed(pair(1, 2)) != typed((1, 2))
+    assert typed(np.float64(1.5)) != typed(1.5) and typed(frozenset({1})) != typed({1})
+    masked = np.ma.array([1, 2], mask=[0, 1])
+    assert key(masked) != key(np.ma.array([1, 2], mask=[1, 0]))
+
+
+def test_zero_keys_by_sign_in_scalars_and_arrays_alike():
+    key = hashmap()
+    assert key(-0.0) != key(0.0) == key(0) and key(np.float64(-0.0)) == key(-0.0)
+    assert key(np.array([-0.0])) != key(np.array([0.0]))
+    rounded = hashmap(round=3)
+    assert rounded(-0.0) == rounded(0.0) and rounded(np.array([-0.0])) == rounded(np.array([0.0]))
+
+
+@pytest.mark.parametrize("dtype", ["M8[D]", "M8[ns]", "m8[s]", "m8[ms]"])
+def test_datetime_arrays_key(dtype):
+    a = np.array([1, 2], dtype=dtype)
+    for km in (hashmap(), picklemap(), stringmap(), hashmap(typed=True)):
+        assert km(a) == km(a.copy()) != km(a[::-1])
+    assert hashmap()(a) != hashmap()(a.view("<i8")) and hashmap()(np.datetime64("NaT")) != hashmap()(None)

@@ -130,3 +130,62 @@ def test_prune_by_age_uses_entry_dates(tmp_path):
     time.sleep(0.05)
     archive[b"new"] = 2
     assert prune(archive, older_than=timedelta(seconds=0.03)) == 1 and list(archive) == [b"new"]
+
+
+def test_params_are_argument_lists_as_in_simple_metrics_manager(tmp_path):
+    m = Metrics(LMDBArchive(tmp_path / "m.lmdb"))
+    calls = []
+
+    @m.collect(params=[[1], [4]])
+    def square(x):
+        calls.append(x)
+        return x * x
+
+    @m.collect(params=[(2, 3), [4, 5]])
+    def power(base, exponent):
+        return base ** exponent
+
+    assert square.__name__ == "square" and m.square.get_all() == {(1,): 1, (4,): 16} and m.square(4) == 16
+    assert m.power.get_all() == {(2, 3): 8, (4, 5): 1024} and calls == [1, 4]
+    with pytest.raises(InvalidArgument, match="not collected"):
+        m.square(2)
+    with pytest.raises(InvalidArgument, match=r"params entry 3 .*argument list"):
+        m.collect(lambda a, b: a, params=[3], name="bare")
+    with pytest.raises(InvalidArgument, match=r"params entry \[1, 2, 3\]"):
+        m.collect(lambda a, b: a, params=[[1, 2, 3]], name="long")
+
+
+CALLS: list = []
+
+
+def test_exists_clear_and_compute_all(tmp_path):
+    path = tmp_path / "m.lmdb"
+    calls = CALLS  # the metrics use the module global: a captured list is keyed into the version
+    calls.clear()
+
+    def declare(m):
+        @m.collect
+        def total():
+            CALLS.append("total")
+            return 10
+
+        @m.collect(params=[[1], [2]])
+        def scaled(k):
+            CALLS.append(k)
+            return 10 * k
+
+        @m.collect(dynamic=True)
+        def anything(k):
+            return k
+
+        return m
+
+    m = declare(Metrics(LMDBArchive(path)))
+    assert not m.exists("scaled", 1) and calls == []  # exists never computes
+    assert m.compute_all() == {"total": 10, "scaled": {(1,): 10, (2,): 20}} and calls == ["total", 1, 2]
+    m2 = declare(Metrics(LMDBArchive(path)))  # another session: everything is stored
+    assert m2.exists("scaled", 1) and m2.exists("total") and not m2.exists("anything", 3)
+    assert m2.compute_all() == {"total": 10, "scaled": {(1,): 10, (2,): 20}} and calls == ["total", 1, 2]
+    assert m2.clear("scaled") == 2 and not m2.exists("scaled", 1) and m2.exists("total")
+    assert m2.compute_all()["scaled"] == {(1,): 10, (2,): 20} and calls == ["total", 1, 2, 1, 2]
+    assert m2.compute_all(use_stored=False)["total"] == 10 and calls[-3:] == ["total", 1, 2]

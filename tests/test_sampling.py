@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import collections
 import itertools
+import pickle
 
 import numpy as np
 import pytest
 from scipy import stats
 
 import combinators as c
+from combinators.testing import assert_working_set
 
 MODES = ("with_replacement", "single_active", "exhaustive", "first_exhausted")
 
@@ -87,11 +89,57 @@ def test_exhaustive_yields_every_item_once_in_source_order(n_active, rate):
         assert [i for name, i in out if name == f"s{k}"] == list(range(4))
 
 
-def test_exhaustive_with_budgets_activates_each_stream_once():
-    plan = c.mix(*sources(4, 10), n_active=2, rate=3, dist="constant", mode="exhaustive")
+@pytest.mark.parametrize("mode", ["exhaustive", "first_exhausted"])
+@pytest.mark.parametrize("n_active", [1, 2, 5])
+def test_ending_modes_with_budgets_lose_nothing_and_keep_the_working_set(mode, n_active):
+    """Regression (issue 10): a budget cut an exhaustive activation short and dropped the rest."""
+    starts = []
+
+    def counted(name, n):
+        starts.append(name)
+        yield from tagged(name, n)
+
+    plan = c.mix(*[c.stream(counted, f"s{k}", 10) for k in range(4)], n_active=n_active, rate=3, dist="constant", mode=mode)
     out = draw(plan)
-    per_source = collections.Counter(name for name, _ in out)
-    assert per_source == {f"s{k}": 3 for k in range(4)}  # one activation each, cut at its budget
+    per_source = {f"s{k}": [i for name, i in out if name == f"s{k}"] for k in range(4)}
+    assert all(seen == list(range(len(seen))) for seen in per_source.values())  # in order, none twice
+    # a spent budget closes the activation (the working set stays bounded); the stream starts again
+    # later with the same identity and resumes where it stopped
+    assert len(starts) >= min(n_active, 4)
+    assert_working_set(plan, n_active)
+    if mode == "exhaustive":
+        assert all(len(seen) == 10 for seen in per_source.values())
+    else:  # ends as soon as one stream runs dry: that one was read to its end
+        assert any(len(seen) == 10 for seen in per_source.values())
+    if n_active == 1:  # the budget still rotates the working set: turns of 3 items from one stream
+        names = [name for name, _ in out]
+        assert all(len(set(names[t : t + 3])) == 1 for t in range(0, 9, 3))
+
+
+def test_a_resumed_stream_starts_again_with_the_same_identity():
+    """A spent budget closes the activation; the stream restarts with the same seed and skips what it yielded."""
+    starts = collections.defaultdict(list)
+
+    def noisy(name, n, rng):
+        starts[name].append(repr(rng.bit_generator.state))
+        for i in range(n):
+            yield (name, i, int(rng.integers(1 << 30)))
+
+    plan = c.mix(*[c.stream(noisy, f"s{k}", 6) for k in range(3)], n_active=1, rate=2, dist="constant", mode="exhaustive")
+    out = draw(plan, seed=5)
+    # three turns of 2 items, then a last start that finds the stream dry: every start from the same state
+    assert sorted(starts) == ["s0", "s1", "s2"]
+    assert all(len(states) >= 3 and len(set(states)) == 1 for states in starts.values())
+    for name in starts:
+        assert [i for n, i, _ in out if n == name] == list(range(6))
+    assert out == draw(plan, seed=5) and draw(plan, seed=5, n=7) == out[:7]
+
+
+def test_exhaustive_issue_example_yields_all_six_items():
+    a, b = c.from_iterable("aaa"), c.from_iterable("bbb")
+    for n_active, dist in itertools.product([1, 2, 3], ["constant", "poisson", "binomial"]):
+        out = "".join(c.iterate(c.mix(a, b, mode="exhaustive", n_active=n_active, rate=1, dist=dist), seed=0))
+        assert sorted(out) == list("aaabbb"), (n_active, dist, out)
 
 
 @pytest.mark.parametrize("mode", ["with_replacement", "single_active"])
@@ -218,7 +266,7 @@ def chi_square_p(counts, weights, design_effect=1.0):
 @pytest.mark.parametrize("n_active", [None, 2])
 def test_frequencies_follow_weights(n_active):
     weights = [1, 2, 3, 4]
-    plan = c.mix(*[c.stream(endless, f"s{k}") for k in range(4)], weights=weights, n_active=n_active, rate=16)
+    plan = c.mix(*[c.stream(endless, f"s{k}") for k in range(4)], weights=weights, n_active=n_active, rate=n_active and 16)
     out = draw(plan, 20_000, seed=3)
     counts = collections.Counter(name for name, _ in out)
     deff = 1.0 if n_active is None else 16 * 1.25
@@ -228,9 +276,9 @@ def test_frequencies_follow_weights(n_active):
 def test_integer_weights_equal_float_weights():
     streams = [c.stream(endless, f"s{k}") for k in range(3)]
     for n_active in (None, 2):
-        as_int = draw(c.mix(*streams, weights=(1, 2, 3), n_active=n_active, rate=4), 300, seed=5)
-        as_float = draw(c.mix(*streams, weights=np.array([1.0, 2.0, 3.0]), n_active=n_active, rate=4), 300, seed=5)
-        as_np_int = draw(c.mix(*streams, weights=np.array([1, 2, 3], dtype=np.int8), n_active=n_active, rate=4), 300, seed=5)
+        as_int = draw(c.mix(*streams, weights=(1, 2, 3), n_active=n_active, rate=n_active and 4), 300, seed=5)
+        as_float = draw(c.mix(*streams, weights=np.array([1.0, 2.0, 3.0]), n_active=n_active, rate=n_active and 4), 300, seed=5)
+        as_np_int = draw(c.mix(*streams, weights=np.array([1, 2, 3], dtype=np.int8), n_active=n_active, rate=n_active and 4), 300, seed=5)
         assert as_int == as_float == as_np_int
 
 
@@ -283,3 +331,78 @@ def test_unseeded_runs_record_their_seed():
     plan = c.stream(random_source, "a").cycle()
     run = c.iterate(plan, max_iter=9)
     assert list(run) == draw(plan, 9, seed=run.seed)
+
+
+# ------------------------------------------- issue 10: nothing dropped or repeated
+
+
+def test_rate_without_n_active_is_refused_with_what_to_do():
+    """Regression: rate=1 without n_active yielded each stream's first item forever (9)."""
+    a, b = c.from_iterable("aaa"), c.from_iterable("bbb")
+    for mode in MODES:
+        with pytest.raises(c.errors.InvalidArgument, match=r"rate=1 needs n_active.*n_active=2, mode='single_active'"):
+            c.mix(a, b, rate=1, dist="constant", mode=mode)
+    # the spelled-out form restarts each stream after its budget, keeping the weights' proportions
+    out = "".join(draw(c.mix(a, b, n_active=2, rate=1, dist="constant", mode="single_active"), 40))
+    assert set(out) == {"a", "b"}
+
+
+def test_cache_ends_with_its_input_as_pescador():
+    """Regression: range(3) >> cache(8, prob=0.1) yielded 17 items; pescador 3's cache yields 3 (10)."""
+    for seed in range(20):
+        assert draw(c.from_iterable(range(3)) >> c.cache(8, prob=0.1), seed=seed) == [0, 1, 2]
+    out = draw(c.from_iterable(range(50)) >> c.cache(4, prob=0.2), seed=3)
+    assert list(dict.fromkeys(out)) == list(range(50)) and len(out) > 50
+
+
+def test_chain_of_no_streams_is_an_empty_stream_everywhere():
+    """Regression: chain() raised; pescador's ChainMux([]) is empty (11)."""
+    empty = c.chain()
+    assert repr(empty) == "chain()" and eval(repr(empty), vars(c)) == empty
+    assert pickle.loads(pickle.dumps(empty)) == empty
+    assert c.explain(empty).strip() != ""
+    for executor in ("inprocess", c.Processes(workers=1)):
+        assert list(c.iterate(empty, executor=executor)) == []
+        assert list(c.iterate(c.chain(cycle=True), executor=executor)) == []
+        mixed = c.mix(empty, c.from_iterable("ab"), mode="exhaustive")
+        assert sorted(c.iterate(mixed, seed=0, executor=executor)) == ["a", "b"]
+    assert list(empty.cycle()) == list(empty >> c.batch(2, partial=True)) == []
+
+
+@pytest.mark.parametrize("weights", [(1e308, 1e308), (1.7976931348623157e308, 1e308, 1e307), (1e-320, 1e-320), (5e-324, 1.5e-323)])
+def test_extreme_weights_normalize_without_overflow(weights):
+    """Regression: weights=(1e308, 1e308) normalized to [0, 0] and the mix yielded nothing (12)."""
+    streams = [c.stream(endless, f"s{k}") for k in range(len(weights))]
+    node = c.mix(*streams, weights=weights)
+    expected = np.asarray(weights) / max(weights)
+    np.testing.assert_allclose(node.probabilities, expected / expected.sum(), rtol=1e-12)
+    assert len(draw(node, 100)) == 100
+
+
+def test_a_tiny_weight_beside_a_huge_one_is_still_reached_in_exhaustive_mode():
+    node = c.mix(c.from_iterable("ab"), c.from_iterable("z"), weights=(1e308, 1e-320), mode="exhaustive")
+    assert node.probabilities.tolist() == [1.0, c.streams.MIN_SHARE]
+    assert "".join(draw(node)) == "abz"
+
+
+def test_a_weight_beyond_float64_is_refused():
+    with pytest.raises(c.errors.InvalidArgument, match="weight 1 must be finite"):
+        c.mix(c.from_iterable("a"), c.from_iterable("b"), weights=(1, 10**400))
+
+
+def test_huge_budgets_do_not_overflow():
+    for dist in ("constant", "poisson", "binomial"):
+        plan = c.mix(c.stream(endless, "a"), c.stream(endless, "b"), n_active=1, rate=1e300, dist=dist)
+        assert len(draw(plan, 50)) == 50
+
+
+@pytest.mark.parametrize("build", [
+    lambda a, b: c.mix([a, b], n_active=3),
+    lambda a, b: c.mix([a, b]),
+    lambda a, b: c.chain([a, b]),
+    lambda a, b: c.round_robin((a, b)),
+])
+def test_a_list_of_streams_says_to_pass_them_as_arguments(build):
+    """Regression: mix([s1, s2], n_active=3) said "mix() needs at least one stream" (13)."""
+    with pytest.raises(c.errors.InvalidArgumentType, match=r"pass streams as arguments: \w+\(\*streams\)"):
+        build(c.from_iterable("a"), c.from_iterable("b"))

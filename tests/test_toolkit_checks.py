@@ -218,7 +218,7 @@ def test_working_set_passes_on_bounded_mixes():
 
 def test_a_mix_that_keeps_every_stream_open_fails():
     with pytest.raises(AssertionError) as error:
-        assert_working_set(mix(*FILES, rate=2), 3, n=100)
+        assert_working_set(mix(*FILES), 3, n=100)
     check_report(error, "12 source activations open at once (at item 0), more than n_active=3", "(11,) #", ": stream(letters, 'f11', 4)")
 
 

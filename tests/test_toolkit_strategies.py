@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 import combinators
 from combinators import InvalidArgument
 from combinators.strategies import (
-    SOURCE_KINDS, TRANSFORM_KINDS, counting, is_infinite_source, labelled, origin, seeds, sources, streams, transforms,
-    weights,
+    SOURCE_KINDS, TRANSFORM_KINDS, counting, ending_plans, is_infinite_source, labelled, origin, seeds, sources, streams,
+    transforms, weights,
 )
-from combinators.streams import Apply, FromIterable, Mix, Source, is_source
+from combinators.streams import Apply, Chain, FromIterable, Mix, RoundRobin, Source, is_source
 
 
 #: these tests are about the plans, not the muxes: modes that end by themselves keep plans (and what they shrink to) simple
@@ -140,4 +140,75 @@ def test_bad_arguments_are_named():
         streams(max_depth=-1)
     with pytest.raises(InvalidArgument, match="weights\\(\\) n"):
         weights(0)
+    with pytest.raises(InvalidArgument, match="unknown ending mode 'with_replacement'"):
+        ending_plans(modes=["with_replacement"])
     assert set(SOURCE_KINDS) >= {"infinite"} and "map" in TRANSFORM_KINDS and counting("a") is not None
+
+
+#: a few hundred draws, no shrinking: for checking what a strategy draws at all
+SURVEY = settings(max_examples=300, database=None, suppress_health_check=list(HealthCheck), derandomize=True, deadline=None)
+
+
+def survey(strategy, **kinds):
+    """Which of the predicates ``kinds`` (name -> predicate) some drawn value satisfies."""
+    seen = set()
+
+    @SURVEY
+    @given(strategy)
+    def look(value):
+        seen.update(name for name, holds in kinds.items() if holds(value))
+
+    look()
+    return seen
+
+
+def test_weights_reach_the_edges_of_float64():
+    values = lambda w: [float(v) for v in w]  # noqa: E731
+    seen = survey(
+        weights(3),
+        overflowing=lambda w: sum(values(w)) == float("inf"),  # a naive sum overflows
+        subnormal=lambda w: 0 < max(values(w)) < 2.2250738585072014e-308,
+        mixed=lambda w: max(values(w)) > 1e300 and 0 < min(values(w)) < 1e-300,
+    )
+    assert seen == {"overflowing", "subnormal", "mixed"}
+
+
+@given(weights(3, extreme=False))
+def test_plain_weights_stay_between_0_and_10(w):
+    assert all(0 <= float(v) <= 10 for v in w) and any(float(v) > 0 for v in w)
+
+
+@given(streams(max_depth=3))
+def test_mixes_draw_a_rate_only_with_a_working_set(plan):
+    assert all(node.n_active is not None for node in _nodes(plan) if isinstance(node, Mix) and node.rate is not None)
+
+
+def test_streams_draw_empty_chains_and_budgets():
+    seen = survey(
+        streams(max_depth=2),
+        empty_chain=lambda s: any(isinstance(n, Chain) and not n.streams for n in _nodes(s)),
+        budget=lambda s: any(isinstance(n, Mix) and n.rate is not None and len(n.streams) > 1 for n in _nodes(s)),
+    )
+    assert seen == {"empty_chain", "budget"}
+    assert list(combinators.chain()) == []
+
+
+@given(streams(max_depth=2, empty_chains=False))
+def test_empty_chains_can_be_left_out(plan):
+    assert not any(isinstance(n, Chain) and not n.streams for n in _nodes(plan))
+
+
+@given(ending_plans(max_depth=3), seeds())
+def test_ending_plans_end_by_themselves(plan, seed):
+    for node in _nodes(plan):
+        assert not is_infinite_source(node)
+        assert not (isinstance(node, Chain) and node.repeat)
+        assert not isinstance(node, RoundRobin) or node.mode == "exhaustive"
+        assert not isinstance(node, Mix) or node.mode in ENDING_MODES
+    assert len(list(combinators.iterate(plan, seed=seed, max_iter=20_000))) < 20_000
+
+
+def test_ending_plans_draw_budgets_in_both_ending_modes():
+    budgets = {mode: lambda s, mode=mode: any(isinstance(n, Mix) and n.rate is not None and n.mode == mode for n in _nodes(s))
+               for mode in ENDING_MODES}
+    assert survey(ending_plans(max_depth=1), **budgets) == set(ENDING_MODES)

@@ -90,6 +90,8 @@ def best_time(fn: Callable[[], object], number: int, repeat: int = 5) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=[*BENCHMARKS, "all"], help="which benchmark to run")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for smoke tests")
+    parser.add_argument("--archive-entries", type=int, metavar="N",
+                        help="memo: entries of the archive 'archive ls/stats' run on (default 200000, quick 2000)")
 
 
 def run(args: argparse.Namespace) -> int:

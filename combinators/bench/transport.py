@@ -16,6 +16,14 @@ A second figure times a CPU-bound plan: 12 sources, each item about 2 ms of
 numpy work, mixed with ``n_active=4``, run in-process and with
 ``Processes(workers=2)``; the ratio is the speed-up (target 1.7x on two
 cores).
+
+When ray is installed, `Ray` joins both (on the Ray this process joined, else
+a local one started first): 1 MiB items with ``Ray(workers=1)`` against
+``Processes(workers=1)`` (target 0.5x), and the CPU-bound plan with
+``Ray(workers=2)`` against in-process (target 1.6x). Ray creates its actors
+in a second or two, whatever the data, so these two figures time from the
+first submit on: each session is opened (and its actors started) before the
+clock starts, for `Processes` too.
 """
 
 from __future__ import annotations
@@ -31,7 +39,8 @@ import numpy as np
 import zmq
 
 from combinators.bench import Figure, best_rates
-from combinators.execution.base import Executor
+from combinators.errors import CombinatorsError
+from combinators.execution.base import Executor, Session
 from combinators.execution.inprocess import iterate
 from combinators.execution.processes import Processes
 from combinators.execution.zmq import ZMQ
@@ -187,6 +196,69 @@ def _cpu_figures(quick: bool) -> list[Figure]:
     ]
 
 
+class _Opened(Executor):
+    """An executor whose sessions are one session opened beforehand (closing a run leaves it open)."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def open(self) -> Session:
+        return _Borrowed(self.session)
+
+
+class _Borrowed(Session):
+    def __init__(self, session: Session):
+        self.session = session
+
+    def submit(self, fn, *args):
+        return self.session.submit(fn, *args)
+
+    def close(self) -> None:
+        pass
+
+
+def _ray_figures(quick: bool) -> list[Figure]:
+    """Ray against Processes (1 MiB items) and against in-process (the CPU-bound plan); see the docstring."""
+    try:
+        from combinators.execution.ray import Ray
+    except ImportError:  # pragma: no cover - combinators without its ray module
+        return []
+    try:
+        Ray(workers=1)
+    except CombinatorsError as error:  # ray is not installed
+        print(f"(Ray figures skipped: {error})")
+        return []
+    count = 100 if quick else 1000
+    with Ray(workers=1).open() as ray_session, Processes(workers=1).open() as processes_session:
+
+        def rate(session: Session) -> Callable[[], int]:
+            return lambda: sum(item["x"].size > 0 for item in session.submit(_repeat, MIB, count))
+
+        ours, processes = best_rates(rate(ray_session), rate(processes_session), repeat=2 if quick else 5)
+    figures = [Figure(
+        name="Ray(workers=1), items holding a 1 MiB float32 array", value=ours, reference=processes,
+        unit="items/s", target=None if quick else 0.5,
+        note=f"reference: Processes(workers=1) in the same run, {count} items, sessions opened before the clock",
+    )]
+    items, size = (6 if quick else 30), _work_size()
+    plan = cpu_plan(items, size)
+    with Ray(workers=2).open() as session:
+        ray_rate, inprocess, bare, single = best_rates(
+            lambda: sum(1 for _ in iterate(plan, seed=0, executor=_Opened(session))),
+            lambda: sum(1 for _ in iterate(plan, seed=0)),
+            _bare_processes(2, 12 * items, size),
+            lambda: sum(1 for _ in cpu_source(0, 12 * items // 2, size)),
+            repeat=2 if quick else 3,
+        )
+    figures.append(Figure(
+        name=f"CPU-bound mix, 12 sources x {items} items of ~2 ms, n_active=4: Ray(workers=2)", value=ray_rate,
+        reference=inprocess, unit="items/s", target=None if quick else 1.6,
+        note=f"reference: the same plan in-process; the actors started before the clock; this host's ceiling "
+        f"(2 bare forked processes vs 1) is {bare / single:.2f}x: the target assumes 2 idle cores",
+    ))
+    return figures
+
+
 def run(args: argparse.Namespace) -> list[Figure]:
     """Measure the transport figures and the CPU-bound speed-up; see the module docstring."""
-    return [*_transport_figures(args.quick), *_cpu_figures(args.quick)]
+    return [*_transport_figures(args.quick), *_cpu_figures(args.quick), *_ray_figures(args.quick)]

@@ -2,6 +2,7 @@
 
 from combinators.execution.base import Activation, Executor, InProcess, Session, resolve_executor
 from combinators.execution.processes import Processes
+from combinators.execution.ray import Ray
 from combinators.execution.zmq import ZMQ
 
-__all__ = ["Executor", "InProcess", "Processes", "ZMQ"]
+__all__ = ["Executor", "InProcess", "Processes", "Ray", "ZMQ"]

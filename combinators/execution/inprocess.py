@@ -79,9 +79,19 @@ def _named_items(opened: Activation, node: Stream, path: tuple[int, ...]) -> Ite
 def _child_opener(
     node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context
 ) -> Callable[[int], Activation]:
-    """``open(i)`` starts child ``i``; the k-th child activation is identified by ``(*activation, k)``."""
+    """``open(i)`` starts child ``i``; the k-th child activation is identified by ``(*activation, k)``.
+
+    ``open(i, number=k)`` starts child ``i``'s activation ``k`` afresh, with
+    the same identity, so it yields the same items (how the ending modes of
+    a mix resume a suspended activation without keeping it open).
+    """
     children, started = node.children, itertools.count()
-    return lambda i: open_node(children[i], (*path, i), (*activation, next(started)), ctx)
+
+    def open_child(i: int, number: int | None = None) -> Activation:
+        number = next(started) if number is None else number
+        return open_node(children[i], (*path, i), (*activation, number), ctx)
+
+    return open_child
 
 
 def _open_chain(node: Chain, path, activation, ctx) -> Iterator[Any]:
@@ -124,6 +134,10 @@ class MixStats:
 
     ``counts``, ``realized`` and ``target`` have shape ``(n_children,)``;
     ``realized`` is ``counts / counts.sum()`` (NaN before any item).
+    ``counts`` are the items the mix yielded, over all its activations: a mix
+    nested under an exhaustive or first_exhausted mix with a budget is
+    restarted when its turn resumes, and the items it yields again (to be
+    skipped) are counted again; the top mix's counts are exactly its items.
     ``history`` (int64, shape ``(n_checkpoints, n_children)``) holds the
     counts at checkpoints taken each time the run's item count grew by
     `CHECKPOINT_GROWTH` (about 25 per tenfold growth, so memory grows with
@@ -279,7 +293,7 @@ def iterate(
     """Evaluate ``stream``: a `Run`, an iterator over its items that is also a context manager.
 
     The same ``seed`` gives the same items whatever the executor
-    (``"inprocess"``, ``"processes"``, ``"zmq"`` or an `Executor` instance);
+    (``"inprocess"``, ``"processes"``, ``"zmq"``, ``"ray"`` or an `Executor` instance);
     ``seed=None`` draws fresh entropy (kept as ``run.seed``). ``max_iter``
     stops after that many items.
 

@@ -1,56 +1,51 @@
 """``combinators archive ls|stats|rm PATH``: inspect and prune an LMDB memo archive.
 
 ``ls`` lists each function and version with its entry count, bytes, compute
-seconds and first/last dates; ``stats`` summarizes the whole archive; ``rm``
-removes entries by function (a glob), version or age (``--older-than 7d``).
-The same operations are available as `summarize` and `prune`.
+seconds and first/last dates; ``ls --entries FUNCTION`` lists that function's
+entries (arguments, size, date, compute seconds); ``stats`` summarizes the
+whole archive; ``rm`` removes entries by function (a glob), version or age
+(``--older-than 7d``). ``ls`` and ``stats`` read the summaries the archive
+keeps at write time (`combinators.memo.catalog`), so they answer in constant
+time and memory whatever the number of entries; an archive written before
+summaries existed is recounted once, on first use, when the command may write
+to it. The same operations are available as `summarize` and `prune`.
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 import re
 import sys
 from datetime import datetime, timedelta, timezone
+from typing import Iterator
 
-import attrs
-
-from combinators.errors import CombinatorsError, InvalidArgument
+from combinators.errors import ArchiveError, CombinatorsError, InvalidArgument
 from combinators.memo.archives import Archive, LMDBArchive, recorded_serializer
+from combinators.memo.catalog import UNNAMED, NamespaceSummary
 
 __all__ = ["NamespaceSummary", "summarize", "prune", "parse_age", "add_arguments", "run"]
 
-_UNNAMED = "(not memoized)"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_BATCH = 10_000  # entries deleted per write transaction by prune
+_NO_FILTER = ("rm needs at least one filter: --function GLOB, --version V or --older-than AGE "
+              "(refusing to delete everything)")
 
 
-@attrs.frozen
-class NamespaceSummary:
-    """The entries of one function and version: count, bytes, compute seconds, UTC dates."""
-
-    function: str
-    version: str
-    entries: int
-    size: int
-    compute_seconds: float
-    first: datetime
-    last: datetime
-
-
-def _groups(archive: Archive) -> dict[tuple[str, str], list]:
+def _scan(archive: Archive) -> Iterator[tuple[str, str, object, object]]:
+    """(function, version, key, info) of every entry of a non-LMDB archive."""
     names = archive.registered()
-    groups: dict[tuple[str, str], list] = {}
     for key, info in archive.iter_info():
-        function, version = names.get(key[:16], (_UNNAMED, info.version))
-        groups.setdefault((function, version), []).append((key, info))
-    return groups
+        function, version = names.get(key[:16], (UNNAMED, info.version))
+        yield function, version, key, info
 
 
 def summarize(archive: Archive) -> list[NamespaceSummary]:
     """One `NamespaceSummary` per function and version, sorted by function then version.
 
     Entries not written through `memoize` are grouped as ``"(not memoized)"``.
+    An `LMDBArchive` answers from its summaries (`LMDBArchive.summaries`).
 
     >>> from combinators.memo import DictArchive, memoize
     >>> f = memoize(lambda x: x, archive=DictArchive(), name="identity", version="1")
@@ -59,13 +54,17 @@ def summarize(archive: Archive) -> list[NamespaceSummary]:
     >>> [(s.function, s.version, s.entries) for s in summarize(f.archive.archive)]
     [('identity', '1', 2)]
     """
-    out = []
-    for (function, version), entries in _groups(archive).items():
-        infos = [info for _, info in entries]
-        out.append(NamespaceSummary(function, version, len(infos), sum(i.size for i in infos),
-                                    sum(i.compute_seconds for i in infos), min(i.created for i in infos),
-                                    max(i.created for i in infos)))
-    return sorted(out, key=lambda s: (s.function, s.version))
+    if isinstance(archive, LMDBArchive):
+        return archive.summaries()
+    totals: dict[tuple[str, str], list] = {}
+    for function, version, _, info in _scan(archive):
+        total = totals.setdefault((function, version), [0, 0, 0.0, info.created, info.created])
+        total[0] += 1
+        total[1] += info.size
+        total[2] += info.compute_seconds
+        total[3], total[4] = min(total[3], info.created), max(total[4], info.created)
+    return sorted((NamespaceSummary(f, v, *total) for (f, v), total in totals.items()),
+                  key=lambda s: (s.function, s.version))
 
 
 def parse_age(text: str) -> timedelta:
@@ -87,23 +86,43 @@ def prune(archive: Archive, *, function: str | None = None, version: str | None 
 
     ``function`` is a glob over function names, ``version`` an exact version,
     ``older_than`` an age. At least one filter is required (`InvalidArgument`).
+    An `LMDBArchive` is pruned from its catalog, oldest first, in batches of
+    10,000 entries per write transaction (constant memory); an entry
+    overwritten by another process meanwhile is kept.
     """
     if function is None and version is None and older_than is None:
         msg = "prune needs at least one of function, version or older_than (refusing to delete everything)"
         raise InvalidArgument(msg)
     cutoff = None if older_than is None else datetime.now(timezone.utc) - older_than
-    doomed = []
-    for (name, ver), entries in _groups(archive).items():
-        if (function is not None and not fnmatch.fnmatchcase(name, function)) or (version is not None and ver != version):
-            continue
-        doomed += [key for key, info in entries if cutoff is None or info.created < cutoff]
-    if not dry_run and doomed:
-        if isinstance(archive, LMDBArchive):
-            archive.delete_many(doomed)
-        else:
-            for key in doomed:
-                del archive[key]
+
+    def wanted(name: str, ver: str) -> bool:
+        return (function is None or fnmatch.fnmatchcase(name, function)) and (version is None or ver == version)
+
+    if isinstance(archive, LMDBArchive):
+        return _prune_lmdb(archive, wanted, cutoff, dry_run)
+    doomed = [key for name, ver, key, info in _scan(archive)
+              if wanted(name, ver) and (cutoff is None or info.created < cutoff)]
+    if not dry_run:
+        for key in doomed:
+            del archive[key]
     return len(doomed)
+
+
+def _prune_lmdb(archive: LMDBArchive, wanted: object, cutoff: datetime | None, dry_run: bool) -> int:
+    if not archive.catalog_current():
+        archive.rebuild_catalog()
+    count = 0
+    for group, name, ver in archive.catalog_groups():
+        if not wanted(name, ver):
+            continue
+        batch: list = []
+        for row in archive.iter_catalog(group, before=cutoff, chunk=_BATCH):
+            batch.append(row)
+            if len(batch) >= _BATCH:
+                count += len(batch) if dry_run else archive.delete_rows(batch)
+                batch = []
+        count += len(batch) if dry_run else archive.delete_rows(batch)
+    return count
 
 
 def _size(n: float) -> str:
@@ -118,13 +137,39 @@ def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
 def _ls(archive: LMDBArchive) -> int:
     rows = [("function", "version", "entries", "size", "compute s", "first (UTC)", "last (UTC)")]
     rows += [(s.function, s.version, str(s.entries), _size(s.size), f"{s.compute_seconds:.3g}", _when(s.first),
               _when(s.last)) for s in summarize(archive)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    _table(rows)
+    return 0
+
+
+def _ls_entries(archive: LMDBArchive, function: str, version: str | None, limit: int | None) -> int:
+    """Stream the entries of the functions matching ``function`` (a glob), oldest first."""
+    groups = archive.catalog_groups()
+    chosen = [(g, f, v) for g, f, v in groups
+              if fnmatch.fnmatchcase(f, function) and (version is None or v == version)]
+    if not chosen:
+        known = sorted({f"{f} (version {v})" for _, f, v in groups})
+        msg = f"no function matches {function!r}{'' if version is None else f' at version {version!r}'}; " \
+              f"the archive holds: {', '.join(known) or 'nothing'}"
+        raise InvalidArgument(msg)
+    shown = 0
+    for group, name, ver in sorted(chosen, key=lambda c: (c[1], c[2])):
+        print(f"{name}  version {ver}")
+        print(f"  {'created (UTC)':<19}  {'size':>9}  {'compute s':>9}  arguments")
+        for row in archive.iter_catalog(group):
+            if limit is not None and shown >= limit:
+                return 0
+            print(f"  {_when(row.created)}  {_size(row.size):>9}  {row.compute_seconds:>9.3g}  {row.args or '-'}")
+            shown += 1
     return 0
 
 
@@ -147,10 +192,15 @@ def _stats(archive: LMDBArchive) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``ls``, ``stats`` and ``rm`` sub-commands."""
     sub = parser.add_subparsers(dest="action", required=True)
-    for action, text in (("ls", "list functions and versions"), ("stats", "summarize the archive"),
-                         ("rm", "remove entries by function, version or age")):
+    for action, text in (("ls", "list functions and versions, or one function's entries"),
+                         ("stats", "summarize the archive"), ("rm", "remove entries by function, version or age")):
         p = sub.add_parser(action, help=text, description=text)
         p.add_argument("path", help="the archive directory")
+        if action == "ls":
+            p.add_argument("--entries", metavar="FUNCTION",
+                           help="list this function's entries (a name or a glob): arguments, size, date, compute s")
+            p.add_argument("--version", help="with --entries: only this version")
+            p.add_argument("--limit", type=int, help="with --entries: at most this many entries")
         if action == "rm":
             p.add_argument("--function", help="function name, or a glob such as 'mypkg.*'")
             p.add_argument("--version", help="exact function version")
@@ -158,14 +208,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--dry-run", action="store_true", help="count, do not delete")
 
 
+def _open(path: str, action: str, entries: bool) -> LMDBArchive:
+    """The archive, its summaries recounted first when they are due and the archive is writable."""
+    serializer = recorded_serializer(path)  # values are not decoded: any serializer will do
+    archive = LMDBArchive(path, serializer=serializer, readonly=action != "rm")
+    if action == "rm" or archive.catalog_current():
+        return archive
+    archive.close()
+    if os.access(path, os.W_OK) and os.access(os.path.join(path, "data.mdb"), os.W_OK):
+        print("combinators archive: this archive has no summaries yet (written by an older combinators); "
+              "counting its entries once...", file=sys.stderr)
+        with LMDBArchive(path, serializer=serializer) as writable:
+            writable.rebuild_catalog()
+    elif entries:
+        msg = (f"archive {path!r} has no entry catalog yet and this user cannot write to it; run "
+               f"'combinators archive ls {path}' once with write access")
+        raise ArchiveError(msg)
+    else:
+        print("combinators archive: this archive has no summaries and is read-only here: counting every entry "
+              "(slow on large archives; run once with write access to keep summaries)", file=sys.stderr)
+    return LMDBArchive(path, serializer=serializer, readonly=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``combinators archive``; prints errors to stderr and returns 2 on bad input."""
     try:
-        serializer = recorded_serializer(args.path)  # values are not decoded: any serializer will do
-        archive = LMDBArchive(args.path, serializer=serializer, readonly=args.action != "rm")
-        with archive:
+        if args.action == "rm" and args.function is None and args.version is None and args.older_than is None:
+            raise InvalidArgument(_NO_FILTER)
+        entries = getattr(args, "entries", None)
+        with _open(args.path, args.action, entries is not None) as archive:
             if args.action == "ls":
-                return _ls(archive)
+                return _ls(archive) if entries is None else _ls_entries(archive, entries, args.version, args.limit)
             if args.action == "stats":
                 return _stats(archive)
             count = prune(archive, function=args.function, version=args.version, older_than=args.older_than,
@@ -175,3 +248,6 @@ def run(args: argparse.Namespace) -> int:
     except CombinatorsError as error:
         print(f"combinators archive: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # ls piped into head
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0

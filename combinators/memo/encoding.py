@@ -15,6 +15,7 @@ path (``x[2]['a']``) and the type.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import decimal
@@ -31,7 +32,7 @@ import numpy as np
 
 from combinators.errors import KeyingError
 
-__all__ = ["Encoder"]
+__all__ = ["Encoder", "dtype_description"]
 
 _Q = struct.Struct("<Q").pack
 _D = struct.Struct("<d").pack
@@ -73,17 +74,20 @@ class Encoder:
         handler = _HANDLERS.get(type(value))
         if handler is None:
             handler = _find_handler(value, path)
+            if self.typed:  # a subclass (namedtuple, np.float64, OrderedDict...) keys apart from its base
+                _named(self, type(value), parts, path)
         handler(self, value, parts, path)
 
     def scalar_float(self, x: float, parts: list) -> None:
+        """Floats key by value and sign of zero: ``-0.0`` and ``0.0`` key apart unless ``round`` is set."""
         if self.round is not None:
-            x = round(x, self.round)
-        if not self.typed and x.is_integer() and abs(x) < 2**63:
+            x = round(x, self.round) + 0.0  # + 0.0 folds -0.0 into 0.0, as for arrays
+        if not self.typed and x.is_integer() and abs(x) < 2**63 and (x or math.copysign(1.0, x) > 0):
             parts.append(b"i%d;" % int(x))
         elif x != x:
             parts.append(b"f" + _NAN)
         else:
-            parts.append(b"f" + _D(x + 0.0))  # + 0.0 folds -0.0 into 0.0
+            parts.append(b"f" + _D(x))
 
 
 def _none(enc: Encoder, value: Any, parts: list, path: str) -> None:
@@ -117,7 +121,8 @@ def _str(enc: Encoder, value: str, parts: list, path: str) -> None:
 
 
 def _bytes(enc: Encoder, value: bytes, parts: list, path: str) -> None:
-    parts.append(b"b" + _Q(len(value)) + bytes(value))
+    tag = b"y" if enc.typed and type(value) is bytearray else b"b"
+    parts.append(tag + _Q(len(value)) + bytes(value))
 
 
 def _sequence(tag: bytes) -> Callable:
@@ -139,8 +144,16 @@ def _sorted_items(enc: Encoder, items: Any, path: str, label: Callable[[Any], st
 
 
 def _set(enc: Encoder, value: Any, parts: list, path: str) -> None:
-    parts.append(b"<" + _Q(len(value)))
+    parts.append((b">" if enc.typed and type(value) is frozenset else b"<") + _Q(len(value)))
     parts.extend(_sorted_items(enc, value, path, lambda item: f"{path} element {item!r:.40}"))
+
+
+def _ordered_dict(enc: Encoder, value: collections.OrderedDict, parts: list, path: str) -> None:
+    """An OrderedDict keys its items in order (its equality depends on the order)."""
+    parts.append(b"o" + _Q(len(value)))
+    for k, v in value.items():
+        enc.encode(k, parts, f"{path} key {k!r:.40}")
+        enc.encode(v, parts, f"{path}[{k!r:.40}]")
 
 
 def _dict(enc: Encoder, value: dict, parts: list, path: str) -> None:
@@ -156,22 +169,91 @@ def _dict(enc: Encoder, value: dict, parts: list, path: str) -> None:
     parts.extend(chunk for _, chunk in pairs)
 
 
+def dtype_description(dtype: np.dtype) -> bytes:
+    """The full description of a dtype as bytes: two dtypes with equal descriptions are the same layout.
+
+    A plain dtype is its ``dtype.str`` (kind, byte order, item size: ``<f8``,
+    ``<M8[D]``). A structured dtype adds every field's name, offset and
+    description, the item size and alignment; a subarray its base and shape;
+    metadata its canonical encoding. (``dtype.str`` alone is ``|V8`` for every
+    8-byte structured dtype, whatever its fields.)
+
+    >>> a = np.dtype([("a", "<i4"), ("b", "<f4")]); b = np.dtype([("x", "<f4"), ("y", "<i4")])
+    >>> a.str == b.str, dtype_description(a) == dtype_description(b)
+    (True, False)
+    """
+    cached = _DESCRIPTIONS.get(dtype)
+    if cached is not None and cached[0] is dtype:
+        return cached[1]
+    if dtype.fields is None and dtype.subdtype is None and dtype.metadata is None:
+        text = dtype.str.encode()
+    else:
+        text = _structured_description(dtype)
+    if len(_DESCRIPTIONS) > 256:
+        _DESCRIPTIONS.clear()
+    _DESCRIPTIONS[dtype] = (dtype, text)
+    return text
+
+
+def _structured_description(dtype: np.dtype) -> bytes:
+    out = [b"(", dtype.str.encode(), b"/%d/%d" % (dtype.itemsize, dtype.isalignedstruct)]
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        out += [b"sub", dtype_description(base), repr(tuple(shape)).encode()]
+    if dtype.names is not None:
+        for name in dtype.names:
+            field, offset, *title = dtype.fields[name]
+            label = repr((name, offset, title[0] if title else None)).encode()
+            out += [b"field", _Q(len(label)), label, dtype_description(field)]
+    if dtype.metadata is not None:
+        chunk: list = []
+        try:
+            Encoder(typed=True).encode(dict(dtype.metadata), chunk, "dtype metadata")
+        except KeyingError:
+            chunk = [repr(sorted(dtype.metadata.items(), key=repr)).encode()]
+        out += [b"meta", *chunk]
+    out.append(b")")
+    return b"".join(bytes(c) for c in out)
+
+
+_DESCRIPTIONS: dict[np.dtype, tuple[np.dtype, bytes]] = {}  # dtype -> (that dtype object, description)
+
+
+def _raw_bytes(value: np.ndarray) -> Any:
+    """The C-order contents of a contiguous array as a byte buffer (datetime64 and structured included)."""
+    if not value.size or not value.itemsize:
+        return b""
+    try:
+        return memoryview(value).cast("B")
+    except (ValueError, TypeError):  # dtypes the buffer protocol refuses: datetime64, timedelta64, some records
+        return memoryview(value.reshape(-1).view(np.uint8))
+
+
 def _ndarray(enc: Encoder, value: np.ndarray, parts: list, path: str) -> None:
     if value.dtype.hasobject:
         parts.append(b"O" + _Q(value.ndim) + b"".join(_Q(n) for n in value.shape))
         _sequence(b"[")(enc, value.ravel().tolist(), parts, path)
         return
     if enc.round is not None and value.dtype.kind in "fc":
-        value = np.round(value, enc.round) + 0.0
-    value = np.ascontiguousarray(value)
-    dtype = value.dtype.str.encode()
+        value = np.round(value, enc.round) + 0.0  # + 0.0 folds -0.0 into 0.0, as for scalars
+    if not value.flags.c_contiguous:
+        value = value.copy(order="C")  # not np.ascontiguousarray: it turns a 0-d array into a 1-d one
+    dtype = dtype_description(value.dtype)
     header = b"a" + _Q(len(dtype)) + dtype + _Q(value.ndim) + b"".join(_Q(n) for n in value.shape)
     parts.append(header)
-    parts.append(memoryview(value).cast("B") if value.size else b"")
+    parts.append(_raw_bytes(value))
+
+
+def _masked(enc: Encoder, value: np.ma.MaskedArray, parts: list, path: str) -> None:
+    """A masked array: its data and its mask (arrays equal but for the mask key apart)."""
+    parts.append(b"m")
+    _ndarray(enc, np.ma.getdata(value), parts, path)
+    _ndarray(enc, np.ma.getmaskarray(value), parts, path)
 
 
 def _generic(enc: Encoder, value: np.generic, parts: list, path: str) -> None:
-    if not enc.typed and isinstance(value, (np.integer, np.floating, np.bool_, np.complexfloating)):
+    numeric = isinstance(value, (np.integer, np.floating, np.bool_, np.complexfloating))
+    if not enc.typed and numeric and not isinstance(value, np.timedelta64):  # NaT.item() is None
         enc.encode(value.item(), parts, path)
     else:
         _ndarray(enc, np.asarray(value), parts, path)
@@ -188,6 +270,12 @@ def _textual(tag: bytes) -> Callable:
         parts.append(tag + _Q(len(text)) + text)
 
     return handler
+
+
+def _path(enc: Encoder, value: pathlib.PurePath, parts: list, path: str) -> None:
+    """A path: its flavour (POSIX and Windows paths are never equal) and its text."""
+    flavour = b"w" if isinstance(value, pathlib.PureWindowsPath) else b"p"
+    _textual(b"P" + flavour)(enc, value, parts, path)
 
 
 def _enum(enc: Encoder, value: enum.Enum, parts: list, path: str) -> None:
@@ -246,13 +334,17 @@ def _find_handler(value: Any, path: str) -> Callable:
     """The handler of a subclass or of a structured type; KeyingError if none."""
     if isinstance(value, enum.Enum):
         return _enum
+    if isinstance(value, collections.OrderedDict):
+        return _ordered_dict
+    if isinstance(value, np.ma.MaskedArray):  # before ndarray: its mask is part of its value
+        return _masked
     for kind, handler in _HANDLERS.items():
         if isinstance(value, kind):
             return handler
     if isinstance(value, np.generic):
         return _generic
     if isinstance(value, pathlib.PurePath):
-        return _textual(b"P")
+        return _path
     if isinstance(value, memoryview):
         return lambda enc, v, parts, p: _bytes(enc, v.tobytes(), parts, p)
     if attrs.has(type(value)) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):

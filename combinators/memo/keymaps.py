@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 from typing import Any, Callable, ClassVar
 
 import attrs
@@ -28,6 +29,7 @@ import xxhash
 import enum
 
 from combinators.errors import InvalidArgument, InvalidArgumentType, KeyingError
+from combinators.memo.capture import signature as _signature
 from combinators.memo.encoding import Encoder
 
 __all__ = ["Keymap", "hashmap", "picklemap", "stringmap", "keymap", "ALGORITHMS"]
@@ -116,17 +118,24 @@ class Keymap:
         header, encode, finish = self.header(), self.value_encoder(), self.finisher()
         plan = [(i, names[i].encode() + b"=", repr(names[i])) for i in keep]
         atoms = type(self).value_encoder is Keymap.value_encoder  # ints and strs may skip the encoder
+        is_method = _is_method(names)
 
         def key(args: tuple, kwargs: dict) -> Any:
             values = binder(args, kwargs)
             parts = [header]
-            for i, prefix, label in plan:
-                value = values[i]
-                if atoms and type(value) is int:  # the encoder's bytes for an int, inlined
-                    parts.append(b"%si%d;" % (prefix, value))
-                else:
-                    parts.append(prefix)
-                    encode(value, parts, label)
+            i = -1
+            try:
+                for i, prefix, label in plan:
+                    value = values[i]
+                    if atoms and type(value) is int:  # the encoder's bytes for an int, inlined
+                        parts.append(b"%si%d;" % (prefix, value))
+                    else:
+                        parts.append(prefix)
+                        encode(value, parts, label)
+            except KeyingError as error:
+                if i == 0 and is_method:
+                    raise KeyingError(_self_hint(fn, values[0], str(error))) from None
+                raise
             return finish(parts)
 
         return key
@@ -138,7 +147,8 @@ class Keymap:
         arguments, Python equality agrees with the untyped canonical encoding
         (``1 == 1.0 == True``), so a tuple of the values is a valid memory-cache
         key; the function returns ``None`` for any other call, which is then
-        keyed by bytes. Not offered with ``typed`` or ``round``.
+        keyed by bytes, and for ``-0.0`` (which keys apart from ``0.0``). Not
+        offered with ``typed`` or ``round``.
         """
         if self.typed or self.round is not None or not self.produces_bytes:
             return None
@@ -147,7 +157,7 @@ class Keymap:
         atoms = _ATOMS
 
         everything = keep == list(range(len(names)))
-        params = inspect.signature(fn).parameters.values()
+        params = _signature(fn).parameters.values()
         simple = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
         n = len(names) if simple else -1  # all arguments given positionally: already bound
 
@@ -155,7 +165,8 @@ class Keymap:
             values = args if not kwargs and len(args) == n else binder(args, kwargs)
             out = values if everything else tuple([values[i] for i in keep])
             for value in out:
-                if type(value) not in atoms:
+                kind = type(value)
+                if kind not in atoms or (kind is float and not value and math.copysign(1.0, value) < 0):
                     return None
             return out
 
@@ -166,19 +177,39 @@ class Keymap:
         return self.finish
 
 
+def _is_method(names: list[str]) -> bool:
+    """Whether the first parameter is a method's instance (named ``self`` by convention)."""
+    return bool(names) and names[0] == "self"
+
+
+def _self_hint(fn: Callable, instance: Any, detail: str) -> str:
+    """The message of a `KeyingError` on a method's ``self``: key the instance by its contents.
+
+    ``ignore="self"`` is not offered: every instance would then be served the
+    results computed for another one.
+    """
+    kind = type(instance).__qualname__
+    detail = detail.split(" (use ignore=")[0]
+    return (f"cannot key 'self' of the method {fn.__qualname__}: {detail}. A method's result depends on its "
+            f"instance, so key the instance by its contents: make {kind} an attrs class or a dataclass (keyed by "
+            f"its fields), or memoize a function of the values the method reads, with name= (one archive "
+            f"namespace per such function) and keymap= as needed. Do not use ignore='self': every instance "
+            f"would be served the results of another")
+
+
 def _kept(names: list[str], ignore: tuple, fn: Callable) -> list[int]:
     """Indices of the parameters that are part of the key."""
     dropped = set()
     for item in ignore:
         if isinstance(item, int):
             if not -len(names) <= item < len(names):
-                msg = f"ignore position {item} is out of range for {fn.__qualname__}{inspect.signature(fn)}"
+                msg = f"ignore position {item} is out of range for {_label(fn)}{_signature(fn)}"
                 raise InvalidArgument(msg)
             dropped.add(item % len(names))
         elif item in names:
             dropped.add(names.index(item))
         else:
-            msg = f"ignore names {item!r}, which is not a parameter of {fn.__qualname__}{inspect.signature(fn)}"
+            msg = f"ignore names {item!r}, which is not a parameter of {_label(fn)}{_signature(fn)}"
             raise InvalidArgument(msg)
     return [i for i in range(len(names)) if i not in dropped]
 
@@ -189,7 +220,7 @@ def _binder(fn: Callable) -> tuple[Callable[[tuple, dict], tuple], list[str]]:
     ``*args`` binds to a tuple and ``**kwargs`` to a dict, under their names;
     defaults are applied. Plain positional calls take a fast path.
     """
-    signature = inspect.signature(fn)
+    signature = _signature(fn)
     params = list(signature.parameters.values())
     names = [p.name for p in params]
     simple = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
@@ -201,7 +232,7 @@ def _binder(fn: Callable) -> tuple[Callable[[tuple, dict], tuple], list[str]]:
         try:
             bound = signature.bind(*args, **kwargs)
         except TypeError as error:
-            msg = f"cannot bind the arguments to {fn.__qualname__}{signature}: {error}"
+            msg = f"cannot bind the arguments to {_label(fn)}{signature}: {error}"
             raise InvalidArgumentType(msg) from None
         bound.apply_defaults()
         return tuple(bound.arguments[name] for name in names)
@@ -215,6 +246,11 @@ def _binder(fn: Callable) -> tuple[Callable[[tuple, dict], tuple], list[str]]:
         return general(args, kwargs)
 
     return fast, names
+
+
+def _label(fn: Callable) -> str:
+    """A callable's name for messages (a partial or an instance has no ``__qualname__``)."""
+    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 @attrs.frozen
@@ -287,8 +323,9 @@ class ObjectMap(Keymap):
                 hash(out)
             except TypeError:
                 bad = next(i for i in keep if not _hashable(values[i]))
-                msg = f"cannot key argument {names[bad]!r} of type {type(values[bad]).__qualname__}: keymap() needs hashable arguments"
-                raise KeyingError(msg) from None
+                msg = (f"cannot key argument {names[bad]!r} of type {type(values[bad]).__qualname__} "
+                       f"({values[bad]!r:.60}): keymap() needs hashable arguments")
+                raise KeyingError(_self_hint(fn, values[0], msg) if bad == 0 and _is_method(names) else msg) from None
             return out
 
         return key
@@ -332,7 +369,7 @@ def _text(value: Any, encoder: Encoder, path: str) -> str:
         parts: list = []
         encoder.scalar_float(value, parts)
         as_int = parts[0].startswith(b"i")
-        return prefix + (parts[0][1:-1].decode() if as_int else repr(round(value, encoder.round) if encoder.round is not None else value))
+        return prefix + (parts[0][1:-1].decode() if as_int else repr(round(value, encoder.round) + 0.0 if encoder.round is not None else value))
     if kind in (list, tuple):
         inner = ", ".join(_text(v, encoder, f"{path}[{i}]") for i, v in enumerate(value))
         return f"[{inner}]" if kind is list else f"({inner}{',' if len(value) == 1 else ''})"

@@ -5,10 +5,12 @@ in the in-memory cache (the cache policy), then in the archive under the
 function's namespace (its qualified name and version), and only then
 computed; the result is stored in both. By default the version follows the
 function's code (its bytecode, constants and names, but not its line numbers
-or docstring), so editing the function stops old entries from being served,
-as joblib.Memory does, while moving it in its file does not. Code the
-function calls is not part of the version: pass ``version=`` when a helper
-changes.
+or docstring) and the plain-data module globals it reads, so editing the
+function or a constant it uses stops old entries from being served, as
+joblib.Memory does, while moving it in its file does not. Code the function
+calls is not part of the version: pass ``version=`` when a helper changes.
+Values a closure captured are keyed like arguments into the version (see
+`combinators.memo.capture`).
 """
 
 from __future__ import annotations
@@ -19,14 +21,18 @@ import os
 import threading
 import time
 import types
+import warnings
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import attrs
 import xxhash
 
-from combinators.errors import InvalidArgument, InvalidArgumentType, KeyingError
-from combinators.memo.archives import Archive, EntryInfo, LMDBArchive, Namespace, NullArchive
+from combinators.errors import InvalidArgument, InvalidArgumentType, KeyingError, UnstorableValue
+from combinators.memo.archives import Archive, DictArchive, EntryInfo, LMDBArchive, Namespace, NullArchive
+from combinators.memo.capture import Captured, default_name, global_constants
 from combinators.memo.caches import LFU, LRU, MRU, RR, CachePolicy, NoCache, Unbounded
+from combinators.memo.catalog import call_repr
 from combinators.memo.encoding import Encoder
 from combinators.memo.keymaps import Keymap, hashmap
 
@@ -54,8 +60,11 @@ def code_version(fn: Callable) -> str:
     """A 16-hex-digit digest of ``fn``'s code that ignores line numbers and the docstring.
 
     Covers the bytecode, constants (nested functions included), names, argument
-    names, defaults and keyword defaults. Returns ``""`` for callables without
-    Python code (builtins).
+    names, defaults, keyword defaults and the values of the plain-data module
+    globals the code reads (`combinators.memo.capture.global_constants`); for a
+    ``functools.partial``, its function's version and its bound arguments.
+    Returns ``""`` for callables without Python code (builtins). Raises
+    `KeyingError` for a partial whose bound arguments cannot be keyed.
 
     >>> def f(x): return x + 1
     >>> def g(x):
@@ -65,14 +74,21 @@ def code_version(fn: Callable) -> str:
     True
     """
     fn = inspect.unwrap(fn)
+    if isinstance(fn, functools.partial):
+        parts = [code_version(fn.func).encode()]
+        Encoder(typed=True).encode((fn.args, fn.keywords), parts, f"bound by {fn!r:.60}")
+        return xxhash.xxh3_128(b"".join(bytes(p) for p in parts)).hexdigest()[:16]
     code = getattr(fn, "__code__", None)
     if code is None:
         return ""
     hasher = xxhash.xxh3_128()
-    parts: list = []
+    parts = []
     _code_parts(code, parts, fn.__doc__ if isinstance(getattr(fn, "__doc__", None), str) else None)
     for label, value in (("defaults", fn.__defaults__), ("kwdefaults", fn.__kwdefaults__)):
         _encode_loosely(value, parts, label)
+    constants = global_constants(fn)
+    if constants:
+        Encoder(typed=True).encode(constants, parts, "module globals")
     for part in parts:
         hasher.update(part)
     return hasher.hexdigest()[:16]
@@ -147,8 +163,21 @@ def memoize(fn: Callable | None = None, *, archive: Any = None, keymap: Keymap |
     tuples for plain atoms, else key bytes) and ``__wrapped__``. Values from the memory cache are shared
     objects: do not mutate them.
 
+    Values the function captured (closure cells, a bound method's object)
+    are keyed like arguments into its version, when memoize is applied; one
+    that cannot be keyed raises `KeyingError` unless ``version=`` is given (it
+    is then left out). A
+    builtin (``min``) or a ``functools.partial`` gets a derived name; a
+    callable object without ``__qualname__`` needs ``name=``. A function
+    defined in ``__main__`` is stored as ``__main__.f``, which an importing
+    program (``mymod.f``) never finds: a persistent archive warns once unless
+    ``name=`` is given.
+
     Raises `KeyingError` (naming the parameter and type) for an argument that
-    cannot be keyed, `InvalidArgumentType` for a bad option.
+    cannot be keyed, `InvalidArgumentType` for a bad option,
+    `UnstorableValue` (naming the function) when it returns a value the
+    archive cannot store or an iterator (a generator would be served
+    exhausted).
 
     >>> calls = []
     >>> @memoize
@@ -163,9 +192,28 @@ def memoize(fn: Callable | None = None, *, archive: Any = None, keymap: Keymap |
     if fn is None:
         return functools.partial(memoize, archive=archive, keymap=keymap, cache=cache, name=name, version=version)
     archive, keymap, cache = _checked(fn, archive, keymap, cache)
-    name = f"{fn.__module__}.{fn.__qualname__}" if name is None else name
+    captured = Captured(fn, lenient=version is not None).digest()
+    if name is None:
+        name = default_name(fn)
+        _warn_main(name, archive)
     version = code_version(fn) if version is None else str(version)
+    version = f"{version}+{captured}" if captured else version
     return _wrap(fn, archive.namespace(name, version), keymap, cache)
+
+
+_WARNED_MAIN: set[str] = set()
+
+
+def _warn_main(name: str, archive: Archive) -> None:
+    """Warn once per function when a ``__main__`` function's entries go to a persistent archive."""
+    in_memory = isinstance(archive, DictArchive)  # NullArchive included
+    if "__main__." not in name or in_memory or getattr(archive, "readonly", False):
+        return
+    if name not in _WARNED_MAIN:
+        _WARNED_MAIN.add(name)
+        msg = (f"memoize stores {name} under a __main__ name: the same function imported from its module has "
+               f"another name and will not find these entries; pass name= to share them")
+        warnings.warn(msg, stacklevel=3)
 
 
 def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) -> Callable:
@@ -184,8 +232,13 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
     def compute(args: tuple, kwargs: dict, key: Any, memory_key: Any) -> Any:
         start = time.perf_counter()
         value = fn(*args, **kwargs)
+        if isinstance(value, Iterator):
+            raise _unstorable(view, value, "an iterator is consumed by its first reader; return a list or an array")
         if persistent and writable:
-            view.put(key, value, compute_seconds=time.perf_counter() - start)
+            try:
+                view.put(key, value, compute_seconds=time.perf_counter() - start, args=call_repr(args, kwargs))
+            except InvalidArgumentType as error:
+                raise _unstorable(view, value, str(error)) from None
         with lock:
             counts[1] += 1
             memory[key if memory_key is None else memory_key] = value
@@ -226,6 +279,12 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
     wrapper = functools.wraps(fn)(wrapper)
     _attach(wrapper, view, key_of, atoms_of, memory, lock, counts, policy, compute)
     return wrapper
+
+
+def _unstorable(view: Namespace, value: Any, why: str) -> UnstorableValue:
+    msg = (f"the return value of {view.name} (a {type(value).__qualname__}) cannot be memoized in "
+           f"{view.archive!r}: {why}")
+    return UnstorableValue(msg)
 
 
 def _attach(wrapper: Any, view: Namespace, key_of: Callable, atoms_of: Callable, memory: Any, lock: Any,

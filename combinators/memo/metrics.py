@@ -5,8 +5,11 @@ What simple-metrics-manager does: register metric functions with
 ``m["accuracy"]``; each is served from memory, then from the archive, then
 computed and stored with its date. ``use_stored=False`` recomputes and
 overwrites. ``@m.collect(params=[...])`` declares the parameter values a
-metric is computed for (``m.name.get_all()`` gives all of them); other
-values are refused unless ``dynamic=True``.
+metric is computed for, as simple-metrics-manager's ``params_list``: argument
+lists such as ``[[1], [4]]`` (``m.name.get_all()`` gives all of them, and
+``m.compute_all()`` every metric at once); other values are refused unless
+``dynamic=True``. ``m.exists(name, *args)`` tells whether a value is stored,
+``m.clear(name)`` forgets a metric's values.
 """
 
 from __future__ import annotations
@@ -27,15 +30,17 @@ __all__ = ["Metrics", "Metric"]
 class Metric:
     """One registered metric: call it for its value, `date` for when it was computed.
 
-    ``params`` are the declared parameter values: for a one-parameter function,
-    each is that argument; otherwise each is a tuple of positional arguments.
+    ``params`` are the declared argument lists, as simple-metrics-manager's
+    ``params_list``: each a list or tuple of positional arguments
+    (``[[1], [4]]``). For a one-parameter function a value that is not a
+    list or tuple is shorthand for a one-argument list (``[1, 4]``).
     """
 
     def __init__(self, fn: Callable, archive: Archive, name: str, params: list | None, dynamic: bool,
                  version: str | None) -> None:
         self.fn, self.name, self.dynamic = fn, name, dynamic
         self.params = None if params is None else list(params)
-        self._single = len(inspect.signature(fn).parameters) == 1
+        self._signature = inspect.signature(fn)
         self._memo = memoize(fn, archive=archive, cache=Unbounded(), name=f"metrics.{name}", version=version)
         self._allowed = None if self.params is None else {self._memo.key(*self._args(p)) for p in self.params}
 
@@ -43,7 +48,24 @@ class Metric:
         return f"<Metric {self.name!r} params={self.params!r} dynamic={self.dynamic!r}>"
 
     def _args(self, param: Any) -> tuple:
-        return (param,) if self._single else tuple(param)
+        """The positional arguments of one ``params`` entry; `InvalidArgument` if they do not fit."""
+        single = len(self._signature.parameters) == 1
+        args = tuple(param) if isinstance(param, (list, tuple)) else (param,) if single else None
+        try:
+            if args is None:
+                raise TypeError("a bare value is shorthand only for a one-parameter function")
+            self._signature.bind(*args)
+        except TypeError as error:
+            msg = (f"params entry {param!r} of metric {self.name!r} is not an argument list for "
+                   f"{self.fn.__qualname__}{self._signature}: {error} (each entry is a list of positional "
+                   f"arguments, as in params=[[1], [4]])")
+            raise InvalidArgument(msg) from None
+        return args
+
+    @staticmethod
+    def _label(param: Any) -> Any:
+        """The key of ``param`` in `get_all`: the bare value, or the argument list as a tuple."""
+        return tuple(param) if isinstance(param, list) else param
 
     def _check(self, args: tuple, kwargs: dict) -> None:
         if self._allowed is None or self.dynamic:
@@ -66,11 +88,38 @@ class Metric:
         return self._memo.recompute(*args, **kwargs)
 
     def get_all(self, use_stored: bool = True) -> dict:
-        """``{param: value}`` for every declared parameter value."""
+        """``{param: value}`` for every declared argument list (keyed as a tuple; a bare value as itself)."""
         if self.params is None:
             msg = f"metric {self.name!r} declares no params; call it instead"
             raise InvalidArgument(msg)
-        return {param: self(*self._args(param), use_stored=use_stored) for param in self.params}
+        return {self._label(param): self(*self._args(param), use_stored=use_stored) for param in self.params}
+
+    def computable(self) -> bool:
+        """Whether `Metrics.compute_all` can compute it: declared params, or no required parameter."""
+        required = [p for p in self._signature.parameters.values()
+                    if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        return self.params is not None or not required
+
+    def exists(self, *args: Any, **kwargs: Any) -> bool:
+        """Whether a value for these parameters is stored (in memory or the archive); never computes."""
+        try:
+            self._memo.lookup(*args, **kwargs)
+        except KeyError:
+            return False
+        return True
+
+    def clear(self) -> int:
+        """Forget every stored value of this metric (memory and archive); returns how many the archive held."""
+        view = self._memo.archive
+        keys = list(view)
+        delete_many = getattr(view.archive, "delete_many", None)
+        if delete_many is not None:
+            delete_many([view.prefix + key for key in keys])
+        else:
+            for key in keys:
+                del view[key]
+        self._memo.cache_clear()
+        return len(keys)
 
     def date(self, *args: Any, **kwargs: Any) -> datetime:
         """When the stored value for these parameters was computed (UTC); ``KeyError`` if never."""
@@ -91,6 +140,13 @@ class Metrics:
     (42, 42, 42, {1: 2, 2: 4})
     >>> m.date("answer").tzinfo
     datetime.timezone.utc
+    >>> @m.collect(params=[[1, 2], [3, 4]])
+    ... def add(a, b):
+    ...     return a + b
+    >>> m.exists("add", 1, 2), m.compute_all(), m.exists("add", 1, 2)
+    (False, {'answer': 42, 'double': {1: 2, 2: 4}, 'add': {(1, 2): 3, (3, 4): 7}}, True)
+    >>> m.clear("add"), m.exists("add", 1, 2)
+    (2, False)
     """
 
     def __init__(self, archive: Any = None) -> None:
@@ -131,6 +187,29 @@ class Metrics:
     def date(self, name: str, *args: Any, **kwargs: Any) -> datetime:
         """When metric ``name`` was computed for these parameters (UTC); ``KeyError`` if never."""
         return self.metric(name).date(*args, **kwargs)
+
+    def exists(self, name: str, *args: Any, **kwargs: Any) -> bool:
+        """Whether metric ``name`` has a stored value for these parameters; never computes."""
+        return self.metric(name).exists(*args, **kwargs)
+
+    def clear(self, name: str) -> int:
+        """Forget every stored value of metric ``name``; returns how many the archive held."""
+        return self.metric(name).clear()
+
+    def compute_all(self, use_stored: bool = True) -> dict[str, Any]:
+        """Every metric for every declared argument list, in one call (the overnight run).
+
+        Returns ``{name: value}`` for a metric without parameters and
+        ``{name: {param: value}}`` for one with declared ``params``. A metric
+        that needs arguments but declares no ``params`` has nothing declared to
+        compute and is left out. ``use_stored=False`` recomputes everything.
+        """
+        out = {}
+        for name, metric in self._metrics.items():
+            if not metric.computable():
+                continue
+            out[name] = metric.get_all(use_stored) if metric.params is not None else metric(use_stored=use_stored)
+        return out
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._metrics))
