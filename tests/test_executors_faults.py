@@ -275,3 +275,38 @@ def test_a_hung_worker_raises_worker_error_after_the_heartbeat_timeout():
                 next(activation)
         assert time.monotonic() - start < 8
     assert wait_until(lambda: not any(alive(pid) for pid in pids), 1.5)
+
+
+_LOCK = threading.Lock()
+
+
+def _locked_count(n):
+    with _LOCK:
+        yield from range(n)
+
+
+def _not_iterable():
+    return 5
+
+
+@pytest.mark.parametrize("executor", [Processes(workers=1, start_method="spawn"), ZMQ(workers=1)], ids=repr)
+def test_a_stream_that_cannot_be_sent_is_named_with_the_value(executor):
+    import combinators as c
+    from combinators.errors import TransportError
+
+    lock = threading.Lock()
+    plan = c.mix(c.stream(range, 2), c.stream(lambda n, held: iter(range(n)), 3, lock), c.stream(_locked_count, 2))
+    with pytest.raises(TransportError) as caught:
+        list(c.iterate(plan, seed=0, executor=executor))
+    message = str(caught.value)
+    assert "stream(" in message and "at path (" in message, message
+    assert "_thread.lock" in message and "activate_leaf" not in message, message
+
+
+@pytest.mark.parametrize("executor", ["inprocess", Processes(workers=1)], ids=repr)
+def test_a_source_whose_function_returns_no_iterable_is_named(executor):
+    import combinators as c
+    from combinators.errors import InvalidArgumentType
+
+    with pytest.raises(InvalidArgumentType, match=r"stream\(_not_iterable\) at path \(1,\).* returned 5 \(int\)"):
+        list(c.iterate(c.chain(c.stream(range, 2), c.stream(_not_iterable)), seed=0, executor=executor))

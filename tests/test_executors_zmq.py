@@ -194,10 +194,11 @@ def test_a_session_without_remote_workers_turns_them_away():
     with ZMQ(workers=1).open() as session:
         stranger = _start_worker(session.address, None)
         try:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30  # a loaded machine may take seconds to start Python
             while stranger.poll() is None and time.monotonic() < deadline:
                 session._receive(50)  # what waiting for items does
-            assert stranger.returncode == 0  # told to quit, not left waiting
+            assert stranger.returncode == 1  # its handshake failed: it lacks the run's token
+            assert b"handshake failed" in stranger.stderr.read()
             assert list(session.submit(range, 2)) == [0, 1]
             assert all(peer.process is not None for peer in session._peers.values())
         finally:
@@ -240,15 +241,13 @@ def test_a_stranger_on_the_loopback_port_is_never_heard(tmp_path):
             fault = [protocol.head(protocol.FAULT, 0), payload, b"x", b"y", b"z"]
             protocol.send(stranger, [protocol.head(protocol.HELLO, os.getpid()), b"host"])
             protocol.send(stranger, fault)
-            deadline = time.monotonic() + 5
-            while not stranger.poll(0) and time.monotonic() < deadline:
+            deadline = time.monotonic() + 1
+            while time.monotonic() < deadline:
                 session._receive(50)  # what waiting for items does
-            assert stranger.poll(0)  # it is told to quit
-            assert protocol.read_head(stranger.recv())[0] == protocol.QUIT
-            protocol.send(stranger, fault)  # and ignored when it insists
-            session._receive(100)
+            assert not stranger.poll(0)  # not even told to quit: its handshake never succeeded
             assert list(activation) == [0, 1, 2]
             assert not trap.exists()
+            assert session.stats() == {"malformed": 0, "unjoined": 0, "rejected": 0}
         finally:
             stranger.close(linger=0)
             context.term()

@@ -65,6 +65,12 @@ VALUES = {
     "big-fortran": np.asfortranarray(_big),
     "big-non-contiguous": _big[::2, ::3],
     "arrays-in-dict": {"x": np.ones((2, 2)), "y": _big, "label": 3},
+    "lone-surrogates": "a\udc80 \ud800b",
+    "surrogate-key": {"\udfff": ("\ud83d",)},
+    "dtype-metadata": np.zeros(3, np.dtype("f4", metadata={"unit": "m"})),
+    "big-dtype-metadata": np.zeros(OUT_OF_BAND_BYTES, np.dtype("u1", metadata={"unit": "px"})),
+    "field-metadata": np.zeros(2, np.dtype([("t", np.dtype("f8", metadata={"unit": "s"})), ("n", "i4")])),
+    "scalar-metadata": np.zeros(1, np.dtype("i8", metadata={"k": 1}))[0],
 }
 
 #: kinds that go through the documented pickle fallback, and must still round-trip exactly
@@ -79,9 +85,17 @@ PICKLED = {
 }
 
 
+def metadata(dtype):
+    """Every ``metadata`` in ``dtype``, nested ones included (dtype equality ignores them)."""
+    fields = dtype.fields or {}
+    return (dtype.metadata, dtype.subdtype and metadata(dtype.subdtype[0]), [metadata(f[0]) for f in fields.values()])
+
+
 def same(a, b) -> bool:
-    """Exact equality: type, dtype, shape, order flag and values (NaN equal to NaN)."""
+    """Exact equality: type, dtype (metadata included), shape, order flag and values (NaN equal to NaN)."""
     if type(a) is not type(b):
+        return False
+    if isinstance(a, (np.ndarray, np.generic)) and metadata(a.dtype) != metadata(b.dtype):
         return False
     if isinstance(a, np.ndarray):
         if a.dtype != b.dtype or a.shape != b.shape:

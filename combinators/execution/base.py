@@ -57,6 +57,10 @@ class Session(abc.ABC):
     def close(self) -> None:
         """Stop every activation and release workers, sockets and files."""
 
+    def stats(self) -> dict[str, int]:
+        """Counters the session keeps (messages a parallel session dropped); empty in-process."""
+        return {}
+
     def __enter__(self) -> "Session":
         return self
 

@@ -16,7 +16,8 @@ import numpy as np
 from combinators import checks, seeding
 from combinators.execution.apply import run_transforms
 from combinators.execution.base import Activation, Executor, LocalActivation, Session, resolve_executor
-from combinators.execution.leaf import activate_leaf, is_leaf
+from combinators.errors import TransportError
+from combinators.execution.leaf import activate_leaf, is_leaf, unpicklable_part, where
 from combinators.sampling import chain_items, mix_items, round_robin_items
 from combinators.streams import Apply, Chain, Mix, RoundRobin, Stream
 
@@ -58,7 +59,11 @@ class _Context:
 def open_node(node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context) -> Activation:
     """Start an activation of ``node`` (at ``path``, identified by ``activation``)."""
     if is_leaf(node):
-        opened = ctx.session.submit(activate_leaf, node, ctx.entropy, path, activation)
+        try:
+            opened = ctx.session.submit(activate_leaf, node, ctx.entropy, path, activation)
+        except TransportError as error:
+            why = unpicklable_part(node) or str(error.__cause__ or error)
+            raise TransportError(f"cannot send {where(node, path)} to a worker: {why}") from error
     else:
         opened = LocalActivation(_OPENERS[type(node)], (node, path, activation, ctx))
     return opened if node.name is None else LocalActivation(_named_items, (opened, node, path))
@@ -270,6 +275,17 @@ class Run:
             self.close()
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
+
+    def executor_stats(self) -> dict[str, int]:
+        """The executor session's counters: for `Processes` and `ZMQ`, the messages it dropped
+        (``malformed``, ``unjoined``, ``rejected``; see `RemoteSession.stats`); empty in-process.
+
+        >>> from combinators import from_iterable
+        >>> with iterate(from_iterable("ab"), seed=0) as run:
+        ...     run.executor_stats()
+        {}
+        """
+        return self._session.stats()
 
     def stats(self) -> "Stats":
         """Per-mix statistics so far, in path order: a list of `MixStats` with a ``plot()``."""

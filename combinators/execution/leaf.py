@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator
 
+import cloudpickle
+
 from combinators import seeding
+from combinators.errors import InvalidArgumentType
 from combinators.execution.apply import run_transforms
 from combinators.streams import Apply, FromArrays, FromIterable, Source, Stream, is_source
 
-__all__ = ["is_leaf", "activate_leaf"]
+__all__ = ["is_leaf", "activate_leaf", "where", "unpicklable_part"]
 
 
 def is_leaf(node: Stream) -> bool:
@@ -35,6 +38,71 @@ def _source_items(source: Stream, entropy: int, path: tuple[int, ...], activatio
     raise TypeError(msg)
 
 
+def where(node: Stream, path: tuple[int, ...]) -> str:
+    """``node`` as `explain` shows it, and its place in the plan: what error messages name.
+
+    >>> from combinators.streams import from_iterable
+    >>> where(from_iterable("ab"), (0, 1))
+    "from_iterable('ab') at path (0, 1)"
+    """
+    return f"{node!r} at path {path}" if path else f"{node!r} (the root)"
+
+
+def _parts(node: Stream) -> Iterator[tuple[str, Any]]:
+    """(what, value) for each part of a leaf that must be pickled to run it in a worker."""
+    if isinstance(node, Apply):
+        yield from _parts(node.stream)
+        for transform in node.transforms:
+            yield f"the transform {transform!r}", transform
+    elif isinstance(node, Source):
+        fn = node.fn
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            name = getattr(fn, "__qualname__", repr(fn))
+            for variable, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
+                yield f"the variable {variable!r} that {name} closes over", cell.cell_contents
+            globals_ = getattr(fn, "__globals__", {})
+            for variable in code.co_names:
+                if variable in globals_:
+                    yield f"the global {variable!r} that {name} uses", globals_[variable]
+        yield "its function", fn
+        for index, arg in enumerate(node.args):
+            yield f"its argument {index}", arg
+        for keyword, arg in node.kwargs.items():
+            yield f"its argument {keyword}=", arg
+    elif isinstance(node, FromIterable):
+        yield "its items", node.items
+    elif isinstance(node, FromArrays):
+        yield "its data", node.data
+
+
+def unpicklable_part(leaf: Stream) -> str | None:
+    """What in ``leaf`` cannot be pickled (its value and why), or None.
+
+    >>> import threading
+    >>> from combinators.streams import stream
+    >>> lock = threading.Lock()
+    >>> print(unpicklable_part(stream(range, 3)))
+    None
+    >>> unpicklable_part(stream(lambda n, held: iter([n]), 3, lock)).split(",")[0]
+    'its argument 1'
+    """
+    for what, value in _parts(leaf):
+        try:
+            cloudpickle.dumps(value)
+        except Exception as error:
+            return f"{what}, {_short(value)}: {error}"
+    return None
+
+
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__qualname__}>"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def activate_leaf(leaf: Stream, entropy: int, path: tuple[int, ...], activation: tuple[int, ...]) -> Iterator[Any]:
     """The items of one activation of ``leaf`` at ``path``, identified by ``activation``.
 
@@ -44,9 +112,20 @@ def activate_leaf(leaf: Stream, entropy: int, path: tuple[int, ...], activation:
     ['a', 'b']
     """
     if isinstance(leaf, Apply):
-        items = iter(_source_items(leaf.stream, entropy, (*path, 0), (*activation, 0)))
+        items = _iterate(leaf.stream, entropy, (*path, 0), (*activation, 0))
         return _Pipeline(items, run_transforms(items, leaf.transforms, entropy, path, activation))
-    return iter(_source_items(leaf, entropy, path, activation))
+    return _iterate(leaf, entropy, path, activation)
+
+
+def _iterate(source: Stream, entropy: int, path: tuple[int, ...], activation: tuple[int, ...]) -> Iterator[Any]:
+    """An iterator over a source's items; raises `InvalidArgumentType` naming the source if it has none."""
+    items = _source_items(source, entropy, path, activation)
+    try:
+        return iter(items)
+    except TypeError:
+        msg = f"{where(source, path)}: its function returned {_short(items)} ({type(items).__qualname__}), "
+        msg += "which is not iterable; a source's function must return an iterable (or be a generator function)"
+        raise InvalidArgumentType(msg) from None
 
 
 class _Pipeline:

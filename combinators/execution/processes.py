@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import functools
 import shutil
-import tempfile
 from typing import Callable
 
 import attrs
 import zmq
 
-from combinators.execution import base
+from combinators.execution import _lifetime, base
 from combinators.execution._options import default_workers, positive_int, start_method
 from combinators.execution.remote import RemoteSession, SessionOptions
 
@@ -57,7 +56,7 @@ class Processes(base.Executor):
         """Start the workers; a session to submit activations to (close it, or use ``with``)."""
         if not zmq.has("ipc"):  # Windows builds of libzmq without ipc: loopback TCP
             return RemoteSession(self._options("tcp://127.0.0.1:*", None))
-        directory = tempfile.mkdtemp(prefix="combinators-")
+        directory = _lifetime.run_folder()  # private (0700); a later run removes it if we are SIGKILLed
         cleanup = functools.partial(shutil.rmtree, directory, ignore_errors=True)
         try:
             return RemoteSession(self._options(f"ipc://{directory}/session", cleanup))

@@ -8,8 +8,9 @@ consumer, and the window in items and bytes.
 
 Consumer to worker:
 
-- ``START(id, 0, 0, window_items, window_bytes) plan``: run ``fn(*args)``
-  (``plan`` is ``cloudpickle.dumps((fn, args))``) within that window;
+- ``START(id, frame_bytes, 0, window_items, window_bytes) plan``: run ``fn(*args)``
+  (``plan`` is ``cloudpickle.dumps((fn, args))``) within that window, sending no
+  frame larger than ``frame_bytes``;
 - ``CREDIT(id, items, bytes, window_items, window_bytes)``: the consumer took
   that much of the activation; the window is now that large;
 - ``CANCEL(id)``: close the activation's generator;
@@ -17,8 +18,15 @@ Consumer to worker:
 
 Worker to consumer:
 
-- ``HELLO(pid) host``: the worker is connected and ready;
+- ``HELLO(pid) host [name token]``: the worker is connected and ready; a local
+  worker adds its name (``L0``...) and the run's token, which the session
+  checks (with the pid) before it sends it anything or reads anything from it;
 - ``ITEMS(id) header *buffers``: coalesced items (see `combinators.execution.wire`);
+- ``CHUNK(id) piece`` then ``PARTS(id) layout *frames``: an ITEMS message with a
+  frame larger than ``frame_bytes``, sent as pieces of at most that size, each in
+  a message of its own (so heartbeats flow during a long transfer); ``layout``
+  holds one little-endian 64-bit count per frame: 0 for the next of ``frames``,
+  n for the next n pieces joined (`send_items`, `Reassembler`);
 - ``END(id)``: the activation is exhausted;
 - ``FAULT(id) exception type_name message traceback``: it raised (``exception``
   is its cloudpickle, or empty when it cannot be pickled).
@@ -37,24 +45,33 @@ their way, or the consumer owes more than a quarter window.
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import struct
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
+import numpy as np
 import zmq
 
 START, CREDIT, CANCEL, PING, QUIT = b"S", b"C", b"X", b"P", b"Q"
-HELLO, ITEMS, END, FAULT = b"H", b"I", b"E", b"F"
+HELLO, ITEMS, END, FAULT, CHUNK, PARTS = b"H", b"I", b"E", b"F", b"K", b"T"
 
 _HEAD = struct.Struct("<cQ")
 _FLOW_HEAD = struct.Struct("<cQQQQQ")
+#: the length of a head frame from a worker
+HEAD_BYTES = _HEAD.size
 _SNDMORE = int(zmq.SNDMORE)
 _POLLIN = int(zmq.POLLIN)
 #: ZMTP heartbeat period, and the silence after which a connection is dropped (milliseconds)
 HEARTBEAT_INTERVAL_MS = 500
 HEARTBEAT_TIMEOUT_MS = 3000
-_ZERO_COPY_BYTES = 65536  # below this, copying is cheaper (pyzmq's own copy_threshold)
+_ZERO_COPY_BYTES = 65536
+#: the largest frame a worker sends (bigger ones travel in pieces); the session refuses larger
+#: frames from anyone (``ZMQ_MAXMSGSIZE``), which bounds what a peer can make it buffer per message
+FRAME_BYTES = 16 << 20
+#: the ZMTP PLAIN user name of local workers (their password is the session's token)
+PLAIN_USER = "combinators-worker"  # below this, copying is cheaper (pyzmq's own copy_threshold)
 
 
 def head(kind: bytes, number: int = 0) -> bytes:
@@ -85,6 +102,66 @@ def send(sock: zmq.Socket, frames: Sequence[Any]) -> None:
     last = len(frames) - 1
     for index, frame in enumerate(frames):
         sock.send(frame, 0 if index == last else _SNDMORE, copy=len(frame) < _ZERO_COPY_BYTES)
+
+
+def send_items(sock: zmq.Socket, activation_id: int, frames: Sequence[Any], frame_bytes: int) -> None:
+    """Send an ITEMS message, in CHUNK pieces and a PARTS message if a frame exceeds ``frame_bytes``."""
+    if all(len(frame) <= frame_bytes for frame in frames):
+        send(sock, [head(ITEMS, activation_id), *frames])
+        return
+    layout, inline = [], []
+    for frame in frames:
+        if len(frame) <= frame_bytes:
+            layout.append(0)
+            inline.append(frame)
+            continue
+        view = memoryview(frame).cast("B")
+        starts = range(0, len(view), frame_bytes)
+        for start in starts:
+            send(sock, [head(CHUNK, activation_id), view[start : start + frame_bytes]])
+        layout.append(len(starts))
+    send(sock, [head(PARTS, activation_id), struct.pack(f"<{len(layout)}Q", *layout), *inline])
+
+
+class Reassembler:
+    """Joins the CHUNK pieces of one activation into the frames of its PARTS messages.
+
+    >>> parts = Reassembler()
+    >>> for piece in (b"ab", b"cd", b"e"):
+    ...     parts.add(piece)
+    >>> [bytes(frame) for frame in parts.frames(struct.pack("<3Q", 0, 3, 0), [b"x", b"y"])]
+    [b'x', b'abcde', b'y']
+    """
+
+    __slots__ = ("pieces",)
+
+    def __init__(self) -> None:
+        self.pieces: collections.deque[Any] = collections.deque()
+
+    def add(self, piece: Any) -> None:
+        self.pieces.append(piece)
+
+    def frames(self, layout: Any, inline: Sequence[Any]) -> list[Any] | None:
+        """The frames a PARTS message describes, or None if it does not match what arrived."""
+        layout = memoryview(layout).cast("B")
+        if len(layout) % 8:
+            return None
+        counts = struct.unpack(f"<{len(layout) // 8}Q", layout)
+        if counts.count(0) != len(inline) or sum(counts) > len(self.pieces):
+            return None
+        inline = iter(inline)
+        return [next(inline) if count == 0 else self._join(count) for count in counts]
+
+    def _join(self, count: int) -> np.ndarray:
+        """One buffer from the next ``count`` pieces, each released once copied (peak: the buffer and one piece)."""
+        pieces = collections.deque(self.pieces.popleft() for _ in range(count))
+        joined = np.empty(sum(len(piece) for piece in pieces), np.uint8)
+        position = 0
+        while pieces:
+            piece = np.frombuffer(pieces.popleft(), np.uint8)
+            joined[position : position + len(piece)] = piece
+            position += len(piece)
+        return joined
 
 
 def recv(sock: zmq.Socket) -> list[zmq.Frame]:
@@ -121,6 +198,12 @@ def set_curve_client(socket: zmq.Socket, public: bytes, secret: bytes) -> None:
     socket.curve_serverkey = public
     socket.curve_publickey = public
     socket.curve_secretkey = secret
+
+
+def set_plain_client(socket: zmq.Socket, token: str) -> None:
+    """Make ``socket`` a ZMTP PLAIN client that proves membership of a session with its ``token``."""
+    socket.plain_username = PLAIN_USER.encode()
+    socket.plain_password = token.encode()
 
 
 def is_loopback(address: str) -> bool:

@@ -2,13 +2,18 @@
 
 `RemoteSession` binds a ZeroMQ ROUTER socket, starts its local worker
 processes (`multiprocessing`, any start method) and accepts remote workers
-that connect (``combinators worker``). ``submit`` ships ``(fn, args)`` with
-cloudpickle to the least-loaded worker at once; items come back coalesced in
-messages, under per-activation credit (`combinators.execution.protocol`), and
-are decoded only when the consumer reaches them.
+that connect (``combinators worker``) when invited. Membership comes before
+anything: local workers hold a per-run token (checked in the ZMTP PLAIN
+handshake when there is no key, and in their HELLO), remote workers a CurveZMQ
+key; no plan goes to, and nothing is unpickled from, a peer that has not
+joined, and malformed messages are dropped and counted (`RemoteSession.stats`).
+``submit`` ships ``(fn, args)`` with cloudpickle to the least-loaded worker
+at once; items come back coalesced in messages, under per-activation credit
+(`combinators.execution.protocol`), and are decoded only when the consumer
+reaches them.
 
 The consumer thread does all socket work itself, inside ``next()``: there is
-no background thread. While it waits it watches every local worker's process
+no background thread (only pyzmq's ZAP authenticator, which checks handshakes). While it waits it watches every local worker's process
 sentinel, and probes remote workers every `PROBE_INTERVAL` seconds, so a dead
 worker raises `WorkerError` within a second or so. `RemoteSession.close` (also
 run by garbage collection and at interpreter exit) asks workers to quit, then
@@ -23,9 +28,12 @@ import contextlib
 import itertools
 import multiprocessing
 import multiprocessing.connection
+import hmac
 import os
 import pickle
+import secrets
 import signal
+import threading
 import time
 import weakref
 from typing import Any, Callable, Iterable
@@ -36,10 +44,10 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from combinators.errors import InvalidArgument, TransportError, WorkerError
-from combinators.execution import protocol
+from combinators.execution import _lifetime, protocol
 from combinators.execution.base import Activation, Session
 from combinators.execution.wire import unpack_items
-from combinators.execution.worker import local_worker_main
+from combinators.execution.worker import LocalWorker, local_worker_main
 
 __all__ = ["SessionOptions", "RemoteSession", "RemoteActivation"]
 
@@ -48,6 +56,8 @@ PROBE_INTERVAL = 0.5
 #: seconds given to workers to quit by themselves, then to die of SIGTERM, at close
 QUIT_GRACE = 0.4
 KILL_GRACE = 0.3
+#: room above ``frame_bytes`` for the short frames of a message
+_MAX_HEAD_BYTES = 4096
 #: an activation's first credit window; it doubles with each credit, up to the prefetch limits
 INITIAL_WINDOW_ITEMS = 16
 INITIAL_WINDOW_BYTES = 1 << 20
@@ -66,6 +76,7 @@ class SessionOptions:
     accept_remote: bool = False
     timeout: float = 60.0
     cleanup: Callable[[], None] | None = None
+    frame_bytes: int = attrs.field(factory=lambda: protocol.FRAME_BYTES)
 
 
 class _Peer:
@@ -73,14 +84,14 @@ class _Peer:
 
     __slots__ = ("identity", "process", "pid", "ready", "pending", "active", "name")
 
-    def __init__(self, identity: bytes, process: multiprocessing.process.BaseProcess | None):
-        self.identity = identity
+    def __init__(self, identity: Any, name: str, process: multiprocessing.process.BaseProcess | None):
+        self.identity = identity  # its key in the session's peers: the routing id once it joined
         self.process = process
         self.pid: int | None = None
         self.ready = False
         self.pending: list[list[bytes]] = []  # messages waiting for its HELLO
         self.active: set[int] = set()
-        self.name = identity.decode(errors="replace")
+        self.name = name
 
     def describe(self) -> str:
         where = "local" if self.process is not None else "remote"
@@ -163,11 +174,22 @@ class RemoteSession(Session):
         sock = context.socket(zmq.ROUTER)
         self._resources = resources = _Resources(context, sock)
         self._finalizer = weakref.finalize(self, resources.release)
+        _lifetime.on_sigterm(self._finalizer)
         resources.cleanup = options.cleanup
         protocol.configure(sock)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # no frame beyond the workers' own limit, from anyone (before a peer joins, this bounds what
+        # its handshake or its messages can make libzmq allocate)
+        sock.setsockopt(zmq.MAXMSGSIZE, options.frame_bytes + _MAX_HEAD_BYTES)
+        # membership before anything: with a key, CurveZMQ; else, unless the session invites remote
+        # workers over ipc, a per-run secret that only the local workers hold (ZAP checks it in the
+        # handshake, so a stranger's connection is closed before any message of theirs is delivered)
+        self._token = secrets.token_hex(32)  # local workers also show it in their HELLO
+        self._plain = options.key is None and not options.accept_remote
         if options.key is not None:
             resources.auth = _curve_server(context, sock, options.key)
+        elif self._plain:
+            resources.auth = _plain_server(context, sock, self._token)
         try:
             sock.bind(options.bind)
         except zmq.ZMQError as error:
@@ -175,15 +197,22 @@ class RemoteSession(Session):
             msg = f"cannot bind {options.bind!r}: {error}"
             raise InvalidArgument(msg) from None
         self.address: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self.address.startswith("ipc://"):  # only this user may connect (a directory can narrow it more)
+            with contextlib.suppress(OSError):
+                os.chmod(self.address.removeprefix("ipc://"), 0o600)
         self._socket = sock
         self._peers = resources.peers
         self._activations: weakref.WeakValueDictionary[int, RemoteActivation] = weakref.WeakValueDictionary()
         self._unassigned: collections.deque[tuple[int, list[bytes]]] = collections.deque()
-        self._orphans: list[tuple[bytes, int]] = []
+        self._orphans: list[tuple[_Peer, int]] = []
         self._ids = itertools.count()
+        self._remote_names = itertools.count()
         self._poller = zmq.Poller()
         self._poller.register(sock, zmq.POLLIN)
         self._sentinels: dict[int, _Peer] = {}
+        #: messages dropped: ``malformed`` (bad frame count, head or kind), ``unjoined`` (from a peer that
+        #: has not joined), ``rejected`` (HELLOs turned away); see `stats`
+        self.counts: collections.Counter[str] = collections.Counter(malformed=0, unjoined=0, rejected=0)
         self._last_probe = time.monotonic()
         self._opened = time.monotonic()
         self._start_local_workers()
@@ -193,17 +222,22 @@ class RemoteSession(Session):
         options = self._options
         context = multiprocessing.get_context(options.start_method)
         connect = _local_address(self.address)
+        # the kernel ties PR_SET_PDEATHSIG to the thread that starts a worker: only the main thread (or
+        # the forkserver) lives as long as the consumer; elsewhere workers check that the consumer lives
+        main = threading.current_thread() is threading.main_thread()
+        die_with_parent = main or context.get_start_method() == "forkserver"
         for index in range(options.workers):
-            identity = f"L{index}".encode()
+            name = f"L{index}"
+            spec = LocalWorker(connect, name, options.key, self._token, self._plain, os.getpid(), die_with_parent)
             process = context.Process(
-                target=local_worker_main, args=(connect, identity, options.key),
+                target=local_worker_main, args=(spec,),
                 name=f"combinators-worker-{index}", daemon=True,
             )
             process.start()
             self._resources.processes.append(process)
-            peer = _Peer(identity, process)
+            peer = _Peer(("local", name), name, process)  # keyed by its routing id once it joins
             peer.pid = process.pid
-            self._peers[identity] = peer
+            self._peers[peer.identity] = peer
             self._sentinels[process.sentinel] = peer
             self._poller.register(process.sentinel, zmq.POLLIN)
 
@@ -236,7 +270,8 @@ class RemoteSession(Session):
         activation = RemoteActivation(self, activation_id)
         self._activations[activation_id] = activation
         window_items, window_bytes = activation._window_items, activation._window_bytes
-        message = [protocol.flow_head(protocol.START, activation_id, 0, 0, window_items, window_bytes), plan]
+        frame_bytes = self._options.frame_bytes
+        message = [protocol.flow_head(protocol.START, activation_id, frame_bytes, 0, window_items, window_bytes), plan]
         peer = self._least_loaded()
         if peer is None:
             if not self._accepts_remote():
@@ -305,36 +340,58 @@ class RemoteSession(Session):
                 return
 
     def _dispatch(self, frames: list[zmq.Frame]) -> None:
+        kind, number = _parse(frames)
+        counts = self.counts
+        if kind is None:  # wrong frame count, short head or unknown kind: dropped, whoever sent it
+            counts["malformed"] += 1
+            return
         identity = frames[0].bytes
-        head = frames[1].bytes
-        kind, number = protocol.read_head(head)
         if kind == protocol.HELLO:
-            self._hello(identity, number)
+            self._hello(identity, number, [frame.bytes for frame in frames[3:5]])
             return
         peer = self._peers.get(identity)
         if peer is None or not peer.ready:  # only workers that joined may speak (never unpickle a stranger's)
+            counts["unjoined"] += 1
             return
-        if kind != protocol.ITEMS:
+        if kind in _ENDINGS:
             peer.active.discard(number)
         activation = self._activations.get(number)
         if activation is None or activation._peer is not peer:
             return
         if kind == protocol.ITEMS:
             activation._messages.append(frames[2:])
+        elif kind == protocol.CHUNK:
+            activation._parts.add(frames[2])
+        elif kind == protocol.PARTS:
+            joined = activation._parts.frames(frames[2], frames[3:])
+            if joined is None:
+                counts["malformed"] += 1
+                activation._fail(TransportError(f"{peer.describe()} sent pieces that do not match their layout"))
+            else:
+                activation._messages.append(joined)
         elif kind == protocol.END:
             activation._finished = True
         elif kind == protocol.FAULT:
             activation._fail(_remote_exception([frame.bytes for frame in frames[2:]], peer))
 
-    def _hello(self, identity: bytes, pid: int) -> None:
-        peer = self._peers.get(identity)
-        if peer is None and self._accepts_remote():  # a remote worker joins
-            peer = self._peers[identity] = _Peer(identity, None)
-        elif peer is None or (peer.process is not None and peer.pid != pid):
-            # not wanted, or not the local process it claims to be: turn it away rather than leave it waiting
+    def _hello(self, identity: bytes, pid: int, credentials: list[bytes]) -> None:
+        """Admit a local worker that names itself and holds the run's token, or a remote worker if invited."""
+        name, token = (*credentials, b"", b"")[:2]
+        peer = self._peers.get(("local", name.decode(errors="replace")))
+        if identity in self._peers:  # said twice
+            peer = None
+        elif peer is not None and not (peer.pid == pid and hmac.compare_digest(token, self._token.encode())):
+            peer = None  # not the local process it claims to be
+        elif peer is None and self._accepts_remote() and not name:  # a remote worker joins
+            peer = _Peer(identity, f"R{next(self._remote_names)}", None)
+        if peer is None:  # turn it away rather than leave it waiting
+            self.counts["rejected"] += 1
             with contextlib.suppress(zmq.ZMQError):
                 protocol.send(self._socket, [identity, protocol.head(protocol.QUIT)])
             return
+        self._peers.pop(peer.identity, None)
+        peer.identity = identity
+        self._peers[identity] = peer
         peer.pid = pid
         peer.ready = True
         pending, peer.pending = peer.pending, []
@@ -382,9 +439,8 @@ class RemoteSession(Session):
 
     def _send_orphan_cancels(self) -> None:
         while self._orphans:
-            identity, activation_id = self._orphans.pop()
-            peer = self._peers.get(identity)
-            if peer is not None and activation_id in peer.active:
+            peer, activation_id = self._orphans.pop()
+            if self._peers.get(peer.identity) is peer and activation_id in peer.active:
                 peer.active.discard(activation_id)
                 self._send(peer, [protocol.head(protocol.CANCEL, activation_id)])
 
@@ -394,7 +450,17 @@ class RemoteSession(Session):
             activation._finished = True
             activation._messages.clear()
             activation._items.clear()
+            activation._parts.pieces.clear()
         self._finalizer()
+
+    def stats(self) -> dict[str, int]:
+        """Counts of messages the session dropped: ``malformed``, ``unjoined`` and ``rejected``.
+
+        A message with a wrong frame count, a short head or an unknown kind is
+        dropped and counted, whoever sent it; so are messages from peers that
+        have not joined, and HELLOs that were turned away. None ever raises.
+        """
+        return dict(self.counts)
 
     @property
     def closed(self) -> bool:
@@ -410,7 +476,7 @@ class RemoteActivation(Activation):
 
     __slots__ = (
         "_session", "_id", "_peer", "_items", "_messages", "_finished", "_error",
-        "_owed_items", "_owed_bytes", "_window_items", "_window_bytes",
+        "_owed_items", "_owed_bytes", "_window_items", "_window_bytes", "_parts",
     )
 
     def __init__(self, session: RemoteSession, activation_id: int):
@@ -419,6 +485,7 @@ class RemoteActivation(Activation):
         self._peer: _Peer | None = None
         self._items: collections.deque[Any] = collections.deque()
         self._messages: collections.deque[list[zmq.Frame]] = collections.deque()
+        self._parts = protocol.Reassembler()  # pieces of a message bigger than a frame
         self._finished = False
         self._error: BaseException | None = None
         self._owed_items = 0  # taken by the consumer, not yet credited back to the worker
@@ -475,17 +542,39 @@ class RemoteActivation(Activation):
             self._session._cancel(self)
         self._items.clear()
         self._messages.clear()
+        self._parts.pieces.clear()
         self._error = None
 
     def __del__(self) -> None:
         try:
             if not self._finished and self._peer is not None:
-                self._session._orphans.append((self._peer.identity, self._id))
+                self._session._orphans.append((self._peer, self._id))
         except Exception:  # at interpreter exit, the session may be gone already
             pass
 
     def __repr__(self) -> str:
         return f"<RemoteActivation {self._id} {'finished' if self._finished else 'running'}>"
+
+
+_ARITY = {
+    protocol.HELLO: (3, None), protocol.ITEMS: (3, None), protocol.END: (2, 2), protocol.FAULT: (6, 6),
+    protocol.CHUNK: (3, 3), protocol.PARTS: (3, None),
+}
+_ENDINGS = (protocol.END, protocol.FAULT)
+
+
+def _parse(frames: list[zmq.Frame]) -> tuple[bytes | None, int]:
+    """(kind, number) of a worker's message (frames after the routing id), or (None, 0) if malformed."""
+    if len(frames) < 2:
+        return None, 0
+    head = frames[1].bytes
+    if len(head) != protocol.HEAD_BYTES:
+        return None, 0
+    kind, number = protocol.read_head(head)
+    arity = _ARITY.get(kind)
+    if arity is None or len(frames) < arity[0] or (arity[1] is not None and len(frames) > arity[1]):
+        return None, 0
+    return kind, number
 
 
 def _remote_exception(frames: list[bytes], peer: _Peer | None) -> BaseException:
@@ -520,6 +609,9 @@ def _exit_description(process: multiprocessing.process.BaseProcess | None) -> st
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:
             return f"killed by signal {-code}"
+    if code == 0:  # workers exit by themselves only when told to, or when their connection drops
+        silence = protocol.HEARTBEAT_TIMEOUT_MS / 1000
+        return f"exited with status 0: its connection dropped (it sent no heartbeat for {silence:g} s)"
     return f"exited with status {code}"
 
 
@@ -538,6 +630,30 @@ def _curve_server(context: zmq.Context, sock: zmq.Socket, key: tuple[bytes, byte
     sock.curve_publickey = public
     sock.curve_secretkey = secret
     return auth
+
+
+def _plain_server(context: zmq.Context, sock: zmq.Socket, token: str) -> ThreadAuthenticator:
+    """Make ``sock`` a ZMTP PLAIN server that admits only clients whose password is ``token``.
+
+    The token reaches local workers as an argument of their process (in memory under fork, over
+    multiprocessing's pipe under spawn and forkserver), never on a command line or in the environment.
+    """
+    auth = ThreadAuthenticator(context)
+    auth.start()
+    auth.configure_plain("*", {protocol.PLAIN_USER: _Secret(token)})
+    sock.plain_server = True
+    return auth
+
+
+class _Secret(str):
+    """A password compared in constant time."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and hmac.compare_digest(self.encode(), other.encode())
+
+    __hash__ = str.__hash__
 
 
 class _SameKey:

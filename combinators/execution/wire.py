@@ -16,10 +16,15 @@ What round-trips exactly (type, dtype, shape and values):
 - numpy scalars (``np.float32(1.5)`` stays a ``np.float32``).
 
 ``bytearray`` and ``memoryview`` values arrive as ``bytes`` (msgpack packs
-them natively as binary).
+them natively as binary). One ``str``, ``bytes`` or pickled value may hold at
+most `MSGPACK_LIMIT` bytes (4 GiB - 1); a bigger one raises `TransportError`
+naming that size before anything is sent. Arrays have no size limit: frames
+bigger than the session's frame limit travel in pieces
+(`combinators.execution.protocol.send_items`).
 
 Big arrays are referenced, not copied, until the message is sent: the code
-that produced an item must not modify its arrays afterwards.
+that produced an item must not modify its arrays afterwards (workers make
+them read-only, so such a write raises instead of corrupting items).
 
 Anything else (sets, subclasses such as ``OrderedDict`` or named tuples,
 object arrays, user classes) goes through a documented *pickle fallback*
@@ -49,14 +54,18 @@ import numpy as np
 
 from combinators.errors import TransportError
 
-__all__ = ["OUT_OF_BAND_BYTES", "ItemPacker", "dumps", "loads", "unpack_items"]
+__all__ = ["OUT_OF_BAND_BYTES", "MSGPACK_LIMIT", "ItemPacker", "freeze", "dumps", "loads", "unpack_items"]
 
 #: arrays of at least this many bytes travel as their own zero-copy frame
 OUT_OF_BAND_BYTES = 65536
+#: the largest str, bytes or pickled value an item may hold (msgpack's 32-bit lengths)
+MSGPACK_LIMIT = 2**32 - 1
 
 # msgpack extension codes
 _TUPLE, _ARRAY, _OOB_ARRAY, _SCALAR, _COMPLEX, _BIGINT, _PICKLE = range(1, 8)
 
+#: strings are UTF-8 on the wire; lone surrogates (valid in a Python str) pass through as such
+_SURROGATES = "surrogatepass"
 _DTYPE_TOKENS: dict[np.dtype, Any] = {}
 _TOKEN_DTYPES: dict[Any, np.dtype] = {}
 _PREFIX_LENGTH = struct.Struct("<H")
@@ -75,8 +84,22 @@ def _ext(code: int, data: bytes) -> msgpack.ExtType:
     return tuple.__new__(msgpack.ExtType, (code, data))
 
 
+def _has_metadata(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` or a dtype inside it carries ``metadata`` (which dtype equality ignores)."""
+    if dtype.metadata is not None:
+        return True
+    if dtype.subdtype is not None:
+        return _has_metadata(dtype.subdtype[0])
+    return dtype.fields is not None and any(_has_metadata(field[0]) for field in dtype.fields.values())
+
+
 def _dtype_token(dtype: np.dtype) -> str | bytes:
-    """A msgpack-able token naming ``dtype`` exactly: its ``str`` or, failing that, its pickle."""
+    """A msgpack-able token naming ``dtype`` exactly: its ``str`` or, failing that, its pickle.
+
+    Dtypes with metadata are never cached: they compare (and hash) equal to the same dtype without.
+    """
+    if _has_metadata(dtype):
+        return pickle.dumps(dtype, protocol=5)
     token = _DTYPE_TOKENS.get(dtype)
     if token is None:
         token = dtype.str
@@ -96,6 +119,9 @@ def _token_dtype(token: str | bytes) -> np.dtype:
 
 def _prefix(dtype: np.dtype, shape: tuple[int, ...], order: str) -> bytes:
     key = (dtype, shape, order)
+    if _has_metadata(dtype):  # not cached (see _dtype_token)
+        meta = msgpack.packb([_dtype_token(dtype), list(shape), order], use_bin_type=True)
+        return _PREFIX_LENGTH.pack(len(meta)) + meta
     prefix = _PREFIXES.get(key)
     if prefix is None:
         if len(_PREFIXES) >= _CACHE_SIZE:  # arrays of ever-changing shapes: keep the cache bounded
@@ -119,14 +145,52 @@ def _layout(prefix: bytes) -> tuple[np.dtype, list[int], str, int]:
     return layout
 
 
+def freeze(array: np.ndarray) -> np.ndarray:
+    """``array`` made read-only, with every array it views, so no write can change it while in flight;
+    a copy instead when its memory also belongs to a writable non-numpy buffer (a ``bytearray``, an ``mmap``).
+
+    >>> buffer = np.zeros(4)
+    >>> view = freeze(buffer[1:])
+    >>> view.flags.writeable, buffer.flags.writeable
+    (False, False)
+    >>> frozen = freeze(np.frombuffer(bytearray(8), np.uint8))
+    >>> frozen.flags.writeable, frozen.base is None
+    (True, True)
+    """
+    node: Any = array
+    while isinstance(node, np.ndarray):
+        node = node.base
+    if node is not None and not _readonly(node):
+        return array.copy()
+    node = array
+    while isinstance(node, np.ndarray):
+        if node.flags.writeable:
+            node.flags.writeable = False
+        node = node.base
+    return array
+
+
+def _readonly(buffer: Any) -> bool:
+    try:
+        with memoryview(buffer) as view:
+            return view.readonly
+    except TypeError:
+        return False
+
+
 class _Encoder:
-    """The msgpack ``default`` hook: extension types, out-of-band buffers, pickle fallback."""
+    """The msgpack ``default`` hook: extension types, out-of-band buffers, pickle fallback.
 
-    __slots__ = ("buffers", "nbytes")
+    With ``freeze`` (as in workers), out-of-band arrays are made read-only (see `freeze`): they are
+    sent without copying, after the source has moved on.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("buffers", "nbytes", "freeze")
+
+    def __init__(self, freeze: bool = False) -> None:
         self.buffers: list[Any] = []
         self.nbytes = 0  # of the out-of-band buffers
+        self.freeze = freeze
 
     def __call__(self, obj: Any) -> msgpack.ExtType:
         kind = type(obj)
@@ -138,10 +202,16 @@ class _Encoder:
                 array, order = obj, "F"
             else:
                 array, order = np.ascontiguousarray(obj), "C"
-            key = (array.dtype, array.shape, order)
-            prefix = _PREFIXES.get(key) or _prefix(*key)
+            dtype = array.dtype
+            key = (dtype, array.shape, order)
+            if dtype.metadata is None and dtype.fields is None and dtype.subdtype is None:
+                prefix = _PREFIXES.get(key) or _prefix(*key)
+            else:  # metadata, maybe nested: see _dtype_token
+                prefix = _prefix(*key)
             if array.nbytes < OUT_OF_BAND_BYTES:
                 return _ext(_ARRAY, prefix + array.tobytes(order))
+            if self.freeze:
+                array = freeze(array)
             self.buffers.append(memoryview(array.reshape(-1, order=order).view(np.uint8)))
             self.nbytes += array.nbytes
             return _ext(_OOB_ARRAY, prefix + _INDEX.pack(len(self.buffers) - 1))
@@ -164,7 +234,10 @@ class _Encoder:
 
 
 def _packb(obj: Any, encoder: _Encoder) -> bytes:
-    return msgpack.packb(obj, default=encoder, strict_types=True, use_bin_type=True)
+    try:
+        return msgpack.packb(obj, default=encoder, strict_types=True, use_bin_type=True)
+    except UnicodeEncodeError:  # a str with lone surrogates (valid Python): the slower, lossless packer
+        return msgpack.packb(obj, default=encoder, strict_types=True, use_bin_type=True, unicode_errors=_SURROGATES)
 
 
 class _Decoder:
@@ -207,11 +280,30 @@ class _Decoder:
 
 
 def _unpackb(data: Any, decoder: _Decoder) -> Any:
-    return msgpack.unpackb(data, ext_hook=decoder, raw=False, strict_map_key=False, use_list=True)
+    return msgpack.unpackb(
+        data, ext_hook=decoder, raw=False, strict_map_key=False, use_list=True, unicode_errors=_SURROGATES
+    )
+
+
+def _largest(value: Any) -> int:
+    """The size in bytes of the largest str or bytes value in ``value`` (lists, tuples, dicts walked)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return memoryview(value).nbytes
+    if isinstance(value, str):
+        return len(value.encode(errors="surrogatepass"))
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, (list, tuple)):
+        return max(map(_largest, value), default=0)
+    return 0
 
 
 class ItemPacker:
     """Coalesces items into one message: concatenated msgpack headers plus out-of-band buffers.
+
+    With ``freeze=True`` (in workers), out-of-band arrays are made read-only (`freeze`),
+    so a source that writes into an array it yielded fails at once instead of
+    corrupting what is still in flight.
 
     ``add(item)`` encodes one item (raising `TransportError` naming the type of
     a value that cannot be sent, with the packer left as before the call);
@@ -229,8 +321,8 @@ class ItemPacker:
 
     __slots__ = ("_encoder", "_packer", "_chunks", "count", "nbytes")
 
-    def __init__(self) -> None:
-        self._encoder = _Encoder()
+    def __init__(self, freeze: bool = False) -> None:
+        self._encoder = _Encoder(freeze)
         self._packer = msgpack.Packer(default=self._encoder, strict_types=True, use_bin_type=True)
         self._chunks: list[bytes] = []
         self.count = 0
@@ -240,17 +332,30 @@ class ItemPacker:
         encoder = self._encoder
         before, before_bytes = len(encoder.buffers), encoder.nbytes
         try:
-            chunk = self._packer.pack(item)
+            try:
+                chunk = self._packer.pack(item)
+            except UnicodeEncodeError:  # a str with lone surrogates: again, with the slower lossless packer
+                del encoder.buffers[before:]
+                encoder.nbytes = before_bytes
+                chunk = self._surrogate_packer().pack(item)
         except Exception as error:
             del encoder.buffers[before:]
             encoder.nbytes = before_bytes
             if isinstance(error, TransportError):
                 raise
             msg = f"cannot send a value of type {type(item).__qualname__}: {error}"
+            if isinstance(error, ValueError) and "too large" in str(error):
+                msg += (
+                    f" (its largest str or bytes value holds {_largest(item)} bytes; a str, bytes or pickled "
+                    f"value may hold at most {MSGPACK_LIMIT} bytes, numpy arrays have no such limit)"
+                )
             raise TransportError(msg) from error
         self._chunks.append(chunk)
         self.count += 1
         self.nbytes += len(chunk) + encoder.nbytes - before_bytes
+
+    def _surrogate_packer(self) -> msgpack.Packer:
+        return msgpack.Packer(default=self._encoder, strict_types=True, use_bin_type=True, unicode_errors=_SURROGATES)
 
     def frames(self) -> list[Any]:
         """``[header, *buffers]`` of the pending items; resets the packer."""
@@ -267,7 +372,7 @@ def unpack_items(frames: Sequence[Any]) -> Iterator[Any]:
     """The items of a message made by `ItemPacker.frames` (header first, then buffers)."""
     unpacker = msgpack.Unpacker(
         ext_hook=_Decoder(frames[1:]), raw=False, strict_map_key=False, use_list=True,
-        max_buffer_size=0,
+        max_buffer_size=0, unicode_errors=_SURROGATES,
     )
     unpacker.feed(frames[0])
     return unpacker

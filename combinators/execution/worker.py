@@ -24,18 +24,19 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import cloudpickle
 import zmq
 import zmq.auth
 import zmq.utils.monitor
 
-from combinators.errors import InvalidArgument
-from combinators.execution import protocol
+from combinators.errors import InvalidArgument, TransportError
+from combinators.execution import _lifetime, protocol
+from combinators.execution.leaf import activate_leaf, where
 from combinators.execution.wire import ItemPacker
 
-__all__ = ["serve", "local_worker_main", "make_key", "load_key", "add_arguments", "run"]
+__all__ = ["serve", "LocalWorker", "local_worker_main", "make_key", "load_key", "add_arguments", "run"]
 
 #: a message holds at most this fraction of an activation's credit, so several are in flight
 _MESSAGES_IN_FLIGHT = 4
@@ -58,10 +59,18 @@ _EXIT_EVENTS = (
 class _Running:
     """One activation held by a worker, with its credit and message size."""
 
-    __slots__ = ("id", "iterator", "next", "window_items", "window_bytes", "items", "nbytes", "cap", "queued")
+    __slots__ = (
+        "id", "iterator", "next", "window_items", "window_bytes", "items", "nbytes", "cap", "queued", "frame_bytes",
+        "plan",
+    )
 
-    def __init__(self, activation_id: int, iterator: Iterator[Any], window_items: int, window_bytes: int):
+    def __init__(
+        self, activation_id: int, iterator: Iterator[Any], window_items: int, window_bytes: int, frame_bytes: int,
+        plan: tuple[Any, tuple[Any, ...]] = (None, ()),
+    ):
         self.id = activation_id
+        self.plan = plan
+        self.frame_bytes = frame_bytes
         self.iterator = iterator
         self.next = iterator.__next__
         self.window_items = window_items
@@ -90,7 +99,7 @@ class _Worker:
         self.socket = sock
         self.running: dict[int, _Running] = {}
         self.ready: collections.deque[_Running] = collections.deque()
-        self.packer = ItemPacker()
+        self.packer = ItemPacker(freeze=True)
 
     def handle(self, frames: list[zmq.Frame]) -> bool:
         """Apply one consumer message; False once told to quit."""
@@ -105,8 +114,8 @@ class _Worker:
                 run.window_items, run.window_bytes = window_items, window_bytes
                 self._enqueue(run)
         elif kind == protocol.START:
-            activation_id, _, _, window_items, window_bytes = protocol.read_flow(head)
-            self._start(activation_id, window_items, window_bytes, frames[1].bytes)
+            activation_id, frame_bytes, _, window_items, window_bytes = protocol.read_flow(head)
+            self._start(activation_id, window_items, window_bytes, frame_bytes, frames[1].bytes)
         elif kind == protocol.CANCEL:
             run = self.running.pop(protocol.read_head(head)[1], None)
             if run is not None:
@@ -115,14 +124,14 @@ class _Worker:
             return False
         return True
 
-    def _start(self, activation_id: int, window_items: int, window_bytes: int, plan: bytes) -> None:
+    def _start(self, activation_id: int, window_items: int, window_bytes: int, frame_bytes: int, plan: bytes) -> None:
         try:
             fn, args = cloudpickle.loads(plan)
             iterator = iter(fn(*args))
         except BaseException as error:  # noqa: BLE001 - reported to the consumer
-            self._fault(activation_id, error)
+            self._fault(activation_id, error, frame_bytes)
             return
-        run = _Running(activation_id, iterator, window_items, window_bytes)
+        run = _Running(activation_id, iterator, window_items, window_bytes, frame_bytes, (fn, args))
         self.running[activation_id] = run
         self._enqueue(run)
 
@@ -142,7 +151,7 @@ class _Worker:
         if packer.count:
             run.items += packer.count
             run.nbytes += packer.nbytes
-            protocol.send(self.socket, [protocol.head(protocol.ITEMS, run.id), *packer.frames()])
+            protocol.send_items(self.socket, run.id, packer.frames(), run.frame_bytes)
             run.cap = min(2 * run.cap, max(1, run.window_items // _MESSAGES_IN_FLIGHT))
         if outcome is None:
             self._enqueue(run)
@@ -152,7 +161,7 @@ class _Worker:
             protocol.send(self.socket, [protocol.head(protocol.END, run.id)])
         else:
             run.close()
-            self._fault(run.id, outcome)
+            self._fault(run.id, outcome, run.frame_bytes)
 
     def _fill(self, run: _Running) -> BaseException | object | None:
         """Pack items of ``run`` until a message is full; the outcome if the activation ended."""
@@ -167,20 +176,23 @@ class _Worker:
             except StopIteration:
                 return _EXHAUSTED
             except BaseException as error:  # noqa: BLE001 - reported to the consumer
-                return error
+                return _reused(error, run)
             if packer.nbytes >= limit or time.perf_counter() >= deadline:
                 break
         return None
 
-    def _fault(self, activation_id: int, error: BaseException) -> None:
+    def _fault(self, activation_id: int, error: BaseException, frame_bytes: int) -> None:
+        """Report ``error``; each frame within ``frame_bytes`` (a bigger pickle is left out, texts are cut)."""
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         try:
             pickled = cloudpickle.dumps(error) if isinstance(error, Exception) else b""
         except Exception:
             pickled = b""
+        if len(pickled) > frame_bytes:
+            pickled = b""
         name = f"{type(error).__module__}.{type(error).__qualname__}"
-        head = protocol.head(protocol.FAULT, activation_id)
-        protocol.send(self.socket, [head, pickled, name.encode(), str(error).encode(), text.encode()])
+        texts = [part.encode(errors="backslashreplace")[:frame_bytes] for part in (name, str(error), text)]
+        protocol.send(self.socket, [protocol.head(protocol.FAULT, activation_id), pickled, *texts])
 
     def close(self) -> None:
         for run in self.running.values():
@@ -189,10 +201,27 @@ class _Worker:
         self.ready.clear()
 
 
-def serve(sock: zmq.Socket, connect_timeout: float | None = None) -> int:
+def _reused(error: BaseException, run: _Running) -> BaseException:
+    """``error``, or a `TransportError` naming the stream if it is numpy refusing a write into a sent array."""
+    if not (isinstance(error, ValueError) and "read-only" in str(error)):
+        return error
+    fn, args = run.plan
+    what = where(args[0], args[2]) if fn is activate_leaf else repr(fn)
+    msg = (
+        f"{what} wrote into an array it had already yielded ({error}): Processes and ZMQ send yielded arrays "
+        "without copying, after the source has moved on, so a source must yield a new array for each item "
+        "(e.g. `yield buffer.copy()`)"
+    )
+    transport = TransportError(msg)
+    transport.__cause__ = error
+    return transport
+
+
+def serve(sock: zmq.Socket, connect_timeout: float | None = None, credentials: tuple[bytes, ...] = ()) -> int:
     """Serve the session ``sock`` is connected to until QUIT or disconnection; the exit status.
 
-    ``sock`` is a connected DEALER socket; `serve` sends HELLO first. Returns
+    ``sock`` is a connected DEALER socket; `serve` sends HELLO first (with
+    ``credentials``: a local worker's name and the run's token). Returns
     0 after QUIT or a dropped connection, 1 when the CurveZMQ handshake fails
     or no session answered within ``connect_timeout`` seconds.
     """
@@ -201,7 +230,8 @@ def serve(sock: zmq.Socket, connect_timeout: float | None = None) -> int:
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
     poller.register(monitor, zmq.POLLIN)
-    protocol.send(sock, [protocol.head(protocol.HELLO, os.getpid()), socket_module.gethostname().encode()])
+    hello = [protocol.head(protocol.HELLO, os.getpid()), socket_module.gethostname().encode(), *credentials]
+    protocol.send(sock, hello)
     worker = _Worker(sock)
     try:
         while True:
@@ -235,7 +265,8 @@ def _monitor_event(monitor: zmq.Socket) -> int | None:
     if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
         return None
     if event != zmq.EVENT_DISCONNECTED:
-        print(f"combinators worker: CurveZMQ handshake failed ({event!r}); check the key file", file=sys.stderr)
+        why = "the session admits only its own workers and holders of its key; check the key file"
+        print(f"combinators worker: handshake failed ({event!r}): {why}", file=sys.stderr)
         return 1
     return 0
 
@@ -248,25 +279,49 @@ def _drain(sock: zmq.Socket, worker: _Worker) -> bool:
     return True
 
 
-def connect(context: zmq.Context, address: str, identity: bytes, key: tuple[bytes, bytes] | None) -> zmq.Socket:
-    """A DEALER socket named ``identity``, connected to ``address`` (a Curve client if ``key``)."""
+def connect(context: zmq.Context, address: str, key: tuple[bytes, bytes] | None, token: str | None = None) -> zmq.Socket:
+    """A DEALER socket connected to ``address`` (the session names it: workers choose no identity).
+
+    A CurveZMQ client if ``key``, else a PLAIN client proving membership with ``token`` if given.
+    """
     sock = context.socket(zmq.DEALER)
     protocol.configure(sock)
-    sock.setsockopt(zmq.IDENTITY, identity)
     if key is not None:
         protocol.set_curve_client(sock, *key)
+    elif token is not None:
+        protocol.set_plain_client(sock, token)
     sock.connect(address)
     return sock
 
 
-def local_worker_main(address: str, identity: bytes, key: tuple[bytes, bytes] | None) -> None:
-    """Entry point of a worker process started by a local pool (SIGINT is left to the consumer)."""
+class LocalWorker(NamedTuple):
+    """What a local worker process is told at start (as its argument: never on a command line)."""
+
+    address: str
+    name: str
+    key: tuple[bytes, bytes] | None
+    token: str  # the run's membership secret, shown in HELLO
+    plain: bool  # whether the session also checks the token in the ZMTP PLAIN handshake
+    owner: int  # the consumer's pid
+    die_with_parent: bool  # whether the process that starts it lives as long as the consumer
+
+
+def local_worker_main(spec: LocalWorker) -> None:
+    """Entry point of a worker process started by a local pool (SIGINT is left to the consumer).
+
+    It dies with the consumer (`combinators.execution._lifetime`) and first closes
+    the consumer's sockets that ``fork`` copied into it.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # whatever handler the consumer had, SIGTERM ends us
+    if spec.die_with_parent:
+        _lifetime.die_with_parent()
+    _lifetime.watch_owner(spec.owner)
+    _lifetime.close_inherited_sockets(spec.address)
     context = zmq.Context()
-    sock = connect(context, address, identity, key)
+    sock = connect(context, spec.address, spec.key, spec.token if spec.plain else None)
     try:
-        serve(sock)
+        serve(sock, credentials=(spec.name.encode(), spec.token.encode()))
     finally:
         sock.close(linger=0)
         context.term()
@@ -333,8 +388,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     key = load_key(args.key) if args.key else None
     context = zmq.Context()
-    identity = b"R" + os.urandom(8).hex().encode()
-    sock = connect(context, args.connect, identity, key)
+    sock = connect(context, args.connect, key)
     try:
         return serve(sock, connect_timeout=args.timeout)
     finally:

@@ -107,7 +107,8 @@ class ZMQ(base.Executor):
         """Whether workers other than the local ones may join: with a key, or over ``ipc://``.
 
         Without a key, a loopback TCP port is open to every local user, so only
-        the workers the session started (checked by identity and pid) are served.
+        the workers the session started are served: they prove it with the run's
+        token in the handshake (docs/execution.md, "Security model").
         """
         return self.key is not None or (self.address or "").startswith("ipc://")
 
