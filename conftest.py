@@ -67,7 +67,9 @@ def pytest_configure(config):
     """Point TMPDIR (and `tempfile`) at a fresh folder, inherited by every subprocess and worker."""
     if _PRIVATE:  # pytest_configure runs once per conftest load; keep the first
         return
-    _PRIVATE["before"] = (os.environ.get("TMPDIR"), tempfile.tempdir)
+    _PRIVATE["before"] = (os.environ.get("TMPDIR"), tempfile.tempdir, os.environ.get("PYTEST_DEBUG_TEMPROOT"))
+    # pytest's tmp_path folders stay where they were: deeper paths would break ipc:// sockets (107 bytes)
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
     _PRIVATE["path"] = tempfile.mkdtemp(prefix="combinators-tests-")
     os.environ["TMPDIR"] = tempfile.tempdir = _PRIVATE["path"]
 
@@ -81,11 +83,12 @@ _OWNED_ELSEWHERE = ("pytest-of-", "pymp-", "ray")
 def pytest_unconfigure(config):
     if not _PRIVATE:
         return
-    environ, tempdir = _PRIVATE.pop("before")
-    if environ is None:
-        os.environ.pop("TMPDIR", None)
-    else:
-        os.environ["TMPDIR"] = environ
+    environ, tempdir, temproot = _PRIVATE.pop("before")
+    for name, value in (("TMPDIR", environ), ("PYTEST_DEBUG_TEMPROOT", temproot)):
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     tempfile.tempdir = tempdir
     path = _PRIVATE.pop("path")
     if any(name.startswith("pymp-") for name in os.listdir(path)):

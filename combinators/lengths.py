@@ -89,7 +89,8 @@ def _round_robin(node: RoundRobin) -> int | float | None:
 
 
 def _mix(node: Mix) -> int | float | None:
-    sizes = [size(s) for s in node.streams]
+    drawn = node.probabilities > 0  # a stream of weight 0 is never drawn: its items never come
+    sizes = [size(s) for s, weighted in zip(node.streams, drawn) if weighted]
     if not _known(sizes):
         return None
     if node.mode == "exhaustive":

@@ -21,7 +21,8 @@ def gen(n):
     (A | B | A, 13),
     (c.mix(A, B, mode="exhaustive"), 8),
     (c.mix(A, B, (1, 2), n_active=1, mode="exhaustive"), 8),
-    (c.mix(A, B, n_active=1, rate=2, mode="exhaustive"), 8),  # a budget suspends an activation, drops nothing
+    (c.mix(A, B, n_active=1, rate=2, mode="exhaustive"), 8),
+    (c.mix(A, B, c.stream(gen, 3), weights=(1, 0, 0), mode="exhaustive"), 5),  # weight 0: never drawn  # a budget suspends an activation, drops nothing
     (c.round_robin(A, B), 8),
     (A >> c.take(3), 3),
     (A >> c.take(30), 5),
