@@ -6,6 +6,7 @@ from combinators.execution import *  # noqa: F403
 from combinators.execution.inprocess import MixStats, Run, iterate
 from combinators.explain import explain
 from combinators.lengths import length
+from combinators.shards import from_npy, from_npz
 from combinators.memo import *  # noqa: F403
 from combinators.streams import (
     Stream, chain, from_arrays, from_iterable, mix, round_robin, stream, streamable,
@@ -20,7 +21,7 @@ __all__ = [
     *errors.__all__,
     *execution.__all__,
     *memo.__all__,
-    "Stream", "stream", "streamable", "from_iterable", "from_arrays", "chain", "mix", "round_robin",
+    "Stream", "stream", "streamable", "from_iterable", "from_arrays", "from_npy", "from_npz", "chain", "mix", "round_robin",
     "Transform", "batch", "unbatch", "map", "filter", "take", "shuffle", "tuples", "keras_tuples", "cache",
     "progress",
     "iterate", "Run", "MixStats", "explain", "length",

@@ -24,6 +24,7 @@ import attrs
 import numpy as np
 
 from combinators.description import callable_repr
+from combinators.execution.blocks import block_schema
 from combinators.streams import Apply, Chain, FromArrays, FromIterable, Mix, RoundRobin, Source, Stream
 
 __all__ = ["explain", "short_repr"]
@@ -119,13 +120,24 @@ def _label(node: Stream) -> str:
     return f"{node.name!r}: {_kind(node)}" if node.name is not None else _kind(node)
 
 
+def block_marker(node: Stream) -> str:
+    """`` [block path]`` for a node whose rows are gathered in blocks, else empty.
+
+    >>> import numpy as np
+    >>> from combinators import mix, from_arrays
+    >>> block_marker(mix(from_arrays(np.zeros(2)), from_arrays(np.ones(3))))
+    ' [block path]'
+    """
+    return " [block path]" if block_schema(node) is not None else ""
+
+
 def _lines(node: Stream, prefix: str) -> Iterator[str]:
     children = node.children
     weights = node.probabilities if isinstance(node, Mix) else None
     for i, child in enumerate(children):
         last = i == len(children) - 1
         weight = f"[{weights[i]:.3f}] " if weights is not None else ""
-        yield f"{prefix}{'└── ' if last else '├── '}{weight}{_label(child)}"
+        yield f"{prefix}{'└── ' if last else '├── '}{weight}{_label(child)}{block_marker(child)}"
         yield from _lines(child, prefix + ("    " if last else "│   "))
 
 
@@ -136,6 +148,8 @@ def explain(stream: Stream) -> str:
     kind and every field that differs from its default (a mix's mode always);
     a mix's children carry their normalized weight in brackets. Arrays and
     long collections are shown by dtype/type and shape/length (`short_repr`).
+    Mixes and chains that run on the block path (rows of array or shard
+    sources gathered in blocks) end with ``[block path]``.
 
     >>> from combinators import chain, from_iterable, round_robin
     >>> print(explain(chain(from_iterable(range(100)), round_robin(from_iterable("ab"), from_iterable("c"),
@@ -146,4 +160,4 @@ def explain(stream: Stream) -> str:
         ├── from_iterable('ab')
         └── from_iterable('c')
     """
-    return "\n".join([_label(stream), *_lines(stream, "")])
+    return "\n".join([_label(stream) + block_marker(stream), *_lines(stream, "")])

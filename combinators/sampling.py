@@ -15,13 +15,13 @@ from __future__ import annotations
 import bisect
 import math
 from operator import length_hint
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
 from combinators.streams import ENDING_MODES
 
-__all__ = ["chain_items", "round_robin_items", "mix_items", "draw_budget", "UNLIMITED"]
+__all__ = ["chain_items", "round_robin_items", "mix_items", "mix_decisions", "Decisions", "draw_budget", "UNLIMITED"]
 
 #: the budget of an activation that runs until exhausted
 UNLIMITED = 1 << 62
@@ -123,8 +123,9 @@ def _inverse_cdf(cumulative: np.ndarray, uniforms: np.ndarray) -> list[int]:
 class _WorkingSet:
     """The state of one mix activation: which stream each slot holds, and budgets."""
 
-    def __init__(self, open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts):
+    def __init__(self, open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, random_access=False):
         n = len(weights)
+        self.random_access = random_access
         self.open_child, self.rate, self.dist, self.mode = open_child, rate, dist, mode
         self.prune_empty, self.rng, self.counts = prune_empty, activate_rng, counts
         self.weight_list = weights.tolist()
@@ -140,12 +141,13 @@ class _WorkingSet:
         self.activation: list[Any] = [None] * n_slots
         self.next_item: list[Any] = [None] * n_slots
         # items taken from each slot since the mix started; an activation starts
-        # at taken == start and ends at taken == limit (its budget)
-        self.taken = [0] * n_slots
-        self.start_at = [0] * n_slots
-        self.limit = [0] * n_slots
+        # at taken == start and ends at taken == limit (its budget). Random-access
+        # activations also know their rows; the block decider reads these as arrays.
+        counters = (lambda: np.zeros(n_slots, dtype=np.int64)) if random_access else (lambda: [0] * n_slots)
+        self.taken, self.start_at, self.limit, self.rows = counters(), counters(), counters(), counters()
         self.slot_weight = np.zeros(n_slots)
         self.lookahead = not self.all_active and mode != "single_active"
+        self.fixed_budget = draw_budget(activate_rng, rate, dist, 1.0) if rate is None or dist == "constant" else None
         # ending modes: a stream whose activation spent its budget waits here with the
         # number of items it yielded, until it is drawn again and resumes after them
         self.suspended: dict[int, tuple[int, int]] = {}  # stream -> (activation number, items yielded)
@@ -175,7 +177,8 @@ class _WorkingSet:
         resume = self.suspended.pop(index, None)
         if resume is not None:
             number, offset = resume
-            return index, _Resumed(self.open_child(index, number), offset), number
+            resumed = _ResumedRows if self.random_access else _Resumed
+            return index, resumed(self.open_child(index, number), offset), number
         number, self.opened = self.opened, self.opened + 1
         return index, self.open_child(index), number
 
@@ -203,16 +206,23 @@ class _WorkingSet:
 
     def start(self, slot: int, index: int, activation: Any, number: int) -> None:
         self.stream[slot], self.activation[slot], self.number[slot] = index, activation, number
-        self.next_item[slot] = activation.next_function()
+        if self.random_access:
+            self.rows[slot] = len(activation)
+        else:
+            self.next_item[slot] = activation.next_function()
         weight = self.weight_list[index]
         self.slot_weight[slot] = weight
         self.changed = True
         self.active_weight += weight
         self.n_live += 1
+        taken = self.taken[slot]
+        self.start_at[slot] = taken
+        if self.fixed_budget is not None:  # no draw: rate=None or dist="constant"
+            self.limit[slot] = taken + self.fixed_budget
+            return
         # a running sum can lose a tiny weight to rounding: keep the share in (0, 1]
         share = min(1.0, weight / self.active_weight) if self.active_weight > 0 else 1.0
-        self.start_at[slot] = self.taken[slot]
-        self.limit[slot] = self.taken[slot] + draw_budget(self.rng, self.rate, self.dist, share)
+        self.limit[slot] = taken + draw_budget(self.rng, self.rate, self.dist, share)
 
     def fill(self) -> None:
         for slot in range(len(self.stream)):
@@ -229,7 +239,7 @@ class _WorkingSet:
     def end(self, slot: int, exhausted: bool) -> bool:
         """Close the slot's activation and refill it; False when the whole mix ends."""
         index = self.stream[slot]
-        produced = self.taken[slot] - self.start_at[slot]
+        produced = int(self.taken[slot] - self.start_at[slot])
         self.counts[index] += produced
         self.start_at[slot] = self.taken[slot]
         self.stream[slot] = -1
@@ -276,13 +286,13 @@ class _WorkingSet:
         counts = list(self.counts)
         for slot, index in enumerate(self.stream):
             if index >= 0:
-                counts[index] += self.taken[slot] - self.start_at[slot]
+                counts[index] += int(self.taken[slot] - self.start_at[slot])
         return counts
 
     def close(self) -> None:
         for slot, index in enumerate(self.stream):
             if index >= 0:
-                self.counts[index] += self.taken[slot] - self.start_at[slot]
+                self.counts[index] += int(self.taken[slot] - self.start_at[slot])
                 self.start_at[slot] = self.taken[slot]
         self.stream = [-1] * len(self.stream)
         for activation in self.activation:
@@ -315,6 +325,33 @@ class _Resumed:
             pass
         self.offset = 0
         return next_item
+
+    def close(self) -> None:
+        self.activation.close()
+
+
+class _ResumedRows:
+    """A suspended random-access activation resumed by seeking: its rows after the first ``offset``.
+
+    >>> class Rows:
+    ...     def __len__(self): return 5
+    ...     def rows(self, start, stop): return list(range(start, stop))
+    ...     def close(self): pass
+    >>> resumed = _ResumedRows(Rows(), 3)
+    >>> len(resumed), resumed.rows(0, 2)
+    (2, [3, 4])
+    """
+
+    __slots__ = ("activation", "offset")
+
+    def __init__(self, activation: Any, offset: int):
+        self.activation, self.offset = activation, offset
+
+    def __len__(self) -> int:
+        return max(0, len(self.activation) - self.offset)
+
+    def rows(self, start: int, stop: int) -> Any:
+        return self.activation.rows(start + self.offset, stop + self.offset)
 
     def close(self) -> None:
         self.activation.close()
@@ -390,3 +427,121 @@ def mix_items(
                     break
     finally:
         state.close()
+
+
+class Decisions(NamedTuple):
+    """The decisions of a run of consecutive items of a mix over random-access children.
+
+    ``picks[j]`` is the slot of item ``j`` (int, shape ``(n,)``); ``order``
+    lists the positions grouped by slot, each group ascending (a stable
+    argsort of ``picks``); ``counts[s]`` is how many items slot ``s`` gives
+    and ``first_row[s]`` the row of its activation where they start (an
+    activation's rows are taken in order, so slot ``s`` gives rows
+    ``first_row[s] : first_row[s] + counts[s]``). ``activations[s]`` is the
+    activation in slot ``s``; it stays open until the next decisions are
+    asked for, so a materializer reads its rows at the yield.
+    """
+
+    picks: np.ndarray
+    order: np.ndarray
+    counts: np.ndarray
+    first_row: np.ndarray
+    activations: list[Any]
+
+
+def _next_event(state: _WorkingSet, picks: np.ndarray) -> tuple[int, int, bool]:
+    """The first working-set event among ``picks``: ``(position, slot, budget_spent)``.
+
+    A slot's event is the pick that spends its budget (that pick yields an
+    item) or the pick that meets its end (that pick yields nothing); position
+    ``len(picks)`` means no event (slot -1).
+    """
+    budget = state.limit - state.taken
+    rows_left = state.rows - (state.taken - state.start_at)
+    threshold = np.where(budget <= rows_left, budget, rows_left + 1)
+    counts = np.bincount(picks, minlength=len(threshold))
+    hit = np.flatnonzero((counts >= threshold) & (counts > 0))
+    if not len(hit):
+        return len(picks), -1, False
+    order = np.argsort(picks, kind="stable")
+    firsts = np.cumsum(counts) - counts
+    position = int(order[firsts[hit] + threshold[hit] - 1].min())
+    slot = int(picks[position])
+    return position, slot, bool(budget[slot] <= rows_left[slot])
+
+
+def mix_decisions(
+    open_child: Callable[[int], Any],
+    weights: np.ndarray,
+    n_active: int | None,
+    rate: float | None,
+    dist: str,
+    mode: str,
+    prune_empty: bool,
+    select_rng: np.random.Generator,
+    activate_rng: np.random.Generator,
+    counts: list[int] | None = None,
+    on_start: Callable[[_WorkingSet], None] = lambda state: None,
+    max_items: int = _BLOCK,
+) -> Iterator[Decisions]:
+    """The decisions of `mix_items`, in runs of items, for children with random access.
+
+    ``open_child(i)`` returns an activation whose ``len()`` is its number of
+    rows; nothing is pulled from it. The items are exactly those of
+    `mix_items` over activations yielding those rows in order, for the same
+    Generators: the same uniforms are mapped to slots over the same weights,
+    and the working-set events (a budget spent, an end met) happen at the same
+    items, handled by the same `_WorkingSet`. Between two events, the picks of
+    up to ``max_items`` items are one ``searchsorted``; an event is found where
+    a slot's count of picks reaches its budget left, or one more than its rows
+    left (the pick that meets its end).
+
+    >>> rng = lambda k: np.random.default_rng(k)
+    >>> class Rows:
+    ...     def __init__(self, n): self.n = n
+    ...     def __len__(self): return self.n
+    ...     def close(self): pass
+    >>> runs = mix_decisions(lambda i: Rows(3), np.array([0.5, 0.5]), None, None, "binomial",
+    ...                      "exhaustive", True, rng(0), rng(1))
+    >>> [(d.picks.tolist(), d.first_row.tolist()) for d in runs]
+    [([1, 0, 0, 0, 1, 1], [0, 0])]
+    """
+    counts = counts if counts is not None else [0] * len(weights)
+    state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, True)
+    on_start(state)
+    n_slots = len(state.stream)
+    try:
+        state.fill()
+        uniforms, used, chunk = np.empty(0), 0, max_items
+        while True:
+            if used >= len(uniforms):
+                uniforms, used = select_rng.random(_BLOCK), 0
+            if state.changed:
+                cumulative, state.changed = state.slot_weight.cumsum(), False
+                if cumulative[-1] <= 0:
+                    return
+            scaled = uniforms[used : used + chunk] * (cumulative.item(-1) * _BELOW_ONE)
+            picks = cumulative.searchsorted(scaled, side="right")
+            cut, slot, budget_spent = _next_event(state, picks)
+            event = cut < len(picks)
+            if event and budget_spent:
+                cut += 1  # the pick that spends a budget yields its item first
+            if cut:
+                picks = picks[:cut]
+                taken = np.bincount(picks, minlength=n_slots)
+                yield Decisions(picks, np.argsort(picks, kind="stable"), taken,
+                                state.taken - state.start_at, state.activation)
+                state.taken += taken
+                state.empty_run.clear()
+            if not event:
+                used += cut
+                chunk = min(2 * chunk, max_items)
+                continue
+            # a pick that met an end goes to the replacement if the activation gave items
+            used += cut + (not budget_spent and state.taken[slot] == state.start_at[slot])
+            chunk = _MIN_CHUNK
+            if not state.end(slot, exhausted=not budget_spent):
+                return
+    finally:
+        state.close()
+

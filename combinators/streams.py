@@ -32,6 +32,7 @@ __all__ = [
     "Source",
     "FromIterable",
     "FromArrays",
+    "RowSource",
     "Chain",
     "Mix",
     "RoundRobin",
@@ -178,7 +179,7 @@ def _with_name(expression: Callable[[Stream], str]) -> Callable[[Stream], str]:
 
 def is_source(node: Stream) -> bool:
     """Whether ``node`` is a source (a leaf that yields items of its own)."""
-    return isinstance(node, (Source, FromIterable, FromArrays))
+    return isinstance(node, (Source, FromIterable, RowSource))
 
 
 # --------------------------------------------------------------------- sources
@@ -311,6 +312,66 @@ def from_iterable(items: Iterable[Any]) -> FromIterable:
     return FromIterable(items)
 
 
+#: array kinds whose rows batch back to the same dtype (bool, ints, floats, complex)
+_BLOCK_KINDS = frozenset("biufc")
+
+
+def row_schema(data: Any) -> tuple[tuple[Any, np.dtype, tuple[int, ...]], ...] | None:
+    """``((key, dtype, row shape), ...)`` of an array (key None) or a dict of arrays.
+
+    None when a dtype is not numeric: such rows (strings, objects) may batch
+    to another dtype than their array's, so they take the per-item path.
+    """
+    arrays = data.items() if isinstance(data, Mapping) else [(None, data)]
+    schema = tuple((key, value.dtype, tuple(value.shape[1:])) for key, value in arrays)
+    return schema if all(dtype.kind in _BLOCK_KINDS for _, dtype, _ in schema) else None
+
+
+class RowSource(Stream):
+    """A source with random access to its rows: its length is known without reading it.
+
+    Subclasses define ``__len__`` (rows), ``schema`` (`row_schema` of their
+    arrays, or None) and ``open()``, which returns an open activation: an
+    object with ``len()``, ``rows(start, stop)`` (an array, or a dict of
+    arrays, of those rows; views that are valid until ``close()``) and
+    ``close()``. Mixes and chains of row sources with the same schema run on
+    the block path (see docs/guide/decisions.md).
+    """
+
+    __slots__ = ()
+
+    @property
+    def schema(self) -> tuple[tuple[Any, np.dtype, tuple[int, ...]], ...] | None:
+        raise NotImplementedError
+
+    def open(self) -> Any:
+        raise NotImplementedError
+
+
+class OpenArrays:
+    """An open row-source activation over arrays (in memory, memory-mapped or read from a file).
+
+    ``close()`` drops the arrays: a memory map is unmapped, and its file
+    descriptor closed, with its last reference.
+    """
+
+    __slots__ = ("data", "length")
+
+    def __init__(self, data: Any, length: int):
+        self.data, self.length = data, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def rows(self, start: int, stop: int) -> Any:
+        if isinstance(self.data, dict):
+            return {key: value[start:stop] for key, value in self.data.items()}
+        return self.data[start:stop]
+
+    def close(self) -> None:
+        self.data = None
+
+
 def _readonly(array: Any, what: str) -> np.ndarray:
     if not isinstance(array, np.ndarray):
         msg = f"from_arrays() takes numpy arrays; {what} is {type(array).__name__}"
@@ -338,10 +399,17 @@ def _check_arrays(data: Any) -> Any:
 
 
 @attrs.frozen(eq=False, repr=False)
-class FromArrays(Stream):
+class FromArrays(RowSource):
     """A source yielding the rows of an array, or dict rows of a mapping of arrays."""
 
     data: Any = attrs.field(converter=_check_arrays)
+
+    @property
+    def schema(self) -> tuple[tuple[Any, np.dtype, tuple[int, ...]], ...] | None:
+        return row_schema(self.data)
+
+    def open(self) -> OpenArrays:
+        return OpenArrays(self.data, len(self))
 
     def __len__(self) -> int:
         if isinstance(self.data, dict):

@@ -92,6 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for smoke tests")
     parser.add_argument("--archive-entries", type=int, metavar="N",
                         help="memo: entries of the archive 'archive ls/stats' run on (default 200000, quick 2000)")
+    parser.add_argument("--dataset-gib", type=float, default=None,
+                        help="mix: size of the shard dataset in GiB (default: 2, or 0.05 with --quick)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -143,14 +143,17 @@ RUNNERS: dict[type, Callable[[Iterator[Any], Any, _Place], Iterator[Any]]] = {
 
 
 def run_transforms(
-    items: Iterator[Any], transforms: tuple[Transform, ...], entropy: int, path: tuple[int, ...], activation: tuple[int, ...]
+    items: Iterator[Any], transforms: tuple[Transform, ...], entropy: int, path: tuple[int, ...],
+    activation: tuple[int, ...], first: int = 0,
 ) -> Iterator[Any]:
     """``items`` passed through each transform in order.
+
+    ``first`` is the index of ``transforms[0]`` in its node (its seeds depend on it).
 
     >>> from combinators.transforms import take, batch
     >>> [b.tolist() for b in run_transforms(iter(range(5)), (take(4), batch(2)), 0, (), (0,))]
     [[0, 1], [2, 3]]
     """
-    for index, t in enumerate(transforms):
+    for index, t in enumerate(transforms, first):
         items = RUNNERS[type(t)](iter(items), t, _Place(entropy, path, activation, index))
     return items

@@ -17,9 +17,12 @@ from combinators import checks, seeding
 from combinators.execution.apply import run_transforms
 from combinators.execution.base import Activation, Executor, LocalActivation, Session, resolve_executor
 from combinators.errors import TransportError
+from combinators.execution.blocks import (
+    block_rows, block_schema, block_transforms, chain_blocks, materialize, row_blocks,
+)
 from combinators.execution.leaf import activate_leaf, is_leaf, unpicklable_part, where
-from combinators.sampling import chain_items, mix_items, round_robin_items
-from combinators.streams import Apply, Chain, Mix, RoundRobin, Stream
+from combinators.sampling import chain_items, mix_decisions, mix_items, round_robin_items
+from combinators.streams import Apply, Chain, Mix, RoundRobin, RowSource, Stream
 
 __all__ = ["iterate", "Run", "MixStats", "Stats"]
 
@@ -36,6 +39,7 @@ class _Context:
         self.mix_counts: dict[tuple[int, ...], tuple[Mix, list[int], list[Any]]] = {}
         # per mix path: its counts per child at each checkpoint (geometric in the run's items)
         self.history: dict[tuple[int, ...], list[np.ndarray]] = {}
+        self.schemas: dict[int, Any] = {}  # block schema per node (by id; nodes outlive the run)
 
     def record(self) -> None:
         """Add every mix's current counts to its history (skipping an unchanged total)."""
@@ -43,6 +47,13 @@ class _Context:
             counts, past = self.current_counts(path), self.history.setdefault(path, [])
             if not past or past[-1].sum() != counts.sum():
                 past.append(counts)
+
+    def schema(self, node: Stream) -> Any:
+        """The node's block schema (None off the block path), computed once per run."""
+        key = id(node)
+        if key not in self.schemas:
+            self.schemas[key] = block_schema(node)
+        return self.schemas[key]
 
     def mix_record(self, node: Mix, path: tuple[int, ...]) -> tuple[Mix, list[int], list[Any]]:
         if path not in self.mix_counts:
@@ -59,11 +70,9 @@ class _Context:
 def open_node(node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context) -> Activation:
     """Start an activation of ``node`` (at ``path``, identified by ``activation``)."""
     if is_leaf(node):
-        try:
-            opened = ctx.session.submit(activate_leaf, node, ctx.entropy, path, activation)
-        except TransportError as error:
-            why = unpicklable_part(node) or str(error.__cause__ or error)
-            raise TransportError(f"cannot send {where(node, path)} to a worker: {why}") from error
+        opened = _submit_leaf(node, path, activation, ctx)
+    elif ctx.schema(node) is not None:
+        opened = BlockActivation(_BLOCK_OPENERS[type(node)], (node, path, activation, ctx))
     else:
         opened = LocalActivation(_OPENERS[type(node)], (node, path, activation, ctx))
     return opened if node.name is None else LocalActivation(_named_items, (opened, node, path))
@@ -81,6 +90,49 @@ def _named_items(opened: Activation, node: Stream, path: tuple[int, ...]) -> Ite
         opened.close()
 
 
+class BlockActivation(Activation):
+    """An activation on the block path: ``blocks()`` gives its rows a block at a time.
+
+    Started lazily, like `LocalActivation`. Iterated, it yields the rows one by
+    one (`block_rows`); a consumer uses either the blocks or the rows.
+    """
+
+    __slots__ = ("_fn", "_args", "_blocks", "_rows")
+
+    def __init__(self, fn: Callable[..., Iterator[Any]], args: tuple[Any, ...]):
+        self._fn, self._args, self._blocks, self._rows = fn, args, None, None
+
+    def blocks(self) -> Iterator[Any]:
+        """The blocks: arrays of rows, or dicts of arrays of rows."""
+        if self._blocks is None:
+            self._blocks = self._fn(*self._args)
+            self._fn = self._args = None
+        return self._blocks
+
+    def iterator(self) -> Iterator[Any]:
+        if self._rows is None:
+            self._rows = block_rows(self.blocks())
+        return self._rows
+
+    def __next__(self) -> Any:
+        return next(self.iterator())
+
+    def close(self) -> None:
+        for part in (self._rows, self._blocks):
+            if part is not None:
+                part.close()
+        self._fn = self._args = self._rows = self._blocks = None
+
+
+def _submit_leaf(node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context) -> Activation:
+    """Submit a leaf activation to the session; a leaf that cannot be shipped is named as `explain` shows it."""
+    try:
+        return ctx.session.submit(activate_leaf, node, ctx.entropy, path, activation)
+    except TransportError as error:
+        why = unpicklable_part(node) or str(error.__cause__ or error)
+        raise TransportError(f"cannot send {where(node, path)} to a worker: {why}") from error
+
+
 def _child_opener(
     node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context
 ) -> Callable[[int], Activation]:
@@ -91,10 +143,14 @@ def _child_opener(
     a mix resume a suspended activation without keeping it open).
     """
     children, started = node.children, itertools.count()
+    paths = [(*path, i) for i in range(len(children))]
+    leaves = [is_leaf(child) and child.name is None for child in children]  # a named leaf's errors get a note
 
     def open_child(i: int, number: int | None = None) -> Activation:
-        number = next(started) if number is None else number
-        return open_node(children[i], (*path, i), (*activation, number), ctx)
+        identity = (*activation, next(started) if number is None else number)
+        if leaves[i]:  # the replacement's hot path: straight to the session
+            return _submit_leaf(children[i], paths[i], identity, ctx)
+        return open_node(children[i], paths[i], identity, ctx)
 
     return open_child
 
@@ -123,14 +179,48 @@ def _open_mix(node: Mix, path, activation, ctx) -> Iterator[Any]:
 def _open_apply(node: Apply, path, activation, ctx) -> Iterator[Any]:
     child = open_node(node.stream, (*path, 0), (*activation, 0), ctx)
     try:
-        yield from run_transforms(child.iterator(), node.transforms, ctx.entropy, path, activation)
+        if isinstance(child, BlockActivation):
+            items, done = block_transforms(child.blocks(), node.transforms)
+            yield from run_transforms(items, node.transforms[done:], ctx.entropy, path, activation, first=done)
+        else:
+            yield from run_transforms(child.iterator(), node.transforms, ctx.entropy, path, activation)
     finally:
         child.close()
+
+
+def _mix_blocks(node: Mix, path, activation, ctx) -> Iterator[Any]:
+    _, counts, running = ctx.mix_record(node, path)
+    children = node.streams
+    decisions = mix_decisions(
+        lambda i, number=None: children[i].open(), node.probabilities, node.n_active, node.rate, node.dist, node.mode,
+        node.prune_empty,
+        select_rng=seeding.generator(ctx.entropy, path, activation, seeding.SELECT),
+        activate_rng=seeding.generator(ctx.entropy, path, activation, seeding.ACTIVATE),
+        counts=counts,
+        on_start=lambda state: running.__setitem__(slice(None), [state]),
+    )
+    try:
+        yield from materialize(decisions, ctx.schema(node))
+    finally:
+        decisions.close()
+
+
+def _chain_blocks(node: Chain, path, activation, ctx) -> Iterator[Any]:
+    children, started = node.streams, itertools.count()
+
+    def open_child(i: int) -> Iterator[Any]:
+        identity = (*activation, next(started))
+        if isinstance(children[i], RowSource):
+            return row_blocks(children[i])
+        return open_node(children[i], (*path, i), identity, ctx).blocks()
+
+    return chain_blocks(open_child, len(children), node.repeat)
 
 
 _OPENERS: dict[type, Callable[..., Iterator[Any]]] = {
     Chain: _open_chain, RoundRobin: _open_round_robin, Mix: _open_mix, Apply: _open_apply,
 }
+_BLOCK_OPENERS: dict[type, Callable[..., Iterator[Any]]] = {Chain: _chain_blocks, Mix: _mix_blocks}
 
 
 @attrs.frozen

@@ -14,7 +14,8 @@ import cloudpickle
 from combinators import seeding
 from combinators.errors import InvalidArgumentType
 from combinators.execution.apply import run_transforms
-from combinators.streams import Apply, FromArrays, FromIterable, Source, Stream, is_source
+from combinators.execution.blocks import block_rows, row_blocks
+from combinators.streams import Apply, FromArrays, FromIterable, RowSource, Source, Stream, is_source
 
 __all__ = ["is_leaf", "activate_leaf", "where", "unpicklable_part"]
 
@@ -34,6 +35,8 @@ def _source_items(source: Stream, entropy: int, path: tuple[int, ...], activatio
         return source.items
     if isinstance(source, FromArrays):
         return (source[i] for i in range(len(source))) if isinstance(source.data, dict) else iter(source.data)
+    if isinstance(source, RowSource):  # shard files: read a block at a time, closed at the end
+        return block_rows(row_blocks(source))
     msg = f"not a source: {source!r}"
     raise TypeError(msg)
 
