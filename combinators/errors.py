@@ -18,6 +18,8 @@ __all__ = [
     "ReadOnlyArchive",
     "SerializerMismatch",
     "TransportError",
+    "ResumeError",
+    "RunStateError",
 ]
 
 
@@ -49,6 +51,14 @@ class WorkerError(CombinatorsError, RuntimeError):
         if self.remote_traceback:
             text = f"{text}\n\nRemote traceback:\n{self.remote_traceback}"
         return text
+
+
+class ResumeError(CombinatorsError, ValueError):
+    """A run state does not fit the run asked to resume it (format, plan or seed, named)."""
+
+
+class RunStateError(CombinatorsError, TypeError):
+    """A run's state cannot be taken: an item it holds cannot be encoded (its type is named)."""
 
 
 class TransportError(CombinatorsError, TypeError):

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
-__all__ = ["chain_items", "round_robin_items", "mix_items", "mix_decisions", "Decisions", "draw_budget", "UNLIMITED"]
+__all__ = ["chain_items", "ChainCursor", "round_robin_items", "RoundRobinCursor", "mix_items", "mix_decisions", "Decisions", "draw_budget", "UNLIMITED"]
 
 #: the budget of an activation that runs until exhausted
 UNLIMITED = 1 << 62
@@ -24,58 +24,101 @@ UNLIMITED = 1 << 62
 _BLOCK, _MIN_CHUNK, _MAX_CHUNK = 4096, 16, 1024
 
 
-def chain_items(open_child: Callable[[int], Any], n_children: int, cycle: bool) -> Iterator[Any]:
+class ChainCursor:
+    """Where a chain is: its pass, the child running, its activation and the items it gave."""
+
+    __slots__ = ("index", "activation", "received", "produced")
+
+    def __init__(self, index: int = 0, activation: Any = None, received: int = 0, produced: bool = False):
+        self.index, self.activation, self.received, self.produced = index, activation, received, produced
+
+
+def chain_items(
+    open_child: Callable[[int], Any], n_children: int, cycle: bool, cursor: ChainCursor | None = None
+) -> Iterator[Any]:
     """Each child to exhaustion in order; with ``cycle``, again until a pass yields nothing.
+
+    ``cursor`` is kept current (a run state reads it) and, given, is where
+    the chain starts (a resumed run).
 
     Source: pescador's ChainMux (modes "exhaustive" and "cycle").
     """
+    cursor = cursor if cursor is not None else ChainCursor()
     while True:
-        produced = False
-        for index in range(n_children):
-            activation = open_child(index)
+        for index in range(cursor.index, n_children):
+            if cursor.activation is None:
+                cursor.index, cursor.activation, cursor.received = index, open_child(index), 0
+            activation = cursor.activation
             try:
                 for item in activation.iterator():
-                    produced = True
+                    cursor.produced = True
+                    cursor.received += 1
                     yield item
             finally:
                 activation.close()
-        if not (cycle and produced):
+            cursor.activation = None
+        if not (cycle and cursor.produced):
             return
+        cursor.index, cursor.produced = 0, False
+
+
+class RoundRobinCursor:
+    """Where a round-robin is: the pass's order, its activations (None once exhausted), items each gave, the turn."""
+
+    __slots__ = ("order", "activations", "received", "turn", "produced")
+
+    def __init__(self, order: list[int], activations: list[Any] | None = None, received: list[int] | None = None,
+                 turn: int = 0, produced: bool = False):
+        self.order, self.activations, self.received = order, activations, received
+        self.turn, self.produced = turn, produced
 
 
 def round_robin_items(
-    open_child: Callable[[int], Any], n_children: int, mode: str, rng: np.random.Generator
+    open_child: Callable[[int], Any], n_children: int, mode: str, rng: np.random.Generator,
+    cursor: RoundRobinCursor | None = None,
 ) -> Iterator[Any]:
     """One item from each live child in turn (pescador's RoundRobinMux).
 
     ``mode`` is "exhaustive" (one pass), "cycle" (restart all in the same
     order) or "permuted_cycle" (restart in a new order drawn from ``rng``;
     the first pass keeps the given order). A pass yielding nothing ends it.
+    ``cursor`` is kept current (a run state reads it) and, given, is where
+    the round-robin starts (a resumed run).
     """
-    order = list(range(n_children))
+    cursor = cursor if cursor is not None else RoundRobinCursor(list(range(n_children)))
     while True:
-        activations = [open_child(index) for index in order]
-        produced = False
+        if cursor.activations is None:
+            cursor.activations = [open_child(index) for index in cursor.order]
+            cursor.received, cursor.turn, cursor.produced = [0] * len(cursor.order), 0, False
+        activations, received = cursor.activations, cursor.received
+        nexts = [None if a is None else a.next_function() for a in activations]
         try:
-            live = [a.next_function() for a in activations]
-            while live:
-                still = []
-                for next_item in live:
+            while any(nexts):
+                for turn in range(cursor.turn, len(nexts)):
+                    next_item = nexts[turn]
+                    if next_item is None:
+                        continue
                     try:
                         item = next_item()
                     except StopIteration:
+                        nexts[turn] = None
+                        activations[turn].close()
+                        activations[turn] = None
                         continue
-                    produced = True
-                    still.append(next_item)
+                    cursor.produced = True
+                    received[turn] += 1
+                    cursor.turn = turn + 1
                     yield item
-                live = still
+                cursor.turn = 0
         finally:
             for activation in activations:
-                activation.close()
-        if mode == "exhaustive" or not produced:
+                if activation is not None:
+                    activation.close()
+        cursor.activations = None
+        if mode == "exhaustive" or not cursor.produced:
             return
         if mode == "permuted_cycle":
-            order = rng.permutation(n_children).tolist()
+            cursor.order = rng.permutation(n_children).tolist()
 
 
 def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: float) -> int:
@@ -144,6 +187,10 @@ class _WorkingSet:
         self.lookahead = not self.all_active and mode != "single_active"
         self.pending: tuple[int, Any] | None = None
         self.empty_run: set[int] = set()  # streams found empty since the last item
+        # the mix loop's position, for a run state: the SELECT Generator's state the
+        # current uniforms were drawn from, and (uniforms used, picks not yet taken)
+        self.uniforms_from: dict | None = None
+        self.loop: tuple[int, Any] = (0, iter(()))
 
     # -- choosing and starting activations
     def _choose(self) -> int | None:
@@ -262,6 +309,66 @@ class _WorkingSet:
                 counts[index] += int(self.taken[slot] - self.start_at[slot])
         return counts
 
+    # -- run state (docs/guide/decisions.md, section 4)
+    def state(self) -> dict[str, Any]:
+        """The working set as JSON values: Generator states, uniforms used, slots, pending entry, pool.
+
+        Taken between items (the mix suspended at a yield). Each activation
+        opened by ``open_child`` has an ``ordinal`` and a ``state(received)``.
+        """
+        used, remaining = self.loop
+        slots: list[Any] = []
+        for slot, index in enumerate(self.stream):
+            if index < 0:
+                slots.append(None)
+                continue
+            received, activation = int(self.taken[slot] - self.start_at[slot]), self.activation[slot]
+            left = int(self.limit[slot] - self.taken[slot])
+            slots.append([index, activation.ordinal, received, left, activation.state(received)])
+        pending = None
+        if self.pending is not None:
+            pending = [self.pending[0], self.pending[1].ordinal, self.pending[1].state(0)]
+        pool = [[i, w] for i, w in enumerate(self.pool.tolist()) if w != self.weight_list[i]]
+        return {
+            "activate": self.rng.bit_generator.state, "uniforms_from": self.uniforms_from,
+            "used": used - length_hint(remaining), "slots": slots, "pending": pending, "pool": pool,
+            "pruned": [i for i, p in enumerate(self.pruned) if p], "active_weight": self.active_weight,
+        }
+
+    def restore(self, saved: dict[str, Any], select_rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """Set the working set to ``saved`` (from `state`); the uniforms block and how many are used.
+
+        Activations are reopened with ``open_child.reopen(index, ordinal, child_state)``.
+        """
+        reopen = self.open_child.reopen
+        self.rng.bit_generator.state = saved["activate"]
+        for index, weight in saved["pool"]:
+            self._set_pool(index, weight)
+        for index in saved["pruned"]:
+            self.pruned[index] = True
+        for slot, entry in enumerate(saved["slots"]):
+            if entry is not None:
+                index, ordinal, received, left, child = entry
+                self.stream[slot], self.activation[slot] = index, reopen(index, ordinal, child)
+                self.next_item[slot] = self.activation[slot].next_function()
+                self.slot_weight[slot] = self.weight_list[index]
+                self.n_live += 1
+                self.taken[slot], self.start_at[slot], self.limit[slot] = received, 0, received + left
+        self.active_weight = saved["active_weight"]
+        if saved["pending"] is not None:
+            index, ordinal, child = saved["pending"]
+            self.pending = (index, reopen(index, ordinal, child))
+        self.changed = True
+        self.uniforms_from = select_rng.bit_generator.state = saved["uniforms_from"]
+        return select_rng.random(_BLOCK), saved["used"]
+
+    def settle(self) -> bool:
+        """After `restore`: end the activation whose budget the last item spent; False if the mix ends."""
+        for slot, index in enumerate(self.stream):
+            if index >= 0 and self.taken[slot] == self.limit[slot]:
+                return self.end(slot, exhausted=False)
+        return True
+
     def close(self) -> None:
         for slot, index in enumerate(self.stream):
             if index >= 0:
@@ -287,6 +394,7 @@ def mix_items(
     activate_rng: np.random.Generator,
     counts: list[int] | None = None,
     on_start: Callable[[_WorkingSet], None] = lambda state: None,
+    resume: dict[str, Any] | None = None,
 ) -> Iterator[Any]:
     """Sample items from children by weight, over a working set (see `combinators.mix`).
 
@@ -296,6 +404,7 @@ def mix_items(
     seed. How many uniforms are mapped at once adapts to how often the
     working set changes (it affects speed, never the items).
     Activation choices and budgets draw from ``activate_rng``.
+    ``resume`` (a `_WorkingSet.state`) starts the mix where that state was taken.
     ``counts[i]`` accumulates the items taken from child ``i`` by activations
     that ended; ``on_start(state)`` receives the working set, whose
     ``live_counts()`` includes the running ones.
@@ -308,10 +417,16 @@ def mix_items(
     on_start(state)
     next_item, taken, limit, empty_run = state.next_item, state.taken, state.limit, state.empty_run
     try:
-        state.fill()
-        uniforms, used, chunk = np.empty(0), 0, _MAX_CHUNK
+        if resume is None:
+            state.fill()
+            uniforms, used, chunk = np.empty(0), 0, _MAX_CHUNK
+        else:
+            (uniforms, used), chunk = state.restore(resume, select_rng), _MIN_CHUNK
+            if not state.settle():
+                return
         while True:
             if used >= len(uniforms):
+                state.uniforms_from = select_rng.bit_generator.state
                 uniforms, used = select_rng.random(_BLOCK), 0
             if state.changed:
                 cumulative, state.changed = state.slot_weight.cumsum(), False
@@ -320,6 +435,7 @@ def mix_items(
             picks = _inverse_cdf(cumulative, uniforms[used : used + chunk])
             used += len(picks)  # minus what is left of picks when the working set changes
             remaining = iter(picks)
+            state.loop = (used, remaining)
             chunk = min(2 * chunk, _MAX_CHUNK)
             for slot in remaining:
                 try:

@@ -21,7 +21,7 @@ from combinators.sampling import Decisions
 from combinators.streams import Chain, Mix, RowSource, Stream
 from combinators.transforms import Batch, Take
 
-__all__ = ["block_schema", "materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms"]
+__all__ = ["block_schema", "materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms", "skip_rows"]
 
 #: bytes of one block at most (rows of at least 64 and at most 4096 items)
 _BLOCK_BYTES, _MIN_ROWS, _MAX_ROWS = 1 << 21, 64, 4096
@@ -203,3 +203,18 @@ def block_transforms(blocks: Iterator[Any], transforms: tuple) -> tuple[Iterator
             return block_rows(blocks), index
     return block_rows(blocks), len(transforms)
 
+
+
+def skip_rows(blocks: Iterator[Any], n: int) -> Iterator[Any]:
+    """``blocks`` without their first ``n`` rows (a resumed block activation); closes ``blocks``."""
+    try:
+        for block in blocks:
+            size = _length(block)
+            if n >= size:
+                n -= size
+                continue
+            yield _cut(block, n, size) if n else block
+            n = 0
+            yield from blocks
+    finally:
+        blocks.close()
