@@ -26,7 +26,11 @@ def _shapes(values: Sequence[Any]) -> list[tuple[int, ...]]:
 def _stack_leaf(values: Sequence[Any], axis: int | None, where: str) -> np.ndarray:
     try:
         if axis is None:
-            if isinstance(values[0], np.ndarray):
+            first = values[0]
+            if isinstance(first, np.ndarray):
+                dtype, shape = first.dtype, first.shape
+                if all(type(v) is np.ndarray and v.shape == shape and v.dtype == dtype for v in values):
+                    return np.array(values, dtype=dtype)  # what np.stack gives, without its checks
                 return np.stack(values)
             stacked = np.asarray(values)
             if stacked.dtype.kind == "f" and all(type(v) is int for v in values):
@@ -40,6 +44,11 @@ def _stack_leaf(values: Sequence[Any], axis: int | None, where: str) -> np.ndarr
         raise DataError(msg) from None
 
 
+def _is_leaf(value: Any) -> bool:
+    """Neither a mapping nor a tuple: stacked by `_stack_leaf` (arrays, numbers, strings...)."""
+    return not isinstance(value, (Mapping, tuple))
+
+
 def stack(items: Sequence[Any], axis: int | None = None, where: str = "items") -> Any:
     """Combine items into one batch: dicts key by key, tuples position by position.
 
@@ -48,6 +57,9 @@ def stack(items: Sequence[Any], axis: int | None = None, where: str = "items") -
     (or position) and the shapes when the items do not match.
     """
     first = items[0]
+    if type(first) is dict and all(type(item) is dict and item.keys() == first.keys() for item in items):
+        return {k: _stack_leaf([item[k] for item in items], axis, f"key {k!r}") if _is_leaf(first[k])
+                else stack([item[k] for item in items], axis, f"key {k!r}") for k in first}
     if isinstance(first, dict) or (not isinstance(first, tuple) and isinstance(first, Mapping)):
         keys = first.keys()
         for item in items:

@@ -7,8 +7,11 @@ class, a `mix` over that class's shards keeps a bounded working set
 (``n_active`` shards open at once, each for about ``rate`` rows); over
 classes, a weighted `mix` (uniform by default: balanced classes); then
 ``>> batch(...)``. Each shard is preprocessed by `features`, memoized to an
-LMDB archive in the working folder, so a second run reads the features back
-instead of computing them and says how many hits it had. A
+LMDB archive in the working folder (a second run reads the features back
+instead of computing them and says how many hits it had) and written as a
+feature shard, which the sampler reads with `from_npz`: per-class mixes of
+shard files run on the block path, each file open only while its activation
+runs. A
 ``sklearn.linear_model.SGDClassifier`` is trained with ``partial_fit`` on the
 batches, out of core, and the run ends with the held-out accuracy, the
 samples per second and the realized vs target class proportions.
@@ -38,10 +41,11 @@ from combinators.execution.base import Executor, resolve_executor
 from combinators.execution.inprocess import MixStats, iterate
 from combinators.explain import explain
 from combinators.memo import LMDBArchive, NoCache, memoize
-from combinators.streams import Mix, Stream, mix, stream
+from combinators.shards import from_npz
+from combinators.streams import Mix, Stream, mix
 from combinators.transforms import batch, progress, take
 
-__all__ = ["add_arguments", "run", "features", "deskew", "gradient_histograms", "write_shards", "shard_rows", "build_sampler", "Shard"]
+__all__ = ["add_arguments", "run", "features", "deskew", "gradient_histograms", "write_shards", "write_features", "feature_path", "build_sampler", "Shard"]
 
 N_CLASSES = 10
 #: the bytes a shard holds: raw pixels 0..16 as uint8, labels as int64
@@ -227,13 +231,27 @@ def memoized_features(archive_path: str) -> Callable[[np.ndarray], np.ndarray]:
                    version=FEATURES_VERSION)
 
 
-def shard_rows(path: str, archive_path: str, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
-    """A source: the rows of one shard as ``{"x": float32 (272,), "y": int64}``, in a random order."""
-    with np.load(path) as shard:
-        pixels, labels = shard["pixels"], shard["labels"]
+def feature_path(shard: Shard) -> str:
+    """Where the features of ``shard`` are written: ``features/<name>.npz`` beside ``shards/``."""
+    folder, name = os.path.split(shard.path)
+    return os.path.join(os.path.dirname(folder), "features", name)
+
+
+def write_features(shard: Shard, archive_path: str) -> Shard:
+    """Write the shard's rows as ``{"x": float32 (n, 272), "y": int64 (n,)}`` to its `feature_path`.
+
+    The features come from the memoized `features` (read back from the
+    archive on a second run). Rows are written in a fixed shuffled order (the
+    sampler reads a shard's rows in file order). Returns the feature shard.
+    """
+    with np.load(shard.path) as data:
+        pixels, labels = data["pixels"], data["labels"]
     x = memoized_features(archive_path)(pixels)
-    for i in rng.permutation(len(labels)):
-        yield {"x": x[i], "y": labels[i]}
+    order = np.random.default_rng(len(labels)).permutation(len(labels))
+    path = feature_path(shard)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.savez(path, x=x[order], y=labels[order])
+    return Shard(path, shard.label, shard.size)
 
 
 @attrs.frozen
@@ -251,41 +269,49 @@ class Preprocessing:
     compute_seconds: float
 
 
-def preprocess(shards: list[Shard], archive_path: str) -> Preprocessing:
-    """Run every shard through the memoized `features` (in this process)."""
+def preprocess(shards: list[Shard], archive_path: str) -> tuple[Preprocessing, list[Shard]]:
+    """Run every shard through the memoized `features` and write its feature shard (`write_features`)."""
     fn = memoized_features(archive_path)
     before, saved = fn.cache_info(), 0.0
     start = time.perf_counter()
+    feature_shards = []
     for shard in shards:
-        with np.load(shard.path) as data:
-            pixels = data["pixels"]
         loads = fn.cache_info().loads
-        fn(pixels)
+        feature_shards.append(write_features(shard, archive_path))
         if fn.cache_info().loads > loads:
-            saved += fn.info(pixels).compute_seconds
+            with np.load(shard.path) as data:
+                saved += fn.info(data["pixels"]).compute_seconds
     seconds = time.perf_counter() - start
     after = fn.cache_info()
-    return Preprocessing(after.loads - before.loads, after.misses - before.misses, seconds, saved)
+    return Preprocessing(after.loads - before.loads, after.misses - before.misses, seconds, saved), feature_shards
 
 
 # ------------------------------------------------------------------ sampling
 
 
-def build_sampler(shards: list[Shard], archive_path: str, *, n_active: int, rate: float, batch_size: int,
+def build_sampler(feature_shards: list[Shard], *, n_active: int, rate: float, batch_size: int,
                   class_weights: Any = None) -> Stream:
-    """Per class, a `mix` of its shards with a working set; over classes, a weighted `mix`; batches.
+    """Per class, a `mix` of its feature shards with a working set; over classes, a weighted `mix`; batches.
 
-    Batches are ``{"x": float32 (batch_size, 272), "y": int64 (batch_size,)}``.
-    The sampler is infinite (every mix samples with replacement).
+    Each feature shard (written by `write_features`) is a `from_npz` source:
+    its file is open only while its activation runs, and the per-class mixes
+    run on the block path (rows gathered in blocks). Batches are
+    ``{"x": float32 (batch_size, 272), "y": int64 (batch_size,)}``. The
+    sampler is infinite (every mix samples with replacement).
 
-    >>> shards = [Shard(f"class{c}-{j}.npz", c, 10) for c in range(10) for j in range(3)]
-    >>> sampler = build_sampler(shards, "features.lmdb", n_active=2, rate=4, batch_size=8)
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> shards = [Shard(os.path.join(folder, f"class{c}.npz"), c, 4) for c in range(10)]
+    >>> for s in shards:
+    ...     np.savez(s.path, x=np.zeros((4, 272), np.float32), y=np.full(4, s.label))
+    >>> sampler = build_sampler(shards, n_active=2, rate=4, batch_size=8)
     >>> isinstance(sampler.stream, Mix), len(sampler.stream.streams)
     (True, 10)
+    >>> shutil.rmtree(folder)
     """
     per_class = []
     for label in range(N_CLASSES):
-        sources = [stream(shard_rows, s.path, archive_path) for s in shards if s.label == label]
+        sources = [from_npz(s.path, keys=("x", "y")) for s in feature_shards if s.label == label]
         per_class.append(mix(*sources, n_active=min(n_active, len(sources)), rate=rate))
     return mix(*per_class, weights=class_weights) >> batch(batch_size)
 
@@ -365,11 +391,11 @@ def run(args: argparse.Namespace) -> int:
     archive_path = str(args.workdir / "features.lmdb")
     print(f"digits: {sum(s.size for s in shards)} training rows in {len(shards)} shards, "
           f"held out in {heldout} (working folder {args.workdir})")
-    memo = preprocess(shards, archive_path)
+    memo, feature_shards = preprocess(shards, archive_path)
     saved = f", {memo.compute_seconds:.3f} s of computing saved" if memo.hits else ""
     print(f"memo: preprocessed {len(shards)} shards in {memo.seconds:.3f} s: {memo.hits} hits, {memo.misses} misses"
           f"{saved} ({archive_path})")
-    sampler = build_sampler(shards, archive_path, n_active=args.n_active, rate=args.rate, batch_size=args.batch_size)
+    sampler = build_sampler(feature_shards, n_active=args.n_active, rate=args.rate, batch_size=args.batch_size)
     print("sampler:", *explain(sampler).splitlines()[:4], "    ...", sep="\n  ")
     training = train(sampler, steps=args.steps, seed=args.seed, executor=executor)
     accuracy, correct, total = _accuracy(training.classifier, heldout)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from combinators.execution.blocks import block_schema
 from combinators.streams import Apply, Chain, Mix, RoundRobin, Stream
 
 __all__ = ["explain"]
@@ -34,13 +35,24 @@ def _label(node: Stream) -> str:
     return repr(node)
 
 
+def block_marker(node: Stream) -> str:
+    """`` [block path]`` for a node whose rows are gathered in blocks, else empty.
+
+    >>> import numpy as np
+    >>> from combinators import mix, from_arrays
+    >>> block_marker(mix(from_arrays(np.zeros(2)), from_arrays(np.ones(3))))
+    ' [block path]'
+    """
+    return " [block path]" if block_schema(node) is not None else ""
+
+
 def _lines(node: Stream, prefix: str) -> Iterator[str]:
     children = node.children
     weights = node.probabilities if isinstance(node, Mix) else None
     for i, child in enumerate(children):
         last = i == len(children) - 1
         weight = f"[{weights[i]:.3f}] " if weights is not None else ""
-        yield f"{prefix}{'└── ' if last else '├── '}{weight}{_label(child)}"
+        yield f"{prefix}{'└── ' if last else '├── '}{weight}{_label(child)}{block_marker(child)}"
         yield from _lines(child, prefix + ("    " if last else "│   "))
 
 
@@ -48,6 +60,8 @@ def explain(stream: Stream) -> str:
     """The plan of ``stream`` as text: one node per line, mix weights normalized.
 
     Runs nothing; each line shows a node, a mix's children carry their
-    normalized weight in brackets.
+    normalized weight in brackets. Mixes and chains that run on the block
+    path (rows of array or shard sources gathered in blocks) end with
+    ``[block path]``.
     """
-    return "\n".join([_label(stream), *_lines(stream, "")])
+    return "\n".join([_label(stream) + block_marker(stream), *_lines(stream, "")])

@@ -185,6 +185,7 @@ class _WorkingSet:
         self.taken, self.start_at, self.limit, self.rows = counters(), counters(), counters(), counters()
         self.slot_weight = np.zeros(n_slots)
         self.lookahead = not self.all_active and mode != "single_active"
+        self.fixed_budget = draw_budget(activate_rng, rate, dist, 1.0) if rate is None or dist == "constant" else None
         self.pending: tuple[int, Any] | None = None
         self.empty_run: set[int] = set()  # streams found empty since the last item
         # the mix loop's position, for a run state: the SELECT Generator's state the
@@ -246,10 +247,14 @@ class _WorkingSet:
         self.changed = True
         self.active_weight += weight
         self.n_live += 1
+        taken = self.taken[slot]
+        self.start_at[slot] = taken
+        if self.fixed_budget is not None:  # no draw: rate=None or dist="constant"
+            self.limit[slot] = taken + self.fixed_budget
+            return
         # a running sum can lose a tiny weight to rounding: keep the share in (0, 1]
         share = min(1.0, weight / self.active_weight) if self.active_weight > 0 else 1.0
-        self.start_at[slot] = self.taken[slot]
-        self.limit[slot] = self.taken[slot] + draw_budget(self.rng, self.rate, self.dist, share)
+        self.limit[slot] = taken + draw_budget(self.rng, self.rate, self.dist, share)
 
     def fill(self) -> None:
         for slot in range(len(self.stream)):
@@ -538,7 +543,7 @@ def mix_decisions(
     >>> runs = mix_decisions(lambda i: Rows(3), np.array([0.5, 0.5]), None, None, "binomial",
     ...                      "exhaustive", True, rng(0), rng(1))
     >>> [(d.picks.tolist(), d.first_row.tolist()) for d in runs]
-    [([1, 1, 0, 0, 0, 1], [0, 0])]
+    [([1, 0, 0, 0, 1, 1], [0, 0])]
     """
     counts = counts if counts is not None else [0] * len(weights)
     state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, True)

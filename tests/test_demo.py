@@ -11,6 +11,7 @@ pytest.importorskip("sklearn")
 
 from combinators import InvalidArgument  # noqa: E402
 from combinators.cli import main  # noqa: E402
+from combinators.execution.blocks import block_schema  # noqa: E402
 from combinators.demo import Shard, build_sampler, deskew, features, write_shards  # noqa: E402
 from combinators.execution.base import resolve_executor  # noqa: E402
 
@@ -158,11 +159,14 @@ def test_deskew_leaves_an_upright_stroke_alone_and_straightens_a_slanted_one():
     assert column_spread(straight) < column_spread(slanted[0]) / 4
 
 
-def test_the_sampler_is_a_mix_of_per_class_working_sets():
-    shards = [Shard(f"class{c}-{j}.npz", c, 5) for c in range(10) for j in range(4)]
-    sampler = build_sampler(shards, "features.lmdb", n_active=3, rate=6, batch_size=16)
+def test_the_sampler_is_a_mix_of_per_class_working_sets(tmp_path):
+    shards = [Shard(str(tmp_path / f"class{c}-{j}.npz"), c, 5) for c in range(10) for j in range(4)]
+    for s in shards:
+        np.savez(s.path, x=np.zeros((5, 272), np.float32), y=np.full(5, s.label))
+    sampler = build_sampler(shards, n_active=3, rate=6, batch_size=16)
     classes = sampler.stream
     assert np.allclose(classes.probabilities, 0.1)
     for label, per_class in enumerate(classes.streams):
         assert per_class.n_active == 3 and per_class.rate == 6
-        assert [s.args[0] for s in per_class.streams] == [f"class{label}-{j}.npz" for j in range(4)]
+        assert [s.path for s in per_class.streams] == [str(tmp_path / f"class{label}-{j}.npz") for j in range(4)]
+        assert block_schema(per_class) is not None  # shards of one class run on the block path

@@ -90,6 +90,8 @@ def best_time(fn: Callable[[], object], number: int, repeat: int = 5) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=[*BENCHMARKS, "all"], help="which benchmark to run")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for smoke tests")
+    parser.add_argument("--dataset-gib", type=float, default=None,
+                        help="mix: size of the shard dataset in GiB (default: 2, or 0.05 with --quick)")
 
 
 def run(args: argparse.Namespace) -> int:

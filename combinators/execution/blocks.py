@@ -25,6 +25,8 @@ __all__ = ["block_schema", "materialize", "row_blocks", "chain_blocks", "block_r
 
 #: bytes of one block at most (rows of at least 64 and at most 4096 items)
 _BLOCK_BYTES, _MIN_ROWS, _MAX_ROWS = 1 << 21, 64, 4096
+#: runs of decisions gathered into one block at most
+_MAX_RUNS = 32
 
 
 def block_schema(node: Stream) -> tuple | None:
@@ -97,27 +99,37 @@ def _gather(decisions: Decisions, out: Any, offset: int) -> None:
 
 
 def materialize(decisions: Iterator[Decisions], schema: tuple) -> Iterator[Any]:
-    """Blocks of the rows that ``decisions`` name, in order (each block a fresh array)."""
-    capacity = block_capacity(schema)
-    out, filled = _empty(schema, capacity), 0
+    """Blocks of the rows that ``decisions`` name, in order (each block a fresh array).
+
+    A block is handed on when it is full, or after `_MAX_RUNS` runs of
+    decisions (when the working set changes often, runs are short: this
+    bounds the latency of the first rows). The first blocks are small for
+    the same reason; the size doubles up to `block_capacity`.
+    """
+    capacity, size = block_capacity(schema), _MIN_ROWS
+    out, filled, runs = _empty(schema, size), 0, 0
     for run in decisions:
         n = len(run.picks)
-        if filled + n > capacity:
+        if filled + n > size:
             if filled:
                 yield _cut(out, 0, filled)
-            out, filled = _empty(schema, max(capacity, n)), 0
+            size = min(2 * size, capacity)
+            out, filled, runs = _empty(schema, max(size, n)), 0, 0
         _gather(run, out, filled)
-        filled += n
+        filled, runs = filled + n, runs + 1
+        if runs >= _MAX_RUNS:
+            yield _cut(out, 0, filled)
+            out, filled, runs = _empty(schema, size), 0, 0
     if filled:
         yield _cut(out, 0, filled)
 
 
-def row_blocks(source: RowSource) -> Iterator[Any]:
-    """The rows of one activation of ``source`` as fresh blocks (copies), in order."""
+def row_blocks(source: RowSource, first: int = 0) -> Iterator[Any]:
+    """The rows of one activation of ``source`` from row ``first`` on, as fresh blocks (copies), in order."""
     capacity = block_capacity(source.schema)
     rows = source.open()
     try:
-        for start in range(0, len(rows), capacity):
+        for start in range(first, len(rows), capacity):
             part = rows.rows(start, start + capacity)
             yield {k: np.array(v) for k, v in part.items()} if isinstance(part, dict) else np.array(part)
     finally:

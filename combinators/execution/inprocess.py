@@ -148,19 +148,27 @@ class Child(Activation):
 class _Children:
     """Opens a node's children: ``children(i)`` starts child ``i``; its k-th activation is ``(*activation, k)``."""
 
-    __slots__ = ("node", "path", "activation", "ctx", "next")
+    __slots__ = ("node", "paths", "leaves", "activation", "ctx", "next")
 
     def __init__(self, node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context):
-        self.node, self.path, self.activation, self.ctx, self.next = node, path, activation, ctx, 0
+        self.node, self.activation, self.ctx, self.next = node, activation, ctx, 0
+        self.paths = [(*path, i) for i in range(len(node.children))]
+        self.leaves = [is_leaf(child) for child in node.children]
 
     def __call__(self, index: int) -> Child:
+        ordinal = self.next
         self.next += 1
-        return self.reopen(index, self.next - 1, None)
+        if self.leaves[index]:  # the replacement's hot path: straight to the session
+            ctx = self.ctx
+            leaf = ctx.session.submit(activate_leaf, self.node.children[index], ctx.entropy, self.paths[index],
+                                      (*self.activation, ordinal))
+            return Child(leaf, ordinal)
+        return self.reopen(index, ordinal, None)
 
     def reopen(self, index: int, ordinal: int, saved: dict | None) -> Child:
         """Child ``index``'s activation number ``ordinal``, resumed from ``saved``."""
-        path, identity = (*self.path, index), (*self.activation, ordinal)
-        return Child(open_node(self.node.children[index], path, identity, self.ctx, saved), ordinal)
+        identity = (*self.activation, ordinal)
+        return Child(open_node(self.node.children[index], self.paths[index], identity, self.ctx, saved), ordinal)
 
 
 class BlockActivation(Activation):

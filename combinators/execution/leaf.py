@@ -15,7 +15,8 @@ import numpy as np
 
 from combinators import seeding
 from combinators.execution.apply import run_transforms
-from combinators.streams import Apply, FromArrays, FromIterable, Source, Stream, is_source
+from combinators.execution.blocks import block_rows, row_blocks
+from combinators.streams import Apply, FromArrays, FromIterable, RowSource, Source, Stream, is_source
 
 __all__ = ["is_leaf", "activate_leaf"]
 
@@ -48,6 +49,8 @@ def _source_items(
         if isinstance(source.data, dict):
             return (source[i] for i in range(start, len(source)))
         return iter(source.data[start:])
+    if isinstance(source, RowSource):  # shard files: read a block at a time, closed at the end
+        return block_rows(row_blocks(source, start))
     msg = f"not a source: {source!r}"
     raise TypeError(msg)
 

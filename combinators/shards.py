@@ -1,0 +1,216 @@
+"""Shard sources: the rows of ``.npy`` and ``.npz`` files, with random access.
+
+A shard source reads its file's header when it is built (to know its length,
+dtype and row shape) and opens the file only while an activation runs: a mix
+of 10,000 shards holds no more files open than its working set (plus the
+activation chosen ahead). They are row sources, so mixes and chains of shards
+with one schema run on the block path.
+
+>>> import tempfile, os
+>>> folder = tempfile.mkdtemp()
+>>> np.save(os.path.join(folder, "a.npy"), np.arange(6, dtype=np.float32).reshape(3, 2))
+>>> s = from_npy(os.path.join(folder, "a.npy"))
+>>> len(s), [row.tolist() for row in s]
+(3, [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
+>>> os.remove(os.path.join(folder, "a.npy")); os.rmdir(folder)
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from typing import Any, BinaryIO
+
+import attrs
+import numpy as np
+
+from combinators.description import call_repr
+from combinators.errors import DataError, InvalidArgument
+from combinators.streams import RowSource, row_schema
+
+__all__ = ["FromNpy", "FromNpz", "from_npy", "from_npz"]
+
+#: how a shard opens its ``.npy`` file (numpy.load's ``mmap_mode``; None reads it whole)
+MMAP_MODES = ("r", "c", None)
+
+
+def _read_header(file: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """The shape, dtype and Fortran order in a ``.npy`` header (versions 1 to 3; 3 differs from 2 only in encoding)."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(file)
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran_order, dtype = read(file)
+    except ValueError as error:
+        msg = f"{where} is not a .npy array: {error}"
+        raise DataError(msg) from None
+    if dtype.hasobject:
+        msg = f"{where} holds Python objects (dtype {dtype}); shard sources read numeric arrays only"
+        raise DataError(msg)
+    if not shape:
+        msg = f"{where} holds a 0-d array; shard sources need rows"
+        raise DataError(msg)
+    return shape, dtype, fortran_order
+
+
+def _fake(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A zero-stride array with the given shape and dtype (for `row_schema`), no memory."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype=dtype), shape=shape, strides=(0,) * len(shape))
+
+
+class _OpenShard:
+    """An open shard activation: arrays (memory-mapped or read), released by ``close()``."""
+
+    __slots__ = ("data", "length")
+
+    def __init__(self, data: Any, length: int):
+        self.data, self.length = data, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def rows(self, start: int, stop: int) -> Any:
+        if isinstance(self.data, dict):
+            return {key: value[start:stop] for key, value in self.data.items()}
+        return self.data[start:stop]
+
+    def close(self) -> None:
+        # a memory map is unmapped (and its file descriptor closed) with its last reference
+        self.data = None
+
+
+def _existing(path: Any, what: str) -> str:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        msg = f"{what}: no such file {path!r}"
+        raise InvalidArgument(msg)
+    return path
+
+
+@attrs.frozen(eq=False, repr=False)
+class FromNpy(RowSource):
+    """A source over the rows of one ``.npy`` file; see `from_npy`."""
+
+    path: str = attrs.field(converter=lambda p: _existing(p, "from_npy()"))
+    mmap_mode: str | None = attrs.field(default="r")
+    shape: tuple[int, ...] = attrs.field(init=False)
+    dtype: np.dtype = attrs.field(init=False)
+    fortran_order: bool = attrs.field(init=False)
+    offset: int = attrs.field(init=False)  # where the data starts in the file
+
+    def __attrs_post_init__(self) -> None:
+        if self.mmap_mode not in MMAP_MODES:
+            msg = f"from_npy() mmap_mode must be one of {MMAP_MODES}, got {self.mmap_mode!r}"
+            raise InvalidArgument(msg)
+        with open(self.path, "rb") as file:
+            shape, dtype, fortran_order = _read_header(file, repr(self.path))
+            offset = file.tell()
+        for name, value in (("shape", shape), ("dtype", dtype), ("fortran_order", fortran_order), ("offset", offset)):
+            object.__setattr__(self, name, value)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def schema(self) -> Any:
+        return row_schema(_fake(self.shape, self.dtype))
+
+    def open(self) -> _OpenShard:
+        if self.mmap_mode is None or not len(self):  # an empty file cannot be mapped
+            return _OpenShard(np.load(self.path, allow_pickle=False), len(self))
+        order = "F" if self.fortran_order else "C"
+        mapped = np.memmap(self.path, self.dtype, self.mmap_mode, self.offset, self.shape, order)
+        return _OpenShard(mapped, len(self))
+
+    def __repr__(self) -> str:
+        return call_repr("from_npy", (self.path,), {} if self.mmap_mode == "r" else {"mmap_mode": self.mmap_mode})
+
+
+def from_npy(path: str | os.PathLike, mmap_mode: str | None = "r") -> FromNpy:
+    """A stream over the rows of a ``.npy`` file, opened only while an activation runs.
+
+    ``mmap_mode="r"`` maps the file (rows are read as they are gathered);
+    ``None`` reads it whole at activation. Rows are those of ``np.load(path)``:
+    ``(n, *row_shape)`` gives rows of shape ``row_shape``, read-only.
+
+    Raises `InvalidArgument` for a missing file or an unknown ``mmap_mode``,
+    `DataError` for a file that is not a numeric ``.npy`` array with rows.
+    """
+    return FromNpy(path, mmap_mode)
+
+
+def _npz_headers(path: str, keys: tuple[str, ...] | None) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as error:
+        msg = f"from_npz(): {path!r} is not an .npz file: {error}"
+        raise DataError(msg) from None
+    with archive:
+        members = [name[: -len(".npy")] for name in archive.namelist() if name.endswith(".npy")]
+        missing = sorted(set(keys or ()) - set(members))
+        if missing:
+            msg = f"from_npz(): {path!r} has no arrays {missing}; it has {members}"
+            raise InvalidArgument(msg)
+        headers = {}
+        for key in keys or members:
+            with archive.open(f"{key}.npy") as file:
+                headers[key] = _read_header(file, f"array {key!r} of {path!r}")[:2]
+    lengths = {key: shape[0] for key, (shape, _) in headers.items()}
+    if len(set(lengths.values())) > 1:
+        msg = f"from_npz(): the arrays of {path!r} have unequal lengths {lengths}"
+        raise DataError(msg)
+    if not headers:
+        msg = f"from_npz(): {path!r} holds no arrays"
+        raise DataError(msg)
+    return headers
+
+
+def _keys(keys: Any) -> tuple[str, ...] | None:
+    if keys is None:
+        return None
+    keys = (keys,) if isinstance(keys, str) else tuple(keys)
+    if not keys or not all(isinstance(k, str) for k in keys):
+        msg = f"from_npz() keys must be a non-empty sequence of names, got {keys!r}"
+        raise InvalidArgument(msg)
+    return keys
+
+
+@attrs.frozen(eq=False, repr=False)
+class FromNpz(RowSource):
+    """A source over dict rows of the arrays of one ``.npz`` file; see `from_npz`."""
+
+    path: str = attrs.field(converter=lambda p: _existing(p, "from_npz()"))
+    keys: tuple[str, ...] | None = attrs.field(default=None, converter=_keys)
+    headers: dict = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "headers", _npz_headers(self.path, self.keys))
+
+    def __len__(self) -> int:
+        return next(iter(self.headers.values()))[0][0]
+
+    @property
+    def schema(self) -> Any:
+        return row_schema({key: _fake(shape, dtype) for key, (shape, dtype) in self.headers.items()})
+
+    def open(self) -> _OpenShard:
+        with np.load(self.path, allow_pickle=False) as archive:
+            return _OpenShard({key: archive[key] for key in self.headers}, len(self))
+
+    def __repr__(self) -> str:
+        return call_repr("from_npz", (self.path,), {} if self.keys is None else {"keys": self.keys})
+
+
+def from_npz(path: str | os.PathLike, keys: str | tuple[str, ...] | None = None) -> FromNpz:
+    """A stream of dict rows ``{key: array[i]}`` over the arrays of a ``.npz`` file.
+
+    ``keys`` names the arrays to read (all of them, in file order, by
+    default). An activation reads those arrays whole (``.npz`` members cannot
+    be memory-mapped; compressed files work) and closes the file at once, so
+    a working set holds the rows of its activations in memory and no file
+    open. For out-of-core shards, use `from_npy`.
+
+    Raises `InvalidArgument` for a missing file or key, `DataError` for a
+    file that is not an ``.npz`` of numeric arrays of equal length.
+    """
+    return FromNpz(path, keys)

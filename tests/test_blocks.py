@@ -1,0 +1,68 @@
+"""The block path: array mixes gathered in blocks, on every executor."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import combinators as c
+from combinators.execution.blocks import block_schema
+from combinators.execution.processes import Processes
+
+
+def _arrays(n_sources=4, length=50):
+    rng = np.random.default_rng(0)
+    return [
+        {"x": rng.normal(size=(length + k, 3)).astype(np.float32), "y": np.full(length + k, k)}
+        for k in range(n_sources)
+    ]
+
+
+def test_processes_agree_with_in_process_on_a_block_path_plan():
+    plan = c.mix(*map(c.from_arrays, _arrays()), weights=(1, 2, 3, 4), n_active=2, rate=8) >> c.take(300) >> c.batch(16)
+    assert block_schema(plan.stream) is not None
+    local = list(c.iterate(plan, seed=5))
+    with c.iterate(plan, seed=5, executor=Processes(workers=2)) as run:
+        remote = list(run)
+    assert len(local) == len(remote) == 18
+    for a, b in zip(local, remote):
+        assert a.keys() == b.keys()
+        assert all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_batches_are_slices_with_the_rows_dtypes_and_shapes():
+    arrays = _arrays()
+    plan = c.mix(*map(c.from_arrays, arrays), mode="exhaustive") >> c.batch(32, partial=True)
+    batches = list(c.iterate(plan, seed=1))
+    assert [b["x"].shape[1:] for b in batches] == [(3,)] * len(batches)
+    assert {b["x"].dtype for b in batches} == {np.dtype(np.float32)}
+    total = sum(len(b["y"]) for b in batches)
+    assert total == sum(len(a["y"]) for a in arrays)
+    # exhaustive: every row once, each source's rows in order
+    x = np.concatenate([b["x"] for b in batches])
+    y = np.concatenate([b["y"] for b in batches])
+    for k, a in enumerate(arrays):
+        assert np.array_equal(x[y == k], a["x"])
+
+
+def test_stats_of_a_finished_block_run_count_every_row():
+    arrays = _arrays(3, 10)
+    with c.iterate(c.mix(*map(c.from_arrays, arrays), mode="exhaustive"), seed=2) as run:
+        n = len(list(run))
+        (stats,) = run.stats()
+    assert n == 10 + 11 + 12 and stats.counts.tolist() == [10, 11, 12]
+
+
+def test_mixed_schemas_take_the_per_item_path():
+    a, b = c.from_arrays(np.zeros(3, np.float32)), c.from_arrays(np.zeros(3, np.float64))
+    assert block_schema(c.mix(a, b)) is None
+    assert block_schema(c.mix(a, c.from_arrays(np.array(["x", "y"])))) is None
+    items = list(c.iterate(c.mix(a, b, mode="exhaustive") >> c.batch(2), seed=0))
+    assert len(items) == 3 and all(x.shape == (2,) for x in items)
+
+
+def test_explain_marks_the_block_path_nodes_only():
+    arrays = c.mix(*map(c.from_arrays, _arrays(2)), n_active=1, rate=3)
+    text = c.explain(c.mix(arrays, c.stream(iter, [1.0]), arrays | arrays) >> c.batch(4))
+    marked = [line for line in text.splitlines() if line.endswith("[block path]")]
+    assert len(marked) == 4 and "mix n_active=1" in marked[0] and "chain" in marked[1]  # and its two mixes
+    assert "[block path]" not in text.splitlines()[1]  # the outer mix has a generator child
