@@ -161,10 +161,10 @@ def test_resumed_runs_continue_the_uninterrupted_run(plan, seed, cuts, names, by
 
 @given(plans(), strategies.seeds())
 def test_state_at_the_end_resumes_to_nothing(plan, seed):
+    expected = uninterrupted(plan, seed, 2 * LIMIT)[LIMIT:]
     with c.iterate(plan, seed=seed, max_iter=LIMIT) as run:
         list(run)
         state = json.loads(json.dumps(run.state()))
     with c.iterate(plan, resume=state, max_iter=LIMIT) as resumed:
         after = [canonical(item) for item in resumed]
-    expected = uninterrupted(plan, seed, 2 * LIMIT)[LIMIT:]
     assert after == expected
