@@ -167,6 +167,7 @@ class _WorkingSet:
         self.open_child, self.rate, self.dist, self.mode = open_child, rate, dist, mode
         self.prune_empty, self.rng, self.counts = prune_empty, activate_rng, counts
         self.weight_list = weights.tolist()
+        self.weights = weights
         self.active_weight = 0.0  # sum of the slots' weights
         self.n_live = 0  # slots holding an activation
         self.changed = True  # slot weights changed since the mix last looked
@@ -333,11 +334,12 @@ class _WorkingSet:
         pending = None
         if self.pending is not None:
             pending = [self.pending[0], self.pending[1].ordinal, self.pending[1].state(0)]
-        pool = [[i, w] for i, w in enumerate(self.pool.tolist()) if w != self.weight_list[i]]
+        changed = np.flatnonzero(self.pool != self.weights).tolist()
+        pool = [[i, w] for i, w in zip(changed, self.pool[changed].tolist())]
         return {
             "activate": self.rng.bit_generator.state, "uniforms_from": self.uniforms_from,
             "used": used - length_hint(remaining), "slots": slots, "pending": pending, "pool": pool,
-            "pruned": [i for i, p in enumerate(self.pruned) if p], "active_weight": self.active_weight,
+            "pruned": np.flatnonzero(self.pruned).tolist(), "active_weight": self.active_weight,
         }
 
     def restore(self, saved: dict[str, Any], select_rng: np.random.Generator) -> tuple[np.ndarray, int]:

@@ -7,6 +7,7 @@ which runs it in-process or in a worker; the items are the same either way.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from typing import Any, Callable, Iterator
 
@@ -114,9 +115,9 @@ class NodeActivation(LocalActivation):
         return self._iterator
 
     def state(self, received: int) -> dict[str, Any]:
-        if self._state is not None:
+        if self._state is not None and inspect.getgeneratorstate(self._iterator) != inspect.GEN_CREATED:
             return self._state()
-        if self._iterator is None and self._saved is not None and "received" not in self._saved:
+        if self._saved is not None and "received" not in self._saved:
             return self._saved  # resumed, not pulled from since
         return {"received": received}
 
