@@ -26,7 +26,7 @@ import numpy as np
 
 from combinators.description import call_repr
 from combinators.errors import DataError, InvalidArgument
-from combinators.streams import RowSource, row_schema
+from combinators.streams import OpenArrays, RowSource, row_schema
 
 __all__ = ["FromNpy", "FromNpz", "from_npy", "from_npz"]
 
@@ -56,27 +56,6 @@ def _read_header(file: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype,
 def _fake(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A zero-stride array with the given shape and dtype (for `row_schema`), no memory."""
     return np.lib.stride_tricks.as_strided(np.zeros(1, dtype=dtype), shape=shape, strides=(0,) * len(shape))
-
-
-class _OpenShard:
-    """An open shard activation: arrays (memory-mapped or read), released by ``close()``."""
-
-    __slots__ = ("data", "length")
-
-    def __init__(self, data: Any, length: int):
-        self.data, self.length = data, length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def rows(self, start: int, stop: int) -> Any:
-        if isinstance(self.data, dict):
-            return {key: value[start:stop] for key, value in self.data.items()}
-        return self.data[start:stop]
-
-    def close(self) -> None:
-        # a memory map is unmapped (and its file descriptor closed) with its last reference
-        self.data = None
 
 
 def _existing(path: Any, what: str) -> str:
@@ -115,12 +94,12 @@ class FromNpy(RowSource):
     def schema(self) -> Any:
         return row_schema(_fake(self.shape, self.dtype))
 
-    def open(self) -> _OpenShard:
+    def open(self) -> OpenArrays:
         if self.mmap_mode is None or not len(self):  # an empty file cannot be mapped
-            return _OpenShard(np.load(self.path, allow_pickle=False), len(self))
+            return OpenArrays(np.load(self.path, allow_pickle=False), len(self))
         order = "F" if self.fortran_order else "C"
         mapped = np.memmap(self.path, self.dtype, self.mmap_mode, self.offset, self.shape, order)
-        return _OpenShard(mapped, len(self))
+        return OpenArrays(mapped, len(self))
 
     def __repr__(self) -> str:
         return call_repr("from_npy", (self.path,), {} if self.mmap_mode == "r" else {"mmap_mode": self.mmap_mode})
@@ -193,9 +172,9 @@ class FromNpz(RowSource):
     def schema(self) -> Any:
         return row_schema({key: _fake(shape, dtype) for key, (shape, dtype) in self.headers.items()})
 
-    def open(self) -> _OpenShard:
+    def open(self) -> OpenArrays:
         with np.load(self.path, allow_pickle=False) as archive:
-            return _OpenShard({key: archive[key] for key in self.headers}, len(self))
+            return OpenArrays({key: archive[key] for key in self.headers}, len(self))
 
     def __repr__(self) -> str:
         return call_repr("from_npz", (self.path,), {} if self.keys is None else {"keys": self.keys})

@@ -305,8 +305,12 @@ class RowSource(Stream):
         raise NotImplementedError
 
 
-class _OpenArrays:
-    """An open activation of in-memory arrays (nothing to release)."""
+class OpenArrays:
+    """An open row-source activation over arrays (in memory, memory-mapped or read from a file).
+
+    ``close()`` drops the arrays: a memory map is unmapped, and its file
+    descriptor closed, with its last reference.
+    """
 
     __slots__ = ("data", "length")
 
@@ -322,7 +326,7 @@ class _OpenArrays:
         return self.data[start:stop]
 
     def close(self) -> None:
-        pass
+        self.data = None
 
 
 def _readonly(array: Any, what: str) -> np.ndarray:
@@ -361,8 +365,8 @@ class FromArrays(RowSource):
     def schema(self) -> tuple[tuple[Any, np.dtype, tuple[int, ...]], ...] | None:
         return row_schema(self.data)
 
-    def open(self) -> _OpenArrays:
-        return _OpenArrays(self.data, len(self))
+    def open(self) -> OpenArrays:
+        return OpenArrays(self.data, len(self))
 
     def __len__(self) -> int:
         if isinstance(self.data, dict):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tracemalloc
 import os
 import subprocess
 import sys
@@ -92,6 +93,15 @@ def _proportion_error(plan, n_batches: int) -> float:
     return float(np.abs(counts / counts.sum() - weights).max())
 
 
+def _peak_bytes(plan, n_batches: int) -> int:
+    tracemalloc.start()
+    try:
+        _ours(plan, n_batches)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def _gather_figure(n_batches: int, n_rows: int) -> Figure:
     plan = _array_plan(WIDE, n_rows)
     pool = np.random.default_rng(0).random((10 * n_rows, WIDE), dtype=np.float32)
@@ -151,6 +161,9 @@ def run(args: argparse.Namespace) -> list[Figure]:
         Figure("1000 generator sources n_active=64 rate=16 vs hand loop",
                rates["1000 sources n_active=64 rate=16"], hand, "samples/s", target=0.5),
     ]
+    peaks = {n: _peak_bytes(_generator_plan(n, 64, 16), n_batches // 4) for n in (100, 1000)}
+    figures.append(Figure("peak traced memory, 1000 vs 100 generator sources", peaks[1000], peaks[100], "bytes",
+                          higher_is_better=False, target=2.0))
     gib = args.dataset_gib if getattr(args, "dataset_gib", None) is not None else (0.05 if quick else 2.0)
     figures += _shard_figures(gib)
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
