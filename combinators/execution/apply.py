@@ -71,30 +71,22 @@ def _unbatch(items: Iterator[Any], t: Unbatch, place: _Place, cell: dict) -> Ite
 def _map(items: Iterator[Any], t: Map, place: _Place, cell: dict) -> Iterator[Any]:
     if not _wants_rng(t.fn):
         return builtins.map(t.fn, items)
-    return _map_rng(items, t.fn, place, cell)
-
-
-def _map_rng(items: Iterator[Any], fn: Callable[..., Any], place: _Place, cell: dict) -> Iterator[Any]:
-    position = cell.setdefault("position", 0)
-    for item in items:
-        out = fn(item, rng=place.item_generator(position))
-        position = cell["position"] = position + 1
-        yield out
+    return (out for _, out in _with_rng(items, t.fn, place, cell))
 
 
 def _filter(items: Iterator[Any], t: Filter, place: _Place, cell: dict) -> Iterator[Any]:
     if not _wants_rng(t.predicate):
         return builtins.filter(t.predicate, items)
-    return _filter_rng(items, t.predicate, place, cell)
+    return (item for item, keep in _with_rng(items, t.predicate, place, cell) if keep)
 
 
-def _filter_rng(items: Iterator[Any], predicate: Callable[..., Any], place: _Place, cell: dict) -> Iterator[Any]:
+def _with_rng(items: Iterator[Any], fn: Callable[..., Any], place: _Place, cell: dict) -> Iterator[tuple[Any, Any]]:
+    """``(item, fn(item, rng=...))`` with the item's own Generator; ``cell["position"]`` counts the items."""
     position = cell.setdefault("position", 0)
     for item in items:
-        keep = predicate(item, rng=place.item_generator(position))
+        out = fn(item, rng=place.item_generator(position))
         position = cell["position"] = position + 1
-        if keep:
-            yield item
+        yield item, out
 
 
 def _take(items: Iterator[Any], t: Take, place: _Place, cell: dict) -> Iterator[Any]:

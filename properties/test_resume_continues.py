@@ -25,6 +25,7 @@ from combinators import strategies
 from combinators.execution.base import Executor, Session
 from combinators.execution.processes import Processes
 from combinators.execution.zmq import ZMQ
+from test_executor_agreement import canonical  # properties/ is on sys.path (pytest's rootdir-less test modules)
 
 #: items of the uninterrupted run that the property compares (plans may be infinite)
 LIMIT = 50
@@ -85,17 +86,6 @@ def executor(name):
     if name not in _POOLS:
         _POOLS[name] = Lent(name, EXECUTOR_SPECS[name]().open())
     return _POOLS[name]
-
-
-def canonical(value):
-    """A comparable form of an item: arrays by dtype, shape and bytes."""
-    if isinstance(value, np.ndarray):
-        return ("ndarray", value.dtype.str, value.shape, value.tobytes())
-    if isinstance(value, dict):
-        return ("dict", tuple((k, canonical(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return (type(value).__name__, tuple(canonical(v) for v in value))
-    return (type(value).__name__, value)
 
 
 _offsets = iter(range(0, 10**9, 1000))
