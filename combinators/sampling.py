@@ -145,6 +145,8 @@ def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: 
     return 1 + int(rng.poisson(rate - 1))
 
 
+_NOTHING = iter(())
+
 #: scales uniforms in [0, 1) so that u * total stays below total despite rounding
 _BELOW_ONE = 1.0 - 2.0**-50
 
@@ -340,6 +342,31 @@ class _WorkingSet:
             "activate": self.rng.bit_generator.state, "uniforms_from": self.uniforms_from,
             "used": used - length_hint(remaining), "slots": slots, "pending": pending, "pool": pool,
             "pruned": np.flatnonzero(self.pruned).tolist(), "active_weight": self.active_weight,
+            "empty_run": sorted(self.empty_run),
+        }
+
+    def snapshot(self) -> tuple[Any, ...]:
+        """A cheap copy of a random-access working set (arrays and lists copied, no JSON yet).
+
+        `mix_decisions` takes one at the start of each block; `snapshot_state`
+        turns it into a `state`.
+        """
+        used, remaining = self.loop
+        return (self.rng.bit_generator.state, self.uniforms_from, int(used - length_hint(remaining)), list(self.stream),
+                self.taken - self.start_at, self.limit - self.taken, self.pending and self.pending[0],
+                self.pool.copy(), list(self.pruned), self.active_weight, sorted(self.empty_run))
+
+    def snapshot_state(self, snapshot: tuple[Any, ...]) -> dict[str, Any]:
+        """The `state` of a random-access working set when `snapshot` was taken."""
+        activate, uniforms_from, used, stream, received, left, pending, pool, pruned, active_weight, empty = snapshot
+        received, left = received.tolist(), left.tolist()
+        slots = [None if index < 0 else [index, None, received[slot], left[slot], None] for slot, index in enumerate(stream)]
+        changed = np.flatnonzero(pool != self.weights).tolist()
+        return {
+            "activate": activate, "uniforms_from": uniforms_from, "used": used, "slots": slots,
+            "pending": None if pending is None else [pending, None, None],
+            "pool": [[i, w] for i, w in zip(changed, pool[changed].tolist())],
+            "pruned": np.flatnonzero(pruned).tolist(), "active_weight": active_weight, "empty_run": empty,
         }
 
     def restore(self, saved: dict[str, Any], select_rng: np.random.Generator) -> tuple[np.ndarray, int]:
@@ -357,11 +384,15 @@ class _WorkingSet:
             if entry is not None:
                 index, ordinal, received, left, child = entry
                 self.stream[slot], self.activation[slot] = index, reopen(index, ordinal, child)
-                self.next_item[slot] = self.activation[slot].next_function()
+                if self.random_access:
+                    self.rows[slot] = len(self.activation[slot])
+                else:
+                    self.next_item[slot] = self.activation[slot].next_function()
                 self.slot_weight[slot] = self.weight_list[index]
                 self.n_live += 1
                 self.taken[slot], self.start_at[slot], self.limit[slot] = received, 0, received + left
         self.active_weight = saved["active_weight"]
+        self.empty_run.update(saved["empty_run"])
         if saved["pending"] is not None:
             index, ordinal, child = saved["pending"]
             self.pending = (index, reopen(index, ordinal, child))
@@ -524,6 +555,7 @@ def mix_decisions(
     counts: list[int] | None = None,
     on_start: Callable[[_WorkingSet], None] = lambda state: None,
     max_items: int = _BLOCK,
+    resume: dict[str, Any] | None = None,
 ) -> Iterator[Decisions]:
     """The decisions of `mix_items`, in runs of items, for children with random access.
 
@@ -535,7 +567,9 @@ def mix_decisions(
     items, handled by the same `_WorkingSet`. Between two events, the picks of
     up to ``max_items`` items are one ``searchsorted``; an event is found where
     a slot's count of picks reaches its budget left, or one more than its rows
-    left (the pick that meets its end).
+    left (the pick that meets its end). While a run is yielded and not yet
+    applied, `_WorkingSet.snapshot` is the state before it; ``resume`` (from
+    `_WorkingSet.snapshot_state`) starts there again.
 
     >>> rng = lambda k: np.random.default_rng(k)
     >>> class Rows:
@@ -552,10 +586,15 @@ def mix_decisions(
     on_start(state)
     n_slots = len(state.stream)
     try:
-        state.fill()
-        uniforms, used, chunk = np.empty(0), 0, max_items
+        if resume is None:
+            state.fill()
+            uniforms, used = np.empty(0), 0
+        else:
+            uniforms, used = state.restore(resume, select_rng)
+        chunk = max_items
         while True:
             if used >= len(uniforms):
+                state.uniforms_from = select_rng.bit_generator.state
                 uniforms, used = select_rng.random(_BLOCK), 0
             if state.changed:
                 cumulative, state.changed = state.slot_weight.cumsum(), False
@@ -570,6 +609,7 @@ def mix_decisions(
             if cut:
                 picks = picks[:cut]
                 taken = np.bincount(picks, minlength=n_slots)
+                state.loop = (used, _NOTHING)  # a snapshot here is the state before this run
                 yield Decisions(picks, np.argsort(picks, kind="stable"), taken,
                                 state.taken - state.start_at, state.activation)
                 state.taken += taken

@@ -25,6 +25,7 @@ from combinators.errors import RunStateError
 from combinators.execution.runstate import FORMAT, check_resume, plan_fingerprint
 from combinators.sampling import ChainCursor, RoundRobinCursor, chain_items, mix_decisions, mix_items, round_robin_items
 from combinators.streams import Apply, Chain, Mix, RoundRobin, RowSource, Stream
+from combinators.transforms import Batch
 
 __all__ = ["iterate", "Run", "MixStats"]
 
@@ -79,13 +80,15 @@ def open_node(
             return ctx.session.submit(activate_leaf, node, ctx.entropy, path, activation, received)
         return ctx.session.submit(activate_leaf, node, ctx.entropy, path, activation)
     if ctx.schema(node) is not None:
+        if saved is not None and "block_mix" in saved:
+            return BlockActivation(_mix_blocks, (node, path, activation, ctx), saved["rows"] - saved["before"], saved)
         return BlockActivation(_BLOCK_OPENERS[type(node)], (node, path, activation, ctx), received)
     return NodeActivation(_OPENERS[type(node)], (node, path, activation, ctx), saved)
 
 
 def activation_state(activation: Activation, received: int) -> dict[str, Any]:
     """The state of an open activation whose consumer received ``received`` items from it."""
-    if isinstance(activation, (NodeActivation, Child)):
+    if isinstance(activation, (NodeActivation, Child, BlockActivation)):
         return activation.state(received)
     return {"received": received}
 
@@ -177,18 +180,24 @@ class BlockActivation(Activation):
 
     Started lazily, like `LocalActivation`. Iterated, it yields the rows one by
     one (`block_rows`); a consumer uses either the blocks or the rows. A
-    resumed one replays its decisions and leaves out its first ``skip`` rows.
+    resumed one leaves out its first ``skip`` rows: a mix starts again from
+    the state its working set had at the start of the block being read
+    (``saved``); a chain replays its children from their first rows.
     """
 
-    __slots__ = ("_fn", "_args", "_blocks", "_rows", "_skip")
+    __slots__ = ("_fn", "_args", "_blocks", "_rows", "_skip", "_saved", "marks")
 
-    def __init__(self, fn: Callable[..., Iterator[Any]], args: tuple[Any, ...], skip: int = 0):
+    def __init__(self, fn: Callable[..., Iterator[Any]], args: tuple[Any, ...], skip: int = 0,
+                 saved: dict | None = None):
         self._fn, self._args, self._blocks, self._rows, self._skip = fn, args, None, None, skip
+        self._saved = saved
+        self.marks = _BlockMarks(saved) if fn is _mix_blocks else None
 
     def blocks(self) -> Iterator[Any]:
         """The blocks: arrays of rows, or dicts of arrays of rows (after the first ``skip`` rows)."""
         if self._blocks is None:
-            self._blocks = self._fn(*self._args)
+            extra = () if self.marks is None else (self.marks,)
+            self._blocks = self._fn(*self._args, *extra)
             if self._skip:
                 self._blocks = skip_rows(self._blocks, self._skip)
             self._fn = self._args = None
@@ -202,11 +211,47 @@ class BlockActivation(Activation):
     def __next__(self) -> Any:
         return next(self.iterator())
 
+    def state(self, received: int) -> dict[str, Any]:
+        """The state when the consumer received ``received`` rows (see `_BlockMarks`)."""
+        if self.marks is not None and self.marks.mark is not None:
+            return self.marks.state(received)
+        if self._saved is not None:
+            return self._saved  # resumed, no block started since
+        return {"received": received}
+
     def close(self) -> None:
         for part in (self._rows, self._blocks):
             if part is not None:
                 part.close()
         self._fn = self._args = self._rows = self._blocks = None
+
+
+class _BlockMarks:
+    """Where the block being read started: the working set's snapshot, the mix's counts, rows before it."""
+
+    __slots__ = ("saved", "decided", "mark", "working_set", "counts")
+
+    def __init__(self, saved: dict | None):
+        self.saved, self.decided, self.mark = saved, 0 if saved is None else saved["before"], None
+        self.working_set: Any = None
+        self.counts: list[int] = []
+
+    def decisions(self, runs: Iterator[Any]) -> Iterator[Any]:
+        """``runs`` of decisions, counting the rows they decide (after each is used)."""
+        try:
+            for run in runs:
+                yield run
+                self.decided += len(run.picks)
+        finally:
+            runs.close()
+
+    def on_block(self) -> None:
+        self.mark = (self.working_set.snapshot(), list(self.counts), self.decided)
+
+    def state(self, received: int) -> dict[str, Any]:
+        snapshot, counts, before = self.mark
+        return {"block_mix": self.working_set.snapshot_state(snapshot), "counts": counts, "before": before,
+                "rows": received}
 
 
 def _open_chain(node: Chain, path, activation, ctx, saved) -> tuple[Iterator[Any], Callable[[], dict]]:
@@ -268,10 +313,8 @@ def _open_mix(node: Mix, path, activation, ctx, saved) -> tuple[Iterator[Any], C
 
 def _open_apply(node: Apply, path, activation, ctx, saved) -> tuple[Iterator[Any], Callable[[], dict] | None]:
     child = open_node(node.stream, (*path, 0), (*activation, 0), ctx, None if saved is None else saved["apply"]["child"])
-    if isinstance(child, BlockActivation):  # replayed on resume (its blocks hold no cursor)
-        items, done = block_transforms(child.blocks(), node.transforms)
-        items = run_transforms(items, node.transforms[done:], ctx.entropy, path, activation, first=done)
-        return _closing(items, child), None
+    if isinstance(child, BlockActivation):
+        return _apply_blocks(node, path, activation, ctx, saved, child)
     cells = [{} for _ in node.transforms] if saved is None else [restore_cell(c) for c in saved["apply"]["cells"]]
     items = run_transforms(child.iterator(), node.transforms, ctx.entropy, path, activation, cells=cells)
 
@@ -281,6 +324,29 @@ def _open_apply(node: Apply, path, activation, ctx, saved) -> tuple[Iterator[Any
     return _closing(items, child), state
 
 
+def _apply_blocks(node: Apply, path, activation, ctx, saved, child: BlockActivation) -> tuple[Iterator[Any], Callable]:
+    """Transforms over a block child: leading ``take``/``batch`` on blocks, the rest item by item."""
+    rows = [0 if saved is None else saved["apply"]["rows"]]  # rows through the block transforms
+    items, done = block_transforms(child.blocks(), node.transforms, rows[0])
+    batched = done > 0 and isinstance(node.transforms[done - 1], Batch)
+    rest = node.transforms[done:]
+    cells = [{} for _ in rest] if saved is None else [restore_cell(c) for c in saved["apply"]["cells"]]
+    items = run_transforms(_count_rows(items, rows, batched), rest, ctx.entropy, path, activation, first=done, cells=cells)
+
+    def state() -> dict[str, Any]:
+        return {"apply": {"child": activation_state(child, rows[0]), "rows": rows[0],
+                          "cells": [cell_state(c) for c in cells]}}
+
+    return _closing(items, child), state
+
+
+def _count_rows(items: Iterator[Any], rows: list[int], batched: bool) -> Iterator[Any]:
+    """``items`` (rows, or batches of rows), adding the rows passed on to ``rows[0]``."""
+    for item in items:
+        rows[0] += (len(next(iter(item.values()))) if isinstance(item, dict) else len(item)) if batched else 1
+        yield item
+
+
 def _closing(items: Iterator[Any], child: Activation) -> Iterator[Any]:
     try:
         yield from items
@@ -288,21 +354,40 @@ def _closing(items: Iterator[Any], child: Activation) -> Iterator[Any]:
         child.close()
 
 
-def _mix_blocks(node: Mix, path, activation, ctx) -> Iterator[Any]:
+def _mix_blocks(node: Mix, path, activation, ctx, marks: _BlockMarks) -> Iterator[Any]:
     _, counts, running = ctx.mix_record(node, path)
+    marks.counts, saved = counts, marks.saved
+    if saved is not None:
+        counts[:] = saved["counts"]
     children = node.streams
     decisions = mix_decisions(
-        lambda i: children[i].open(), node.probabilities, node.n_active, node.rate, node.dist, node.mode,
+        _RowChildren(children), node.probabilities, node.n_active, node.rate, node.dist, node.mode,
         node.prune_empty,
         select_rng=seeding.generator(ctx.entropy, path, activation, seeding.SELECT),
         activate_rng=seeding.generator(ctx.entropy, path, activation, seeding.ACTIVATE),
         counts=counts,
-        on_start=lambda state: running.__setitem__(slice(None), [state]),
+        on_start=lambda state: (running.__setitem__(slice(None), [state]), setattr(marks, "working_set", state)),
+        resume=None if saved is None else saved["block_mix"],
     )
     try:
-        yield from materialize(decisions, ctx.schema(node))
+        yield from materialize(marks.decisions(decisions), ctx.schema(node), marks.on_block)
     finally:
         decisions.close()
+
+
+class _RowChildren:
+    """Opens a block mix's row sources (``reopen`` for a resumed working set: row sources have no state)."""
+
+    __slots__ = ("children",)
+
+    def __init__(self, children: tuple[Stream, ...]):
+        self.children = children
+
+    def __call__(self, index: int) -> Any:
+        return self.children[index].open()
+
+    def reopen(self, index: int, ordinal: Any, saved: Any) -> Any:
+        return self.children[index].open()
 
 
 def _chain_blocks(node: Chain, path, activation, ctx) -> Iterator[Any]:
