@@ -147,6 +147,11 @@ def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: 
 
 _NOTHING = iter(())
 
+
+def _true_indices(flags: list[bool]) -> list[int]:
+    """Where ``flags`` is true (``any`` first: usually nothing is, and it is the fast check)."""
+    return [i for i, flag in enumerate(flags) if flag] if any(flags) else []
+
 #: scales uniforms in [0, 1) so that u * total stays below total despite rounding
 _BELOW_ONE = 1.0 - 2.0**-50
 
@@ -341,7 +346,7 @@ class _WorkingSet:
         return {
             "activate": self.rng.bit_generator.state, "uniforms_from": self.uniforms_from,
             "used": used - length_hint(remaining), "slots": slots, "pending": pending, "pool": pool,
-            "pruned": np.flatnonzero(self.pruned).tolist(), "active_weight": self.active_weight,
+            "pruned": _true_indices(self.pruned), "active_weight": self.active_weight,
             "empty_run": sorted(self.empty_run),
         }
 
@@ -366,7 +371,7 @@ class _WorkingSet:
             "activate": activate, "uniforms_from": uniforms_from, "used": used, "slots": slots,
             "pending": None if pending is None else [pending, None, None],
             "pool": [[i, w] for i, w in zip(changed, pool[changed].tolist())],
-            "pruned": np.flatnonzero(pruned).tolist(), "active_weight": active_weight, "empty_run": empty,
+            "pruned": _true_indices(pruned), "active_weight": active_weight, "empty_run": empty,
         }
 
     def restore(self, saved: dict[str, Any], select_rng: np.random.Generator) -> tuple[np.ndarray, int]:

@@ -88,7 +88,7 @@ def open_node(
 
 def activation_state(activation: Activation, received: int) -> dict[str, Any]:
     """The state of an open activation whose consumer received ``received`` items from it."""
-    if isinstance(activation, (NodeActivation, Child, BlockActivation)):
+    if type(activation) in _WITH_STATE:  # not isinstance: Activation is an ABC, and this runs per slot
         return activation.state(received)
     return {"received": received}
 
@@ -401,6 +401,8 @@ def _chain_blocks(node: Chain, path, activation, ctx) -> Iterator[Any]:
 
     return chain_blocks(open_child, len(children), node.repeat)
 
+
+_WITH_STATE = frozenset({NodeActivation, Child, BlockActivation})
 
 _OPENERS: dict[type, Callable[..., Iterator[Any]]] = {
     Chain: _open_chain, RoundRobin: _open_round_robin, Mix: _open_mix, Apply: _open_apply,
