@@ -133,3 +133,42 @@ def test_a_run_resumes_in_a_new_process(tmp_path):
     first = json.loads(path.read_text())["first"]
     rest = json.loads(run("resume", str(path)))
     assert first + rest == json.loads(run("full"))
+
+
+class CountingArrays(c.streams.FromArrays):
+    """from_arrays that counts the rows read from it (to see what a resume gathers again)."""
+
+    read = [0]
+
+    def open(self):
+        return _Counted(super().open())
+
+
+class _Counted:
+    def __init__(self, opened):
+        self.opened = opened
+
+    def __len__(self):
+        return len(self.opened)
+
+    def rows(self, start, stop):
+        CountingArrays.read[0] += stop - start
+        return self.opened.rows(start, stop)
+
+    def close(self):
+        self.opened.close()
+
+
+def test_a_block_path_mix_resumes_from_its_block_not_from_its_start():
+    data = [np.arange(i * 10**6, i * 10**6 + 100_000) for i in range(3)]
+    plan = c.mix(*[c.from_arrays(d) for d in data], n_active=2, rate=2000.0) >> c.batch(64)
+    first, run = _cut(plan, 1500)
+    state = json.loads(json.dumps(run.state()))
+    assert "block_mix" in state["root"]["apply"]["child"]
+    expected = [b.tolist() for b in c.iterate(plan, seed=5, max_iter=1510)][1500:]
+    CountingArrays.read[0] = 0
+    counting = c.mix(*[CountingArrays(d) for d in data], n_active=2, rate=2000.0) >> c.batch(64)
+    state["plan"] = c.execution.runstate.plan_fingerprint(counting)
+    resumed = [b.tolist() for b in c.iterate(counting, resume=state, max_iter=10)]
+    assert resumed == expected
+    assert CountingArrays.read[0] < 20_000  # a block or two, not the 96,000 rows before
