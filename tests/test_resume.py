@@ -172,3 +172,13 @@ def test_a_block_path_mix_resumes_from_its_block_not_from_its_start():
     resumed = [b.tolist() for b in c.iterate(counting, resume=state, max_iter=10)]
     assert resumed == expected
     assert CountingArrays.read[0] < 20_000  # a block or two, not the 96,000 rows before
+
+
+def test_a_state_of_other_arrays_with_the_same_repr_is_refused():
+    data = np.zeros(100_000)
+    other = data.copy()
+    other[3:-3] = 1.0  # another dataset whose summarized repr is the same
+    assert repr(c.from_arrays(data)) == repr(c.from_arrays(other))
+    _, run = _cut(c.from_arrays(data), 3)
+    with pytest.raises(c.ResumeError, match="another plan"):
+        c.iterate(c.from_arrays(other), resume=run.state())
