@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from typing import Any, Iterator, Sequence
 
@@ -17,6 +18,14 @@ import numpy as np
 from combinators.errors import DataError
 
 __all__ = ["stack", "split"]
+
+
+_dtype_and_shape = operator.attrgetter("dtype", "shape")
+
+
+def _uniform_arrays(values: Sequence[Any]) -> bool:
+    """Plain ndarrays, all of one dtype and one shape (checked in C: map, set)."""
+    return set(map(type, values)) == {np.ndarray} and len(set(map(_dtype_and_shape, values))) == 1
 
 
 def _shapes(values: Sequence[Any]) -> list[tuple[int, ...]]:
@@ -28,9 +37,8 @@ def _stack_leaf(values: Sequence[Any], axis: int | None, where: str) -> np.ndarr
         if axis is None:
             first = values[0]
             if isinstance(first, np.ndarray):
-                dtype, shape = first.dtype, first.shape
-                if all(type(v) is np.ndarray and v.shape == shape and v.dtype == dtype for v in values):
-                    return np.array(values, dtype=dtype)  # what np.stack gives, without its checks
+                if _uniform_arrays(values):
+                    return np.array(values, dtype=first.dtype)  # what np.stack gives, without its checks
                 return np.stack(values)
             stacked = np.asarray(values)
             if stacked.dtype.kind == "f" and all(type(v) is int for v in values):
@@ -46,7 +54,11 @@ def _stack_leaf(values: Sequence[Any], axis: int | None, where: str) -> np.ndarr
 
 def _is_leaf(value: Any) -> bool:
     """Neither a mapping nor a tuple: stacked by `_stack_leaf` (arrays, numbers, strings...)."""
-    return not isinstance(value, (Mapping, tuple))
+    return type(value) in _LEAF_TYPES or not isinstance(value, (Mapping, tuple))
+
+
+#: common leaf types, recognized without the (slow) abstract-class check
+_LEAF_TYPES = frozenset({np.ndarray, int, float, bool, str, bytes})
 
 
 def stack(items: Sequence[Any], axis: int | None = None, where: str = "items") -> Any:
@@ -57,7 +69,7 @@ def stack(items: Sequence[Any], axis: int | None = None, where: str = "items") -
     (or position) and the shapes when the items do not match.
     """
     first = items[0]
-    if type(first) is dict and all(type(item) is dict and item.keys() == first.keys() for item in items):
+    if type(first) is dict and set(map(type, items)) == {dict} and all(map(first.keys().__eq__, map(dict.keys, items))):
         return {k: _stack_leaf([item[k] for item in items], axis, f"key {k!r}") if _is_leaf(first[k])
                 else stack([item[k] for item in items], axis, f"key {k!r}") for k in first}
     if isinstance(first, dict) or (not isinstance(first, tuple) and isinstance(first, Mapping)):

@@ -29,7 +29,8 @@ def rows_of(data):
 
 
 def doubled(item):
-    return {k: v * 2 for k, v in item.items()} if isinstance(item, dict) else item * 2
+    with np.errstate(over="ignore"):  # uint8 rows wrap, on both paths alike
+        return {k: v * 2 for k, v in item.items()} if isinstance(item, dict) else item * 2
 
 
 def positive_first(item):
@@ -83,7 +84,7 @@ wrappers = st.sampled_from([
     lambda m, o: m.take(7).cycle(),
     lambda m, o: m >> c.shuffle(3),
     lambda m, o: m >> c.map(doubled),
-    lambda m, o: m >> c.filter(positive_first),
+    lambda m, o: m.take(30) >> c.filter(positive_first),  # a filter over an endless mix may never yield
     lambda m, o: c.mix(m, o, weights=(2, 1)),
 ])
 
