@@ -72,7 +72,7 @@ def generator_mix(n_sources: int, n_active: int) -> Stream:
 
 def _size_figures(n_sources: int, n_active: int, items: int) -> list[Figure]:
     figures = []
-    arrays = mix(*[from_arrays(np.arange(100_000) + i) for i in range(n_sources)], n_active=n_active, rate=16.0)
+    arrays = mix(*[from_arrays(np.arange(10_000) + i) for i in range(n_sources)], n_active=n_active, rate=16.0)
     for label, plan in (("generator sources", generator_mix(n_sources, n_active)), ("from_arrays (block path)", arrays)):
         with iterate(plan, seed=0) as run:
             for _ in range(items):
