@@ -1,10 +1,9 @@
 """The no-pickle encoding of the items a run state holds (partial batches, shuffle buffers, caches).
 
-Items are packed as msgpack with extension types for numpy arrays (dtype
-descr, shape, raw bytes), numpy scalars, tuples (kept as tuples) and complex
-numbers, then base64 text so the state stays JSON. Decoding runs no code.
-The extension codes are those of the ``"numpy"`` memo serializer (branch
-h10-memo), so one module can serve both once merged.
+Items are packed by `combinators.packing` (msgpack with extension types
+for numpy arrays, numpy scalars, tuples kept as tuples and complex numbers:
+the codec of the ``"numpy"`` memo serializer), then base64 text so the
+state stays JSON. Decoding runs no code.
 
 What round-trips exactly: ``None``, ``bool``, ``int`` (64 bits), ``float``,
 ``complex``, ``str``, ``bytes``, lists, tuples and dicts of them, numpy
@@ -24,62 +23,14 @@ combinators.errors.RunStateError: a run state cannot hold an item of type set (i
 from __future__ import annotations
 
 import base64
-import math
 from typing import Any
 
-import msgpack
 import numpy as np
 
 from combinators.errors import RunStateError
+from combinators.packing import Unpackable, pack, unpack
 
 __all__ = ["encode", "decode"]
-
-_EXT_ARRAY, _EXT_TUPLE, _EXT_SCALAR, _EXT_COMPLEX = 1, 2, 3, 4
-
-
-class _Refused(Exception):
-    def __init__(self, value: Any) -> None:
-        super().__init__(value)
-        self.value = value
-
-
-def _default(value: Any) -> msgpack.ExtType:
-    kind = type(value)
-    if kind is tuple:
-        return msgpack.ExtType(_EXT_TUPLE, _packb(list(value)))
-    if kind is np.ndarray and not value.dtype.hasobject:
-        descr = np.lib.format.dtype_to_descr(value.dtype)
-        return msgpack.ExtType(_EXT_ARRAY, _packb([descr, list(value.shape), value.tobytes()]))
-    if isinstance(value, np.generic) and not value.dtype.hasobject:
-        return msgpack.ExtType(_EXT_SCALAR, _packb([np.lib.format.dtype_to_descr(value.dtype), value.tobytes()]))
-    if kind is complex:
-        return msgpack.ExtType(_EXT_COMPLEX, _packb([value.real, value.imag]))
-    raise _Refused(value)
-
-
-def _packb(value: Any) -> bytes:
-    return msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True)
-
-
-def _ext_hook(code: int, data: bytes) -> Any:
-    if code == _EXT_TUPLE:
-        return tuple(_unpackb(data))
-    if code == _EXT_ARRAY:
-        descr, shape, raw = _unpackb(data)
-        dtype = np.lib.format.descr_to_dtype(descr)
-        return np.frombuffer(raw, dtype=dtype, count=math.prod(shape)).reshape(shape).copy()
-    if code == _EXT_SCALAR:
-        descr, raw = _unpackb(data)
-        return np.frombuffer(raw, dtype=np.lib.format.descr_to_dtype(descr), count=1)[0]
-    if code == _EXT_COMPLEX:
-        real, imag = _unpackb(data)
-        return complex(real, imag)
-    msg = f"unknown msgpack extension {code} in a run state"
-    raise RunStateError(msg)
-
-
-def _unpackb(data: bytes) -> Any:
-    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True)
 
 
 def encode(items: Any) -> str:
@@ -88,8 +39,8 @@ def encode(items: Any) -> str:
     Raises `RunStateError` naming the type of the first value it cannot encode.
     """
     try:
-        return base64.b64encode(_packb(items)).decode("ascii")
-    except _Refused as refused:
+        return base64.b64encode(pack(items)).decode("ascii")
+    except Unpackable as refused:
         bad = refused.value
         what = type(bad).__qualname__ + (" of object dtype" if isinstance(bad, (np.ndarray, np.generic)) else "")
         inside = "" if bad is items else f" (inside a {type(items).__qualname__})"
@@ -102,5 +53,9 @@ def encode(items: Any) -> str:
 
 
 def decode(text: str) -> Any:
-    """The items `encode` turned into ``text``."""
-    return _unpackb(base64.b64decode(text.encode("ascii")))
+    """The items `encode` turned into ``text``; raises `RunStateError` for text it did not write."""
+    try:
+        return unpack(base64.b64decode(text.encode("ascii")))
+    except ValueError as error:
+        msg = f"a run state holds items this version cannot read: {error}"
+        raise RunStateError(msg) from None
