@@ -6,12 +6,15 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
 
 import combinators as c
 from combinators import strategies
+from combinators.errors import TransportError
+from combinators.execution.zmq import ZMQ
 
 
 def _cut(plan, k, seed=5, **kwargs):
@@ -182,3 +185,19 @@ def test_a_state_of_other_arrays_with_the_same_repr_is_refused():
     _, run = _cut(c.from_arrays(data), 3)
     with pytest.raises(c.ResumeError, match="another plan"):
         c.iterate(c.from_arrays(other), resume=run.state())
+
+
+def test_a_resumed_leaf_that_cannot_be_sent_is_named_with_the_value():
+    """A live leaf re-submitted from item n (a resumed run) goes through the same naming as a first submission."""
+    lock = threading.Lock()
+    plan = c.chain(c.stream(lambda n, held: iter(range(n)), 5, lock), c.from_iterable("ab"))
+    with c.iterate(plan, seed=0) as run:
+        assert [next(run), next(run)] == [0, 1]
+        state = json.loads(json.dumps(run.state()))
+    with pytest.raises(TransportError) as caught:
+        list(c.iterate(plan, resume=state, executor=ZMQ(workers=1)))
+    message = str(caught.value)
+    assert "stream(" in message and "at path (0,)" in message, message
+    assert "_thread.lock" in message and "activate_leaf" not in message, message
+    with c.iterate(plan, resume=state) as resumed:  # in-process, nothing is sent: it continues
+        assert list(resumed) == [2, 3, 4, "a", "b"]
