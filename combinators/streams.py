@@ -186,11 +186,15 @@ def is_source(node: Stream) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
-def _accepts_rng(fn: Callable[..., Any]) -> bool:
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
     try:
-        return "rng" in inspect.signature(fn).parameters
+        return name in inspect.signature(fn).parameters
     except (TypeError, ValueError):  # builtins without a signature
         return False
+
+
+def _accepts_rng(fn: Callable[..., Any]) -> bool:
+    return _accepts(fn, "rng")
 
 
 @attrs.frozen(eq=False, repr=False)
@@ -211,6 +215,16 @@ class Source(Stream):
         """Whether an activation passes ``rng=`` to ``fn``."""
         return "rng" not in self.kwargs and _accepts_rng(self.fn)
 
+    @property
+    def seeks(self) -> bool:
+        """Whether an activation passes ``start=`` to ``fn`` (a resumed activation seeks; see `stream`)."""
+        if not _accepts(self.fn, "start"):
+            return False
+        try:
+            return "start" not in inspect.signature(self.fn).bind_partial(*self.args, **self.kwargs).arguments
+        except TypeError:
+            return False
+
     def __repr__(self) -> str:
         return call_repr("stream", (self.fn, *self.args), self.kwargs)
 
@@ -221,6 +235,14 @@ def stream(fn: Callable[..., Iterable[Any]], *args: Any, **kwargs: Any) -> Sourc
     This is pescador's ``Streamer``. If ``fn`` has a parameter ``rng`` not
     bound here, each activation receives a `numpy.random.Generator` derived
     from the run's seed, the stream's position and the activation number.
+
+    If ``fn`` has a parameter ``start`` not bound here, each activation
+    passes ``start=`` the number of items to leave out: 0 normally, and the
+    items the consumer had received when a run resumes from a state
+    (`Run.state`). ``fn`` must then yield its items from that one on (the
+    same items, for the same ``rng``), which lets a resumed run seek in
+    O(1). Without it, a resumed activation calls ``fn`` again and skips the
+    items already received.
 
     Raises `InvalidArgumentType` if ``fn`` is not callable or the arguments
     do not fit its signature.
@@ -237,7 +259,13 @@ def stream(fn: Callable[..., Iterable[Any]], *args: Any, **kwargs: Any) -> Sourc
     except (TypeError, ValueError):
         signature = None
     if signature is not None:
+        try:
+            bound = signature.bind_partial(*args, **kwargs).arguments
+        except TypeError:
+            bound = {}
         extra = {"rng": None} if "rng" in signature.parameters and "rng" not in kwargs else {}
+        if "start" in signature.parameters and "start" not in bound:
+            extra["start"] = None
         try:
             signature.bind(*args, **kwargs, **extra)
         except TypeError as error:

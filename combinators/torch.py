@@ -57,7 +57,7 @@ from combinators.errors import InvalidArgument, InvalidArgumentType
 from combinators.execution.inprocess import iterate
 from combinators.lengths import COUNT_KEEPING, INFINITE, size
 from combinators.sharding import shard_plan
-from combinators.streams import Apply, Stream, chain, from_iterable, mix, round_robin, stream
+from combinators.streams import Apply, Source, Stream, chain, from_iterable, mix, round_robin, stream
 
 __all__ = ["StreamDataset", "INTERLEAVES"]
 
@@ -69,6 +69,18 @@ _SOURCE, _WORKER = 0, 1
 def _entropy(*words: int) -> int:
     """A 64-bit seed derived from ``words`` by numpy's SeedSequence (independent streams per tuple)."""
     return int(np.random.SeedSequence(list(words)).generate_state(1, np.uint64)[0])
+
+
+def _unwrapped(worker: Stream) -> tuple[Stream, int]:
+    """A worker stream ``stream(seeded_items, plan, seed)`` as ``(plan, seed)`` (its own run, whose state resumes)."""
+    if isinstance(worker, Source) and worker.fn is seeded_items:
+        return worker.args[0], worker.args[1]
+    return worker, 0
+
+
+def _items(run: Any) -> Iterator[Any]:
+    with run:
+        yield from run
 
 
 def seeded_items(description: Stream, seed: int) -> Iterator[Any]:
@@ -217,7 +229,33 @@ class StreamDataset(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[Any]:
         info = torch.utils.data.get_worker_info()
         worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
-        return seeded_items(self.worker_stream(worker, num_workers), 0)
+        plan, seed = _unwrapped(self.worker_stream(worker, num_workers))
+        resume, self._resume = getattr(self, "_resume", None), None
+        self._run = iterate(plan, seed=seed) if resume is None else iterate(plan, resume=resume)
+        return _items(self._run)
+
+    def state_dict(self) -> dict[str, Any]:
+        """This worker's position: the epoch and its run's state (`~combinators.Run.state`), JSON values.
+
+        With ``torchdata.stateful_dataloader.StatefulDataLoader`` (any
+        ``num_workers``), the loader takes it in each worker with the batches
+        it delivers, and `load_state_dict` gives it back on resume: the
+        resumed loader yields exactly the batches the uninterrupted one would
+        have yielded next. Inside a worker's run, each source is a run of its
+        own: a resumed source activation runs again and skips the items
+        already yielded.
+        """
+        run = getattr(self, "_run", None)
+        return {"epoch": self.epoch, "run": getattr(self, "_resume", None) if run is None else run.state()}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_run", None)  # a running iteration stays in its process
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from `state_dict`: the next iteration continues where that one stopped."""
+        self.epoch, self._resume, self._run = state["epoch"], state["run"], None
 
     def __repr__(self) -> str:
         if self.plan is not None:

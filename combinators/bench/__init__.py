@@ -20,6 +20,7 @@ BENCHMARKS = {
     "mix": "combinators.bench.mix",
     "transport": "combinators.bench.transport",
     "memo": "combinators.bench.memo",
+    "resume": "combinators.bench.resume",
 }
 
 
