@@ -5,6 +5,7 @@ from combinators.errors import *  # noqa: F403
 from combinators.execution import *  # noqa: F403
 from combinators.execution.inprocess import MixStats, Run, iterate
 from combinators.explain import explain
+from combinators.lengths import length
 from combinators.shards import from_npy, from_npz
 from combinators.memo import *  # noqa: F403
 from combinators.streams import (
@@ -23,5 +24,5 @@ __all__ = [
     "Stream", "stream", "streamable", "from_iterable", "from_arrays", "from_npy", "from_npz", "chain", "mix", "round_robin",
     "Transform", "batch", "unbatch", "map", "filter", "take", "shuffle", "tuples", "keras_tuples", "cache",
     "progress",
-    "iterate", "Run", "MixStats", "explain",
+    "iterate", "Run", "MixStats", "explain", "length",
 ]

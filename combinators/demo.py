@@ -26,6 +26,7 @@ import argparse
 import functools
 import json
 import os
+import pickle
 import shutil
 import sys
 import time
@@ -34,16 +35,17 @@ from typing import Any, Callable, Iterator
 
 import attrs
 import numpy as np
+from tqdm.auto import tqdm
 
 from combinators import checks
 from combinators.errors import InvalidArgument
 from combinators.execution.base import Executor, resolve_executor
-from combinators.execution.inprocess import MixStats, iterate
+from combinators.execution.inprocess import MixStats, Stats, iterate
 from combinators.explain import explain
 from combinators.memo import LMDBArchive, NoCache, memoize
 from combinators.shards import from_npz
 from combinators.streams import Mix, Stream, mix
-from combinators.transforms import batch, progress, take
+from combinators.transforms import batch, take
 
 __all__ = ["add_arguments", "run", "features", "deskew", "gradient_histograms", "write_shards", "write_features", "feature_path", "build_sampler", "Shard"]
 
@@ -75,6 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="rows per batch (default: 64)")
     parser.add_argument("--n-active", type=int, default=4, help="open shards per class (default: 4)")
     parser.add_argument("--rate", type=float, default=8.0, help="mean rows per shard activation (default: 8)")
+    parser.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
+                        help="draw each mix's realized vs target proportions and running shares to FILE "
+                             "(needs matplotlib: pip install 'combinators[plot]')")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="save the stream state and the classifier to this file every --checkpoint-every batches")
+    parser.add_argument("--checkpoint-every", type=int, default=10, help="batches between checkpoints (default: 10)")
+    parser.add_argument("--resume", type=Path, default=None,
+                        help="continue the training saved in this checkpoint file (same options otherwise)")
 
 
 # ------------------------------------------------------------------ the shards
@@ -311,9 +321,10 @@ def build_sampler(feature_shards: list[Shard], *, n_active: int, rate: float, ba
     """
     per_class = []
     for label in range(N_CLASSES):
-        sources = [from_npz(s.path, keys=("x", "y")) for s in feature_shards if s.label == label]
+        sources = [from_npz(s.path, keys=("x", "y")).named(Path(s.path).name) for s in feature_shards if s.label == label]
         per_class.append(mix(*sources, n_active=min(n_active, len(sources)), rate=rate))
-    return mix(*per_class, weights=class_weights) >> batch(batch_size)
+    names = [f"class {label}" for label in range(N_CLASSES)]
+    return mix(*per_class, weights=class_weights, names=names).named("classes") >> batch(batch_size)
 
 
 def make_executor(name: str, workers: int | None) -> str | Executor:
@@ -339,23 +350,49 @@ class Training:
     samples: int
     seconds: float
     classes: MixStats
+    stats: Stats = attrs.field(factory=Stats)  # every mix's, the class mix first
 
 
-def train(sampler: Stream, *, steps: int, seed: int, executor: str | Executor) -> Training:
-    """Fit an ``SGDClassifier`` with ``partial_fit`` on ``steps`` batches of ``sampler``."""
+def train(sampler: Stream, *, steps: int, seed: int, executor: str | Executor, checkpoint: Path | None = None,
+          every: int = 10, resume: Path | None = None) -> Training:
+    """Fit an ``SGDClassifier`` with ``partial_fit`` on ``steps`` batches of ``sampler``.
+
+    With ``checkpoint``, the stream state (`~combinators.Run.state`), the
+    classifier and the samples seen are saved there every ``every`` batches
+    and at the end (written to a temporary file, then renamed: a kill never
+    leaves half a checkpoint); ``resume`` continues from such a file, so the
+    final classifier equals that of an uninterrupted run.
+    """
     from sklearn.linear_model import SGDClassifier
 
     classifier = SGDClassifier(average=True, random_state=seed)
-    labels, samples = np.arange(N_CLASSES), 0
+    labels, samples, start_from = np.arange(N_CLASSES), 0, {"seed": seed}
+    if resume is not None:
+        with open(resume, "rb") as file:
+            saved = pickle.load(file)  # the classifier is a scikit-learn object: pickled, as sklearn documents
+        classifier, samples, start_from = saved["classifier"], saved["samples"], {"resume": json.loads(saved["stream"])}
     start = time.perf_counter()
-    with iterate(sampler >> take(steps) >> progress(total=steps, desc="train"), seed=seed, executor=executor) as run:
-        for item in run:
+    plan = sampler >> take(steps)
+    with iterate(plan, executor=executor, **start_from) as run:
+        for item in tqdm(run, total=steps, initial=run.state()["items"] if resume else 0, desc="train"):
             classifier.partial_fit(item["x"], item["y"], classes=labels)
             samples += len(item["y"])
+            if checkpoint is not None and (run.items % every == 0):
+                _save_checkpoint(checkpoint, classifier, samples, run)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, classifier, samples, run)
         seconds = time.perf_counter() - start
         class_mix = sampler.stream
-        stats = next(s for s in run.stats() if s.node is class_mix)
-    return Training(classifier, samples, seconds, stats)
+        all_stats = run.stats()
+        stats = next(s for s in all_stats if s.node is class_mix)
+    return Training(classifier, samples, seconds, stats, all_stats)
+
+
+def _save_checkpoint(path: Path, classifier: Any, samples: int, run: Any) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as file:
+        pickle.dump({"classifier": classifier, "samples": samples, "stream": json.dumps(run.state())}, file)
+    os.replace(temporary, path)
 
 
 # ------------------------------------------------------------------- the command
@@ -374,7 +411,7 @@ def _executor_label(args: argparse.Namespace) -> str:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    for name in ("steps", "batch_size", "n_active"):
+    for name in ("steps", "batch_size", "n_active", "checkpoint_every"):
         checks.positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
     checks.positive_number("--rate", args.rate)
 
@@ -397,14 +434,18 @@ def run(args: argparse.Namespace) -> int:
           f"{saved} ({archive_path})")
     sampler = build_sampler(feature_shards, n_active=args.n_active, rate=args.rate, batch_size=args.batch_size)
     print("sampler:", *explain(sampler).splitlines()[:4], "    ...", sep="\n  ")
-    training = train(sampler, steps=args.steps, seed=args.seed, executor=executor)
+    training = train(sampler, steps=args.steps, seed=args.seed, executor=executor, checkpoint=args.checkpoint,
+                     every=args.checkpoint_every, resume=args.resume)
     accuracy, correct, total = _accuracy(training.classifier, heldout)
     print(f"train: {training.samples} samples in {training.seconds:.2f} s: "
           f"{training.samples / training.seconds:.0f} samples/s ({_executor_label(args)}, seed {args.seed})")
     print(f"held-out accuracy: {accuracy:.6f} ({correct}/{total})")
     print("class proportions, realized vs target:")
-    for label, (realized, target) in enumerate(zip(training.classes.realized, training.classes.target)):
-        print(f"  class {label}: realized {realized:.4f}  target {target:.4f}")
+    for name, realized, target in zip(training.classes.names, training.classes.realized, training.classes.target):
+        print(f"  {name}: realized {realized:.4f}  target {target:.4f}")
+    if args.plot is not None:
+        training.stats.plot(str(args.plot))
+        print(f"plot: {len(training.stats)} mixes, realized vs target and running shares, in {args.plot}")
     print(f"done in {time.perf_counter() - started:.2f} s")
     sys.stdout.flush()
     return 0

@@ -19,6 +19,8 @@ __all__ = [
     "SerializerMismatch",
     "UnstorableValue",
     "TransportError",
+    "ResumeError",
+    "RunStateError",
 ]
 
 
@@ -50,6 +52,14 @@ class WorkerError(CombinatorsError, RuntimeError):
         if self.remote_traceback:
             text = f"{text}\n\nRemote traceback:\n{self.remote_traceback}"
         return text
+
+
+class ResumeError(CombinatorsError, ValueError):
+    """A run state does not fit the run asked to resume it (format, plan or seed, named)."""
+
+
+class RunStateError(CombinatorsError, TypeError):
+    """A run's state cannot be taken: an item it holds cannot be encoded (its type is named)."""
 
 
 class TransportError(CombinatorsError, TypeError):

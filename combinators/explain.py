@@ -1,38 +1,123 @@
 """``explain(stream)``: the plan of a description as an indented tree.
 
->>> from combinators import mix, from_iterable, batch
->>> print(explain(mix(from_iterable("ab"), from_iterable("c"), (1, 3), n_active=1, rate=4) >> batch(2)))
+One line per node: its name (if it has one), its kind and every field that
+differs from its default; a mix's children carry their normalized weight in
+brackets. Values are shown short: an array as ``float32[1000, 3]``, a long
+collection by its type and length, never their whole repr.
+
+>>> import numpy as np
+>>> from combinators import mix, from_arrays, from_iterable, batch
+>>> ones = from_arrays(np.ones((1000, 3), dtype=np.float32)).named("ones")
+>>> plan = mix(ones, from_iterable("c"), (1, 3), n_active=1, rate=4, dist="poisson") >> batch(2)
+>>> print(explain(plan))
 apply: batch(2)
-└── mix n_active=1 rate=4.0 mode=with_replacement dist=binomial
-    ├── [0.250] from_iterable('ab')
+└── mix n_active=1 rate=4.0 dist=poisson mode=with_replacement
+    ├── [0.250] 'ones': from_arrays(float32[1000, 3])
     └── [0.750] from_iterable('c')
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
+import attrs
+import numpy as np
+
+from combinators.description import callable_repr
 from combinators.execution.blocks import block_schema
-from combinators.streams import Apply, Chain, Mix, RoundRobin, Stream
+from combinators.streams import Apply, Chain, FromArrays, FromIterable, Mix, RoundRobin, Source, Stream
 
-__all__ = ["explain"]
+__all__ = ["explain", "short_repr"]
+
+#: collections longer than this are shown by type and length
+_SHORT_ITEMS = 6
+#: reprs longer than this are cut
+_SHORT_CHARS = 60
 
 
-def _label(node: Stream) -> str:
+def short_repr(value: Any) -> str:
+    """A one-line, bounded rendering of ``value`` for people.
+
+    Arrays show dtype and shape, long collections their type and length,
+    mappings their keys with short values, callables their name.
+
+    >>> short_repr(np.zeros((1000, 3), dtype=np.float32))
+    'float32[1000, 3]'
+    >>> short_repr(list(range(100))), short_repr([1, 2]), short_repr({"x": np.arange(4)})
+    ('list[100]', '[1, 2]', "{'x': int64[4]}")
+    """
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype}[{', '.join(map(str, value.shape))}]"
+    if isinstance(value, Mapping):
+        parts = [f"{k!r}: {short_repr(v)}" for k, v in list(value.items())[:_SHORT_ITEMS]]
+        more = ", ..." if len(value) > _SHORT_ITEMS else ""
+        return "{" + ", ".join(parts) + more + "}"
+    if isinstance(value, (list, tuple)) and (len(value) > _SHORT_ITEMS or any(map(_is_big, value))):
+        return f"{type(value).__name__}[{len(value)}]"
+    if callable(value):
+        return callable_repr(value)
+    text = repr(value)
+    return text if len(text) <= _SHORT_CHARS else text[: _SHORT_CHARS - 3] + "..."
+
+
+def _is_big(value: Any) -> bool:
+    return isinstance(value, (np.ndarray, Mapping, list, tuple))
+
+
+def _call(name: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> str:
+    parts = [short_repr(a) for a in args] + [f"{k}={short_repr(v)}" for k, v in (kwargs or {}).items()]
+    return f"{name}({', '.join(parts)})"
+
+
+def _options(node: Stream, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every field of ``node`` that differs from its default (name and ``skip`` left out)."""
+    options = {}
+    for field in attrs.fields(type(node)):
+        if field.name == "name" or field.name in skip:
+            continue
+        value = getattr(node, field.name)
+        default = field.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = default.factory() if not default.takes_self else None
+        if default is attrs.NOTHING or _differs(value, default):
+            options[field.name] = value
+    return options
+
+
+def _differs(value: Any, default: Any) -> bool:
+    try:
+        return bool(value != default)
+    except ValueError:  # arrays
+        return True
+
+
+def _words(options: Mapping[str, Any]) -> str:
+    return "".join(f" {k}={v if isinstance(v, str) else short_repr(v)}" for k, v in options.items())
+
+
+def _kind(node: Stream) -> str:
     if isinstance(node, Mix):
-        options = " ".join(
-            f"{name}={getattr(node, name)}" for name in ("n_active", "rate", "mode", "dist")
-            if getattr(node, name) is not None
-        )
-        prune = "" if node.prune_empty else " prune_empty=False"
-        return f"mix {options}{prune}" if node.n_active is not None else f"mix all-active mode={node.mode}{prune}"
+        options = _options(node, skip=("streams", "weights", "mode"))
+        active = "" if node.n_active is not None else " all-active"  # n_active=None: every stream at once
+        return f"mix{active}{_words(options)} mode={node.mode}"  # the mode always: it says when the mix ends
     if isinstance(node, Chain):
-        return "chain (cycle)" if node.repeat else "chain"
+        return "chain cycle=True" if node.repeat else "chain"
     if isinstance(node, RoundRobin):
         return f"round_robin mode={node.mode}"
     if isinstance(node, Apply):
         return "apply: " + " >> ".join(map(repr, node.transforms))
-    return repr(node)
+    if isinstance(node, Source):
+        return _call("stream", (node.fn, *node.args), node.kwargs)
+    if isinstance(node, FromIterable):
+        return _call("from_iterable", (node.items,))
+    if isinstance(node, FromArrays):
+        return _call("from_arrays", (node.data,))
+    options = _options(node)  # a node kind this module does not know: its fields, short
+    return _call(type(node).__name__, (), options)
+
+
+def _label(node: Stream) -> str:
+    return f"{node.name!r}: {_kind(node)}" if node.name is not None else _kind(node)
 
 
 def block_marker(node: Stream) -> str:
@@ -59,9 +144,20 @@ def _lines(node: Stream, prefix: str) -> Iterator[str]:
 def explain(stream: Stream) -> str:
     """The plan of ``stream`` as text: one node per line, mix weights normalized.
 
-    Runs nothing; each line shows a node, a mix's children carry their
-    normalized weight in brackets. Mixes and chains that run on the block
-    path (rows of array or shard sources gathered in blocks) end with
-    ``[block path]``.
+    Runs nothing. Each line shows a node's name (quoted, if it has one), its
+    kind and every field that differs from its default (a mix's mode always);
+    a mix's children carry their normalized weight in brackets. Arrays and
+    long collections are shown by dtype/type and shape/length (`short_repr`).
+    Mixes and chains that run on the block path (rows of array or shard
+    sources gathered in blocks) end with ``[block path]``.
+
+    >>> from combinators import chain, from_iterable, round_robin
+    >>> print(explain(chain(from_iterable(range(100)), round_robin(from_iterable("ab"), from_iterable("c"),
+    ...                                                             mode="cycle"), cycle=True)))
+    chain cycle=True
+    ├── from_iterable(range(0, 100))
+    └── round_robin mode=cycle
+        ├── from_iterable('ab')
+        └── from_iterable('c')
     """
     return "\n".join([_label(stream) + block_marker(stream), *_lines(stream, "")])

@@ -27,8 +27,8 @@ import numpy as np
 from combinators.streams import ENDING_MODES
 
 __all__ = [
-    "chain_items", "round_robin_items", "mix_items", "mix_decisions", "Decisions", "draw_budget",
-    "expected_shares", "Resumed", "ResumedRows", "UNLIMITED", "AHEAD",
+    "chain_items", "ChainCursor", "round_robin_items", "RoundRobinCursor", "mix_items", "mix_decisions", "Decisions",
+    "draw_budget", "expected_shares", "ResumedRows", "UNLIMITED", "AHEAD",
 ]
 
 #: the budget of an activation that runs until exhausted
@@ -37,58 +37,101 @@ UNLIMITED = 1 << 62
 _BLOCK, _MIN_CHUNK, _MAX_CHUNK = 4096, 16, 1024
 
 
-def chain_items(open_child: Callable[[int], Any], n_children: int, cycle: bool) -> Iterator[Any]:
+class ChainCursor:
+    """Where a chain is: its pass, the child running, its activation and the items it gave."""
+
+    __slots__ = ("index", "activation", "received", "produced")
+
+    def __init__(self, index: int = 0, activation: Any = None, received: int = 0, produced: bool = False):
+        self.index, self.activation, self.received, self.produced = index, activation, received, produced
+
+
+def chain_items(
+    open_child: Callable[[int], Any], n_children: int, cycle: bool, cursor: ChainCursor | None = None
+) -> Iterator[Any]:
     """Each child to exhaustion in order; with ``cycle``, again until a pass yields nothing.
+
+    ``cursor`` is kept current (a run state reads it) and, given, is where
+    the chain starts (a resumed run).
 
     Source: pescador's ChainMux (modes "exhaustive" and "cycle").
     """
+    cursor = cursor if cursor is not None else ChainCursor()
     while True:
-        produced = False
-        for index in range(n_children):
-            activation = open_child(index)
+        for index in range(cursor.index, n_children):
+            if cursor.activation is None:
+                cursor.index, cursor.activation, cursor.received = index, open_child(index), 0
+            activation = cursor.activation
             try:
                 for item in activation.iterator():
-                    produced = True
+                    cursor.produced = True
+                    cursor.received += 1
                     yield item
             finally:
                 activation.close()
-        if not (cycle and produced):
+            cursor.activation = None
+        if not (cycle and cursor.produced):
             return
+        cursor.index, cursor.produced = 0, False
+
+
+class RoundRobinCursor:
+    """Where a round-robin is: the pass's order, its activations (None once exhausted), items each gave, the turn."""
+
+    __slots__ = ("order", "activations", "received", "turn", "produced")
+
+    def __init__(self, order: list[int], activations: list[Any] | None = None, received: list[int] | None = None,
+                 turn: int = 0, produced: bool = False):
+        self.order, self.activations, self.received = order, activations, received
+        self.turn, self.produced = turn, produced
 
 
 def round_robin_items(
-    open_child: Callable[[int], Any], n_children: int, mode: str, rng: np.random.Generator
+    open_child: Callable[[int], Any], n_children: int, mode: str, rng: np.random.Generator,
+    cursor: RoundRobinCursor | None = None,
 ) -> Iterator[Any]:
     """One item from each live child in turn (pescador's RoundRobinMux).
 
     ``mode`` is "exhaustive" (one pass), "cycle" (restart all in the same
     order) or "permuted_cycle" (restart in a new order drawn from ``rng``;
     the first pass keeps the given order). A pass yielding nothing ends it.
+    ``cursor`` is kept current (a run state reads it) and, given, is where
+    the round-robin starts (a resumed run).
     """
-    order = list(range(n_children))
+    cursor = cursor if cursor is not None else RoundRobinCursor(list(range(n_children)))
     while True:
-        activations = [open_child(index) for index in order]
-        produced = False
+        if cursor.activations is None:
+            cursor.activations = [open_child(index) for index in cursor.order]
+            cursor.received, cursor.turn, cursor.produced = [0] * len(cursor.order), 0, False
+        activations, received = cursor.activations, cursor.received
+        nexts = [None if a is None else a.next_function() for a in activations]
         try:
-            live = [a.next_function() for a in activations]
-            while live:
-                still = []
-                for next_item in live:
+            while any(nexts):
+                for turn in range(cursor.turn, len(nexts)):
+                    next_item = nexts[turn]
+                    if next_item is None:
+                        continue
                     try:
                         item = next_item()
                     except StopIteration:
+                        nexts[turn] = None
+                        activations[turn].close()
+                        activations[turn] = None
                         continue
-                    produced = True
-                    still.append(next_item)
+                    cursor.produced = True
+                    received[turn] += 1
+                    cursor.turn = turn + 1
                     yield item
-                live = still
+                cursor.turn = 0
         finally:
             for activation in activations:
-                activation.close()
-        if mode == "exhaustive" or not produced:
+                if activation is not None:
+                    activation.close()
+        cursor.activations = None
+        if mode == "exhaustive" or not cursor.produced:
             return
         if mode == "permuted_cycle":
-            order = rng.permutation(n_children).tolist()
+            cursor.order = rng.permutation(n_children).tolist()
 
 
 def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: float) -> int:
@@ -113,6 +156,19 @@ def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: 
         miss = 1.0 - share
         return 1 + int(rng.binomial(min(int((rate - 1) / miss + 0.5), UNLIMITED), miss))
     return 1 + int(rng.poisson(rate - 1))
+
+
+_NOTHING = iter(())
+
+
+def _true_indices(flags: list[bool]) -> list[int]:
+    """Where ``flags`` is true (``any`` first: usually nothing is, and it is the fast check)."""
+    return [i for i, flag in enumerate(flags) if flag] if any(flags) else []
+
+def _suspension_state(opened: int, suspended: dict[int, tuple[int, int]], earlier: dict[int, int]) -> dict[str, Any]:
+    """The ending modes' suspensions as JSON values: activations opened, suspended streams, items of earlier turns."""
+    return {"opened": opened, "suspended": [[i, *suspended[i]] for i in sorted(suspended)],
+            "earlier": [[i, earlier[i]] for i in sorted(earlier)]}
 
 
 #: scales uniforms in [0, 1) so that u * total stays below total despite rounding
@@ -164,7 +220,10 @@ class _WorkingSet:
     """The state of one mix activation: which stream each slot holds, budgets, entries drawn ahead.
 
     ``open_child(i, limit)`` submits an activation of child ``i`` that will be
-    asked for at most ``limit`` items (None: unlimited), at once.
+    asked for at most ``limit`` items (None: unlimited), at once;
+    ``open_child(i, limit, number=k, skip=s)`` its activation ``k`` again,
+    after its first ``s`` items (a suspended stream resumed). A resumed run
+    calls ``open_child.reopen(i, k, child_state, limit, offset)``.
     """
 
     def __init__(self, open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, random_access=False):
@@ -173,6 +232,7 @@ class _WorkingSet:
         self.open_child, self.rate, self.dist, self.mode = open_child, rate, dist, mode
         self.prune_empty, self.rng, self.counts = prune_empty, activate_rng, counts
         self.weight_list = weights.tolist()
+        self.weights = weights
         self.active_weight = 0.0  # sum of the slots' weights
         self.n_live = 0  # slots holding an activation
         self.changed = True  # slot weights changed since the mix last looked
@@ -203,6 +263,10 @@ class _WorkingSet:
         self.number = [0] * n_slots  # the activation number in each slot
         self.earlier: dict[int, int] = {}  # items yielded by earlier turns of a suspended stream
         self.empty_run: set[int] = set()  # streams found empty since the last item
+        # the mix loop's position, for a run state: the SELECT Generator's state the
+        # current uniforms were drawn from, and (uniforms used, picks not yet taken)
+        self.uniforms_from: dict | None = None
+        self.loop: tuple[int, Any] = (0, iter(()))
 
     # -- choosing and starting activations
     def _choose(self) -> int | None:
@@ -337,6 +401,117 @@ class _WorkingSet:
                 counts[index] += int(self.taken[slot] - self.start_at[slot])
         return counts
 
+    # -- run state (docs/guide/decisions.md, section 4)
+    def state(self) -> dict[str, Any]:
+        """The working set as JSON values: Generator states, uniforms used, slots, entry queue, pool, suspensions.
+
+        Taken between items (the mix suspended at a yield). Each activation
+        opened by ``open_child`` has a ``state(received)``; a resumed
+        (suspended) one tells the state of its whole activation. The queue
+        holds the entries drawn ahead: stream, activation number, budget and
+        the activation's state (none of its items received yet); a resumed
+        run submits them again with their budgets.
+        """
+        used, remaining = self.loop
+        slots: list[Any] = []
+        for slot, index in enumerate(self.stream):
+            if index < 0:
+                slots.append(None)
+                continue
+            received, activation = int(self.taken[slot] - self.start_at[slot]), self.activation[slot]
+            left = int(self.limit[slot] - self.taken[slot])
+            slots.append([index, self.number[slot], received, left, activation.state(received)])
+        queue = [[entry.index, entry.number, entry.budget, entry.activation.state(0)] for entry in self.queue]
+        changed = np.flatnonzero(self.pool != self.weights).tolist()
+        pool = [[i, w] for i, w in zip(changed, self.pool[changed].tolist())]
+        return {
+            "activate": self.rng.bit_generator.state, "uniforms_from": self.uniforms_from,
+            "used": used - length_hint(remaining), "slots": slots, "queue": queue, "pool": pool,
+            "pruned": _true_indices(self.pruned), "active_weight": self.active_weight,
+            "empty_run": sorted(self.empty_run),
+            **_suspension_state(self.opened, self.suspended, self.earlier),
+        }
+
+    def snapshot(self) -> tuple[Any, ...]:
+        """A cheap copy of a random-access working set (arrays and lists copied, no JSON yet).
+
+        `mix_decisions` takes one at the start of each block; `snapshot_state`
+        turns it into a `state`.
+        """
+        used, remaining = self.loop
+        return (self.rng.bit_generator.state, self.uniforms_from, int(used - length_hint(remaining)), list(self.stream),
+                self.taken - self.start_at, self.limit - self.taken,
+                [(entry.index, entry.number, entry.budget) for entry in self.queue],
+                self.pool.copy(), list(self.pruned), self.active_weight, sorted(self.empty_run),
+                list(self.number), (self.opened, dict(self.suspended), dict(self.earlier)))
+
+    def snapshot_state(self, snapshot: tuple[Any, ...]) -> dict[str, Any]:
+        """The `state` of a random-access working set when `snapshot` was taken."""
+        (activate, uniforms_from, used, stream, received, left, queue, pool, pruned, active_weight, empty,
+         number, suspension) = snapshot
+        received, left = received.tolist(), left.tolist()
+        slots = [None if index < 0 else [index, number[slot], received[slot], left[slot], None]
+                 for slot, index in enumerate(stream)]
+        changed = np.flatnonzero(pool != self.weights).tolist()
+        return {
+            "activate": activate, "uniforms_from": uniforms_from, "used": used, "slots": slots,
+            "queue": [[index, number, budget, None] for index, number, budget in queue],
+            "pool": [[i, w] for i, w in zip(changed, pool[changed].tolist())],
+            "pruned": _true_indices(pruned), "active_weight": active_weight, "empty_run": empty,
+            **_suspension_state(*suspension),
+        }
+
+    def restore(self, saved: dict[str, Any], select_rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """Set the working set to ``saved`` (from `state`); the uniforms block and how many are used.
+
+        Activations are reopened with ``open_child.reopen(index, number, child_state, limit, offset)``:
+        a slot's with what is left of its budget, a queued entry's with its budget.
+        """
+        self.rng.bit_generator.state = saved["activate"]
+        for index, weight in saved["pool"]:
+            self._set_pool(index, weight)
+        for index in saved["pruned"]:
+            self.pruned[index] = True
+        self.opened = saved["opened"]
+        self.suspended = {index: (number, offset) for index, number, offset in saved["suspended"]}
+        self.earlier = {index: offset for index, offset in saved["earlier"]}
+        for slot, entry in enumerate(saved["slots"]):
+            if entry is not None:
+                index, number, received, left, child = entry
+                self.stream[slot], self.number[slot] = index, number
+                self.activation[slot] = self._reopen(index, number, child, None if left >= UNLIMITED >> 1 else left)
+                if self.random_access:
+                    self.rows[slot] = len(self.activation[slot])
+                else:
+                    self.next_item[slot] = self.activation[slot].next_function()
+                self.slot_weight[slot] = self.weight_list[index]
+                self.n_live += 1
+                self.taken[slot], self.start_at[slot], self.limit[slot] = received, 0, received + left
+        self.active_weight = saved["active_weight"]
+        self.empty_run.update(saved["empty_run"])
+        for index, number, budget, child in saved["queue"]:
+            activation = self._reopen(index, number, child, None if budget >= UNLIMITED else budget)
+            self.queue.append(Entry(index, activation, budget, number))
+        self.changed = True
+        self.uniforms_from = select_rng.bit_generator.state = saved["uniforms_from"]
+        return select_rng.random(_BLOCK), saved["used"]
+
+    def _reopen(self, index: int, number: int, child: Any, limit: int | None) -> Any:
+        """Activation ``number`` of stream ``index`` at its saved position, at most ``limit`` items asked.
+
+        ``offset`` is the items of earlier turns of a stream resumed after
+        suspension: a generator child's state counts them too (its position
+        in the whole activation), a random-access child seeks past them again.
+        """
+        return self.open_child.reopen(index, number, child, limit, self.earlier.get(index, 0))
+
+    def settle(self) -> bool:
+        """After `restore`: end the activation whose budget the last item spent; False if the mix ends."""
+        for slot, index in enumerate(self.stream):
+            if index >= 0 and self.taken[slot] == self.limit[slot]:
+                return self.end(slot, exhausted=False)
+        return True
+
     def close(self) -> None:
         for slot, index in enumerate(self.stream):
             if index >= 0:
@@ -348,44 +523,6 @@ class _WorkingSet:
                 activation.close()
         while self.queue:  # drawn ahead, never started: the mix ended
             self.queue.popleft().activation.close()
-
-
-class Resumed:
-    """A fresh start of a suspended activation that skips, when it enters a slot, the items it yielded before.
-
-    Sources yield the same items at every activation with the same identity,
-    so the items skipped are those already yielded; a source that yields
-    fewer this time simply ends. The skip waits for the slot, so a resumed
-    activation drawn ahead (in the queue) reads nothing until it is used.
-    An opener's ``skip`` for children run in the consumer (a leaf's
-    activation skips in `~combinators.execution.leaf.activate_leaf`, in the
-    worker).
-
-    >>> class Items:
-    ...     def next_function(self): return iter("abcd").__next__
-    ...     def close(self): pass
-    >>> next_item = Resumed(Items(), 3).next_function()
-    >>> next_item()
-    'd'
-    """
-
-    __slots__ = ("activation", "offset")
-
-    def __init__(self, activation: Any, offset: int):
-        self.activation, self.offset = activation, offset
-
-    def next_function(self) -> Callable[[], Any]:
-        next_item = self.activation.next_function()
-        try:
-            for _ in range(self.offset):
-                next_item()
-        except StopIteration:
-            pass
-        self.offset = 0
-        return next_item
-
-    def close(self) -> None:
-        self.activation.close()
 
 
 class ResumedRows:
@@ -427,6 +564,7 @@ def mix_items(
     activate_rng: np.random.Generator,
     counts: list[int] | None = None,
     on_start: Callable[[_WorkingSet], None] = lambda state: None,
+    resume: dict[str, Any] | None = None,
 ) -> Iterator[Any]:
     """Sample items from children by weight, over a working set (see `combinators.mix`).
 
@@ -439,6 +577,7 @@ def mix_items(
     entry order: a working set keeps `AHEAD` entries drawn ahead of need
     (except ``"single_active"``), each submitted at once with its budget as
     its limit, so that executors start activations before their slots empty.
+    ``resume`` (a `_WorkingSet.state`) starts the mix where that state was taken.
     ``counts[i]`` accumulates the items taken from child ``i`` by activations
     that ended; ``on_start(state)`` receives the working set, whose
     ``live_counts()`` includes the running ones.
@@ -451,10 +590,16 @@ def mix_items(
     on_start(state)
     next_item, taken, limit, empty_run = state.next_item, state.taken, state.limit, state.empty_run
     try:
-        state.fill()
-        uniforms, used, chunk = np.empty(0), 0, _MAX_CHUNK
+        if resume is None:
+            state.fill()
+            uniforms, used, chunk = np.empty(0), 0, _MAX_CHUNK
+        else:
+            (uniforms, used), chunk = state.restore(resume, select_rng), _MIN_CHUNK
+            if not state.settle():
+                return
         while True:
             if used >= len(uniforms):
+                state.uniforms_from = select_rng.bit_generator.state
                 uniforms, used = select_rng.random(_BLOCK), 0
             if state.changed:
                 cumulative, state.changed = state.slot_weight.cumsum(), False
@@ -463,6 +608,7 @@ def mix_items(
             picks = _inverse_cdf(cumulative, uniforms[used : used + chunk])
             used += len(picks)  # minus what is left of picks when the working set changes
             remaining = iter(picks)
+            state.loop = (used, remaining)
             chunk = min(2 * chunk, _MAX_CHUNK)
             for slot in remaining:
                 try:
@@ -544,6 +690,7 @@ def mix_decisions(
     counts: list[int] | None = None,
     on_start: Callable[[_WorkingSet], None] = lambda state: None,
     max_items: int = _BLOCK,
+    resume: dict[str, Any] | None = None,
 ) -> Iterator[Decisions]:
     """The decisions of `mix_items`, in runs of items, for children with random access.
 
@@ -556,7 +703,9 @@ def mix_decisions(
     items, handled by the same `_WorkingSet`. Between two events, the picks of
     up to ``max_items`` items are one ``searchsorted``; an event is found where
     a slot's count of picks reaches its budget left, or one more than its rows
-    left (the pick that meets its end).
+    left (the pick that meets its end). While a run is yielded and not yet
+    applied, `_WorkingSet.snapshot` is the state before it; ``resume`` (from
+    `_WorkingSet.snapshot_state`) starts there again.
 
     >>> rng = lambda k: np.random.default_rng(k)
     >>> class Rows:
@@ -573,10 +722,15 @@ def mix_decisions(
     on_start(state)
     n_slots = len(state.stream)
     try:
-        state.fill()
-        uniforms, used, chunk = np.empty(0), 0, max_items
+        if resume is None:
+            state.fill()
+            uniforms, used = np.empty(0), 0
+        else:
+            uniforms, used = state.restore(resume, select_rng)
+        chunk = max_items
         while True:
             if used >= len(uniforms):
+                state.uniforms_from = select_rng.bit_generator.state
                 uniforms, used = select_rng.random(_BLOCK), 0
             if state.changed:
                 cumulative, state.changed = state.slot_weight.cumsum(), False
@@ -591,6 +745,7 @@ def mix_decisions(
             if cut:
                 picks = picks[:cut]
                 taken = np.bincount(picks, minlength=n_slots)
+                state.loop = (used, _NOTHING)  # a snapshot here is the state before this run
                 yield Decisions(picks, np.argsort(picks, kind="stable"), taken,
                                 state.taken - state.start_at, state.activation)
                 state.taken += taken

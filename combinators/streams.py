@@ -65,14 +65,46 @@ ROUND_ROBIN_MODES = ("exhaustive", "cycle", "permuted_cycle")
 MIN_SHARE = 1e-300
 
 
+def _check_name(_: Any, __: Any, value: Any) -> None:
+    if value is not None and not (isinstance(value, str) and value):
+        msg = f"a stream's name must be a non-empty string or None, got {value!r} ({type(value).__name__})"
+        raise InvalidArgumentType(msg)
+
+
+@attrs.frozen(eq=False, repr=False)
 class Stream(Description):
     """Base class of every stream description.
 
     Operators are aliases of named functions: ``a | b`` is ``chain(a, b)``,
     ``s >> t`` is ``apply(s, t)``; ``iter(s)`` is ``combinators.iterate(s)``.
+
+    Every stream has a ``name`` (``None`` unless given by `named`): a label
+    for people, shown by ``explain()``, ``run.stats()``, progress bars and
+    errors. It changes neither the items nor the seeds.
     """
 
-    __slots__ = ()
+    name: str | None = attrs.field(default=None, kw_only=True, validator=_check_name)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # every node's repr rebuilds its expression, name included: wrap each
+        # subclass's own __repr__ once so that a name adds ``.named('...')``
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__repr__")
+        if own is not None and not getattr(own, "adds_name", False):
+            cls.__repr__ = _with_name(own)  # type: ignore[method-assign]
+
+    def named(self, name: str | None) -> "Stream":
+        """This stream with a ``name`` for people (``None`` removes it): same items, same seeds.
+
+        Raises `InvalidArgumentType` unless ``name`` is a non-empty string or None.
+
+        >>> s = from_iterable([1, 2]).named("ones and twos")
+        >>> s
+        from_iterable([1, 2]).named('ones and twos')
+        >>> s.name, list(s)
+        ('ones and twos', [1, 2])
+        """
+        return attrs.evolve(self, name=name)
 
     def __or__(self, other: object) -> "Stream":
         return chain(self, other) if isinstance(other, Stream) else NotImplemented
@@ -100,6 +132,26 @@ class Stream(Description):
 
         return self >> take(n)
 
+    def __len__(self) -> int:
+        """The number of items, when known without running (see `combinators.length`).
+
+        Raises `TypeError` (the Python convention for an unsized object) when
+        the length depends on the items or the stream is infinite.
+
+        >>> len(from_iterable("abc") | from_iterable("d"))
+        4
+        """
+        from combinators.lengths import length
+
+        n = length(self)
+        if n is None:
+            msg = f"the length of {self!r} is not known without running it (use combinators.length(s), which returns None)"
+            raise TypeError(msg)
+        return n
+
+    def __bool__(self) -> bool:
+        return True  # a description is a value, not a container: never falsy, even when unsized
+
     def __iter__(self):
         # descriptions import no executor at module level; this is the one
         # convenience that reaches the reference interpreter.
@@ -113,6 +165,18 @@ class Stream(Description):
         return ()
 
 
+def _with_name(expression: Callable[[Stream], str]) -> Callable[[Stream], str]:
+    @functools.wraps(expression)
+    def __repr__(self: Stream) -> str:
+        text = expression(self)
+        if self.name is None:
+            return text
+        return f"({text}).named({self.name!r})" if isinstance(self, Apply) else f"{text}.named({self.name!r})"
+
+    __repr__.adds_name = True  # type: ignore[attr-defined]
+    return __repr__
+
+
 def is_source(node: Stream) -> bool:
     """Whether ``node`` is a source (a leaf that yields items of its own)."""
     return isinstance(node, (Source, FromIterable, RowSource))
@@ -122,11 +186,15 @@ def is_source(node: Stream) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
-def _accepts_rng(fn: Callable[..., Any]) -> bool:
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
     try:
-        return "rng" in inspect.signature(fn).parameters
+        return name in inspect.signature(fn).parameters
     except (TypeError, ValueError):  # builtins without a signature
         return False
+
+
+def _accepts_rng(fn: Callable[..., Any]) -> bool:
+    return _accepts(fn, "rng")
 
 
 @attrs.frozen(eq=False, repr=False)
@@ -147,6 +215,16 @@ class Source(Stream):
         """Whether an activation passes ``rng=`` to ``fn``."""
         return "rng" not in self.kwargs and _accepts_rng(self.fn)
 
+    @property
+    def seeks(self) -> bool:
+        """Whether an activation passes ``start=`` to ``fn`` (a resumed activation seeks; see `stream`)."""
+        if not _accepts(self.fn, "start"):
+            return False
+        try:
+            return "start" not in inspect.signature(self.fn).bind_partial(*self.args, **self.kwargs).arguments
+        except TypeError:
+            return False
+
     def __repr__(self) -> str:
         return call_repr("stream", (self.fn, *self.args), self.kwargs)
 
@@ -157,6 +235,14 @@ def stream(fn: Callable[..., Iterable[Any]], *args: Any, **kwargs: Any) -> Sourc
     This is pescador's ``Streamer``. If ``fn`` has a parameter ``rng`` not
     bound here, each activation receives a `numpy.random.Generator` derived
     from the run's seed, the stream's position and the activation number.
+
+    If ``fn`` has a parameter ``start`` not bound here, each activation
+    passes ``start=`` the number of items to leave out: 0 normally, and the
+    items the consumer had received when a run resumes from a state
+    (`Run.state`). ``fn`` must then yield its items from that one on (the
+    same items, for the same ``rng``), which lets a resumed run seek in
+    O(1). Without it, a resumed activation calls ``fn`` again and skips the
+    items already received.
 
     Raises `InvalidArgumentType` if ``fn`` is not callable or the arguments
     do not fit its signature.
@@ -173,7 +259,13 @@ def stream(fn: Callable[..., Iterable[Any]], *args: Any, **kwargs: Any) -> Sourc
     except (TypeError, ValueError):
         signature = None
     if signature is not None:
+        try:
+            bound = signature.bind_partial(*args, **kwargs).arguments
+        except TypeError:
+            bound = {}
         extra = {"rng": None} if "rng" in signature.parameters and "rng" not in kwargs else {}
+        if "start" in signature.parameters and "start" not in bound:
+            extra["start"] = None
         try:
             signature.bind(*args, **kwargs, **extra)
         except TypeError as error:
@@ -421,7 +513,8 @@ class Chain(Stream):
 def chain(*streams: Stream, cycle: bool = False) -> Stream:
     """Each stream in turn, to exhaustion (pescador's ChainMux); ``a | b`` is ``chain(a, b)``.
 
-    Nested non-cycling chains flatten, so ``(a | b) | c == a | (b | c)``.
+    Nested non-cycling chains flatten, so ``(a | b) | c == a | (b | c)``
+    (a named chain stays a node of its own, so its name is kept).
     With ``cycle=True`` the whole chain restarts forever, with fresh
     activations; a pass that yields nothing ends it instead of spinning.
     ``chain()`` of no streams is an empty stream (as pescador's
@@ -438,7 +531,7 @@ def chain(*streams: Stream, cycle: bool = False) -> Stream:
     """
     flat: list[Stream] = []
     for s in _streams_tuple(streams, "chain()", allow_empty=True):
-        flat.extend(s.streams if isinstance(s, Chain) and not s.repeat else (s,))
+        flat.extend(s.streams if isinstance(s, Chain) and not s.repeat and s.name is None else (s,))
     return Chain(tuple(flat), repeat=bool(cycle))
 
 
@@ -560,6 +653,7 @@ def mix(
     mode: str = "with_replacement",
     dist: str = "binomial",
     prune_empty: bool = True,
+    names: Sequence[str | None] | None = None,
 ) -> Stream:
     """Sample items from several streams with weights: pescador's muxes in one.
 
@@ -604,6 +698,10 @@ def mix(
     activation yielded nothing is never activated again; a mix whose
     streams are all empty ends, it never spins.
 
+    ``names`` (one string or None per stream) names the streams, as
+    ``s.named(name)`` would: same items, and ``explain()``, ``run.stats()``
+    and errors show the names instead of positions.
+
     ``weights`` may also be passed as a final positional sequence:
     ``mix(a, b, (1, 3))``. Weights are finite, non-negative, not all zero,
     of any real numeric type; they are copied, never mutated, and
@@ -637,11 +735,25 @@ def mix(
             msg = f"mix() got weights twice: positional {streams[-1]!r} and weights={weights!r}"
             raise InvalidArgument(msg)
         *streams, weights = streams  # type: ignore[assignment]
+    if names is not None:
+        streams = _named_streams(streams, names)
     node = Mix(tuple(streams), weights, n_active, rate, mode, dist, prune_empty)
     if len(node.streams) == 1 and node.rate is None:
         only = node.streams[0]
         return only if node.mode in ("exhaustive", "first_exhausted") else only.cycle()
     return node
+
+
+def _named_streams(streams: Sequence[Any], names: Any) -> tuple[Any, ...]:
+    if isinstance(names, (str, bytes, Mapping)) or not isinstance(names, collections.abc.Sequence):
+        msg = f"mix() names must be a sequence of strings (or None), one per stream, got {names!r}"
+        raise InvalidArgumentType(msg)
+    if len(names) != len(streams):
+        msg = f"mix() needs one name per stream: {len(streams)} streams, {len(names)} names {tuple(names)!r}"
+        raise InvalidArgument(msg)
+    return tuple(
+        s.named(name) if isinstance(s, Stream) and name is not None else s for s, name in zip(streams, names)
+    )
 
 
 @attrs.frozen(eq=False, repr=False)
@@ -705,6 +817,23 @@ def apply(s: Stream, transform: Any) -> Apply:
 
     checks.instance_of("the stream of apply()", s, Stream, "a stream")
     checks.instance_of("the operand of a stream's >>", transform, Transform, "a transform")
-    if isinstance(s, Apply):
-        return Apply(s.stream, s.transforms + flatten_transforms(transform))
-    return Apply(s, flatten_transforms(transform))
+    if isinstance(s, Apply):  # the flat node keeps the name: (s >> t1).named(n) >> t2 is still n
+        base, before, name = s.stream, s.transforms, s.name
+    else:
+        base, before, name = s, (), None
+    return Apply(base, _fill_progress(base, before, flatten_transforms(transform), name), name=name)
+
+
+def _fill_progress(base: Stream, before: tuple[Any, ...], added: tuple[Any, ...], name: str | None) -> tuple[Any, ...]:
+    """``before + added``, each added `progress()` given the length and name of what it counts."""
+    from combinators.lengths import length
+    from combinators.transforms import Progress
+
+    transforms = list(before)
+    for t in added:
+        if isinstance(t, Progress) and (t.total is None or t.desc is None):
+            total = t.total if t.total is not None else length(Apply(base, tuple(transforms)) if transforms else base)
+            desc = t.desc if t.desc is not None else (name or base.name)
+            t = attrs.evolve(t, total=total, desc=desc)
+        transforms.append(t)
+    return tuple(transforms)

@@ -325,9 +325,15 @@ class Progress(Transform):
 def progress(total: int | None = None, desc: str | None = None) -> Progress:
     """Show a tqdm progress bar over the items passing through.
 
+    Applied with ``s >> progress()``, a missing ``total`` becomes the length
+    of what it counts when that is known (`combinators.length`), and a
+    missing ``desc`` the stream's name.
+
     >>> from combinators.streams import from_iterable
     >>> progress(total=3, desc="items")
     progress(total=3, desc='items')
+    >>> from_iterable("abcd").named("letters") >> take(3) >> progress()
+    from_iterable('abcd').named('letters') >> take(3) >> progress(total=3, desc='letters')
     """
     if total is not None:
         total = checks.non_negative_int("progress total", total)

@@ -170,3 +170,14 @@ def test_the_sampler_is_a_mix_of_per_class_working_sets(tmp_path):
         assert per_class.n_active == 3 and per_class.rate == 6
         assert [s.path for s in per_class.streams] == [str(tmp_path / f"class{label}-{j}.npz") for j in range(4)]
         assert block_schema(per_class) is not None  # shards of one class run on the block path
+
+
+def test_demo_plot_writes_a_picture_of_every_mix(capsys, tmp_path):
+    image = pytest.importorskip("matplotlib.image")
+    target = tmp_path / "mix.png"
+    out = demo(capsys, "--workdir", str(tmp_path / "work"), "--shards-per-class", "2", "--steps", "20",
+               "--plot", str(target))
+    assert f"plot: 11 mixes, realized vs target and running shares, in {target}" in out
+    pixels = image.imread(target)
+    assert pixels.shape[1] == 1200 and pixels.shape[0] == 11 * 320  # 12 x 3.2 inches per mix at 100 dpi
+    assert pixels[..., :3].std() > 0.05  # not blank: bars and lines on white

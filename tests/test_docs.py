@@ -1,6 +1,7 @@
 """The documentation: the site builds with --strict, its picture is current, the README keeps its promises."""
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -33,6 +34,24 @@ def test_the_site_builds_strictly(tmp_path):
     assert 'id="combinators.streams.mix"' in streams  # generated from the docstrings
     assert "&gt;&gt;&gt;" in streams and "<blockquote" not in streams  # doctests render as code
     assert (site / "guide" / "working-set.svg").exists()
+    for page in (site / "reference").glob("*/index.html"):  # each module's name once: title, not title and heading
+        headings = [re.sub(r"<[^>]+>|\s", "", h) for h in re.findall(r"<h[1-6][^>]*>(.*?)</h[1-6]>", page.read_text(), re.S)]
+        repeated = {h for h in headings if h.startswith("combinators") and headings.count(h) > 1}
+        assert not repeated, f"{page.parent.name}: {repeated}"
+    assert "github.com/combinators" not in (site / "index.html").read_text()  # no link to a repository that does not exist
+
+
+def test_every_guide_page_is_under_guide_and_in_the_nav():
+    nav = (ROOT / "mkdocs.yml").read_text()
+    pages = sorted(p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md"))
+    assert [p for p in pages if not p.startswith(("guide/", "reference/"))] == ["index.md"]
+    assert all(f" {p}\n" in nav for p in pages), [p for p in pages if f" {p}\n" not in nav]
+    assert "repo_url" not in nav
+
+
+def test_one_executor_table():
+    guide = [p.read_text() for p in (ROOT / "docs" / "guide").glob("*.md")]
+    assert sum("| `\"inprocess\"` (default) |" in text for text in guide) == 1
 
 
 def test_every_public_module_has_a_reference_page():
@@ -92,21 +111,21 @@ def test_the_test_command_installs_what_the_tests_need():
     assert "dev" in extras and "torch" in extras
 
 
-def test_the_readme_examples_run(tmp_path, monkeypatch):
-    """Each python block of the README, in order, in one namespace (as a reader would paste them)."""
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
-    assert len(blocks) >= 4
-    monkeypatch.chdir(tmp_path)  # the memoization example writes features.lmdb here
-    namespace, not_merged = {"__name__": "readme"}, []
-    for block in blocks:
-        try:
-            exec(compile(block, "README.md", "exec"), namespace)
-        except ModuleNotFoundError as error:  # a part built on another branch, not merged yet
-            assert error.name.startswith("combinators."), error
-            not_merged.append(error.name)
-    for name, value in list(namespace.items()):
-        if name.startswith("test_") and callable(value):
-            value()  # the hypothesis example is a test: run it
-    if not_merged:
-        pytest.skip(f"README examples need modules not merged yet: {not_merged}")
+def readme_blocks():
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+
+
+@pytest.mark.parametrize("index", range(len(readme_blocks())))
+def test_each_readme_example_runs_on_its_own(index, tmp_path):
+    """Each python block of the README, alone, in a fresh interpreter and an empty folder."""
+    block = readme_blocks()[index]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=120)
+    assert done.returncode == 0, f"README block {index}:\n{block}\n{done.stderr[-3000:]}"
+
+
+def test_the_readme_has_its_examples():
+    blocks = readme_blocks()
+    assert len(blocks) >= 5 and all("import combinators as c" in b or "from combinators import" in b for b in blocks)
+    assert any("c.Processes(" in b for b in blocks) and "combinators.execution." not in "".join(blocks)

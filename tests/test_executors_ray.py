@@ -1,5 +1,6 @@
 """The Ray executor with real actors on a local Ray: faults, releasing actors, the run-ahead window."""
 
+import json
 import os
 import signal
 import sys
@@ -206,3 +207,25 @@ def test_without_ray_the_error_names_the_extra(monkeypatch):
     with pytest.raises(CombinatorsError, match=r'pip install "combinators\[ray\]"'):
         Ray(workers=1)
 
+
+
+def test_a_run_state_taken_under_ray_resumes_in_process_and_back():
+    """Resume (issue 11) under Ray: an ending-mode mix with budgets, cut under Ray, resumed in-process and on Ray."""
+    sources = [c.stream(labelled_items, f"s{i}", 6 + 3 * i) for i in range(3)]
+    plan = c.mix(*sources, c.from_iterable([("r", i) for i in range(7)]), n_active=2, rate=2.0, mode="exhaustive")
+    expected = [repr(batch) for batch in c.iterate(plan, seed=3)]
+    with c.iterate(plan, seed=3, executor=Ray(workers=2)) as run:
+        first = [repr(next(run)) for _ in range(4)]
+        state = json.loads(json.dumps(run.state()))
+    with c.iterate(plan, resume=state) as resumed:
+        in_process = [repr(batch) for batch in resumed]
+    with c.iterate(plan, resume=state, executor=Ray(workers=1)) as resumed:
+        on_ray = [repr(batch) for batch in resumed]
+    assert first + in_process == expected
+    assert first + on_ray == expected
+
+
+def labelled_items(name, n):
+    """(name, 0), (name, 1)... (name, n - 1)."""
+    for index in range(n):
+        yield name, index

@@ -138,8 +138,8 @@ def test_first_exhausted_is_not_exhaustive():
 
 
 def test_a_chain_that_drops_items_in_the_library_fails(monkeypatch):
-    def chain_dropping_first_items(open_child, n_children, cycle):
-        for item in original(open_child, n_children, cycle):
+    def chain_dropping_first_items(open_child, n_children, cycle, cursor=None):
+        for item in original(open_child, n_children, cycle, cursor):
             if item[1] != 0:
                 yield item
 
@@ -179,8 +179,8 @@ def test_a_cache_duplicates_items():
 
 
 def test_a_round_robin_that_repeats_an_item_in_the_library_fails(monkeypatch):
-    def stuttering_round_robin(open_child, n_children, mode, rng):
-        for item in original(open_child, n_children, mode, rng):
+    def stuttering_round_robin(open_child, n_children, mode, rng, cursor=None):
+        for item in original(open_child, n_children, mode, rng, cursor):
             yield item
             if item == ("b", 1):
                 yield item
@@ -235,7 +235,7 @@ def test_a_mix_that_forgets_to_close_activations_in_the_library_fails(monkeypatc
 
 
 def test_activations_left_open_after_the_run_fail(monkeypatch):
-    def chain_never_closing(open_child, n_children, cycle):
+    def chain_never_closing(open_child, n_children, cycle, cursor=None):
         for index in range(n_children):
             yield from open_child(index).iterator()  # the planted bug: no close()
 

@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 
 from torch.utils.data import DataLoader  # noqa: E402
 
+import combinators as c  # noqa: E402
 from combinators import InvalidArgument, InvalidArgumentType, from_iterable, iterate, stream  # noqa: E402
 from combinators.torch import StreamDataset  # noqa: E402
 
@@ -125,3 +126,85 @@ def test_bad_worker_numbers_are_named():
         dataset.worker_stream(2, 2)
     with pytest.raises(InvalidArgument, match="-1"):
         dataset.set_epoch(-1)
+
+
+# ------------------------------------------------------------------ any plan
+
+
+def shard_rows(label, shard, n, rng):
+    """Rows of one shard: (label, shard, position, a draw from the shard's Generator)."""
+    for position in range(n):
+        yield np.array([label, shard, position, rng.integers(1_000_000)], dtype=np.int64)
+
+
+def two_level(n_active=2, rate=3):
+    """Per class, a working set of shards (n_active, rate); over classes, a weighted mix."""
+    classes = [
+        c.mix(*(c.stream(shard_rows, label, j, 5 + j) for j in range(4)), n_active=n_active, rate=rate)
+        for label in range(3)
+    ]
+    return c.mix(*classes, weights=(1, 2, 1), names=["class 0", "class 1", "class 2"])
+
+
+def batches(dataset, num_workers, batch_size=8):
+    return [b.tolist() for b in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)]
+
+
+def test_a_two_level_plan_gives_the_same_batches_for_the_same_seed():
+    dataset = StreamDataset(two_level(), seed=5, epoch_length=400)
+    first, second = batches(dataset, 2), batches(dataset, 2)
+    assert first == second and len(first) == 50 and len(dataset) == 400
+    # the DataLoader takes one batch from each worker in turn
+    per_worker = c.round_robin(*(dataset.worker_stream(k, 2) >> c.batch(8) for k in range(2)))
+    assert first == [b.tolist() for b in iterate(per_worker)]
+    rows = [row for batch in first for row in batch]
+    other_seed = batches(StreamDataset(two_level(), seed=6, epoch_length=400), 2)
+    assert other_seed != first
+    # every shard ran in exactly one worker, and the class weights held within each worker
+    worker_of = {}
+    for row in iterate(dataset.worker_stream(0, 2)):
+        worker_of[(int(row[0]), int(row[1]))] = 0
+    for row in iterate(dataset.worker_stream(1, 2)):
+        assert (int(row[0]), int(row[1])) not in worker_of
+    labels = np.array([row[0] for row in rows])
+    assert abs((labels == 1).mean() - 0.5) < 0.1
+
+
+def test_each_worker_runs_its_share_of_the_plans_sources():
+    plan = c.mix(*(c.from_iterable([i] * 3).named(f"s{i}") for i in range(5)), mode="exhaustive")
+    dataset = StreamDataset(plan, seed=0)
+    assert len(dataset) == 15
+    for workers in (0, 1, 2):
+        got = sorted(int(x) for x in DataLoader(dataset, batch_size=None, num_workers=workers))
+        assert got == sorted(i for i in range(5) for _ in range(3))  # every item once, whatever the workers
+    assert sorted(iterate(dataset.worker_stream(1, 2))) == [1, 1, 1, 3, 3, 3]
+
+
+def test_distributed_shards_split_before_workers():
+    plan = c.chain(*(c.from_iterable([i]) for i in range(8)))
+    parts = {
+        (rank, k): list(iterate(StreamDataset(plan, seed=0, shard=(rank, 2)).worker_stream(k, 2)))
+        for rank in range(2) for k in range(2)
+    }
+    assert parts == {(0, 0): [0, 4], (0, 1): [1, 5], (1, 0): [2, 6], (1, 1): [3, 7]}
+
+
+def test_an_infinite_plan_needs_an_epoch_length_and_lengths_are_honest():
+    with pytest.raises(InvalidArgument, match="infinite plan needs epoch_length"):
+        StreamDataset(c.mix(c.from_iterable("ab"), c.from_iterable("c")), seed=0)
+    batched = StreamDataset(c.mix(c.from_iterable("ab"), c.from_iterable("c"), mode="exhaustive") >> c.batch(2), seed=0)
+    with pytest.raises(TypeError, match="pass epoch_length"):
+        len(batched)  # each worker batches its own share: the count depends on the worker count
+
+
+@pytest.mark.parametrize(("args", "kwargs", "error", "match"), [
+    ((two_level(),), {"interleave": "chain"}, InvalidArgument, "apply to a list of sources"),
+    (([from_iterable("a")],), {"epoch_length": 3}, InvalidArgument, "apply to a plan"),
+    ((two_level(),), {"shard": (2, 2), "epoch_length": 3}, InvalidArgument, "rank must be < world_size"),
+    ((two_level(),), {"shard": two_level(), "epoch_length": 3}, InvalidArgumentType, "shard must be"),
+    (([from_iterable("a")],), {"weights": two_level()}, InvalidArgumentType, "got a stream"),
+    ((iter([from_iterable("a")]),), {}, InvalidArgumentType, "a plan \\(a stream\\) or a sequence"),
+])
+def test_misplaced_streams_and_options_fail_at_once(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        StreamDataset(*args, seed=0, **kwargs)

@@ -21,6 +21,7 @@ BENCHMARKS = {
     "transport": "combinators.bench.transport",
     "memo": "combinators.bench.memo",
     "executors": "combinators.bench.executors",
+    "resume": "combinators.bench.resume",
 }
 
 

@@ -21,7 +21,7 @@ from combinators.sampling import Decisions
 from combinators.streams import Chain, Mix, RowSource, Stream
 from combinators.transforms import Batch, Take
 
-__all__ = ["block_schema", "materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms"]
+__all__ = ["block_schema", "materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms", "skip_rows"]
 
 #: bytes of one block at most (rows of at least 64 and at most 4096 items)
 _BLOCK_BYTES, _MIN_ROWS, _MAX_ROWS = 1 << 21, 64, 4096
@@ -98,8 +98,11 @@ def _gather(decisions: Decisions, out: Any, offset: int) -> None:
             out[positions] = rows
 
 
-def materialize(decisions: Iterator[Decisions], schema: tuple) -> Iterator[Any]:
+def materialize(decisions: Iterator[Decisions], schema: tuple, on_block: Callable[[], None] | None = None) -> Iterator[Any]:
     """Blocks of the rows that ``decisions`` name, in order (each block a fresh array).
+
+    ``on_block()`` is called when the first run of decisions of a block has
+    come and is not yet gathered (a run state marks where the block starts).
 
     A block is handed on when it is full, or after `_MAX_RUNS` runs of
     decisions (when the working set changes often, runs are short: this
@@ -115,6 +118,8 @@ def materialize(decisions: Iterator[Decisions], schema: tuple) -> Iterator[Any]:
                 yield _cut(out, 0, filled)
             size = min(2 * size, capacity)
             out, filled, runs = _empty(schema, max(size, n)), 0, 0
+        if not filled and on_block is not None:
+            on_block()
         _gather(run, out, filled)
         filled, runs = filled + n, runs + 1
         if runs >= _MAX_RUNS:
@@ -124,12 +129,12 @@ def materialize(decisions: Iterator[Decisions], schema: tuple) -> Iterator[Any]:
         yield _cut(out, 0, filled)
 
 
-def row_blocks(source: RowSource) -> Iterator[Any]:
-    """The rows of one activation of ``source`` as fresh blocks (copies), in order."""
+def row_blocks(source: RowSource, first: int = 0) -> Iterator[Any]:
+    """The rows of one activation of ``source`` from row ``first`` on, as fresh blocks (copies), in order."""
     capacity = block_capacity(source.schema)
     rows = source.open()
     try:
-        for start in range(0, len(rows), capacity):
+        for start in range(first, len(rows), capacity):
             part = rows.rows(start, start + capacity)
             yield {k: np.array(v) for k, v in part.items()} if isinstance(part, dict) else np.array(part)
     finally:
@@ -200,18 +205,34 @@ def _batch_blocks(blocks: Iterator[Any], size: int, partial: bool) -> Iterator[A
         yield _concatenate(parts)
 
 
-def block_transforms(blocks: Iterator[Any], transforms: tuple) -> tuple[Iterator[Any], int]:
+def block_transforms(blocks: Iterator[Any], transforms: tuple, passed: int = 0) -> tuple[Iterator[Any], int]:
     """Run the leading ``take`` and ``batch`` transforms on blocks.
 
     Returns the items after them and the index of the first transform left
-    to run item by item.
+    to run item by item. ``passed`` rows went through them before (a
+    resumed run: each ``take`` lets that many fewer through).
     """
     for index, t in enumerate(transforms):
         if isinstance(t, Take):
-            blocks = _take_blocks(blocks, t.n)
+            blocks = _take_blocks(blocks, t.n - passed)
         elif isinstance(t, Batch) and t.axis is None:
             return _batch_blocks(blocks, t.size, t.partial), index + 1
         else:
             return block_rows(blocks), index
     return block_rows(blocks), len(transforms)
 
+
+
+def skip_rows(blocks: Iterator[Any], n: int) -> Iterator[Any]:
+    """``blocks`` without their first ``n`` rows (a resumed block activation); closes ``blocks``."""
+    try:
+        for block in blocks:
+            size = _length(block)
+            if n >= size:
+                n -= size
+                continue
+            yield _cut(block, n, size) if n else block
+            n = 0
+            yield from blocks
+    finally:
+        blocks.close()

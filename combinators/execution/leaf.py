@@ -7,10 +7,12 @@ number, so its items are the same wherever it runs.
 
 from __future__ import annotations
 
+import collections.abc
 import itertools
 from typing import Any, Iterable, Iterator
 
 import cloudpickle
+import numpy as np
 
 from combinators import seeding
 from combinators.errors import InvalidArgumentType
@@ -26,18 +28,31 @@ def is_leaf(node: Stream) -> bool:
     return is_source(node) or (isinstance(node, Apply) and is_source(node.stream))
 
 
-def _source_items(source: Stream, entropy: int, path: tuple[int, ...], activation: tuple[int, ...]) -> Iterable[Any]:
+def _source_items(
+    source: Stream, entropy: int, path: tuple[int, ...], activation: tuple[int, ...], start: int = 0
+) -> Iterable[Any]:
+    """The items of one activation of ``source``, from item ``start`` on (seeking where the source can)."""
     if isinstance(source, Source):
-        if source.wants_rng:
-            rng = seeding.generator(entropy, path, activation, seeding.SOURCE)
-            return source.fn(*source.args, **source.kwargs, rng=rng)
-        return source.fn(*source.args, **source.kwargs)
+        rng = {"rng": seeding.generator(entropy, path, activation, seeding.SOURCE)} if source.wants_rng else {}
+        if source.seeks:
+            return source.fn(*source.args, **source.kwargs, **rng, start=start)
+        items = source.fn(*source.args, **source.kwargs, **rng)
+        return itertools.islice(_iterable(items, source, path), start, None) if start else items
     if isinstance(source, FromIterable):
-        return source.items
+        items = source.items
+        if not start:
+            return items
+        if isinstance(items, np.ndarray):
+            return items[start:]
+        if isinstance(items, collections.abc.Sequence):
+            return map(items.__getitem__, range(start, len(items)))
+        return itertools.islice(items, start, None)
     if isinstance(source, FromArrays):
-        return (source[i] for i in range(len(source))) if isinstance(source.data, dict) else iter(source.data)
+        if isinstance(source.data, dict):
+            return (source[i] for i in range(start, len(source)))
+        return iter(source.data[start:])
     if isinstance(source, RowSource):  # shard files: read a block at a time, closed at the end
-        return block_rows(row_blocks(source))
+        return block_rows(row_blocks(source, start))
     msg = f"not a source: {source!r}"
     raise TypeError(msg)
 
@@ -108,37 +123,43 @@ def _short(value: Any) -> str:
 
 
 def activate_leaf(
-    leaf: Stream, entropy: int, path: tuple[int, ...], activation: tuple[int, ...], skip: int = 0
+    leaf: Stream, entropy: int, path: tuple[int, ...], activation: tuple[int, ...], start: int = 0
 ) -> Iterator[Any]:
-    """The items of one activation of ``leaf`` at ``path``, identified by ``activation``, after its first ``skip``.
+    """The items of one activation of ``leaf`` at ``path``, identified by ``activation``, from item ``start`` on.
 
-    ``skip`` resumes a suspended activation (the ending modes of a mix): the
-    items it yielded before are produced again and dropped here, where the
-    activation runs (in a worker under a parallel executor), so they never
-    travel; a worker's limit counts the items after them.
+    A resumed run starts a leaf activation at the number of items its
+    consumer had received: a source seeks there (`from_arrays`,
+    `from_iterable` over a sequence, a ``stream(fn)`` whose ``fn`` takes
+    ``start``) or skips that many items; a source with transforms runs them
+    from the activation's first item and skips ``start`` of their outputs.
+    A stream that an ending-mode mix resumes after its budget starts at the
+    items of its earlier turns the same way. This runs where the activation
+    runs (in a worker under `Processes` and `ZMQ`), so the items before
+    ``start`` never travel, and a worker's limit counts the items after them.
 
     >>> from combinators.streams import from_iterable
     >>> from combinators.transforms import take
     >>> list(activate_leaf(from_iterable("abc") >> take(2), 0, (), (0,)))
     ['a', 'b']
-    >>> list(activate_leaf(from_iterable("abcd"), 0, (), (0,), skip=3))
-    ['d']
+    >>> list(activate_leaf(from_iterable("abcd"), 0, (), (0,), start=2))
+    ['c', 'd']
     """
     if isinstance(leaf, Apply):
         items = _iterate(leaf.stream, entropy, (*path, 0), (*activation, 0))
-        pipeline = _Pipeline(items, run_transforms(items, leaf.transforms, entropy, path, activation))
-        if skip:
-            next(itertools.islice(pipeline.output, skip, skip), None)  # itertools' consume recipe
-        return pipeline
-    items = _iterate(leaf, entropy, path, activation)
-    if skip:
-        next(itertools.islice(items, skip, skip), None)
-    return items
+        output = run_transforms(items, leaf.transforms, entropy, path, activation)
+        return _Pipeline(items, itertools.islice(output, start, None) if start else output)
+    return _iterate(leaf, entropy, path, activation, start)
 
 
-def _iterate(source: Stream, entropy: int, path: tuple[int, ...], activation: tuple[int, ...]) -> Iterator[Any]:
-    """An iterator over a source's items; raises `InvalidArgumentType` naming the source if it has none."""
-    items = _source_items(source, entropy, path, activation)
+def _iterate(
+    source: Stream, entropy: int, path: tuple[int, ...], activation: tuple[int, ...], start: int = 0
+) -> Iterator[Any]:
+    """An iterator over a source's items from item ``start`` on; raises `InvalidArgumentType` naming the source if it has none."""
+    return _iterable(_source_items(source, entropy, path, activation, start), source, path)
+
+
+def _iterable(items: Any, source: Stream, path: tuple[int, ...]) -> Iterator[Any]:
+    """``iter(items)``, or `InvalidArgumentType` naming ``source`` when its function returned no iterable."""
     try:
         return iter(items)
     except TypeError:

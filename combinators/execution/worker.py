@@ -381,11 +381,13 @@ def make_key(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     (40 characters), as `zmq.auth.create_certificates` writes them.
 
     >>> import os, tempfile
-    >>> public, secret = make_key(os.path.join(tempfile.mkdtemp(), "cluster"))
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> public, secret = make_key(os.path.join(folder.name, "cluster"))
     >>> public.name, secret.name
     ('cluster.key', 'cluster.key_secret')
     >>> [len(key) for key in load_key(secret)]
     [40, 40]
+    >>> folder.cleanup()
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

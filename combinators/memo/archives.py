@@ -329,7 +329,7 @@ class LMDBArchive(Archive):
     cannot be decoded, `ArchiveError` when full at ``max_map_size``.
 
     >>> import tempfile
-    >>> with LMDBArchive(tempfile.mkdtemp() + "/a.lmdb") as a:
+    >>> with tempfile.TemporaryDirectory() as folder, LMDBArchive(folder + "/a.lmdb") as a:
     ...     a[b"k"] = {"x": 1}
     ...     a[b"k"], len(a), a.info(b"k").size > 0
     ({'x': 1}, 1, True)

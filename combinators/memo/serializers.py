@@ -18,10 +18,10 @@ import pickle
 from typing import Any
 
 import attrs
-import msgpack
 import numpy as np
 
 from combinators.errors import InvalidArgument, InvalidArgumentType
+from combinators.packing import Unpackable, dtype_from_spec, dtype_spec, pack, unpack
 
 __all__ = [
     "Serializer", "PickleSerializer", "NumpySerializer", "JsonSerializer", "serializer", "SERIALIZERS", "dtype_spec",
@@ -117,105 +117,6 @@ class PickleSerializer(Serializer):
         raise ValueError(msg)
 
 
-_EXT_ARRAY, _EXT_TUPLE, _EXT_SCALAR, _EXT_COMPLEX, _EXT_STR, _EXT_BYTES = 1, 2, 3, 4, 5, 6
-
-
-def dtype_spec(dtype: np.dtype) -> Any:
-    """A dtype as plain data (strings, numbers, lists, dicts): `dtype_from_spec` rebuilds it exactly.
-
-    Unlike ``dtype.descr`` it keeps overlapping and out-of-order fields,
-    alignment and metadata (when the metadata is plain data itself).
-
-    >>> d = np.dtype({"names": ["a", "b"], "formats": ["<i4", "<f4"], "offsets": [4, 0], "itemsize": 8})
-    >>> dtype_from_spec(dtype_spec(d)) == d
-    True
-    """
-    if dtype.metadata is not None:
-        return ["meta", dtype_spec(np.dtype(dtype.descr if dtype.names else dtype.str)), dict(dtype.metadata)]
-    if dtype.subdtype is not None:
-        base, shape = dtype.subdtype
-        return ["sub", dtype_spec(base), list(shape)]
-    if dtype.names is not None:
-        fields = [dtype.fields[name] for name in dtype.names]
-        return ["rec", list(dtype.names), [dtype_spec(f[0]) for f in fields], [f[1] for f in fields],
-                dtype.itemsize, dtype.isalignedstruct]
-    return dtype.str
-
-
-def dtype_from_spec(spec: Any) -> np.dtype:
-    """The dtype of a `dtype_spec` (parses strings only: no code runs)."""
-    if isinstance(spec, str):
-        return np.dtype(spec)
-    kind, *rest = spec
-    if kind == "meta":
-        return np.dtype(dtype_from_spec(rest[0]), metadata=rest[1])
-    if kind == "sub":
-        return np.dtype((dtype_from_spec(rest[0]), tuple(rest[1])))
-    if kind == "rec":
-        names, formats, offsets, itemsize, aligned = rest
-        layout = {"names": names, "formats": [dtype_from_spec(f) for f in formats], "offsets": offsets,
-                  "itemsize": itemsize}
-        return np.dtype(layout, align=aligned)
-    msg = f"unknown dtype spec {spec!r:.60}"
-    raise ValueError(msg)
-
-
-def _pack_default(value: Any) -> msgpack.ExtType:
-    """msgpack's hook for the types it has no exact form of (it is called with ``strict_types=True``)."""
-    kind = type(value)
-    if kind is tuple:
-        return msgpack.ExtType(_EXT_TUPLE, _packb(list(value)))
-    if kind is np.ndarray and not value.dtype.hasobject:
-        return msgpack.ExtType(_EXT_ARRAY, _packb([dtype_spec(value.dtype), list(value.shape), value.tobytes()]))
-    if kind is np.str_ or kind is np.bytes_:
-        return msgpack.ExtType(_EXT_STR if kind is np.str_ else _EXT_BYTES, _packb(value.item()))
-    if isinstance(value, np.generic) and not value.dtype.hasobject:
-        return msgpack.ExtType(_EXT_SCALAR, _packb([dtype_spec(value.dtype), value.tobytes()]))
-    if kind is complex:
-        return msgpack.ExtType(_EXT_COMPLEX, _packb([value.real, value.imag]))
-    raise _Refused(value)
-
-
-class _Refused(Exception):
-    def __init__(self, value: Any) -> None:
-        super().__init__(value)
-        self.value = value
-
-
-def _packb(value: Any) -> bytes:
-    return msgpack.packb(value, default=_pack_default, strict_types=True, use_bin_type=True)
-
-
-def _ext_hook(code: int, data: bytes) -> Any:
-    if code == _EXT_TUPLE:
-        return tuple(_unpackb(data))
-    if code == _EXT_ARRAY:
-        spec, shape, raw = _unpackb(data)
-        return np.frombuffer(raw, dtype=_plain_dtype(spec), count=math.prod(shape)).reshape(shape).copy()
-    if code == _EXT_SCALAR:
-        spec, raw = _unpackb(data)
-        return np.frombuffer(raw, dtype=_plain_dtype(spec), count=1)[0]
-    if code == _EXT_COMPLEX:
-        real, imag = _unpackb(data)
-        return complex(real, imag)
-    if code in (_EXT_STR, _EXT_BYTES):
-        return (np.str_ if code == _EXT_STR else np.bytes_)(_unpackb(data))
-    msg = f"unknown msgpack extension {code}"
-    raise ValueError(msg)
-
-
-def _plain_dtype(spec: Any) -> np.dtype:
-    dtype = dtype_from_spec(spec)
-    if dtype.hasobject:  # never: dumps refuses them, so this entry was not written by it
-        msg = f"an array of object dtype {dtype}"
-        raise ValueError(msg)
-    return dtype
-
-
-def _unpackb(data: bytes | memoryview) -> Any:
-    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True)
-
-
 @attrs.frozen
 class NumpySerializer(Serializer):
     """Nested dicts, lists and tuples of numpy arrays, numbers, str, bytes, bools and None; never unpickles.
@@ -242,8 +143,8 @@ class NumpySerializer(Serializer):
 
     def dumps(self, value: Any) -> bytes:
         try:
-            return b"m" + _packb(value)
-        except _Refused as refused:
+            return b"m" + pack(value)
+        except Unpackable as refused:
             bad = refused.value
             what = type(bad).__qualname__ + (" of object dtype" if isinstance(bad, (np.ndarray, np.generic)) else "")
             inside = "" if bad is value else f" inside a {type(value).__qualname__}"
@@ -257,7 +158,7 @@ class NumpySerializer(Serializer):
     def loads(self, data: memoryview | bytes) -> Any:
         tag = bytes(data[:1])
         if tag == b"m":
-            return _unpackb(memoryview(data)[1:])
+            return unpack(memoryview(data)[1:])
         stream = io.BytesIO(bytes(data[1:]))
         if tag == b"a":  # written by earlier versions
             return np.load(stream, allow_pickle=False)

@@ -1,0 +1,126 @@
+"""msgpack with numpy: arrays, numpy scalars, tuples and complex numbers, read without running code.
+
+One codec for every no-pickle store of values: the ``"numpy"`` memo
+serializer (`combinators.memo.serializers`) and the items a run state holds
+(`combinators.state_codec`). Extension types carry arrays (a `dtype_spec`,
+the shape and the raw bytes), numpy scalars, numpy ``str_``/``bytes_``,
+tuples (kept as tuples) and complex numbers; anything else raises
+`Unpackable`, and reading parses data only.
+
+>>> value = {"a": np.arange(3, dtype=np.int16), "b": (1, "x", None), "c": np.float32(1.5)}
+>>> back = unpack(pack(value))
+>>> back["a"].dtype, back["b"], type(back["c"]).__name__
+(dtype('int16'), (1, 'x', None), 'float32')
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgpack
+import numpy as np
+
+__all__ = ["pack", "unpack", "Unpackable", "dtype_spec", "dtype_from_spec"]
+
+_EXT_ARRAY, _EXT_TUPLE, _EXT_SCALAR, _EXT_COMPLEX, _EXT_STR, _EXT_BYTES = 1, 2, 3, 4, 5, 6
+
+
+def dtype_spec(dtype: np.dtype) -> Any:
+    """A dtype as plain data (strings, numbers, lists, dicts): `dtype_from_spec` rebuilds it exactly.
+
+    Unlike ``dtype.descr`` it keeps overlapping and out-of-order fields,
+    alignment and metadata (when the metadata is plain data itself).
+
+    >>> d = np.dtype({"names": ["a", "b"], "formats": ["<i4", "<f4"], "offsets": [4, 0], "itemsize": 8})
+    >>> dtype_from_spec(dtype_spec(d)) == d
+    True
+    """
+    if dtype.metadata is not None:
+        return ["meta", dtype_spec(np.dtype(dtype.descr if dtype.names else dtype.str)), dict(dtype.metadata)]
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        return ["sub", dtype_spec(base), list(shape)]
+    if dtype.names is not None:
+        fields = [dtype.fields[name] for name in dtype.names]
+        return ["rec", list(dtype.names), [dtype_spec(f[0]) for f in fields], [f[1] for f in fields],
+                dtype.itemsize, dtype.isalignedstruct]
+    return dtype.str
+
+
+def dtype_from_spec(spec: Any) -> np.dtype:
+    """The dtype of a `dtype_spec` (parses strings only: no code runs)."""
+    if isinstance(spec, str):
+        return np.dtype(spec)
+    kind, *rest = spec
+    if kind == "meta":
+        return np.dtype(dtype_from_spec(rest[0]), metadata=rest[1])
+    if kind == "sub":
+        return np.dtype((dtype_from_spec(rest[0]), tuple(rest[1])))
+    if kind == "rec":
+        names, formats, offsets, itemsize, aligned = rest
+        layout = {"names": names, "formats": [dtype_from_spec(f) for f in formats], "offsets": offsets,
+                  "itemsize": itemsize}
+        return np.dtype(layout, align=aligned)
+    msg = f"unknown dtype spec {spec!r:.60}"
+    raise ValueError(msg)
+
+
+def _default(value: Any) -> msgpack.ExtType:
+    """msgpack's hook for the types it has no exact form of (it is called with ``strict_types=True``)."""
+    kind = type(value)
+    if kind is tuple:
+        return msgpack.ExtType(_EXT_TUPLE, pack(list(value)))
+    if kind is np.ndarray and not value.dtype.hasobject:
+        return msgpack.ExtType(_EXT_ARRAY, pack([dtype_spec(value.dtype), list(value.shape), value.tobytes()]))
+    if kind is np.str_ or kind is np.bytes_:
+        return msgpack.ExtType(_EXT_STR if kind is np.str_ else _EXT_BYTES, pack(value.item()))
+    if isinstance(value, np.generic) and not value.dtype.hasobject:
+        return msgpack.ExtType(_EXT_SCALAR, pack([dtype_spec(value.dtype), value.tobytes()]))
+    if kind is complex:
+        return msgpack.ExtType(_EXT_COMPLEX, pack([value.real, value.imag]))
+    raise Unpackable(value)
+
+
+class Unpackable(Exception):
+    """A value `pack` has no form for (``.value``): each user says so in its own words."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+def pack(value: Any) -> bytes:
+    """``value`` as msgpack; raises `Unpackable` (the value) or ``OverflowError`` (an integer beyond 64 bits)."""
+    return msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True)
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == _EXT_TUPLE:
+        return tuple(unpack(data))
+    if code == _EXT_ARRAY:
+        spec, shape, raw = unpack(data)
+        return np.frombuffer(raw, dtype=_plain_dtype(spec), count=math.prod(shape)).reshape(shape).copy()
+    if code == _EXT_SCALAR:
+        spec, raw = unpack(data)
+        return np.frombuffer(raw, dtype=_plain_dtype(spec), count=1)[0]
+    if code == _EXT_COMPLEX:
+        real, imag = unpack(data)
+        return complex(real, imag)
+    if code in (_EXT_STR, _EXT_BYTES):
+        return (np.str_ if code == _EXT_STR else np.bytes_)(unpack(data))
+    msg = f"unknown msgpack extension {code}"
+    raise ValueError(msg)
+
+
+def _plain_dtype(spec: Any) -> np.dtype:
+    dtype = dtype_from_spec(spec)
+    if dtype.hasobject:  # never: dumps refuses them, so this entry was not written by it
+        msg = f"an array of object dtype {dtype}"
+        raise ValueError(msg)
+    return dtype
+
+
+def unpack(data: bytes | memoryview) -> Any:
+    """The value `pack` made ``data`` from; raises ``ValueError`` for an extension or dtype it never writes."""
+    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True)

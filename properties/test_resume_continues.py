@@ -1,0 +1,164 @@
+"""Resuming a run from its state continues with exactly the items the uninterrupted run yields.
+
+Plans come from `combinators.strategies` (mixes in every mode and dist,
+working sets, chains, round-robins, every transform, sources with ``rng``;
+ending plans, whose budgeted activations are suspended and resumed),
+with caches, batches, ``map`` with ``rng`` and block-path mixes of
+``from_arrays`` sources around them. A run is cut at up to two points (0
+and the end included); each segment runs under its own executor (in-process,
+`Processes` and `ZMQ` with 1 and 2 workers) and the state crosses
+``json.dumps``/``json.loads``. The worker pools are started once per module
+and lent to every run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import combinators as c
+from combinators import strategies
+from combinators.execution.base import Executor, Session
+from combinators.execution.processes import Processes
+from combinators.execution.zmq import ZMQ
+from test_executor_agreement import canonical  # properties/ is on sys.path (pytest's rootdir-less test modules)
+
+#: items of the uninterrupted run that the property compares (plans may be infinite)
+LIMIT = 50
+
+
+def add_noise(item, rng):
+    return (item, int(rng.integers(100)))
+
+
+def keep_some(item, rng):
+    return bool(rng.integers(3))
+
+
+class Lent(Executor):
+    """An executor whose sessions are one long-lived session, lent to each run (closed at module end)."""
+
+    def __init__(self, name, session):
+        self.name, self.session = name, session
+
+    def open(self):
+        return _Borrowed(self.session)
+
+    def __repr__(self):
+        return self.name
+
+
+class _Borrowed(Session):
+    def __init__(self, session):
+        self.session = session
+
+    def submit(self, fn, *args):
+        return self.session.submit(fn, *args)
+
+    def close(self):
+        pass  # the run closed its activations; the pool stays for the next run
+
+
+EXECUTOR_SPECS = {
+    "Processes(1)": lambda: Processes(workers=1),
+    "Processes(2)": lambda: Processes(workers=2),
+    "ZMQ(1)": lambda: ZMQ(workers=1),
+    "ZMQ(2)": lambda: ZMQ(workers=2),
+}
+_POOLS: dict[str, Lent] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_pools():
+    yield
+    for lent in _POOLS.values():
+        lent.session.close()
+    _POOLS.clear()
+
+
+def executor(name):
+    if name == "inprocess":
+        return "inprocess"
+    if name not in _POOLS:
+        _POOLS[name] = Lent(name, EXECUTOR_SPECS[name]().open())
+    return _POOLS[name]
+
+
+_offsets = iter(range(0, 10**9, 1000))
+
+
+@st.composite
+def block_mixes(draw):
+    """A mix of from_arrays sources (the block path), possibly batched."""
+    n = draw(st.integers(1, 3))
+    lengths = draw(st.lists(st.integers(0, 12), min_size=n, max_size=n))
+    base = next(_offsets)
+    sources = [c.from_arrays(np.arange(base + 100 * i, base + 100 * i + k)) for i, k in enumerate(lengths)]
+    n_active = draw(st.sampled_from([None, 1, 2]))
+    rate = None if n_active is None else draw(st.sampled_from([None, 2.0]))  # a budget needs a working set
+    mode = draw(st.sampled_from(["exhaustive", "first_exhausted", "with_replacement"]))
+    plan = c.mix(*sources, weights=draw(strategies.weights(n)), n_active=n_active, rate=rate, mode=mode)
+    return plan >> c.batch(3) if draw(st.booleans()) else plan
+
+
+@st.composite
+def plans(draw):
+    # ending plans: mixes in the ending modes whose budgets suspend and resume their streams
+    plan = draw(strategies.streams(max_depth=2, max_size=6) | strategies.ending_plans(max_depth=2, max_size=6))
+    if draw(st.booleans()):
+        plan = c.chain(plan, draw(block_mixes())) if draw(st.booleans()) else draw(block_mixes())
+    extra = draw(st.sampled_from([None, c.cache(2, prob=0.5), c.map(add_noise), c.filter(keep_some), c.batch(2)]))
+    return plan if extra is None else plan >> extra
+
+
+executor_names = st.sampled_from(["inprocess", *EXECUTOR_SPECS])
+
+
+def segments(plan, seed, cuts, names, by_max_iter):
+    """The items of the run cut at ``cuts``, each segment under its executor, states through JSON."""
+    items, state = [], None
+    bounds = [0, *cuts, LIMIT]
+    for (start, stop), name in zip(zip(bounds, bounds[1:]), names):
+        kwargs = {"seed": seed} if state is None else {"resume": json.loads(json.dumps(state))}
+        if by_max_iter:
+            with c.iterate(plan, executor=executor(name), max_iter=stop - start, **kwargs) as run:
+                items += [canonical(item) for item in run]
+                state = run.state()
+        else:
+            with c.iterate(plan, executor=executor(name), **kwargs) as run:
+                items += [canonical(item) for item in itertools.islice(run, stop - start)]
+                state = run.state()
+    return items
+
+
+def uninterrupted(plan, seed, limit):
+    """The first ``limit`` items of a run; plans whose items cannot batch together are not drawn."""
+    try:
+        with c.iterate(plan, seed=seed, max_iter=limit) as run:
+            return [canonical(item) for item in run]
+    except c.DataError:
+        assume(False)
+
+
+@given(plans(), strategies.seeds(), st.lists(st.integers(0, LIMIT), max_size=2),
+       st.lists(executor_names, min_size=3, max_size=3), st.booleans())
+def test_resumed_runs_continue_the_uninterrupted_run(plan, seed, cuts, names, by_max_iter):
+    expected = uninterrupted(plan, seed, LIMIT)
+    cuts = sorted(min(k, len(expected)) for k in cuts)
+    assert segments(plan, seed, cuts, names, by_max_iter) == expected
+
+
+@given(plans(), strategies.seeds())
+def test_state_at_the_end_resumes_to_nothing(plan, seed):
+    expected = uninterrupted(plan, seed, 2 * LIMIT)[LIMIT:]
+    with c.iterate(plan, seed=seed, max_iter=LIMIT) as run:
+        list(run)
+        state = json.loads(json.dumps(run.state()))
+    with c.iterate(plan, resume=state, max_iter=LIMIT) as resumed:
+        after = [canonical(item) for item in resumed]
+    assert after == expected
