@@ -60,6 +60,9 @@ class _Borrowed(Session):
     def submit(self, fn, *args):
         return self.session.submit(fn, *args)
 
+    def start(self, plan, extra, limit=None):  # the lent session's own start: plans once, budgets as limits
+        return self.session.start(plan, extra, limit)
+
     def close(self):
         pass  # the run closed its activations; the pool stays for the next run
 

@@ -201,3 +201,57 @@ def test_a_resumed_leaf_that_cannot_be_sent_is_named_with_the_value():
     assert "_thread.lock" in message and "activate_leaf" not in message, message
     with c.iterate(plan, resume=state) as resumed:  # in-process, nothing is sent: it continues
         assert list(resumed) == [2, 3, 4, "a", "b"]
+
+
+def counting(name, n):
+    for i in range(n):
+        yield (name, i)
+
+
+def test_the_entry_queue_travels_in_the_state_and_is_submitted_again_with_its_budgets():
+    from combinators.execution.processes import Processes
+    from combinators.sampling import AHEAD
+
+    # rate=3 suspends each activation after 3 items; its stream re-enters through the queue of entries
+    # drawn ahead, which the state carries (stream, activation number, budget, position)
+    plan = c.mix(*[c.stream(counting, k, 12) for k in range(10)], n_active=2, rate=3, dist="constant",
+                 mode="exhaustive")
+    expected = list(c.iterate(plan, seed=2))
+    with c.iterate(plan, seed=2, executor=Processes(workers=2)) as run:
+        first = [next(run) for _ in range(40)]
+        state = json.loads(json.dumps(run.state()))
+    queue = state["root"]["mix"]["working_set"]["queue"]
+    assert len(queue) == AHEAD
+    assert all(budget == 3 for _, _, budget, _ in queue)
+    assert any(child["received"] > 0 for _, _, _, child in queue)  # resumed streams wait there too
+    with c.iterate(plan, resume=state, executor=ZMQ(workers=2)) as run:
+        rest = list(run)
+        stats = run.executor_stats()
+    assert first + rest == expected
+    # every entry was submitted again with its budget as its limit, starting after the items received
+    # before (skipped in the worker): the workers produced exactly the items consumed
+    assert stats["items_received"] == len(rest) and stats["items_wasted"] == 0, stats
+
+
+def test_states_taken_after_resumes_of_suspended_streams_continue_the_run():
+    # an ending-mode mix with budgets suspends its children and resumes them after their earlier items:
+    # leaves skip them where they run, other nodes (here round-robins) are replayed; a state taken after a
+    # resume must still count the items of the earlier turns, in the slots and in the queue drawn ahead
+    children = [c.round_robin(c.stream(counting, f"{k}a", 4), c.stream(counting, f"{k}b", 3)) for k in range(3)]
+    plan = c.mix(*children, c.stream(counting, "leaf", 9), n_active=1, rate=2, dist="constant", mode="exhaustive")
+    expected = list(c.iterate(plan, seed=1))
+    assert sorted(expected) == sorted(
+        [(f"{k}{s}", i) for k in range(3) for s, n in (("a", 4), ("b", 3)) for i in range(n)]
+        + [("leaf", i) for i in range(9)]
+    )
+    for first in range(0, len(expected), 3):
+        for second in (1, 4):
+            with c.iterate(plan, seed=1, max_iter=first) as run:
+                items = list(run)
+                state = json.loads(json.dumps(run.state()))
+            with c.iterate(plan, resume=state, max_iter=second) as run:
+                items += list(run)
+                state = json.loads(json.dumps(run.state()))
+            with c.iterate(plan, resume=state) as run:
+                items += list(run)
+            assert items == expected, (first, second)
