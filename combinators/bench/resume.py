@@ -97,7 +97,9 @@ def _overhead_figures(n_sources: int, n_active: int, batches: int) -> list[Figur
             return batches * 32
         return go
 
-    with_state, without = best_rates(consume(100), consume(None), repeat=5)
+    # each order in turn: in a pair, the second function runs 1-3% faster here (warm caches)
+    first, second, third, fourth = best_rates(consume(100), consume(None), consume(None), consume(100), repeat=5)
+    with_state, without = max(first, fourth), max(second, third)
     with iterate(plan, seed=0) as run:
         hundred = _seconds(lambda: [next(run) for _ in range(100)])
         one_state = _seconds(run.state)
@@ -111,5 +113,5 @@ def run(args: argparse.Namespace) -> list[Figure]:
     quick = getattr(args, "quick", False)
     figures = _resume_figures(1_000_000 if quick else 10_000_000)
     figures += _size_figures(1000, 64, 20_000 if quick else 200_000)
-    figures += _overhead_figures(1000, 64, 600 if quick else 3000)
+    figures += _overhead_figures(1000, 64, 600 if quick else 8000)
     return figures
