@@ -616,7 +616,7 @@ def assert_working_set(
     Raises `AssertionError` with the peak, the item index at which it was
     reached and the activations open then (path, activation number,
     source), or the activations never closed, with the plan and seed;
-    `InvalidArgument` for ``n_active < 1``.
+    `InvalidArgument` for ``n_active < 0``.
 
     >>> from combinators import from_iterable, mix
     >>> files = [from_iterable(range(i, i + 5)) for i in range(0, 50, 5)]
@@ -628,7 +628,7 @@ def assert_working_set(
     ...
     """
     stream = _check_stream("assert_working_set", stream)
-    n_active = checks.positive_int("assert_working_set() n_active", n_active)
+    n_active = checks.non_negative_int("assert_working_set() n_active", n_active)  # 0: an empty plan opens nothing
     n = checks.positive_int("assert_working_set() n", n)
     monitor = Monitored(executor)
     _run(stream, seed, executor, n, monitor)
