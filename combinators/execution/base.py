@@ -17,7 +17,9 @@ import abc
 import itertools
 from typing import Any, Callable, Iterable, Iterator
 
-from combinators.errors import InvalidArgument, InvalidArgumentType
+import cloudpickle
+
+from combinators.errors import InvalidArgument, InvalidArgumentType, TransportError
 
 __all__ = ["Executor", "Session", "Activation", "LocalActivation", "InProcess", "resolve_executor", "first_items"]
 
@@ -199,3 +201,15 @@ def resolve_executor(spec: str | Executor) -> Executor:
     msg = f"executor must be a name or an Executor instance, not {spec!r} ({type(spec).__name__})"
     raise InvalidArgumentType(msg)
 
+
+def ship_activation(fn: Callable[..., Iterable[Any]], args: tuple[Any, ...], where: str) -> bytes:
+    """``(fn, args)`` pickled with cloudpickle for a worker; `TransportError` naming ``fn`` and ``where`` if it cannot be.
+
+    >>> len(ship_activation(range, (3,), "a worker")) > 0
+    True
+    """
+    try:
+        return cloudpickle.dumps((fn, args))
+    except Exception as error:
+        msg = f"cannot ship activation {fn!r} to {where}: {error}"
+        raise TransportError(msg) from error

@@ -46,7 +46,7 @@ import attrs
 import cloudpickle
 import numpy as np
 
-from combinators.errors import CombinatorsError, InvalidArgument, InvalidArgumentType, TransportError, WorkerError
+from combinators.errors import CombinatorsError, InvalidArgument, InvalidArgumentType, WorkerError
 from combinators.execution import base
 from combinators.execution._options import default_workers, positive_int, positive_number
 
@@ -357,11 +357,7 @@ class RaySession(base.Session):
         if not self._finalizer.alive:
             msg = "submit() on a closed session"
             raise WorkerError(msg)
-        try:
-            plan = cloudpickle.dumps((fn, args))
-        except Exception as error:
-            msg = f"cannot ship activation {fn!r} to a Ray actor: {error}"
-            raise TransportError(msg) from error
+        plan = base.ship_activation(fn, args, "a Ray actor")
         self._send_orphan_cancels()
         worker = min(self._workers, key=lambda worker: (worker.death is not None, worker.active))
         activation = RayActivation(self, worker, next(self._ids))

@@ -39,14 +39,13 @@ import weakref
 from typing import Any, Callable, Iterable
 
 import attrs
-import cloudpickle
 import numpy as np
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from combinators.errors import InvalidArgument, TransportError, WorkerError
 from combinators.execution import _lifetime, protocol
-from combinators.execution.base import Activation, Session
+from combinators.execution.base import Activation, Session, ship_activation
 from combinators.execution.wire import unpack_items
 from combinators.execution.worker import LocalWorker, local_worker_main
 
@@ -272,12 +271,7 @@ class RemoteSession(Session):
         if not self._finalizer.alive:
             msg = "submit() on a closed session"
             raise WorkerError(msg)
-        try:
-            plan = cloudpickle.dumps((fn, args))
-        except Exception as error:
-            msg = f"cannot ship activation {fn!r} to a worker: {error}"
-            raise TransportError(msg) from error
-        return self._submit_pickled(plan, None)
+        return self._submit_pickled(ship_activation(fn, args, "a worker"), None)
 
     def _submit_pickled(self, plan: bytes, limit: int | None) -> RemoteActivation:
         activation = self._new_activation(limit)
@@ -313,16 +307,12 @@ class RemoteSession(Session):
             raise WorkerError(msg)
         known = self._plans.get(id(plan))
         if known is None or known[1] is not plan:
-            try:
-                self._plan_pickles.append(cloudpickle.dumps(plan))
-            except Exception as error:
-                msg = f"cannot ship activation {plan[0]!r} to a worker: {error}"
-                raise TransportError(msg) from error
+            self._plan_pickles.append(ship_activation(*plan, "a worker"))
             known = self._plans[id(plan)] = (len(self._plan_pickles) - 1, plan)
         peer = self._least_loaded()
         if peer is None or not peer.ready:  # no worker has joined yet: a whole START, sent when one does
             fn, args = plan
-            return self._submit_pickled(cloudpickle.dumps((fn, (*args, *extra))), limit)
+            return self._submit_pickled(ship_activation(fn, (*args, *extra), "a worker"), limit)
         activation = self._new_activation(limit)
         activation._peer = peer
         peer.active.add(activation._id)
