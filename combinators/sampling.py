@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import itertools
 import math
 from operator import length_hint
 from typing import Any, Callable, Iterator, NamedTuple
@@ -175,13 +176,52 @@ def _suspension_state(opened: int, suspended: dict[int, tuple[int, int]], earlie
 _BELOW_ONE = 1.0 - 2.0**-50
 
 
-def _inverse_cdf(cumulative: np.ndarray, uniforms: np.ndarray) -> list[int]:
-    """Indices drawn with probabilities ``diff(cumulative)`` for uniforms in [0, 1).
+#: picks mapped at once up to this many are mapped in Python (`bisect`), beyond it with numpy
+_PYTHON_CHUNK = 64
 
-    >>> _inverse_cdf(np.cumsum([1.0, 0.0, 3.0]), np.array([0.0, 0.2, 0.25, 0.99]))
-    [0, 0, 0, 2]
+
+class _SlotMap:
+    """Maps the uniforms of a block to slots, with probabilities proportional to the slot weights.
+
+    A short run of picks (just after the working set changed) is mapped in
+    Python, by `bisect` over the cumulative weights; a long one with one
+    ``searchsorted``. Both do the same float operations (a sequential
+    cumulative sum, one product per uniform, a right-side search), so the
+    picks never depend on which one ran.
+
+    >>> uniforms = np.random.default_rng(0).random(200)
+    >>> slots = _SlotMap(uniforms)
+    >>> slots.weights([1.0, 0.0, 3.0])
+    True
+    >>> slots.picks(0, 4)
+    [2, 2, 0, 0]
+    >>> slots.picks(0, 200) == [slots.picks(i, i + 1)[0] for i in range(200)]  # numpy and bisect agree
+    True
     """
-    return cumulative.searchsorted(uniforms * (cumulative.item(-1) * _BELOW_ONE), side="right").tolist()
+
+    __slots__ = ("uniforms", "cumulative", "array", "scale")
+
+    def __init__(self, uniforms: np.ndarray):
+        self.uniforms = uniforms
+        self.cumulative: list[float] = []
+        self.array: np.ndarray | None = None
+        self.scale = 0.0
+
+    def weights(self, slot_weights: list[float]) -> bool:
+        """Map over new slot weights from now on; False when they sum to zero (nothing can be picked)."""
+        self.cumulative = list(itertools.accumulate(slot_weights))
+        self.array = None
+        self.scale = self.cumulative[-1] * _BELOW_ONE
+        return self.cumulative[-1] > 0
+
+    def picks(self, start: int, stop: int) -> list[int]:
+        """The slots of uniforms ``start:stop`` of the block."""
+        if stop - start <= _PYTHON_CHUNK:
+            cumulative, scale, right = self.cumulative, self.scale, bisect.bisect_right
+            return [right(cumulative, u * scale) for u in self.uniforms[start:stop].tolist()]
+        if self.array is None:
+            self.array = np.array(self.cumulative)
+        return self.array.searchsorted(self.uniforms[start:stop] * self.scale, side="right").tolist()
 
 
 #: entries a working set draws ahead of need (its queue of drawn-ahead entries); a fixed
@@ -249,7 +289,7 @@ class _WorkingSet:
         # activations also know their rows; the block decider reads these as arrays.
         counters = (lambda: np.zeros(n_slots, dtype=np.int64)) if random_access else (lambda: [0] * n_slots)
         self.taken, self.start_at, self.limit, self.rows = counters(), counters(), counters(), counters()
-        self.slot_weight = np.zeros(n_slots)
+        self.slot_weight = np.zeros(n_slots) if random_access else [0.0] * n_slots
         # single_active returns a stream to the pool when it leaves a slot: drawing ahead would
         # change which streams may enter, so it draws each entry when its slot empties
         self.ahead = 0 if self.all_active or mode == "single_active" else AHEAD
@@ -309,8 +349,8 @@ class _WorkingSet:
 
     def _next_entry(self) -> Entry | None:
         """The head of the queue of drawn-ahead entries (drawn now if empty), then the queue topped up."""
-        queue = self.queue
-        while queue and self.pruned[queue[0].index]:  # drawn before its stream was found empty
+        queue, pruned = self.queue, self.pruned
+        while queue and pruned[queue[0][0]]:  # drawn before its stream was found empty
             queue.popleft().activation.close()
         chosen = queue.popleft() if queue else self._draw()
         while len(queue) < self.ahead:
@@ -597,15 +637,17 @@ def mix_items(
             (uniforms, used), chunk = state.restore(resume, select_rng), _MIN_CHUNK
             if not state.settle():
                 return
+        slots = _SlotMap(uniforms)
         while True:
             if used >= len(uniforms):
                 state.uniforms_from = select_rng.bit_generator.state
                 uniforms, used = select_rng.random(_BLOCK), 0
+                slots, state.changed = _SlotMap(uniforms), True
             if state.changed:
-                cumulative, state.changed = state.slot_weight.cumsum(), False
-                if cumulative[-1] <= 0:
+                state.changed = False
+                if not slots.weights(state.slot_weight):
                     return
-            picks = _inverse_cdf(cumulative, uniforms[used : used + chunk])
+            picks = slots.picks(used, used + chunk)
             used += len(picks)  # minus what is left of picks when the working set changes
             remaining = iter(picks)
             state.loop = (used, remaining)

@@ -52,6 +52,10 @@ class Activation(abc.ABC):
 class Session(abc.ABC):
     """An open executor: runs activations until closed (also a context manager)."""
 
+    #: activations run lazily in the consumer's thread, as `InProcess` runs them: the interpreter
+    #: may then start a leaf's activation itself, without going through `start`
+    in_process = False
+
     @abc.abstractmethod
     def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> Activation:
         """Start ``fn(*args)`` and return an `Activation` over its items."""
@@ -143,6 +147,8 @@ def first_items(limit: int, fn: Callable[..., Iterable[Any]], *args: Any) -> Ite
 
 
 class _LocalSession(Session):
+    in_process = True
+
     def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> Activation:
         return LocalActivation(fn, args)
 

@@ -222,14 +222,34 @@ class Child(Activation):
         return activation_state(self.inner, self.offset + received)
 
 
+class LeafChild(LocalActivation):
+    """An in-process leaf activation as its parent holds it: a `Child` of a `LocalActivation` of
+    `activate_leaf`, in one object (a working set's replacements start one each)."""
+
+    __slots__ = ("ordinal", "offset")
+
+    def __init__(self, args: tuple[Any, ...], ordinal: int, offset: int):
+        self._fn, self._args, self._iterator, self.ordinal, self.offset = activate_leaf, args, None, ordinal, offset
+
+    def next_function(self) -> Callable[[], Any]:
+        iterator = self._iterator
+        if iterator is None:
+            iterator = self._iterator = activate_leaf(*self._args)
+            self._fn = self._args = None
+        inner = getattr(iterator, "iterator", None)
+        return (inner() if inner is not None else iterator).__next__
+
+    def state(self, received: int) -> dict[str, Any]:
+        return {"received": self.offset + received}
+
+
 class _Children:
     """Opens a node's children: ``children(i)`` starts child ``i``; its k-th activation is ``(*activation, k)``."""
 
-    __slots__ = ("node", "paths", "leaves", "activation", "ctx", "next")
+    __slots__ = ("node", "path", "leaves", "activation", "ctx", "next")
 
     def __init__(self, node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context):
-        self.node, self.activation, self.ctx, self.next = node, activation, ctx, 0
-        self.paths = [(*path, i) for i in range(len(node.children))]
+        self.node, self.path, self.activation, self.ctx, self.next = node, path, activation, ctx, 0
         # a named leaf goes through open_node, so that its errors get a note
         self.leaves = [is_leaf(child) and child.name is None for child in node.children]
 
@@ -246,8 +266,11 @@ class _Children:
             number = self.next
             self.next += 1
         if self.leaves[index]:  # the replacement's hot path: straight to the session
-            identity = (*self.activation, number)
-            leaf = self.ctx.submit_leaf(self.node.children[index], self.paths[index], identity, limit, skip)
+            identity, ctx = (*self.activation, number), self.ctx
+            if ctx.session.in_process:
+                return LeafChild((self.node.children[index], ctx.entropy, (*self.path, index), identity, skip), number,
+                                 skip)
+            leaf = ctx.submit_leaf(self.node.children[index], (*self.path, index), identity, limit, skip)
             return Child(leaf, number, skip)
         return self.reopen(index, number, {"received": skip} if skip else None, limit, skip)
 
@@ -256,7 +279,7 @@ class _Children:
         if any, counts the ``offset`` items before this child's first)."""
         identity = (*self.activation, ordinal)
         node = self.node.children[index]
-        return Child(open_node(node, self.paths[index], identity, self.ctx, saved, limit), ordinal, offset)
+        return Child(open_node(node, (*self.path, index), identity, self.ctx, saved, limit), ordinal, offset)
 
 
 class BlockActivation(Activation):
@@ -488,7 +511,7 @@ def _chain_blocks(node: Chain, path, activation, ctx) -> Iterator[Any]:
     return chain_blocks(open_child, len(children), node.repeat)
 
 
-_WITH_STATE = frozenset({NodeActivation, Child, BlockActivation, NamedActivation})
+_WITH_STATE = frozenset({NodeActivation, Child, LeafChild, BlockActivation, NamedActivation})
 
 _OPENERS: dict[type, Callable[..., Iterator[Any]]] = {
     Chain: _open_chain, RoundRobin: _open_round_robin, Mix: _open_mix, Apply: _open_apply,
