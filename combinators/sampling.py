@@ -16,6 +16,7 @@ what a mux does; every executor runs them in the consumer.
 
 from __future__ import annotations
 
+import array
 import bisect
 import collections
 import itertools
@@ -271,7 +272,8 @@ class _WorkingSet:
         self.random_access = random_access
         self.open_child, self.rate, self.dist, self.mode = open_child, rate, dist, mode
         self.prune_empty, self.rng, self.counts = prune_empty, activate_rng, counts
-        self.weight_list = weights.tolist()
+        weights = np.asarray(weights, dtype=np.float64)
+        self.weight_list = array.array("d", weights.tobytes())  # compact: one double per stream
         self.weights = weights
         self.active_weight = 0.0  # sum of the slots' weights
         self.n_live = 0  # slots holding an activation
@@ -279,8 +281,8 @@ class _WorkingSet:
         self.all_active = n_active is None
         n_slots = n if self.all_active else n_active
         self.pool = weights.copy()  # who may be activated next (working-set modes)
-        self.cumulative: list[float] | None = None  # cumsum of pool, None when stale
-        self.pruned = [False] * n
+        self.cumulative: array.array | None = None  # cumsum of pool, None when stale
+        self.pruned = bytearray(n)  # 1: found empty and out of the pool
         self.stream = [-1] * n_slots
         self.activation: list[Any] = [None] * n_slots
         self.next_item: list[Any] = [None] * n_slots
@@ -295,7 +297,7 @@ class _WorkingSet:
         self.ahead = 0 if self.all_active or mode == "single_active" else AHEAD
         self.queue: collections.deque[Entry] = collections.deque()
         self.fixed_budget = draw_budget(activate_rng, rate, dist, 1.0) if rate is None or dist == "constant" else None
-        self.shares = expected_shares(weights, n_slots).tolist() if self.fixed_budget is None else None
+        self.shares = array.array("d", expected_shares(weights, n_slots).tobytes()) if self.fixed_budget is None else None
         # ending modes: a stream whose activation spent its budget waits here with the
         # number of items it yielded, until it is drawn again and resumes after them
         self.suspended: dict[int, tuple[int, int]] = {}  # stream -> (activation number, items yielded)
@@ -311,7 +313,7 @@ class _WorkingSet:
     # -- choosing and starting activations
     def _choose(self) -> int | None:
         if self.cumulative is None:
-            self.cumulative = np.cumsum(self.pool).tolist()
+            self.cumulative = array.array("d", np.cumsum(self.pool).tobytes())
         total = self.cumulative[-1]
         if total <= 0:
             return None
@@ -411,7 +413,7 @@ class _WorkingSet:
         if exhausted and produced == 0:
             self.empty_run.add(index)
             if self.prune_empty:
-                self.pruned[index] = True
+                self.pruned[index] = 1
                 self._set_pool(index, 0.0)
         if exhausted and self.mode == "first_exhausted":
             return False
@@ -511,7 +513,7 @@ class _WorkingSet:
         for index, weight in saved["pool"]:
             self._set_pool(index, weight)
         for index in saved["pruned"]:
-            self.pruned[index] = True
+            self.pruned[index] = 1
         self.opened = saved["opened"]
         self.suspended = {index: (number, offset) for index, number, offset in saved["suspended"]}
         self.earlier = {index: offset for index, offset in saved["earlier"]}

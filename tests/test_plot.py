@@ -38,6 +38,22 @@ def test_running_share_is_recorded_at_geometric_checkpoints():
     assert abs(share[0] - 0.75) < 0.02
 
 
+def test_the_history_of_a_mix_of_many_streams_is_thinned_not_grown():
+    from combinators.execution.inprocess import HISTORY_VALUES
+
+    n = 1000
+    plan = c.mix(*[c.from_iterable(range(10**6)) for _ in range(n)], n_active=16, rate=8)
+    with c.iterate(plan, seed=0, max_iter=50_000) as run:
+        list(run)
+        stats = run.stats()[0]
+    history, totals = stats.history, stats.history.sum(axis=1)
+    # about 100 checkpoints were taken: a mix of 1000 streams keeps 8 to 9 of them, spread over the run
+    assert 2 <= len(history) <= max(8, HISTORY_VALUES // n) + 1
+    assert totals[0] == 1 and (np.diff(totals) > 0).all() and (history[-1] == stats.counts).all()
+    gaps = np.diff(np.log(totals))
+    assert gaps.max() < 3 * np.log(50_000) / (len(totals) - 1), totals  # no stretch of the log axis left bare
+
+
 def test_plot_draws_both_panels_per_mix(tmp_path):
     stats = two_level()
     figure = stats.plot(str(tmp_path / "stats.png"))

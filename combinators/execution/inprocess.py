@@ -33,6 +33,10 @@ __all__ = ["iterate", "Run", "MixStats", "Stats"]
 
 #: the running share is recorded each time the run's item count grows by this factor
 CHECKPOINT_GROWTH = 1.1
+#: counts a mix's history keeps at most (checkpoints x children, but at least 8 checkpoints): when
+#: it is full, the checkpoint closest to its neighbours is dropped, so memory does not grow with the
+#: number of sources
+HISTORY_VALUES = 4096
 
 
 class _Context:
@@ -70,11 +74,13 @@ class _Context:
             raise TransportError(f"cannot send {where(node, path)} to a worker: {why}") from error
 
     def record(self) -> None:
-        """Add every mix's current counts to its history (skipping an unchanged total)."""
+        """Add every mix's current counts to its history (skipping an unchanged total), thinned to `HISTORY_VALUES`."""
         for path in self.mix_counts:
             counts, past = self.current_counts(path), self.history.setdefault(path, [])
             if not past or past[-1].sum() != counts.sum():
                 past.append(counts)
+                if len(past) > max(8, HISTORY_VALUES // max(1, len(counts))):
+                    _thin(past)
 
     def schema(self, node: Stream) -> Any:
         """The node's block schema (None off the block path), computed once per run."""
@@ -98,6 +104,18 @@ class _Context:
         if running:
             return np.asarray(running[-1].live_counts(), dtype=np.int64)
         return np.asarray(ended, dtype=np.int64)
+
+
+def _thin(history: list[np.ndarray]) -> None:
+    """Drop the inner checkpoint closest to its neighbours on a log scale (keeps the spread of a log plot).
+
+    >>> history = [np.array([n]) for n in (1, 10, 11, 100, 1000)]
+    >>> _thin(history); [int(h[0]) for h in history]
+    [1, 10, 100, 1000]
+    """
+    totals = [int(counts.sum()) for counts in history]
+    gaps = [totals[i + 1] / max(1, totals[i - 1]) for i in range(1, len(totals) - 1)]
+    del history[1 + gaps.index(min(gaps))]
 
 
 def open_node(
@@ -251,7 +269,7 @@ class _Children:
     def __init__(self, node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context):
         self.node, self.path, self.activation, self.ctx, self.next = node, path, activation, ctx, 0
         # a named leaf goes through open_node, so that its errors get a note
-        self.leaves = [is_leaf(child) and child.name is None for child in node.children]
+        self.leaves = bytes(is_leaf(child) and child.name is None for child in node.children)
 
     def __call__(self, index: int, limit: int | None = None, number: int | None = None, skip: int = 0) -> Child:
         """Child ``index``'s next activation, of which at most ``limit`` items will be asked.
@@ -531,9 +549,12 @@ class MixStats:
     skipped) are counted again; the top mix's counts are exactly its items.
     ``history`` (int64, shape ``(n_checkpoints, n_children)``) holds the
     counts at checkpoints taken each time the run's item count grew by
-    `CHECKPOINT_GROWTH` (about 25 per tenfold growth, so memory grows with
-    the logarithm of the run's length), ending with ``counts``: the running
-    share of each child is ``history / history.sum(axis=1, keepdims=True)``.
+    `CHECKPOINT_GROWTH` (about 25 per tenfold growth), ending with
+    ``counts``: the running share of each child is
+    ``history / history.sum(axis=1, keepdims=True)``. A mix keeps at most
+    `HISTORY_VALUES` counts (but 8 checkpoints at least): when full, the
+    checkpoint closest to its neighbours (on a log scale) is dropped, so a mix
+    of many streams keeps fewer checkpoints, still spread over the run.
     """
 
     path: tuple[int, ...]

@@ -30,19 +30,39 @@ def _code_text(code: types.CodeType) -> str:
     return f"{code.co_code.hex()}|{consts}|{code.co_names}|{code.co_varnames}"
 
 
-def _parts(value: Any, out: list[Any]) -> None:
-    """The functions and arrays inside a description, in field order."""
+def _feed(value: Any, digest: Any, texts: dict[int, bytes]) -> None:
+    """Hash a description into ``digest`` field by field, without building its whole repr.
+
+    Descriptions, sequences and dicts are walked; functions and arrays are
+    hashed by `_part_text` (once per object: ``texts`` keeps them by id),
+    any other value by its repr. Memory stays that of the deepest path, not
+    of the plan's repr (a mix of 1000 sources would build a 130 KB one).
+    """
     if isinstance(value, Description):
+        digest.update(type(value).__qualname__.encode() + b"(")
         for field in attrs.fields(type(value)):
-            _parts(getattr(value, field.name), out)
+            digest.update(field.name.encode() + b"=")
+            _feed(getattr(value, field.name), digest, texts)
+        digest.update(b")")
     elif isinstance(value, (list, tuple)):
+        digest.update(b"[" if isinstance(value, list) else b"(")
         for v in value:
-            _parts(v, out)
+            _feed(v, digest, texts)
+        digest.update(b"]")
     elif isinstance(value, dict):
-        for v in value.values():
-            _parts(v, out)
+        digest.update(b"{")
+        for k, v in value.items():
+            digest.update(repr(k).encode() + b":")
+            _feed(v, digest, texts)
+        digest.update(b"}")
     elif isinstance(value, np.ndarray) or (callable(value) and not isinstance(value, type)):
-        out.append(value)
+        text = texts.get(id(value))
+        if text is None:
+            name = getattr(getattr(value, "func", value), "__qualname__", "")
+            text = texts[id(value)] = hashlib.blake2b(name.encode() + b"|" + _part_text(value), digest_size=16).digest()
+        digest.update(text)
+    else:
+        digest.update(repr(value).encode())
 
 
 def _part_text(part: Any) -> bytes:
@@ -61,7 +81,7 @@ _RECENT_SIZE = 32
 
 
 def plan_fingerprint(stream: Description) -> str:
-    """A digest of the plan's repr, of the code of its functions and of a sample of its arrays (hex, 32 characters).
+    """A digest of the plan's fields, of the code of its functions and of a sample of its arrays (hex, 32 characters).
 
     An array counts by dtype, shape and up to 4096 evenly spaced elements,
     so fingerprinting costs the same for 10 million rows as for 10 (an edit
@@ -78,11 +98,8 @@ def plan_fingerprint(stream: Description) -> str:
     recent = _RECENT.get(id(stream))
     if recent is not None and recent[0] is stream:
         return recent[1]
-    digest = hashlib.blake2b(repr(stream).encode(), digest_size=16)
-    parts: list[Any] = []
-    _parts(stream, parts)
-    for part in parts:
-        digest.update(_part_text(part))
+    digest = hashlib.blake2b(digest_size=16)
+    _feed(stream, digest, {})
     if len(_RECENT) >= _RECENT_SIZE:
         del _RECENT[next(iter(_RECENT))]
     _RECENT[id(stream)] = (stream, digest.hexdigest())
