@@ -10,7 +10,11 @@ with ``np.stack``. Figures, each measured in turns with its reference:
 2. rows of 768 float32 (3 KiB), in GB/s, against one ``np.take`` of as many
    random rows into a preallocated array (the gather bound);
 3. generator sources (the per-item path): all active; ``n_active=4,
-   rate=16``; 1000 sources with ``n_active=64, rate=16``; against the hand loop;
+   rate=16``; 1000 sources with ``n_active=64, rate=16``; against the hand
+   loop, and (informational) the working sets against the same working set
+   written by hand (`_hand_working_set`: a new generator per activation,
+   Poisson budgets, a bisect per item), which shows what the replacements
+   themselves cost;
 4. a mix of 1,000 ``from_npy`` shard files with ``n_active=16`` over a
    dataset of ``--dataset-gib`` GiB (written to a temporary folder, removed
    after): peak RSS and the most files open at once, measured in a child
@@ -20,6 +24,8 @@ with ``np.stack``. Figures, each measured in turns with its reference:
 from __future__ import annotations
 
 import argparse
+import bisect
+import itertools
 import json
 import tracemalloc
 import os
@@ -60,6 +66,39 @@ def _hand_loop(n_batches: int, weights: np.ndarray, seed: int) -> int:
                 indices, used = rng.choice(len(p), size=4096, p=p).tolist(), 0
             items.append(next(sources[indices[used]]))
             used += 1
+        {"X": np.stack([it["X"] for it in items]), "y": np.array([it["y"] for it in items])}
+    return n_batches * BATCH
+
+
+def _hand_working_set(n_batches: int, n_sources: int, n_active: int, rate: float, seed: int) -> int:
+    """The working set one would write by hand: ``n_active`` generators picked by weight, each replaced
+    by a new one (chosen by weight, budget ``1 + Poisson(rate - 1)``) once it has given its budget."""
+    rng = np.random.default_rng(seed)
+    weights = np.arange(1, n_sources + 1, dtype=float)
+    pool = np.cumsum(weights).tolist()
+    slots, left, slot_weight = [None] * n_active, [0] * n_active, [0.0] * n_active
+
+    def refill(slot: int) -> None:
+        index = bisect.bisect_right(pool, rng.random() * pool[-1])
+        slots[slot], left[slot], slot_weight[slot] = rows(index), 1 + int(rng.poisson(rate - 1)), weights[index]
+
+    for slot in range(n_active):
+        refill(slot)
+    cumulative = list(itertools.accumulate(slot_weight))
+    uniforms, used = [], 0
+    for _ in range(n_batches):
+        items = []
+        for _ in range(BATCH):
+            if used == len(uniforms):
+                uniforms, used = rng.random(4096).tolist(), 0
+            slot = bisect.bisect_right(cumulative, uniforms[used] * cumulative[-1])
+            used += 1
+            items.append(next(slots[slot]))
+            left[slot] -= 1
+            if not left[slot]:
+                slots[slot].close()
+                refill(slot)
+                cumulative = list(itertools.accumulate(slot_weight))
         {"X": np.stack([it["X"] for it in items]), "y": np.array([it["y"] for it in items])}
     return n_batches * BATCH
 
@@ -144,8 +183,10 @@ def run(args: argparse.Namespace) -> list[Figure]:
         "n_active=4 rate=16": _generator_plan(10, 4, 16),
         "1000 sources n_active=64 rate=16": _generator_plan(1000, 64, 16),
     }
-    hand, *ours = best_rates(
+    hand, hand_4, hand_64, *ours = best_rates(
         lambda: _hand_loop(n_batches, weights, 0),
+        lambda: _hand_working_set(n_batches, 10, 4, 16, 0),
+        lambda: _hand_working_set(n_batches, 1000, 64, 16, 0),
         *[(lambda p=p: _ours(p, n_batches)) for p in plans.values()],
     )
     rates = dict(zip(plans, ours))
@@ -160,6 +201,11 @@ def run(args: argparse.Namespace) -> list[Figure]:
                "samples/s", target=0.6),
         Figure("1000 generator sources n_active=64 rate=16 vs hand loop",
                rates["1000 sources n_active=64 rate=16"], hand, "samples/s", target=0.5),
+        Figure("generator sources n_active=4 rate=16 vs a hand-written working set", rates["n_active=4 rate=16"],
+               hand_4, "samples/s", note="informational: the same replacements, written by hand"),
+        Figure("1000 generator sources n_active=64 rate=16 vs a hand-written working set",
+               rates["1000 sources n_active=64 rate=16"], hand_64, "samples/s",
+               note="informational: the same replacements, written by hand"),
     ]
     peaks = {n: _peak_bytes(_generator_plan(n, 64, 16), n_batches // 4) for n in (100, 1000)}
     figures.append(Figure("peak traced memory, 1000 vs 100 generator sources", peaks[1000], peaks[100], "bytes",
