@@ -44,9 +44,10 @@ True
 
 from __future__ import annotations
 
+import math
 import pickle
 import struct
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import cloudpickle
 import msgpack
@@ -62,7 +63,7 @@ OUT_OF_BAND_BYTES = 65536
 MSGPACK_LIMIT = 2**32 - 1
 
 # msgpack extension codes
-_TUPLE, _ARRAY, _OOB_ARRAY, _SCALAR, _COMPLEX, _BIGINT, _PICKLE = range(1, 8)
+_TUPLE, _ARRAY, _OOB_ARRAY, _SCALAR, _COMPLEX, _BIGINT, _PICKLE, _ROWS = range(1, 9)
 
 #: strings are UTF-8 on the wire; lone surrogates (valid in a Python str) pass through as such
 _SURROGATES = "surrogatepass"
@@ -275,6 +276,8 @@ class _Decoder:
             return int(data)
         if code == _PICKLE:
             return pickle.loads(data)
+        if code == _ROWS:
+            return _Rows(_rows_items(_unpackb(data, self)))
         msg = f"unknown wire extension code {code}"
         raise TransportError(msg)
 
@@ -283,6 +286,140 @@ def _unpackb(data: Any, decoder: _Decoder) -> Any:
     return msgpack.unpackb(
         data, ext_hook=decoder, raw=False, strict_map_key=False, use_list=True, unicode_errors=_SURROGATES
     )
+
+
+#: the exact types a column of plain values holds (msgpack keeps each value's type)
+_PLAIN = (int, float, bool)
+#: what the items of a row group are: a bare array, a dict (str keys) or a tuple of fields
+_BARE, _RECORD, _FIELDS = range(3)
+
+
+class _Rows(list):
+    """The items of a row group, as the decoder returns them; `unpack_items` splices them in."""
+
+    __slots__ = ()
+
+
+def _column_spec(value: Any) -> tuple[np.dtype, tuple[int, ...]] | None | bool:
+    """What a column starting with ``value`` accepts: ``(dtype, shape)`` for a small C-contiguous array of
+    a plain dtype, None for a plain value (`_PLAIN`), False when ``value`` cannot be in a column."""
+    kind = type(value)
+    if kind is np.ndarray:
+        dtype = value.dtype
+        if (
+            value.ndim and value.flags.c_contiguous and 0 < value.nbytes < OUT_OF_BAND_BYTES and not dtype.hasobject
+            and dtype.metadata is None and dtype.fields is None and dtype.subdtype is None
+        ):
+            return dtype, value.shape
+        return False
+    return None if kind in _PLAIN else False
+
+
+class _RowGroup:
+    """Consecutive items alike in structure, packed column-wise: the bytes of each array field are copied
+    at once (so a source may reuse its buffers) and sent as one array of rows; plain fields as one list.
+
+    The receiver decodes a group with one call per column instead of one per array
+    (`_rows_items`); its arrays are row views of one received array per field.
+    """
+
+    __slots__ = ("kind", "keys", "specs", "columns", "count", "row_bytes")
+
+    def __init__(self, kind: int, keys: tuple[str, ...], specs: tuple[Any, ...]):
+        self.kind, self.keys, self.specs = kind, keys, specs
+        self.columns: list[list[Any]] = [[] for _ in specs]
+        self.count = 0
+        self.row_bytes = sum(9 if spec is None else spec[0].itemsize * math.prod(spec[1]) for spec in specs)
+
+    @classmethod
+    def start(cls, item: Any) -> _RowGroup | None:
+        """A group holding ``item``, or None when ``item`` is not a row (an array, or a dict with str
+        keys or a tuple of small arrays and plain values)."""
+        kind = type(item)
+        if kind is np.ndarray:
+            values: Any = (item,)
+            shape, keys = _BARE, ()
+        elif kind is dict:
+            keys = tuple(item)
+            if not all(type(key) is str for key in keys):
+                return None
+            values, shape = item.values(), _RECORD
+        elif kind is tuple:
+            values, shape, keys = item, _FIELDS, ()
+        else:
+            return None
+        specs = tuple(map(_column_spec, values))
+        if not specs or any(spec is False for spec in specs):
+            return None
+        group = cls(shape, keys, specs)
+        group.append(item)
+        return group
+
+    def append(self, item: Any) -> bool:
+        """Add ``item`` if it has the group's structure (keys, dtypes, shapes); whether it did."""
+        kind = self.kind
+        if kind == _RECORD:
+            if type(item) is not dict or len(item) != len(self.keys) or tuple(item) != self.keys:
+                return False
+            values: Any = item.values()
+        elif kind == _FIELDS:
+            if type(item) is not tuple or len(item) != len(self.specs):
+                return False
+            values = item
+        else:
+            values = (item,)
+        row = []
+        for value, spec in zip(values, self.specs):
+            if spec is None:
+                if type(value) not in _PLAIN:
+                    return False
+                row.append(value)
+                continue
+            if type(value) is not np.ndarray or value.shape != spec[1] or not value.flags.c_contiguous:
+                return False
+            dtype = value.dtype
+            if dtype is not spec[0] and (dtype != spec[0] or dtype.metadata is not None):
+                return False
+            row.append(value.tobytes())
+        for column, value in zip(self.columns, row):
+            column.append(value)
+        self.count += 1
+        return True
+
+    def pack(self, encoder: _Encoder) -> bytes:
+        """The group as one top-level msgpack value: ext ``_ROWS`` of ``[kind, keys, count, *columns]``."""
+        columns: list[Any] = []
+        for spec, column in zip(self.specs, self.columns):
+            if spec is None:
+                columns.append(column)
+            else:
+                dtype, shape = spec
+                columns.append(np.frombuffer(b"".join(column), dtype).reshape(self.count, *shape))
+        inner = _packb([self.kind, list(self.keys), self.count, *columns], encoder)
+        return msgpack.packb(_ext(_ROWS, inner))
+
+
+def _rows_items(fields: list[Any]) -> list[Any]:
+    """The items of a row group from its decoded ``[kind, keys, count, *columns]``.
+
+    Raises `TransportError` when the columns do not hold ``count`` rows each.
+    """
+    kind, keys, count, *columns = fields
+    width = len(keys) if kind == _RECORD else len(columns)
+    if not columns or width != len(columns) or (kind == _BARE and width != 1) or any(
+        len(column) != count for column in columns
+    ):
+        msg = f"a malformed row group (kind {kind!r}, {len(keys)} keys, {count!r} rows, {len(columns)} columns)"
+        raise TransportError(msg)
+    columns = [list(column) if type(column) is np.ndarray else column for column in columns]
+    if kind == _BARE:
+        return columns[0]
+    if kind == _FIELDS:
+        return list(zip(*columns))
+    if width == 1:
+        key = keys[0]
+        return [{key: value} for value in columns[0]]
+    return [dict(zip(keys, row)) for row in zip(*columns)]
 
 
 def _largest(value: Any) -> int:
@@ -319,16 +456,34 @@ class ItemPacker:
     ['ndarray', 'str']
     """
 
-    __slots__ = ("_encoder", "_packer", "_chunks", "count", "nbytes")
+    __slots__ = ("_encoder", "_packer", "_chunks", "_group", "count", "nbytes")
 
     def __init__(self, freeze: bool = False) -> None:
         self._encoder = _Encoder(freeze)
         self._packer = msgpack.Packer(default=self._encoder, strict_types=True, use_bin_type=True)
         self._chunks: list[bytes] = []
+        self._group: _RowGroup | None = None  # the row group that consecutive alike items join
         self.count = 0
         self.nbytes = 0
 
     def add(self, item: Any) -> None:
+        group = self._group
+        if group is None or not group.append(item):
+            self._close_group()
+            group = self._group = _RowGroup.start(item)
+            if group is None:
+                self._add_value(item)
+                return
+        self.count += 1
+        self.nbytes += group.row_bytes
+
+    def _close_group(self) -> None:
+        if self._group is not None:
+            self._chunks.append(self._group.pack(self._encoder))
+            self._group = None
+
+    def _add_value(self, item: Any) -> None:
+        """Encode an item that is not a row (see `_RowGroup`) on its own."""
         encoder = self._encoder
         before, before_bytes = len(encoder.buffers), encoder.nbytes
         try:
@@ -359,6 +514,7 @@ class ItemPacker:
 
     def frames(self) -> list[Any]:
         """``[header, *buffers]`` of the pending items; resets the packer."""
+        self._close_group()
         frames = [b"".join(self._chunks), *self._encoder.buffers]
         self._chunks = []
         self._encoder.buffers = []
@@ -368,14 +524,20 @@ class ItemPacker:
         return frames
 
 
-def unpack_items(frames: Sequence[Any]) -> Iterator[Any]:
-    """The items of a message made by `ItemPacker.frames` (header first, then buffers)."""
+def unpack_items(frames: Sequence[Any]) -> list[Any]:
+    """The items of a message made by `ItemPacker.frames` (header first, then buffers), in order."""
     unpacker = msgpack.Unpacker(
         ext_hook=_Decoder(frames[1:]), raw=False, strict_map_key=False, use_list=True,
         max_buffer_size=0, unicode_errors=_SURROGATES,
     )
     unpacker.feed(frames[0])
-    return unpacker
+    items: list[Any] = []
+    for value in unpacker:
+        if type(value) is _Rows:
+            items.extend(value)
+        else:
+            items.append(value)
+    return items
 
 
 def dumps(value: Any) -> list[Any]:
