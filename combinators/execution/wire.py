@@ -300,9 +300,10 @@ class _Rows(list):
     __slots__ = ()
 
 
-def _column_spec(value: Any) -> tuple[np.dtype, tuple[int, ...]] | None | bool:
-    """What a column starting with ``value`` accepts: ``(dtype, shape)`` for a small C-contiguous array of
-    a plain dtype, None for a plain value (`_PLAIN`), False when ``value`` cannot be in a column."""
+def _column_spec(value: Any) -> tuple[np.dtype, tuple[int, ...], bool] | None | bool:
+    """What a column starting with ``value`` accepts: ``(dtype, shape, ordered)`` for a small C-contiguous
+    array of a plain dtype (``ordered``: whether its order can differ, 2-d and up), None for a plain value
+    (`_PLAIN`), False when ``value`` cannot be in a column."""
     kind = type(value)
     if kind is np.ndarray:
         dtype = value.dtype
@@ -310,9 +311,19 @@ def _column_spec(value: Any) -> tuple[np.dtype, tuple[int, ...]] | None | bool:
             value.ndim and value.flags.c_contiguous and 0 < value.nbytes < OUT_OF_BAND_BYTES and not dtype.hasobject
             and dtype.metadata is None and dtype.fields is None and dtype.subdtype is None
         ):
-            return dtype, value.shape
+            return dtype, value.shape, value.ndim > 1
         return False
     return None if kind in _PLAIN else False
+
+
+def _fits(value: Any, dtype: np.dtype, shape: tuple[int, ...], ordered: bool) -> bool:
+    """Whether ``value`` belongs in a column of ``dtype`` and ``shape`` (C order if ``ordered``; a 1-d
+    array, contiguous or not, travels as its C-contiguous copy, as on its own)."""
+    if type(value) is not np.ndarray or value.shape != shape:
+        return False
+    if value.dtype is not dtype and (value.dtype != dtype or value.dtype.metadata is not None):
+        return False
+    return not ordered or value.flags.c_contiguous
 
 
 class _RowGroup:
@@ -359,7 +370,7 @@ class _RowGroup:
         """Add ``item`` if it has the group's structure (keys, dtypes, shapes); whether it did."""
         kind = self.kind
         if kind == _RECORD:
-            if type(item) is not dict or len(item) != len(self.keys) or tuple(item) != self.keys:
+            if type(item) is not dict or tuple(item) != self.keys:
                 return False
             values: Any = item.values()
         elif kind == _FIELDS:
@@ -374,13 +385,10 @@ class _RowGroup:
                 if type(value) not in _PLAIN:
                     return False
                 row.append(value)
-                continue
-            if type(value) is not np.ndarray or value.shape != spec[1] or not value.flags.c_contiguous:
+            elif _fits(value, *spec):
+                row.append(value.tobytes())
+            else:
                 return False
-            dtype = value.dtype
-            if dtype is not spec[0] and (dtype != spec[0] or dtype.metadata is not None):
-                return False
-            row.append(value.tobytes())
         for column, value in zip(self.columns, row):
             column.append(value)
         self.count += 1
@@ -393,7 +401,7 @@ class _RowGroup:
             if spec is None:
                 columns.append(column)
             else:
-                dtype, shape = spec
+                dtype, shape, _ = spec
                 columns.append(np.frombuffer(b"".join(column), dtype).reshape(self.count, *shape))
         inner = _packb([self.kind, list(self.keys), self.count, *columns], encoder)
         return msgpack.packb(_ext(_ROWS, inner))
