@@ -334,10 +334,11 @@ class _RowGroup:
     (`_rows_items`); its arrays are row views of one received array per field.
     """
 
-    __slots__ = ("kind", "keys", "specs", "columns", "count", "row_bytes")
+    __slots__ = ("kind", "keys", "specs", "single", "columns", "count", "row_bytes")
 
     def __init__(self, kind: int, keys: tuple[str, ...], specs: tuple[Any, ...]):
         self.kind, self.keys, self.specs = kind, keys, specs
+        self.single = specs[0] if len(specs) == 1 else None  # one array field: checked without a loop
         self.columns: list[list[Any]] = [[] for _ in specs]
         self.count = 0
         self.row_bytes = sum(9 if spec is None else spec[0].itemsize * math.prod(spec[1]) for spec in specs)
@@ -379,6 +380,13 @@ class _RowGroup:
             values = item
         else:
             values = (item,)
+        if self.single is not None:
+            (value,) = values
+            if not _fits(value, *self.single):
+                return False
+            self.columns[0].append(value.tobytes())
+            self.count += 1
+            return True
         row = []
         for value, spec in zip(values, self.specs):
             if spec is None:
