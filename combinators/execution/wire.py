@@ -339,7 +339,7 @@ class _RowGroup:
     def __init__(self, kind: int, keys: tuple[str, ...], specs: tuple[Any, ...]):
         self.kind, self.keys, self.specs = kind, keys, specs
         self.single = specs[0] if len(specs) == 1 else None  # one array field: checked without a loop
-        self.columns: list[list[Any]] = [[] for _ in specs]
+        self.columns: list[list[Any]] = []
         self.count = 0
         self.row_bytes = sum(9 if spec is None else spec[0].itemsize * math.prod(spec[1]) for spec in specs)
 
@@ -348,23 +348,23 @@ class _RowGroup:
         """A group holding ``item``, or None when ``item`` is not a row (an array, or a dict with str
         keys or a tuple of small arrays and plain values)."""
         kind = type(item)
-        if kind is np.ndarray:
-            values: Any = (item,)
-            shape, keys = _BARE, ()
-        elif kind is dict:
+        if kind is dict:
             keys = tuple(item)
-            if not all(type(key) is str for key in keys):
+            if set(map(type, keys)) != {str}:  # str keys only (none: an empty dict is no row)
                 return None
-            values, shape = item.values(), _RECORD
+            values, shape = tuple(item.values()), _RECORD
+        elif kind is np.ndarray:
+            values, shape, keys = (item,), _BARE, ()
         elif kind is tuple:
             values, shape, keys = item, _FIELDS, ()
         else:
             return None
         specs = tuple(map(_column_spec, values))
-        if not specs or any(spec is False for spec in specs):
+        if not specs or False in specs:
             return None
         group = cls(shape, keys, specs)
-        group.append(item)
+        group.columns = [[value if spec is None else value.tobytes()] for value, spec in zip(values, specs)]
+        group.count = 1
         return group
 
     def append(self, item: Any) -> bool:
@@ -484,22 +484,22 @@ class ItemPacker:
 
     def add(self, item: Any) -> None:
         group = self._group
-        if group is None or not group.append(item):
-            self._close_group()
-            group = self._group = _RowGroup.start(item)
-            if group is None:
-                self._add_value(item)
-                return
-        self.count += 1
-        self.nbytes += group.row_bytes
+        if group is not None and group.append(item):
+            self.count += 1
+            self.nbytes += group.row_bytes
+            return
+        self._close_group()
+        self._add_value(item)  # on its own, until an alike item follows (a group of one costs more)
+        self._group = _RowGroup.start(item)
 
     def _close_group(self) -> None:
-        if self._group is not None:
-            self._chunks.append(self._group.pack(self._encoder))
-            self._group = None
+        """Pack the open group in place of its first item's own encoding (the last chunk), if it grew."""
+        group, self._group = self._group, None
+        if group is not None and group.count > 1:
+            self._chunks[-1] = group.pack(self._encoder)
 
     def _add_value(self, item: Any) -> None:
-        """Encode an item that is not a row (see `_RowGroup`) on its own."""
+        """Encode one item on its own (raising `TransportError` with the packer as it was)."""
         encoder = self._encoder
         before, before_bytes = len(encoder.buffers), encoder.nbytes
         try:
