@@ -5,6 +5,7 @@ import datetime
 import fractions
 import threading
 
+import msgpack
 import numpy as np
 import pytest
 import zmq
@@ -278,3 +279,23 @@ def test_row_groups_bigger_than_a_frame_arrive_in_pieces(monkeypatch):
         assert session.stats()["malformed"] == 0
     assert [float(item["x"][0]) for item in received] == list(range(5000))
     assert all(item["x"].shape == (64,) and item["x"][-1] == i for i, item in enumerate(received))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [1, ["x"], 3, np.zeros((2, 4))],  # 3 rows announced, 2 sent
+        [1, ["x", "y"], 2, np.zeros((2, 4))],  # a key without its column
+        [0, [], 2, [1, 2], [3, 4]],  # a bare group of two columns
+        [2, [], 2],  # no column
+    ],
+    ids=["count", "keys", "bare-width", "empty"],
+)
+def test_a_malformed_row_group_raises_transport_error(fields):
+    """What a buggy member could send: raised as a TransportError naming the group, never mis-decoded."""
+    from combinators.execution import wire
+
+    encoder = wire._Encoder()
+    header = msgpack.packb(wire._ext(wire._ROWS, wire._packb(fields, encoder)))
+    with pytest.raises(TransportError, match="malformed row group"):
+        unpack_items([header])
