@@ -3,7 +3,11 @@
 An item becomes a msgpack *header* (bytes) plus a list of *out-of-band
 buffers*: every numpy array of at least `OUT_OF_BAND_BYTES` travels as its own
 zero-copy frame; smaller arrays are inlined in the header. Several items are
-coalesced into one message by concatenating their headers (`ItemPacker`).
+coalesced into one message by concatenating their headers (`ItemPacker`);
+consecutive items alike in structure (an array, or a dict or tuple of small
+arrays and plain numbers) become one *row group*, packed column-wise
+(`_RowGroup`): one array of rows per array field, decoded with one call per
+column, whose rows are the received items' arrays.
 
 What round-trips exactly (type, dtype, shape and values):
 
