@@ -5,6 +5,7 @@ import datetime
 import fractions
 import threading
 
+import msgpack
 import numpy as np
 import pytest
 import zmq
@@ -205,3 +206,96 @@ def test_a_failed_item_leaves_the_packer_as_it_was():
     assert packer.count == 2
     back = list(unpack_items(packer.frames()))
     assert same(back[0], _big) and back[1] == "after"
+
+
+def _rows(n, fail=False):
+    """Runs of alike items (row groups), a small buffer refilled between yields, a big array among them."""
+    buffer = np.zeros(8)
+    for i in range(n):
+        buffer[:] = i  # copied when the item is packed: what it held at the yield arrives
+        yield {"x": buffer, "label": i, "weight": i / 2, "flag": i % 2 == 0}
+        if i == n // 2:
+            yield {"x": _big, "label": i, "weight": 0.0, "flag": True}  # too big for a column: on its own
+    yield from ((np.full(3, i, np.int16), i) for i in range(n))
+    yield from (np.full((2, 2), i, np.float32) for i in range(n))
+    if fail:
+        raise ValueError("after the rows")
+
+
+def _expected_rows(n):
+    return [
+        {key: value.copy() if isinstance(value, np.ndarray) else value for key, value in item.items()}
+        if isinstance(item, dict) else item
+        for item in _rows(n)
+    ]
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_alike_items_arrive_in_order_through_a_worker(start_method):
+    n = 600  # several messages, each a few row groups
+    with Processes(workers=1, start_method=start_method).open() as session:
+        received = list(session.submit(_rows, n))
+    expected = _expected_rows(n)
+    assert len(received) == len(expected)
+    for back, item in zip(received, expected):
+        assert same(back, item)
+    first, second = received[0]["x"], received[1]["x"]  # row views of one received array: independent rows
+    assert first.flags.writeable
+    first[:] = -1.0
+    assert second[0] == 1.0 and received[0]["label"] == 0
+
+
+def test_a_fault_after_row_groups_comes_after_their_items():
+    n = 100
+    with Processes(workers=1).open() as session:
+        activation = session.submit(_rows, n, True)
+        received = [next(activation) for _ in range(3 * n + 1)]
+        with pytest.raises(ValueError, match="after the rows") as info:
+            next(activation)
+    assert all(map(same, received, _expected_rows(n)))
+    assert "_rows" in info.value.remote_traceback
+
+
+def test_a_limit_stops_a_row_group_at_its_budget():
+    with Processes(workers=1).open() as session:
+        plan = (_rows, (1000,))
+        got = [list(session.start(plan, (), limit)) for limit in (1, 37, 501)]
+    expected = _expected_rows(1000)
+    for items, limit in zip(got, (1, 37, 501)):
+        assert len(items) == limit and all(map(same, items, expected))
+
+
+def _many_rows(n):
+    for i in range(n):
+        yield {"x": np.full(64, float(i))}
+
+
+def test_row_groups_bigger_than_a_frame_arrive_in_pieces(monkeypatch):
+    from combinators.execution import protocol
+
+    monkeypatch.setattr(protocol, "FRAME_BYTES", 4096)  # fork: the worker sees it
+    with Processes(workers=1, start_method="fork").open() as session:
+        received = list(session.submit(_many_rows, 5000))  # columns of up to 1 MiB: out of band, in pieces
+        assert session.stats()["malformed"] == 0
+    assert [float(item["x"][0]) for item in received] == list(range(5000))
+    assert all(item["x"].shape == (64,) and item["x"][-1] == i for i, item in enumerate(received))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [1, ["x"], 3, np.zeros((2, 4))],  # 3 rows announced, 2 sent
+        [1, ["x", "y"], 2, np.zeros((2, 4))],  # a key without its column
+        [0, [], 2, [1, 2], [3, 4]],  # a bare group of two columns
+        [2, [], 2],  # no column
+    ],
+    ids=["count", "keys", "bare-width", "empty"],
+)
+def test_a_malformed_row_group_raises_transport_error(fields):
+    """What a buggy member could send: raised as a TransportError naming the group, never mis-decoded."""
+    from combinators.execution import wire
+
+    encoder = wire._Encoder()
+    header = msgpack.packb(wire._ext(wire._ROWS, wire._packb(fields, encoder)))
+    with pytest.raises(TransportError, match="malformed row group"):
+        unpack_items([header])

@@ -44,10 +44,19 @@ def die_with_parent() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        return _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+def _libc() -> ctypes.CDLL:
+    """The C library: the symbols already loaded in this process (``dlopen(NULL)``), which hold libc's on
+    Linux; else the library `ctypes.util.find_library` names (which runs ``ldconfig``: milliseconds
+    per worker start)."""
+    loaded = ctypes.CDLL(None, use_errno=True)
+    if hasattr(loaded, "prctl"):
+        return loaded
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 def watch_owner(owner: int, interval: float = 0.25) -> threading.Thread:

@@ -597,6 +597,7 @@ class RemoteActivation(Activation):
         session = self._session
         if session._waiting_starts >= START_BATCH:  # else they leave when the consumer must wait (_wait_for)
             session.flush()
+            session._drain()  # and what has arrived is taken in now (so start latencies tell when it came)
         while True:
             if self._messages:
                 frames = self._messages.popleft()
