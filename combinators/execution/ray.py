@@ -37,6 +37,7 @@ import math
 import os
 import pickle
 import socket
+import threading
 import time
 import traceback
 import weakref
@@ -52,9 +53,9 @@ from combinators.execution._options import default_workers, positive_int, positi
 
 __all__ = ["Ray", "RaySession", "RayActivation", "SourceActor"]
 
-#: pulls each activation keeps queued at its actor (its run-ahead window is this many, plus the one being read)
-PULLS_AHEAD = 3
-#: seconds an actor spends filling one pull before returning what it has (at least one item)
+#: items an activation without a budget may first run ahead of the consumer; doubles with each pull, up to ``prefetch``
+INITIAL_WINDOW = 16
+#: seconds a pull that found no item waits for more after the first (so that slow items still travel in batches)
 FLUSH_INTERVAL = 0.005
 #: the size counted for an item part that is not an array, bytes or str
 _SMALL = 64
@@ -172,58 +173,188 @@ def connect(ray: Any, executor: Ray) -> None:
         raise WorkerError(msg) from error
 
 
+class _Running:
+    """One activation inside an actor: its plan or generator, the items made ahead, its budget and window."""
+
+    __slots__ = ("plan", "iterator", "buffer", "nbytes", "made", "taken", "left", "ahead", "window", "ended",
+                 "fault", "waiting", "busy", "cancelled")
+
+    def __init__(self, plan: tuple[Any, tuple[Any, ...]], limit: int, window: tuple[int, int]):
+        self.plan: tuple[Any, tuple[Any, ...]] | None = plan
+        self.iterator: Iterator[Any] | None = None
+        self.buffer: collections.deque[tuple[Any, int]] = collections.deque()  # (item, its size) made, not pulled
+        self.nbytes = 0  # the buffered items' size
+        self.made = self.taken = 0  # items made; items the consumer had taken at its last pull
+        self.left = limit or -1  # items it may still make (its budget; -1: no limit)
+        # items it may make ahead of the consumer: its whole budget when that fits the prefetch window
+        # (all of it will be taken unless the run stops), else a window that doubles with each pull
+        self.ahead = limit if 0 < limit <= window[0] else min(INITIAL_WINDOW, window[0])
+        self.window = window  # (most items ahead of the consumer, most bytes buffered)
+        self.ended = False
+        self.fault: tuple[bytes, str, str, str] | None = None
+        self.waiting = self.busy = self.cancelled = False
+
+    def has_room(self) -> bool:
+        """Whether the producer may make its next item: budget left, and within the window (or a pull waits)."""
+        if self.ended or self.busy or self.left == 0:
+            return False
+        if self.waiting and not self.buffer:
+            return True
+        return self.made - self.taken < self.ahead and self.nbytes < self.window[1]
+
+
 class SourceActor:
-    """A Ray actor that runs activations and returns their items in pulls (see the module docstring)."""
+    """A Ray actor that runs activations ahead of the consumer in a producer thread; calls drain them.
+
+    One thread (Ray's) answers the calls in order; the producer thread makes
+    items for the actor's activations, the most starved first (a waiting pull,
+    then the fewest items ahead), each within its window and budget.
+    """
 
     def __init__(self) -> None:
-        self._running: dict[int, Iterator[Any]] = {}
-        self._faults: dict[int, tuple[bytes, str, str, str]] = {}
+        self._changed = threading.Condition()
+        self._running: dict[int, _Running] = {}
+        self._plans: dict[int, tuple[Any, tuple[Any, ...]]] = {}
+        threading.Thread(target=self._produce, name="combinators-producer", daemon=True).start()
 
     def where(self) -> tuple[int, str]:
         """This actor's process id and host name (also tells the consumer the actor is up)."""
         return os.getpid(), socket.gethostname()
 
-    def start(self, activation_id: int, plan: bytes) -> None:
-        """Unpickle ``(fn, args)`` and start ``fn(*args)``; a failure is reported at the next pull."""
+    def start(
+        self, activation_id: int, plan: tuple[int, bytes | None], extra: tuple[Any, ...], limit: int,
+        window: tuple[int, int],
+    ) -> tuple[list[Any], bool, tuple[bytes, str, str, str] | None]:
+        """Start ``fn(*args, *extra)`` (``plan``: its number, and its pickle the first time), making at most
+        ``limit`` items (0: no limit); its first item, as `pull` returns it."""
+        number, pickled = plan
         try:
-            fn, args = cloudpickle.loads(plan)
-            self._running[activation_id] = iter(fn(*args))
+            if pickled is None:
+                fn, args = self._plans[number]
+            else:
+                fn, args = cloudpickle.loads(pickled)
+                if number >= 0:  # a plan of the run's, kept for its next activations (-1: a one-off submit)
+                    self._plans[number] = (fn, args)
         except BaseException as error:  # noqa: BLE001 - reported to the consumer
-            self._faults[activation_id] = fault_report(error)
+            return [], True, fault_report(error)
+        with self._changed:
+            self._running[activation_id] = _Running((fn, (*args, *extra)), limit, window)
+            self._changed.notify_all()
+        return self.pull(activation_id, 0, 1, 1)
 
     def pull(
-        self, activation_id: int, max_items: int, max_bytes: int
+        self, activation_id: int, taken: int, max_items: int, max_bytes: int
     ) -> tuple[list[Any], bool, tuple[bytes, str, str, str] | None]:
-        """Up to ``max_items`` items (``max_bytes`` bytes, `FLUSH_INTERVAL` s): ``(items, ended, fault)``."""
-        iterator = self._running.get(activation_id)
-        if iterator is None:
-            return [], True, self._faults.pop(activation_id, None)
-        items: list[Any] = []
-        nbytes, deadline = 0, time.perf_counter() + FLUSH_INTERVAL
-        try:
-            while len(items) < max_items:
-                item = next(iterator)
-                items.append(item)
-                nbytes += item_bytes(item)
-                if nbytes >= max_bytes or time.perf_counter() >= deadline:
-                    break
-        except StopIteration:
-            del self._running[activation_id]
-            return items, True, None
-        except BaseException as error:  # noqa: BLE001 - reported to the consumer
-            self.cancel(activation_id)
-            return items, True, fault_report(error)
-        return items, False, None
+        """The items made so far, up to ``max_items`` items and ``max_bytes`` bytes: ``(items, ended, fault)``.
 
-    def cancel(self, activation_id: int) -> None:
-        """Close the activation's generator (its ``finally`` blocks run here)."""
-        self._faults.pop(activation_id, None)
-        close = getattr(self._running.pop(activation_id, None), "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:  # a generator whose cleanup fails must not take the actor down
-                pass
+        ``taken`` is how many items the consumer had taken. With none made
+        yet, waits for one, then up to `FLUSH_INTERVAL` s for more.
+        """
+        with self._changed:
+            running = self._running.get(activation_id)
+            if running is None:
+                return [], True, None
+            running.taken = max(running.taken, taken)
+            running.ahead = min(2 * running.ahead, max(running.ahead, running.window[0]))
+            self._changed.notify_all()
+            if not running.buffer and not running.ended:
+                self._wait_for_items(running, max_items, max_bytes)
+            items: list[Any] = []
+            nbytes = 0
+            while running.buffer and len(items) < max_items and nbytes < max_bytes:
+                item, size = running.buffer.popleft()
+                items.append(item)
+                nbytes += size
+            running.nbytes -= nbytes
+            self._changed.notify_all()
+            if running.ended and not running.buffer:
+                del self._running[activation_id]
+                return items, True, running.fault
+            return items, False, None
+
+    def _wait_for_items(self, running: _Running, max_items: int, max_bytes: int) -> None:
+        running.waiting = True
+        self._changed.notify_all()
+        self._changed.wait_for(lambda: running.buffer or running.ended)
+        deadline = time.monotonic() + FLUSH_INTERVAL
+        while not running.ended and len(running.buffer) < max_items and running.nbytes < max_bytes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._changed.wait(remaining)
+        running.waiting = False
+
+    def cancel(self, activation_id: int) -> int:
+        """Stop the activation: its generator is closed (its ``finally`` blocks run here); how many items it
+        made (0 if it had ended)."""
+        with self._changed:
+            running = self._running.pop(activation_id, None)
+            if running is None:
+                return 0
+            running.cancelled = True
+            if running.busy:  # the producer is making its item: it closes the generator after
+                return running.made
+        _close(running.iterator)
+        return running.made
+
+    def _produce(self) -> None:
+        """The producer thread: make the next item of the most starved activation with room, forever."""
+        while True:
+            with self._changed:
+                running = self._changed.wait_for(self._pick)
+                running.busy = True
+            item, size, ended, fault = self._make(running)
+            with self._changed:
+                running.busy = False
+                if running.cancelled:
+                    ended = True
+                elif size >= 0:
+                    running.buffer.append((item, size))
+                    running.nbytes += size
+                    running.made += 1
+                    running.left -= 1
+                    ended = running.left == 0
+                if ended:
+                    running.ended, running.fault = True, fault
+                self._changed.notify_all()
+            if ended:
+                _close(running.iterator)
+                running.iterator = None
+
+    def _pick(self) -> _Running | None:
+        """The activation to make an item for next: one a pull waits for, else the fewest ahead; None if none may."""
+        best, best_key = None, None
+        for running in self._running.values():
+            if running.has_room():
+                key = (not running.waiting, running.made - running.taken)
+                if best_key is None or key < best_key:
+                    best, best_key = running, key
+        return best
+
+    @staticmethod
+    def _make(running: _Running) -> tuple[Any, int, bool, tuple[bytes, str, str, str] | None]:
+        """``running``'s next item: ``(item, size, False, None)``, or ``(None, -1, True, fault or None)`` at its end."""
+        try:
+            if running.iterator is None:
+                fn, args = running.plan
+                running.plan = None
+                running.iterator = iter(fn(*args))
+            item = next(running.iterator)
+            return item, item_bytes(item), False, None
+        except StopIteration:
+            return None, -1, True, None
+        except BaseException as error:  # noqa: BLE001 - reported to the consumer
+            return None, -1, True, fault_report(error)
+
+
+def _close(iterator: Any) -> None:
+    """Close a generator; one whose cleanup fails must not take the actor down."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            pass
 
 
 def item_bytes(item: Any) -> int:
@@ -278,7 +409,7 @@ def _first_line(error: BaseException) -> str:
 class _Worker:
     """One actor as the session sees it."""
 
-    __slots__ = ("handle", "name", "pid", "host", "active", "death")
+    __slots__ = ("handle", "name", "pid", "host", "active", "death", "plans")
 
     def __init__(self, handle: Any, name: str):
         self.handle, self.name = handle, name
@@ -286,6 +417,7 @@ class _Worker:
         self.host = "?"
         self.active = 0
         self.death: WorkerError | None = None  # why it died, once the session knows
+        self.plans: set[int] = set()  # the run's plans this actor has
 
     def describe(self) -> str:
         return f"Ray actor {self.name} (pid {self.pid} on {self.host})"
@@ -303,6 +435,41 @@ def _kill(ray: Any, handles: list[Any], owner: int) -> None:
     handles.clear()
 
 
+class _Flow:
+    """A session's activity: activations started, items received and made for nothing, start latencies."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.received = 0  # items that reached the consumer
+        self.wasted = 0  # items made by actors that the consumer never took (of activations closed early)
+        self.latencies: list[float] = []  # seconds from start to the first item of each activation
+        self.cancels: list[tuple[Any, int, int]] = []  # (a cancel's ref, giving what the actor made; items received, taken)
+
+    def settle(self, ray: Any, timeout: float) -> None:
+        """Count the waste of the cancels that answered within ``timeout`` s."""
+        if not self.cancels:
+            return
+        refs = [cancel[0] for cancel in self.cancels]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        done = set(ready)
+        for ref, received, taken in [cancel for cancel in self.cancels if cancel[0] in done]:
+            try:
+                made = ray.get(ref)
+            except ray.exceptions.RayError:  # the actor died meanwhile
+                made = 0
+            self.wasted += max(made, received) - taken
+        self.cancels = [cancel for cancel in self.cancels if cancel[0] not in done]
+
+    def figures(self) -> dict[str, float]:
+        """``activations``, ``items_received``, ``items_wasted`` and the median and 99th percentile of
+        ``start_latency_ms`` (start to the first item in the consumer's object store)."""
+        latency = np.percentile(self.latencies, [50, 99]) * 1000 if self.latencies else [np.nan, np.nan]
+        return {
+            "activations": self.started, "items_received": self.received, "items_wasted": self.wasted,
+            "start_latency_median_ms": float(latency[0]), "start_latency_p99_ms": float(latency[1]),
+        }
+
+
 class RaySession(base.Session):
     """A session whose activations run in Ray actors it created; see the module docstring.
 
@@ -315,8 +482,10 @@ class RaySession(base.Session):
         connect(ray, executor)
         self._executor = executor
         self._ids = itertools.count()
-        self._orphans: list[tuple[_Worker, int]] = []
+        self._plans: dict[int, tuple[int, Any, bytes]] = {}  # id(plan) -> (its number, plan, its pickle)
+        self._orphans: list[tuple[_Worker, int, int, int]] = []
         self._activations: weakref.WeakSet[RayActivation] = weakref.WeakSet()
+        self.flow = _Flow()
         handles: list[Any] = []
         self._finalizer = weakref.finalize(self, _kill, ray, handles, os.getpid())
         actor_class, options = ray.remote(SourceActor), executor.actor_options()
@@ -354,24 +523,51 @@ class RaySession(base.Session):
 
     def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> RayActivation:
         """Start ``fn(*args)`` in the least-loaded actor now; an iterator over its items."""
+        self._check_open("submit")
+        return self._launch(-1, base.ship_activation(fn, args, "a Ray actor"), (), None)
+
+    def start(
+        self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]], extra: tuple[Any, ...], limit: int | None = None
+    ) -> RayActivation:
+        """Start ``fn(*args, *extra)`` (``plan = (fn, args)``) in the least-loaded actor, which makes at most
+        ``limit`` items. ``plan`` is pickled once per session and sent once per actor."""
+        self._check_open("start")
+        known = self._plans.get(id(plan))
+        if known is None:  # the dict keeps ``plan`` alive, so its id is not reused
+            known = self._plans[id(plan)] = (len(self._plans), plan, base.ship_activation(*plan, "a Ray actor"))
+        return self._launch(known[0], known[2], extra, limit)
+
+    def _check_open(self, what: str) -> None:
         if not self._finalizer.alive:
-            msg = "submit() on a closed session"
+            msg = f"{what}() on a closed session"
             raise WorkerError(msg)
-        plan = base.ship_activation(fn, args, "a Ray actor")
+
+    def _launch(self, number: int, pickled: bytes, extra: tuple[Any, ...], limit: int | None) -> RayActivation:
+        """Start plan ``number`` (-1: a one-off, ``pickled``) with ``extra`` in the least-loaded actor."""
         self._send_orphan_cancels()
         worker = min(self._workers, key=lambda worker: (worker.death is not None, worker.active))
         activation = RayActivation(self, worker, next(self._ids))
         self._activations.add(activation)
         worker.active += 1
+        self.flow.started += 1
         if worker.death is not None:
             activation._fail(WorkerError(f"every actor of this session has died; the last: {worker.death}"))
             return activation
+        if number in worker.plans:
+            shipped: tuple[int, bytes | None] = (number, None)
+        else:
+            shipped = (number, pickled)
+            if number >= 0:
+                worker.plans.add(number)
+        window = (self._executor.prefetch, self._executor.prefetch_bytes)
         try:
-            worker.handle.start.remote(activation._id, plan)
+            ref = worker.handle.start.remote(activation._id, shipped, extra, limit or 0, window)
         except Exception as error:
             activation._fail(self._lost(worker, error))
             return activation
-        activation._pull_ahead()
+        started = time.perf_counter()
+        ref.future().add_done_callback(lambda _: self.flow.latencies.append(time.perf_counter() - started))
+        activation._pending = ref
         return activation
 
     def _get(self, ref: Any, worker: _Worker) -> tuple[list[Any], bool, tuple[bytes, str, str, str] | None]:
@@ -394,24 +590,33 @@ class RaySession(base.Session):
 
     def _send_orphan_cancels(self) -> None:
         while self._orphans:
-            worker, activation_id = self._orphans.pop()
-            self._cancel(worker, activation_id)
+            self._cancel(*self._orphans.pop())
 
-    def _cancel(self, worker: _Worker, activation_id: int) -> None:
+    def _cancel(self, worker: _Worker, activation_id: int, received: int, taken: int) -> None:
+        """Stop an activation at its actor; what it made beyond the ``taken`` items counts as waste."""
         worker.active -= 1
+        if not self._finalizer.alive or worker.death is not None:
+            self.flow.wasted += received - taken
+            return
+        try:
+            self.flow.cancels.append((worker.handle.cancel.remote(activation_id), received, taken))
+        except Exception:  # the actor is gone: nothing to cancel
+            self.flow.wasted += received - taken
+
+    def flow_stats(self) -> dict[str, float]:
+        """``activations``, ``items_received``, ``items_wasted`` (made by actors, never taken: the work of
+        activations closed early) and the median and 99th percentile of ``start_latency_ms``."""
         if self._finalizer.alive:
-            try:
-                worker.handle.cancel.remote(activation_id)
-            except Exception:  # the actor is gone: nothing to cancel
-                pass
+            self.flow.settle(self._ray, 1.0)
+        return self.flow.figures()
 
     def close(self) -> None:
         """Kill every actor this session created (nothing else); later ``next()`` raises StopIteration."""
         for activation in list(self._activations):
-            activation._finished = True
-            activation._pulls.clear()
-            activation._items.clear()
-        self._orphans.clear()
+            activation.close()
+        self._send_orphan_cancels()
+        if self._finalizer.alive:
+            self.flow.settle(self._ray, 0.5)  # the cancels just sent tell what was made for nothing
         self._finalizer()
 
     @property
@@ -424,31 +629,42 @@ class RaySession(base.Session):
 
 
 class RayActivation(base.Activation):
-    """The items of one activation running in a Ray actor, pulled ahead of the consumer."""
+    """The items of one activation running in a Ray actor: the next pull goes out when half a batch is read."""
 
-    __slots__ = ("_session", "_worker", "_id", "_pulls", "_items", "_finished", "_error", "_ask")
+    __slots__ = ("_session", "_worker", "_id", "_pending", "_items", "_low", "_received", "_finished", "_error")
 
     def __init__(self, session: RaySession, worker: _Worker, activation_id: int):
         self._session, self._worker, self._id = session, worker, activation_id
-        self._pulls: collections.deque[Any] = collections.deque()
+        self._pending: Any = None  # the ref of the call in flight
         self._items: collections.deque[Any] = collections.deque()
+        self._low = 0  # with this many items left, ask the actor for more
+        self._received = 0  # items that reached the consumer
         self._finished = False
         self._error: BaseException | None = None
-        self._ask = 1  # items asked of the next pull: 1 (the first item comes fast), then a quarter of prefetch
-
-    def _pull_ahead(self) -> None:
-        """Queue pulls at the actor until `PULLS_AHEAD` are outstanding."""
-        executor = self._session._executor
-        pull = self._worker.handle.pull.remote
-        limit, max_bytes = max(1, executor.prefetch // 4), max(1, executor.prefetch_bytes // 4)
-        while len(self._pulls) < PULLS_AHEAD:
-            self._pulls.append(pull(self._id, self._ask, max_bytes))
-            self._ask = limit
 
     def __next__(self) -> Any:
+        if len(self._items) > self._low:
+            return self._items.popleft()
+        return self._next_low()
+
+    def _next_low(self) -> Any:
+        """At the low-water mark: ask the actor for more (once a batch), then take an item, waiting if none is here."""
+        if self._pending is None and not self._finished:
+            self._ask()
         if self._items:
             return self._items.popleft()
         return self._refill()
+
+    def _ask(self) -> None:
+        """Send the next pull, telling the actor how many items the consumer has taken."""
+        if self._session.closed:
+            return
+        executor = self._session._executor
+        self._pending = self._worker.handle.pull.remote(
+            self._id, self._received - len(self._items), max(1, executor.prefetch // 4),
+            max(1, executor.prefetch_bytes // 4),
+        )
+        self._low = 0
 
     def _refill(self) -> Any:
         while True:
@@ -457,29 +673,30 @@ class RayActivation(base.Activation):
                 if error is not None:
                     raise error
                 raise StopIteration
-            if self._session.closed:
+            if self._session.closed or self._pending is None:
                 self._finish()
                 continue
-            ref = self._pulls.popleft()
+            ref, self._pending = self._pending, None
             try:
                 items, ended, fault = self._session._get(ref, self._worker)
             except WorkerError as error:
                 self._fail(error)
                 continue
+            self._received += len(items)
+            self._session.flow.received += len(items)
             if ended:
                 self._finish()
                 if fault is not None:
                     self._error = raise_fault(fault, self._worker.describe())
-            else:
-                self._pull_ahead()
             if items:
                 self._items = collections.deque(items)
-                return self._items.popleft()
+                self._low = 0 if ended else len(items) // 2
+                return self.__next__()
 
     def _finish(self) -> None:
         if not self._finished:
             self._finished = True
-            self._pulls.clear()
+            self._pending = None
             self._worker.active -= 1
 
     def _fail(self, error: BaseException) -> None:
@@ -490,8 +707,8 @@ class RayActivation(base.Activation):
         """Stop the activation: its actor closes the generator; later ``next()`` raises StopIteration."""
         if not self._finished:
             self._finished = True
-            self._pulls.clear()
-            self._session._cancel(self._worker, self._id)
+            self._pending = None
+            self._session._cancel(self._worker, self._id, self._received, self._received - len(self._items))
         self._items.clear()
         self._error = None
 
@@ -499,7 +716,7 @@ class RayActivation(base.Activation):
         try:
             if not self._finished:
                 self._finished = True
-                self._session._orphans.append((self._worker, self._id))
+                self._session._orphans.append((self._worker, self._id, self._received, self._received - len(self._items)))
         except Exception:  # at interpreter exit, the session may be gone already
             pass
 
