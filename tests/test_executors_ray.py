@@ -1,5 +1,6 @@
 """The Ray executor with real actors on a local Ray: faults, releasing actors, the run-ahead window."""
 
+import itertools
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ ray = pytest.importorskip("ray")
 
 import test_executors_faults  # noqa: E402
 from combinators.execution.ray import Ray  # noqa: E402
+from combinators.sampling import AHEAD  # noqa: E402
 from test_executors_faults import Custom, Unpicklable, forever_with_pid, raises_after  # noqa: E402
 
 
@@ -164,7 +166,7 @@ def test_an_activation_runs_ahead_within_its_window(tmp_path):
         assert next(activation) == 0
         time.sleep(1.0)
         made = int(path.read_text())
-        assert 1 < made <= 8  # it ran ahead, and stopped at the window
+        assert 1 < made <= 1 + 8  # it ran ahead of the one item taken, and stopped at the window
         assert [next(activation) for _ in range(20)] == list(range(1, 21))
         time.sleep(0.5)
         assert int(path.read_text()) <= 21 + 8
@@ -228,4 +230,45 @@ def test_a_run_state_taken_under_ray_resumes_in_process_and_back():
 def labelled_items(name, n):
     """(name, 0), (name, 1)... (name, n - 1)."""
     for index in range(n):
+        yield name, index
+
+
+def test_an_actor_makes_a_budget_ahead_and_never_past_it(tmp_path):
+    path = tmp_path / "made"
+    with Ray(workers=1).open() as session:
+        limited = session.start((counting, (str(path),)), (), limit=5)  # an endless source, a budget of 5
+        time.sleep(0.5)
+        assert int(path.read_text()) == 5  # all of its budget made ahead of the consumer, and no more
+        assert list(limited) == [0, 1, 2, 3, 4]
+        unlimited = session.start((counting, (str(tmp_path / "other"),)), ())
+        assert [next(unlimited) for _ in range(3)] == [0, 1, 2]
+        unlimited.close()
+        stats = session.flow_stats()
+    assert stats["activations"] == 2
+    assert stats["items_received"] - stats["items_wasted"] == 5 + 3, stats
+    assert stats["items_wasted"] > 0, stats  # the unlimited one ran ahead of the three items taken
+
+
+def test_a_working_set_with_budgets_on_ray_wastes_only_the_queue_and_ships_each_plan_once():
+    rate, n_active, consumed = 6, 8, 600
+    sources = [c.stream(endless, f"s{k}") for k in range(5)]
+    plan = c.mix(*sources, n_active=n_active, rate=rate, dist="constant") >> c.take(consumed)
+    expected = list(c.iterate(plan, seed=5))
+    with c.iterate(plan, seed=5, executor=Ray(workers=2)) as run:
+        assert list(run) == expected
+        stats = run.executor_stats()
+        session = run._session
+        assert len(session._plans) == 5  # one pickle per leaf, however many activations
+        assert all(len(worker.plans) <= 5 for worker in session._workers)
+    # every activation was started with its budget: what the actors made beyond the items consumed is
+    # at most the budgets of the working set and of the entries drawn ahead when the run stopped
+    assert stats["items_wasted"] <= (n_active + AHEAD) * rate, stats
+    assert stats["items_received"] - stats["items_wasted"] == consumed, stats
+    assert stats["activations"] >= consumed // rate
+    assert 0 < stats["start_latency_median_ms"] <= stats["start_latency_p99_ms"], stats
+
+
+def endless(name):
+    """(name, 0), (name, 1)... forever."""
+    for index in itertools.count():
         yield name, index

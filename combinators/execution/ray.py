@@ -54,9 +54,11 @@ from combinators.execution._options import default_workers, positive_int, positi
 __all__ = ["Ray", "RaySession", "RayActivation", "SourceActor"]
 
 #: items an activation without a budget may first run ahead of the consumer; doubles with each pull, up to ``prefetch``
-INITIAL_WINDOW = 16
+INITIAL_WINDOW = 32
+#: pulls an activation keeps in flight while its actor has items ready (one otherwise)
+PULLS_AHEAD = 2
 #: seconds a pull that found no item waits for more after the first (so that slow items still travel in batches)
-FLUSH_INTERVAL = 0.005
+FLUSH_INTERVAL = 0.02
 #: the size counted for an item part that is not an array, bytes or str
 _SMALL = 64
 
@@ -224,7 +226,7 @@ class SourceActor:
     def start(
         self, activation_id: int, plan: tuple[int, bytes | None], extra: tuple[Any, ...], limit: int,
         window: tuple[int, int],
-    ) -> tuple[list[Any], bool, tuple[bytes, str, str, str] | None]:
+    ) -> tuple[list[Any], int, tuple[bytes, str, str, str] | None]:
         """Start ``fn(*args, *extra)`` (``plan``: its number, and its pickle the first time), making at most
         ``limit`` items (0: no limit); its first item, as `pull` returns it."""
         number, pickled = plan
@@ -236,7 +238,7 @@ class SourceActor:
                 if number >= 0:  # a plan of the run's, kept for its next activations (-1: a one-off submit)
                     self._plans[number] = (fn, args)
         except BaseException as error:  # noqa: BLE001 - reported to the consumer
-            return [], True, fault_report(error)
+            return [], -1, fault_report(error)
         with self._changed:
             self._running[activation_id] = _Running((fn, (*args, *extra)), limit, window)
             self._changed.notify_all()
@@ -244,8 +246,9 @@ class SourceActor:
 
     def pull(
         self, activation_id: int, taken: int, max_items: int, max_bytes: int
-    ) -> tuple[list[Any], bool, tuple[bytes, str, str, str] | None]:
-        """The items made so far, up to ``max_items`` items and ``max_bytes`` bytes: ``(items, ended, fault)``.
+    ) -> tuple[list[Any], int, tuple[bytes, str, str, str] | None]:
+        """The items made so far, up to ``max_items`` items and ``max_bytes`` bytes: ``(items, left, fault)``
+        where ``left`` counts the items still made ahead here, or is -1 when the activation has ended.
 
         ``taken`` is how many items the consumer had taken. With none made
         yet, waits for one, then up to `FLUSH_INTERVAL` s for more.
@@ -253,7 +256,7 @@ class SourceActor:
         with self._changed:
             running = self._running.get(activation_id)
             if running is None:
-                return [], True, None
+                return [], -1, None
             running.taken = max(running.taken, taken)
             running.ahead = min(2 * running.ahead, max(running.ahead, running.window[0]))
             self._changed.notify_all()
@@ -269,8 +272,8 @@ class SourceActor:
             self._changed.notify_all()
             if running.ended and not running.buffer:
                 del self._running[activation_id]
-                return items, True, running.fault
-            return items, False, None
+                return items, -1, running.fault
+            return items, len(running.buffer), None
 
     def _wait_for_items(self, running: _Running, max_items: int, max_bytes: int) -> None:
         running.waiting = True
@@ -440,7 +443,7 @@ class _Flow:
 
     def __init__(self) -> None:
         self.started = 0
-        self.received = 0  # items that reached the consumer
+        self.received = 0  # items that reached the consumer (and those made for a closed activation, never sent)
         self.wasted = 0  # items made by actors that the consumer never took (of activations closed early)
         self.latencies: list[float] = []  # seconds from start to the first item of each activation
         self.cancels: list[tuple[Any, int, int]] = []  # (a cancel's ref, giving what the actor made; items received, taken)
@@ -457,6 +460,7 @@ class _Flow:
                 made = ray.get(ref)
             except ray.exceptions.RayError:  # the actor died meanwhile
                 made = 0
+            self.received += max(made, received) - received  # made, never sent: counted as if received
             self.wasted += max(made, received) - taken
         self.cancels = [cancel for cancel in self.cancels if cancel[0] not in done]
 
@@ -567,10 +571,10 @@ class RaySession(base.Session):
             return activation
         started = time.perf_counter()
         ref.future().add_done_callback(lambda _: self.flow.latencies.append(time.perf_counter() - started))
-        activation._pending = ref
+        activation._pending.append(ref)
         return activation
 
-    def _get(self, ref: Any, worker: _Worker) -> tuple[list[Any], bool, tuple[bytes, str, str, str] | None]:
+    def _get(self, ref: Any, worker: _Worker) -> tuple[list[Any], int, tuple[bytes, str, str, str] | None]:
         """A pull's result; `WorkerError` naming the actor if it died."""
         ray = self._ray
         try:
@@ -629,28 +633,19 @@ class RaySession(base.Session):
 
 
 class RayActivation(base.Activation):
-    """The items of one activation running in a Ray actor: the next pull goes out when half a batch is read."""
+    """The items of one activation running in a Ray actor, fetched in batches (see the module docstring)."""
 
-    __slots__ = ("_session", "_worker", "_id", "_pending", "_items", "_low", "_received", "_finished", "_error")
+    __slots__ = ("_session", "_worker", "_id", "_pending", "_items", "_received", "_finished", "_error")
 
     def __init__(self, session: RaySession, worker: _Worker, activation_id: int):
         self._session, self._worker, self._id = session, worker, activation_id
-        self._pending: Any = None  # the ref of the call in flight
+        self._pending: collections.deque[Any] = collections.deque()  # the refs of the calls in flight
         self._items: collections.deque[Any] = collections.deque()
-        self._low = 0  # with this many items left, ask the actor for more
         self._received = 0  # items that reached the consumer
         self._finished = False
         self._error: BaseException | None = None
 
     def __next__(self) -> Any:
-        if len(self._items) > self._low:
-            return self._items.popleft()
-        return self._next_low()
-
-    def _next_low(self) -> Any:
-        """At the low-water mark: ask the actor for more (once a batch), then take an item, waiting if none is here."""
-        if self._pending is None and not self._finished:
-            self._ask()
         if self._items:
             return self._items.popleft()
         return self._refill()
@@ -660,11 +655,10 @@ class RayActivation(base.Activation):
         if self._session.closed:
             return
         executor = self._session._executor
-        self._pending = self._worker.handle.pull.remote(
+        self._pending.append(self._worker.handle.pull.remote(
             self._id, self._received - len(self._items), max(1, executor.prefetch // 4),
             max(1, executor.prefetch_bytes // 4),
-        )
-        self._low = 0
+        ))
 
     def _refill(self) -> Any:
         while True:
@@ -673,30 +667,36 @@ class RayActivation(base.Activation):
                 if error is not None:
                     raise error
                 raise StopIteration
-            if self._session.closed or self._pending is None:
+            if self._session.closed:
                 self._finish()
                 continue
-            ref, self._pending = self._pending, None
+            if not self._pending:
+                self._ask()
+            ref = self._pending.popleft()
             try:
-                items, ended, fault = self._session._get(ref, self._worker)
+                items, left, fault = self._session._get(ref, self._worker)
             except WorkerError as error:
                 self._fail(error)
                 continue
             self._received += len(items)
             self._session.flow.received += len(items)
+            ended = left < 0
             if ended:
                 self._finish()
                 if fault is not None:
                     self._error = raise_fault(fault, self._worker.describe())
-            if items:
-                self._items = collections.deque(items)
-                self._low = 0 if ended else len(items) // 2
-                return self.__next__()
+            if not items:
+                continue
+            self._items = collections.deque(items)
+            if left > 0:  # the actor is ahead of the consumer: keep it sending (else ask once these are taken)
+                for _ in range(PULLS_AHEAD - len(self._pending)):
+                    self._ask()
+            return self._items.popleft()
 
     def _finish(self) -> None:
         if not self._finished:
             self._finished = True
-            self._pending = None
+            self._pending.clear()
             self._worker.active -= 1
 
     def _fail(self, error: BaseException) -> None:
@@ -707,8 +707,10 @@ class RayActivation(base.Activation):
         """Stop the activation: its actor closes the generator; later ``next()`` raises StopIteration."""
         if not self._finished:
             self._finished = True
-            self._pending = None
+            self._pending.clear()
             self._session._cancel(self._worker, self._id, self._received, self._received - len(self._items))
+        else:  # its actor is done with it: what is left here was made for nothing
+            self._session.flow.wasted += len(self._items)
         self._items.clear()
         self._error = None
 
@@ -717,6 +719,8 @@ class RayActivation(base.Activation):
             if not self._finished:
                 self._finished = True
                 self._session._orphans.append((self._worker, self._id, self._received, self._received - len(self._items)))
+            else:
+                self._session.flow.wasted += len(self._items)
         except Exception:  # at interpreter exit, the session may be gone already
             pass
 
