@@ -7,19 +7,28 @@ placement rule is the one of `Processes` and `ZMQ`: each source activation
 the least-loaded actor, and every sampling decision stays in the consumer, so
 the same seed gives the same items as in process, for any worker count.
 
-Items come back in *pulls*: one actor method call returns a list of items,
-at most a quarter of the executor's ``prefetch`` items and ``prefetch_bytes``
-bytes, or what the actor made in `FLUSH_INTERVAL` seconds (at least one
-item). The first pull of an activation asks for one item, so the first item
-comes fast; later ones are coalesced. An actor answers calls in the order
-they came, so the short flush interval also bounds how long a new
-activation's first pull waits behind the others' queued pulls. Each
-activation keeps `PULLS_AHEAD` pulls queued at its actor: it runs ahead of
-the consumer by at most ``prefetch`` items (or ``prefetch_bytes`` bytes, one
-item more), and stops there until the consumer takes items (backpressure).
-Ray stores a pull's result in its object store; numpy arrays come back as
-zero-copy, read-only views of it (copy one with ``np.array(x)`` before
-writing in place).
+Each actor makes items *ahead* in a producer thread: it runs its
+activations' generators, the most starved first (one the consumer waits for,
+then the one fewest items ahead of the consumer), while Ray's thread answers
+the consumer's calls from what is made. An activation started with a budget
+(``Session.start(..., limit)``: every budget of a mix) may be made whole
+ahead, and never past it; one without runs ahead of the consumer by at most
+`INITIAL_WINDOW` items at first, doubling with each call up to ``prefetch``
+items, and holds at most ``prefetch_bytes`` bytes (one item more) made and
+not yet sent; then it waits (backpressure). Each leaf's plan is pickled once
+per session and sent once per actor.
+
+Items come back in *pulls*: one actor method call returns the items made so
+far, at most a quarter of ``prefetch`` items and of ``prefetch_bytes``
+bytes. The start itself returns the first item, so it comes fast. A pull
+that finds nothing made waits for the first item, then `FLUSH_INTERVAL`
+seconds more for others, so that slow items still travel in batches: a Ray
+call costs about a millisecond of CPU on each side, as much as a small item
+does. The consumer asks for the next batch when it has taken the last one,
+and keeps `PULLS_AHEAD` pulls in flight while its actor reports more items
+ready (the consumer is then the slower side). Ray stores a pull's result in
+its object store; numpy arrays come back as zero-copy, read-only views of it
+(copy one with ``np.array(x)`` before writing in place).
 
 Faults: a source's exception ends its pull with the items made before it,
 and reaches the consumer after them, as the same type where it unpickles,
