@@ -272,3 +272,35 @@ def endless(name):
     """(name, 0), (name, 1)... forever."""
     for index in itertools.count():
         yield name, index
+
+
+def with_cleanup(path):
+    """Endless items; its ``finally`` writes ``path`` (whoever closes the generator)."""
+    try:
+        yield from itertools.count()
+    finally:
+        with open(path, "w") as file:
+            file.write("closed")
+
+
+def eventually(condition, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_the_actor_closes_a_generator_at_its_budget_and_when_the_consumer_closes_it(tmp_path):
+    at_limit, closed = tmp_path / "at_limit", tmp_path / "closed"
+    with Ray(workers=1).open() as session:
+        limited = session.start((with_cleanup, (str(at_limit),)), (), limit=3)
+        assert eventually(at_limit.exists)  # made its budget ahead and closed, before the consumer took any
+        assert list(limited) == [0, 1, 2]
+        running = session.start((with_cleanup, (str(closed),)), ())
+        assert [next(running) for _ in range(3)] == [0, 1, 2]
+        assert not closed.exists()
+        running.close()
+        assert eventually(closed.exists)
+        assert list(session.submit(range, 2)) == [0, 1]  # the actor carries on

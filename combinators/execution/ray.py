@@ -316,22 +316,22 @@ class SourceActor:
                 running = self._changed.wait_for(self._pick)
                 running.busy = True
             item, size, ended, fault = self._make(running)
+            if size >= 0 and running.left == 1:  # the last of its budget: closed while no one else may close it
+                _close(running.iterator)
             with self._changed:
                 running.busy = False
-                if running.cancelled:
-                    ended = True
-                elif size >= 0:
+                cancelled = running.cancelled  # then `cancel` left closing it to this thread
+                if size >= 0 and not cancelled:
                     running.buffer.append((item, size))
                     running.nbytes += size
                     running.made += 1
                     running.left -= 1
                     ended = running.left == 0
-                if ended:
+                if ended or cancelled:
                     running.ended, running.fault = True, fault
                 self._changed.notify_all()
-            if ended:
+            if cancelled:
                 _close(running.iterator)
-                running.iterator = None
 
     def _pick(self) -> _Running | None:
         """The activation to make an item for next: one a pull waits for, else the fewest ahead; None if none may."""
