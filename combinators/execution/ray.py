@@ -64,7 +64,7 @@ __all__ = ["Ray", "RaySession", "RayActivation", "SourceActor"]
 
 #: items an activation without a budget may first run ahead of the consumer; doubles with each pull, up to ``prefetch``
 INITIAL_WINDOW = 32
-#: pulls an activation keeps in flight while its actor has items ready (one otherwise)
+#: sweeps the consumer keeps in flight to an actor while it reports items ready (one otherwise)
 PULLS_AHEAD = 2
 #: seconds a pull that found no item waits for more after the first (so that slow items still travel in batches)
 FLUSH_INTERVAL = 0.02
@@ -235,9 +235,9 @@ class SourceActor:
     def start(
         self, activation_id: int, plan: tuple[int, bytes | None], extra: tuple[Any, ...], limit: int,
         window: tuple[int, int],
-    ) -> tuple[list[Any], int, tuple[bytes, str, str, str] | None]:
+    ) -> list[tuple[int, list[Any], int, tuple[bytes, str, str, str] | None]]:
         """Start ``fn(*args, *extra)`` (``plan``: its number, and its pickle the first time), making at most
-        ``limit`` items (0: no limit); its first item, as `pull` returns it."""
+        ``limit`` items (0: no limit); its first item, as `sweep` returns it."""
         number, pickled = plan
         try:
             if pickled is None:
@@ -247,42 +247,54 @@ class SourceActor:
                 if number >= 0:  # a plan of the run's, kept for its next activations (-1: a one-off submit)
                     self._plans[number] = (fn, args)
         except BaseException as error:  # noqa: BLE001 - reported to the consumer
-            return [], -1, fault_report(error)
+            return [(activation_id, [], -1, fault_report(error))]
         with self._changed:
             self._running[activation_id] = _Running((fn, (*args, *extra)), limit, window)
             self._changed.notify_all()
-        return self.pull(activation_id, 0, 1, 1)
+        return self.sweep(activation_id, [(activation_id, 0)], 1, 1)
 
-    def pull(
-        self, activation_id: int, taken: int, max_items: int, max_bytes: int
-    ) -> tuple[list[Any], int, tuple[bytes, str, str, str] | None]:
-        """The items made so far, up to ``max_items`` items and ``max_bytes`` bytes: ``(items, left, fault)``
-        where ``left`` counts the items still made ahead here, or is -1 when the activation has ended.
+    def sweep(
+        self, wanted: int, taken: list[tuple[int, int]], max_items: int, max_bytes: int
+    ) -> list[tuple[int, list[Any], int, tuple[bytes, str, str, str] | None]]:
+        """The items made so far of each activation ``(id, items the consumer had taken)`` in ``taken``:
+        ``(id, items, left, fault)`` for those with items or at their end.
 
-        ``taken`` is how many items the consumer had taken. With none made
-        yet, waits for one, then up to `FLUSH_INTERVAL` s for more.
+        ``left`` counts the items still made ahead here, or is -1 once the
+        activation has ended (then ``fault`` describes its exception, if
+        any); each batch holds at most ``max_items`` items and ``max_bytes``
+        bytes. With none of ``wanted`` made yet, waits for one, then up to
+        `FLUSH_INTERVAL` s for more.
         """
         with self._changed:
-            running = self._running.get(activation_id)
-            if running is None:
-                return [], -1, None
-            running.taken = max(running.taken, taken)
-            running.ahead = min(2 * running.ahead, max(running.ahead, running.window[0]))
+            for activation_id, count in taken:
+                running = self._running.get(activation_id)
+                if running is not None:
+                    running.taken = max(running.taken, count)
+                    running.ahead = min(2 * running.ahead, max(running.ahead, running.window[0]))
             self._changed.notify_all()
-            if not running.buffer and not running.ended:
+            running = self._running.get(wanted)
+            if running is not None and not running.buffer and not running.ended:
                 self._wait_for_items(running, max_items, max_bytes)
-            items: list[Any] = []
-            nbytes = 0
-            while running.buffer and len(items) < max_items and nbytes < max_bytes:
-                item, size = running.buffer.popleft()
-                items.append(item)
-                nbytes += size
-            running.nbytes -= nbytes
+            batches = [(activation_id, *self._batch(activation_id, max_items, max_bytes)) for activation_id, _ in taken]
             self._changed.notify_all()
-            if running.ended and not running.buffer:
-                del self._running[activation_id]
-                return items, -1, running.fault
-            return items, len(running.buffer), None
+        return [batch for batch in batches if batch[1] or batch[2] < 0]
+
+    def _batch(self, activation_id: int, max_items: int, max_bytes: int) -> tuple[list[Any], int, Any]:
+        """Take the next batch of an activation (under the lock): ``(items, left, fault)`` as `sweep` says."""
+        running = self._running.get(activation_id)
+        if running is None:  # ended and sent, or cancelled
+            return [], -1, None
+        items: list[Any] = []
+        nbytes = 0
+        while running.buffer and len(items) < max_items and nbytes < max_bytes:
+            item, size = running.buffer.popleft()
+            items.append(item)
+            nbytes += size
+        running.nbytes -= nbytes
+        if running.ended and not running.buffer:
+            del self._running[activation_id]
+            return items, -1, running.fault
+        return items, len(running.buffer), None
 
     def _wait_for_items(self, running: _Running, max_items: int, max_bytes: int) -> None:
         running.waiting = True
@@ -421,7 +433,7 @@ def _first_line(error: BaseException) -> str:
 class _Worker:
     """One actor as the session sees it."""
 
-    __slots__ = ("handle", "name", "pid", "host", "active", "death", "plans")
+    __slots__ = ("handle", "name", "pid", "host", "active", "death", "plans", "members", "sweeps")
 
     def __init__(self, handle: Any, name: str):
         self.handle, self.name = handle, name
@@ -430,6 +442,9 @@ class _Worker:
         self.active = 0
         self.death: WorkerError | None = None  # why it died, once the session knows
         self.plans: set[int] = set()  # the run's plans this actor has
+        # its activations whose first item arrived and that have not finished: each sweep asks for all of them
+        self.members: weakref.WeakValueDictionary[int, RayActivation] = weakref.WeakValueDictionary()
+        self.sweeps: collections.deque[Any] = collections.deque()  # the refs of the sweeps in flight, in order
 
     def describe(self) -> str:
         return f"Ray actor {self.name} (pid {self.pid} on {self.host})"
@@ -580,11 +595,49 @@ class RaySession(base.Session):
             return activation
         started = time.perf_counter()
         ref.future().add_done_callback(lambda _: self.flow.latencies.append(time.perf_counter() - started))
-        activation._pending.append(ref)
+        activation._start = ref
         return activation
 
-    def _get(self, ref: Any, worker: _Worker) -> tuple[list[Any], int, tuple[bytes, str, str, str] | None]:
-        """A pull's result; `WorkerError` naming the actor if it died."""
+    def _fetch(self, activation: RayActivation) -> None:
+        """Wait for the next batches from ``activation``'s actor (its first item, else a sweep's) and hand
+        them out; on a dead actor or a failed call, its activations end with `WorkerError`."""
+        worker = activation._worker
+        try:
+            if activation._start is not None:
+                ref, activation._start = activation._start, None
+                batches = self._get(ref, worker)
+            else:
+                if not worker.sweeps:
+                    self._sweep(worker, activation)
+                batches = self._get(worker.sweeps.popleft(), worker)
+        except WorkerError as error:
+            worker.sweeps.clear()
+            activation._fail(error)
+            for member in list(worker.members.values()):  # the lost batches leave gaps: they cannot go on
+                member._fail(WorkerError(str(error), remote_traceback=error.remote_traceback))
+            return
+        if activation._id not in worker.members and not activation._finished:
+            worker.members[activation._id] = activation  # its first item is here: sweeps ask for it from now on
+        ahead = False
+        for activation_id, items, left, fault in batches:
+            member = worker.members.get(activation_id)
+            if member is not None:
+                member._receive(items, left, fault)
+                ahead = ahead or left > 0
+        if ahead and not activation._finished:  # the actor is ahead of the consumer: keep it sending
+            for _ in range(PULLS_AHEAD - len(worker.sweeps)):
+                self._sweep(worker, activation)
+
+    def _sweep(self, worker: _Worker, wanted: RayActivation) -> None:
+        """Ask ``worker`` for the batches of all its activations, waiting for ``wanted``'s."""
+        taken = [(activation_id, member._taken()) for activation_id, member in list(worker.members.items())]
+        executor = self._executor
+        worker.sweeps.append(worker.handle.sweep.remote(
+            wanted._id, taken, max(1, executor.prefetch // 4), max(1, executor.prefetch_bytes // 4)
+        ))
+
+    def _get(self, ref: Any, worker: _Worker) -> list[tuple[int, list[Any], int, tuple[bytes, str, str, str] | None]]:
+        """A call's result; `WorkerError` naming the actor if it died."""
         ray = self._ray
         try:
             return ray.get(ref)
@@ -644,11 +697,11 @@ class RaySession(base.Session):
 class RayActivation(base.Activation):
     """The items of one activation running in a Ray actor, fetched in batches (see the module docstring)."""
 
-    __slots__ = ("_session", "_worker", "_id", "_pending", "_items", "_received", "_finished", "_error")
+    __slots__ = ("_session", "_worker", "_id", "_start", "_items", "_received", "_finished", "_error")
 
     def __init__(self, session: RaySession, worker: _Worker, activation_id: int):
         self._session, self._worker, self._id = session, worker, activation_id
-        self._pending: collections.deque[Any] = collections.deque()  # the refs of the calls in flight
+        self._start: Any = None  # the ref of its start (its first item) until it arrives
         self._items: collections.deque[Any] = collections.deque()
         self._received = 0  # items that reached the consumer
         self._finished = False
@@ -659,18 +712,10 @@ class RayActivation(base.Activation):
             return self._items.popleft()
         return self._refill()
 
-    def _ask(self) -> None:
-        """Send the next pull, telling the actor how many items the consumer has taken."""
-        if self._session.closed:
-            return
-        executor = self._session._executor
-        self._pending.append(self._worker.handle.pull.remote(
-            self._id, self._received - len(self._items), max(1, executor.prefetch // 4),
-            max(1, executor.prefetch_bytes // 4),
-        ))
-
     def _refill(self) -> Any:
         while True:
+            if self._items:  # a sweep for another activation brought some
+                return self._items.popleft()
             if self._finished:
                 error, self._error = self._error, None
                 if error is not None:
@@ -679,33 +724,26 @@ class RayActivation(base.Activation):
             if self._session.closed:
                 self._finish()
                 continue
-            if not self._pending:
-                self._ask()
-            ref = self._pending.popleft()
-            try:
-                items, left, fault = self._session._get(ref, self._worker)
-            except WorkerError as error:
-                self._fail(error)
-                continue
-            self._received += len(items)
-            self._session.flow.received += len(items)
-            ended = left < 0
-            if ended:
-                self._finish()
-                if fault is not None:
-                    self._error = raise_fault(fault, self._worker.describe())
-            if not items:
-                continue
-            self._items = collections.deque(items)
-            if left > 0:  # the actor is ahead of the consumer: keep it sending (else ask once these are taken)
-                for _ in range(PULLS_AHEAD - len(self._pending)):
-                    self._ask()
-            return self._items.popleft()
+            self._session._fetch(self)
+
+    def _taken(self) -> int:
+        return self._received - len(self._items)
+
+    def _receive(self, items: list[Any], left: int, fault: tuple[bytes, str, str, str] | None) -> None:
+        """Add a batch from the actor; ``left < 0``: the activation ended after it (with ``fault``, if any)."""
+        self._items.extend(items)
+        self._received += len(items)
+        self._session.flow.received += len(items)
+        if left < 0:
+            self._finish()
+            if fault is not None:
+                self._error = raise_fault(fault, self._worker.describe())
 
     def _finish(self) -> None:
         if not self._finished:
             self._finished = True
-            self._pending.clear()
+            self._start = None
+            self._worker.members.pop(self._id, None)
             self._worker.active -= 1
 
     def _fail(self, error: BaseException) -> None:
@@ -716,8 +754,9 @@ class RayActivation(base.Activation):
         """Stop the activation: its actor closes the generator; later ``next()`` raises StopIteration."""
         if not self._finished:
             self._finished = True
-            self._pending.clear()
-            self._session._cancel(self._worker, self._id, self._received, self._received - len(self._items))
+            self._start = None
+            self._worker.members.pop(self._id, None)
+            self._session._cancel(self._worker, self._id, self._received, self._taken())
         else:  # its actor is done with it: what is left here was made for nothing
             self._session.flow.wasted += len(self._items)
         self._items.clear()
@@ -727,7 +766,7 @@ class RayActivation(base.Activation):
         try:
             if not self._finished:
                 self._finished = True
-                self._session._orphans.append((self._worker, self._id, self._received, self._received - len(self._items)))
+                self._session._orphans.append((self._worker, self._id, self._received, self._taken()))
             else:
                 self._session.flow.wasted += len(self._items)
         except Exception:  # at interpreter exit, the session may be gone already
