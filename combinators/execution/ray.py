@@ -18,23 +18,29 @@ items, and holds at most ``prefetch_bytes`` bytes (one item more) made and
 not yet sent; then it waits (backpressure). Each leaf's plan is pickled once
 per session and sent once per actor.
 
-Items come back in *pulls*: one actor method call returns the items made so
-far, at most a quarter of ``prefetch`` items and of ``prefetch_bytes``
-bytes. The start itself returns the first item, so it comes fast. A pull
-that finds nothing made waits for the first item, then `FLUSH_INTERVAL`
-seconds more for others, so that slow items still travel in batches: a Ray
-call costs about a millisecond of CPU on each side, as much as a small item
-does. The consumer asks for the next batch when it has taken the last one,
-and keeps `PULLS_AHEAD` pulls in flight while its actor reports more items
-ready (the consumer is then the slower side). Ray stores a pull's result in
-its object store; numpy arrays come back as zero-copy, read-only views of it
-(copy one with ``np.array(x)`` before writing in place).
+Items come back in *sweeps*: one actor method call returns, for each of
+the actor's activations, the items made so far (at most a quarter of
+``prefetch`` items and of ``prefetch_bytes`` bytes each), so one call serves
+all the activations an actor runs. The consumer sends a sweep when it needs
+an item of an activation that has none left here; the sweep waits for that
+activation's first item if none is made, then `FLUSH_INTERVAL` seconds more
+for others, so that slow items still travel in batches: a Ray call costs
+about a millisecond of CPU on each side, as much as a small item does. The
+start itself returns the activation's first item, so it comes fast. While
+an actor reports more items ready than a sweep carries (the consumer is then
+the slower side), the consumer keeps `SWEEPS_AHEAD` sweeps in flight to it.
+Ray stores a call's result in its object store; numpy arrays come back as
+zero-copy, read-only views of it (copy one with ``np.array(x)`` before
+writing in place).
 
-Faults: a source's exception ends its pull with the items made before it,
+Faults: a source's exception ends its activation after the items made before it,
 and reaches the consumer after them, as the same type where it unpickles,
 with the remote traceback attached (``remote_traceback``, and a `WorkerError`
 as ``__cause__``). A dead actor (``ray.kill``, a lost node) makes its
 activations raise `WorkerError` naming the actor, as soon as Ray reports it.
+A call that fails while the actor lives (an item Ray cannot pickle) ends the
+actor's activations with `WorkerError` in the consumer too: the items it
+carried for them are lost.
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ __all__ = ["Ray", "RaySession", "RayActivation", "SourceActor"]
 #: items an activation without a budget may first run ahead of the consumer; doubles with each pull, up to ``prefetch``
 INITIAL_WINDOW = 32
 #: sweeps the consumer keeps in flight to an actor while it reports items ready (one otherwise)
-PULLS_AHEAD = 2
+SWEEPS_AHEAD = 2
 #: seconds a pull that found no item waits for more after the first (so that slow items still travel in batches)
 FLUSH_INTERVAL = 0.02
 #: the size counted for an item part that is not an array, bytes or str
@@ -625,7 +631,7 @@ class RaySession(base.Session):
                 member._receive(items, left, fault)
                 ahead = ahead or left > 0
         if ahead and not activation._finished:  # the actor is ahead of the consumer: keep it sending
-            for _ in range(PULLS_AHEAD - len(worker.sweeps)):
+            for _ in range(SWEEPS_AHEAD - len(worker.sweeps)):
                 self._sweep(worker, activation)
 
     def _sweep(self, worker: _Worker, wanted: RayActivation) -> None:
