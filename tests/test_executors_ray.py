@@ -304,3 +304,16 @@ def test_the_actor_closes_a_generator_at_its_budget_and_when_the_consumer_closes
         running.close()
         assert eventually(closed.exists)
         assert list(session.submit(range, 2)) == [0, 1]  # the actor carries on
+
+
+def test_a_failed_sweep_ends_every_activation_whose_items_it_carried():
+    with Ray(workers=1).open() as session:
+        endless, failing = session.submit(forever_with_pid), session.submit(lambda: iter([1, threading.Lock()]))
+        next(endless)
+        assert next(failing) == 1
+        with pytest.raises(WorkerError, match="a pull from Ray actor"):
+            next(failing)  # the sweep that brings the lock also carries the endless one's items
+        with pytest.raises(WorkerError, match="a pull from Ray actor"):
+            for _ in range(1000):
+                next(endless)
+        assert list(session.submit(range, 2)) == [0, 1]  # the actor carries on
