@@ -23,9 +23,10 @@ the actor's activations, the items made so far (at most a quarter of
 ``prefetch`` items and of ``prefetch_bytes`` bytes each), so one call serves
 all the activations an actor runs. The consumer sends a sweep when it needs
 an item of an activation that has none left here; the sweep waits for that
-activation's first item if none is made, then `FLUSH_INTERVAL` seconds more
-for others, so that slow items still travel in batches: a Ray call costs
-about a millisecond of CPU on each side, as much as a small item does. The
+activation's first item, then up to `FLUSH_INTERVAL` seconds from its
+arrival for a full batch, unless the activation can make no more (its end,
+budget or window), so that items travel in batches: a Ray call costs about a
+millisecond of CPU on each side, as much as a small item does. The
 start itself returns the activation's first item, so it comes fast. While
 an actor reports more items ready than a sweep carries (the consumer is then
 the slower side), the consumer keeps `SWEEPS_AHEAD` sweeps in flight to it.
@@ -72,7 +73,7 @@ __all__ = ["Ray", "RaySession", "RayActivation", "SourceActor"]
 INITIAL_WINDOW = 32
 #: sweeps the consumer keeps in flight to an actor while it reports items ready (one otherwise)
 SWEEPS_AHEAD = 2
-#: seconds a pull that found no item waits for more after the first (so that slow items still travel in batches)
+#: seconds a sweep may wait for a full batch of the activation the consumer needs (it has one item at least)
 FLUSH_INTERVAL = 0.02
 #: the size counted for an item part that is not an array, bytes or str
 _SMALL = 64
@@ -211,6 +212,12 @@ class _Running:
         self.fault: tuple[bytes, str, str, str] | None = None
         self.waiting = self.busy = self.cancelled = False
 
+    def stopped(self) -> bool:
+        """Whether it will make no item before the consumer takes some: at its end, budget or window."""
+        return (
+            self.ended or self.left == 0 or self.made - self.taken >= self.ahead or self.nbytes >= self.window[1]
+        )
+
     def has_room(self) -> bool:
         """Whether the producer may make its next item: budget left, and within the window (or a pull waits)."""
         if self.ended or self.busy or self.left == 0:
@@ -279,7 +286,7 @@ class SourceActor:
                     running.ahead = min(2 * running.ahead, max(running.ahead, running.window[0]))
             self._changed.notify_all()
             running = self._running.get(wanted)
-            if running is not None and not running.buffer and not running.ended:
+            if running is not None and not running.ended:
                 self._wait_for_items(running, max_items, max_bytes)
             batches = [(activation_id, *self._batch(activation_id, max_items, max_bytes)) for activation_id, _ in taken]
             self._changed.notify_all()
@@ -303,11 +310,13 @@ class SourceActor:
         return items, len(running.buffer), None
 
     def _wait_for_items(self, running: _Running, max_items: int, max_bytes: int) -> None:
+        """Wait for ``running``'s first item, then until `FLUSH_INTERVAL` s after the call came for a full
+        batch, unless it cannot make more (its end, budget or window)."""
+        deadline = time.monotonic() + FLUSH_INTERVAL
         running.waiting = True
         self._changed.notify_all()
         self._changed.wait_for(lambda: running.buffer or running.ended)
-        deadline = time.monotonic() + FLUSH_INTERVAL
-        while not running.ended and len(running.buffer) < max_items and running.nbytes < max_bytes:
+        while len(running.buffer) < max_items and running.nbytes < max_bytes and not running.stopped():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
