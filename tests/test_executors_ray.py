@@ -20,7 +20,7 @@ ray = pytest.importorskip("ray")
 import test_executors_faults  # noqa: E402
 from combinators.execution.ray import Ray  # noqa: E402
 from combinators.sampling import AHEAD  # noqa: E402
-from test_executors_faults import Custom, Unpicklable, forever_with_pid, raises_after  # noqa: E402
+from test_executors_faults import Custom, Unpicklable, forever_with_pid, raises_after, wait_until  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -283,26 +283,17 @@ def with_cleanup(path):
             file.write("closed")
 
 
-def eventually(condition, seconds=5.0):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_the_actor_closes_a_generator_at_its_budget_and_when_the_consumer_closes_it(tmp_path):
     at_limit, closed = tmp_path / "at_limit", tmp_path / "closed"
     with Ray(workers=1).open() as session:
         limited = session.start((with_cleanup, (str(at_limit),)), (), limit=3)
-        assert eventually(at_limit.exists)  # made its budget ahead and closed, before the consumer took any
+        assert wait_until(at_limit.exists, 5)  # made its budget ahead and closed, before the consumer took any
         assert list(limited) == [0, 1, 2]
         running = session.start((with_cleanup, (str(closed),)), ())
         assert [next(running) for _ in range(3)] == [0, 1, 2]
         assert not closed.exists()
         running.close()
-        assert eventually(closed.exists)
+        assert wait_until(closed.exists, 5)
         assert list(session.submit(range, 2)) == [0, 1]  # the actor carries on
 
 
