@@ -69,7 +69,7 @@ from combinators.execution._options import default_workers, positive_int, positi
 
 __all__ = ["Ray", "RaySession", "RayActivation", "SourceActor"]
 
-#: items an activation without a budget may first run ahead of the consumer; doubles with each pull, up to ``prefetch``
+#: items an activation without a budget may first run ahead of the consumer; doubles with each sweep, up to ``prefetch``
 INITIAL_WINDOW = 32
 #: sweeps the consumer keeps in flight to an actor while it reports items ready (one otherwise)
 SWEEPS_AHEAD = 2
@@ -200,12 +200,12 @@ class _Running:
     def __init__(self, plan: tuple[Any, tuple[Any, ...]], limit: int, window: tuple[int, int]):
         self.plan: tuple[Any, tuple[Any, ...]] | None = plan
         self.iterator: Iterator[Any] | None = None
-        self.buffer: collections.deque[tuple[Any, int]] = collections.deque()  # (item, its size) made, not pulled
+        self.buffer: collections.deque[tuple[Any, int]] = collections.deque()  # (item, its size) made, not sent
         self.nbytes = 0  # the buffered items' size
-        self.made = self.taken = 0  # items made; items the consumer had taken at its last pull
+        self.made = self.taken = 0  # items made; items the consumer had taken at its last sweep
         self.left = limit or -1  # items it may still make (its budget; -1: no limit)
         # items it may make ahead of the consumer: its whole budget when that fits the prefetch window
-        # (all of it will be taken unless the run stops), else a window that doubles with each pull
+        # (all of it will be taken unless the run stops), else a window that doubles with each sweep
         self.ahead = limit if 0 < limit <= window[0] else min(INITIAL_WINDOW, window[0])
         self.window = window  # (most items ahead of the consumer, most bytes buffered)
         self.ended = False
@@ -219,7 +219,7 @@ class _Running:
         )
 
     def has_room(self) -> bool:
-        """Whether the producer may make its next item: budget left, and within the window (or a pull waits)."""
+        """Whether the producer may make its next item: budget left, and within the window (or a sweep waits for it)."""
         if self.ended or self.busy or self.left == 0:
             return False
         if self.waiting and not self.buffer:
@@ -231,7 +231,7 @@ class SourceActor:
     """A Ray actor that runs activations ahead of the consumer in a producer thread; calls drain them.
 
     One thread (Ray's) answers the calls in order; the producer thread makes
-    items for the actor's activations, the most starved first (a waiting pull,
+    items for the actor's activations, the most starved first (one a sweep waits for,
     then the fewest items ahead), each within its window and budget.
     """
 
@@ -361,7 +361,7 @@ class SourceActor:
                 _close(running.iterator)
 
     def _pick(self) -> _Running | None:
-        """The activation to make an item for next: one a pull waits for, else the fewest ahead; None if none may."""
+        """The activation to make an item for next: one a sweep waits for, else the fewest ahead; None if none may."""
         best, best_key = None, None
         for running in self._running.values():
             if running.has_room():
@@ -485,7 +485,8 @@ class _Flow:
         self.received = 0  # items that reached the consumer (and those made for a closed activation, never sent)
         self.wasted = 0  # items made by actors that the consumer never took (of activations closed early)
         self.latencies: list[float] = []  # seconds from start to the first item of each activation
-        self.cancels: list[tuple[Any, int, int]] = []  # (a cancel's ref, giving what the actor made; items received, taken)
+        # (a cancel's ref, which gives how many items the actor made; items received; items taken)
+        self.cancels: list[tuple[Any, int, int]] = []
 
     def settle(self, ray: Any, timeout: float) -> None:
         """Count the waste of the cancels that answered within ``timeout`` s."""
@@ -658,7 +659,7 @@ class RaySession(base.Session):
             return ray.get(ref)
         except ray.exceptions.RayActorError as error:
             raise self._lost(worker, error) from None
-        except ray.exceptions.RayError as error:  # the actor lives, but this pull failed (e.g. an item Ray cannot pickle)
+        except ray.exceptions.RayError as error:  # the actor lives, but this call failed (an item Ray cannot pickle)
             msg = f"a pull from {worker.describe()} failed: {_first_line(error)}"
             raise WorkerError(msg, remote_traceback=str(error)) from None
 
