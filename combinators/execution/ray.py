@@ -219,7 +219,7 @@ class _Running:
         )
 
     def has_room(self) -> bool:
-        """Whether the producer may make its next item: budget left, and within the window (or a sweep waits for it)."""
+        """Whether the producer may make its next item: budget left, within the window (or a sweep waits for it)."""
         if self.ended or self.busy or self.left == 0:
             return False
         if self.waiting and not self.buffer:
@@ -275,8 +275,9 @@ class SourceActor:
         ``left`` counts the items still made ahead here, or is -1 once the
         activation has ended (then ``fault`` describes its exception, if
         any); each batch holds at most ``max_items`` items and ``max_bytes``
-        bytes. With none of ``wanted`` made yet, waits for one, then up to
-        `FLUSH_INTERVAL` s for more.
+        bytes. Waits for the first item of ``wanted``, then up to
+        `FLUSH_INTERVAL` s from its arrival for a full batch of it (see
+        `_wait_for_items`).
         """
         with self._changed:
             for activation_id, count in taken:
