@@ -74,7 +74,7 @@ INITIAL_WINDOW = 32
 #: sweeps the consumer keeps in flight to an actor while it reports items ready (one otherwise)
 SWEEPS_AHEAD = 2
 #: seconds a sweep may wait for a full batch of the activation the consumer needs (it has one item at least)
-FLUSH_INTERVAL = 0.02
+FLUSH_INTERVAL = 0.04
 #: the size counted for an item part that is not an array, bytes or str
 _SMALL = 64
 
