@@ -210,7 +210,8 @@ class _Running:
         self.window = window  # (most items ahead of the consumer, most bytes buffered)
         self.ended = False
         self.fault: tuple[bytes, str, str, str] | None = None
-        self.waiting = self.busy = self.cancelled = False
+        self.waiting: tuple[int, int] | None = None  # (items, bytes) of the batch a sweep waits for
+        self.busy = self.cancelled = False
 
     def stopped(self) -> bool:
         """Whether it will make no item before the consumer takes some: at its end, budget or window."""
@@ -314,7 +315,7 @@ class SourceActor:
         """Wait for ``running``'s first item, then until `FLUSH_INTERVAL` s after the call came for a full
         batch, unless it cannot make more (its end, budget or window)."""
         deadline = time.monotonic() + FLUSH_INTERVAL
-        running.waiting = True
+        running.waiting = (max_items, max_bytes)
         self._changed.notify_all()
         self._changed.wait_for(lambda: running.buffer or running.ended)
         while len(running.buffer) < max_items and running.nbytes < max_bytes and not running.stopped():
@@ -322,7 +323,7 @@ class SourceActor:
             if remaining <= 0:
                 break
             self._changed.wait(remaining)
-        running.waiting = False
+        running.waiting = None
 
     def cancel(self, activation_id: int) -> int:
         """Stop the activation: its generator is closed (its ``finally`` blocks run here); how many items it
@@ -357,9 +358,18 @@ class SourceActor:
                     ended = running.left == 0
                 if ended or cancelled:
                     running.ended, running.fault = True, fault
-                self._changed.notify_all()
+                if running.ended or self._wakes(running):
+                    self._changed.notify_all()
             if cancelled:
                 _close(running.iterator)
+
+    @staticmethod
+    def _wakes(running: _Running) -> bool:
+        """Whether the sweep waiting for ``running`` (if any) may stop waiting now (only then is it woken)."""
+        if running.waiting is None:
+            return False
+        items, nbytes = running.waiting
+        return len(running.buffer) in (1, items) or running.nbytes >= nbytes or running.stopped()
 
     def _pick(self) -> _Running | None:
         """The activation to make an item for next: one a sweep waits for, else the fewest ahead; None if none may."""
