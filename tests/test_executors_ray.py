@@ -1,5 +1,6 @@
 """The Ray executor with real actors on a local Ray: faults, releasing actors, the run-ahead window."""
 
+import itertools
 import json
 import os
 import signal
@@ -18,7 +19,8 @@ ray = pytest.importorskip("ray")
 
 import test_executors_faults  # noqa: E402
 from combinators.execution.ray import Ray  # noqa: E402
-from test_executors_faults import Custom, Unpicklable, forever_with_pid, raises_after  # noqa: E402
+from combinators.sampling import AHEAD  # noqa: E402
+from test_executors_faults import Custom, Unpicklable, forever_with_pid, raises_after, wait_until  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -164,7 +166,7 @@ def test_an_activation_runs_ahead_within_its_window(tmp_path):
         assert next(activation) == 0
         time.sleep(1.0)
         made = int(path.read_text())
-        assert 1 < made <= 8  # it ran ahead, and stopped at the window
+        assert 1 < made <= 1 + 8  # it ran ahead of the one item taken, and stopped at the window
         assert [next(activation) for _ in range(20)] == list(range(1, 21))
         time.sleep(0.5)
         assert int(path.read_text()) <= 21 + 8
@@ -229,3 +231,80 @@ def labelled_items(name, n):
     """(name, 0), (name, 1)... (name, n - 1)."""
     for index in range(n):
         yield name, index
+
+
+def test_an_actor_makes_a_budget_ahead_and_never_past_it(tmp_path):
+    path = tmp_path / "made"
+    with Ray(workers=1).open() as session:
+        limited = session.start((counting, (str(path),)), (), limit=5)  # an endless source, a budget of 5
+        time.sleep(0.5)
+        assert int(path.read_text()) == 5  # all of its budget made ahead of the consumer, and no more
+        assert list(limited) == [0, 1, 2, 3, 4]
+        unlimited = session.start((counting, (str(tmp_path / "other"),)), ())
+        assert [next(unlimited) for _ in range(3)] == [0, 1, 2]
+        unlimited.close()
+        stats = session.flow_stats()
+    assert stats["activations"] == 2
+    assert stats["items_received"] - stats["items_wasted"] == 5 + 3, stats
+    assert stats["items_wasted"] > 0, stats  # the unlimited one ran ahead of the three items taken
+
+
+def test_a_working_set_with_budgets_on_ray_wastes_only_the_queue_and_ships_each_plan_once():
+    rate, n_active, consumed = 6, 8, 600
+    sources = [c.stream(endless, f"s{k}") for k in range(5)]
+    plan = c.mix(*sources, n_active=n_active, rate=rate, dist="constant") >> c.take(consumed)
+    expected = list(c.iterate(plan, seed=5))
+    with c.iterate(plan, seed=5, executor=Ray(workers=2)) as run:
+        assert list(run) == expected
+        stats = run.executor_stats()
+        session = run._session
+        assert len(session._plans) == 5  # one pickle per leaf, however many activations
+        assert all(len(worker.plans) <= 5 for worker in session._workers)
+    # every activation was started with its budget: what the actors made beyond the items consumed is
+    # at most the budgets of the working set and of the entries drawn ahead when the run stopped
+    assert stats["items_wasted"] <= (n_active + AHEAD) * rate, stats
+    assert stats["items_received"] - stats["items_wasted"] == consumed, stats
+    assert stats["activations"] >= consumed // rate
+    assert 0 < stats["start_latency_median_ms"] <= stats["start_latency_p99_ms"], stats
+
+
+def endless(name):
+    """(name, 0), (name, 1)... forever."""
+    for index in itertools.count():
+        yield name, index
+
+
+def with_cleanup(path):
+    """Endless items; its ``finally`` writes ``path`` (whoever closes the generator)."""
+    try:
+        yield from itertools.count()
+    finally:
+        with open(path, "w") as file:
+            file.write("closed")
+
+
+def test_the_actor_closes_a_generator_at_its_budget_and_when_the_consumer_closes_it(tmp_path):
+    at_limit, closed = tmp_path / "at_limit", tmp_path / "closed"
+    with Ray(workers=1).open() as session:
+        limited = session.start((with_cleanup, (str(at_limit),)), (), limit=3)
+        assert wait_until(at_limit.exists, 5)  # made its budget ahead and closed, before the consumer took any
+        assert list(limited) == [0, 1, 2]
+        running = session.start((with_cleanup, (str(closed),)), ())
+        assert [next(running) for _ in range(3)] == [0, 1, 2]
+        assert not closed.exists()
+        running.close()
+        assert wait_until(closed.exists, 5)
+        assert list(session.submit(range, 2)) == [0, 1]  # the actor carries on
+
+
+def test_a_failed_sweep_ends_every_activation_whose_items_it_carried():
+    with Ray(workers=1).open() as session:
+        endless, failing = session.submit(forever_with_pid), session.submit(lambda: iter([1, threading.Lock()]))
+        next(endless)
+        assert next(failing) == 1
+        with pytest.raises(WorkerError, match="a pull from Ray actor"):
+            next(failing)  # the sweep that brings the lock also carries the endless one's items
+        with pytest.raises(WorkerError, match="a pull from Ray actor"):
+            for _ in range(1000):
+                next(endless)
+        assert list(session.submit(range, 2)) == [0, 1]  # the actor carries on

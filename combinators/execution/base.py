@@ -68,8 +68,8 @@ class Session(abc.ABC):
         ``plan`` is one object shared by many activations of a run (a leaf of
         the stream): a parallel session ships it to each worker once, and each
         start names it; its worker never produces more than ``limit`` items.
-        A session that implements only `submit` (such as `Ray`'s) runs it
-        under `first_items`, so it too stops at ``limit``. In process,
+        A session that implements only `submit` runs it under `first_items`,
+        so it too stops at ``limit``. In process,
         activations are lazy: nothing is produced ahead.
 
         >>> list(InProcess().open().start((range, (1,)), (4,)))

@@ -7,25 +7,41 @@ placement rule is the one of `Processes` and `ZMQ`: each source activation
 the least-loaded actor, and every sampling decision stays in the consumer, so
 the same seed gives the same items as in process, for any worker count.
 
-Items come back in *pulls*: one actor method call returns a list of items,
-at most a quarter of the executor's ``prefetch`` items and ``prefetch_bytes``
-bytes, or what the actor made in `FLUSH_INTERVAL` seconds (at least one
-item). The first pull of an activation asks for one item, so the first item
-comes fast; later ones are coalesced. An actor answers calls in the order
-they came, so the short flush interval also bounds how long a new
-activation's first pull waits behind the others' queued pulls. Each
-activation keeps `PULLS_AHEAD` pulls queued at its actor: it runs ahead of
-the consumer by at most ``prefetch`` items (or ``prefetch_bytes`` bytes, one
-item more), and stops there until the consumer takes items (backpressure).
-Ray stores a pull's result in its object store; numpy arrays come back as
+Each actor makes items *ahead* in a producer thread: it runs its
+activations' generators, the most starved first (one the consumer waits for,
+then the one fewest items ahead of the consumer), while Ray's thread answers
+the consumer's calls from what is made. An activation started with a budget
+(``Session.start(..., limit)``: every budget of a mix) may be made whole
+ahead, and never past it; one without runs ahead of the consumer by at most
+`INITIAL_WINDOW` items at first, doubling with each call up to ``prefetch``
+items, and holds at most ``prefetch_bytes`` bytes (one item more) made and
+not yet sent; then it waits (backpressure). Each leaf's plan is pickled once
+per session and sent once per actor.
+
+Items come back in *sweeps*: one actor method call returns, for each of
+the actor's activations, the items made so far (at most a quarter of
+``prefetch`` items and of ``prefetch_bytes`` bytes each), so one call serves
+all the activations an actor runs. The consumer sends a sweep when it needs
+an item of an activation that has none left here; the sweep waits for that
+activation's first item, then up to `FLUSH_INTERVAL` seconds from its
+arrival for a full batch, unless the activation can make no more (its end,
+budget or window), so that items travel in batches: a Ray call costs about a
+millisecond of CPU on each side, as much as a small item does. The
+start itself returns the activation's first item, so it comes fast. While
+an actor reports more items ready than a sweep carries (the consumer is then
+the slower side), the consumer keeps `SWEEPS_AHEAD` sweeps in flight to it.
+Ray stores a call's result in its object store; numpy arrays come back as
 zero-copy, read-only views of it (copy one with ``np.array(x)`` before
 writing in place).
 
-Faults: a source's exception ends its pull with the items made before it,
+Faults: a source's exception ends its activation after the items made before it,
 and reaches the consumer after them, as the same type where it unpickles,
 with the remote traceback attached (``remote_traceback``, and a `WorkerError`
 as ``__cause__``). A dead actor (``ray.kill``, a lost node) makes its
 activations raise `WorkerError` naming the actor, as soon as Ray reports it.
+A call that fails while the actor lives (an item Ray cannot pickle) ends the
+actor's activations with `WorkerError` in the consumer too: the items it
+carried for them are lost.
 """
 
 from __future__ import annotations
@@ -37,6 +53,7 @@ import math
 import os
 import pickle
 import socket
+import threading
 import time
 import traceback
 import weakref
@@ -52,10 +69,12 @@ from combinators.execution._options import default_workers, positive_int, positi
 
 __all__ = ["Ray", "RaySession", "RayActivation", "SourceActor"]
 
-#: pulls each activation keeps queued at its actor (its run-ahead window is this many, plus the one being read)
-PULLS_AHEAD = 3
-#: seconds an actor spends filling one pull before returning what it has (at least one item)
-FLUSH_INTERVAL = 0.005
+#: items an activation without a budget may first run ahead of the consumer; doubles with each sweep, up to ``prefetch``
+INITIAL_WINDOW = 32
+#: sweeps the consumer keeps in flight to an actor while it reports items ready (one otherwise)
+SWEEPS_AHEAD = 2
+#: seconds a sweep may wait for a full batch of the activation the consumer needs (it has one item at least)
+FLUSH_INTERVAL = 0.04
 #: the size counted for an item part that is not an array, bytes or str
 _SMALL = 64
 
@@ -172,58 +191,220 @@ def connect(ray: Any, executor: Ray) -> None:
         raise WorkerError(msg) from error
 
 
+class _Running:
+    """One activation inside an actor: its plan or generator, the items made ahead, its budget and window."""
+
+    __slots__ = ("plan", "iterator", "buffer", "nbytes", "made", "taken", "left", "ahead", "window", "ended",
+                 "fault", "waiting", "busy", "cancelled")
+
+    def __init__(self, plan: tuple[Any, tuple[Any, ...]], limit: int, window: tuple[int, int]):
+        self.plan: tuple[Any, tuple[Any, ...]] | None = plan
+        self.iterator: Iterator[Any] | None = None
+        self.buffer: collections.deque[tuple[Any, int]] = collections.deque()  # (item, its size) made, not sent
+        self.nbytes = 0  # the buffered items' size
+        self.made = self.taken = 0  # items made; items the consumer had taken at its last sweep
+        self.left = limit or -1  # items it may still make (its budget; -1: no limit)
+        # items it may make ahead of the consumer: its whole budget when that fits the prefetch window
+        # (all of it will be taken unless the run stops), else a window that doubles with each sweep
+        self.ahead = limit if 0 < limit <= window[0] else min(INITIAL_WINDOW, window[0])
+        self.window = window  # (most items ahead of the consumer, most bytes buffered)
+        self.ended = False
+        self.fault: tuple[bytes, str, str, str] | None = None
+        self.waiting: tuple[int, int] | None = None  # (items, bytes) of the batch a sweep waits for
+        self.busy = self.cancelled = False
+
+    def stopped(self) -> bool:
+        """Whether it will make no item before the consumer takes some: at its end, budget or window."""
+        return (
+            self.ended or self.left == 0 or self.made - self.taken >= self.ahead or self.nbytes >= self.window[1]
+        )
+
+    def has_room(self) -> bool:
+        """Whether the producer may make its next item: budget left, within the window (or a sweep waits for it)."""
+        if self.ended or self.busy or self.left == 0:
+            return False
+        if self.waiting and not self.buffer:
+            return True
+        return self.made - self.taken < self.ahead and self.nbytes < self.window[1]
+
+
 class SourceActor:
-    """A Ray actor that runs activations and returns their items in pulls (see the module docstring)."""
+    """A Ray actor that runs activations ahead of the consumer in a producer thread; calls drain them.
+
+    One thread (Ray's) answers the calls in order; the producer thread makes
+    items for the actor's activations, the most starved first (one a sweep waits for,
+    then the fewest items ahead), each within its window and budget.
+    """
 
     def __init__(self) -> None:
-        self._running: dict[int, Iterator[Any]] = {}
-        self._faults: dict[int, tuple[bytes, str, str, str]] = {}
+        self._changed = threading.Condition()
+        self._running: dict[int, _Running] = {}
+        self._plans: dict[int, tuple[Any, tuple[Any, ...]]] = {}
+        threading.Thread(target=self._produce, name="combinators-producer", daemon=True).start()
 
     def where(self) -> tuple[int, str]:
         """This actor's process id and host name (also tells the consumer the actor is up)."""
         return os.getpid(), socket.gethostname()
 
-    def start(self, activation_id: int, plan: bytes) -> None:
-        """Unpickle ``(fn, args)`` and start ``fn(*args)``; a failure is reported at the next pull."""
+    def start(
+        self, activation_id: int, plan: tuple[int, bytes | None], extra: tuple[Any, ...], limit: int,
+        window: tuple[int, int],
+    ) -> list[tuple[int, list[Any], int, tuple[bytes, str, str, str] | None]]:
+        """Start ``fn(*args, *extra)`` (``plan``: its number, and its pickle the first time), making at most
+        ``limit`` items (0: no limit); its first item, as `sweep` returns it."""
+        number, pickled = plan
         try:
-            fn, args = cloudpickle.loads(plan)
-            self._running[activation_id] = iter(fn(*args))
+            if pickled is None:
+                fn, args = self._plans[number]
+            else:
+                fn, args = cloudpickle.loads(pickled)
+                if number >= 0:  # a plan of the run's, kept for its next activations (-1: a one-off submit)
+                    self._plans[number] = (fn, args)
         except BaseException as error:  # noqa: BLE001 - reported to the consumer
-            self._faults[activation_id] = fault_report(error)
+            return [(activation_id, [], -1, fault_report(error))]
+        with self._changed:
+            self._running[activation_id] = _Running((fn, (*args, *extra)), limit, window)
+            self._changed.notify_all()
+        return self.sweep(activation_id, [(activation_id, 0)], 1, 1)
 
-    def pull(
-        self, activation_id: int, max_items: int, max_bytes: int
-    ) -> tuple[list[Any], bool, tuple[bytes, str, str, str] | None]:
-        """Up to ``max_items`` items (``max_bytes`` bytes, `FLUSH_INTERVAL` s): ``(items, ended, fault)``."""
-        iterator = self._running.get(activation_id)
-        if iterator is None:
-            return [], True, self._faults.pop(activation_id, None)
+    def sweep(
+        self, wanted: int, taken: list[tuple[int, int]], max_items: int, max_bytes: int
+    ) -> list[tuple[int, list[Any], int, tuple[bytes, str, str, str] | None]]:
+        """The items made so far of each activation ``(id, items the consumer had taken)`` in ``taken``:
+        ``(id, items, left, fault)`` for those with items or at their end.
+
+        ``left`` counts the items still made ahead here, or is -1 once the
+        activation has ended (then ``fault`` describes its exception, if
+        any); each batch holds at most ``max_items`` items and ``max_bytes``
+        bytes. Waits for the first item of ``wanted``, then up to
+        `FLUSH_INTERVAL` s from its arrival for a full batch of it (see
+        `_wait_for_items`).
+        """
+        with self._changed:
+            for activation_id, count in taken:
+                running = self._running.get(activation_id)
+                if running is not None:
+                    running.taken = max(running.taken, count)
+                    running.ahead = min(2 * running.ahead, max(running.ahead, running.window[0]))
+            self._changed.notify_all()
+            running = self._running.get(wanted)
+            if running is not None and not running.ended:
+                self._wait_for_items(running, max_items, max_bytes)
+            batches = [(activation_id, *self._batch(activation_id, max_items, max_bytes)) for activation_id, _ in taken]
+            self._changed.notify_all()
+        return [batch for batch in batches if batch[1] or batch[2] < 0]
+
+    def _batch(self, activation_id: int, max_items: int, max_bytes: int) -> tuple[list[Any], int, Any]:
+        """Take the next batch of an activation (under the lock): ``(items, left, fault)`` as `sweep` says."""
+        running = self._running.get(activation_id)
+        if running is None:  # ended and sent, or cancelled
+            return [], -1, None
         items: list[Any] = []
-        nbytes, deadline = 0, time.perf_counter() + FLUSH_INTERVAL
-        try:
-            while len(items) < max_items:
-                item = next(iterator)
-                items.append(item)
-                nbytes += item_bytes(item)
-                if nbytes >= max_bytes or time.perf_counter() >= deadline:
-                    break
-        except StopIteration:
+        nbytes = 0
+        while running.buffer and len(items) < max_items and nbytes < max_bytes:
+            item, size = running.buffer.popleft()
+            items.append(item)
+            nbytes += size
+        running.nbytes -= nbytes
+        if running.ended and not running.buffer:
             del self._running[activation_id]
-            return items, True, None
-        except BaseException as error:  # noqa: BLE001 - reported to the consumer
-            self.cancel(activation_id)
-            return items, True, fault_report(error)
-        return items, False, None
+            return items, -1, running.fault
+        return items, len(running.buffer), None
 
-    def cancel(self, activation_id: int) -> None:
-        """Close the activation's generator (its ``finally`` blocks run here)."""
-        self._faults.pop(activation_id, None)
-        close = getattr(self._running.pop(activation_id, None), "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:  # a generator whose cleanup fails must not take the actor down
-                pass
+    def _wait_for_items(self, running: _Running, max_items: int, max_bytes: int) -> None:
+        """Wait for ``running``'s first item, then until `FLUSH_INTERVAL` s after the call came for a full
+        batch, unless it cannot make more (its end, budget or window)."""
+        deadline = time.monotonic() + FLUSH_INTERVAL
+        running.waiting = (max_items, max_bytes)
+        self._changed.notify_all()
+        self._changed.wait_for(lambda: running.buffer or running.ended)
+        while len(running.buffer) < max_items and running.nbytes < max_bytes and not running.stopped():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._changed.wait(remaining)
+        running.waiting = None
+
+    def cancel(self, activation_id: int) -> int:
+        """Stop the activation: its generator is closed (its ``finally`` blocks run here); how many items it
+        made (0 if it had ended)."""
+        with self._changed:
+            running = self._running.pop(activation_id, None)
+            if running is None:
+                return 0
+            running.cancelled = True
+            if running.busy:  # the producer is making its item: it closes the generator after
+                return running.made
+        _close(running.iterator)
+        return running.made
+
+    def _produce(self) -> None:
+        """The producer thread: make the next item of the most starved activation with room, forever."""
+        while True:
+            with self._changed:
+                running = self._changed.wait_for(self._pick)
+                running.busy = True
+            item, size, ended, fault = self._make(running)
+            if size >= 0 and running.left == 1:  # the last of its budget: closed while no one else may close it
+                _close(running.iterator)
+            with self._changed:
+                running.busy = False
+                cancelled = running.cancelled  # then `cancel` left closing it to this thread
+                if size >= 0 and not cancelled:
+                    running.buffer.append((item, size))
+                    running.nbytes += size
+                    running.made += 1
+                    running.left -= 1
+                    ended = running.left == 0
+                if ended or cancelled:
+                    running.ended, running.fault = True, fault
+                if running.ended or self._wakes(running):
+                    self._changed.notify_all()
+            if cancelled:
+                _close(running.iterator)
+
+    @staticmethod
+    def _wakes(running: _Running) -> bool:
+        """Whether the sweep waiting for ``running`` (if any) may stop waiting now (only then is it woken)."""
+        if running.waiting is None:
+            return False
+        items, nbytes = running.waiting
+        return len(running.buffer) in (1, items) or running.nbytes >= nbytes or running.stopped()
+
+    def _pick(self) -> _Running | None:
+        """The activation to make an item for next: one a sweep waits for, else the fewest ahead; None if none may."""
+        best, best_key = None, None
+        for running in self._running.values():
+            if running.has_room():
+                key = (not running.waiting, running.made - running.taken)
+                if best_key is None or key < best_key:
+                    best, best_key = running, key
+        return best
+
+    @staticmethod
+    def _make(running: _Running) -> tuple[Any, int, bool, tuple[bytes, str, str, str] | None]:
+        """``running``'s next item: ``(item, size, False, None)``, or ``(None, -1, True, fault or None)`` at its end."""
+        try:
+            if running.iterator is None:
+                fn, args = running.plan
+                running.plan = None
+                running.iterator = iter(fn(*args))
+            item = next(running.iterator)
+            return item, item_bytes(item), False, None
+        except StopIteration:
+            return None, -1, True, None
+        except BaseException as error:  # noqa: BLE001 - reported to the consumer
+            return None, -1, True, fault_report(error)
+
+
+def _close(iterator: Any) -> None:
+    """Close a generator; one whose cleanup fails must not take the actor down."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            pass
 
 
 def item_bytes(item: Any) -> int:
@@ -278,7 +459,7 @@ def _first_line(error: BaseException) -> str:
 class _Worker:
     """One actor as the session sees it."""
 
-    __slots__ = ("handle", "name", "pid", "host", "active", "death")
+    __slots__ = ("handle", "name", "pid", "host", "active", "death", "plans", "members", "sweeps")
 
     def __init__(self, handle: Any, name: str):
         self.handle, self.name = handle, name
@@ -286,6 +467,10 @@ class _Worker:
         self.host = "?"
         self.active = 0
         self.death: WorkerError | None = None  # why it died, once the session knows
+        self.plans: set[int] = set()  # the run's plans this actor has
+        # its activations whose first item arrived and that have not finished: each sweep asks for all of them
+        self.members: weakref.WeakValueDictionary[int, RayActivation] = weakref.WeakValueDictionary()
+        self.sweeps: collections.deque[Any] = collections.deque()  # the refs of the sweeps in flight, in order
 
     def describe(self) -> str:
         return f"Ray actor {self.name} (pid {self.pid} on {self.host})"
@@ -303,6 +488,43 @@ def _kill(ray: Any, handles: list[Any], owner: int) -> None:
     handles.clear()
 
 
+class _Flow:
+    """A session's activity: activations started, items received and made for nothing, start latencies."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.received = 0  # items that reached the consumer (and those made for a closed activation, never sent)
+        self.wasted = 0  # items made by actors that the consumer never took (of activations closed early)
+        self.latencies: list[float] = []  # seconds from start to the first item of each activation
+        # (a cancel's ref, which gives how many items the actor made; items received; items taken)
+        self.cancels: list[tuple[Any, int, int]] = []
+
+    def settle(self, ray: Any, timeout: float) -> None:
+        """Count the waste of the cancels that answered within ``timeout`` s."""
+        if not self.cancels:
+            return
+        refs = [cancel[0] for cancel in self.cancels]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        done = set(ready)
+        for ref, received, taken in [cancel for cancel in self.cancels if cancel[0] in done]:
+            try:
+                made = ray.get(ref)
+            except ray.exceptions.RayError:  # the actor died meanwhile
+                made = 0
+            self.received += max(made, received) - received  # made, never sent: counted as if received
+            self.wasted += max(made, received) - taken
+        self.cancels = [cancel for cancel in self.cancels if cancel[0] not in done]
+
+    def figures(self) -> dict[str, float]:
+        """``activations``, ``items_received``, ``items_wasted`` and the median and 99th percentile of
+        ``start_latency_ms`` (start to the first item in the consumer's object store)."""
+        latency = np.percentile(self.latencies, [50, 99]) * 1000 if self.latencies else [np.nan, np.nan]
+        return {
+            "activations": self.started, "items_received": self.received, "items_wasted": self.wasted,
+            "start_latency_median_ms": float(latency[0]), "start_latency_p99_ms": float(latency[1]),
+        }
+
+
 class RaySession(base.Session):
     """A session whose activations run in Ray actors it created; see the module docstring.
 
@@ -315,8 +537,10 @@ class RaySession(base.Session):
         connect(ray, executor)
         self._executor = executor
         self._ids = itertools.count()
-        self._orphans: list[tuple[_Worker, int]] = []
+        self._plans: dict[int, tuple[int, Any, bytes]] = {}  # id(plan) -> (its number, plan, its pickle)
+        self._orphans: list[tuple[_Worker, int, int, int]] = []
         self._activations: weakref.WeakSet[RayActivation] = weakref.WeakSet()
+        self.flow = _Flow()
         handles: list[Any] = []
         self._finalizer = weakref.finalize(self, _kill, ray, handles, os.getpid())
         actor_class, options = ray.remote(SourceActor), executor.actor_options()
@@ -354,34 +578,99 @@ class RaySession(base.Session):
 
     def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> RayActivation:
         """Start ``fn(*args)`` in the least-loaded actor now; an iterator over its items."""
+        self._check_open("submit")
+        return self._launch(-1, base.ship_activation(fn, args, "a Ray actor"), (), None)
+
+    def start(
+        self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]], extra: tuple[Any, ...], limit: int | None = None
+    ) -> RayActivation:
+        """Start ``fn(*args, *extra)`` (``plan = (fn, args)``) in the least-loaded actor, which makes at most
+        ``limit`` items. ``plan`` is pickled once per session and sent once per actor."""
+        self._check_open("start")
+        known = self._plans.get(id(plan))
+        if known is None:  # the dict keeps ``plan`` alive, so its id is not reused
+            known = self._plans[id(plan)] = (len(self._plans), plan, base.ship_activation(*plan, "a Ray actor"))
+        return self._launch(known[0], known[2], extra, limit)
+
+    def _check_open(self, what: str) -> None:
         if not self._finalizer.alive:
-            msg = "submit() on a closed session"
+            msg = f"{what}() on a closed session"
             raise WorkerError(msg)
-        plan = base.ship_activation(fn, args, "a Ray actor")
+
+    def _launch(self, number: int, pickled: bytes, extra: tuple[Any, ...], limit: int | None) -> RayActivation:
+        """Start plan ``number`` (-1: a one-off, ``pickled``) with ``extra`` in the least-loaded actor."""
         self._send_orphan_cancels()
         worker = min(self._workers, key=lambda worker: (worker.death is not None, worker.active))
         activation = RayActivation(self, worker, next(self._ids))
         self._activations.add(activation)
         worker.active += 1
+        self.flow.started += 1
         if worker.death is not None:
             activation._fail(WorkerError(f"every actor of this session has died; the last: {worker.death}"))
             return activation
+        if number in worker.plans:
+            shipped: tuple[int, bytes | None] = (number, None)
+        else:
+            shipped = (number, pickled)
+            if number >= 0:
+                worker.plans.add(number)
+        window = (self._executor.prefetch, self._executor.prefetch_bytes)
         try:
-            worker.handle.start.remote(activation._id, plan)
+            ref = worker.handle.start.remote(activation._id, shipped, extra, limit or 0, window)
         except Exception as error:
             activation._fail(self._lost(worker, error))
             return activation
-        activation._pull_ahead()
+        started = time.perf_counter()
+        ref.future().add_done_callback(lambda _: self.flow.latencies.append(time.perf_counter() - started))
+        activation._start = ref
         return activation
 
-    def _get(self, ref: Any, worker: _Worker) -> tuple[list[Any], bool, tuple[bytes, str, str, str] | None]:
-        """A pull's result; `WorkerError` naming the actor if it died."""
+    def _fetch(self, activation: RayActivation) -> None:
+        """Wait for the next batches from ``activation``'s actor (its first item, else a sweep's) and hand
+        them out; on a dead actor or a failed call, its activations end with `WorkerError`."""
+        worker = activation._worker
+        try:
+            if activation._start is not None:
+                ref, activation._start = activation._start, None
+                batches = self._get(ref, worker)
+            else:
+                if not worker.sweeps:
+                    self._sweep(worker, activation)
+                batches = self._get(worker.sweeps.popleft(), worker)
+        except WorkerError as error:
+            worker.sweeps.clear()
+            activation._fail(error)
+            for member in list(worker.members.values()):  # the lost batches leave gaps: they cannot go on
+                member._fail(WorkerError(str(error), remote_traceback=error.remote_traceback))
+            return
+        if activation._id not in worker.members and not activation._finished:
+            worker.members[activation._id] = activation  # its first item is here: sweeps ask for it from now on
+        ahead = False
+        for activation_id, items, left, fault in batches:
+            member = worker.members.get(activation_id)
+            if member is not None:
+                member._receive(items, left, fault)
+                ahead = ahead or left > 0
+        if ahead and not activation._finished:  # the actor is ahead of the consumer: keep it sending
+            for _ in range(SWEEPS_AHEAD - len(worker.sweeps)):
+                self._sweep(worker, activation)
+
+    def _sweep(self, worker: _Worker, wanted: RayActivation) -> None:
+        """Ask ``worker`` for the batches of all its activations, waiting for ``wanted``'s."""
+        taken = [(activation_id, member._taken()) for activation_id, member in list(worker.members.items())]
+        executor = self._executor
+        worker.sweeps.append(worker.handle.sweep.remote(
+            wanted._id, taken, max(1, executor.prefetch // 4), max(1, executor.prefetch_bytes // 4)
+        ))
+
+    def _get(self, ref: Any, worker: _Worker) -> list[tuple[int, list[Any], int, tuple[bytes, str, str, str] | None]]:
+        """A call's result; `WorkerError` naming the actor if it died."""
         ray = self._ray
         try:
             return ray.get(ref)
         except ray.exceptions.RayActorError as error:
             raise self._lost(worker, error) from None
-        except ray.exceptions.RayError as error:  # the actor lives, but this pull failed (e.g. an item Ray cannot pickle)
+        except ray.exceptions.RayError as error:  # the actor lives, but this call failed (an item Ray cannot pickle)
             msg = f"a pull from {worker.describe()} failed: {_first_line(error)}"
             raise WorkerError(msg, remote_traceback=str(error)) from None
 
@@ -394,24 +683,33 @@ class RaySession(base.Session):
 
     def _send_orphan_cancels(self) -> None:
         while self._orphans:
-            worker, activation_id = self._orphans.pop()
-            self._cancel(worker, activation_id)
+            self._cancel(*self._orphans.pop())
 
-    def _cancel(self, worker: _Worker, activation_id: int) -> None:
+    def _cancel(self, worker: _Worker, activation_id: int, received: int, taken: int) -> None:
+        """Stop an activation at its actor; what it made beyond the ``taken`` items counts as waste."""
         worker.active -= 1
+        if not self._finalizer.alive or worker.death is not None:
+            self.flow.wasted += received - taken
+            return
+        try:
+            self.flow.cancels.append((worker.handle.cancel.remote(activation_id), received, taken))
+        except Exception:  # the actor is gone: nothing to cancel
+            self.flow.wasted += received - taken
+
+    def flow_stats(self) -> dict[str, float]:
+        """``activations``, ``items_received``, ``items_wasted`` (made by actors, never taken: the work of
+        activations closed early) and the median and 99th percentile of ``start_latency_ms``."""
         if self._finalizer.alive:
-            try:
-                worker.handle.cancel.remote(activation_id)
-            except Exception:  # the actor is gone: nothing to cancel
-                pass
+            self.flow.settle(self._ray, 1.0)
+        return self.flow.figures()
 
     def close(self) -> None:
         """Kill every actor this session created (nothing else); later ``next()`` raises StopIteration."""
         for activation in list(self._activations):
-            activation._finished = True
-            activation._pulls.clear()
-            activation._items.clear()
-        self._orphans.clear()
+            activation.close()
+        self._send_orphan_cancels()
+        if self._finalizer.alive:
+            self.flow.settle(self._ray, 0.5)  # the cancels just sent tell what was made for nothing
         self._finalizer()
 
     @property
@@ -424,26 +722,17 @@ class RaySession(base.Session):
 
 
 class RayActivation(base.Activation):
-    """The items of one activation running in a Ray actor, pulled ahead of the consumer."""
+    """The items of one activation running in a Ray actor, fetched in batches (see the module docstring)."""
 
-    __slots__ = ("_session", "_worker", "_id", "_pulls", "_items", "_finished", "_error", "_ask")
+    __slots__ = ("_session", "_worker", "_id", "_start", "_items", "_received", "_finished", "_error")
 
     def __init__(self, session: RaySession, worker: _Worker, activation_id: int):
         self._session, self._worker, self._id = session, worker, activation_id
-        self._pulls: collections.deque[Any] = collections.deque()
+        self._start: Any = None  # the ref of its start (its first item) until it arrives
         self._items: collections.deque[Any] = collections.deque()
+        self._received = 0  # items that reached the consumer
         self._finished = False
         self._error: BaseException | None = None
-        self._ask = 1  # items asked of the next pull: 1 (the first item comes fast), then a quarter of prefetch
-
-    def _pull_ahead(self) -> None:
-        """Queue pulls at the actor until `PULLS_AHEAD` are outstanding."""
-        executor = self._session._executor
-        pull = self._worker.handle.pull.remote
-        limit, max_bytes = max(1, executor.prefetch // 4), max(1, executor.prefetch_bytes // 4)
-        while len(self._pulls) < PULLS_AHEAD:
-            self._pulls.append(pull(self._id, self._ask, max_bytes))
-            self._ask = limit
 
     def __next__(self) -> Any:
         if self._items:
@@ -452,6 +741,8 @@ class RayActivation(base.Activation):
 
     def _refill(self) -> Any:
         while True:
+            if self._items:  # a sweep for another activation brought some
+                return self._items.popleft()
             if self._finished:
                 error, self._error = self._error, None
                 if error is not None:
@@ -460,26 +751,26 @@ class RayActivation(base.Activation):
             if self._session.closed:
                 self._finish()
                 continue
-            ref = self._pulls.popleft()
-            try:
-                items, ended, fault = self._session._get(ref, self._worker)
-            except WorkerError as error:
-                self._fail(error)
-                continue
-            if ended:
-                self._finish()
-                if fault is not None:
-                    self._error = raise_fault(fault, self._worker.describe())
-            else:
-                self._pull_ahead()
-            if items:
-                self._items = collections.deque(items)
-                return self._items.popleft()
+            self._session._fetch(self)
+
+    def _taken(self) -> int:
+        return self._received - len(self._items)
+
+    def _receive(self, items: list[Any], left: int, fault: tuple[bytes, str, str, str] | None) -> None:
+        """Add a batch from the actor; ``left < 0``: the activation ended after it (with ``fault``, if any)."""
+        self._items.extend(items)
+        self._received += len(items)
+        self._session.flow.received += len(items)
+        if left < 0:
+            self._finish()
+            if fault is not None:
+                self._error = raise_fault(fault, self._worker.describe())
 
     def _finish(self) -> None:
         if not self._finished:
             self._finished = True
-            self._pulls.clear()
+            self._start = None
+            self._worker.members.pop(self._id, None)
             self._worker.active -= 1
 
     def _fail(self, error: BaseException) -> None:
@@ -490,8 +781,11 @@ class RayActivation(base.Activation):
         """Stop the activation: its actor closes the generator; later ``next()`` raises StopIteration."""
         if not self._finished:
             self._finished = True
-            self._pulls.clear()
-            self._session._cancel(self._worker, self._id)
+            self._start = None
+            self._worker.members.pop(self._id, None)
+            self._session._cancel(self._worker, self._id, self._received, self._taken())
+        else:  # its actor is done with it: what is left here was made for nothing
+            self._session.flow.wasted += len(self._items)
         self._items.clear()
         self._error = None
 
@@ -499,7 +793,9 @@ class RayActivation(base.Activation):
         try:
             if not self._finished:
                 self._finished = True
-                self._session._orphans.append((self._worker, self._id))
+                self._session._orphans.append((self._worker, self._id, self._received, self._taken()))
+            else:
+                self._session.flow.wasted += len(self._items)
         except Exception:  # at interpreter exit, the session may be gone already
             pass
 
