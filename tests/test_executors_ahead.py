@@ -100,7 +100,7 @@ def test_a_suspended_stream_resumes_in_the_worker_after_what_it_yielded(executor
 
 
 def test_a_session_with_only_submit_stops_an_activation_at_its_limit():
-    class SubmitOnly(Session):  # how the Ray session is built: start() falls back to submit()
+    class SubmitOnly(Session):  # a session with only submit(): start() falls back to it
         def __init__(self):
             self.inner = InProcess().open()
 
