@@ -127,18 +127,30 @@ def _transport_figures(quick: bool) -> list[Figure]:
     return figures
 
 
+def _work(values: np.ndarray, out: np.ndarray) -> float:
+    """Elementwise numpy work on ``values``, in ``out`` (no temporaries: the allocator's state of a process,
+    such as glibc unmapping freed blocks of 1 MB, would otherwise weigh as much as the work, and differ
+    between the consumer, forked workers and Ray's workers)."""
+    np.sqrt(values, out=out)
+    out *= 3.0
+    np.sin(out, out=out)
+    return float(out.sum())
+
+
 def cpu_source(index: int, items: int, size: int) -> Iterator[float]:
     """A CPU-bound source: each item is elementwise numpy work on ``size`` float64 values (one thread)."""
     values = np.random.default_rng(index).random(size)
+    out = np.empty_like(values)
     for _ in range(items):
-        yield float(np.sin(np.sqrt(values) * 3.0).sum())
+        yield _work(values, out)
 
 
 def _work_size(seconds: float = 0.002) -> int:
     """The ``size`` for which one `cpu_source` item takes about ``seconds`` here (best of 3)."""
     size = 1 << 16
     values = np.random.default_rng(0).random(size)
-    per_call = min(timeit.repeat(lambda: np.sin(np.sqrt(values) * 3.0).sum(), number=10, repeat=3)) / 10
+    out = np.empty_like(values)
+    per_call = min(timeit.repeat(lambda: _work(values, out), number=10, repeat=3)) / 10
     return max(1024, int(size * seconds / per_call))
 
 
