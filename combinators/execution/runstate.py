@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from combinators.description import Description
+from combinators.description import Description, callable_repr
 from combinators.errors import ResumeError
 
 __all__ = ["FORMAT", "plan_fingerprint", "check_resume"]
@@ -33,10 +33,12 @@ def _code_text(code: types.CodeType) -> str:
 def _feed(value: Any, digest: Any, texts: dict[int, bytes]) -> None:
     """Hash a description into ``digest`` field by field, without building its whole repr.
 
-    Descriptions, sequences and dicts are walked; functions and arrays are
-    hashed by `_part_text` (once per object: ``texts`` keeps them by id),
-    any other value by its repr. Memory stays that of the deepest path, not
-    of the plan's repr (a mix of 1000 sources would build a 130 KB one).
+    Descriptions, sequences and dicts are walked; every other value is one
+    length-prefixed text (so ``[1, 23]`` and ``[12, 3]`` differ): a function
+    or an array its name or repr as the plan's repr shows it and its
+    `_part_text` (hashed once per object: ``texts`` keeps them by id), any
+    other value its repr. Memory stays that of the deepest path, not of the
+    plan's repr (a mix of 1000 sources would build a 130 KB one).
     """
     if isinstance(value, Description):
         digest.update(type(value).__qualname__.encode() + b"(")
@@ -52,17 +54,22 @@ def _feed(value: Any, digest: Any, texts: dict[int, bytes]) -> None:
     elif isinstance(value, dict):
         digest.update(b"{")
         for k, v in value.items():
-            digest.update(repr(k).encode() + b":")
+            _feed_text(digest, repr(k).encode())
             _feed(v, digest, texts)
         digest.update(b"}")
     elif isinstance(value, np.ndarray) or (callable(value) and not isinstance(value, type)):
         text = texts.get(id(value))
         if text is None:
-            name = getattr(getattr(value, "func", value), "__qualname__", "")
-            text = texts[id(value)] = hashlib.blake2b(name.encode() + b"|" + _part_text(value), digest_size=16).digest()
-        digest.update(text)
+            shown = (repr(value) if isinstance(value, np.ndarray) else callable_repr(value)).encode()
+            text = texts[id(value)] = hashlib.blake2b(shown + b"|" + _part_text(value), digest_size=16).digest()
+        _feed_text(digest, text)
     else:
-        digest.update(repr(value).encode())
+        _feed_text(digest, repr(value).encode())
+
+
+def _feed_text(digest: Any, text: bytes) -> None:
+    """One value's text, prefixed by its length (so that consecutive values cannot run together)."""
+    digest.update(b"%d:" % len(text) + text)
 
 
 def _part_text(part: Any) -> bytes:
