@@ -220,9 +220,13 @@ class _SlotMap:
         if stop - start <= _PYTHON_CHUNK:
             cumulative, scale, right = self.cumulative, self.scale, bisect.bisect_right
             return [right(cumulative, u * scale) for u in self.uniforms[start:stop].tolist()]
+        return self.array_picks(start, stop).tolist()
+
+    def array_picks(self, start: int, stop: int) -> np.ndarray:
+        """The slots of uniforms ``start:stop`` of the block, as an int array (one ``searchsorted``)."""
         if self.array is None:
             self.array = np.array(self.cumulative)
-        return self.array.searchsorted(self.uniforms[start:stop] * self.scale, side="right").tolist()
+        return self.array.searchsorted(self.uniforms[start:stop] * self.scale, side="right")
 
 
 #: entries a working set draws ahead of need (its queue of drawn-ahead entries); a fixed
@@ -644,7 +648,7 @@ def mix_items(
             if used >= len(uniforms):
                 state.uniforms_from = select_rng.bit_generator.state
                 uniforms, used = select_rng.random(_BLOCK), 0
-                slots, state.changed = _SlotMap(uniforms), True
+                slots.uniforms = uniforms
             if state.changed:
                 state.changed = False
                 if not slots.weights(state.slot_weight):
@@ -771,17 +775,17 @@ def mix_decisions(
             uniforms, used = np.empty(0), 0
         else:
             uniforms, used = state.restore(resume, select_rng)
-        chunk = max_items
+        chunk, slots = max_items, _SlotMap(uniforms)
         while True:
             if used >= len(uniforms):
                 state.uniforms_from = select_rng.bit_generator.state
                 uniforms, used = select_rng.random(_BLOCK), 0
+                slots.uniforms = uniforms
             if state.changed:
-                cumulative, state.changed = state.slot_weight.cumsum(), False
-                if cumulative[-1] <= 0:
+                state.changed = False
+                if not slots.weights(state.slot_weight.tolist()):
                     return
-            scaled = uniforms[used : used + chunk] * (cumulative.item(-1) * _BELOW_ONE)
-            picks = cumulative.searchsorted(scaled, side="right")
+            picks = slots.array_picks(used, used + chunk)
             cut, slot, budget_spent = _next_event(state, picks)
             event = cut < len(picks)
             if event and budget_spent:
