@@ -249,14 +249,6 @@ class LeafChild(LocalActivation):
     def __init__(self, args: tuple[Any, ...], ordinal: int, offset: int):
         self._fn, self._args, self._iterator, self.ordinal, self.offset = activate_leaf, args, None, ordinal, offset
 
-    def next_function(self) -> Callable[[], Any]:
-        iterator = self._iterator
-        if iterator is None:
-            iterator = self._iterator = activate_leaf(*self._args)
-            self._fn = self._args = None
-        inner = getattr(iterator, "iterator", None)
-        return (inner() if inner is not None else iterator).__next__
-
     def state(self, received: int) -> dict[str, Any]:
         return {"received": self.offset + received}
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections.abc
 import itertools
-import types
 from typing import Any, Iterable, Iterator
 
 import cloudpickle
@@ -145,9 +144,6 @@ def activate_leaf(
     >>> list(activate_leaf(from_iterable("abcd"), 0, (), (0,), start=2))
     ['c', 'd']
     """
-    if type(leaf) is Source and not start and not leaf.wants_rng and not leaf.seeks:  # the common case, at once
-        items = leaf.fn(*leaf.args, **leaf.kwargs)
-        return items if type(items) is types.GeneratorType else _iterable(items, leaf, path)
     if isinstance(leaf, Apply):
         items = _iterate(leaf.stream, entropy, (*path, 0), (*activation, 0))
         output = run_transforms(items, leaf.transforms, entropy, path, activation)
