@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import collections
 
+import msgpack
 import numpy as np
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from combinators.errors import TransportError
 from combinators.execution.wire import OUT_OF_BAND_BYTES, ItemPacker, unpack_items
 
 Pair = collections.namedtuple("Pair", "x y")
@@ -104,3 +106,32 @@ def test_row_groups_round_trip_in_order(item_runs, cuts):
     received += unpack_items(packer.frames())
     assert len(received) == len(sent)
     assert all(map(identical, received, sent))
+
+
+@given(st.lists(runs(), min_size=1, max_size=4), st.data())
+def test_a_message_cut_short_raises_or_gives_whole_items_only(item_runs, data):
+    """A header cut inside a value raises `TransportError` (its last item is never dropped without a
+    word); cut between two values it reads as a shorter message, of the first items exactly."""
+    sent = [item for run in item_runs for item in run]
+    packer = ItemPacker(freeze=True)
+    for item in sent:
+        packer.add(item)
+    header, *buffers = packer.frames()
+    assume(len(header) > 0)
+    cut = data.draw(st.integers(0, len(header) - 1), label="bytes of the header kept")
+    try:
+        received = unpack_items([bytes(header)[:cut], *buffers])
+    except TransportError:
+        return
+    assert cut in _value_ends(bytes(header)), cut  # else a cut-off value was left out without a word
+    assert len(received) < len(sent) and all(map(identical, received, sent))
+
+
+def _value_ends(header: bytes) -> set[int]:
+    """Where the header's top-level msgpack values end (0 included): the cuts that leave whole values."""
+    unpacker = msgpack.Unpacker(ext_hook=lambda code, data: None, strict_map_key=False)
+    unpacker.feed(header)
+    ends = {0}
+    for _ in unpacker:
+        ends.add(unpacker.tell())
+    return ends

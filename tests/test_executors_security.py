@@ -265,3 +265,28 @@ def test_ipc_sockets_are_this_users_only(tmp_path):
                 assert path.stat().st_mode & 0o777 == 0o600, session
             assert Path(pool.address.removeprefix("ipc://")).parent.stat().st_mode & 0o777 == 0o700
             assert list(zmq_session.submit(range, 2)) == list(pool.submit(range, 2)) == [0, 1]
+
+
+def _truncating_source():
+    """Items whose messages this worker cuts short by one byte (a worker that has joined, gone wrong)."""
+    import combinators.execution.wire as wire
+
+    frames = wire.ItemPacker.frames
+
+    def cut(self):
+        header, *buffers = frames(self)
+        return [bytes(header)[:-1], *buffers]
+
+    wire.ItemPacker.frames = cut
+    yield from range(1000, 1005)  # 3 bytes each: the cut leaves part of the last item
+
+
+def test_a_message_a_joined_worker_cut_short_fails_the_activation_loudly():
+    with Processes(workers=1).open() as session:
+        activation = session.submit(_truncating_source)
+        with pytest.raises(TransportError, match="cut short") as info:
+            list(activation)
+        assert "worker" in str(info.value)
+        assert session.stats()["malformed"] == 1
+        with pytest.raises(StopIteration):
+            next(activation)

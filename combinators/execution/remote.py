@@ -601,7 +601,13 @@ class RemoteActivation(Activation):
         while True:
             if self._messages:
                 frames = self._messages.popleft()
-                items = collections.deque(unpack_items(frames))
+                try:
+                    items = collections.deque(unpack_items(frames))
+                except TransportError as error:  # a joined worker's message that is not one: the activation fails
+                    session.counts["malformed"] += 1
+                    self.close()
+                    where = self._peer.describe() if self._peer is not None else "a worker"
+                    raise TransportError(f"{where} sent {error}") from error
                 session.flow.received += len(items)
                 self._left -= len(items) if self._left > 0 else 0
                 self._owed_items += len(items)
@@ -659,6 +665,14 @@ class RemoteActivation(Activation):
         return f"<RemoteActivation {self._id} {'finished' if self._finished else 'running'}>"
 
 
+def _count_items(frames: list[Any]) -> int:
+    """The items a message holds (0 if it is malformed: counting what was left over never raises)."""
+    try:
+        return len(unpack_items(frames))
+    except TransportError:
+        return 0
+
+
 class _Flow:
     """A session's activity: activations started, items received and left over, start latencies."""
 
@@ -670,7 +684,7 @@ class _Flow:
 
     def left_over(self, items: Any, messages: Iterable[list[Any]]) -> None:
         """Count the items of a closed activation that the consumer never took."""
-        counted = len(items) + sum(sum(1 for _ in unpack_items(frames)) for frames in messages)
+        counted = len(items) + sum(map(_count_items, messages))
         self.wasted += counted
         self.received += counted - len(items)
 

@@ -545,18 +545,40 @@ class ItemPacker:
 
 
 def unpack_items(frames: Sequence[Any]) -> list[Any]:
-    """The items of a message made by `ItemPacker.frames` (header first, then buffers), in order."""
+    """The items of a message made by `ItemPacker.frames` (header first, then buffers), in order.
+
+    Raises `TransportError` when the header is not such a message: bytes
+    msgpack cannot read, a layout that does not fit its buffer, or a header
+    cut short (whose last item would otherwise be left out without a word).
+    An item's own unpickling error is raised as it is.
+
+    >>> unpack_items(dumps([1, 2]))
+    [[1, 2]]
+    >>> unpack_items([dumps([1, 2])[0][:-1]])
+    Traceback (most recent call last):
+    ...
+    combinators.errors.TransportError: a message of items cut short: 0 of its 2 bytes read
+    """
     unpacker = msgpack.Unpacker(
         ext_hook=_Decoder(frames[1:]), raw=False, strict_map_key=False, use_list=True,
         max_buffer_size=0, unicode_errors=_SURROGATES,
     )
     unpacker.feed(frames[0])
     items: list[Any] = []
-    for value in unpacker:
-        if type(value) is _Rows:
-            items.extend(value)
-        else:
-            items.append(value)
+    read = 0  # bytes of the whole values read (an incomplete last value ends the loop without a word)
+    try:
+        for value in unpacker:
+            read = unpacker.tell()
+            if type(value) is _Rows:
+                items.extend(value)
+            else:
+                items.append(value)
+    except (msgpack.UnpackException, ValueError, struct.error, IndexError) as error:
+        msg = f"a malformed message of items ({type(error).__name__}: {error})"
+        raise TransportError(msg) from error
+    if read != len(frames[0]):
+        msg = f"a message of items cut short: {read} of its {len(frames[0])} bytes read"
+        raise TransportError(msg)
     return items
 
 
