@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from unittest import mock
 
 import cloudpickle
 import numpy as np
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 import combinators as c
 from combinators.execution.processes import Processes
 from combinators.execution.ray import Ray
+from combinators.execution.remote import RemoteSession
 from combinators.execution.zmq import ZMQ
 
 
@@ -95,6 +97,16 @@ def outcome(plan, seed, executor):
 @given(plans, st.integers(0, 2**32 - 1), executors)
 def test_parallel_executors_agree_with_in_process(plan, seed, executor):
     assert outcome(plan, seed, executor) == outcome(plan, seed, "inprocess")
+
+
+@given(plans, st.integers(0, 2**32 - 1), st.lists(st.booleans(), min_size=1, max_size=8), st.sampled_from([1, 2]))
+def test_where_each_leaf_activation_runs_never_changes_the_items(plan, seed, placements, workers):
+    """Leaf activations run in the consumer or in a worker in any pattern, switching mid-run (as
+    `RemoteSession.runs_inline` decides once a leaf is measured): the items are the in-process ones."""
+    pattern = itertools.cycle(placements)
+    with mock.patch.object(RemoteSession, "runs_inline", lambda session, leaf_plan: next(pattern)):
+        placed = outcome(plan, seed, Processes(workers=workers))
+    assert placed == outcome(plan, seed, "inprocess")
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,8 @@ def test_a_worker_never_produces_past_an_activation_limit():
         assert session.flow_stats()["activations"] == 2
 
 
-@pytest.mark.parametrize("executor", [Processes(workers=2), ZMQ(workers=2)], ids=["processes", "zmq"])
+# inline=False: every activation runs in a worker (cheap leaves would otherwise run in the consumer once measured)
+@pytest.mark.parametrize("executor", [Processes(workers=2, inline=False), ZMQ(workers=2)], ids=["processes", "zmq"])
 def test_a_working_set_with_budgets_wastes_only_the_queue(executor):
     rate, n_active, consumed = 6, 8, 1500
     plan = c.mix(*[c.stream(forever, f"s{k}") for k in range(30)], n_active=n_active, rate=rate, dist="constant")
@@ -50,7 +51,7 @@ def test_a_working_set_with_budgets_wastes_only_the_queue(executor):
 def test_each_leaf_plan_is_pickled_once_per_run():
     sources = [c.stream(forever, f"s{k}") >> c.map(lambda item: item[1]) for k in range(5)]
     plan = c.mix(*sources, n_active=2, rate=2, dist="constant") >> c.take(400)
-    with c.iterate(plan, seed=1, executor=Processes(workers=2)) as run:
+    with c.iterate(plan, seed=1, executor=Processes(workers=2, inline=False)) as run:
         items = list(run)
         session = run._session
         assert len(session._plan_pickles) == 5  # one per leaf, however many activations
@@ -81,7 +82,7 @@ def counting(name, n):
         yield (name, i)
 
 
-@pytest.mark.parametrize("executor", [Processes(workers=2), ZMQ(workers=2)], ids=["processes", "zmq"])
+@pytest.mark.parametrize("executor", [Processes(workers=2, inline=False), ZMQ(workers=2)], ids=["processes", "zmq"])
 @pytest.mark.parametrize("mode", ["exhaustive", "first_exhausted"])
 def test_a_suspended_stream_resumes_in_the_worker_after_what_it_yielded(executor, mode):
     # rate=2 suspends each activation after about 2 items; its stream re-enters through the queue and

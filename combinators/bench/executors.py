@@ -11,7 +11,10 @@ consumed) and the activation start latency (median, p99).
 
 Rows: CPU-bound sources (about 0.4 ms of numpy per item) at ``rate`` None, 8
 and 32, and ZMQ at rate 8; cheap sources (about 1 us: a dict holding a row of
-64 floats) at rate 32 and None. A 2-worker speed-up needs 2 idle cores, so the
+64 floats) at rate 32 and None, where ``Processes`` runs each leaf in the
+consumer once its workers measured that its items cost less to make than to
+move (``inline``), and at rate 32 with ``inline=False`` (every activation in a
+worker: the cost of moving them). A 2-worker speed-up needs 2 idle cores, so the
 run also measures this host's ceiling: 2 bare forked processes doing the same
 CPU work, against one (as ``bench transport`` does).
 """
@@ -76,6 +79,7 @@ def _rows(quick: bool, size: int) -> list[tuple[str, Callable, tuple, float | No
         ("~0.4 ms numpy", *cpu, 8, cpu_items, zmq_two, None),
         ("~1 us dict", *cheap, 32, cheap_items, two, 0.7),
         ("~1 us dict", *cheap, None, cheap_items, two, None),
+        ("~1 us dict", *cheap, 32, cheap_items, Processes(workers=2, inline=False), None),
     ]
 
 
@@ -92,7 +96,8 @@ def run(args: argparse.Namespace) -> list[Figure]:
         name = f"{SOURCES} sources, {work}, n_active={N_ACTIVE}, rate={rate}: {executor!r}"
         figures.append(Figure(
             name=name, value=ours, reference=inprocess, unit="items/s", target=None if quick else target,
-            note=f"reference: in process; {int(stats['activations'])} activations, start latency median "
+            note=f"reference: in process; {int(stats['activations'])} activations in workers, "
+            f"{int(stats['activations_inline'])} in the consumer, start latency median "
             f"{stats['start_latency_median_ms']:.2f} ms, p99 {stats['start_latency_p99_ms']:.2f} ms",
         ))
         figures.append(Figure(

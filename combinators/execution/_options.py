@@ -10,7 +10,7 @@ import attrs
 
 from combinators.errors import InvalidArgument, InvalidArgumentType
 
-__all__ = ["default_workers", "positive_int", "non_negative_int", "start_method", "positive_number"]
+__all__ = ["default_workers", "positive_int", "non_negative_int", "start_method", "positive_number", "boolean"]
 
 
 def default_workers() -> int:
@@ -52,3 +52,9 @@ def start_method(owner: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None and value not in methods:
         msg = f"{type(owner).__name__}.{attribute.name} must be None or one of {methods}, not {value!r}"
         raise InvalidArgument(msg)
+
+
+def boolean(owner: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, bool):
+        msg = f"{type(owner).__name__}.{attribute.name} must be True or False, not {value!r} ({type(value).__name__})"
+        raise InvalidArgumentType(msg)

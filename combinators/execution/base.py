@@ -80,6 +80,11 @@ class Session(abc.ABC):
             return self.submit(fn, *args, *extra)
         return self.submit(first_items, limit, fn, *args, *extra)
 
+    def runs_inline(self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> bool:
+        """Whether the interpreter should run the next activation of ``plan`` (a leaf's) in the consumer itself,
+        as in process, rather than `start` it here: where a leaf runs never changes its items."""
+        return False
+
     @abc.abstractmethod
     def close(self) -> None:
         """Stop every activation and release workers, sockets and files."""

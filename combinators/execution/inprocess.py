@@ -66,9 +66,19 @@ class _Context:
     ) -> Activation:
         """Submit an activation of a leaf: its items from item ``start`` on (`activate_leaf` seeks or skips
         there, where it runs), at most ``limit`` of them; a value that cannot travel raises `TransportError`
-        naming it."""
+        naming it. It runs here, lazily, when the session says so (`Session.runs_inline`)."""
+        plan = self.leaf_plan(node, path)
+        if self.session.runs_inline(plan):
+            return LocalActivation(activate_leaf, (*plan[1], activation, start))
+        return self.start_leaf(plan, node, path, activation, limit, start)
+
+    def start_leaf(
+        self, plan: tuple[Any, tuple[Any, ...]], node: Stream, path: tuple[int, ...], activation: tuple[int, ...],
+        limit: int | None, start: int,
+    ) -> Activation:
+        """`submit_leaf` in the session, wherever it runs its activations."""
         try:
-            return self.session.start(self.leaf_plan(node, path), (activation, start) if start else (activation,), limit)
+            return self.session.start(plan, (activation, start) if start else (activation,), limit)
         except TransportError as error:
             why = unpicklable_part(node) or str(error.__cause__ or error)
             raise TransportError(f"cannot send {where(node, path)} to a worker: {why}") from error
@@ -276,12 +286,14 @@ class _Children:
             number = self.next
             self.next += 1
         if self.leaves[index]:  # the replacement's hot path: straight to the session
-            identity, ctx = (*self.activation, number), self.ctx
+            identity, node, path = (*self.activation, number), self.node.children[index], (*self.path, index)
+            ctx = self.ctx
             if ctx.session.in_process:
-                return LeafChild((self.node.children[index], ctx.entropy, (*self.path, index), identity, skip), number,
-                                 skip)
-            leaf = ctx.submit_leaf(self.node.children[index], (*self.path, index), identity, limit, skip)
-            return Child(leaf, number, skip)
+                return LeafChild((node, ctx.entropy, path, identity, skip), number, skip)
+            plan = ctx.leaf_plan(node, path)
+            if ctx.session.runs_inline(plan):
+                return LeafChild((*plan[1], identity, skip), number, skip)
+            return Child(ctx.start_leaf(plan, node, path, identity, limit, skip), number, skip)
         return self.reopen(index, number, {"received": skip} if skip else None, limit, skip)
 
     def reopen(self, index: int, ordinal: int, saved: dict | None, limit: int | None = None, offset: int = 0) -> Child:

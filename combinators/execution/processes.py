@@ -17,7 +17,7 @@ import attrs
 import zmq
 
 from combinators.execution import _lifetime, base
-from combinators.execution._options import default_workers, positive_int, start_method
+from combinators.execution._options import boolean, default_workers, positive_int, start_method
 from combinators.execution.remote import RemoteSession, SessionOptions
 
 __all__ = ["Processes"]
@@ -35,13 +35,21 @@ class Processes(base.Executor):
       (produced, not yet taken by the consumer); with ``prefetch_bytes`` (bytes
       in flight) it bounds the memory of a slow consumer, and the work wasted
       on an activation closed early.
+    - ``inline``: run in the consumer the leaves whose items cost less to
+      make than to move (as measured by the workers on the leaf's first
+      activations: less than `remote.INLINE_RATIO` times the time spent
+      starting, packing and sending them). Receiving such an item costs the
+      consumer about as much as making it, so a worker would add nothing but
+      contention. ``activations_inline`` of `Run.executor_stats` counts them;
+      where a leaf runs never changes the items. ``False`` runs every
+      activation in a worker.
 
     Raises `InvalidArgumentType`/`InvalidArgument` for a field of the wrong
     type or value; running activations raise what the worker raised (after
     the items yielded before it), or `WorkerError` if a worker dies.
 
     >>> Processes(workers=2)
-    Processes(workers=2, start_method=None, prefetch=1024, prefetch_bytes=33554432)
+    Processes(workers=2, start_method=None, prefetch=1024, prefetch_bytes=33554432, inline=True)
     >>> with Processes(workers=1).open() as session:
     ...     list(session.submit(range, 3))
     [0, 1, 2]
@@ -51,6 +59,7 @@ class Processes(base.Executor):
     start_method: str | None = attrs.field(default=None, validator=start_method)
     prefetch: int = attrs.field(default=1024, validator=positive_int)
     prefetch_bytes: int = attrs.field(default=32 << 20, validator=positive_int)
+    inline: bool = attrs.field(default=True, validator=boolean)
 
     def open(self) -> RemoteSession:
         """Start the workers; a session to submit activations to (close it, or use ``with``)."""
@@ -72,6 +81,7 @@ class Processes(base.Executor):
             prefetch=self.prefetch,
             prefetch_bytes=self.prefetch_bytes,
             cleanup=cleanup,
+            inline=self.inline,
         )
 
 

@@ -39,7 +39,14 @@ Worker to consumer:
 - ``LAST(id) header *buffers``: ITEMS then END in one message (the last items
   of an activation, when no frame needs pieces);
 - ``FAULT(id) exception type_name message traceback``: it raised (``exception``
-  is its cloudpickle, or empty when it cannot be pickled).
+  is its cloudpickle, or empty when it cannot be pickled);
+- ``COSTS(count) table``: what the activations that ended since its last
+  report cost, per plan: ``table`` holds ``count`` rows of five little-endian
+  64-bit numbers (`COST_ROW`: plan number, activations, items, nanoseconds
+  spent making them in the source, nanoseconds spent moving them: starting,
+  packing, sending). A plan's first report goes out as soon as one of its
+  activations ends; the session uses them to run cheap leaves in the consumer
+  (`combinators.execution.remote.RemoteSession.runs_inline`).
 
 Flow control is credit-based: a worker keeps at most ``window_items`` items
 and ``window_bytes`` bytes of an activation in flight (sent, not yet credited
@@ -65,12 +72,14 @@ import numpy as np
 import zmq
 
 START, CREDIT, CANCEL, PING, QUIT, PLAN, STARTS = b"S", b"C", b"X", b"P", b"Q", b"L", b"M"
-HELLO, ITEMS, END, FAULT, CHUNK, PARTS, LAST = b"H", b"I", b"E", b"F", b"K", b"T", b"D"
+HELLO, ITEMS, END, FAULT, CHUNK, PARTS, LAST, COSTS = b"H", b"I", b"E", b"F", b"K", b"T", b"D", b"O"
 
 _HEAD = struct.Struct("<cQ")
 _FLOW_HEAD = struct.Struct("<cQQQQQ")
 #: one activation of a STARTS message: id, plan number, limit (0: none), window items and bytes, frame bytes
 START_ROW = struct.Struct("<QQQQQQ")
+#: one plan of a COSTS message: plan number, activations, items, nanoseconds making, nanoseconds moving
+COST_ROW = struct.Struct("<QQQQQ")
 #: the length of a head frame from a worker
 HEAD_BYTES = _HEAD.size
 _SNDMORE = int(zmq.SNDMORE)

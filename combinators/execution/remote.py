@@ -63,6 +63,11 @@ START_BATCH = 4
 #: an activation's first credit window; it doubles with each credit, up to the prefetch limits
 INITIAL_WINDOW_ITEMS = 16
 INITIAL_WINDOW_BYTES = 1 << 20
+#: a leaf runs in the consumer when its items take less than this many times as long to make (in the source)
+#: as to move (starting, packing, sending: what receiving them costs the consumer, again), as its workers measured
+INLINE_RATIO = 2.0
+#: ... over at least this many of its items
+INLINE_MIN_ITEMS = 16
 
 
 @attrs.frozen
@@ -79,6 +84,7 @@ class SessionOptions:
     timeout: float = 60.0
     cleanup: Callable[[], None] | None = None
     frame_bytes: int = attrs.field(factory=lambda: protocol.FRAME_BYTES)
+    inline: bool = False  # run cheap leaves in the consumer (`RemoteSession.runs_inline`)
 
 
 class _Peer:
@@ -224,6 +230,9 @@ class RemoteSession(Session):
         self._outgoing: list[_Peer] = []  # peers with starts waiting to be sent
         self._waiting_starts = 0
         self._unsent: set[int] = set()  # activations whose start waits in an outbox
+        #: per plan number, what its activations cost in workers: [activations, items, ns making, ns moving]
+        self.costs: dict[int, list[int]] = {}
+        self._inline: set[int] = set()  # plan numbers that run in the consumer
         self.flow = _Flow()
         self._start_local_workers()
         self._await_local_workers()
@@ -331,6 +340,31 @@ class RemoteSession(Session):
         self._unsent.add(activation._id)
         return activation
 
+    def runs_inline(self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> bool:
+        """Whether the next activation of ``plan`` (a leaf's, as for `start`) should run in the consumer.
+
+        With ``options.inline``, a leaf whose items take its workers less than
+        `INLINE_RATIO` times as long to make as to move (over at least
+        `INLINE_MIN_ITEMS` items of its ended activations, from `protocol.COSTS`
+        reports) is cheaper to run in the consumer than to receive: from then
+        on, its activations run there (counted in ``activations_inline``).
+        Where a leaf runs never changes its items. A leaf not measured yet runs
+        in a worker, so every leaf is measured on its own.
+        """
+        if not self._options.inline:
+            return False
+        known = self._plans.get(id(plan))
+        if known is None or known[1] is not plan:
+            return False
+        number = known[0]
+        if number not in self._inline:
+            costs = self.costs.get(number)
+            if costs is None or costs[1] < INLINE_MIN_ITEMS or costs[2] >= INLINE_RATIO * costs[3]:
+                return False
+            self._inline.add(number)
+        self.flow.inline += 1
+        return True
+
     def flush(self) -> None:
         """Send the waiting starts: each worker's new plans, then one STARTS message per worker."""
         outgoing, self._outgoing = self._outgoing, []
@@ -427,6 +461,10 @@ class RemoteSession(Session):
         if peer is None or not peer.ready:  # only workers that joined may speak (never unpickle a stranger's)
             counts["unjoined"] += 1
             return
+        if kind == protocol.COSTS:
+            if not self._add_costs(number, frames[2].bytes):
+                counts["malformed"] += 1
+            return
         if kind in _ENDINGS:
             peer.active.discard(number)
         activation = self._activations.get(number)
@@ -453,6 +491,16 @@ class RemoteSession(Session):
             activation._finished = True
         elif kind == protocol.FAULT:
             activation._fail(_remote_exception([frame.bytes for frame in frames[2:]], peer))
+
+    def _add_costs(self, count: int, table: bytes) -> bool:
+        """Add a worker's COSTS rows to the session's; False (nothing added) if the table is not ``count`` rows."""
+        if len(table) != count * protocol.COST_ROW.size:
+            return False
+        for number, *figures in protocol.COST_ROW.iter_unpack(table):
+            costs = self.costs.setdefault(number, [0, 0, 0, 0])
+            for index, figure in enumerate(figures):
+                costs[index] += figure
+        return True
 
     def _hello(self, identity: bytes, pid: int, credentials: list[bytes]) -> None:
         """Admit a local worker that names itself and holds the run's token, or a remote worker if invited."""
@@ -681,6 +729,7 @@ class _Flow:
         self.received = 0  # items decoded by activations
         self.wasted = 0  # items that reached the consumer and were never taken
         self.latencies: list[float] = []  # seconds from submit to the first message of each activation
+        self.inline = 0  # leaf activations run in the consumer instead (`RemoteSession.runs_inline`)
 
     def left_over(self, items: Any, messages: Iterable[list[Any]]) -> None:
         """Count the items of a closed activation that the consumer never took."""
@@ -689,11 +738,13 @@ class _Flow:
         self.received += counted - len(items)
 
     def figures(self) -> dict[str, float]:
-        """``activations``, ``items_received``, ``items_wasted`` (received, never taken: produced for
-        nothing) and the median and 99th percentile of ``start_latency_ms`` (submit to first message)."""
+        """``activations`` (started in workers), ``activations_inline`` (run in the consumer), ``items_received``,
+        ``items_wasted`` (received, never taken: produced for nothing) and the median and 99th percentile of
+        ``start_latency_ms`` (submit to first message)."""
         latency = np.percentile(self.latencies, [50, 99]) * 1000 if self.latencies else [np.nan, np.nan]
         return {
-            "activations": self.started, "items_received": self.received, "items_wasted": self.wasted,
+            "activations": self.started, "activations_inline": self.inline,
+            "items_received": self.received, "items_wasted": self.wasted,
             "start_latency_median_ms": float(latency[0]), "start_latency_p99_ms": float(latency[1]),
         }
 
@@ -701,7 +752,7 @@ class _Flow:
 _ARITY = {
     protocol.HELLO: (3, None), protocol.ITEMS: (3, None), protocol.LAST: (3, None), protocol.END: (2, 2),
     protocol.FAULT: (6, 6),
-    protocol.CHUNK: (3, 3), protocol.PARTS: (3, None),
+    protocol.CHUNK: (3, 3), protocol.PARTS: (3, None), protocol.COSTS: (3, 3),
 }
 _ENDINGS = (protocol.END, protocol.FAULT, protocol.LAST)
 _WITH_ITEMS = (protocol.ITEMS, protocol.LAST)

@@ -44,6 +44,8 @@ _MESSAGES_IN_FLIGHT = 4
 FLUSH_INTERVAL = 0.005
 #: a message stops growing at this many bytes (bigger items travel one per message)
 MESSAGE_BYTES = 1 << 20
+#: a worker reports its costs (`protocol.COSTS`) after this many ended activations (and when idle)
+COSTS_EVERY = 32
 
 _MAKE_KEY = "`combinators worker --make-key PATH`"
 _EXHAUSTED = object()  # the outcome of an activation that ran dry
@@ -63,14 +65,18 @@ class _Running:
 
     __slots__ = (
         "id", "iterator", "next", "window_items", "window_bytes", "items", "nbytes", "cap", "queued", "frame_bytes",
-        "plan", "left",
+        "plan", "left", "number", "made", "making", "moving",
     )
 
     def __init__(
         self, activation_id: int, iterator: Iterator[Any], window_items: int, window_bytes: int, frame_bytes: int,
-        plan: tuple[Any, tuple[Any, ...]] = (None, ()), limit: int = 0,
+        plan: tuple[Any, tuple[Any, ...]] = (None, ()), limit: int = 0, number: int = -1,
     ):
         self.id = activation_id
+        self.number = number  # its plan's number (-1: started whole, by START)
+        self.made = 0  # items produced
+        self.making = 0.0  # seconds spent in the source (starting it, then in its next())
+        self.moving = 0.0  # seconds spent moving its items: starting, packing, sending
         self.left = limit or _NO_LIMIT  # items it may still produce (its budget)
         self.plan = plan
         self.frame_bytes = frame_bytes
@@ -106,6 +112,11 @@ class _Worker:
         self.ready: collections.deque[_Running] = collections.deque()
         self.packer = ItemPacker(freeze=True)
         self.plans: dict[int, tuple[Any, tuple[Any, ...]] | BaseException] = {}  # PLAN number: (fn, args)
+        # per plan number, what its ended activations cost, not reported yet: [activations, items,
+        # seconds making, seconds moving]; plans never reported go out at once (the consumer decides on them)
+        self.costs: dict[int, list[float]] = {}
+        self.reported: set[int] = set()
+        self.unreported = 0  # ended activations in costs
 
     def handle(self, frames: list[zmq.Frame]) -> bool:
         """Apply one consumer message; False once told to quit."""
@@ -147,9 +158,11 @@ class _Worker:
             self.plans[number] = error
 
     def _starts(self, table: bytes, extras: bytes) -> None:
-        """Start every activation of a STARTS message, in order."""
+        """Start every activation of a STARTS message, in order (each is charged its share of reading it)."""
+        began = time.perf_counter()
         rows = list(protocol.START_ROW.iter_unpack(table))
         extra_args = cloudpickle.loads(extras)
+        share = (time.perf_counter() - began) / max(1, len(rows))
         for (activation_id, number, limit, window_items, window_bytes, frame_bytes), extra in zip(rows, extra_args):
             plan = self.plans.get(number)
             if not isinstance(plan, tuple):
@@ -157,21 +170,27 @@ class _Worker:
                 self._fault(activation_id, error, frame_bytes)
                 continue
             fn, args = plan
-            self._start(activation_id, (fn, (*args, *extra)), limit, window_items, window_bytes, frame_bytes)
+            run = self._start(activation_id, (fn, (*args, *extra)), limit, window_items, window_bytes, frame_bytes,
+                              number)
+            if run is not None:
+                run.moving += share
 
     def _start(
         self, activation_id: int, plan: tuple[Any, tuple[Any, ...]], limit: int, window_items: int,
-        window_bytes: int, frame_bytes: int,
-    ) -> None:
+        window_bytes: int, frame_bytes: int, number: int = -1,
+    ) -> _Running | None:
         fn, args = plan
+        began = time.perf_counter()
         try:
             iterator = iter(fn(*args))
         except BaseException as error:  # noqa: BLE001 - reported to the consumer
             self._fault(activation_id, error, frame_bytes)
-            return
-        run = _Running(activation_id, iterator, window_items, window_bytes, frame_bytes, plan, limit)
+            return None
+        run = _Running(activation_id, iterator, window_items, window_bytes, frame_bytes, plan, limit, number)
+        run.making = time.perf_counter() - began
         self.running[activation_id] = run
         self._enqueue(run)
+        return run
 
     def _enqueue(self, run: _Running) -> None:
         if not run.queued and run.id in self.running and run.can_send():
@@ -184,6 +203,8 @@ class _Worker:
         run.queued = False
         if run.id not in self.running:
             return
+        began = time.perf_counter()
+        making = run.making
         outcome = self._fill(run)
         packer = self.packer
         ended = outcome is _EXHAUSTED or outcome is _SPENT
@@ -194,6 +215,7 @@ class _Worker:
             ended_sent = protocol.send_items(self.socket, run.id, packer.frames(), run.frame_bytes, last=ended)
             run.cap = min(2 * run.cap, max(1, run.window_items // _MESSAGES_IN_FLIGHT))
         if outcome is None:
+            run.moving += time.perf_counter() - began - (run.making - making)
             self._enqueue(run)
             return
         del self.running[run.id]
@@ -204,27 +226,67 @@ class _Worker:
             self._fault(run.id, outcome, run.frame_bytes)
         elif not ended_sent:
             protocol.send(self.socket, [protocol.head(protocol.END, run.id)])
+        run.moving += time.perf_counter() - began - (run.making - making)
+        if ended:
+            self._cost(run)
 
     def _fill(self, run: _Running) -> BaseException | object | None:
-        """Pack items of ``run`` until a message is full; the outcome if the activation ended."""
+        """Pack items of ``run`` until a message is full; the outcome if the activation ended.
+
+        The time spent in the source's ``next()`` is added to ``run.making``.
+        """
         packer = self.packer
         cap = max(1, min(run.cap, run.window_items - run.items, run.left))
         limit = max(1, min(MESSAGE_BYTES, run.window_bytes // _MESSAGES_IN_FLIGHT, run.window_bytes - run.nbytes))
-        next_item = run.next
-        deadline = time.perf_counter() + FLUSH_INTERVAL
+        next_item, clock = run.next, time.perf_counter
+        now = clock()
+        deadline, making = now + FLUSH_INTERVAL, 0.0
         try:
             while packer.count < cap:
                 try:
-                    packer.add(next_item())
+                    item = next_item()
+                    made = clock()
+                    packer.add(item)
                 except StopIteration:
+                    making += clock() - now
                     return _EXHAUSTED
                 except BaseException as error:  # noqa: BLE001 - reported to the consumer
                     return _reused(error, run)
-                if packer.nbytes >= limit or time.perf_counter() >= deadline:
+                making += made - now
+                now = clock()
+                if packer.nbytes >= limit or now >= deadline:
                     break
         finally:
             run.left -= packer.count
+            run.made += packer.count
+            run.making += making
         return _SPENT if run.left <= 0 else None
+
+    def _cost(self, run: _Running) -> None:
+        """Add an ended activation's costs to its plan's; report at once if that plan was never reported."""
+        if run.number < 0:
+            return
+        costs = self.costs.setdefault(run.number, [0, 0, 0.0, 0.0])
+        costs[0] += 1
+        costs[1] += run.made
+        costs[2] += run.making
+        costs[3] += run.moving
+        self.unreported += 1
+        if run.number not in self.reported or self.unreported >= COSTS_EVERY:
+            self.report_costs()
+
+    def report_costs(self) -> None:
+        """Send the costs of the activations ended since the last report (`protocol.COSTS`)."""
+        if not self.costs:
+            return
+        rows = [
+            protocol.COST_ROW.pack(number, activations, items, round(making * 1e9), round(moving * 1e9))
+            for number, (activations, items, making, moving) in self.costs.items()
+        ]
+        protocol.send(self.socket, [protocol.head(protocol.COSTS, len(rows)), b"".join(rows)])
+        self.reported.update(self.costs)
+        self.costs.clear()
+        self.unreported = 0
 
     def _fault(self, activation_id: int, error: BaseException, frame_bytes: int) -> None:
         """Report ``error``; each frame within ``frame_bytes`` (a bigger pickle is left out, texts are cut)."""
@@ -284,6 +346,7 @@ def serve(sock: zmq.Socket, connect_timeout: float | None = None, credentials: t
                 incoming = protocol.readable(sock)
                 lost = protocol.readable(monitor)
             else:
+                worker.report_costs()  # idle: what it measured is worth telling now
                 events = dict(poller.poll(1000))
                 incoming, lost = sock in events, monitor in events
             if incoming and not _drain(sock, worker):

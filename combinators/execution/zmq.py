@@ -18,7 +18,7 @@ import attrs
 
 from combinators.errors import InvalidArgument, InvalidArgumentType
 from combinators.execution import base, protocol
-from combinators.execution._options import default_workers, non_negative_int, positive_int, positive_number
+from combinators.execution._options import boolean, default_workers, non_negative_int, positive_int, positive_number
 from combinators.execution._options import start_method as _start_method
 from combinators.execution.remote import RemoteSession, SessionOptions
 from combinators.execution.worker import load_key
@@ -74,12 +74,15 @@ class ZMQ(base.Executor):
     - ``start_method``, ``prefetch``, ``prefetch_bytes``: as for `Processes`.
     - ``timeout``: seconds to wait for a first worker before an activation
       raises `WorkerError` (only matters when no local worker is alive).
+    - ``inline``: as for `Processes`, but off by default: remote workers may
+      read data the consumer cannot reach.
 
     Raises `InvalidArgument` for a non-loopback address without a key (the
     message says how to make one) and for any other bad field.
 
     >>> ZMQ(workers=1)
-    ZMQ(workers=1, address=None, key=None, start_method=None, prefetch=1024, prefetch_bytes=33554432, timeout=60.0)
+    ZMQ(workers=1, address=None, key=None, start_method=None, prefetch=1024, prefetch_bytes=33554432, timeout=60.0,
+    inline=False)
     >>> with ZMQ(workers=1).open() as session:
     ...     list(session.submit(range, 3))
     [0, 1, 2]
@@ -92,6 +95,7 @@ class ZMQ(base.Executor):
     prefetch: int = attrs.field(default=1024, validator=positive_int)
     prefetch_bytes: int = attrs.field(default=32 << 20, validator=positive_int)
     timeout: float = attrs.field(default=60.0, validator=positive_number)
+    inline: bool = attrs.field(default=False, validator=boolean)
 
     def __attrs_post_init__(self) -> None:
         _address(self, attrs.fields(ZMQ).address, self.address)
@@ -123,6 +127,7 @@ class ZMQ(base.Executor):
             key=load_key(self.key) if self.key is not None else None,
             timeout=float(self.timeout),
             accept_remote=self.accepts_remote_workers,
+            inline=self.inline,
         )
         return RemoteSession(options)
 

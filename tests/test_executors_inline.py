@@ -1,0 +1,119 @@
+"""Leaves cheaper to make than to move run in the consumer (``Processes(inline=True)``); the items never change.
+
+Each item carries the pid of the process that made it, so the tests see where every
+activation ran; the items without it must equal the in-process ones.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import combinators as c
+from combinators.errors import InvalidArgumentType
+from combinators.execution import protocol
+from combinators.execution.processes import Processes
+from combinators.execution.remote import INLINE_RATIO
+from combinators.execution.zmq import ZMQ
+
+
+def cheap(name, n):
+    for i in range(n):
+        yield (name, i, os.getpid())
+
+
+def slow(name, n):
+    for i in range(n):
+        time.sleep(0.001)  # making an item takes far longer than moving it
+        yield (name, i, os.getpid())
+
+
+def _plan(*sources, consumed=600):
+    return c.mix(*sources, n_active=2, rate=6, dist="constant") >> c.take(consumed)
+
+
+def _run(plan, executor):
+    """The items without their pid, the pids of each source's items, the session's costs and executor stats."""
+    with c.iterate(plan, seed=3, executor=executor) as run:
+        items = list(run)
+        session = run._session
+        costs = {name: session.costs.get(number) for name, number in _plan_numbers(session).items()}
+        stats = run.executor_stats()
+    pids: dict[str, set[int]] = {}
+    for name, _, pid in items:
+        pids.setdefault(name, set()).add(pid)
+    return [(name, i) for name, i, _ in items], pids, costs, stats
+
+
+def _plan_numbers(session):
+    """Each leaf's name -> its plan number in the session (the first argument of the leaf's source)."""
+    return {plan[1][0].args[0]: number for number, plan in session._plans.values()}
+
+
+def test_cheap_leaves_run_in_the_consumer_once_their_workers_measured_them():
+    plan = _plan(*[c.stream(cheap, f"s{k}", 10_000) for k in range(4)])
+    expected = [(name, i) for name, i, _ in c.iterate(plan, seed=3)]
+    items, pids, costs, stats = _run(plan, Processes(workers=2))
+    assert items == expected
+    for name, where in pids.items():  # each leaf: measured in a worker first, then run here
+        assert os.getpid() in where and where - {os.getpid()}, (name, where)
+        activations, made, making, moving = costs[name]
+        assert made >= 16 and making < INLINE_RATIO * moving, costs[name]
+    assert stats["activations_inline"] > stats["activations"] > 0, stats
+    assert stats["items_received"] - stats["items_wasted"] < len(items)  # the rest were made here
+
+
+def test_a_leaf_that_is_slow_to_make_stays_in_workers_beside_cheap_ones():
+    plan = _plan(c.stream(cheap, "cheap", 10_000), c.stream(slow, "slow", 10_000), consumed=300)
+    expected = [(name, i) for name, i, _ in c.iterate(plan, seed=3)]
+    items, pids, costs, stats = _run(plan, Processes(workers=2))
+    assert items == expected
+    assert os.getpid() not in pids["slow"], pids
+    activations, made, making, moving = costs["slow"]
+    assert making >= made * 0.9e6 and making >= INLINE_RATIO * moving, costs["slow"]  # ~1 ms each, in ns
+    assert os.getpid() in pids["cheap"], pids
+    assert stats["activations_inline"] > 0, stats
+
+
+@pytest.mark.parametrize(
+    "executor", [Processes(workers=2, inline=False), ZMQ(workers=2)], ids=["processes-inline-false", "zmq"]
+)
+def test_without_inline_every_activation_runs_in_a_worker(executor):
+    plan = _plan(*[c.stream(cheap, f"s{k}", 10_000) for k in range(3)])
+    items, pids, costs, stats = _run(plan, executor)
+    assert items == [(name, i) for name, i, _ in c.iterate(plan, seed=3)]
+    assert all(os.getpid() not in where for where in pids.values()), pids
+    assert stats["activations_inline"] == 0, stats
+    assert all(cost is not None and cost[2] < INLINE_RATIO * cost[3] for cost in costs.values()), costs
+
+
+def test_inline_must_be_a_bool():
+    with pytest.raises(InvalidArgumentType, match="inline must be True or False, not 1"):
+        Processes(inline=1)
+
+
+def _garbling_source(n):
+    """Items from a worker whose cost reports have a row cut short (a worker that has joined, gone wrong)."""
+    from combinators.execution import worker
+
+    def garbled(self):
+        if self.costs:
+            protocol.send(self.socket, [protocol.head(protocol.COSTS, 1), b"\0" * (protocol.COST_ROW.size - 1)])
+            self.costs.clear()
+
+    worker._Worker.report_costs = garbled
+    yield from range(n)
+
+
+def test_a_malformed_cost_report_is_dropped_and_counted():
+    with Processes(workers=1).open() as session:
+        assert list(session.start((_garbling_source, (5,)), ())) == list(range(5))
+        assert list(session.start((_garbling_source, (3,)), ())) == list(range(3))
+        deadline = time.monotonic() + 5
+        while session.stats()["malformed"] == 0 and time.monotonic() < deadline:
+            session._receive(50)
+        assert session.stats()["malformed"] >= 1
+        assert session.costs == {}
+        assert not session.runs_inline(next(iter(session._plans.values()))[1])
