@@ -80,7 +80,7 @@ class ZMQ(base.Executor):
     Raises `InvalidArgument` for a non-loopback address without a key (the
     message says how to make one) and for any other bad field.
 
-    >>> ZMQ(workers=1)
+    >>> ZMQ(workers=1)  # doctest: +NORMALIZE_WHITESPACE
     ZMQ(workers=1, address=None, key=None, start_method=None, prefetch=1024, prefetch_bytes=33554432, timeout=60.0,
     inline=False)
     >>> with ZMQ(workers=1).open() as session:
