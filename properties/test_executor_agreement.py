@@ -99,10 +99,18 @@ def test_parallel_executors_agree_with_in_process(plan, seed, executor):
     assert outcome(plan, seed, executor) == outcome(plan, seed, "inprocess")
 
 
-@given(plans, st.integers(0, 2**32 - 1), st.lists(st.booleans(), min_size=1, max_size=8), st.sampled_from([1, 2]))
+def _probe(items, seconds):
+    assert items >= 0 and seconds >= 0
+
+
+@given(
+    plans, st.integers(0, 2**32 - 1), st.lists(st.sampled_from([False, True, _probe]), min_size=1, max_size=8),
+    st.sampled_from([1, 2]),
+)
 def test_where_each_leaf_activation_runs_never_changes_the_items(plan, seed, placements, workers):
-    """Leaf activations run in the consumer or in a worker in any pattern, switching mid-run (as
-    `RemoteSession.runs_inline` decides once a leaf is measured): the items are the in-process ones."""
+    """Leaf activations run in a worker, in the consumer or in the consumer timed by a probe, in any pattern,
+    switching mid-run (as `RemoteSession.runs_inline` decides from measured costs): the items are the
+    in-process ones."""
     pattern = itertools.cycle(placements)
     with mock.patch.object(RemoteSession, "runs_inline", lambda session, leaf_plan: next(pattern)):
         placed = outcome(plan, seed, Processes(workers=workers))

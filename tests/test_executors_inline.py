@@ -52,17 +52,46 @@ def _plan_numbers(session):
     return {plan[1][0].args[0]: number for number, plan in session._plans.values()}
 
 
-def test_cheap_leaves_run_in_the_consumer_once_their_workers_measured_them():
-    plan = _plan(*[c.stream(cheap, f"s{k}", 10_000) for k in range(4)])
+def test_cheap_leaves_run_in_the_consumer_once_their_kind_is_measured():
+    # a first mix measures the kind (one source function) in workers: cheap to make, so the 20 leaves of the
+    # second mix run here (their first activations timed by probes) without ever going to a worker
+    warm = _plan(*[c.stream(cheap, f"w{k}", 10_000) for k in range(3)])
+    plan = c.chain(warm, _plan(*[c.stream(cheap, f"s{k}", 10_000) for k in range(20)], consumed=1500))
     expected = [(name, i) for name, i, _ in c.iterate(plan, seed=3)]
     items, pids, costs, stats = _run(plan, Processes(workers=2))
     assert items == expected
-    for name, where in pids.items():  # each leaf: measured in a worker first, then run here
-        assert os.getpid() in where and where - {os.getpid()}, (name, where)
-        activations, made, making, moving = costs[name]
-        assert made >= 16 and making < INLINE_RATIO * moving, costs[name]
-    assert stats["activations_inline"] > stats["activations"] > 0, stats
+    here = os.getpid()
+    assert all(pids[f"s{k}"] == {here} for k in range(20)), pids
+    assert all(here in pids[f"w{k}"] and pids[f"w{k}"] - {here} for k in range(3)), pids  # measured, then here
+    assert all(costs[f"w{k}"][2] < INLINE_RATIO * costs[f"w{k}"][3] for k in range(3)), costs
+    assert stats["activations_inline"] > 10 * stats["activations"] > 0, stats
     assert stats["items_received"] - stats["items_wasted"] < len(items)  # the rest were made here
+
+
+def maybe_slow(name, n, delay):
+    for i in range(n):
+        if delay:
+            time.sleep(delay)
+        yield (name, i, os.getpid())
+
+
+def test_a_slow_leaf_of_a_cheap_kind_goes_back_to_workers_after_its_probe():
+    # one function, cheap with delay=0: its kind is measured cheap; the leaf with a delay is probed in the
+    # consumer (its source timed there), found slow, and its later activations run in workers
+    fast = [c.stream(maybe_slow, f"fast{k}", 10_000, 0) for k in range(6)]
+    plan = c.chain(_plan(*fast[:3]), _plan(*fast[3:], c.stream(maybe_slow, "slow", 10_000, 0.002), consumed=400))
+    expected = [(name, i) for name, i, _ in c.iterate(plan, seed=3)]
+    with c.iterate(plan, seed=3, executor=Processes(workers=2)) as run:
+        items = list(run)
+        session = run._session
+        numbers = _plan_numbers(session)
+        refused, inline = set(session._refused), set(session._inline)
+    assert [(name, i) for name, i, _ in items] == expected
+    slow = [pid for name, _, pid in items if name == "slow"]
+    here = os.getpid()
+    assert here in slow and slow[-1] != here, slow  # probed here, then back in workers
+    assert numbers["slow"] in refused and numbers["slow"] not in inline
+    assert any(numbers[f"fast{k}"] in inline for k in range(6))
 
 
 def test_a_leaf_that_is_slow_to_make_stays_in_workers_beside_cheap_ones():

@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import abc
 import itertools
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Union
 
 import cloudpickle
 
 from combinators.errors import InvalidArgument, InvalidArgumentType, TransportError
 
-__all__ = ["Executor", "Session", "Activation", "LocalActivation", "InProcess", "resolve_executor", "first_items"]
+__all__ = [
+    "Executor", "Session", "Activation", "LocalActivation", "InProcess", "resolve_executor", "first_items", "Placement",
+]
+
+#: where a leaf's next activation runs (`Session.runs_inline`): False (started by the session), True (in the
+#: consumer), or a probe: in the consumer, timed, the probe called with ``(items, seconds)`` at its end
+Placement = Union[bool, Callable[[int, float], None]]
 
 
 class Activation(abc.ABC):
@@ -80,9 +86,11 @@ class Session(abc.ABC):
             return self.submit(fn, *args, *extra)
         return self.submit(first_items, limit, fn, *args, *extra)
 
-    def runs_inline(self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> bool:
+    def runs_inline(self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> Placement:
         """Whether the interpreter should run the next activation of ``plan`` (a leaf's) in the consumer itself,
-        as in process, rather than `start` it here: where a leaf runs never changes its items."""
+        as in process, rather than `start` it here: False, True, or a probe, a callable: run it in the
+        consumer under `leaf.probed_leaf`, which calls it with ``(items, seconds)`` when the activation ends.
+        Where a leaf runs never changes its items."""
         return False
 
     @abc.abstractmethod

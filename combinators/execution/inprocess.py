@@ -16,11 +16,11 @@ import numpy as np
 
 from combinators import checks, seeding
 from combinators.execution.apply import cell_state, restore_cell, run_transforms
-from combinators.execution.base import Activation, Executor, LocalActivation, Session, resolve_executor
+from combinators.execution.base import Activation, Executor, LocalActivation, Placement, Session, resolve_executor
 from combinators.execution.blocks import (
     block_rows, block_schema, block_transforms, chain_blocks, materialize, row_blocks, skip_rows,
 )
-from combinators.execution.leaf import activate_leaf, is_leaf, unpicklable_part, where
+from combinators.execution.leaf import activate_leaf, is_leaf, probed_leaf, unpicklable_part, where
 from combinators.errors import RunStateError, TransportError
 from combinators.execution.runstate import FORMAT, check_resume, plan_fingerprint
 from combinators.sampling import (
@@ -68,8 +68,9 @@ class _Context:
         there, where it runs), at most ``limit`` of them; a value that cannot travel raises `TransportError`
         naming it. It runs here, lazily, when the session says so (`Session.runs_inline`)."""
         plan = self.leaf_plan(node, path)
-        if self.session.runs_inline(plan):
-            return LocalActivation(activate_leaf, (*plan[1], activation, start))
+        placement = self.session.runs_inline(plan)
+        if placement:
+            return LocalActivation(*inline_leaf(placement, (*plan[1], activation, start)))
         return self.start_leaf(plan, node, path, activation, limit, start)
 
     def start_leaf(
@@ -151,6 +152,14 @@ def open_node(
     else:
         opened = NodeActivation(_OPENERS[type(node)], (node, path, activation, ctx), saved)
     return opened if node.name is None else NamedActivation(opened, node, path)
+
+
+def inline_leaf(placement: Placement, args: tuple[Any, ...]) -> tuple[Callable[..., Iterator[Any]], tuple[Any, ...]]:
+    """``(fn, args)`` that run a leaf activation in the consumer as ``placement`` says (`Session.runs_inline`):
+    `activate_leaf` with ``args``, or, for a probe, `probed_leaf`, which times the source for it."""
+    if placement is True:
+        return activate_leaf, args
+    return probed_leaf, (placement, *args)
 
 
 class NamedActivation(LocalActivation):
@@ -256,8 +265,8 @@ class LeafChild(LocalActivation):
 
     __slots__ = ("ordinal", "offset")
 
-    def __init__(self, args: tuple[Any, ...], ordinal: int, offset: int):
-        self._fn, self._args, self._iterator, self.ordinal, self.offset = activate_leaf, args, None, ordinal, offset
+    def __init__(self, fn: Callable[..., Iterator[Any]], args: tuple[Any, ...], ordinal: int, offset: int):
+        self._fn, self._args, self._iterator, self.ordinal, self.offset = fn, args, None, ordinal, offset
 
     def state(self, received: int) -> dict[str, Any]:
         return {"received": self.offset + received}
@@ -289,10 +298,11 @@ class _Children:
             identity, node, path = (*self.activation, number), self.node.children[index], (*self.path, index)
             ctx = self.ctx
             if ctx.session.in_process:
-                return LeafChild((node, ctx.entropy, path, identity, skip), number, skip)
+                return LeafChild(activate_leaf, (node, ctx.entropy, path, identity, skip), number, skip)
             plan = ctx.leaf_plan(node, path)
-            if ctx.session.runs_inline(plan):
-                return LeafChild((*plan[1], identity, skip), number, skip)
+            placement = ctx.session.runs_inline(plan)
+            if placement:
+                return LeafChild(*inline_leaf(placement, (*plan[1], identity, skip)), number, skip)
             return Child(ctx.start_leaf(plan, node, path, identity, limit, skip), number, skip)
         return self.reopen(index, number, {"received": skip} if skip else None, limit, skip)
 

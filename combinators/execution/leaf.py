@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import collections.abc
 import itertools
-from typing import Any, Iterable, Iterator
+import time
+from typing import Any, Callable, Hashable, Iterable, Iterator
 
+import attrs
 import cloudpickle
 import numpy as np
 
@@ -20,7 +22,7 @@ from combinators.execution.apply import run_transforms
 from combinators.execution.blocks import block_rows, row_blocks
 from combinators.streams import Apply, FromArrays, FromIterable, RowSource, Source, Stream, is_source
 
-__all__ = ["is_leaf", "activate_leaf", "where", "unpicklable_part"]
+__all__ = ["is_leaf", "activate_leaf", "probed_leaf", "leaf_kind", "where", "unpicklable_part"]
 
 
 def is_leaf(node: Stream) -> bool:
@@ -55,6 +57,76 @@ def _source_items(
         return block_rows(row_blocks(source, start))
     msg = f"not a source: {source!r}"
     raise TypeError(msg)
+
+
+def probed_leaf(probe: Callable[[int, float], None], *args: Any) -> Iterator[Any]:
+    """The items of ``activate_leaf(*args)``, timing the source: ``probe(items, seconds)`` is called when the
+    activation ends (exhausted, closed early or raising) with the items it gave and the seconds spent
+    starting it and in its ``next()`` calls.
+
+    >>> from combinators.streams import stream
+    >>> seen = []
+    >>> list(probed_leaf(lambda items, seconds: seen.append(items), stream(range, 3), 0, (0,), (0,)))
+    [0, 1, 2]
+    >>> seen
+    [3]
+    """
+    clock = time.perf_counter
+    count, began = 0, clock()
+    items = iter(activate_leaf(*args))
+    spent = clock() - began
+    try:
+        while True:
+            began = clock()
+            try:
+                item = next(items)
+            except StopIteration:
+                spent += clock() - began
+                return
+            spent += clock() - began
+            count += 1
+            yield item
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+        probe(count, spent)
+
+
+def leaf_kind(leaf: Stream) -> Hashable:
+    """What leaves whose items likely cost alike share: the source's function (its code, for functions) or
+    type, and the transforms above it with their settings, without the source's arguments.
+
+    >>> from combinators.streams import stream
+    >>> from combinators.transforms import batch
+    >>> leaf_kind(stream(range, 3)) == leaf_kind(stream(range, 5))
+    True
+    >>> leaf_kind(stream(range, 3) >> batch(2)) == leaf_kind(stream(range, 3) >> batch(4))
+    False
+    """
+    if isinstance(leaf, Apply):
+        return (leaf_kind(leaf.stream), tuple(map(_transform_kind, leaf.transforms)))
+    if isinstance(leaf, Source):
+        return ("source", _function_key(leaf.fn))
+    return (type(leaf).__qualname__,)
+
+
+def _function_key(fn: Any) -> Hashable:
+    """A function's code (the lambdas of one line share it), else the callable itself if hashable."""
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        return code
+    try:
+        hash(fn)
+    except TypeError:
+        return type(fn).__qualname__
+    return fn
+
+
+def _transform_kind(transform: Any) -> Hashable:
+    """A transform's type and its settings (functions by their code; unhashable values by their type)."""
+    fields = attrs.fields(type(transform)) if attrs.has(type(transform)) else ()
+    return (type(transform).__qualname__, *(_function_key(getattr(transform, field.name)) for field in fields))
 
 
 def where(node: Stream, path: tuple[int, ...]) -> str:

@@ -37,12 +37,13 @@ class Processes(base.Executor):
       on an activation closed early.
     - ``inline``: run in the consumer the leaves whose items cost less to
       make than to move (as measured by the workers on the leaf's first
-      activations: less than `remote.INLINE_RATIO` times the time spent
-      starting, packing and sending them). Receiving such an item costs the
-      consumer about as much as making it, so a worker would add nothing but
-      contention. ``activations_inline`` of `Run.executor_stats` counts them;
-      where a leaf runs never changes the items. ``False`` runs every
-      activation in a worker.
+      activations, or on leaves of the same kind and then checked in the
+      consumer: less than `remote.INLINE_RATIO` times the time spent
+      starting, packing and sending them; see `RemoteSession.runs_inline`).
+      Receiving such an item costs the consumer about as much as making it,
+      so a worker would add nothing but contention. ``activations_inline`` of
+      `Run.executor_stats` counts them; where a leaf runs never changes the
+      items. ``False`` runs every activation in a worker.
 
     Raises `InvalidArgumentType`/`InvalidArgument` for a field of the wrong
     type or value; running activations raise what the worker raised (after

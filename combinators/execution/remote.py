@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import itertools
 import multiprocessing
 import multiprocessing.connection
@@ -45,7 +46,8 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from combinators.errors import InvalidArgument, TransportError, WorkerError
 from combinators.execution import _lifetime, protocol
-from combinators.execution.base import Activation, Session, ship_activation
+from combinators.execution.base import Activation, Placement, Session, ship_activation
+from combinators.execution.leaf import activate_leaf, leaf_kind
 from combinators.execution.wire import unpack_items
 from combinators.execution.worker import LocalWorker, local_worker_main
 
@@ -226,13 +228,19 @@ class RemoteSession(Session):
         self._last_probe = time.monotonic()
         self._opened = time.monotonic()
         self._plans: dict[int, tuple[int, Any]] = {}  # id(plan): (number, plan)
-        self._plan_pickles: list[bytes] = []  # by number
+        self._plan_pickles: list[bytes | None] = []  # by number (None: never started in a worker)
         self._outgoing: list[_Peer] = []  # peers with starts waiting to be sent
         self._waiting_starts = 0
         self._unsent: set[int] = set()  # activations whose start waits in an outbox
-        #: per plan number, what its activations cost in workers: [activations, items, ns making, ns moving]
+        #: per plan number, what its activations cost in workers: [activations, items, ns making, ns moving];
+        #: ``kind_costs`` the same per kind of leaf (`leaf_kind`: same source function and transforms)
         self.costs: dict[int, list[int]] = {}
-        self._inline: set[int] = set()  # plan numbers that run in the consumer
+        self.kind_costs: dict[Any, list[int]] = {}
+        self._kinds: dict[int, Any] = {}  # plan number: its leaf's kind (None: not a leaf's plan)
+        self._inline: set[int] = set()  # plan numbers that run in the consumer, measured or probed
+        self._probing: set[int] = set()  # inline by their kind's costs, an activation timed now
+        self._probed_costs: dict[int, list[float]] = {}  # what their timed activations gave: [items, seconds]
+        self._refused: set[int] = set()  # probed too slow: placed by their own costs only
         self.flow = _Flow()
         self._start_local_workers()
         self._await_local_workers()
@@ -314,10 +322,9 @@ class RemoteSession(Session):
         if not self._finalizer.alive:
             msg = "start() on a closed session"
             raise WorkerError(msg)
-        known = self._plans.get(id(plan))
-        if known is None or known[1] is not plan:
-            self._plan_pickles.append(ship_activation(*plan, "a worker"))
-            known = self._plans[id(plan)] = (len(self._plan_pickles) - 1, plan)
+        number = self._number(plan)
+        if self._plan_pickles[number] is None:
+            self._plan_pickles[number] = ship_activation(*plan, "a worker")
         peer = self._least_loaded()
         if peer is None or not peer.ready:  # no worker has joined yet: a whole START, sent when one does
             fn, args = plan
@@ -325,7 +332,6 @@ class RemoteSession(Session):
         activation = self._new_activation(limit)
         activation._peer = peer
         peer.active.add(activation._id)
-        number = known[0]
         if not peer.outbox:
             self._outgoing.append(peer)
         if number not in peer.plans:
@@ -340,30 +346,69 @@ class RemoteSession(Session):
         self._unsent.add(activation._id)
         return activation
 
-    def runs_inline(self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> bool:
+    def _number(self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> int:
+        """The number of ``plan`` in this session (given at first sight, with its leaf's kind; the plan is
+        pickled only when first started in a worker)."""
+        known = self._plans.get(id(plan))
+        if known is None or known[1] is not plan:
+            known = self._plans[id(plan)] = (len(self._plan_pickles), plan)
+            self._plan_pickles.append(None)
+            self._kinds[known[0]] = leaf_kind(plan[1][0]) if plan[0] is activate_leaf else None
+        return known[0]
+
+    def runs_inline(self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> Placement:
         """Whether the next activation of ``plan`` (a leaf's, as for `start`) should run in the consumer.
 
         With ``options.inline``, a leaf whose items take its workers less than
         `INLINE_RATIO` times as long to make as to move (over at least
         `INLINE_MIN_ITEMS` items of its ended activations, from `protocol.COSTS`
         reports) is cheaper to run in the consumer than to receive: from then
-        on, its activations run there (counted in ``activations_inline``).
-        Where a leaf runs never changes its items. A leaf not measured yet runs
-        in a worker, so every leaf is measured on its own.
+        on, its activations run there (True; counted in ``activations_inline``).
+        A leaf not measured yet whose kind (`leaf_kind`: the same source function
+        and transforms, other arguments) measured so runs there too, but its
+        activations are *probes* (a callable is returned) until they gave
+        `INLINE_MIN_ITEMS` items: the consumer times the source (`probed_leaf`)
+        and calls the probe with ``(items, seconds)``; a leaf that took
+        `INLINE_RATIO` times its kind's moving cost or more goes back to
+        workers. Otherwise False: start it here. Where a leaf runs never changes
+        its items.
         """
         if not self._options.inline:
             return False
-        known = self._plans.get(id(plan))
-        if known is None or known[1] is not plan:
-            return False
-        number = known[0]
-        if number not in self._inline:
-            costs = self.costs.get(number)
-            if costs is None or costs[1] < INLINE_MIN_ITEMS or costs[2] >= INLINE_RATIO * costs[3]:
+        number = self._number(plan)
+        if number in self._inline:
+            self.flow.inline += 1
+            return True
+        own = self.costs.get(number)
+        if own is not None and own[1] >= INLINE_MIN_ITEMS:
+            if own[2] >= INLINE_RATIO * own[3]:
                 return False
             self._inline.add(number)
+            self.flow.inline += 1
+            return True
+        kind = self.kind_costs.get(self._kinds.get(number))
+        if number in self._refused or kind is None or kind[1] < INLINE_MIN_ITEMS or kind[2] >= INLINE_RATIO * kind[3]:
+            return False
         self.flow.inline += 1
-        return True
+        if number in self._probing:  # its probe is running: meanwhile, its kind's costs vouch for it
+            return True
+        self._probing.add(number)
+        return functools.partial(self._probed, number, kind)
+
+    def _probed(self, number: int, kind: list[int], items: int, seconds: float) -> None:
+        """The outcome of a probe (see `runs_inline`): once its probes gave enough items, the leaf stays in
+        the consumer or goes back to workers."""
+        self._probing.discard(number)
+        probed = self._probed_costs.setdefault(number, [0, 0.0])
+        probed[0] += items
+        probed[1] += seconds
+        items, seconds = probed
+        if items < INLINE_MIN_ITEMS:
+            return  # too few to tell: its next activation probes again
+        if seconds * 1e9 * kind[1] < INLINE_RATIO * kind[3] * items:  # making per item < ratio x moving per item
+            self._inline.add(number)
+        else:
+            self._refused.add(number)
 
     def flush(self) -> None:
         """Send the waiting starts: each worker's new plans, then one STARTS message per worker."""
@@ -497,9 +542,12 @@ class RemoteSession(Session):
         if len(table) != count * protocol.COST_ROW.size:
             return False
         for number, *figures in protocol.COST_ROW.iter_unpack(table):
-            costs = self.costs.setdefault(number, [0, 0, 0, 0])
-            for index, figure in enumerate(figures):
-                costs[index] += figure
+            kind = self._kinds.get(number)
+            for costs in (self.costs.setdefault(number, [0, 0, 0, 0]), *(
+                (self.kind_costs.setdefault(kind, [0, 0, 0, 0]),) if kind is not None else ()
+            )):
+                for index, figure in enumerate(figures):
+                    costs[index] += figure
         return True
 
     def _hello(self, identity: bytes, pid: int, credentials: list[bytes]) -> None:
