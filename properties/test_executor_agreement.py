@@ -105,15 +105,17 @@ def _probe(items, seconds):
 
 @given(
     plans, st.integers(0, 2**32 - 1), st.lists(st.sampled_from([False, True, _probe]), min_size=1, max_size=8),
-    st.sampled_from([1, 2]),
+    st.lists(st.booleans(), min_size=1, max_size=8), st.sampled_from([1, 2]), st.sampled_from([1, 2, 1024]),
 )
-def test_where_each_leaf_activation_runs_never_changes_the_items(plan, seed, placements, workers):
+def test_where_each_leaf_activation_runs_never_changes_the_items(plan, seed, placements, moves, workers, prefetch):
     """Leaf activations run in a worker, in the consumer or in the consumer timed by a probe, in any pattern,
-    switching mid-run (as `RemoteSession.runs_inline` decides from measured costs): the items are the
-    in-process ones."""
-    pattern = itertools.cycle(placements)
-    with mock.patch.object(RemoteSession, "runs_inline", lambda session, leaf_plan: next(pattern)):
-        placed = outcome(plan, seed, Processes(workers=workers))
+    switching mid-run (as `RemoteSession.runs_inline` decides from measured costs), and those in workers move
+    to the consumer after any message (as `RemoteSession.moves_inline` decides): the items are the in-process
+    ones. A small ``prefetch`` (credit window) makes activations move after a few of their items."""
+    placement, move = itertools.cycle(placements), itertools.cycle(moves)
+    with mock.patch.object(RemoteSession, "runs_inline", lambda session, leaf_plan: next(placement)), \
+            mock.patch.object(RemoteSession, "moves_inline", lambda session, number: next(move)):
+        placed = outcome(plan, seed, Processes(workers=workers, prefetch=prefetch))
     assert placed == outcome(plan, seed, "inprocess")
 
 

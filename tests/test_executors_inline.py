@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from unittest import mock
 
 import pytest
 
@@ -15,7 +16,7 @@ import combinators as c
 from combinators.errors import InvalidArgumentType
 from combinators.execution import protocol
 from combinators.execution.processes import Processes
-from combinators.execution.remote import INLINE_RATIO
+from combinators.execution.remote import INLINE_RATIO, RemoteSession
 from combinators.execution.zmq import ZMQ
 
 
@@ -106,6 +107,25 @@ def test_a_leaf_that_is_slow_to_make_stays_in_workers_beside_cheap_ones():
     assert stats["activations_inline"] > 0, stats
 
 
+def test_a_long_activation_of_a_cheap_leaf_moves_to_the_consumer_without_waste():
+    # one long activation per leaf (a chain of files): the first is measured while it runs, gets no more
+    # credit, and once its worker has sent all it may, goes on in the consumer after the items received
+    plan = c.chain(*[c.stream(cheap, f"s{k}", 5000) for k in range(3)])
+    expected = [(name, i) for name, i, _ in c.iterate(plan, seed=3)]
+    with c.iterate(plan, seed=3, executor=Processes(workers=2)) as run:
+        items = list(run)
+        stats = run.executor_stats()
+    assert [(name, i) for name, i, _ in items] == expected
+    here = os.getpid()
+    first = [pid for name, _, pid in items if name == "s0"]
+    moved_at = first.index(here)
+    assert 0 < moved_at < 5000 and set(first[moved_at:]) == {here} and here not in first[:moved_at], moved_at
+    assert stats["activations_moved"] >= 1 and stats["items_wasted"] == 0, stats
+    assert stats["items_received"] == moved_at + sum(  # the later leaves: measured by kind, or moved too
+        1 for name, _, pid in items if name != "s0" and pid != here
+    ), stats
+
+
 @pytest.mark.parametrize(
     "executor", [Processes(workers=2, inline=False), ZMQ(workers=2)], ids=["processes-inline-false", "zmq"]
 )
@@ -146,3 +166,18 @@ def test_a_malformed_cost_report_is_dropped_and_counted():
         assert session.stats()["malformed"] >= 1
         assert session.costs == {}
         assert not session.runs_inline(next(iter(session._plans.values()))[1])
+
+
+@pytest.mark.parametrize("mode", ["exhaustive", "first_exhausted"])
+def test_a_resumed_stream_that_moves_to_the_consumer_goes_on_after_all_its_earlier_items(mode):
+    # an ending-mode mix suspends each activation at its budget and resumes it after the items it yielded
+    # (the start travels with it); moved after its first item, it must skip those and the ones received
+    plan = c.mix(*[c.stream(cheap, f"s{k}", 9 + k) for k in range(4)], n_active=2, rate=3, dist="constant", mode=mode)
+    expected = [(name, i) for name, i, _ in c.iterate(plan, seed=5)]
+    with mock.patch.object(RemoteSession, "runs_inline", lambda session, leaf_plan: False), \
+            mock.patch.object(RemoteSession, "moves_inline", lambda session, number: True):
+        with c.iterate(plan, seed=5, executor=Processes(workers=2, prefetch=1)) as run:
+            items = list(run)
+            stats = run.executor_stats()
+    assert [(name, i) for name, i, _ in items] == expected
+    assert stats["activations_moved"] > 4, stats

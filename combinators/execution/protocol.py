@@ -40,12 +40,14 @@ Worker to consumer:
   of an activation, when no frame needs pieces);
 - ``FAULT(id) exception type_name message traceback``: it raised (``exception``
   is its cloudpickle, or empty when it cannot be pickled);
-- ``COSTS(count) table``: what the activations that ended since its last
-  report cost, per plan: ``table`` holds ``count`` rows of five little-endian
-  64-bit numbers (`COST_ROW`: plan number, activations, items, nanoseconds
-  spent making them in the source, nanoseconds spent moving them: starting,
-  packing, sending). A plan's first report goes out as soon as one of its
-  activations ends; the session uses them to run cheap leaves in the consumer
+- ``COSTS(count) table``: what its activations cost since its last report,
+  per plan: ``table`` holds ``count`` rows of five little-endian 64-bit
+  numbers (`COST_ROW`: plan number, activations ended, items made,
+  nanoseconds spent making them in the source, nanoseconds spent moving
+  them: starting, packing, sending). A plan's first report goes out as soon
+  as it made 16 items or one of its activations ended, later ones every 32
+  ended activations or when the worker is idle; the session uses them to run
+  cheap leaves in the consumer
   (`combinators.execution.remote.RemoteSession.runs_inline`).
 
 Flow control is credit-based: a worker keeps at most ``window_items`` items

@@ -331,6 +331,8 @@ class RemoteSession(Session):
             return self._submit_pickled(ship_activation(fn, (*args, *extra), "a worker"), limit)
         activation = self._new_activation(limit)
         activation._peer = peer
+        if self._kinds[number] is not None:  # a leaf's: it may move to the consumer (`RemoteActivation._move`)
+            activation._leaf = (number, plan[1], extra)
         peer.active.add(activation._id)
         if not peer.outbox:
             self._outgoing.append(peer)
@@ -376,16 +378,11 @@ class RemoteSession(Session):
         if not self._options.inline:
             return False
         number = self._number(plan)
-        if number in self._inline:
+        if number in self._inline or self._measured_cheap(number):
             self.flow.inline += 1
             return True
-        own = self.costs.get(number)
-        if own is not None and own[1] >= INLINE_MIN_ITEMS:
-            if own[2] >= INLINE_RATIO * own[3]:
-                return False
-            self._inline.add(number)
-            self.flow.inline += 1
-            return True
+        if number in self.costs and self.costs[number][1] >= INLINE_MIN_ITEMS:  # measured: not cheap
+            return False
         kind = self.kind_costs.get(self._kinds.get(number))
         if number in self._refused or kind is None or kind[1] < INLINE_MIN_ITEMS or kind[2] >= INLINE_RATIO * kind[3]:
             return False
@@ -394,6 +391,18 @@ class RemoteSession(Session):
             return True
         self._probing.add(number)
         return functools.partial(self._probed, number, kind)
+
+    def _measured_cheap(self, number: int) -> bool:
+        """Whether plan ``number``'s own costs (in workers) say it runs in the consumer (then it does)."""
+        own = self.costs.get(number)
+        if own is None or own[1] < INLINE_MIN_ITEMS or own[2] >= INLINE_RATIO * own[3]:
+            return False
+        self._inline.add(number)
+        return True
+
+    def moves_inline(self, number: int) -> bool:
+        """Whether running activations of plan ``number`` should move to the consumer (see `runs_inline`)."""
+        return self._options.inline and (number in self._inline or self._measured_cheap(number))
 
     def _probed(self, number: int, kind: list[int], items: int, seconds: float) -> None:
         """The outcome of a probe (see `runs_inline`): once its probes gave enough items, the leaf stays in
@@ -661,7 +670,7 @@ class RemoteActivation(Activation):
     __slots__ = (
         "_session", "_id", "_peer", "_items", "_messages", "_finished", "_error",
         "_owed_items", "_owed_bytes", "_window_items", "_window_bytes", "_parts", "_submitted",
-        "_left", "_item_credit",
+        "_left", "_item_credit", "_leaf", "_moving", "_local", "_decoded",
     )
 
     def __init__(self, session: RemoteSession, activation_id: int, limit: int | None = None):
@@ -683,6 +692,12 @@ class RemoteActivation(Activation):
         self._submitted = time.perf_counter()  # until its first message arrives (then 0.0)
         self._left = limit if limit else -1  # items still to come of its limit (-1: no limit)
         self._item_credit = not limit or limit > self._window_items  # whether its worker may wait for item credit
+        # a leaf's activation may move to the consumer once its leaf is found cheap (`_move`): its plan
+        # number, plan arguments and start arguments; while ``_moving`` it gets no more credit
+        self._leaf: tuple[int, tuple[Any, ...], tuple[Any, ...]] | None = None
+        self._moving = False
+        self._local: Any = None  # its items in the consumer, once moved
+        self._decoded = 0  # items received and decoded
 
     def __next__(self) -> Any:
         if self._items:
@@ -690,6 +705,8 @@ class RemoteActivation(Activation):
         return self._refill()
 
     def _refill(self) -> Any:
+        if self._local is not None:
+            return next(self._local)
         session = self._session
         if session._waiting_starts >= START_BATCH:  # else they leave when the consumer must wait (_wait_for)
             session.flush()
@@ -705,12 +722,15 @@ class RemoteActivation(Activation):
                     where = self._peer.describe() if self._peer is not None else "a worker"
                     raise TransportError(f"{where} sent {error}") from error
                 session.flow.received += len(items)
+                self._decoded += len(items)
                 self._left -= len(items) if self._left > 0 else 0
                 self._owed_items += len(items)
                 self._owed_bytes += sum(len(frame) for frame in frames)
-                if (4 * self._owed_items >= self._window_items and self._item_credit) or (
+                if self._leaf is not None and not self._moving:
+                    self._moving = session.moves_inline(self._leaf[0])
+                if not self._moving and ((4 * self._owed_items >= self._window_items and self._item_credit) or (
                     4 * self._owed_bytes >= self._window_bytes
-                ):
+                )):
                     self._return_credit()  # in batches of a quarter window (items: none when it covers the limit)
                 if items:
                     self._items = items
@@ -720,8 +740,22 @@ class RemoteActivation(Activation):
                 if error is not None:
                     raise error
                 raise StopIteration
+            elif self._moving and (self._owed_items >= self._window_items or self._owed_bytes >= self._window_bytes):
+                return self._move()  # its worker has spent its credit: nothing more is on the way
             else:
                 session._wait_for(self)
+
+    def _move(self) -> Any:
+        """Continue in the consumer, as in process: the same leaf activation after the items received.
+
+        Called once its leaf is found cheap (`RemoteSession.moves_inline`) and its worker, given no more
+        credit since, has sent all it may: no item is made twice or wasted.
+        """
+        _, (leaf, entropy, path), (identity, *start) = self._leaf
+        self.close()  # cancels its worker's part
+        self._local = iter(activate_leaf(leaf, entropy, path, identity, (start[0] if start else 0) + self._decoded))
+        self._session.flow.moved += 1
+        return next(self._local)
 
     def _return_credit(self) -> None:
         """Tell the worker what the consumer took, and double the window (up to the prefetch limits)."""
@@ -741,6 +775,12 @@ class RemoteActivation(Activation):
 
     def close(self) -> None:
         """Cancel the activation: its worker closes the generator; later ``next()`` raises StopIteration."""
+        local, self._local = self._local, None
+        if local is not None:  # moved to the consumer: its worker's part was closed then
+            close = getattr(local, "close", None)
+            if close is not None:
+                close()
+            return
         if not self._finished:
             self._finished = True
             self._session._cancel(self)
@@ -778,6 +818,7 @@ class _Flow:
         self.wasted = 0  # items that reached the consumer and were never taken
         self.latencies: list[float] = []  # seconds from submit to the first message of each activation
         self.inline = 0  # leaf activations run in the consumer instead (`RemoteSession.runs_inline`)
+        self.moved = 0  # activations moved from a worker to the consumer (`RemoteActivation._move`)
 
     def left_over(self, items: Any, messages: Iterable[list[Any]]) -> None:
         """Count the items of a closed activation that the consumer never took."""
@@ -786,12 +827,13 @@ class _Flow:
         self.received += counted - len(items)
 
     def figures(self) -> dict[str, float]:
-        """``activations`` (started in workers), ``activations_inline`` (run in the consumer), ``items_received``,
+        """``activations`` (started in workers), ``activations_inline`` (run in the consumer), ``activations_moved``
+        (started in workers, finished in the consumer), ``items_received``,
         ``items_wasted`` (received, never taken: produced for nothing) and the median and 99th percentile of
         ``start_latency_ms`` (submit to first message)."""
         latency = np.percentile(self.latencies, [50, 99]) * 1000 if self.latencies else [np.nan, np.nan]
         return {
-            "activations": self.started, "activations_inline": self.inline,
+            "activations": self.started, "activations_inline": self.inline, "activations_moved": self.moved,
             "items_received": self.received, "items_wasted": self.wasted,
             "start_latency_median_ms": float(latency[0]), "start_latency_p99_ms": float(latency[1]),
         }

@@ -44,8 +44,10 @@ _MESSAGES_IN_FLIGHT = 4
 FLUSH_INTERVAL = 0.005
 #: a message stops growing at this many bytes (bigger items travel one per message)
 MESSAGE_BYTES = 1 << 20
-#: a worker reports its costs (`protocol.COSTS`) after this many ended activations (and when idle)
+#: a worker reports its costs (`protocol.COSTS`) after this many ended activations (and when idle), and a
+#: plan's first costs as soon as it made this many items (or an activation of it ended)
 COSTS_EVERY = 32
+FIRST_COSTS_ITEMS = 16
 
 _MAKE_KEY = "`combinators worker --make-key PATH`"
 _EXHAUSTED = object()  # the outcome of an activation that ran dry
@@ -74,9 +76,11 @@ class _Running:
     ):
         self.id = activation_id
         self.number = number  # its plan's number (-1: started whole, by START)
-        self.made = 0  # items produced
-        self.making = 0.0  # seconds spent in the source (starting it, then in its next())
-        self.moving = 0.0  # seconds spent moving its items: starting, packing, sending
+        # not yet added to its plan's costs: items produced, seconds spent in the source (starting
+        # it, then in its next()), seconds spent moving its items (starting, packing, sending)
+        self.made = 0
+        self.making = 0.0
+        self.moving = 0.0
         self.left = limit or _NO_LIMIT  # items it may still produce (its budget)
         self.plan = plan
         self.frame_bytes = frame_bytes
@@ -216,6 +220,7 @@ class _Worker:
             run.cap = min(2 * run.cap, max(1, run.window_items // _MESSAGES_IN_FLIGHT))
         if outcome is None:
             run.moving += time.perf_counter() - began - (run.making - making)
+            self._cost(run, ended=False)
             self._enqueue(run)
             return
         del self.running[run.id]
@@ -228,7 +233,7 @@ class _Worker:
             protocol.send(self.socket, [protocol.head(protocol.END, run.id)])
         run.moving += time.perf_counter() - began - (run.making - making)
         if ended:
-            self._cost(run)
+            self._cost(run, ended=True)
 
     def _fill(self, run: _Running) -> BaseException | object | None:
         """Pack items of ``run`` until a message is full; the outcome if the activation ended.
@@ -262,17 +267,20 @@ class _Worker:
             run.making += making
         return _SPENT if run.left <= 0 else None
 
-    def _cost(self, run: _Running) -> None:
-        """Add an ended activation's costs to its plan's; report at once if that plan was never reported."""
+    def _cost(self, run: _Running, ended: bool) -> None:
+        """Add what a step of ``run`` cost to its plan's costs; report at once a plan never reported that
+        made `FIRST_COSTS_ITEMS` items or ended an activation, else every `COSTS_EVERY` ended activations."""
         if run.number < 0:
             return
         costs = self.costs.setdefault(run.number, [0, 0, 0.0, 0.0])
-        costs[0] += 1
+        costs[0] += ended
         costs[1] += run.made
         costs[2] += run.making
         costs[3] += run.moving
-        self.unreported += 1
-        if run.number not in self.reported or self.unreported >= COSTS_EVERY:
+        run.made, run.making, run.moving = 0, 0.0, 0.0
+        self.unreported += ended
+        first = run.number not in self.reported and (ended or costs[1] >= FIRST_COSTS_ITEMS)
+        if first or self.unreported >= COSTS_EVERY:
             self.report_costs()
 
     def report_costs(self) -> None:
