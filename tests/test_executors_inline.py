@@ -181,3 +181,45 @@ def test_a_resumed_stream_that_moves_to_the_consumer_goes_on_after_all_its_earli
             stats = run.executor_stats()
     assert [(name, i) for name, i, _ in items] == expected
     assert stats["activations_moved"] > 4, stats
+
+
+def _raises_at_call(n):
+    raise ValueError(f"no items for {n}")
+
+
+def test_probes_tell_only_what_ran_and_every_activation_probes_until_they_tell():
+    from combinators.execution.leaf import activate_leaf, probed_leaf
+
+    with Processes(workers=1).open() as session:
+        measured = (activate_leaf, (c.stream(cheap, "a", 40), 0, (0,)))
+        assert len(list(session.start(measured, ((0, 0),)))) == 40  # its worker reports the kind's costs
+        deadline = time.monotonic() + 5
+        while not session.kind_costs and time.monotonic() < deadline:
+            session._receive(50)
+        unmeasured = (activate_leaf, (c.stream(cheap, "b", 40), 0, (1,)))
+        first = session.runs_inline(unmeasured)
+        assert callable(first)  # its kind vouches for it: in the consumer, timed
+        second = session.runs_inline(unmeasured)  # the first probe never ran (closed before its first item)
+        assert callable(second), second
+        seen = []
+        with pytest.raises(ValueError, match="no items for 3"):  # raising before its first item: told, as 0 items
+            list(probed_leaf(lambda items, seconds: seen.append(items), c.stream(_raises_at_call, 3), 0, (2,), (0,)))
+        assert seen == [0]
+        assert list(probed_leaf(second, *unmeasured[1], (1, 0)))[-1][:2] == ("b", 39)
+        assert session.runs_inline(unmeasured) is True  # 40 items timed: cheap, it stays in the consumer
+
+
+def test_a_cheap_activation_beside_a_slow_one_in_a_busy_worker_still_moves():
+    # the worker is never idle (a slow source keeps it busy), so the cheap leaf's first costs must go out
+    # as soon as it made enough items, whatever went out before with the slow leaf's
+    plan = c.mix(c.stream(slow, "slow", 10_000), c.stream(cheap, "cheap", 10_000), n_active=2, mode="exhaustive")
+    plan = plan >> c.take(300)
+    expected = [(name, i) for name, i, _ in c.iterate(plan, seed=3)]
+    with c.iterate(plan, seed=3, executor=Processes(workers=1)) as run:
+        items = list(run)
+        stats = run.executor_stats()
+    assert [(name, i) for name, i, _ in items] == expected
+    here = os.getpid()
+    assert here in {pid for name, _, pid in items if name == "cheap"}, stats
+    assert here not in {pid for name, _, pid in items if name == "slow"}, stats
+    assert stats["activations_moved"] >= 1, stats

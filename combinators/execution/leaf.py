@@ -72,10 +72,11 @@ def probed_leaf(probe: Callable[[int, float], None], *args: Any) -> Iterator[Any
     [3]
     """
     clock = time.perf_counter
-    count, began = 0, clock()
-    items = iter(activate_leaf(*args))
-    spent = clock() - began
+    count, spent, items = 0, 0.0, None
     try:
+        began = clock()
+        items = iter(activate_leaf(*args))
+        spent = clock() - began
         while True:
             began = clock()
             try:
@@ -87,10 +88,12 @@ def probed_leaf(probe: Callable[[int, float], None], *args: Any) -> Iterator[Any
             count += 1
             yield item
     finally:
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
-        probe(count, spent)
+        try:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        finally:
+            probe(count, spent)
 
 
 def leaf_kind(leaf: Stream) -> Hashable:

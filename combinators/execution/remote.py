@@ -238,8 +238,7 @@ class RemoteSession(Session):
         self.kind_costs: dict[Any, list[int]] = {}
         self._kinds: dict[int, Any] = {}  # plan number: its leaf's kind (None: not a leaf's plan)
         self._inline: set[int] = set()  # plan numbers that run in the consumer, measured or probed
-        self._probing: set[int] = set()  # inline by their kind's costs, an activation timed now
-        self._probed_costs: dict[int, list[float]] = {}  # what their timed activations gave: [items, seconds]
+        self._probed_costs: dict[int, list[float]] = {}  # inline by their kind's costs: [items, seconds] probed
         self._refused: set[int] = set()  # probed too slow: placed by their own costs only
         self.flow = _Flow()
         self._start_local_workers()
@@ -331,7 +330,7 @@ class RemoteSession(Session):
             return self._submit_pickled(ship_activation(fn, (*args, *extra), "a worker"), limit)
         activation = self._new_activation(limit)
         activation._peer = peer
-        if self._kinds[number] is not None:  # a leaf's: it may move to the consumer (`RemoteActivation._move`)
+        if plan[0] is activate_leaf and self._options.inline:  # it may move to the consumer (`RemoteActivation._move`)
             activation._leaf = (number, plan[1], extra)
         peer.active.add(activation._id)
         if not peer.outbox:
@@ -355,7 +354,7 @@ class RemoteSession(Session):
         if known is None or known[1] is not plan:
             known = self._plans[id(plan)] = (len(self._plan_pickles), plan)
             self._plan_pickles.append(None)
-            self._kinds[known[0]] = leaf_kind(plan[1][0]) if plan[0] is activate_leaf else None
+            self._kinds[known[0]] = _kind(plan) if self._options.inline else None
         return known[0]
 
     def runs_inline(self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> Placement:
@@ -387,10 +386,7 @@ class RemoteSession(Session):
         if number in self._refused or kind is None or kind[1] < INLINE_MIN_ITEMS or kind[2] >= INLINE_RATIO * kind[3]:
             return False
         self.flow.inline += 1
-        if number in self._probing:  # its probe is running: meanwhile, its kind's costs vouch for it
-            return True
-        self._probing.add(number)
-        return functools.partial(self._probed, number, kind)
+        return functools.partial(self._probed, number, kind)  # each activation a probe, until they tell
 
     def _measured_cheap(self, number: int) -> bool:
         """Whether plan ``number``'s own costs (in workers) say it runs in the consumer (then it does)."""
@@ -406,8 +402,9 @@ class RemoteSession(Session):
 
     def _probed(self, number: int, kind: list[int], items: int, seconds: float) -> None:
         """The outcome of a probe (see `runs_inline`): once its probes gave enough items, the leaf stays in
-        the consumer or goes back to workers."""
-        self._probing.discard(number)
+        the consumer or goes back to workers (a probe closed before its first item adds nothing)."""
+        if number in self._inline or number in self._refused:
+            return  # told by an earlier probe
         probed = self._probed_costs.setdefault(number, [0, 0.0])
         probed[0] += items
         probed[1] += seconds
@@ -799,6 +796,16 @@ class RemoteActivation(Activation):
 
     def __repr__(self) -> str:
         return f"<RemoteActivation {self._id} {'finished' if self._finished else 'running'}>"
+
+
+def _kind(plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> Any:
+    """The kind of a leaf's plan (`leaf_kind`), or None: not a leaf's, or a kind that cannot be told."""
+    if plan[0] is not activate_leaf:
+        return None
+    try:
+        return leaf_kind(plan[1][0])
+    except Exception:  # an unusual transform: this leaf is only placed by its own costs
+        return None
 
 
 def _count_items(frames: list[Any]) -> int:

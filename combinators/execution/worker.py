@@ -119,7 +119,7 @@ class _Worker:
         # per plan number, what its ended activations cost, not reported yet: [activations, items,
         # seconds making, seconds moving]; plans never reported go out at once (the consumer decides on them)
         self.costs: dict[int, list[float]] = {}
-        self.reported: set[int] = set()
+        self.first: dict[int, int] = {}  # plans not reported yet: the items they made
         self.unreported = 0  # ended activations in costs
 
     def handle(self, frames: list[zmq.Frame]) -> bool:
@@ -160,6 +160,7 @@ class _Worker:
             self.plans[number] = cloudpickle.loads(pickled)
         except BaseException as error:  # noqa: BLE001 - reported with each start
             self.plans[number] = error
+        self.first[number] = 0
 
     def _starts(self, table: bytes, extras: bytes) -> None:
         """Start every activation of a STARTS message, in order (each is charged its share of reading it)."""
@@ -215,8 +216,10 @@ class _Worker:
         ended_sent = False
         if packer.count:
             run.items += packer.count
-            run.nbytes += packer.nbytes
-            ended_sent = protocol.send_items(self.socket, run.id, packer.frames(), run.frame_bytes, last=ended)
+            frames = packer.frames()
+            # in flight: the bytes the consumer will count and credit back (packer.nbytes only estimates them)
+            run.nbytes += sum(len(frame) for frame in frames)
+            ended_sent = protocol.send_items(self.socket, run.id, frames, run.frame_bytes, last=ended)
             run.cap = min(2 * run.cap, max(1, run.window_items // _MESSAGES_IN_FLIGHT))
         if outcome is None:
             run.moving += time.perf_counter() - began - (run.making - making)
@@ -277,14 +280,19 @@ class _Worker:
         costs[1] += run.made
         costs[2] += run.making
         costs[3] += run.moving
+        first = run.number in self.first
+        if first:  # not reported yet: at once, when it has enough to tell
+            made = self.first[run.number] = self.first[run.number] + run.made
+            first = ended or made >= FIRST_COSTS_ITEMS
+            if first:
+                del self.first[run.number]
         run.made, run.making, run.moving = 0, 0.0, 0.0
         self.unreported += ended
-        first = run.number not in self.reported and (ended or costs[1] >= FIRST_COSTS_ITEMS)
         if first or self.unreported >= COSTS_EVERY:
             self.report_costs()
 
     def report_costs(self) -> None:
-        """Send the costs of the activations ended since the last report (`protocol.COSTS`)."""
+        """Send what its activations cost since the last report, per plan (`protocol.COSTS`)."""
         if not self.costs:
             return
         rows = [
@@ -292,7 +300,6 @@ class _Worker:
             for number, (activations, items, making, moving) in self.costs.items()
         ]
         protocol.send(self.socket, [protocol.head(protocol.COSTS, len(rows)), b"".join(rows)])
-        self.reported.update(self.costs)
         self.costs.clear()
         self.unreported = 0
 
