@@ -48,6 +48,16 @@ def _run(plan, executor):
     return [(name, i) for name, i, _ in items], pids, costs, stats
 
 
+def _placed(plan, executor):
+    """The items (with the pid that made each) and executor stats of a run, checked against in process."""
+    expected = [(name, i) for name, i, _ in c.iterate(plan, seed=3)]
+    with c.iterate(plan, seed=3, executor=executor) as run:
+        items = list(run)
+        stats = run.executor_stats()
+    assert [(name, i) for name, i, _ in items] == expected
+    return items, stats
+
+
 def _plan_numbers(session):
     """Each leaf's name -> its plan number in the session (the first argument of the leaf's source)."""
     return {plan[1][0].args[0]: number for number, plan in session._plans.values()}
@@ -111,11 +121,7 @@ def test_a_long_activation_of_a_cheap_leaf_moves_to_the_consumer_without_waste()
     # one long activation per leaf (a chain of files): the first is measured while it runs, gets no more
     # credit, and once its worker has sent all it may, goes on in the consumer after the items received
     plan = c.chain(*[c.stream(cheap, f"s{k}", 5000) for k in range(3)])
-    expected = [(name, i) for name, i, _ in c.iterate(plan, seed=3)]
-    with c.iterate(plan, seed=3, executor=Processes(workers=2)) as run:
-        items = list(run)
-        stats = run.executor_stats()
-    assert [(name, i) for name, i, _ in items] == expected
+    items, stats = _placed(plan, Processes(workers=2))
     here = os.getpid()
     first = [pid for name, _, pid in items if name == "s0"]
     moved_at = first.index(here)
@@ -213,12 +219,7 @@ def test_a_cheap_activation_beside_a_slow_one_in_a_busy_worker_still_moves():
     # the worker is never idle (a slow source keeps it busy), so the cheap leaf's first costs must go out
     # as soon as it made enough items, whatever went out before with the slow leaf's
     plan = c.mix(c.stream(slow, "slow", 10_000), c.stream(cheap, "cheap", 10_000), n_active=2, mode="exhaustive")
-    plan = plan >> c.take(300)
-    expected = [(name, i) for name, i, _ in c.iterate(plan, seed=3)]
-    with c.iterate(plan, seed=3, executor=Processes(workers=1)) as run:
-        items = list(run)
-        stats = run.executor_stats()
-    assert [(name, i) for name, i, _ in items] == expected
+    items, stats = _placed(plan >> c.take(300), Processes(workers=1))
     here = os.getpid()
     assert here in {pid for name, _, pid in items if name == "cheap"}, stats
     assert here not in {pid for name, _, pid in items if name == "slow"}, stats
