@@ -224,3 +224,30 @@ def test_a_cheap_activation_beside_a_slow_one_in_a_busy_worker_still_moves():
     assert here in {pid for name, _, pid in items if name == "cheap"}, stats
     assert here not in {pid for name, _, pid in items if name == "slow"}, stats
     assert stats["activations_moved"] >= 1, stats
+
+
+def _busy(name, n):
+    """Items that take about 1 ms of CPU each to make, from a worker descheduled for 30 ms at each send
+    (its sends are patched to sleep: as a worker on a busy host loses its core)."""
+    from combinators.execution import worker
+
+    send = worker.protocol.send_items
+    if getattr(send, "__name__", "") != "descheduled":
+
+        def descheduled(*args, **kwargs):
+            time.sleep(0.03)
+            return send(*args, **kwargs)
+
+        worker.protocol.send_items = descheduled
+    for i in range(n):
+        end = time.thread_time() + 0.001
+        while time.thread_time() < end:
+            pass
+        yield (name, i, os.getpid())
+
+
+def test_time_a_worker_spends_descheduled_never_makes_its_items_look_cheap_to_move():
+    plan = c.chain(*[c.stream(_busy, f"b{k}", 40) for k in range(3)])
+    items, stats = _placed(plan, Processes(workers=1))
+    assert os.getpid() not in {pid for _, _, pid in items}, stats
+    assert stats["activations_inline"] == stats["activations_moved"] == 0, stats

@@ -164,10 +164,10 @@ class _Worker:
 
     def _starts(self, table: bytes, extras: bytes) -> None:
         """Start every activation of a STARTS message, in order (each is charged its share of reading it)."""
-        began = time.perf_counter()
+        began = time.thread_time()  # moving: CPU time (time the worker is not running is no one's cost)
         rows = list(protocol.START_ROW.iter_unpack(table))
         extra_args = cloudpickle.loads(extras)
-        share = (time.perf_counter() - began) / max(1, len(rows))
+        share = (time.thread_time() - began) / max(1, len(rows))
         for (activation_id, number, limit, window_items, window_bytes, frame_bytes), extra in zip(rows, extra_args):
             plan = self.plans.get(number)
             if not isinstance(plan, tuple):
@@ -208,7 +208,10 @@ class _Worker:
         run.queued = False
         if run.id not in self.running:
             return
-        began = time.perf_counter()
+        # making is timed on the wall clock (a source waiting for its disk makes slowly), moving as this
+        # thread's CPU time less that: time the worker is descheduled never counts as moving, so an expensive
+        # source never looks cheap to move (it may look dearer to make: then it stays in a worker)
+        began = time.thread_time()
         making = run.making
         outcome = self._fill(run)
         packer = self.packer
@@ -222,7 +225,7 @@ class _Worker:
             ended_sent = protocol.send_items(self.socket, run.id, frames, run.frame_bytes, last=ended)
             run.cap = min(2 * run.cap, max(1, run.window_items // _MESSAGES_IN_FLIGHT))
         if outcome is None:
-            run.moving += time.perf_counter() - began - (run.making - making)
+            run.moving += max(0.0, time.thread_time() - began - (run.making - making))
             self._cost(run, ended=False)
             self._enqueue(run)
             return
@@ -234,7 +237,7 @@ class _Worker:
             self._fault(run.id, outcome, run.frame_bytes)
         elif not ended_sent:
             protocol.send(self.socket, [protocol.head(protocol.END, run.id)])
-        run.moving += time.perf_counter() - began - (run.making - making)
+        run.moving += max(0.0, time.thread_time() - began - (run.making - making))
         if ended:
             self._cost(run, ended=True)
 
