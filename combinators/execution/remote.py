@@ -362,8 +362,9 @@ class RemoteSession(Session):
 
         With ``options.inline``, a leaf whose items take its workers less than
         `INLINE_RATIO` times as long to make as to move (over at least
-        `INLINE_MIN_ITEMS` items of its ended activations, from `protocol.COSTS`
-        reports) is cheaper to run in the consumer than to receive: from then
+        `INLINE_MIN_ITEMS` of its items, from `protocol.COSTS` reports; making
+        on the wall clock, moving in CPU time) is cheaper to run in the consumer
+        than to receive: from then
         on, its activations run there (True; counted in ``activations_inline``).
         A leaf not measured yet whose kind (`leaf_kind`: the same source function
         and transforms, other arguments) measured so runs there too, but its
