@@ -6,6 +6,7 @@ activation ran; the items without it must equal the in-process ones.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from unittest import mock
@@ -16,7 +17,7 @@ import combinators as c
 from combinators.errors import InvalidArgumentType
 from combinators.execution import protocol
 from combinators.execution.processes import Processes
-from combinators.execution.remote import INLINE_RATIO, RemoteSession
+from combinators.execution.remote import INLINE_RATIO, MOVE_MAX_SKIP, RemoteSession
 from combinators.execution.zmq import ZMQ
 
 
@@ -251,3 +252,24 @@ def test_time_a_worker_spends_descheduled_never_makes_its_items_look_cheap_to_mo
     items, stats = _placed(plan, Processes(workers=1))
     assert os.getpid() not in {pid for _, _, pid in items}, stats
     assert stats["activations_inline"] == stats["activations_moved"] == 0, stats
+
+
+def counted_from(name, n, start=0):
+    """A source that seeks: it starts at item ``start`` without making the items before it."""
+    for i in range(start, n):
+        yield (name, i, os.getpid())
+
+
+@pytest.mark.parametrize("source, moves", [(cheap, 0), (counted_from, 1)], ids=["generator", "seeking"])
+def test_a_leaf_found_cheap_late_moves_only_if_it_seeks(source, moves):
+    # a generator leaf moved after many items would make them all again in the consumer to skip them:
+    # past MOVE_MAX_SKIP items it stays in its worker; a leaf that seeks moves at any point
+    calls = itertools.count()
+    with mock.patch.object(RemoteSession, "runs_inline", lambda session, leaf_plan: False), \
+            mock.patch.object(RemoteSession, "moves_inline", lambda session, number: next(calls) >= 60):
+        items, stats = _placed(c.stream(source, "s", 3000), Processes(workers=1, prefetch=64))
+    here = os.getpid()
+    made_here = [i for _, i, pid in items if pid == here]
+    assert stats["activations_moved"] == moves, stats
+    assert (made_here[0] > MOVE_MAX_SKIP) if moves else not made_here, made_here[:3]
+    assert stats["items_wasted"] == 0, stats

@@ -761,8 +761,10 @@ class Run:
 
         For `Processes` and `ZMQ`: the messages it dropped (``malformed``,
         ``unjoined``, ``rejected``; see `RemoteSession.stats`), and its flow
-        (`RemoteSession.flow_stats`): ``activations`` started,
-        ``items_received``, ``items_wasted`` (produced by workers, reached the
+        (`RemoteSession.flow_stats`): ``activations`` started in workers,
+        ``activations_inline`` run in the consumer and ``activations_moved``
+        started in a worker and finished in the consumer (cheap leaves, see
+        `RemoteSession.runs_inline`), ``items_received``, ``items_wasted`` (produced by workers, reached the
         consumer, never consumed: the items of activations closed early,
         mostly those of the drawn-ahead queue when the run stops), and the
         activation start latency ``start_latency_median_ms`` and

@@ -22,7 +22,7 @@ from combinators.execution.apply import run_transforms
 from combinators.execution.blocks import block_rows, row_blocks
 from combinators.streams import Apply, FromArrays, FromIterable, RowSource, Source, Stream, is_source
 
-__all__ = ["is_leaf", "activate_leaf", "probed_leaf", "leaf_kind", "where", "unpicklable_part"]
+__all__ = ["is_leaf", "activate_leaf", "seeks", "probed_leaf", "leaf_kind", "where", "unpicklable_part"]
 
 
 def is_leaf(node: Stream) -> bool:
@@ -57,6 +57,23 @@ def _source_items(
         return block_rows(row_blocks(source, start))
     msg = f"not a source: {source!r}"
     raise TypeError(msg)
+
+
+def seeks(leaf: Stream) -> bool:
+    """Whether `activate_leaf` reaches item ``start`` of ``leaf`` without making the items before it: a
+    ``stream(fn)`` whose ``fn`` takes ``start``, `from_arrays`, `from_iterable` over a sequence, shard files.
+    Other sources, and any leaf with transforms, make those items and skip them.
+
+    >>> from combinators.streams import from_iterable, stream
+    >>> from combinators.transforms import take
+    >>> seeks(from_iterable([1, 2])), seeks(stream(range, 3)), seeks(from_iterable([1, 2]) >> take(1))
+    (True, False, False)
+    """
+    if isinstance(leaf, Source):
+        return leaf.seeks
+    if isinstance(leaf, FromIterable):
+        return isinstance(leaf.items, (np.ndarray, collections.abc.Sequence))
+    return isinstance(leaf, (FromArrays, RowSource))
 
 
 def probed_leaf(probe: Callable[[int, float], None], *args: Any) -> Iterator[Any]:

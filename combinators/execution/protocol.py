@@ -46,7 +46,7 @@ Worker to consumer:
   nanoseconds spent making them in the source, nanoseconds spent moving
   them: starting, packing, sending). A plan's first report goes out as soon
   as it made 16 items or one of its activations ended, later ones every 32
-  ended activations or when the worker is idle; the session uses them to run
+  messages of items or when the worker is idle; the session uses them to run
   cheap leaves in the consumer
   (`combinators.execution.remote.RemoteSession.runs_inline`).
 

@@ -699,7 +699,9 @@ class RaySession(base.Session):
 
     def flow_stats(self) -> dict[str, float]:
         """``activations``, ``items_received``, ``items_wasted`` (made by actors, never taken: the work of
-        activations closed early) and the median and 99th percentile of ``start_latency_ms``."""
+        activations closed early) and the median and 99th percentile of ``start_latency_ms``; the keys of
+        `RemoteSession.flow_stats`, with ``activations_inline`` and ``activations_moved`` 0 (every activation
+        runs in an actor)."""
         if self._finalizer.alive:
             self.flow.settle(self._ray, 1.0)
         return self.flow.figures()

@@ -47,7 +47,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from combinators.errors import InvalidArgument, TransportError, WorkerError
 from combinators.execution import _lifetime, protocol
 from combinators.execution.base import Activation, Placement, Session, ship_activation
-from combinators.execution.leaf import activate_leaf, leaf_kind
+from combinators.execution.leaf import activate_leaf, leaf_kind, seeks
 from combinators.execution.wire import unpack_items
 from combinators.execution.worker import LocalWorker, local_worker_main
 
@@ -70,6 +70,9 @@ INITIAL_WINDOW_BYTES = 1 << 20
 INLINE_RATIO = 2.0
 #: ... over at least this many of its items
 INLINE_MIN_ITEMS = 16
+#: a running activation of a leaf that does not seek moves to the consumer only while it has given at most
+#: this many items (the consumer makes them again to skip them: cheap, since its leaf was found cheap)
+MOVE_MAX_SKIP = 256
 
 
 @attrs.frozen
@@ -332,6 +335,7 @@ class RemoteSession(Session):
         activation._peer = peer
         if plan[0] is activate_leaf and self._options.inline:  # it may move to the consumer (`RemoteActivation._move`)
             activation._leaf = (number, plan[1], extra)
+            activation._skip_limit = MOVE_MAX_SKIP if not seeks(plan[1][0]) else 1 << 62
         peer.active.add(activation._id)
         if not peer.outbox:
             self._outgoing.append(peer)
@@ -632,6 +636,8 @@ class RemoteSession(Session):
     def close(self) -> None:
         """Stop every activation and every worker; release the socket and any ``ipc`` files."""
         for activation in list(self._activations.values()):
+            if activation._local is not None:  # moved to the consumer: its source is closed here
+                activation.close()
             activation._finished = True
             activation._messages.clear()
             activation._items.clear()
@@ -668,7 +674,7 @@ class RemoteActivation(Activation):
     __slots__ = (
         "_session", "_id", "_peer", "_items", "_messages", "_finished", "_error",
         "_owed_items", "_owed_bytes", "_window_items", "_window_bytes", "_parts", "_submitted",
-        "_left", "_item_credit", "_leaf", "_moving", "_local", "_decoded",
+        "_left", "_item_credit", "_leaf", "_moving", "_local", "_decoded", "_skip_limit",
     )
 
     def __init__(self, session: RemoteSession, activation_id: int, limit: int | None = None):
@@ -696,6 +702,7 @@ class RemoteActivation(Activation):
         self._moving = False
         self._local: Any = None  # its items in the consumer, once moved
         self._decoded = 0  # items received and decoded
+        self._skip_limit = 0  # it may start moving while it has given at most this many items
 
     def __next__(self) -> Any:
         if self._items:
@@ -724,7 +731,7 @@ class RemoteActivation(Activation):
                 self._left -= len(items) if self._left > 0 else 0
                 self._owed_items += len(items)
                 self._owed_bytes += sum(len(frame) for frame in frames)
-                if self._leaf is not None and not self._moving:
+                if self._leaf is not None and not self._moving and self._decoded - len(items) <= self._skip_limit:
                     self._moving = session.moves_inline(self._leaf[0])
                 if not self._moving and ((4 * self._owed_items >= self._window_items and self._item_credit) or (
                     4 * self._owed_bytes >= self._window_bytes
@@ -747,7 +754,9 @@ class RemoteActivation(Activation):
         """Continue in the consumer, as in process: the same leaf activation after the items received.
 
         Called once its leaf is found cheap (`RemoteSession.moves_inline`) and its worker, given no more
-        credit since, has sent all it may: no item is made twice or wasted.
+        credit since, has sent all it may: nothing is wasted. A leaf that seeks starts at the next item;
+        another makes the items received again to skip them, which is why it moves only while they are
+        few (`MOVE_MAX_SKIP`, plus the credit window its worker still had).
         """
         _, (leaf, entropy, path), (identity, *start) = self._leaf
         self.close()  # cancels its worker's part

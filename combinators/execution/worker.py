@@ -44,7 +44,7 @@ _MESSAGES_IN_FLIGHT = 4
 FLUSH_INTERVAL = 0.005
 #: a message stops growing at this many bytes (bigger items travel one per message)
 MESSAGE_BYTES = 1 << 20
-#: a worker reports its costs (`protocol.COSTS`) after this many ended activations (and when idle), and a
+#: a worker reports its costs (`protocol.COSTS`) after this many messages of items (and when idle), and a
 #: plan's first costs as soon as it made this many items (or an activation of it ended)
 COSTS_EVERY = 32
 FIRST_COSTS_ITEMS = 16
@@ -120,7 +120,7 @@ class _Worker:
         # seconds making, seconds moving]; plans never reported go out at once (the consumer decides on them)
         self.costs: dict[int, list[float]] = {}
         self.first: dict[int, int] = {}  # plans not reported yet: the items they made
-        self.unreported = 0  # ended activations in costs
+        self.unreported = 0  # steps (messages of items) in costs
 
     def handle(self, frames: list[zmq.Frame]) -> bool:
         """Apply one consumer message; False once told to quit."""
@@ -275,7 +275,8 @@ class _Worker:
 
     def _cost(self, run: _Running, ended: bool) -> None:
         """Add what a step of ``run`` cost to its plan's costs; report at once a plan never reported that
-        made `FIRST_COSTS_ITEMS` items or ended an activation, else every `COSTS_EVERY` ended activations."""
+        made `FIRST_COSTS_ITEMS` items or ended an activation, else every `COSTS_EVERY` steps (a worker kept
+        busy by long activations is never idle)."""
         if run.number < 0:
             return
         costs = self.costs.setdefault(run.number, [0, 0, 0.0, 0.0])
@@ -290,7 +291,7 @@ class _Worker:
             if first:
                 del self.first[run.number]
         run.made, run.making, run.moving = 0, 0.0, 0.0
-        self.unreported += ended
+        self.unreported += 1
         if first or self.unreported >= COSTS_EVERY:
             self.report_costs()
 
