@@ -11,6 +11,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from combinators.errors import TransportError
+from combinators.execution import wire
+from combinators.execution.remote import _count_items
 from combinators.execution.wire import OUT_OF_BAND_BYTES, ItemPacker, unpack_items
 
 Pair = collections.namedtuple("Pair", "x y")
@@ -135,3 +137,37 @@ def _value_ends(header: bytes) -> set[int]:
     for _ in unpacker:
         ends.add(unpacker.tell())
     return ends
+
+
+#: msgpack values a broken worker might put inside an extension: any shape, nested
+_junk = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 300) | st.floats(allow_nan=False) | st.text(max_size=3)
+    | st.binary(max_size=12),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=2), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(st.integers(1, 12).filter(lambda code: code != wire._PICKLE), st.one_of(_junk.map(msgpack.packb), st.binary()),
+       st.lists(st.binary(max_size=16), max_size=2))
+def test_an_extension_that_is_not_what_its_code_promises_raises_transport_error(code, payload, buffers):
+    """Whatever a joined worker gone wrong puts in an extension (a row group whose fields are not lists, an
+    array layout that is a number...), decoding raises `TransportError`, never another exception that would
+    escape the consumer's handling of malformed messages; counting left-over items never raises."""
+    frames = [msgpack.packb(msgpack.ExtType(code, payload)), *buffers]
+    try:
+        unpack_items(frames)
+    except TransportError:
+        pass
+    assert _count_items(frames) >= 0
+
+
+@given(st.binary(max_size=40))
+def test_an_item_that_cannot_be_unpickled_raises_its_own_error_and_is_counted_as_none(pickled):
+    frames = [msgpack.packb((1, msgpack.ExtType(wire._PICKLE, pickled)))]
+    try:
+        unpack_items(frames)
+    except TransportError as error:
+        raise AssertionError(f"an item's unpickling error became {error!r}") from error
+    except Exception:
+        assert _count_items(frames) == 0

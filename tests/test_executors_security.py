@@ -290,3 +290,32 @@ def test_a_message_a_joined_worker_cut_short_fails_the_activation_loudly():
         assert session.stats()["malformed"] == 1
         with pytest.raises(StopIteration):
             next(activation)
+
+
+def _refuse_to_unpickle():
+    raise ValueError("this item does not unpickle here")
+
+
+class _Unpicklable:
+    """An item that pickles in the worker and fails to unpickle in the consumer."""
+
+    def __reduce__(self):
+        return (_refuse_to_unpickle, ())
+
+
+def _with_an_unpicklable_item():
+    yield 1
+    yield _Unpicklable()
+    yield from range(3, 200)  # in later messages: they must not show after the error, with items skipped
+
+
+def test_an_item_that_fails_to_unpickle_raises_its_error_and_ends_its_activation():
+    with Processes(workers=1).open() as session:
+        activation = session.submit(_with_an_unpicklable_item)
+        assert next(activation) == 1
+        with pytest.raises(ValueError, match="does not unpickle here"):
+            next(activation)
+        with pytest.raises(StopIteration):  # ended, as a source's own error ends it: nothing after it shows
+            next(activation)
+        assert session.stats()["malformed"] == 0  # the message was well formed
+        assert list(session.submit(range, 3)) == [0, 1, 2]

@@ -726,6 +726,9 @@ class RemoteActivation(Activation):
                     self.close()
                     where = self._peer.describe() if self._peer is not None else "a worker"
                     raise TransportError(f"{where} sent {error}") from error
+                except Exception:  # an item that cannot be unpickled here: raised as it is, and, as a source's
+                    self.close()  # error ends its activation, this one ends (the message's other items never show)
+                    raise
                 session.flow.received += len(items)
                 self._decoded += len(items)
                 self._left -= len(items) if self._left > 0 else 0
@@ -819,10 +822,11 @@ def _kind(plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> Any:
 
 
 def _count_items(frames: list[Any]) -> int:
-    """The items a message holds (0 if it is malformed: counting what was left over never raises)."""
+    """The items a message holds (0 if it is malformed, or an item fails to unpickle: counting what was left
+    over never raises)."""
     try:
         return len(unpack_items(frames))
-    except TransportError:
+    except Exception:
         return 0
 
 

@@ -245,6 +245,11 @@ def _packb(obj: Any, encoder: _Encoder) -> bytes:
         return msgpack.packb(obj, default=encoder, strict_types=True, use_bin_type=True, unicode_errors=_SURROGATES)
 
 
+class _ItemUnpickling(Exception):
+    """An item's own unpickling error, carried through the decoder so that `unpack_items` raises it as it is
+    (any other error while decoding means the message is malformed)."""
+
+
 class _Decoder:
     """The msgpack ``ext_hook``: rebuilds extension types over the message's frames."""
 
@@ -279,7 +284,10 @@ class _Decoder:
         if code == _BIGINT:
             return int(data)
         if code == _PICKLE:
-            return pickle.loads(data)
+            try:
+                return pickle.loads(data)
+            except Exception as error:
+                raise _ItemUnpickling(error) from None
         if code == _ROWS:
             return _Rows(_rows_items(_unpackb(data, self)))
         msg = f"unknown wire extension code {code}"
@@ -548,9 +556,11 @@ def unpack_items(frames: Sequence[Any]) -> list[Any]:
     """The items of a message made by `ItemPacker.frames` (header first, then buffers), in order.
 
     Raises `TransportError` when the header is not such a message: bytes
-    msgpack cannot read, a layout that does not fit its buffer, or a header
-    cut short (whose last item would otherwise be left out without a word).
-    An item's own unpickling error is raised as it is.
+    msgpack cannot read, an extension whose data is not what its code
+    promises (a layout that does not fit its buffer, a row group whose
+    columns are not lists of rows...), or a header cut short (whose last item
+    would otherwise be left out without a word). An item's own unpickling
+    error is raised as it is.
 
     >>> unpack_items(dumps([1, 2]))
     [[1, 2]]
@@ -573,7 +583,9 @@ def unpack_items(frames: Sequence[Any]) -> list[Any]:
                 items.extend(value)
             else:
                 items.append(value)
-    except (msgpack.UnpackException, ValueError, struct.error, IndexError) as error:
+    except _ItemUnpickling as carried:
+        raise carried.args[0] from None
+    except Exception as error:  # whatever the decoding of a message that is not one raises
         msg = f"a malformed message of items ({type(error).__name__}: {error})"
         raise TransportError(msg) from error
     if read != len(frames[0]):
