@@ -382,28 +382,25 @@ class RemoteSession(Session):
         if not self._options.inline:
             return False
         number = self._number(plan)
-        if number in self._inline or self._measured_cheap(number):
+        if self.moves_inline(number):
             self.flow.inline += 1
             return True
-        if number in self.costs and self.costs[number][1] >= INLINE_MIN_ITEMS:  # measured: not cheap
+        if _cheap(self.costs.get(number)) is False or number in self._refused:  # measured (or probed): not cheap
             return False
         kind = self.kind_costs.get(self._kinds.get(number))
-        if number in self._refused or kind is None or kind[1] < INLINE_MIN_ITEMS or kind[2] >= INLINE_RATIO * kind[3]:
+        if not _cheap(kind):
             return False
         self.flow.inline += 1
         return functools.partial(self._probed, number, kind)  # each activation a probe, until they tell
 
-    def _measured_cheap(self, number: int) -> bool:
-        """Whether plan ``number``'s own costs (in workers) say it runs in the consumer (then it does)."""
-        own = self.costs.get(number)
-        if own is None or own[1] < INLINE_MIN_ITEMS or own[2] >= INLINE_RATIO * own[3]:
-            return False
-        self._inline.add(number)
-        return True
-
     def moves_inline(self, number: int) -> bool:
-        """Whether running activations of plan ``number`` should move to the consumer (see `runs_inline`)."""
-        return self._options.inline and (number in self._inline or self._measured_cheap(number))
+        """Whether activations of plan ``number`` run in the consumer, running ones included: its own costs (in
+        workers) or its probes said so (see `runs_inline`)."""
+        if number not in self._inline:
+            if not (self._options.inline and _cheap(self.costs.get(number))):
+                return False
+            self._inline.add(number)
+        return True
 
     def _probed(self, number: int, kind: list[int], items: int, seconds: float) -> None:
         """The outcome of a probe (see `runs_inline`): once its probes gave enough items, the leaf stays in
@@ -553,10 +550,11 @@ class RemoteSession(Session):
         if len(table) != count * protocol.COST_ROW.size:
             return False
         for number, *figures in protocol.COST_ROW.iter_unpack(table):
+            totals = [self.costs.setdefault(number, [0, 0, 0, 0])]
             kind = self._kinds.get(number)
-            for costs in (self.costs.setdefault(number, [0, 0, 0, 0]), *(
-                (self.kind_costs.setdefault(kind, [0, 0, 0, 0]),) if kind is not None else ()
-            )):
+            if kind is not None:
+                totals.append(self.kind_costs.setdefault(kind, [0, 0, 0, 0]))
+            for costs in totals:
                 for index, figure in enumerate(figures):
                     costs[index] += figure
         return True
@@ -809,6 +807,14 @@ class RemoteActivation(Activation):
 
     def __repr__(self) -> str:
         return f"<RemoteActivation {self._id} {'finished' if self._finished else 'running'}>"
+
+
+def _cheap(costs: list[Any] | None) -> bool | None:
+    """Whether ``[activations, items, ns making, ns moving]`` say items cost less than `INLINE_RATIO` times as
+    much to make as to move; None when they cover fewer than `INLINE_MIN_ITEMS` items (too few to tell)."""
+    if costs is None or costs[1] < INLINE_MIN_ITEMS:
+        return None
+    return costs[2] < INLINE_RATIO * costs[3]
 
 
 def _kind(plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> Any:

@@ -225,8 +225,7 @@ class _Worker:
             ended_sent = protocol.send_items(self.socket, run.id, frames, run.frame_bytes, last=ended)
             run.cap = min(2 * run.cap, max(1, run.window_items // _MESSAGES_IN_FLIGHT))
         if outcome is None:
-            run.moving += max(0.0, time.thread_time() - began - (run.making - making))
-            self._cost(run, ended=False)
+            self._cost(run, began, making, ended=False)
             self._enqueue(run)
             return
         del self.running[run.id]
@@ -237,9 +236,8 @@ class _Worker:
             self._fault(run.id, outcome, run.frame_bytes)
         elif not ended_sent:
             protocol.send(self.socket, [protocol.head(protocol.END, run.id)])
-        run.moving += max(0.0, time.thread_time() - began - (run.making - making))
         if ended:
-            self._cost(run, ended=True)
+            self._cost(run, began, making, ended=True)
 
     def _fill(self, run: _Running) -> BaseException | object | None:
         """Pack items of ``run`` until a message is full; the outcome if the activation ended.
@@ -273,12 +271,14 @@ class _Worker:
             run.making += making
         return _SPENT if run.left <= 0 else None
 
-    def _cost(self, run: _Running, ended: bool) -> None:
-        """Add what a step of ``run`` cost to its plan's costs; report at once a plan never reported that
-        made `FIRST_COSTS_ITEMS` items or ended an activation, else every `COSTS_EVERY` steps (a worker kept
-        busy by long activations is never idle)."""
+    def _cost(self, run: _Running, began: float, making: float, ended: bool) -> None:
+        """Add what a step of ``run`` cost to its plan's costs (the step began at CPU time ``began``, when it
+        had spent ``making`` seconds making); report at once a plan never reported that made
+        `FIRST_COSTS_ITEMS` items or ended an activation, else every `COSTS_EVERY` steps (a worker kept busy
+        by long activations is never idle)."""
         if run.number < 0:
             return
+        run.moving += max(0.0, time.thread_time() - began - (run.making - making))
         costs = self.costs.setdefault(run.number, [0, 0, 0.0, 0.0])
         costs[0] += ended
         costs[1] += run.made
