@@ -23,7 +23,7 @@ collect_ignore_glob = []
 try:
     import torch  # noqa: F401
 except ImportError:
-    collect_ignore_glob.append("combinators/torch.py")
+    collect_ignore_glob += ["combinators/torch.py", "combinators/integrations/torch.py"]
 
 
 import numpy as _np

@@ -1,17 +1,15 @@
 """combinators: immutable, reproducible data streams and memoized pure functions."""
 
-from combinators import errors, execution, memo, streams, transforms
+from combinators import errors, execution, memo, plan
 from combinators.errors import *  # noqa: F403
 from combinators.execution import *  # noqa: F403
-from combinators.execution.inprocess import MixStats, Run, iterate
-from combinators.explain import explain
-from combinators.lengths import length
-from combinators.shards import from_npy, from_npz
+from combinators.execution.run import MixStats, Run, iterate
+from combinators.plan.explain import explain
+from combinators.plan.lengths import length
+from combinators.sources.shards import from_npy, from_npz
 from combinators.memo import *  # noqa: F403
-from combinators.streams import (
-    Stream, chain, from_arrays, from_iterable, mix, round_robin, stream, streamable,
-)
-from combinators.transforms import (
+from combinators.plan import Stream, chain, from_arrays, from_iterable, mix, round_robin, stream, streamable
+from combinators.plan.transforms import (
     Transform, batch, cache, filter, keras_tuples, map, progress, shuffle, take, tuples, unbatch,
 )
 

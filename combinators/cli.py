@@ -15,7 +15,7 @@ COMMANDS = {
     "demo": ("combinators.demo", "train a classifier out of core on the digits data"),
     "bench": ("combinators.bench", "same-run benchmarks against hand-written references"),
     "archive": ("combinators.memo.cli", "list, summarize or prune an LMDB memo archive"),
-    "worker": ("combinators.execution.worker", "serve stream activations to a ZMQ executor"),
+    "worker": ("combinators.execution.remote.worker", "serve stream activations to a ZMQ executor"),
 }
 
 

@@ -37,15 +37,16 @@ import attrs
 import numpy as np
 from tqdm.auto import tqdm
 
-from combinators import checks
+from combinators.plan import checks
 from combinators.errors import InvalidArgument
 from combinators.execution.base import Executor, resolve_executor
-from combinators.execution.inprocess import MixStats, Stats, iterate
-from combinators.explain import explain
+from combinators.execution.run import MixStats, Stats, iterate
+from combinators.plan.explain import explain
 from combinators.memo import LMDBArchive, NoCache, memoize
-from combinators.shards import from_npz
-from combinators.streams import Mix, Stream, mix
-from combinators.transforms import batch, take
+from combinators.sources.shards import from_npz
+from combinators.plan.mixes import Mix, mix
+from combinators.plan.stream import Stream
+from combinators.plan.transforms import batch, take
 
 __all__ = ["add_arguments", "run", "features", "deskew", "gradient_histograms", "write_shards", "write_features", "feature_path", "build_sampler", "Shard"]
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import combinators as c
-from combinators.execution.blocks import block_schema
+from combinators.plan.block_path import block_schema
 
 
 def rows_of(data):
@@ -115,7 +115,7 @@ def test_array_sources_and_generator_sources_give_identical_items(datas, weights
     blocks = plan(c.from_arrays, datas, weights, options, wrap, end)
     items = plan(lambda d: c.stream(rows_of, d), datas, weights, options, wrap, end)
     array_mix = mixed(c.from_arrays, datas, weights, options)
-    assert block_schema(array_mix) is not None or isinstance(array_mix, c.streams.RowSource)
+    assert block_schema(array_mix) is not None or isinstance(array_mix, c.plan.RowSource)
     got = list(c.iterate(blocks, seed=seed, max_iter=60))
     expected = list(c.iterate(items, seed=seed, max_iter=60))
     assert len(got) == len(expected)

@@ -8,7 +8,7 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from combinators.execution import protocol
+from combinators.execution.remote import protocol
 
 _CONTEXT = zmq.Context.instance()
 _NAMES = itertools.count()

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import combinators as c
-from combinators.execution.processes import Processes
-from combinators.execution.remote import RemoteSession
+from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.session import RemoteSession
 
 TIMEOUT = 20
 

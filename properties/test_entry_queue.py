@@ -16,7 +16,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from combinators.sampling import AHEAD, mix_decisions, mix_items
+from combinators.sampling.mix import AHEAD, mix_decisions, mix_items
 
 
 class Recording:

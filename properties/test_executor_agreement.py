@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import combinators as c
-from combinators.execution.processes import Processes
-from combinators.execution.ray import Ray
-from combinators.execution.remote import RemoteSession
-from combinators.execution.zmq import ZMQ
+from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.ray import Ray
+from combinators.execution.remote.session import RemoteSession
+from combinators.execution.remote.zmq import ZMQ
 
 
 def counted(name, n):

@@ -53,11 +53,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import combinators
-from combinators.execution.leaf import is_leaf
+from combinators.plan.sources import is_leaf
 from combinators.strategies import SOURCE_KINDS, origin, seeds, sources, streams, transforms, weights
-from combinators.streams import (
-    Apply, Chain, FromIterable, Mix, RoundRobin, Source, chain, mix, normalize_weights, round_robin,
-)
+from combinators.plan.mixes import Mix, RoundRobin, mix, normalize_weights, round_robin
+from combinators.plan.sources import FromIterable, Source
+from combinators.plan.stream import Apply, Chain, chain
 from combinators.testing import assert_deterministic, assert_exhaustive, assert_proportions, assert_working_set
 
 SUITE_FALSE_ALARM = 1e-4
@@ -95,7 +95,7 @@ def names(node) -> set[str]:
 
 
 @st.composite
-def mixes(draw, modes=combinators.streams.MIX_MODES, max_depth=1):
+def mixes(draw, modes=combinators.plan.mixes.MIX_MODES, max_depth=1):
     """A mix over 2-3 plans with distinct source names, in any mode and options."""
     n = draw(st.integers(2, 3))
     children = [draw(streams(max_depth=max_depth, prefix=f"c{i}s")) for i in range(n)]
@@ -182,7 +182,7 @@ KINDS = {
 
 @given(
     st.integers(2, 4).flatmap(lambda n: st.tuples(weights(n), st.lists(st.sampled_from(sorted(KINDS)), min_size=n, max_size=n))),
-    st.sampled_from(combinators.streams.MIX_MODES), MIX_OPTIONS["rate"], MIX_OPTIONS["dist"], seeds(),
+    st.sampled_from(combinators.plan.mixes.MIX_MODES), MIX_OPTIONS["rate"], MIX_OPTIONS["dist"], seeds(),
 )
 def test_all_active_mix_draws_with_its_weights(weights_and_kinds, mode, rate, dist, seed):
     w, kinds = weights_and_kinds
@@ -227,7 +227,7 @@ def test_working_set_stays_within_the_plan_and_everything_closes(plan, seed):
 
 @given(
     st.lists(st.sampled_from([combinators.from_iterable([]), combinators.stream(_repeat, "x").take(0)]), min_size=1, max_size=4),
-    st.sampled_from(combinators.streams.MIX_MODES), MIX_OPTIONS["n_active"], MIX_OPTIONS["rate"], st.booleans(),
+    st.sampled_from(combinators.plan.mixes.MIX_MODES), MIX_OPTIONS["n_active"], MIX_OPTIONS["rate"], st.booleans(),
     seeds(),
 )
 def test_a_mix_of_empty_streams_ends(children, mode, n_active, rate, prune_empty, seed):

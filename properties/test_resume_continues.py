@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 import combinators as c
 from combinators import strategies
 from combinators.execution.base import Executor, Session
-from combinators.execution.processes import Processes
-from combinators.execution.zmq import ZMQ
+from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.zmq import ZMQ
 from test_executor_agreement import canonical  # properties/ is on sys.path (pytest's rootdir-less test modules)
 
 #: items of the uninterrupted run that the property compares (plans may be infinite)

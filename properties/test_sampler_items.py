@@ -34,7 +34,8 @@ import combinators as c
 from combinators.strategies import (
     counting, counting_random, ending_plans, origin, seeds, streams, weights,
 )
-from combinators.streams import FromIterable, Mix, Source
+from combinators.plan.mixes import Mix
+from combinators.plan.sources import FromIterable, Source
 
 #: more items than any drawn plan may yield: a run that reaches it did not end
 LIMIT = 20_000
@@ -122,7 +123,7 @@ def test_cache_yields_its_input_in_order_and_ends_with_it(items, n_cache, prob, 
         assert out == tagged  # the input ended while the cache was filling
 
 
-@given(st.sampled_from(c.streams.MIX_MODES), st.sampled_from(c.streams.BUDGET_DISTS), st.floats(1, 1e30), st.integers(2, 4))
+@given(st.sampled_from(c.plan.MIX_MODES), st.sampled_from(c.plan.BUDGET_DISTS), st.floats(1, 1e30), st.integers(2, 4))
 def test_rate_without_n_active_is_refused_in_every_mode(mode, dist, rate, n):
     parts = [c.from_iterable("ab") for _ in range(n)]
     try:

@@ -8,7 +8,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import combinators as c
-from combinators.sharding import leaves, shard_plan
+from combinators.plan.sharding import leaves, shard_plan
 from combinators.strategies import origin, seeds, streams
 
 

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from combinators.execution.wire import dumps, loads
+from combinators.execution.remote.wire import dumps, loads
 
 #: every code point, surrogates included (hypothesis leaves them out of text() by default)
 _ANY_TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=()))

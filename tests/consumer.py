@@ -19,8 +19,8 @@ def slow():
 def main(method: str) -> None:
     from multiprocessing import forkserver, resource_tracker
 
-    from combinators.execution.processes import Processes
-    from combinators.execution.zmq import ZMQ
+    from combinators.execution.remote.processes import Processes
+    from combinators.execution.remote.zmq import ZMQ
 
     sessions = [Processes(workers=1, start_method=method).open(), ZMQ(workers=1, start_method=method).open()]
     activations = [session.submit(slow) for session in sessions]

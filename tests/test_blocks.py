@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 import combinators as c
-from combinators.execution.blocks import block_schema
-from combinators.execution.processes import Processes
+from combinators.plan.block_path import block_schema
+from combinators.execution.remote.processes import Processes
 
 
 def _arrays(n_sources=4, length=50):

@@ -11,7 +11,7 @@ pytest.importorskip("sklearn")
 
 from combinators import InvalidArgument  # noqa: E402
 from combinators.cli import main  # noqa: E402
-from combinators.execution.blocks import block_schema  # noqa: E402
+from combinators.plan.block_path import block_schema  # noqa: E402
 from combinators.demo import Shard, build_sampler, deskew, features, write_shards  # noqa: E402
 from combinators.execution.base import resolve_executor  # noqa: E402
 

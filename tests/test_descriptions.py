@@ -96,7 +96,7 @@ def test_operators_flatten():
 def test_mix_of_one_stream():
     assert c.mix(A, mode="exhaustive") == A
     assert c.mix(A) == A.cycle()
-    assert isinstance(c.mix(A, n_active=1, rate=2), c.streams.Mix)
+    assert isinstance(c.mix(A, n_active=1, rate=2), c.plan.Mix)
 
 
 def test_user_weights_are_never_mutated():

@@ -7,9 +7,9 @@ import pytest
 
 import combinators as c
 from combinators.execution.base import InProcess, Session
-from combinators.execution.processes import Processes
-from combinators.execution.zmq import ZMQ
-from combinators.sampling import AHEAD
+from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.zmq import ZMQ
+from combinators.sampling.mix import AHEAD
 
 
 def forever(name, rng=None):

@@ -10,8 +10,8 @@ import pytest
 
 from combinators.errors import InvalidArgument, InvalidArgumentType, TransportError
 from combinators.execution.base import Executor, resolve_executor
-from combinators.execution.processes import Processes
-from combinators.execution.zmq import ZMQ
+from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.zmq import ZMQ
 
 EXECUTORS = [
     pytest.param(lambda n: Processes(workers=n), id="processes"),

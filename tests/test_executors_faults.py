@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from combinators.errors import WorkerError
-from combinators.execution.processes import Processes
-from combinators.execution.zmq import ZMQ
+from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.zmq import ZMQ
 
 EXECUTORS = [
     pytest.param(lambda: Processes(workers=2), id="processes"),

@@ -15,10 +15,10 @@ import pytest
 
 import combinators as c
 from combinators.errors import InvalidArgumentType
-from combinators.execution import protocol
-from combinators.execution.processes import Processes
-from combinators.execution.remote import INLINE_RATIO, MOVE_MAX_SKIP, RemoteSession
-from combinators.execution.zmq import ZMQ
+from combinators.execution.remote import protocol
+from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.session import INLINE_RATIO, MOVE_MAX_SKIP, RemoteSession
+from combinators.execution.remote.zmq import ZMQ
 
 
 def cheap(name, n):
@@ -152,7 +152,7 @@ def test_inline_must_be_a_bool():
 
 def _garbling_source(n):
     """Items from a worker whose cost reports have a row cut short (a worker that has joined, gone wrong)."""
-    from combinators.execution import worker
+    from combinators.execution.remote import worker
 
     def garbled(self):
         if self.costs:
@@ -230,7 +230,7 @@ def test_a_cheap_activation_beside_a_slow_one_in_a_busy_worker_still_moves():
 def _busy(name, n):
     """Items that take about 1 ms of CPU each to make, from a worker descheduled for 30 ms at each send
     (its sends are patched to sleep: as a worker on a busy host loses its core)."""
-    from combinators.execution import worker
+    from combinators.execution.remote import worker
 
     send = worker.protocol.send_items
     if getattr(send, "__name__", "") != "descheduled":

@@ -11,8 +11,8 @@ import pytest
 
 import combinators as c
 from combinators.errors import WorkerError
-from combinators.execution.processes import Processes
-from combinators.execution.zmq import ZMQ
+from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.zmq import ZMQ
 
 EXECUTORS = [
     pytest.param(Processes(workers=2), id="processes"),

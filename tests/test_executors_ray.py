@@ -18,8 +18,8 @@ from combinators.errors import CombinatorsError, InvalidArgument, InvalidArgumen
 ray = pytest.importorskip("ray")
 
 import test_executors_faults  # noqa: E402
-from combinators.execution.ray import Ray  # noqa: E402
-from combinators.sampling import AHEAD  # noqa: E402
+from combinators.execution.remote.ray import Ray  # noqa: E402
+from combinators.sampling.mix import AHEAD  # noqa: E402
 from test_executors_faults import Custom, Unpicklable, forever_with_pid, raises_after, wait_until  # noqa: E402
 
 

@@ -18,11 +18,11 @@ import pytest
 
 from combinators import chain, iterate, stream
 from combinators.errors import TransportError
-from combinators.execution import protocol
-from combinators.execution._lifetime import alive
-from combinators.execution.processes import Processes
-from combinators.execution.wire import dumps
-from combinators.execution.zmq import ZMQ
+from combinators.execution.remote import protocol
+from combinators.execution.remote.lifetime import alive
+from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.wire import dumps
+from combinators.execution.remote.zmq import ZMQ
 
 STRANGER = Path(__file__).with_name("stranger.py")
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,7 +269,7 @@ def test_ipc_sockets_are_this_users_only(tmp_path):
 
 def _truncating_source():
     """Items whose messages this worker cuts short by one byte (a worker that has joined, gone wrong)."""
-    import combinators.execution.wire as wire
+    import combinators.execution.remote.wire as wire
 
     frames = wire.ItemPacker.frames
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from combinators.errors import InvalidArgument, WorkerError
-from combinators.execution.processes import Processes
-from combinators.execution.worker import load_key, make_key
-from combinators.execution.zmq import ZMQ
+from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.worker import load_key, make_key
+from combinators.execution.remote.zmq import ZMQ
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -227,7 +227,7 @@ def test_a_stranger_on_the_loopback_port_is_never_heard(tmp_path):
 
     import zmq
 
-    from combinators.execution import protocol
+    from combinators.execution.remote import protocol
 
     trap = tmp_path / "unpickled"
     with ZMQ(workers=1).open() as session:

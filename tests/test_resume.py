@@ -14,7 +14,7 @@ import pytest
 import combinators as c
 from combinators import strategies
 from combinators.errors import TransportError
-from combinators.execution.zmq import ZMQ
+from combinators.execution.remote.zmq import ZMQ
 
 
 def _cut(plan, k, seed=5, **kwargs):
@@ -138,7 +138,7 @@ def test_a_run_resumes_in_a_new_process(tmp_path):
     assert first + rest == json.loads(run("full"))
 
 
-class CountingArrays(c.streams.FromArrays):
+class CountingArrays(c.plan.FromArrays):
     """from_arrays that counts the rows read from it (to see what a resume gathers again)."""
 
     read = [0]
@@ -209,8 +209,8 @@ def counting(name, n):
 
 
 def test_the_entry_queue_travels_in_the_state_and_is_submitted_again_with_its_budgets():
-    from combinators.execution.processes import Processes
-    from combinators.sampling import AHEAD
+    from combinators.execution.remote.processes import Processes
+    from combinators.sampling.mix import AHEAD
 
     # rate=3 suspends each activation after 3 items; its stream re-enters through the queue of entries
     # drawn ahead, which the state carries (stream, activation number, budget, position)

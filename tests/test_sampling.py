@@ -381,7 +381,7 @@ def test_extreme_weights_normalize_without_overflow(weights):
 
 def test_a_tiny_weight_beside_a_huge_one_is_still_reached_in_exhaustive_mode():
     node = c.mix(c.from_iterable("ab"), c.from_iterable("z"), weights=(1e308, 1e-320), mode="exhaustive")
-    assert node.probabilities.tolist() == [1.0, c.streams.MIN_SHARE]
+    assert node.probabilities.tolist() == [1.0, c.plan.MIN_SHARE]
     assert "".join(draw(node)) == "abz"
 
 

@@ -9,8 +9,8 @@ import pytest
 
 import combinators as c
 from combinators.errors import DataError, InvalidArgument
-from combinators.execution.blocks import block_schema
-from combinators.sampling import AHEAD
+from combinators.plan.block_path import block_schema
+from combinators.sampling.mix import AHEAD
 
 
 def _open_files() -> int:

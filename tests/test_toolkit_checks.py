@@ -15,10 +15,10 @@ import re
 import numpy as np
 import pytest
 
-import combinators.execution.inprocess as inprocess
-import combinators.sampling as sampling
+import combinators.execution.run as inprocess
+import combinators.sampling.mix as sampling
 from combinators import InvalidArgument, InvalidArgumentType, cache, from_iterable, mix, round_robin, stream
-from combinators.streams import Mix
+from combinators.plan.mixes import Mix
 from combinators.testing import (
     assert_deterministic, assert_executor_agreement, assert_exhaustive, assert_proportions, assert_working_set,
 )

@@ -123,13 +123,13 @@ def test_working_set_through_another_executor():
 
 def _processes():
     try:
-        from combinators.execution.processes import Processes
+        from combinators.execution.remote.processes import Processes
     except ImportError:
         return None
     return Processes
 
 
-@pytest.mark.skipif(_processes() is None, reason="combinators.execution.processes is not on this branch yet")
+@pytest.mark.skipif(_processes() is None, reason="combinators.execution.remote.processes is not on this branch yet")
 def test_agreement_with_processes():
     processes = _processes()(workers=2)
     assert_executor_agreement(PLAN, [processes, "processes"], seed=4)

@@ -16,7 +16,9 @@ from combinators.strategies import (
     SOURCE_KINDS, TRANSFORM_KINDS, counting, ending_plans, is_infinite_source, labelled, origin, seeds, sources, streams,
     transforms, weights,
 )
-from combinators.streams import Apply, Chain, FromIterable, Mix, RoundRobin, Source, is_source
+from combinators.plan.mixes import Mix, RoundRobin
+from combinators.plan.sources import FromIterable, Source, is_source
+from combinators.plan.stream import Apply, Chain
 
 
 #: these tests are about the plans, not the muxes: modes that end by themselves keep plans (and what they shrink to) simple

@@ -11,8 +11,8 @@ import pytest
 import zmq
 
 from combinators.errors import TransportError
-from combinators.execution.processes import Processes
-from combinators.execution.wire import OUT_OF_BAND_BYTES, ItemPacker, dumps, loads, unpack_items
+from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.wire import OUT_OF_BAND_BYTES, ItemPacker, dumps, loads, unpack_items
 
 Point = collections.namedtuple("Point", "x y")
 
@@ -271,7 +271,7 @@ def _many_rows(n):
 
 
 def test_row_groups_bigger_than_a_frame_arrive_in_pieces(monkeypatch):
-    from combinators.execution import protocol
+    from combinators.execution.remote import protocol
 
     monkeypatch.setattr(protocol, "FRAME_BYTES", 4096)  # fork: the worker sees it
     with Processes(workers=1, start_method="fork").open() as session:
@@ -293,7 +293,7 @@ def test_row_groups_bigger_than_a_frame_arrive_in_pieces(monkeypatch):
 )
 def test_a_malformed_row_group_raises_transport_error(fields):
     """What a buggy member could send: raised as a TransportError naming the group, never mis-decoded."""
-    from combinators.execution import wire
+    from combinators.execution.remote import wire
 
     encoder = wire._Encoder()
     header = msgpack.packb(wire._ext(wire._ROWS, wire._packb(fields, encoder)))

@@ -30,11 +30,13 @@ import numpy as np
 from combinators.bench import Figure, best_rates
 from combinators.bench.transport import _bare_processes, _work_size, cpu_source
 from combinators.execution.base import Executor
-from combinators.execution.inprocess import iterate
-from combinators.execution.processes import Processes
-from combinators.execution.zmq import ZMQ
-from combinators.streams import Stream, mix, stream
-from combinators.transforms import batch, take
+from combinators.execution.run import iterate
+from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.zmq import ZMQ
+from combinators.plan.mixes import mix
+from combinators.plan.sources import stream
+from combinators.plan.stream import Stream
+from combinators.plan.transforms import batch, take
 
 __all__ = ["run", "sampling_plan", "cheap_source"]
 

@@ -36,9 +36,10 @@ import tempfile
 import numpy as np
 
 from combinators.bench import Figure, best_rates
-from combinators.execution.inprocess import iterate
-from combinators.streams import from_arrays, mix, stream
-from combinators.transforms import batch
+from combinators.execution.run import iterate
+from combinators.plan.mixes import mix
+from combinators.plan.sources import from_arrays, stream
+from combinators.plan.transforms import batch
 
 BATCH = 32
 #: rows per ``from_arrays`` source (the mix restarts a source when it is exhausted)

@@ -21,9 +21,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from combinators.bench import Figure, best_rates
-from combinators.execution.inprocess import iterate
-from combinators.streams import Stream, from_arrays, mix, stream
-from combinators.transforms import batch
+from combinators.execution.run import iterate
+from combinators.plan.mixes import mix
+from combinators.plan.sources import from_arrays, stream
+from combinators.plan.stream import Stream
+from combinators.plan.transforms import batch
 
 __all__ = ["run"]
 

@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 
-from combinators.execution.inprocess import iterate
-from combinators.shards import from_npy
-from combinators.streams import mix
-from combinators.transforms import batch
+from combinators.execution.run import iterate
+from combinators.sources.shards import from_npy
+from combinators.plan.mixes import mix
+from combinators.plan.transforms import batch
 
 N_SHARDS, N_ACTIVE, WIDE = 1000, 16, 768
 

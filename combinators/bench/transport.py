@@ -42,10 +42,12 @@ import zmq
 from combinators.bench import Figure, best_rates
 from combinators.errors import CombinatorsError
 from combinators.execution.base import Executor, Session
-from combinators.execution.inprocess import iterate
-from combinators.execution.processes import Processes
-from combinators.execution.zmq import ZMQ
-from combinators.streams import Stream, mix, stream
+from combinators.execution.run import iterate
+from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.zmq import ZMQ
+from combinators.plan.mixes import mix
+from combinators.plan.sources import stream
+from combinators.plan.stream import Stream
 
 __all__ = ["run", "raw_rate", "executor_rate", "cpu_source", "cpu_plan"]
 
@@ -236,7 +238,7 @@ class _Borrowed(Session):
 def _ray_figures(quick: bool) -> list[Figure]:
     """Ray against Processes (1 MiB items) and against in-process (the CPU-bound plan); see the docstring."""
     try:
-        from combinators.execution.ray import Ray
+        from combinators.execution.remote.ray import Ray
     except ImportError:  # pragma: no cover - combinators without its ray module
         return []
     try:

@@ -1,8 +1,8 @@
 """Interpreters that turn stream descriptions into iterators."""
 
 from combinators.execution.base import Activation, Executor, InProcess, Session, resolve_executor
-from combinators.execution.processes import Processes
-from combinators.execution.ray import Ray
-from combinators.execution.zmq import ZMQ
+from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.ray import Ray
+from combinators.execution.remote.zmq import ZMQ
 
 __all__ = ["Executor", "InProcess", "Processes", "Ray", "ZMQ"]

@@ -15,10 +15,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
-from combinators import seeding, state_codec
-from combinators.collate import split, stack
+from combinators.execution import state_codec
+from combinators.sampling import seeding
+from combinators.execution.collate import split, stack
 from combinators.errors import DataError
-from combinators.transforms import (
+from combinators.plan.transforms import (
     Batch, Cache, Filter, KerasTuples, Map, Progress, Shuffle, Take, Transform, Tuples, Unbatch,
 )
 
@@ -182,7 +183,7 @@ def run_transforms(
     state between items (see `cell_state`); given non-empty, from
     `restore_cell`, the transform starts from that state.
 
-    >>> from combinators.transforms import take, batch
+    >>> from combinators.plan.transforms import take, batch
     >>> [b.tolist() for b in run_transforms(iter(range(5)), (take(4), batch(2)), 0, (), (0,))]
     [[0, 1], [2, 3]]
     """

@@ -1,7 +1,7 @@
 """The block materializer: rows of random-access sources gathered a block at a time.
 
-A mix whose children are all row sources (`~combinators.streams.RowSource`)
-of one schema takes its decisions from `~combinators.sampling.mix_decisions`
+A mix whose children are all row sources (`~combinators.plan.sources.RowSource`)
+of one schema takes its decisions from `~combinators.sampling.mix.mix_decisions`
 and gathers the rows of each decided run with one copy per child activation
 and key, into a block: an array of rows, or a dict of arrays of rows. A chain
 of such streams hands on its children's blocks. ``batch`` above a block
@@ -17,38 +17,16 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from combinators.sampling import Decisions
-from combinators.streams import Chain, Mix, RowSource, Stream
-from combinators.transforms import Batch, Take
+from combinators.sampling.mix import Decisions
+from combinators.plan.sources import RowSource
+from combinators.plan.transforms import Batch, Take
 
-__all__ = ["block_schema", "materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms", "skip_rows"]
+__all__ = ["materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms", "skip_rows"]
 
 #: bytes of one block at most (rows of at least 64 and at most 4096 items)
 _BLOCK_BYTES, _MIN_ROWS, _MAX_ROWS = 1 << 21, 64, 4096
 #: runs of decisions gathered into one block at most
 _MAX_RUNS = 32
-
-
-def block_schema(node: Stream) -> tuple | None:
-    """The row schema if ``node`` runs on the block path, else None.
-
-    Block nodes: a mix whose children are all row sources of one schema, and
-    a chain whose children are all row sources or block nodes of one schema.
-
-    >>> from combinators.streams import from_arrays, mix, from_iterable
-    >>> block_schema(mix(from_arrays(np.zeros(3)), from_arrays(np.ones(2))))
-    ((None, dtype('float64'), ()),)
-    >>> block_schema(mix(from_arrays(np.zeros(3)), from_iterable([1.0]))) is None
-    True
-    """
-    if isinstance(node, Mix):
-        schemas = [c.schema if isinstance(c, RowSource) else None for c in node.streams]
-    elif isinstance(node, Chain):
-        schemas = [c.schema if isinstance(c, RowSource) else block_schema(c) for c in node.streams]
-    else:
-        return None
-    first = schemas[0] if schemas else None  # chain() of no streams runs per item
-    return first if first is not None and all(s == first for s in schemas) else None
 
 
 def block_capacity(schema: tuple) -> int:
@@ -142,7 +120,7 @@ def row_blocks(source: RowSource, first: int = 0) -> Iterator[Any]:
 
 
 def chain_blocks(open_child: Callable[[int], Iterator[Any]], n_children: int, cycle: bool) -> Iterator[Any]:
-    """`~combinators.sampling.chain_items` over blocks: each child's blocks in order."""
+    """`~combinators.sampling.mix.chain_items` over blocks: each child's blocks in order."""
     while True:
         produced = False
         for index in range(n_children):

@@ -16,18 +16,14 @@ import attrs
 import cloudpickle
 import numpy as np
 
-from combinators import seeding
+from combinators.sampling import seeding
 from combinators.errors import InvalidArgumentType
 from combinators.execution.apply import run_transforms
 from combinators.execution.blocks import block_rows, row_blocks
-from combinators.streams import Apply, FromArrays, FromIterable, RowSource, Source, Stream, is_source
+from combinators.plan.sources import FromArrays, FromIterable, RowSource, Source
+from combinators.plan.stream import Apply, Stream
 
-__all__ = ["is_leaf", "activate_leaf", "seeks", "probed_leaf", "leaf_kind", "where", "unpicklable_part"]
-
-
-def is_leaf(node: Stream) -> bool:
-    """A source, or a source with transforms applied (``source >> t1 >> t2``)."""
-    return is_source(node) or (isinstance(node, Apply) and is_source(node.stream))
+__all__ = ["activate_leaf", "seeks", "probed_leaf", "leaf_kind", "where", "unpicklable_part"]
 
 
 def _source_items(
@@ -64,8 +60,8 @@ def seeks(leaf: Stream) -> bool:
     ``stream(fn)`` whose ``fn`` takes ``start``, `from_arrays`, `from_iterable` over a sequence, shard files.
     Other sources, and any leaf with transforms, make those items and skip them.
 
-    >>> from combinators.streams import from_iterable, stream
-    >>> from combinators.transforms import take
+    >>> from combinators.plan.sources import from_iterable, stream
+    >>> from combinators.plan.transforms import take
     >>> seeks(from_iterable([1, 2])), seeks(stream(range, 3)), seeks(from_iterable([1, 2]) >> take(1))
     (True, False, False)
     """
@@ -81,7 +77,7 @@ def probed_leaf(probe: Callable[[int, float], None], *args: Any) -> Iterator[Any
     activation ends (exhausted, closed early or raising) with the items it gave and the seconds spent
     starting it and in its ``next()`` calls.
 
-    >>> from combinators.streams import stream
+    >>> from combinators.plan.sources import stream
     >>> seen = []
     >>> list(probed_leaf(lambda items, seconds: seen.append(items), stream(range, 3), 0, (0,), (0,)))
     [0, 1, 2]
@@ -117,8 +113,8 @@ def leaf_kind(leaf: Stream) -> Hashable:
     """What leaves whose items likely cost alike share: the source's function (its code, for functions) or
     type, and the transforms above it with their settings, without the source's arguments.
 
-    >>> from combinators.streams import stream
-    >>> from combinators.transforms import batch
+    >>> from combinators.plan.sources import stream
+    >>> from combinators.plan.transforms import batch
     >>> leaf_kind(stream(range, 3)) == leaf_kind(stream(range, 5))
     True
     >>> leaf_kind(stream(range, 3) >> batch(2)) == leaf_kind(stream(range, 3) >> batch(4))
@@ -152,7 +148,7 @@ def _transform_kind(transform: Any) -> Hashable:
 def where(node: Stream, path: tuple[int, ...]) -> str:
     """``node`` as `explain` shows it, and its place in the plan: what error messages name.
 
-    >>> from combinators.streams import from_iterable
+    >>> from combinators.plan.sources import from_iterable
     >>> where(from_iterable("ab"), (0, 1))
     "from_iterable('ab') at path (0, 1)"
     """
@@ -191,7 +187,7 @@ def unpicklable_part(leaf: Stream) -> str | None:
     """What in ``leaf`` cannot be pickled (its value and why), or None.
 
     >>> import threading
-    >>> from combinators.streams import stream
+    >>> from combinators.plan.sources import stream
     >>> lock = threading.Lock()
     >>> print(unpicklable_part(stream(range, 3)))
     None
@@ -229,8 +225,8 @@ def activate_leaf(
     runs (in a worker under `Processes` and `ZMQ`), so the items before
     ``start`` never travel, and a worker's limit counts the items after them.
 
-    >>> from combinators.streams import from_iterable
-    >>> from combinators.transforms import take
+    >>> from combinators.plan.sources import from_iterable
+    >>> from combinators.plan.transforms import take
     >>> list(activate_leaf(from_iterable("abc") >> take(2), 0, (), (0,)))
     ['a', 'b']
     >>> list(activate_leaf(from_iterable("abcd"), 0, (), (0,), start=2))

@@ -1,6 +1,6 @@
 """What identifies a run state: its format, its seed and the fingerprint of its plan.
 
-A run state (`~combinators.execution.inprocess.Run.state`) is a JSON dict
+A run state (`~combinators.execution.run.Run.state`) is a JSON dict
 ``{"format", "seed", "plan", "items", "root", "counts"}``; ``root`` nests the
 state of every open node activation (docs/guide/decisions.md, section 4).
 This module checks that a state fits the run asked to resume it.
@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from combinators.description import Description, callable_repr
+from combinators.plan.description import Description, callable_repr
 from combinators.errors import ResumeError
 
 __all__ = ["FORMAT", "plan_fingerprint", "check_resume"]
@@ -97,7 +97,8 @@ def plan_fingerprint(stream: Description) -> str:
     Computed once per plan object among the last 32 (a plan of 1000 sources
     takes about 10 ms).
 
-    >>> from combinators.streams import from_iterable, mix
+    >>> from combinators.plan.mixes import mix
+    >>> from combinators.plan.sources import from_iterable
     >>> a = plan_fingerprint(mix(from_iterable([1]), from_iterable([2])))
     >>> a == plan_fingerprint(mix(from_iterable([1]), from_iterable([2]))), a == plan_fingerprint(from_iterable([1]))
     (True, False)

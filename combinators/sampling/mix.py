@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
-from combinators.streams import ENDING_MODES
+from combinators.plan.mixes import ENDING_MODES
 
 __all__ = [
     "chain_items", "ChainCursor", "round_robin_items", "RoundRobinCursor", "mix_items", "mix_decisions", "Decisions",

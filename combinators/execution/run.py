@@ -14,20 +14,23 @@ from typing import Any, Callable, Iterator
 import attrs
 import numpy as np
 
-from combinators import checks, seeding
+from combinators.plan import checks
+from combinators.sampling import seeding
 from combinators.execution.apply import cell_state, restore_cell, run_transforms
 from combinators.execution.base import Activation, Executor, LocalActivation, Placement, Session, resolve_executor
-from combinators.execution.blocks import (
-    block_rows, block_schema, block_transforms, chain_blocks, materialize, row_blocks, skip_rows,
-)
-from combinators.execution.leaf import activate_leaf, is_leaf, probed_leaf, unpicklable_part, where
+from combinators.plan.block_path import block_schema
+from combinators.execution.blocks import (block_rows, block_transforms, chain_blocks, materialize, row_blocks, skip_rows)
+from combinators.plan.sources import is_leaf
+from combinators.execution.leaf import activate_leaf, probed_leaf, unpicklable_part, where
 from combinators.errors import RunStateError, TransportError
 from combinators.execution.runstate import FORMAT, check_resume, plan_fingerprint
-from combinators.sampling import (
+from combinators.sampling.mix import (
     ChainCursor, ResumedRows, RoundRobinCursor, chain_items, mix_decisions, mix_items, round_robin_items,
 )
-from combinators.streams import Apply, Chain, Mix, RoundRobin, RowSource, Stream
-from combinators.transforms import Batch
+from combinators.plan.mixes import Mix, RoundRobin
+from combinators.plan.sources import RowSource
+from combinators.plan.stream import set_interpreter, Apply, Chain, Stream
+from combinators.plan.transforms import Batch
 
 __all__ = ["iterate", "Run", "MixStats", "Stats"]
 
@@ -623,12 +626,12 @@ class Stats(list):
         return "\n".join(map(str, self))
 
     def plot(self, path: str | None = None, **options: Any) -> Any:
-        """A matplotlib ``Figure``: one row per mix (see `combinators.plot.plot_stats`); saved to ``path`` if given.
+        """A matplotlib ``Figure``: one row per mix (see `combinators.execution.plot.plot_stats`); saved to ``path`` if given.
 
         Needs matplotlib (``pip install "combinators[plot]"``); raises
         `ImportError` naming that extra without it.
         """
-        from combinators.plot import plot_stats
+        from combinators.execution.plot import plot_stats
 
         return plot_stats(self, path, **options)
 
@@ -827,3 +830,6 @@ def iterate(
     fingerprint = plan_fingerprint(stream)
     check_resume(resume, fingerprint, None if seed is None else seeding.run_entropy(seed))
     return Run(stream, resume["seed"], resolve_executor(executor), max_iter, resume, fingerprint)
+
+
+set_interpreter(iterate)  # iter(stream) runs here: the plan layer's one hook into execution

@@ -29,7 +29,7 @@ Worker to consumer:
 - ``HELLO(pid) host [name token]``: the worker is connected and ready; a local
   worker adds its name (``L0``...) and the run's token, which the session
   checks (with the pid) before it sends it anything or reads anything from it;
-- ``ITEMS(id) header *buffers``: coalesced items (see `combinators.execution.wire`);
+- ``ITEMS(id) header *buffers``: coalesced items (see `combinators.execution.remote.wire`);
 - ``CHUNK(id) piece`` then ``PARTS(id) layout *frames``: an ITEMS message with a
   frame larger than ``frame_bytes``, sent as pieces of at most that size, each in
   a message of its own (so heartbeats flow during a long transfer); ``layout``
@@ -48,7 +48,7 @@ Worker to consumer:
   as it made 16 items or one of its activations ended, later ones every 32
   messages of items or when the worker is idle; the session uses them to run
   cheap leaves in the consumer
-  (`combinators.execution.remote.RemoteSession.runs_inline`).
+  (`combinators.execution.remote.session.RemoteSession.runs_inline`).
 
 Flow control is credit-based: a worker keeps at most ``window_items`` items
 and ``window_bytes`` bytes of an activation in flight (sent, not yet credited

@@ -3,8 +3,8 @@
 The pool talks to the consumer over ZeroMQ ``ipc://`` sockets in a private
 temporary directory (removed at close; loopback TCP where libzmq has no
 ``ipc``), with the credit-based flow control and
-zero-copy framing of `combinators.execution.remote` and
-`combinators.execution.wire`.
+zero-copy framing of `combinators.execution.remote.session` and
+`combinators.execution.remote.wire`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Callable
 import attrs
 import zmq
 
-from combinators.execution import _lifetime, base
-from combinators.execution._options import boolean, default_workers, positive_int, start_method
-from combinators.execution.remote import RemoteSession, SessionOptions
+from combinators.execution import base
+from combinators.execution.remote import lifetime as _lifetime
+from combinators.execution.remote.options import boolean, default_workers, positive_int, start_method
+from combinators.execution.remote.session import RemoteSession, SessionOptions
 
 __all__ = ["Processes"]
 

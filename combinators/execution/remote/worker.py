@@ -3,11 +3,11 @@
 One worker process serves one session. It connects a DEALER socket to the
 session's address, says HELLO, then interleaves its activations one message
 at a time, each within the credit the consumer grants (see
-`combinators.execution.protocol`). It exits when the session says QUIT or its
+`combinators.execution.remote.protocol`). It exits when the session says QUIT or its
 connection drops, closing every generator it holds.
 
-Local workers are started by `combinators.execution.processes.Processes` and
-`combinators.execution.zmq.ZMQ`; a remote worker is the command
+Local workers are started by `combinators.execution.remote.processes.Processes` and
+`combinators.execution.remote.zmq.ZMQ`; a remote worker is the command
 ``combinators worker --connect tcp://HOST:PORT --key FILE`` (make the key pair
 with ``combinators worker --make-key FILE``, which writes ``FILE.key`` and
 ``FILE.key_secret``; both ends use the secret file).
@@ -32,9 +32,9 @@ import zmq.auth
 import zmq.utils.monitor
 
 from combinators.errors import InvalidArgument, TransportError
-from combinators.execution import _lifetime, protocol
+from combinators.execution.remote import lifetime as _lifetime, protocol
 from combinators.execution.leaf import activate_leaf, where
-from combinators.execution.wire import ItemPacker
+from combinators.execution.remote.wire import ItemPacker
 
 __all__ = ["serve", "LocalWorker", "local_worker_main", "make_key", "load_key", "add_arguments", "run"]
 
@@ -436,7 +436,7 @@ class LocalWorker(NamedTuple):
 def local_worker_main(spec: LocalWorker) -> None:
     """Entry point of a worker process started by a local pool (SIGINT is left to the consumer).
 
-    It dies with the consumer (`combinators.execution._lifetime`) and first closes
+    It dies with the consumer (`combinators.execution.remote.lifetime`) and first closes
     the consumer's sockets that ``fork`` copied into it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)

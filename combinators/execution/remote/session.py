@@ -9,7 +9,7 @@ key; no plan goes to, and nothing is unpickled from, a peer that has not
 joined, and malformed messages are dropped and counted (`RemoteSession.stats`).
 ``submit`` ships ``(fn, args)`` with cloudpickle to the least-loaded worker
 at once; items come back coalesced in messages, under per-activation credit
-(`combinators.execution.protocol`), and are decoded only when the consumer
+(`combinators.execution.remote.protocol`), and are decoded only when the consumer
 reaches them.
 
 The consumer thread does all socket work itself, inside ``next()``: there is
@@ -45,11 +45,11 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from combinators.errors import InvalidArgument, TransportError, WorkerError
-from combinators.execution import _lifetime, protocol
+from combinators.execution.remote import lifetime as _lifetime, protocol
 from combinators.execution.base import Activation, Placement, Session, ship_activation
 from combinators.execution.leaf import activate_leaf, leaf_kind, seeks
-from combinators.execution.wire import unpack_items
-from combinators.execution.worker import LocalWorker, local_worker_main
+from combinators.execution.remote.wire import unpack_items
+from combinators.execution.remote.worker import LocalWorker, local_worker_main
 
 __all__ = ["SessionOptions", "RemoteSession", "RemoteActivation"]
 

@@ -32,10 +32,11 @@ from typing import Iterator
 
 import attrs
 
-from combinators import checks
+from combinators.plan import checks
 from combinators.errors import InvalidArgument
-from combinators.execution.leaf import is_leaf as _is_leaf
-from combinators.streams import Apply, Mix, Stream
+from combinators.plan.sources import is_leaf as _is_leaf
+from combinators.plan.mixes import Mix
+from combinators.plan.stream import Apply, Stream
 
 __all__ = ["shard_plan", "leaves"]
 

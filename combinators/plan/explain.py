@@ -23,9 +23,11 @@ from typing import Any, Iterator, Mapping
 import attrs
 import numpy as np
 
-from combinators.description import callable_repr
-from combinators.execution.blocks import block_schema
-from combinators.streams import Apply, Chain, FromArrays, FromIterable, Mix, RoundRobin, Source, Stream
+from combinators.plan.description import callable_repr
+from combinators.plan.block_path import block_schema
+from combinators.plan.mixes import Mix, RoundRobin
+from combinators.plan.sources import FromArrays, FromIterable, Source
+from combinators.plan.stream import Apply, Chain, Stream
 
 __all__ = ["explain", "short_repr"]
 

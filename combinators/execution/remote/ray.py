@@ -65,7 +65,7 @@ import numpy as np
 
 from combinators.errors import CombinatorsError, InvalidArgument, InvalidArgumentType, WorkerError
 from combinators.execution import base
-from combinators.execution._options import default_workers, positive_int, positive_number
+from combinators.execution.remote.options import default_workers, positive_int, positive_number
 
 __all__ = ["Ray", "RaySession", "RayActivation", "SourceActor"]
 

@@ -4,7 +4,7 @@ A transform is a frozen value; ``t1 >> t2`` composes two into a flat
 `Compose`. What each transform does to the items lives in
 ``combinators.execution.transforms`` (the interpreter side).
 
->>> from combinators.streams import from_iterable
+>>> from combinators.plan.sources import from_iterable
 >>> s = from_iterable(range(6)) >> map(lambda x: x * 10) >> batch(4, partial=True)
 >>> [b.tolist() for b in s]
 [[0, 10, 20, 30], [40, 50]]
@@ -16,8 +16,8 @@ from typing import Any, Callable, Sequence
 
 import attrs
 
-from combinators import checks
-from combinators.description import Description, call_repr
+from combinators.plan import checks
+from combinators.plan.description import Description, call_repr
 from combinators.errors import InvalidArgument, InvalidArgumentType
 
 __all__ = [
@@ -109,7 +109,7 @@ def batch(size: int, partial: bool = False, axis: int | None = None) -> Batch:
     Raises `InvalidArgument` if ``size < 1``; while running, `DataError`
     naming the key and the shapes when items do not match.
 
-    >>> from combinators.streams import from_iterable
+    >>> from combinators.plan.sources import from_iterable
     >>> [b["x"].shape for b in from_iterable([{"x": np.zeros(3)}] * 5) >> batch(2)]
     [(2, 3), (2, 3)]
     """
@@ -128,7 +128,7 @@ class Unbatch(Transform):
 def unbatch() -> Unbatch:
     """Split each batch back into items: the inverse of `batch` (stacking mode).
 
-    >>> from combinators.streams import from_iterable
+    >>> from combinators.plan.sources import from_iterable
     >>> [int(x) for x in from_iterable(range(4)) >> batch(2) >> unbatch()]
     [0, 1, 2, 3]
     """
@@ -149,7 +149,7 @@ def map(fn: Callable[..., Any]) -> Map:  # noqa: A001 - the field's name
     If ``fn`` has a parameter ``rng``, it is called as ``fn(item, rng=g)`` with
     a Generator derived from the seed and the item's position.
 
-    >>> from combinators.streams import from_iterable
+    >>> from combinators.plan.sources import from_iterable
     >>> list(from_iterable([1, 2]) >> map(str))
     ['1', '2']
     """
@@ -169,7 +169,7 @@ class Filter(Transform):
 def filter(predicate: Callable[..., bool]) -> Filter:  # noqa: A001 - the field's name
     """Keep the items for which ``predicate(item)`` is true (``rng`` as in `map`).
 
-    >>> from combinators.streams import from_iterable
+    >>> from combinators.plan.sources import from_iterable
     >>> list(from_iterable(range(6)) >> filter(lambda x: x % 2))
     [1, 3, 5]
     """
@@ -187,7 +187,7 @@ class Take(Transform):
 def take(n: int) -> Take:
     """The first ``n`` items (pescador's ``max_iter`` on one stream).
 
-    >>> from combinators.streams import from_iterable
+    >>> from combinators.plan.sources import from_iterable
     >>> list(from_iterable(range(9)) >> take(2))
     [0, 1]
     """
@@ -210,7 +210,7 @@ def shuffle(buffer_size: int) -> Shuffle:
     next input in its place; the end drains the buffer in random order
     (the shuffle buffer of tf.data and grain).
 
-    >>> from combinators.streams import from_iterable
+    >>> from combinators.plan.sources import from_iterable
     >>> sorted(combinators.iterate(from_iterable(range(5)) >> shuffle(3), seed=1))
     [0, 1, 2, 3, 4]
     """
@@ -230,7 +230,7 @@ def tuples(*keys: Any) -> Tuples:
 
     Raises `InvalidArgument` if no key is given.
 
-    >>> from combinators.streams import from_iterable
+    >>> from combinators.plan.sources import from_iterable
     >>> list(from_iterable([{"x": 1, "y": 2}]) >> tuples("y", "x"))
     [(2, 1)]
     """
@@ -264,7 +264,7 @@ def keras_tuples(inputs: str | Sequence[str] | None = None, outputs: str | Seque
 
     Raises `InvalidArgument` if neither ``inputs`` nor ``outputs`` names a key.
 
-    >>> from combinators.streams import from_iterable
+    >>> from combinators.plan.sources import from_iterable
     >>> list(from_iterable([{"x": 1, "y": 2}]) >> keras_tuples("x", ["y"]))
     [(1, [2])]
     """
@@ -302,7 +302,7 @@ def cache(n_cache: int, prob: float = 0.5) -> Cache:
     Source: ``pescador.maps.cache`` (pescador 3), the same steps (a uniform
     slot, then a ``random() <= prob`` coin) on the run's Generator.
 
-    >>> from combinators.streams import from_iterable
+    >>> from combinators.plan.sources import from_iterable
     >>> out = list(combinators.iterate(from_iterable(range(4)) >> cache(2, prob=0.5), seed=0))
     >>> out[:2], set(out) <= {0, 1, 2, 3}
     ([0, 1], True)
@@ -329,7 +329,7 @@ def progress(total: int | None = None, desc: str | None = None) -> Progress:
     of what it counts when that is known (`combinators.length`), and a
     missing ``desc`` the stream's name.
 
-    >>> from combinators.streams import from_iterable
+    >>> from combinators.plan.sources import from_iterable
     >>> progress(total=3, desc="items")
     progress(total=3, desc='items')
     >>> from_iterable("abcd").named("letters") >> take(3) >> progress()
@@ -339,3 +339,26 @@ def progress(total: int | None = None, desc: str | None = None) -> Progress:
         total = checks.non_negative_int("progress total", total)
     return Progress(total, desc)
 
+
+
+#: the transforms that yield one item per item
+COUNT_KEEPING = (Map, Tuples, KerasTuples, Progress, Shuffle)
+
+
+def count_after(transform: Transform, n: int | float | None) -> int | float | None:
+    """The number of items out of ``transform`` given ``n`` in (``None``: unknown; ``inf``: infinite).
+
+    >>> count_after(batch(3, partial=True), 7), count_after(take(5), float("inf")), count_after(unbatch(), 4)
+    (3, 5, None)
+    """
+    if n is None:
+        return None
+    if isinstance(transform, COUNT_KEEPING):
+        return n
+    if isinstance(transform, Take):
+        return min(transform.n, n)
+    if isinstance(transform, Batch):
+        if n == float("inf"):
+            return n
+        return -(-n // transform.size) if transform.partial else n // transform.size
+    return None  # filter, unbatch, cache and any other: depends on the items

@@ -24,7 +24,7 @@ them natively as binary). One ``str``, ``bytes`` or pickled value may hold at
 most `MSGPACK_LIMIT` bytes (4 GiB - 1); a bigger one raises `TransportError`
 naming that size before anything is sent. Arrays have no size limit: frames
 bigger than the session's frame limit travel in pieces
-(`combinators.execution.protocol.send_items`).
+(`combinators.execution.remote.protocol.send_items`).
 
 Big arrays are referenced, not copied, until the message is sent: the code
 that produced an item must not modify its arrays afterwards (workers make

@@ -24,9 +24,9 @@ from typing import Any, BinaryIO
 import attrs
 import numpy as np
 
-from combinators.description import call_repr
+from combinators.plan.description import call_repr
 from combinators.errors import DataError, InvalidArgument
-from combinators.streams import OpenArrays, RowSource, row_schema
+from combinators.plan.sources import OpenArrays, RowSource, row_schema
 
 __all__ = ["FromNpy", "FromNpz", "from_npy", "from_npz"]
 

@@ -29,15 +29,17 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import attrs
 import numpy as np
 
-from combinators import checks
-from combinators.description import fingerprint
+from combinators.plan import checks
+from combinators.plan.description import fingerprint
 from combinators.errors import InvalidArgument, InvalidArgumentType
 from combinators.execution.base import Activation, Executor, Session, resolve_executor
-from combinators.execution.inprocess import MixStats, iterate
-from combinators.execution.leaf import activate_leaf, is_leaf
-from combinators.explain import explain
-from combinators.seeding import run_entropy
-from combinators.streams import Apply, Chain, Mix, RoundRobin, Stream, normalize_weights
+from combinators.execution.run import MixStats, iterate
+from combinators.plan.sources import is_leaf
+from combinators.execution.leaf import activate_leaf
+from combinators.plan.explain import explain
+from combinators.sampling.seeding import run_entropy
+from combinators.plan.mixes import Mix, RoundRobin, normalize_weights
+from combinators.plan.stream import Apply, Chain, Stream
 
 __all__ = [
     "Monitored",

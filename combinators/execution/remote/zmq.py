@@ -17,17 +17,18 @@ from typing import Any
 import attrs
 
 from combinators.errors import InvalidArgument, InvalidArgumentType
-from combinators.execution import base, protocol
-from combinators.execution._options import boolean, default_workers, non_negative_int, positive_int, positive_number
-from combinators.execution._options import start_method as _start_method
-from combinators.execution.remote import RemoteSession, SessionOptions
-from combinators.execution.worker import load_key
+from combinators.execution import base
+from combinators.execution.remote import protocol
+from combinators.execution.remote.options import boolean, default_workers, non_negative_int, positive_int, positive_number
+from combinators.execution.remote.options import start_method as _start_method
+from combinators.execution.remote.session import RemoteSession, SessionOptions
+from combinators.execution.remote.worker import load_key
 
 __all__ = ["ZMQ"]
 
 _HOW_TO_MAKE_KEYS = (
     "make a key pair with `combinators worker --make-key PATH` (or "
-    "combinators.execution.worker.make_key(PATH)), then pass ZMQ(..., key='PATH.key_secret') "
+    "combinators.execution.remote.worker.make_key(PATH)), then pass ZMQ(..., key='PATH.key_secret') "
     "and run each remote worker as `combinators worker --connect tcp://HOST:PORT --key PATH.key_secret`"
 )
 

@@ -1,0 +1,1 @@
+"""Integrations with training frameworks: `combinators.integrations.torch` (public as `combinators.torch`)."""
