@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import abc
 import itertools
-from typing import Any, Callable, Iterable, Iterator, Union
+from typing import Any, Callable, Iterable, Iterator
 
 import cloudpickle
 
 from combinators.errors import InvalidArgument, InvalidArgumentType, TransportError
 
 __all__ = [
-    "Executor", "Session", "Activation", "LocalActivation", "InProcess", "resolve_executor", "first_items", "Placement",
+    "Executor", "Session", "Activation", "LocalActivation", "InProcess", "resolve_executor", "first_items",
 ]
-
-#: where a leaf's next activation runs (`Session.runs_inline`): False (started by the session), True (in the
-#: consumer), or a probe: in the consumer, timed, the probe called with ``(items, seconds)`` at its end
-Placement = Union[bool, Callable[[int, float], None]]
 
 
 class Activation(abc.ABC):
@@ -86,12 +82,18 @@ class Session(abc.ABC):
             return self.submit(fn, *args, *extra)
         return self.submit(first_items, limit, fn, *args, *extra)
 
-    def runs_inline(self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> Placement:
-        """Whether the interpreter should run the next activation of ``plan`` (a leaf's) in the consumer itself,
-        as in process, rather than `start` it here: False, True, or a probe, a callable: run it in the
-        consumer under `leaf.probed_leaf`, which calls it with ``(items, seconds)`` when the activation ends.
-        Where a leaf runs never changes its items."""
-        return False
+    def runs_here(
+        self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]], args: tuple[Any, ...],
+    ) -> tuple[Callable[..., Iterable[Any]], tuple[Any, ...]] | None:
+        """Where the next activation of ``plan`` (a leaf's, as for `start`, with the full arguments ``args``)
+        runs: ``(fn, args)`` for the interpreter to iterate in the consumer itself, lazily, or None to `start`
+        it in this session. This is the executor's placement decision; the interpreter only asks it. Where a
+        leaf runs never changes its items. Sessions that run everything they are given return None.
+
+        >>> InProcess().open().runs_here((range, ()), (3,)) is None
+        True
+        """
+        return None
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -17,11 +17,11 @@ import numpy as np
 from combinators.plan import checks
 from combinators.sampling import seeding
 from combinators.execution.apply import cell_state, restore_cell, run_transforms
-from combinators.execution.base import Activation, Executor, LocalActivation, Placement, Session, resolve_executor
+from combinators.execution.base import Activation, Executor, LocalActivation, Session, resolve_executor
 from combinators.plan.block_path import block_schema
 from combinators.execution.blocks import (block_rows, block_transforms, chain_blocks, materialize, row_blocks, skip_rows)
 from combinators.plan.sources import is_leaf
-from combinators.execution.leaf import activate_leaf, probed_leaf, unpicklable_part, where
+from combinators.execution.leaf import activate_leaf, unpicklable_part, where
 from combinators.errors import RunStateError, TransportError
 from combinators.execution.runstate import FORMAT, check_resume, plan_fingerprint
 from combinators.sampling.mix import (
@@ -69,11 +69,11 @@ class _Context:
     ) -> Activation:
         """Submit an activation of a leaf: its items from item ``start`` on (`activate_leaf` seeks or skips
         there, where it runs), at most ``limit`` of them; a value that cannot travel raises `TransportError`
-        naming it. It runs here, lazily, when the session says so (`Session.runs_inline`)."""
+        naming it. It runs here, lazily, when the session says so (`Session.runs_here`)."""
         plan = self.leaf_plan(node, path)
-        placement = self.session.runs_inline(plan)
-        if placement:
-            return LocalActivation(*inline_leaf(placement, (*plan[1], activation, start)))
+        here = self.session.runs_here(plan, (*plan[1], activation, start))
+        if here is not None:
+            return LocalActivation(*here)
         return self.start_leaf(plan, node, path, activation, limit, start)
 
     def start_leaf(
@@ -155,14 +155,6 @@ def open_node(
     else:
         opened = NodeActivation(_OPENERS[type(node)], (node, path, activation, ctx), saved)
     return opened if node.name is None else NamedActivation(opened, node, path)
-
-
-def inline_leaf(placement: Placement, args: tuple[Any, ...]) -> tuple[Callable[..., Iterator[Any]], tuple[Any, ...]]:
-    """``(fn, args)`` that run a leaf activation in the consumer as ``placement`` says (`Session.runs_inline`):
-    `activate_leaf` with ``args``, or, for a probe, `probed_leaf`, which times the source for it."""
-    if placement is True:
-        return activate_leaf, args
-    return probed_leaf, (placement, *args)
 
 
 class NamedActivation(LocalActivation):
@@ -303,9 +295,9 @@ class _Children:
             if ctx.session.in_process:
                 return LeafChild(activate_leaf, (node, ctx.entropy, path, identity, skip), number, skip)
             plan = ctx.leaf_plan(node, path)
-            placement = ctx.session.runs_inline(plan)
-            if placement:
-                return LeafChild(*inline_leaf(placement, (*plan[1], identity, skip)), number, skip)
+            here = ctx.session.runs_here(plan, (*plan[1], identity, skip))
+            if here is not None:
+                return LeafChild(*here, number, skip)
             return Child(ctx.start_leaf(plan, node, path, identity, limit, skip), number, skip)
         return self.reopen(index, number, {"received": skip} if skip else None, limit, skip)
 
@@ -767,7 +759,7 @@ class Run:
         (`RemoteSession.flow_stats`): ``activations`` started in workers,
         ``activations_inline`` run in the consumer and ``activations_moved``
         started in a worker and finished in the consumer (cheap leaves, see
-        `RemoteSession.runs_inline`), ``items_received``, ``items_wasted`` (produced by workers, reached the
+        `RemoteSession.runs_here`), ``items_received``, ``items_wasted`` (produced by workers, reached the
         consumer, never consumed: the items of activations closed early,
         mostly those of the drawn-ahead queue when the run stops), and the
         activation start latency ``start_latency_median_ms`` and

@@ -37,7 +37,7 @@ import signal
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Union
 
 import attrs
 import numpy as np
@@ -46,10 +46,14 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from combinators.errors import InvalidArgument, TransportError, WorkerError
 from combinators.execution.remote import lifetime as _lifetime, protocol
-from combinators.execution.base import Activation, Placement, Session, ship_activation
-from combinators.execution.leaf import activate_leaf, leaf_kind, seeks
+from combinators.execution.base import Activation, Session, ship_activation
+from combinators.execution.leaf import activate_leaf, leaf_kind, probed_leaf, seeks
 from combinators.execution.remote.wire import unpack_items
 from combinators.execution.remote.worker import LocalWorker, local_worker_main
+
+#: where a leaf's next activation runs (`RemoteSession.runs_inline`): False (started by the session), True (in
+#: the consumer), or a probe: in the consumer, timed, the probe called with ``(items, seconds)`` at its end
+Placement = Union[bool, Callable[[int, float], None]]
 
 __all__ = ["SessionOptions", "RemoteSession", "RemoteActivation"]
 
@@ -360,6 +364,16 @@ class RemoteSession(Session):
             self._plan_pickles.append(None)
             self._kinds[known[0]] = _kind(plan) if self._options.inline else None
         return known[0]
+
+    def runs_here(
+        self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]], args: tuple[Any, ...],
+    ) -> tuple[Callable[..., Iterable[Any]], tuple[Any, ...]] | None:
+        """`Session.runs_here`: as `runs_inline` says, `activate_leaf` in the consumer, or `probed_leaf`
+        timing the source for a probe; None to start it in a worker."""
+        placement = self.runs_inline(plan)
+        if not placement:
+            return None
+        return (activate_leaf, args) if placement is True else (probed_leaf, (placement, *args))
 
     def runs_inline(self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> Placement:
         """Whether the next activation of ``plan`` (a leaf's, as for `start`) should run in the consumer.
