@@ -2,7 +2,7 @@
 
 One codec for every no-pickle store of values: the ``"numpy"`` memo
 serializer (`combinators.memo.serializers`) and the items a run state holds
-(`combinators.execution.state_codec`). Extension types carry arrays (a `dtype_spec`,
+(`combinators.execution.runstate`). Extension types carry arrays (a `dtype_spec`,
 the shape and the raw bytes), numpy scalars, numpy ``str_``/``bytes_``,
 tuples (kept as tuples) and complex numbers; anything else raises
 `Unpackable`, and reading parses data only.

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
-from combinators.execution import state_codec
+from combinators.execution import runstate
 from combinators.sampling import seeding
 from combinators.execution.collate import split, stack
 from combinators.errors import DataError
@@ -194,7 +194,7 @@ def run_transforms(
 
 
 def cell_state(cell: dict) -> dict:
-    """A transform's state as JSON values: Generators by ``bit_generator.state``, items by `state_codec`.
+    """A transform's state as JSON values: Generators by ``bit_generator.state``, items by `runstate.encode`.
 
     Raises `RunStateError` naming the type of an item that cannot be encoded.
     """
@@ -202,7 +202,7 @@ def cell_state(cell: dict) -> dict:
     if "rng" in out:
         out["rng"] = out["rng"].bit_generator.state
     if "items" in out:
-        out["items"] = state_codec.encode(out["items"])
+        out["items"] = runstate.encode(out["items"])
     if out.get("order") is not None:
         out["order"] = list(out["order"])
     return out
@@ -216,5 +216,5 @@ def restore_cell(saved: dict) -> dict:
         rng.bit_generator.state = cell["rng"]
         cell["rng"] = rng
     if "items" in cell:
-        cell["items"] = state_codec.decode(cell["items"])
+        cell["items"] = runstate.decode(cell["items"])
     return cell
