@@ -16,7 +16,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from combinators.sampling.mix import AHEAD, mix_decisions, mix_items
+from combinators.sampling.mix import mix_decisions, mix_items
+from combinators.sampling.working_set import AHEAD
 
 
 class Recording:

@@ -9,7 +9,7 @@ import combinators as c
 from combinators.execution.base import InProcess, Session
 from combinators.execution.remote.processes import Processes
 from combinators.execution.remote.zmq import ZMQ
-from combinators.sampling.mix import AHEAD
+from combinators.sampling.working_set import AHEAD
 
 
 def forever(name, rng=None):

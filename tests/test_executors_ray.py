@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray")
 
 import test_executors_faults  # noqa: E402
 from combinators.execution.remote.ray import Ray  # noqa: E402
-from combinators.sampling.mix import AHEAD  # noqa: E402
+from combinators.sampling.working_set import AHEAD  # noqa: E402
 from test_executors_faults import Custom, Unpicklable, forever_with_pid, raises_after, wait_until  # noqa: E402
 
 

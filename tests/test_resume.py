@@ -210,7 +210,7 @@ def counting(name, n):
 
 def test_the_entry_queue_travels_in_the_state_and_is_submitted_again_with_its_budgets():
     from combinators.execution.remote.processes import Processes
-    from combinators.sampling.mix import AHEAD
+    from combinators.sampling.working_set import AHEAD
 
     # rate=3 suspends each activation after 3 items; its stream re-enters through the queue of entries
     # drawn ahead, which the state carries (stream, activation number, budget, position)

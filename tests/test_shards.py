@@ -10,7 +10,7 @@ import pytest
 import combinators as c
 from combinators.errors import DataError, InvalidArgument
 from combinators.plan.block_path import block_schema
-from combinators.sampling.mix import AHEAD
+from combinators.sampling.working_set import AHEAD
 
 
 def _open_files() -> int:

@@ -5,9 +5,10 @@ report when the sampler does not do what it should. `combinators.strategies`
 (`combinators.testing.strategies`) draws plans for hypothesis tests.
 """
 
+from combinators.testing.monitor import Monitored
+from combinators.testing.proportions import assert_proportions
 from combinators.testing.samplers import (
-    Monitored, assert_deterministic, assert_executor_agreement, assert_exhaustive, assert_proportions,
-    assert_working_set,
+    assert_deterministic, assert_executor_agreement, assert_exhaustive, assert_working_set,
 )
 
 __all__ = [

@@ -1,0 +1,462 @@
+"""A mix's working set: budgets, the slot map, entries drawn ahead, and the state machine over them.
+
+Integer work on numpy Generators, no I/O: `_WorkingSet` holds which stream
+each slot holds, what is left of each activation's budget, the pool streams
+are drawn from and the queue of entries drawn ahead; `_SlotMap` maps uniforms
+to slots by weight. The pick loops that drive them are
+`combinators.sampling.mix.mix_items` and `combinators.sampling.mix.mix_decisions`.
+"""
+
+from __future__ import annotations
+
+import array
+import bisect
+import collections
+import itertools
+import math
+from operator import length_hint
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from combinators.plan.mixes import ENDING_MODES
+
+__all__ = ["draw_budget", "expected_shares", "UNLIMITED", "AHEAD"]
+
+
+#: the budget of an activation that runs until exhausted
+UNLIMITED = 1 << 62
+#: uniforms drawn at once, and bounds on how many are mapped to slots at once
+_BLOCK, _MIN_CHUNK, _MAX_CHUNK = 4096, 16, 1024
+
+
+def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: float) -> int:
+    """The number of items an activation may yield (pescador 3's ``dist``).
+
+    ``share`` is the stream's expected share of the working set
+    (`expected_shares`); it only matters for ``"binomial"``, where the budget is
+    ``1 + Binomial((rate - 1) / (1 - share), 1 - share)`` so that a stream is
+    replaced every ``rate / share`` items on average; at ``share == 1`` it
+    falls back to ``1 + Poisson(rate - 1)``.
+
+    >>> draw_budget(np.random.default_rng(0), 4, "constant", 0.5)
+    4
+    >>> draw_budget(np.random.default_rng(0), None, "binomial", 0.5) == UNLIMITED
+    True
+    """
+    if rate is None or rate >= UNLIMITED:  # numpy's poisson refuses lam > ~9e18
+        return UNLIMITED
+    if dist == "constant":
+        return max(1, math.ceil(rate))
+    if dist == "binomial" and share < 1:
+        miss = 1.0 - share
+        return 1 + int(rng.binomial(min(int((rate - 1) / miss + 0.5), UNLIMITED), miss))
+    return 1 + int(rng.poisson(rate - 1))
+
+
+def _true_indices(flags: list[bool]) -> list[int]:
+    """Where ``flags`` is true (``any`` first: usually nothing is, and it is the fast check)."""
+    return [i for i, flag in enumerate(flags) if flag] if any(flags) else []
+
+def _suspension_state(opened: int, suspended: dict[int, tuple[int, int]], earlier: dict[int, int]) -> dict[str, Any]:
+    """The ending modes' suspensions as JSON values: activations opened, suspended streams, items of earlier turns."""
+    return {"opened": opened, "suspended": [[i, *suspended[i]] for i in sorted(suspended)],
+            "earlier": [[i, earlier[i]] for i in sorted(earlier)]}
+
+
+#: scales uniforms in [0, 1) so that u * total stays below total despite rounding
+_BELOW_ONE = 1.0 - 2.0**-50
+
+
+#: picks mapped at once up to this many are mapped in Python (`bisect`), beyond it with numpy
+_PYTHON_CHUNK = 64
+
+
+class _SlotMap:
+    """Maps the uniforms of a block to slots, with probabilities proportional to the slot weights.
+
+    A short run of picks (just after the working set changed) is mapped in
+    Python, by `bisect` over the cumulative weights; a long one with one
+    ``searchsorted``. Both do the same float operations (a sequential
+    cumulative sum, one product per uniform, a right-side search), so the
+    picks never depend on which one ran.
+
+    >>> uniforms = np.random.default_rng(0).random(200)
+    >>> slots = _SlotMap(uniforms)
+    >>> slots.weights([1.0, 0.0, 3.0])
+    True
+    >>> slots.picks(0, 4)
+    [2, 2, 0, 0]
+    >>> slots.picks(0, 200) == [slots.picks(i, i + 1)[0] for i in range(200)]  # numpy and bisect agree
+    True
+    """
+
+    __slots__ = ("uniforms", "cumulative", "array", "scale")
+
+    def __init__(self, uniforms: np.ndarray):
+        self.uniforms = uniforms
+        self.cumulative: list[float] = []
+        self.array: np.ndarray | None = None
+        self.scale = 0.0
+
+    def weights(self, slot_weights: list[float]) -> bool:
+        """Map over new slot weights from now on; False when they sum to zero (nothing can be picked)."""
+        self.cumulative = list(itertools.accumulate(slot_weights))
+        self.array = None
+        self.scale = self.cumulative[-1] * _BELOW_ONE
+        return self.cumulative[-1] > 0
+
+    def picks(self, start: int, stop: int) -> list[int]:
+        """The slots of uniforms ``start:stop`` of the block."""
+        if stop - start <= _PYTHON_CHUNK:
+            cumulative, scale, right = self.cumulative, self.scale, bisect.bisect_right
+            return [right(cumulative, u * scale) for u in self.uniforms[start:stop].tolist()]
+        return self.array_picks(start, stop).tolist()
+
+    def array_picks(self, start: int, stop: int) -> np.ndarray:
+        """The slots of uniforms ``start:stop`` of the block, as an int array (one ``searchsorted``)."""
+        if self.array is None:
+            self.array = np.array(self.cumulative)
+        return self.array.searchsorted(self.uniforms[start:stop] * self.scale, side="right")
+
+
+#: entries a working set draws ahead of need (its queue of drawn-ahead entries); a fixed
+#: number, so that the items never depend on the executor
+AHEAD = 8
+
+
+def expected_shares(weights: np.ndarray, n_slots: int) -> np.ndarray:
+    """Each stream's expected share of a working set of ``n_slots``: ``w_i / (w_i + (n_slots - 1) * mean(w))``.
+
+    The share ``p`` of `draw_budget` for ``dist="binomial"``: a fixed number
+    per stream, so a budget can be drawn when the entry is drawn, before the
+    slot it will fill has emptied (see docs/guide/decisions.md, section 1).
+
+    >>> expected_shares(np.array([1.0, 1.0, 2.0]), 2).round(3).tolist()
+    [0.429, 0.429, 0.6]
+    >>> expected_shares(np.array([1.0, 3.0]), 1).tolist()
+    [1.0, 1.0]
+    """
+    others = (n_slots - 1) * float(np.mean(weights))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = weights / (weights + others)
+    return np.where(np.isfinite(shares) & (weights > 0), np.minimum(shares, 1.0), 1.0)
+
+
+class Entry(NamedTuple):
+    """An entry of a working set: the stream, its activation (submitted when drawn), budget and number."""
+
+    index: int
+    activation: Any
+    budget: int
+    number: int  # the activation's number among its mix's (a resumed one keeps its first number)
+
+
+class _WorkingSet:
+    """The state of one mix activation: which stream each slot holds, budgets, entries drawn ahead.
+
+    ``open_child(i, limit)`` submits an activation of child ``i`` that will be
+    asked for at most ``limit`` items (None: unlimited), at once;
+    ``open_child(i, limit, number=k, skip=s)`` its activation ``k`` again,
+    after its first ``s`` items (a suspended stream resumed). A resumed run
+    calls ``open_child.reopen(i, k, child_state, limit, offset)``.
+    """
+
+    def __init__(self, open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, random_access=False):
+        n = len(weights)
+        self.random_access = random_access
+        self.open_child, self.rate, self.dist, self.mode = open_child, rate, dist, mode
+        self.prune_empty, self.rng, self.counts = prune_empty, activate_rng, counts
+        weights = np.asarray(weights, dtype=np.float64)
+        self.weight_list = array.array("d", weights.tobytes())  # compact: one double per stream
+        self.weights = weights
+        self.active_weight = 0.0  # sum of the slots' weights
+        self.n_live = 0  # slots holding an activation
+        self.changed = True  # slot weights changed since the mix last looked
+        self.all_active = n_active is None
+        n_slots = n if self.all_active else n_active
+        self.pool = weights.copy()  # who may be activated next (working-set modes)
+        self.cumulative: array.array | None = None  # cumsum of pool, None when stale
+        self.pruned = bytearray(n)  # 1: found empty and out of the pool
+        self.stream = [-1] * n_slots
+        self.activation: list[Any] = [None] * n_slots
+        self.next_item: list[Any] = [None] * n_slots
+        # items taken from each slot since the mix started; an activation starts
+        # at taken == start and ends at taken == limit (its budget). Random-access
+        # activations also know their rows; the block decider reads these as arrays.
+        counters = (lambda: np.zeros(n_slots, dtype=np.int64)) if random_access else (lambda: [0] * n_slots)
+        self.taken, self.start_at, self.limit, self.rows = counters(), counters(), counters(), counters()
+        self.slot_weight = np.zeros(n_slots) if random_access else [0.0] * n_slots
+        # single_active returns a stream to the pool when it leaves a slot: drawing ahead would
+        # change which streams may enter, so it draws each entry when its slot empties
+        self.ahead = 0 if self.all_active or mode == "single_active" else AHEAD
+        self.queue: collections.deque[Entry] = collections.deque()
+        self.fixed_budget = draw_budget(activate_rng, rate, dist, 1.0) if rate is None or dist == "constant" else None
+        self.shares = array.array("d", expected_shares(weights, n_slots).tobytes()) if self.fixed_budget is None else None
+        # ending modes: a stream whose activation spent its budget waits here with the
+        # number of items it yielded, until it is drawn again and resumes after them
+        self.suspended: dict[int, tuple[int, int]] = {}  # stream -> (activation number, items yielded)
+        self.opened = 0  # activations opened so far: the next one's number
+        self.number = [0] * n_slots  # the activation number in each slot
+        self.earlier: dict[int, int] = {}  # items yielded by earlier turns of a suspended stream
+        self.empty_run: set[int] = set()  # streams found empty since the last item
+        # the mix loop's position, for a run state: the SELECT Generator's state the
+        # current uniforms were drawn from, and (uniforms used, picks not yet taken)
+        self.uniforms_from: dict | None = None
+        self.loop: tuple[int, Any] = (0, iter(()))
+
+    # -- choosing and starting activations
+    def _choose(self) -> int | None:
+        if self.cumulative is None:
+            self.cumulative = array.array("d", np.cumsum(self.pool).tobytes())
+        total = self.cumulative[-1]
+        if total <= 0:
+            return None
+        return bisect.bisect_right(self.cumulative, self.rng.random() * total * _BELOW_ONE)
+
+    def _set_pool(self, index: int, weight: float) -> None:
+        self.pool[index] = weight
+        self.cumulative = None
+
+    def _entry(self, index: int) -> Entry:
+        """Draw the budget of an activation of stream ``index`` and submit it with that limit.
+
+        A suspended stream (ending modes) is started again with its activation
+        number, skipping the items it yielded; its limit is its new budget.
+        """
+        budget = self.fixed_budget
+        if budget is None:
+            budget = draw_budget(self.rng, self.rate, self.dist, self.shares[index])
+        limit = None if budget >= UNLIMITED else budget
+        resume = self.suspended.pop(index, None)
+        if resume is not None:
+            number, skip = resume
+            return Entry(index, self.open_child(index, limit, number=number, skip=skip), budget, number)
+        number, self.opened = self.opened, self.opened + 1
+        return Entry(index, self.open_child(index, limit), budget, number)
+
+    def _draw(self) -> Entry | None:
+        """The next entry from the pool (chosen by weight, then its budget), or None if the pool is empty."""
+        index = self._choose()
+        if index is None:
+            return None
+        if self.mode != "with_replacement":
+            self._set_pool(index, 0.0)
+        return self._entry(index)
+
+    def _next_entry(self) -> Entry | None:
+        """The head of the queue of drawn-ahead entries (drawn now if empty), then the queue topped up."""
+        queue, pruned = self.queue, self.pruned
+        while queue and pruned[queue[0][0]]:  # drawn before its stream was found empty
+            queue.popleft().activation.close()
+        chosen = queue.popleft() if queue else self._draw()
+        while len(queue) < self.ahead:
+            entry = self._draw()
+            if entry is None:
+                break
+            queue.append(entry)
+        return chosen
+
+    def start(self, slot: int, entry: Entry) -> None:
+        index, activation, budget, number = entry
+        self.stream[slot], self.activation[slot], self.number[slot] = index, activation, number
+        if self.random_access:
+            self.rows[slot] = len(activation)
+        else:
+            self.next_item[slot] = activation.next_function()
+        weight = self.weight_list[index]
+        self.slot_weight[slot] = weight
+        self.changed = True
+        self.active_weight += weight
+        self.n_live += 1
+        taken = self.taken[slot]
+        self.start_at[slot] = taken
+        self.limit[slot] = taken + budget
+
+    def fill(self) -> None:
+        for slot in range(len(self.stream)):
+            if self.all_active:
+                if self.weight_list[slot] > 0:
+                    self.start(slot, self._entry(slot))
+                continue
+            entry = self._next_entry()
+            if entry is None:
+                break
+            self.start(slot, entry)
+
+    # -- ending activations
+    def end(self, slot: int, exhausted: bool) -> bool:
+        """Close the slot's activation and refill it; False when the whole mix ends."""
+        index = self.stream[slot]
+        produced = int(self.taken[slot] - self.start_at[slot])
+        self.counts[index] += produced
+        self.start_at[slot] = self.taken[slot]
+        self.stream[slot] = -1
+        self.activation[slot].close()
+        self.activation[slot] = self.next_item[slot] = None
+        suspend = not exhausted and self.mode in ENDING_MODES
+        if suspend:
+            self.earlier[index] = self.earlier.get(index, 0) + produced
+            self.suspended[index] = (self.number[slot], self.earlier[index])
+            self._set_pool(index, self.weight_list[index])
+        else:
+            produced += self.earlier.pop(index, 0)
+        self.slot_weight[slot] = 0.0
+        self.changed = True
+        self.active_weight -= self.weight_list[index]
+        self.n_live -= 1
+        if exhausted and produced == 0:
+            self.empty_run.add(index)
+            if self.prune_empty:
+                self.pruned[index] = 1
+                self._set_pool(index, 0.0)
+        if exhausted and self.mode == "first_exhausted":
+            return False
+        if self.mode == "single_active" and not self.pruned[index]:
+            self._set_pool(index, self.weight_list[index])
+        if self.empty_run and self._spinning():
+            return False
+        if self.all_active:
+            if suspend or (self.mode not in ENDING_MODES and not self.pruned[index]):
+                self.start(slot, self._entry(index))
+        else:
+            entry = self._next_entry()
+            if entry is not None:
+                self.start(slot, entry)
+        return self.n_live > 0
+
+    def _spinning(self) -> bool:
+        """Every stream that could still be drawn was found empty since the last item."""
+        live = [i for i, w in enumerate(self.weight_list) if w > 0 and not self.pruned[i]]
+        return all(i in self.empty_run for i in live)
+
+    def live_counts(self) -> list[int]:
+        """Items taken per child, including the activations still running."""
+        counts = list(self.counts)
+        for slot, index in enumerate(self.stream):
+            if index >= 0:
+                counts[index] += int(self.taken[slot] - self.start_at[slot])
+        return counts
+
+    # -- run state (docs/guide/decisions.md, section 4)
+    def state(self) -> dict[str, Any]:
+        """The working set as JSON values: Generator states, uniforms used, slots, entry queue, pool, suspensions.
+
+        Taken between items (the mix suspended at a yield). Each activation
+        opened by ``open_child`` has a ``state(received)``; a resumed
+        (suspended) one tells the state of its whole activation. The queue
+        holds the entries drawn ahead: stream, activation number, budget and
+        the activation's state (none of its items received yet); a resumed
+        run submits them again with their budgets.
+        """
+        used, remaining = self.loop
+        slots: list[Any] = []
+        for slot, index in enumerate(self.stream):
+            if index < 0:
+                slots.append(None)
+                continue
+            received, activation = int(self.taken[slot] - self.start_at[slot]), self.activation[slot]
+            left = int(self.limit[slot] - self.taken[slot])
+            slots.append([index, self.number[slot], received, left, activation.state(received)])
+        queue = [[entry.index, entry.number, entry.budget, entry.activation.state(0)] for entry in self.queue]
+        changed = np.flatnonzero(self.pool != self.weights).tolist()
+        pool = [[i, w] for i, w in zip(changed, self.pool[changed].tolist())]
+        return {
+            "activate": self.rng.bit_generator.state, "uniforms_from": self.uniforms_from,
+            "used": used - length_hint(remaining), "slots": slots, "queue": queue, "pool": pool,
+            "pruned": _true_indices(self.pruned), "active_weight": self.active_weight,
+            "empty_run": sorted(self.empty_run),
+            **_suspension_state(self.opened, self.suspended, self.earlier),
+        }
+
+    def snapshot(self) -> tuple[Any, ...]:
+        """A cheap copy of a random-access working set (arrays and lists copied, no JSON yet).
+
+        `~combinators.sampling.mix.mix_decisions` takes one at the start of
+        each block; `snapshot_state` turns it into a `state`.
+        """
+        used, remaining = self.loop
+        return (self.rng.bit_generator.state, self.uniforms_from, int(used - length_hint(remaining)), list(self.stream),
+                self.taken - self.start_at, self.limit - self.taken,
+                [(entry.index, entry.number, entry.budget) for entry in self.queue],
+                self.pool.copy(), list(self.pruned), self.active_weight, sorted(self.empty_run),
+                list(self.number), (self.opened, dict(self.suspended), dict(self.earlier)))
+
+    def snapshot_state(self, snapshot: tuple[Any, ...]) -> dict[str, Any]:
+        """The `state` of a random-access working set when `snapshot` was taken."""
+        (activate, uniforms_from, used, stream, received, left, queue, pool, pruned, active_weight, empty,
+         number, suspension) = snapshot
+        received, left = received.tolist(), left.tolist()
+        slots = [None if index < 0 else [index, number[slot], received[slot], left[slot], None]
+                 for slot, index in enumerate(stream)]
+        changed = np.flatnonzero(pool != self.weights).tolist()
+        return {
+            "activate": activate, "uniforms_from": uniforms_from, "used": used, "slots": slots,
+            "queue": [[index, number, budget, None] for index, number, budget in queue],
+            "pool": [[i, w] for i, w in zip(changed, pool[changed].tolist())],
+            "pruned": _true_indices(pruned), "active_weight": active_weight, "empty_run": empty,
+            **_suspension_state(*suspension),
+        }
+
+    def restore(self, saved: dict[str, Any], select_rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """Set the working set to ``saved`` (from `state`); the uniforms block and how many are used.
+
+        Activations are reopened with ``open_child.reopen(index, number, child_state, limit, offset)``:
+        a slot's with what is left of its budget, a queued entry's with its budget.
+        """
+        self.rng.bit_generator.state = saved["activate"]
+        for index, weight in saved["pool"]:
+            self._set_pool(index, weight)
+        for index in saved["pruned"]:
+            self.pruned[index] = 1
+        self.opened = saved["opened"]
+        self.suspended = {index: (number, offset) for index, number, offset in saved["suspended"]}
+        self.earlier = {index: offset for index, offset in saved["earlier"]}
+        for slot, entry in enumerate(saved["slots"]):
+            if entry is not None:
+                index, number, received, left, child = entry
+                self.stream[slot], self.number[slot] = index, number
+                self.activation[slot] = self._reopen(index, number, child, None if left >= UNLIMITED >> 1 else left)
+                if self.random_access:
+                    self.rows[slot] = len(self.activation[slot])
+                else:
+                    self.next_item[slot] = self.activation[slot].next_function()
+                self.slot_weight[slot] = self.weight_list[index]
+                self.n_live += 1
+                self.taken[slot], self.start_at[slot], self.limit[slot] = received, 0, received + left
+        self.active_weight = saved["active_weight"]
+        self.empty_run.update(saved["empty_run"])
+        for index, number, budget, child in saved["queue"]:
+            activation = self._reopen(index, number, child, None if budget >= UNLIMITED else budget)
+            self.queue.append(Entry(index, activation, budget, number))
+        self.changed = True
+        self.uniforms_from = select_rng.bit_generator.state = saved["uniforms_from"]
+        return select_rng.random(_BLOCK), saved["used"]
+
+    def _reopen(self, index: int, number: int, child: Any, limit: int | None) -> Any:
+        """Activation ``number`` of stream ``index`` at its saved position, at most ``limit`` items asked.
+
+        ``offset`` is the items of earlier turns of a stream resumed after
+        suspension: a generator child's state counts them too (its position
+        in the whole activation), a random-access child seeks past them again.
+        """
+        return self.open_child.reopen(index, number, child, limit, self.earlier.get(index, 0))
+
+    def settle(self) -> bool:
+        """After `restore`: end the activation whose budget the last item spent; False if the mix ends."""
+        for slot, index in enumerate(self.stream):
+            if index >= 0 and self.taken[slot] == self.limit[slot]:
+                return self.end(slot, exhausted=False)
+        return True
+
+    def close(self) -> None:
+        for slot, index in enumerate(self.stream):
+            if index >= 0:
+                self.counts[index] += int(self.taken[slot] - self.start_at[slot])
+                self.start_at[slot] = self.taken[slot]
+        self.stream = [-1] * len(self.stream)
+        for activation in self.activation:
+            if activation is not None:
+                activation.close()
+        while self.queue:  # drawn ahead, never started: the mix ended
+            self.queue.popleft().activation.close()
