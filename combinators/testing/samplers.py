@@ -33,7 +33,8 @@ from combinators.plan import checks
 from combinators.plan.description import fingerprint
 from combinators.errors import InvalidArgument, InvalidArgumentType
 from combinators.execution.base import Activation, Executor, Session, resolve_executor
-from combinators.execution.run import MixStats, iterate
+from combinators.execution.run import iterate
+from combinators.execution.stats import MixStats
 from combinators.plan.sources import is_leaf
 from combinators.execution.leaf import activate_leaf
 from combinators.plan.explain import explain
