@@ -3,7 +3,8 @@
 from combinators import errors, execution, memo, plan
 from combinators.errors import *  # noqa: F403
 from combinators.execution import *  # noqa: F403
-from combinators.execution.run import MixStats, Run, iterate
+from combinators.execution.run import Run, iterate
+from combinators.execution.stats import MixStats
 from combinators.plan.explain import explain
 from combinators.plan.lengths import length
 from combinators.sources.shards import from_npy, from_npz

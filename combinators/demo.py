@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 from combinators.plan import checks
 from combinators.errors import InvalidArgument
 from combinators.execution.base import Executor, resolve_executor
-from combinators.execution.run import MixStats, Stats, iterate
+from combinators.execution.run import iterate
+from combinators.execution.stats import MixStats, Stats
 from combinators.plan.explain import explain
 from combinators.memo import LMDBArchive, NoCache, memoize
 from combinators.sources.shards import from_npz

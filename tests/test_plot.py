@@ -39,7 +39,7 @@ def test_running_share_is_recorded_at_geometric_checkpoints():
 
 
 def test_the_history_of_a_mix_of_many_streams_is_thinned_not_grown():
-    from combinators.execution.run import HISTORY_VALUES
+    from combinators.execution.stats import HISTORY_VALUES
 
     n = 1000
     plan = c.mix(*[c.from_iterable(range(10**6)) for _ in range(n)], n_active=16, rate=8)

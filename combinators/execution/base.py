@@ -1,6 +1,6 @@
 """What an executor is: where source activations run.
 
-The interpreter (``combinators.execution.run``) walks a stream
+The interpreter (``combinators.execution.interpreter``) walks a stream
 description and makes every sampling decision itself. Each *source
 activation* (a leaf with the transforms directly above it) is handed to a
 `Session` as ``session.submit(fn, *args)``, where ``fn(*args)`` returns the

@@ -19,7 +19,8 @@ import attrs
 from combinators.plan.description import fingerprint
 from combinators.errors import InvalidArgumentType
 from combinators.execution.base import Activation, Executor, Session, resolve_executor
-from combinators.execution.run import MixStats, iterate
+from combinators.execution.run import iterate
+from combinators.execution.stats import MixStats
 from combinators.execution.leaf import activate_leaf
 from combinators.plan.explain import explain
 from combinators.plan.stream import Stream

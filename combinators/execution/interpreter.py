@@ -1,0 +1,397 @@
+"""The reference interpreter: walks a description and makes every sampling decision.
+
+Composite nodes (chains, mixes, round-robins, transforms over them) run here,
+in the consumer. Each source activation is handed to the executor's session,
+which runs it in-process or in a worker; the items are the same either way.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from combinators.sampling import seeding
+from combinators.execution.apply import cell_state, restore_cell, run_transforms
+from combinators.execution.base import Activation, LocalActivation, Session
+from combinators.execution.block_activations import BlockActivation, _chain_blocks, _mix_blocks
+from combinators.plan.block_path import block_schema
+from combinators.execution.blocks import block_transforms
+from combinators.plan.sources import is_leaf
+from combinators.execution.leaf import activate_leaf, unpicklable_part, where
+from combinators.errors import TransportError
+from combinators.execution.stats import HISTORY_VALUES, _thin
+from combinators.sampling.mix import ChainCursor, RoundRobinCursor, chain_items, mix_items, round_robin_items
+from combinators.plan.mixes import Mix, RoundRobin
+from combinators.plan.stream import Apply, Chain, Stream
+from combinators.plan.transforms import Batch
+
+
+class _Context:
+    """What one run shares across its nodes: entropy, session, counters, statistics."""
+
+    def __init__(self, entropy: int, session: Session, saved_counts: list | None = None):
+        self.entropy, self.session = entropy, session
+        # counts of a resumed run, per mix path (block-path mixes replay theirs)
+        self.saved_counts = {tuple(path): counts for path, counts in saved_counts or ()}
+        # per mix path: the node, counts of ended activations, the running working sets
+        self.mix_counts: dict[tuple[int, ...], tuple[Mix, list[int], list[Any]]] = {}
+        # per mix path: its counts per child at each checkpoint (geometric in the run's items)
+        self.history: dict[tuple[int, ...], list[np.ndarray]] = {}
+        self.schemas: dict[int, Any] = {}  # block schema per node (by id; nodes outlive the run)
+        self.leaf_plans: dict[tuple[int, ...], tuple[Any, tuple[Any, ...]]] = {}  # per leaf path, shipped once
+
+    def leaf_plan(self, node: Stream, path: tuple[int, ...]) -> tuple[Any, tuple[Any, ...]]:
+        """``(activate_leaf, (leaf, entropy, path))``: one object per leaf for the whole run."""
+        plan = self.leaf_plans.get(path)
+        if plan is None:
+            plan = self.leaf_plans[path] = (activate_leaf, (node, self.entropy, path))
+        return plan
+
+    def open(self, node: Stream, path: tuple[int, ...], activation: tuple[int, ...]) -> Activation:
+        """`open_node` in this run: how a chain on the block path
+        (`combinators.execution.block_activations`) opens a child."""
+        return open_node(node, path, activation, self)
+
+    def submit_leaf(
+        self, node: Stream, path: tuple[int, ...], activation: tuple[int, ...], limit: int | None = None,
+        start: int = 0,
+    ) -> Activation:
+        """Submit an activation of a leaf: its items from item ``start`` on (`activate_leaf` seeks or skips
+        there, where it runs), at most ``limit`` of them; a value that cannot travel raises `TransportError`
+        naming it. It runs here, lazily, when the session says so (`Session.runs_here`)."""
+        plan = self.leaf_plan(node, path)
+        here = self.session.runs_here(plan, (*plan[1], activation, start))
+        if here is not None:
+            return LocalActivation(*here)
+        return self.start_leaf(plan, node, path, activation, limit, start)
+
+    def start_leaf(
+        self, plan: tuple[Any, tuple[Any, ...]], node: Stream, path: tuple[int, ...], activation: tuple[int, ...],
+        limit: int | None, start: int,
+    ) -> Activation:
+        """`submit_leaf` in the session, wherever it runs its activations."""
+        try:
+            return self.session.start(plan, (activation, start) if start else (activation,), limit)
+        except TransportError as error:
+            why = unpicklable_part(node) or str(error.__cause__ or error)
+            raise TransportError(f"cannot send {where(node, path)} to a worker: {why}") from error
+
+    def record(self) -> None:
+        """Add every mix's current counts to its history (skipping an unchanged total), thinned to `HISTORY_VALUES`."""
+        for path in self.mix_counts:
+            counts, past = self.current_counts(path), self.history.setdefault(path, [])
+            if not past or past[-1].sum() != counts.sum():
+                past.append(counts)
+                if len(past) > max(8, HISTORY_VALUES // max(1, len(counts))):
+                    _thin(past)
+
+    def schema(self, node: Stream) -> Any:
+        """The node's block schema (None off the block path), computed once per run."""
+        key = id(node)
+        if key not in self.schemas:
+            self.schemas[key] = block_schema(node)
+        return self.schemas[key]
+
+    def mix_record(self, node: Mix, path: tuple[int, ...]) -> tuple[Mix, list[int], list[Any]]:
+        if path not in self.mix_counts:
+            saved = self.saved_counts.get(path) if self.schema(node) is None else None
+            self.mix_counts[path] = (node, list(saved) if saved else [0] * len(node.streams), [])
+        return self.mix_counts[path]
+
+    def counts_state(self) -> list[Any]:
+        """Counts of ended activations per mix path, as JSON values."""
+        return [[list(path), list(counts)] for path, (_, counts, _) in sorted(self.mix_counts.items())]
+
+    def current_counts(self, path: tuple[int, ...]) -> np.ndarray:
+        _, ended, running = self.mix_counts[path]
+        if running:
+            return np.asarray(running[-1].live_counts(), dtype=np.int64)
+        return np.asarray(ended, dtype=np.int64)
+
+
+def open_node(
+    node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context, saved: dict | None = None,
+    limit: int | None = None,
+) -> Activation:
+    """Start an activation of ``node`` (at ``path``, identified by ``activation``).
+
+    ``saved`` (from `activation_state`) resumes it: a node state, or
+    ``{"received": n}``, the items its consumer had received (a leaf seeks
+    or skips to item n where it runs; any other node is replayed and skips n
+    items). A leaf's session is told that at most ``limit`` items (after
+    those) will be asked of it.
+    """
+    received = saved.get("received", 0) if saved is not None else 0
+    if is_leaf(node):
+        opened = ctx.submit_leaf(node, path, activation, limit, received)
+    elif ctx.schema(node) is not None:
+        if saved is not None and "block_mix" in saved:
+            opened = BlockActivation(_mix_blocks, (node, path, activation, ctx), saved["rows"] - saved["before"], saved)
+        else:
+            opened = BlockActivation(_BLOCK_OPENERS[type(node)], (node, path, activation, ctx), received)
+    else:
+        opened = NodeActivation(_OPENERS[type(node)], (node, path, activation, ctx), saved)
+    return opened if node.name is None else NamedActivation(opened, node, path)
+
+
+class NamedActivation(LocalActivation):
+    """The activation of a named stream: an error it raises gets a note naming the stream; its state is the inner one's."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: Activation, node: Stream, path: tuple[int, ...]):
+        super().__init__(_named_items, (inner, node, path))
+        self._inner = inner
+
+    def state(self, received: int) -> dict[str, Any]:
+        return activation_state(self._inner, received)
+
+    def close(self) -> None:
+        super().close()
+        self._inner.close()
+
+
+def _named_items(opened: Activation, node: Stream, path: tuple[int, ...]) -> Iterator[Any]:
+    """The items of a named stream's activation; an error it raises names the stream."""
+    try:
+        yield from opened.iterator()
+    except Exception as error:
+        if hasattr(error, "add_note"):  # Python >= 3.11
+            error.add_note(f"in stream {node.name!r} at {path or 'the root'}: {node!r}")
+        raise
+    finally:
+        opened.close()
+
+
+def activation_state(activation: Activation, received: int) -> dict[str, Any]:
+    """The state of an open activation whose consumer received ``received`` items from it."""
+    if type(activation) in _WITH_STATE:  # not isinstance: Activation is an ABC, and this runs per slot
+        return activation.state(received)
+    return {"received": received}
+
+
+class NodeActivation(LocalActivation):
+    """An activation of a composite node, started lazily, that can tell its state.
+
+    ``fn(*args, saved)`` returns ``(items, state)`` where ``state()`` gives
+    the node's state between items, or None when the node is replayed
+    (``{"received": n}``).
+    """
+
+    __slots__ = ("_saved", "_state")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], saved: dict | None):
+        super().__init__(fn, args)
+        self._saved, self._state = saved, None
+
+    def _start(self) -> Iterator[Any]:
+        if self._iterator is None:
+            saved, skip = self._saved, 0
+            if saved is not None and "received" in saved:
+                saved, skip = None, saved["received"]
+            items, self._state = self._fn(*self._args, saved)
+            self._iterator = iter(items)
+            self._fn = self._args = None
+            if skip:  # replayed: its own state() counts the items skipped, as the whole activation's
+                next(itertools.islice(self._iterator, skip, skip), None)
+        return self._iterator
+
+    def state(self, received: int) -> dict[str, Any]:
+        if self._state is not None and inspect.getgeneratorstate(self._iterator) != inspect.GEN_CREATED:
+            return self._state()
+        if self._saved is not None and "received" not in self._saved:
+            return self._saved  # resumed, not pulled from since
+        return {"received": received}
+
+
+class Child(Activation):
+    """A child activation as its parent node holds it: the activation, its ordinal among the parent's, and
+    its ``offset``, the items of the activation before the first it gives (a stream an ending-mode mix
+    resumes after its budget starts after the items of its earlier turns)."""
+
+    __slots__ = ("inner", "ordinal", "offset")
+
+    def __init__(self, inner: Activation, ordinal: int, offset: int = 0):
+        self.inner, self.ordinal, self.offset = inner, ordinal, offset
+
+    def __next__(self) -> Any:
+        return next(self.inner)
+
+    def iterator(self) -> Iterator[Any]:
+        return self.inner.iterator()
+
+    def next_function(self) -> Callable[[], Any]:
+        return self.inner.next_function()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def state(self, received: int) -> dict[str, Any]:
+        """The state of the whole activation when its parent received ``received`` items from this child."""
+        return activation_state(self.inner, self.offset + received)
+
+
+class LeafChild(LocalActivation):
+    """An in-process leaf activation as its parent holds it: a `Child` of a `LocalActivation` of
+    `activate_leaf`, in one object (a working set's replacements start one each)."""
+
+    __slots__ = ("ordinal", "offset")
+
+    def __init__(self, fn: Callable[..., Iterator[Any]], args: tuple[Any, ...], ordinal: int, offset: int):
+        self._fn, self._args, self._iterator, self.ordinal, self.offset = fn, args, None, ordinal, offset
+
+    def state(self, received: int) -> dict[str, Any]:
+        return {"received": self.offset + received}
+
+
+class _Children:
+    """Opens a node's children: ``children(i)`` starts child ``i``; its k-th activation is ``(*activation, k)``."""
+
+    __slots__ = ("node", "path", "leaves", "activation", "ctx", "next")
+
+    def __init__(self, node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context):
+        self.node, self.path, self.activation, self.ctx, self.next = node, path, activation, ctx, 0
+        # a named leaf goes through open_node, so that its errors get a note
+        self.leaves = bytes(is_leaf(child) and child.name is None for child in node.children)
+
+    def __call__(self, index: int, limit: int | None = None, number: int | None = None, skip: int = 0) -> Child:
+        """Child ``index``'s next activation, of which at most ``limit`` items will be asked.
+
+        With ``number``, its activation ``number`` afresh, giving its items
+        after the first ``skip``: the same number is the same identity, so
+        the same items (how the ending modes of a mix resume a suspended
+        activation without keeping it open). A leaf skips them where it runs
+        (in the worker: they never travel), any other child is replayed.
+        """
+        if number is None:
+            number = self.next
+            self.next += 1
+        if self.leaves[index]:  # the replacement's hot path: straight to the session
+            identity, node, path = (*self.activation, number), self.node.children[index], (*self.path, index)
+            ctx = self.ctx
+            if ctx.session.in_process:
+                return LeafChild(activate_leaf, (node, ctx.entropy, path, identity, skip), number, skip)
+            plan = ctx.leaf_plan(node, path)
+            here = ctx.session.runs_here(plan, (*plan[1], identity, skip))
+            if here is not None:
+                return LeafChild(*here, number, skip)
+            return Child(ctx.start_leaf(plan, node, path, identity, limit, skip), number, skip)
+        return self.reopen(index, number, {"received": skip} if skip else None, limit, skip)
+
+    def reopen(self, index: int, ordinal: int, saved: dict | None, limit: int | None = None, offset: int = 0) -> Child:
+        """Child ``index``'s activation number ``ordinal``, resumed from ``saved`` (whose ``received``,
+        if any, counts the ``offset`` items before this child's first)."""
+        identity = (*self.activation, ordinal)
+        node = self.node.children[index]
+        return Child(open_node(node, (*self.path, index), identity, self.ctx, saved, limit), ordinal, offset)
+
+
+def _open_chain(node: Chain, path, activation, ctx, saved) -> tuple[Iterator[Any], Callable[[], dict]]:
+    children, cursor = _Children(node, path, activation, ctx), ChainCursor()
+    if saved is not None:
+        s = saved["chain"]
+        children.next, cursor.index, cursor.produced = s["next"], s["index"], s["produced"]
+        if s["child"] is not None:
+            ordinal, cursor.received, child = s["child"]
+            cursor.activation = children.reopen(cursor.index, ordinal, child)
+
+    def state() -> dict[str, Any]:
+        child, received = cursor.activation, cursor.received
+        running = None if child is None else [child.ordinal, received, child.state(received)]
+        return {"chain": {"next": children.next, "index": cursor.index, "produced": cursor.produced, "child": running}}
+
+    return chain_items(children, len(node.streams), node.repeat, cursor), state
+
+
+def _open_round_robin(node: RoundRobin, path, activation, ctx, saved) -> tuple[Iterator[Any], Callable[[], dict]]:
+    rng = seeding.generator(ctx.entropy, path, activation, seeding.ACTIVATE)
+    children, cursor = _Children(node, path, activation, ctx), RoundRobinCursor(list(range(len(node.streams))))
+    if saved is not None:
+        s = saved["round_robin"]
+        rng.bit_generator.state, children.next = s["rng"], s["next"]
+        cursor.order, cursor.turn, cursor.produced = s["order"], s["turn"], s["produced"]
+        if s["activations"] is not None:
+            cursor.received = [0 if a is None else a[1] for a in s["activations"]]
+            cursor.activations = [
+                None if a is None else children.reopen(index, a[0], a[2]) for index, a in zip(cursor.order, s["activations"])
+            ]
+
+    def state() -> dict[str, Any]:
+        running = cursor.activations and [
+            None if a is None else [a.ordinal, r, a.state(r)] for a, r in zip(cursor.activations, cursor.received)
+        ]
+        return {"round_robin": {"rng": rng.bit_generator.state, "next": children.next, "order": list(cursor.order),
+                                "turn": cursor.turn, "produced": cursor.produced, "activations": running}}
+
+    return round_robin_items(children, len(node.streams), node.mode, rng, cursor), state
+
+
+def _open_mix(node: Mix, path, activation, ctx, saved) -> tuple[Iterator[Any], Callable[[], dict]]:
+    _, counts, running = ctx.mix_record(node, path)
+    children = _Children(node, path, activation, ctx)
+    if saved is not None:
+        children.next = saved["mix"]["next"]
+    items = mix_items(
+        children, node.probabilities, node.n_active, node.rate, node.dist, node.mode,
+        node.prune_empty,
+        select_rng=seeding.generator(ctx.entropy, path, activation, seeding.SELECT),
+        activate_rng=seeding.generator(ctx.entropy, path, activation, seeding.ACTIVATE),
+        counts=counts,
+        on_start=lambda state: running.__setitem__(slice(None), [state]),
+        resume=None if saved is None else saved["mix"]["working_set"],
+    )
+    return items, lambda: {"mix": {"next": children.next, "working_set": running[-1].state()}}
+
+
+def _open_apply(node: Apply, path, activation, ctx, saved) -> tuple[Iterator[Any], Callable[[], dict] | None]:
+    child = open_node(node.stream, (*path, 0), (*activation, 0), ctx, None if saved is None else saved["apply"]["child"])
+    if isinstance(child, BlockActivation):
+        return _apply_blocks(node, path, activation, ctx, saved, child)
+    cells = [{} for _ in node.transforms] if saved is None else [restore_cell(c) for c in saved["apply"]["cells"]]
+    items = run_transforms(child.iterator(), node.transforms, ctx.entropy, path, activation, cells=cells)
+
+    def state() -> dict[str, Any]:
+        return {"apply": {"child": activation_state(child, 0), "cells": [cell_state(c) for c in cells]}}
+
+    return _closing(items, child), state
+
+
+def _apply_blocks(node: Apply, path, activation, ctx, saved, child: BlockActivation) -> tuple[Iterator[Any], Callable]:
+    """Transforms over a block child: leading ``take``/``batch`` on blocks, the rest item by item."""
+    rows = [0 if saved is None else saved["apply"]["rows"]]  # rows through the block transforms
+    items, done = block_transforms(child.blocks(), node.transforms, rows[0])
+    batched = done > 0 and isinstance(node.transforms[done - 1], Batch)
+    rest = node.transforms[done:]
+    cells = [{} for _ in rest] if saved is None else [restore_cell(c) for c in saved["apply"]["cells"]]
+    items = run_transforms(_count_rows(items, rows, batched), rest, ctx.entropy, path, activation, first=done, cells=cells)
+
+    def state() -> dict[str, Any]:
+        return {"apply": {"child": activation_state(child, rows[0]), "rows": rows[0],
+                          "cells": [cell_state(c) for c in cells]}}
+
+    return _closing(items, child), state
+
+
+def _count_rows(items: Iterator[Any], rows: list[int], batched: bool) -> Iterator[Any]:
+    """``items`` (rows, or batches of rows), adding the rows passed on to ``rows[0]``."""
+    for item in items:
+        rows[0] += (len(next(iter(item.values()))) if isinstance(item, dict) else len(item)) if batched else 1
+        yield item
+
+
+def _closing(items: Iterator[Any], child: Activation) -> Iterator[Any]:
+    try:
+        yield from items
+    finally:
+        child.close()
+
+
+_WITH_STATE = frozenset({NodeActivation, Child, LeafChild, BlockActivation, NamedActivation})
+
+_OPENERS: dict[type, Callable[..., Iterator[Any]]] = {
+    Chain: _open_chain, RoundRobin: _open_round_robin, Mix: _open_mix, Apply: _open_apply,
+}
+_BLOCK_OPENERS: dict[type, Callable[..., Iterator[Any]]] = {Chain: _chain_blocks, Mix: _mix_blocks}

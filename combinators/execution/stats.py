@@ -1,0 +1,118 @@
+"""What a run's mixes yielded: `MixStats` per mix node, `Stats` for the run (drawn by `combinators.execution.plot`).
+
+The counts behind them are kept by the interpreter's context
+(`combinators.execution.interpreter`), checkpointed as `CHECKPOINT_GROWTH`
+and `HISTORY_VALUES` say.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+
+from combinators.plan.mixes import Mix
+
+__all__ = ["MixStats", "Stats"]
+
+#: the running share is recorded each time the run's item count grows by this factor
+CHECKPOINT_GROWTH = 1.1
+#: counts a mix's history keeps at most (checkpoints x children, but at least 8 checkpoints): when
+#: it is full, the checkpoint closest to its neighbours is dropped, so memory does not grow with the
+#: number of sources
+HISTORY_VALUES = 4096
+
+
+def _thin(history: list[np.ndarray]) -> None:
+    """Drop the inner checkpoint closest to its neighbours on a log scale (keeps the spread of a log plot).
+
+    >>> history = [np.array([n]) for n in (1, 10, 11, 100, 1000)]
+    >>> _thin(history); [int(h[0]) for h in history]
+    [1, 10, 100, 1000]
+    """
+    totals = [int(counts.sum()) for counts in history]
+    gaps = [totals[i + 1] / max(1, totals[i - 1]) for i in range(1, len(totals) - 1)]
+    del history[1 + gaps.index(min(gaps))]
+
+
+@attrs.frozen
+class MixStats:
+    """What one mix node yielded in a run: counts per child, realized vs target proportions.
+
+    ``counts``, ``realized`` and ``target`` have shape ``(n_children,)``;
+    ``realized`` is ``counts / counts.sum()`` (NaN before any item).
+    ``counts`` are the items the mix yielded, over all its activations: a mix
+    nested under an exhaustive or first_exhausted mix with a budget is
+    restarted when its turn resumes, and the items it yields again (to be
+    skipped) are counted again; the top mix's counts are exactly its items.
+    ``history`` (int64, shape ``(n_checkpoints, n_children)``) holds the
+    counts at checkpoints taken each time the run's item count grew by
+    `CHECKPOINT_GROWTH` (about 25 per tenfold growth), ending with
+    ``counts``: the running share of each child is
+    ``history / history.sum(axis=1, keepdims=True)``. A mix keeps at most
+    `HISTORY_VALUES` counts (but 8 checkpoints at least): when full, the
+    checkpoint closest to its neighbours (on a log scale) is dropped, so a mix
+    of many streams keeps fewer checkpoints, still spread over the run.
+    """
+
+    path: tuple[int, ...]
+    node: Mix
+    counts: np.ndarray
+    target: np.ndarray
+    history: np.ndarray = attrs.field(default=None, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        past = [] if self.history is None else list(self.history)
+        if past and past[-1].sum() == self.counts.sum():
+            past.pop()  # the last checkpoint is the final count
+        object.__setattr__(self, "history", np.array([*past, self.counts], dtype=np.int64).reshape(-1, len(self.counts)))
+
+    @property
+    def realized(self) -> np.ndarray:
+        total = self.counts.sum()
+        return self.counts / total if total else np.full(len(self.counts), np.nan)
+
+    @property
+    def name(self) -> str | None:
+        """The mix's name (``None`` if it has none)."""
+        return self.node.name
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Each child's label: its name, or ``"child i"`` for an unnamed child."""
+        return tuple(s.name if s.name is not None else f"child {i}" for i, s in enumerate(self.node.streams))
+
+    @property
+    def label(self) -> str:
+        """How the mix is called in text: its name and path (``"mix 'classes' at (0,)"``)."""
+        name = f" {self.name!r}" if self.name is not None else ""
+        return f"mix{name} at {self.path or 'root'}"
+
+    def __str__(self) -> str:
+        rows = [f"{self.label}: {int(self.counts.sum())} items"]
+        width = max(map(len, self.names))
+        for label, c, r, t in zip(self.names, self.counts, self.realized, self.target):
+            rows.append(f"  {label:<{width}}  {int(c):>8} items  realized {r:.4f}  target {t:.4f}")
+        return "\n".join(rows)
+
+
+class Stats(list):
+    """The `MixStats` of a run's mixes, in path order: a list, with a picture.
+
+    ``str(stats)`` is every mix's table; ``stats.plot()`` draws, per mix,
+    realized against target proportions and each child's running share.
+    """
+
+    def __str__(self) -> str:
+        return "\n".join(map(str, self))
+
+    def plot(self, path: str | None = None, **options: Any) -> Any:
+        """A matplotlib ``Figure``: one row per mix (see `combinators.execution.plot.plot_stats`); saved to ``path`` if given.
+
+        Needs matplotlib (``pip install "combinators[plot]"``); raises
+        `ImportError` naming that extra without it.
+        """
+        from combinators.execution.plot import plot_stats
+
+        return plot_stats(self, path, **options)
