@@ -18,7 +18,7 @@ import pytest
 
 from combinators.errors import ArchiveError, CorruptEntry, InvalidArgumentType, ReadOnlyArchive, SerializerMismatch
 from combinators.memo import DictArchive, LMDBArchive, NullArchive
-from combinators.memo.archives import _HEAD
+from combinators.memo.lmdb_archive import _HEAD
 
 ROOT = Path(__file__).resolve().parents[1]
 FORK = multiprocessing.get_context("fork")

@@ -1,7 +1,9 @@
 """Memoization of pure functions: keymaps, archives, cache policies, metrics.
 
 See ``docs/memoization.md`` for the guide; the pieces are `keymaps`
-(arguments to pure keys), `archives` (LMDB, dict, null), `serializers`,
+(arguments to pure keys), `capture` (what else a function's result depends
+on: its code, globals and captured values), `archives` (the interface, dict,
+null), `lmdb_archive` (LMDB) and `lmdb_env` (its files), `serializers`,
 `caches` (cache policies), `memoize` and `metrics`.
 """
 
@@ -9,15 +11,15 @@ from combinators.memo.archives import (
     Archive,
     DictArchive,
     EntryInfo,
-    LMDBArchive,
     Namespace,
     NullArchive,
 )
 from combinators.memo.caches import LFU, LRU, MRU, RR, CachePolicy, NoCache, Unbounded
+from combinators.memo.capture import code_version
 from combinators.memo.keymaps import Keymap, hashmap, keymap, picklemap, stringmap
+from combinators.memo.lmdb_archive import LMDBArchive
 from combinators.memo.memoize import (
     CacheInfo,
-    code_version,
     inf_cache,
     lfu_cache,
     lru_cache,

@@ -17,7 +17,9 @@ path as fast as for any function, and lets a closure append to a captured
 list): a closure that later rebinds a captured variable (``nonlocal``) or
 mutates a captured container it reads must pass ``version=``.
 
-`default_name` derives the name a callable's entries are stored under.
+`code_version` digests a function's code (and the globals it reads) into
+the version `memoize` stores it under by default; `default_name` derives the
+name a callable's entries are stored under.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import xxhash
 from combinators.errors import InvalidArgumentType, KeyingError
 from combinators.memo.encoding import Encoder
 
-__all__ = ["Captured", "default_name", "global_constants", "signature"]
+__all__ = ["Captured", "code_version", "default_name", "global_constants", "signature"]
 
 _GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
 _PLAIN = (type(None), bool, int, float, complex, str, bytes, np.generic)
@@ -114,6 +116,67 @@ def _plain(value: Any) -> bool:
     return isinstance(value, _PLAIN) and not (isinstance(value, np.generic) and value.dtype.hasobject)
 
 
+def code_version(fn: Callable) -> str:
+    """A 16-hex-digit digest of ``fn``'s code that ignores line numbers and the docstring.
+
+    Covers the bytecode, constants (nested functions included), names, argument
+    names, defaults, keyword defaults and the values of the plain-data module
+    globals the code reads (`global_constants`); for a
+    ``functools.partial``, its function's version and its bound arguments.
+    Returns ``""`` for callables without Python code (builtins). Raises
+    `KeyingError` for a partial whose bound arguments cannot be keyed.
+
+    >>> def f(x): return x + 1
+    >>> def g(x):
+    ...     '''Same code, other line numbers and a docstring.'''
+    ...     return x + 1
+    >>> code_version(f) == code_version(g) != code_version(lambda x: x + 2)
+    True
+    """
+    fn = inspect.unwrap(fn)
+    if isinstance(fn, functools.partial):
+        parts = [code_version(fn.func).encode()]
+        Encoder(typed=True).encode((fn.args, fn.keywords), parts, f"bound by {fn!r:.60}")
+        return xxhash.xxh3_128(b"".join(bytes(p) for p in parts)).hexdigest()[:16]
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ""
+    hasher = xxhash.xxh3_128()
+    parts = []
+    _code_parts(code, parts, fn.__doc__ if isinstance(getattr(fn, "__doc__", None), str) else None)
+    for label, value in (("defaults", fn.__defaults__), ("kwdefaults", fn.__kwdefaults__)):
+        _encode_loosely(value, parts, label)
+    constants = global_constants(fn)
+    if constants:
+        Encoder(typed=True).encode(constants, parts, "module globals")
+    for part in parts:
+        hasher.update(part)
+    return hasher.hexdigest()[:16]
+
+
+def _code_parts(code: types.CodeType, parts: list, doc: str | None) -> None:
+    parts.append(code.co_code)
+    names = (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars)
+    parts.append(repr((names, code.co_argcount, code.co_kwonlyargcount, code.co_posonlyargcount)).encode())
+    consts = code.co_consts
+    if consts and (consts[0] is None or (doc is not None and consts[0] == doc)):
+        consts = consts[1:]  # the docstring slot: the docstring, or None when there is none
+    for const in consts:
+        if isinstance(const, types.CodeType):
+            _code_parts(const, parts, None)
+        else:
+            _encode_loosely(const, parts, "constant")
+
+
+def _encode_loosely(value: Any, parts: list, label: str) -> None:
+    """Canonical encoding where there is one, else the type name (a default like ``object()``)."""
+    try:
+        Encoder(typed=True).encode(value, parts, label)
+    except KeyingError:
+        parts.append(f"<{type(value).__qualname__}>".encode())
+
+
+
 class Captured:
     """The values a callable captured (closure cells, bound ``self``), as a digest for its version.
 
@@ -168,8 +231,6 @@ class Captured:
 
     def _encode_function(self, encoder: Encoder, fn: Callable, parts: list, label: str, seen: set) -> None:
         """A captured function: its name, its code and, in turn, what it captures."""
-        from combinators.memo.memoize import code_version  # memoize imports this module
-
         inner = inspect.unwrap(fn)
         parts.append(b"F" + default_name(inner).encode() + b";")
         if id(inner) in seen:  # a function that captures itself

@@ -22,7 +22,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 from combinators.errors import ArchiveError, CombinatorsError, InvalidArgument
-from combinators.memo.archives import Archive, LMDBArchive, recorded_serializer
+from combinators.memo.archives import Archive
+from combinators.memo.lmdb_archive import LMDBArchive
+from combinators.memo.lmdb_env import recorded_serializer
 from combinators.memo.catalog import UNNAMED, NamespaceSummary
 
 __all__ = ["NamespaceSummary", "summarize", "prune", "parse_age", "add_arguments", "run"]

@@ -9,34 +9,31 @@ or docstring) and the plain-data module globals it reads, so editing the
 function or a constant it uses stops old entries from being served, as
 joblib.Memory does, while moving it in its file does not. Code the function
 calls is not part of the version: pass ``version=`` when a helper changes.
-Values a closure captured are keyed like arguments into the version (see
-`combinators.memo.capture`).
+The version is `combinators.memo.capture.code_version`; values a closure
+captured are keyed like arguments into it (see `combinators.memo.capture`).
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import threading
 import time
-import types
 import warnings
 from collections.abc import Iterator
 from typing import Any, Callable
 
 import attrs
-import xxhash
 
-from combinators.errors import InvalidArgument, InvalidArgumentType, KeyingError, UnstorableValue
-from combinators.memo.archives import Archive, DictArchive, EntryInfo, LMDBArchive, Namespace, NullArchive
-from combinators.memo.capture import Captured, default_name, global_constants
+from combinators.errors import InvalidArgument, InvalidArgumentType, UnstorableValue
+from combinators.memo.archives import Archive, DictArchive, EntryInfo, Namespace, NullArchive
+from combinators.memo.capture import Captured, code_version, default_name
 from combinators.memo.caches import LFU, LRU, MRU, RR, CachePolicy, NoCache, Unbounded
 from combinators.memo.catalog import call_repr
-from combinators.memo.encoding import Encoder
 from combinators.memo.keymaps import Keymap, hashmap
+from combinators.memo.lmdb_archive import LMDBArchive
 
-__all__ = ["memoize", "CacheInfo", "code_version", "lru_cache", "lfu_cache", "mru_cache", "rr_cache", "inf_cache", "no_cache"]
+__all__ = ["memoize", "CacheInfo", "lru_cache", "lfu_cache", "mru_cache", "rr_cache", "inf_cache", "no_cache"]
 
 _MISSING: Any = object()
 
@@ -54,66 +51,6 @@ class CacheInfo:
     loads: int
     maxsize: int | None
     currsize: int
-
-
-def code_version(fn: Callable) -> str:
-    """A 16-hex-digit digest of ``fn``'s code that ignores line numbers and the docstring.
-
-    Covers the bytecode, constants (nested functions included), names, argument
-    names, defaults, keyword defaults and the values of the plain-data module
-    globals the code reads (`combinators.memo.capture.global_constants`); for a
-    ``functools.partial``, its function's version and its bound arguments.
-    Returns ``""`` for callables without Python code (builtins). Raises
-    `KeyingError` for a partial whose bound arguments cannot be keyed.
-
-    >>> def f(x): return x + 1
-    >>> def g(x):
-    ...     '''Same code, other line numbers and a docstring.'''
-    ...     return x + 1
-    >>> code_version(f) == code_version(g) != code_version(lambda x: x + 2)
-    True
-    """
-    fn = inspect.unwrap(fn)
-    if isinstance(fn, functools.partial):
-        parts = [code_version(fn.func).encode()]
-        Encoder(typed=True).encode((fn.args, fn.keywords), parts, f"bound by {fn!r:.60}")
-        return xxhash.xxh3_128(b"".join(bytes(p) for p in parts)).hexdigest()[:16]
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return ""
-    hasher = xxhash.xxh3_128()
-    parts = []
-    _code_parts(code, parts, fn.__doc__ if isinstance(getattr(fn, "__doc__", None), str) else None)
-    for label, value in (("defaults", fn.__defaults__), ("kwdefaults", fn.__kwdefaults__)):
-        _encode_loosely(value, parts, label)
-    constants = global_constants(fn)
-    if constants:
-        Encoder(typed=True).encode(constants, parts, "module globals")
-    for part in parts:
-        hasher.update(part)
-    return hasher.hexdigest()[:16]
-
-
-def _code_parts(code: types.CodeType, parts: list, doc: str | None) -> None:
-    parts.append(code.co_code)
-    names = (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars)
-    parts.append(repr((names, code.co_argcount, code.co_kwonlyargcount, code.co_posonlyargcount)).encode())
-    consts = code.co_consts
-    if consts and (consts[0] is None or (doc is not None and consts[0] == doc)):
-        consts = consts[1:]  # the docstring slot: the docstring, or None when there is none
-    for const in consts:
-        if isinstance(const, types.CodeType):
-            _code_parts(const, parts, None)
-        else:
-            _encode_loosely(const, parts, "constant")
-
-
-def _encode_loosely(value: Any, parts: list, label: str) -> None:
-    """Canonical encoding where there is one, else the type name (a default like ``object()``)."""
-    try:
-        Encoder(typed=True).encode(value, parts, label)
-    except KeyingError:
-        parts.append(f"<{type(value).__qualname__}>".encode())
 
 
 def _archive(archive: Any) -> Archive:
