@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from combinators.errors import TransportError
 from combinators.execution.remote import wire
-from combinators.execution.remote.session import _count_items
+from combinators.execution.remote.activation import _count_items
 from combinators.execution.remote.wire import OUT_OF_BAND_BYTES, ItemPacker, unpack_items
 
 Pair = collections.namedtuple("Pair", "x y")

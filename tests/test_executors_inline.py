@@ -17,7 +17,8 @@ import combinators as c
 from combinators.errors import InvalidArgumentType
 from combinators.execution.remote import protocol
 from combinators.execution.remote.processes import Processes
-from combinators.execution.remote.session import INLINE_RATIO, MOVE_MAX_SKIP, RemoteSession
+from combinators.execution.remote.placement import INLINE_RATIO, MOVE_MAX_SKIP
+from combinators.execution.remote.session import RemoteSession
 from combinators.execution.remote.zmq import ZMQ
 
 

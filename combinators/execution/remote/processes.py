@@ -39,8 +39,8 @@ class Processes(base.Executor):
     - ``inline``: run in the consumer the leaves whose items cost less to
       make than to move (as measured by the workers on the leaf's first
       activations, or on leaves of the same kind and then checked in the
-      consumer: less than `remote.INLINE_RATIO` times the time spent
-      starting, packing and sending them; see `RemoteSession.runs_inline`).
+      consumer: less than `placement.INLINE_RATIO` times the time spent
+      starting, packing and sending them; see `placement.Placer.runs_inline`).
       Receiving such an item costs the consumer about as much as making it,
       so a worker would add nothing but contention. ``activations_inline`` of
       `Run.executor_stats` counts them; where a leaf runs never changes the

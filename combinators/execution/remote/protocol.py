@@ -48,7 +48,7 @@ Worker to consumer:
   as it made 16 items or one of its activations ended, later ones every 32
   messages of items or when the worker is idle; the session uses them to run
   cheap leaves in the consumer
-  (`combinators.execution.remote.session.RemoteSession.runs_inline`).
+  (`combinators.execution.remote.placement.Placer.runs_inline`).
 
 Flow control is credit-based: a worker keeps at most ``window_items`` items
 and ``window_bytes`` bytes of an activation in flight (sent, not yet credited
