@@ -15,7 +15,8 @@ import re
 import numpy as np
 import pytest
 
-import combinators.execution.run as inprocess
+import combinators.execution.interpreter as inprocess
+from combinators.execution.base import resolve_executor
 import combinators.sampling.mix as sampling
 from combinators import InvalidArgument, InvalidArgumentType, cache, from_iterable, mix, round_robin, stream
 from combinators.plan.mixes import Mix
@@ -268,7 +269,7 @@ def stdlib_noise(n):
 def test_deterministic_passes_on_seeded_sources():
     noisy = mix(stream(seeded_noise, 5), stream(seeded_noise, 3), n_active=1, rate=2)
     assert_deterministic(noisy, seed=9, n=200)
-    assert_deterministic(noisy >> cache(3), executors=["inprocess", inprocess.resolve_executor("inprocess")])
+    assert_deterministic(noisy >> cache(3), executors=["inprocess", resolve_executor("inprocess")])
 
 
 @pytest.mark.parametrize("source", [numpy_default_rng_noise, numpy_global_noise, stdlib_noise])
