@@ -255,3 +255,49 @@ def test_states_taken_after_resumes_of_suspended_streams_continue_the_run():
             with c.iterate(plan, resume=state) as run:
                 items += list(run)
             assert items == expected, (first, second)
+
+
+def _resumed_after(plan, k, seed):
+    """The first ``k`` items of a run, then the rest from its state (through JSON)."""
+    with c.iterate(plan, seed=seed) as run:
+        first = [next(run) for _ in range(k)]
+        state = json.loads(json.dumps(run.state()))
+    with c.iterate(plan, resume=state) as resumed:
+        return first + list(resumed)
+
+
+def _numbers(*bounds):
+    return c.from_iterable(list(range(*bounds)))
+
+
+def test_concurrent_activations_of_a_nested_mix_each_keep_their_own_state():
+    # two slots of the outer mix hold activations of the inner mix at once: each slot's state is its own
+    # working set's, not the state of the inner mix's latest activation (the issue's repro)
+    inner = c.mix(_numbers(40), _numbers(100, 140), mode="exhaustive", rate=3, n_active=1)
+    plan = c.mix(inner, _numbers(200, 210), rate=4, n_active=2) >> c.take(60)
+    expected = list(c.iterate(plan, seed=2))
+    assert _resumed_after(plan, 3, seed=2) == expected
+    for seed in range(4):
+        expected = list(c.iterate(plan, seed=seed))
+        for cut in range(0, 61, 7):
+            assert _resumed_after(plan, cut, seed) == expected, (seed, cut)
+
+
+def same(x):
+    return x
+
+
+@pytest.mark.parametrize("plan", [
+    c.chain(c.from_iterable([(1, 0)])) >> c.map(same) >> c.batch(3, partial=True),
+    c.chain(c.from_iterable([(1, 0)]), c.from_iterable([(2, 0)])) >> c.map(same) >> c.batch(3, partial=True),
+    c.round_robin(c.from_iterable([1]), c.from_iterable([2])) >> c.batch(3, partial=True),
+    c.round_robin(c.stream(range, 2), c.stream(range, 1), mode="cycle").take(5) >> c.batch(2, partial=True),
+], ids=["chain-of-one", "chain-of-two", "round-robin", "round-robin-cycle"])
+def test_a_state_taken_after_the_last_partial_batch_resumes_to_nothing(plan):
+    # the batch pulled past its child's end: the chain or round-robin has ended, and so does the resumed run
+    expected = [b.tolist() if hasattr(b, "tolist") else b for b in c.iterate(plan, seed=1)]
+    with c.iterate(plan, seed=1) as run:
+        first = [next(run) for _ in expected]
+        state = json.loads(json.dumps(run.state()))
+    assert len(first) == len(expected)
+    assert list(c.iterate(plan, resume=state)) == []

@@ -334,16 +334,22 @@ def _open_mix(node: Mix, path, activation, ctx, saved) -> tuple[Iterator[Any], C
     children = _Children(node, path, activation, ctx)
     if saved is not None:
         children.next = saved["mix"]["next"]
+    own: list[Any] = []  # this activation's working set: the path's `running` holds the latest activation's
+
+    def started(state: Any) -> None:
+        own.append(state)
+        running[:] = [state]
+
     items = mix_items(
         children, node.probabilities, node.n_active, node.rate, node.dist, node.mode,
         node.prune_empty,
         select_rng=seeding.generator(ctx.entropy, path, activation, seeding.SELECT),
         activate_rng=seeding.generator(ctx.entropy, path, activation, seeding.ACTIVATE),
         counts=counts,
-        on_start=lambda state: running.__setitem__(slice(None), [state]),
+        on_start=started,
         resume=None if saved is None else saved["mix"]["working_set"],
     )
-    return items, lambda: {"mix": {"next": children.next, "working_set": running[-1].state()}}
+    return items, lambda: {"mix": {"next": children.next, "working_set": own[-1].state()}}
 
 
 def _open_apply(node: Apply, path, activation, ctx, saved) -> tuple[Iterator[Any], Callable[[], dict] | None]:

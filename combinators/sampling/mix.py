@@ -53,9 +53,9 @@ def chain_items(
     """
     cursor = cursor if cursor is not None else ChainCursor()
     while True:
-        for index in range(cursor.index, n_children):
+        while cursor.index < n_children:  # past a child's end, the cursor is at the next (a state resumes there)
             if cursor.activation is None:
-                cursor.index, cursor.activation, cursor.received = index, open_child(index), 0
+                cursor.activation, cursor.received = open_child(cursor.index), 0
             activation = cursor.activation
             try:
                 for item in activation.iterator():
@@ -64,7 +64,7 @@ def chain_items(
                     yield item
             finally:
                 activation.close()
-            cursor.activation = None
+            cursor.activation, cursor.index = None, cursor.index + 1
         if not (cycle and cursor.produced):
             return
         cursor.index, cursor.produced = 0, False
@@ -124,6 +124,7 @@ def round_robin_items(
                     activation.close()
         cursor.activations = None
         if mode == "exhaustive" or not cursor.produced:
+            cursor.activations = []  # ended: a pass with nothing live, so that a resumed run ends too
             return
         if mode == "permuted_cycle":
             cursor.order = rng.permutation(n_children).tolist()
