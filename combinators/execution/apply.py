@@ -174,14 +174,16 @@ RUNNERS: dict[type, Callable[[Iterator[Any], Any, _Place, dict], Iterator[Any]]]
 
 def run_transforms(
     items: Iterator[Any], transforms: tuple[Transform, ...], entropy: int, path: tuple[int, ...],
-    activation: tuple[int, ...], first: int = 0, cells: list[dict] | None = None,
+    activation: tuple[int, ...], first: int = 0, cells: list[dict] | None = None, skips: list[int] | None = None,
 ) -> Iterator[Any]:
     """``items`` passed through each transform in order.
 
     ``first`` is the index of ``transforms[0]`` in its node (its seeds depend on it).
     ``cells[i]`` (a dict per transform) is kept equal to transform ``i``'s
     state between items (see `cell_state`); given non-empty, from
-    `restore_cell`, the transform starts from that state.
+    `restore_cell`, the transform starts from that state. ``skips[i]``
+    outputs of transform ``i`` are left out (a resumed leaf, see
+    `combinators.execution.leaf_seek`).
 
     >>> from combinators.plan.transforms import take, batch
     >>> [b.tolist() for b in run_transforms(iter(range(5)), (take(4), batch(2)), 0, (), (0,))]
@@ -190,6 +192,8 @@ def run_transforms(
     cells = cells if cells is not None else [{} for _ in transforms]
     for index, (t, cell) in enumerate(zip(transforms, cells), first):
         items = RUNNERS[type(t)](iter(items), t, _Place(entropy, path, activation, index), cell)
+        if skips and skips[index - first]:
+            items = itertools.islice(items, skips[index - first], None)
     return items
 
 

@@ -20,6 +20,7 @@ from combinators.sampling import seeding
 from combinators.errors import InvalidArgumentType
 from combinators.execution.apply import run_transforms
 from combinators.execution.blocks import block_rows, row_blocks
+from combinators.execution.leaf_seek import seek
 from combinators.plan.sources import FromArrays, FromIterable, RowSource, Source
 from combinators.plan.stream import Apply, Stream
 
@@ -57,14 +58,20 @@ def _source_items(
 
 def seeks(leaf: Stream) -> bool:
     """Whether `activate_leaf` reaches item ``start`` of ``leaf`` without making the items before it: a
-    ``stream(fn)`` whose ``fn`` takes ``start``, `from_arrays`, `from_iterable` over a sequence, shard files.
-    Other sources, and any leaf with transforms, make those items and skip them.
+    ``stream(fn)`` whose ``fn`` takes ``start``, `from_arrays`, `from_iterable` over a sequence, shard files;
+    and such a source under transforms that say how many items they took (``batch``, ``take``, ``map``,
+    ``unbatch``...: `combinators.execution.leaf_seek`). Other sources, and leaves with a ``filter``,
+    ``shuffle`` or ``cache``, make those items and skip them.
 
     >>> from combinators.plan.sources import from_iterable, stream
-    >>> from combinators.plan.transforms import take
-    >>> seeks(from_iterable([1, 2])), seeks(stream(range, 3)), seeks(from_iterable([1, 2]) >> take(1))
-    (True, False, False)
+    >>> from combinators.plan.transforms import batch, filter
+    >>> seeks(from_iterable([1, 2])), seeks(stream(range, 3)), seeks(from_iterable([1, 2]) >> batch(2))
+    (True, False, True)
+    >>> seeks(from_iterable([1, 2]) >> filter(bool))
+    False
     """
+    if isinstance(leaf, Apply):
+        return seeks(leaf.stream) and seek(leaf.stream, leaf.transforms, 1) is not None
     if isinstance(leaf, Source):
         return leaf.seeks
     if isinstance(leaf, FromIterable):
@@ -218,8 +225,11 @@ def activate_leaf(
     A resumed run starts a leaf activation at the number of items its
     consumer had received: a source seeks there (`from_arrays`,
     `from_iterable` over a sequence, a ``stream(fn)`` whose ``fn`` takes
-    ``start``) or skips that many items; a source with transforms runs them
-    from the activation's first item and skips ``start`` of their outputs.
+    ``start``) or skips that many items; a source with transforms starts
+    at the item their counts give (``batch(b)``: b items per batch; ``take``,
+    ``map``, ``unbatch``...: see `combinators.execution.leaf_seek`), or, with
+    a ``filter``, ``shuffle`` or ``cache``, runs them from the activation's
+    first item and skips ``start`` of their outputs.
     A stream that an ending-mode mix resumes after its budget starts at the
     items of its earlier turns the same way. This runs where the activation
     runs (in a worker under `Processes` and `ZMQ`), so the items before
@@ -233,6 +243,11 @@ def activate_leaf(
     ['c', 'd']
     """
     if isinstance(leaf, Apply):
+        sought = seek(leaf.stream, leaf.transforms, start) if start else None
+        if sought is not None:  # the source starts where the transforms' counts say (leaf_seek)
+            items = _iterate(leaf.stream, entropy, (*path, 0), (*activation, 0), sought.first)
+            output = run_transforms(items, leaf.transforms, entropy, path, activation, 0, sought.cells, sought.skips)
+            return _Pipeline(items, output)
         items = _iterate(leaf.stream, entropy, (*path, 0), (*activation, 0))
         output = run_transforms(items, leaf.transforms, entropy, path, activation)
         return _Pipeline(items, itertools.islice(output, start, None) if start else output)
