@@ -19,10 +19,11 @@ import numpy as np
 from combinators.sampling import seeding
 from combinators.errors import InvalidArgumentType
 from combinators.execution.apply import run_transforms
-from combinators.execution.blocks import block_rows, row_blocks
-from combinators.execution.leaf_seek import seek
+from combinators.execution.blocks import block_rows, block_transforms, row_blocks
+from combinators.execution.leaf_seek import Seek, seek
 from combinators.plan.sources import FromArrays, FromIterable, RowSource, Source
 from combinators.plan.stream import Apply, Stream
+from combinators.plan.transforms import Batch, Take
 
 __all__ = ["activate_leaf", "seeks", "probed_leaf", "leaf_kind", "where", "unpicklable_part"]
 
@@ -244,14 +245,28 @@ def activate_leaf(
     """
     if isinstance(leaf, Apply):
         sought = seek(leaf.stream, leaf.transforms, start) if start else None
-        if sought is not None:  # the source starts where the transforms' counts say (leaf_seek)
-            items = _iterate(leaf.stream, entropy, (*path, 0), (*activation, 0), sought.first)
-            output = run_transforms(items, leaf.transforms, entropy, path, activation, 0, sought.cells, sought.skips)
-            return _Pipeline(items, output)
-        items = _iterate(leaf.stream, entropy, (*path, 0), (*activation, 0))
-        output = run_transforms(items, leaf.transforms, entropy, path, activation)
-        return _Pipeline(items, itertools.islice(output, start, None) if start else output)
+        if sought is None:  # from the first item, skipping ``start`` outputs
+            sought, skip = Seek(0, [{} for _ in leaf.transforms], [0] * len(leaf.transforms)), start
+        else:  # the source starts where the transforms' counts say (leaf_seek)
+            skip = 0
+        if _on_blocks(leaf):
+            items = row_blocks(leaf.stream, sought.first)
+            rows, done = block_transforms(items, leaf.transforms, sought.first)
+        else:
+            items, done = _iterate(leaf.stream, entropy, (*path, 0), (*activation, 0), sought.first), 0
+            rows = items
+        output = run_transforms(rows, leaf.transforms[done:], entropy, path, activation, done, sought.cells[done:],
+                                sought.skips[done:])
+        return _Pipeline(items, itertools.islice(output, skip, None) if skip else output)
     return _iterate(leaf, entropy, path, activation, start)
+
+
+def _on_blocks(leaf: Apply) -> bool:
+    """Whether a leaf's first transform takes blocks of rows (`block_transforms`): a row source with a schema
+    under a ``batch`` (stacking) or ``take``; the batches are slices of blocks, the same items as stacked rows."""
+    first = leaf.transforms[0] if leaf.transforms else None
+    on_rows = isinstance(first, Take) or (isinstance(first, Batch) and first.axis is None)
+    return on_rows and isinstance(leaf.stream, RowSource) and leaf.stream.schema is not None
 
 
 def _iterate(
