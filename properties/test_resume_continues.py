@@ -1,12 +1,17 @@
 """Resuming a run from its state continues with exactly the items the uninterrupted run yields.
 
-Plans come from `combinators.strategies` (mixes in every mode and dist,
-working sets, chains, round-robins, every transform, sources with ``rng``;
-ending plans, whose budgeted activations are suspended and resumed),
-with caches, batches, ``map`` with ``rng`` and block-path mixes of
-``from_arrays`` sources around them. A run is cut at up to two points (0
-and the end included); each segment runs under its own executor (in-process,
-`Processes` and `ZMQ` with 1 and 2 workers) and the state crosses
+Plans come from `combinators.strategies.every_plan`, the whole plan space:
+nested mixes in every mode (with and without ``n_active`` and ``rate``,
+every budget dist) inside every mode, chains, cycles, round-robins,
+shuffle, cache, take, map (with and without ``rng``), filter, batch (partial
+or not), unbatch, over generator, seeking, ``from_iterable`` and
+``from_arrays`` sources; ending plans, whose budgeted activations are
+suspended and resumed; with caches, batches, ``map`` with ``rng`` and
+block-path mixes of ``from_arrays`` sources around them. In process, a run
+is cut at every point, 0 and just after its last item included. Across
+executors, a run is cut at up to two points, each segment under another
+executor than the one before (in-process, `Processes` and `ZMQ` with 1 and 2
+workers; few examples, for CI on 2 cores). States cross
 ``json.dumps``/``json.loads``. The worker pools are started once per module
 and lent to every run.
 """
@@ -18,7 +23,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import combinators as c
@@ -112,14 +117,23 @@ def block_mixes(draw):
 @st.composite
 def plans(draw):
     # ending plans: mixes in the ending modes whose budgets suspend and resume their streams
-    plan = draw(strategies.streams(max_depth=2, max_size=6) | strategies.ending_plans(max_depth=2, max_size=6))
+    plan = draw(strategies.every_plan(max_depth=2, max_size=6))
     if draw(st.booleans()):
         plan = c.chain(plan, draw(block_mixes())) if draw(st.booleans()) else draw(block_mixes())
     extra = draw(st.sampled_from([None, c.cache(2, prob=0.5), c.map(add_noise), c.filter(keep_some), c.batch(2)]))
     return plan if extra is None else plan >> extra
 
 
-executor_names = st.sampled_from(["inprocess", *EXECUTOR_SPECS])
+EXECUTOR_NAMES = ["inprocess", *EXECUTOR_SPECS]
+
+
+@st.composite
+def executor_names(draw):
+    """Three executors, each another than the one before (a resumed segment changes executor or worker count)."""
+    names = [draw(st.sampled_from(EXECUTOR_NAMES))]
+    for _ in range(2):
+        names.append(draw(st.sampled_from([name for name in EXECUTOR_NAMES if name != names[-1]])))
+    return names
 
 
 def segments(plan, seed, cuts, names, by_max_iter):
@@ -148,14 +162,31 @@ def uninterrupted(plan, seed, limit):
         assume(False)
 
 
-@given(plans(), strategies.seeds(), st.lists(st.integers(0, LIMIT), max_size=2),
-       st.lists(executor_names, min_size=3, max_size=3), st.booleans())
+def _resumed_at(plan, seed, k):
+    """The first ``k`` items of an in-process run, then the rest up to `LIMIT` from its state."""
+    with c.iterate(plan, seed=seed) as run:
+        items = [canonical(item) for item in itertools.islice(run, k)]
+        state = json.loads(json.dumps(run.state()))
+    with c.iterate(plan, resume=state) as resumed:
+        return items + [canonical(item) for item in itertools.islice(resumed, LIMIT - k)]
+
+
+@given(plans(), strategies.seeds())
+def test_a_run_cut_at_any_point_resumes_to_the_uninterrupted_run(plan, seed):
+    expected = uninterrupted(plan, seed, LIMIT)
+    for k in range(len(expected) + 1):  # just after the last item included
+        assert _resumed_at(plan, seed, k) == expected, k
+
+
+@settings(max_examples=20)
+@given(plans(), strategies.seeds(), st.lists(st.integers(0, LIMIT), max_size=2), executor_names(), st.booleans())
 def test_resumed_runs_continue_the_uninterrupted_run(plan, seed, cuts, names, by_max_iter):
     expected = uninterrupted(plan, seed, LIMIT)
     cuts = sorted(min(k, len(expected)) for k in cuts)
     assert segments(plan, seed, cuts, names, by_max_iter) == expected
 
 
+@settings(max_examples=20)
 @given(plans(), strategies.seeds())
 def test_state_at_the_end_resumes_to_nothing(plan, seed):
     expected = uninterrupted(plan, seed, 2 * LIMIT)[LIMIT:]

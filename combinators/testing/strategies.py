@@ -33,14 +33,19 @@ from hypothesis import strategies as st
 from combinators.plan import checks
 from combinators.errors import InvalidArgument
 from combinators.plan.mixes import ENDING_MODES, MIX_MODES, ROUND_ROBIN_MODES, Mix, mix, round_robin
-from combinators.plan.sources import from_iterable, is_source, stream
-from combinators.plan.stream import Stream, chain
-from combinators.plan.transforms import Take, Transform, batch, filter, map, shuffle, take, unbatch
+from combinators.plan.sources import from_arrays, from_iterable, is_source, stream
+from combinators.plan.stream import Apply, Stream, chain
+from combinators.plan.transforms import (
+    Batch, Take, Transform, Unbatch, batch, cache, filter, map, shuffle, take, unbatch,
+)
 
 __all__ = [
     "SOURCE_KINDS",
+    "ALL_SOURCE_KINDS",
     "TRANSFORM_KINDS",
+    "ALL_TRANSFORM_KINDS",
     "labelled",
+    "labelled_from",
     "labelled_random",
     "counting",
     "counting_random",
@@ -51,14 +56,21 @@ __all__ = [
     "transforms",
     "streams",
     "ending_plans",
+    "every_plan",
     "KEEPING_TRANSFORMS",
     "seeds",
 ]
 
 #: the kinds of source `sources` draws: finite or infinite, with or without ``rng``
 SOURCE_KINDS = ("items", "generator", "rng", "infinite", "infinite_rng")
+#: every kind `sources` can draw: also ``"seeking"`` (`labelled_from`, which seeks) and ``"arrays"``
+#: (``from_arrays`` of ``[name, position]`` rows: random access, items are arrays)
+ALL_SOURCE_KINDS = (*SOURCE_KINDS, "seeking", "arrays")
 #: the transforms `transforms` draws; ``"batch_unbatch"`` is ``batch(k, partial=True) >> unbatch()``
 TRANSFORM_KINDS = ("map", "filter", "take", "shuffle", "batch_unbatch")
+#: every kind `transforms` can draw: also ``"cache"`` (pescador's reservoir), ``"map_rng"`` (a map whose
+#: function takes ``rng``) and ``"batch"`` (``batch(k)``, partial or not, with or without ``unbatch()`` after)
+ALL_TRANSFORM_KINDS = (*TRANSFORM_KINDS, "cache", "map_rng", "batch")
 #: ``take`` bound put on top of plans that would not end by themselves
 _BOUND = 60
 
@@ -84,6 +96,16 @@ def labelled_random(name: str, n: int, rng: np.random.Generator) -> Iterator[tup
     """
     for position in range(n):
         yield (name, position, int(rng.integers(1 << 31)))
+
+
+def labelled_from(name: str, n: int, start: int = 0) -> Iterator[tuple[str, int]]:
+    """`labelled` from position ``start`` on: a source that seeks (a resumed run starts it there).
+
+    >>> list(labelled_from("s4", 3, start=1))
+    [('s4', 1), ('s4', 2)]
+    """
+    for position in range(start, n):
+        yield (name, position)
 
 
 def counting(name: str) -> Iterator[tuple[str, int]]:
@@ -125,6 +147,11 @@ def _same(item: Any) -> Any:
     return item
 
 
+def _tagged(item: Any, rng: np.random.Generator) -> tuple[Any, Any, int]:
+    """A map function with ``rng``: ``(name, position, draw)``, the draw from the item's own Generator."""
+    return (item[0], item[1], int(rng.integers(1 << 31)))
+
+
 # ------------------------------------------------------------------ strategies
 
 
@@ -137,6 +164,10 @@ def _source(kind: str, name: str, n: int) -> Stream:
         return stream(labelled_random, name, n)
     if kind == "infinite":
         return stream(counting, name)
+    if kind == "seeking":
+        return stream(labelled_from, name, n)
+    if kind == "arrays":
+        return from_arrays(np.array([[name, str(i)] for i in range(n)], dtype="<U16").reshape(n, 2))
     return stream(counting_random, name)
 
 
@@ -153,8 +184,11 @@ def _check_kinds(what: str, kinds: Sequence[str], allowed: Sequence[str]) -> tup
 @st.composite
 def _sources(draw: Any, name: str, kinds: tuple[str, ...], max_size: int) -> Stream:
     kind = draw(st.sampled_from(kinds))  # shrinks towards the first kind, "items"
-    size = draw(st.integers(0, max_size)) if kind in ("items", "generator", "rng") else 0
+    size = draw(st.integers(0, max_size)) if kind in _FINITE_KINDS else 0
     return _source(kind, name, size)
+
+
+_FINITE_KINDS = ("items", "generator", "rng", "seeking", "arrays")
 
 
 def sources(name: str = "s0", *, kinds: Sequence[str] = SOURCE_KINDS, max_size: int = 8) -> st.SearchStrategy[Stream]:
@@ -162,8 +196,10 @@ def sources(name: str = "s0", *, kinds: Sequence[str] = SOURCE_KINDS, max_size: 
 
     ``kinds`` picks among `SOURCE_KINDS`: ``"items"`` (``from_iterable`` of a
     list), ``"generator"`` (`labelled`), ``"rng"`` (`labelled_random`),
-    ``"infinite"`` (`counting`), ``"infinite_rng"`` (`counting_random`).
-    Finite sources hold 0 to ``max_size`` items (empty ones included: muxes
+    ``"infinite"`` (`counting`), ``"infinite_rng"`` (`counting_random`); and,
+    among `ALL_SOURCE_KINDS` only, ``"seeking"`` (`labelled_from`) and
+    ``"arrays"`` (``from_arrays`` of rows ``[name, str(position)]``, read back
+    by `origin` too). Finite sources hold 0 to ``max_size`` items (empty ones included: muxes
     must end on them). Shrinks towards an empty ``from_iterable``.
 
     Raises `InvalidArgument` for an unknown kind or ``max_size < 0``.
@@ -174,7 +210,7 @@ def sources(name: str = "s0", *, kinds: Sequence[str] = SOURCE_KINDS, max_size: 
     ...     assert all(origin(item)[0] == "a" for item in s.take(5))
     >>> test_named()
     """
-    kinds = _check_kinds("source kind", kinds, SOURCE_KINDS)
+    kinds = _check_kinds("source kind", kinds, ALL_SOURCE_KINDS)
     return _sources(name, kinds, checks.non_negative_int("sources() max_size", max_size))
 
 
@@ -248,6 +284,13 @@ def _transform(draw: Any, kinds: tuple[str, ...]) -> Transform:
         return take(draw(st.integers(0, 10)))
     if kind == "shuffle":
         return shuffle(draw(st.integers(1, 4)))
+    if kind == "cache":
+        return cache(draw(st.integers(1, 3)), prob=draw(st.sampled_from((0.5, 1.0, 0.1))))
+    if kind == "map_rng":
+        return map(_tagged)
+    if kind == "batch":
+        batched = batch(draw(st.integers(1, 4)), partial=draw(st.booleans()))
+        return batched >> unbatch() if draw(st.booleans()) else batched
     return batch(draw(st.integers(1, 4)), partial=True) >> unbatch()
 
 
@@ -256,12 +299,15 @@ def transforms(kinds: Sequence[str] = TRANSFORM_KINDS) -> st.SearchStrategy[Tran
 
     ``kinds`` picks among `TRANSFORM_KINDS`: ``map(_same)``,
     ``filter(_keep_even)`` (keeps even positions), ``take(k)``,
-    ``shuffle(k)``, and ``batch(k, partial=True) >> unbatch()``. Only
-    ``map`` and ``batch_unbatch`` keep every item in order.
+    ``shuffle(k)``, and ``batch(k, partial=True) >> unbatch()``; among
+    `ALL_TRANSFORM_KINDS` only, ``cache(k, prob)``, ``map(_tagged)`` (its
+    function takes ``rng``) and ``batch(k, partial)`` with or without
+    ``unbatch()`` (items become batches). Only ``map`` and ``batch_unbatch``
+    keep every item in order.
 
     Raises `InvalidArgument` for an unknown kind.
     """
-    return _transform(_check_kinds("transform kind", kinds, TRANSFORM_KINDS))
+    return _transform(_check_kinds("transform kind", kinds, ALL_TRANSFORM_KINDS))
 
 
 class _Names:
@@ -303,6 +349,20 @@ def _draw_mix(draw, children, finite, options) -> tuple[Stream, bool]:
     return node, mode == "first_exhausted" and ends
 
 
+#: the transforms that do not read their items (a batch is not a ``(name, position)`` item)
+_BLIND_KINDS = ("map", "take", "shuffle", "cache")
+
+
+def _batched(node: Stream) -> bool:
+    """Whether some of ``node``'s items are batches (a ``batch`` not undone by an ``unbatch``)."""
+    if isinstance(node, Apply):
+        batched = _batched(node.stream)
+        for t in node.transforms:
+            batched = isinstance(t, Batch) or (batched and not isinstance(t, Unbatch))
+        return batched
+    return any(_batched(child) for child in node.children)
+
+
 def _draw_plan(draw, depth, names, options) -> tuple[Stream, bool]:
     kinds = ["source"]
     if depth > 0:
@@ -315,7 +375,9 @@ def _draw_plan(draw, depth, names, options) -> tuple[Stream, bool]:
         child, finite = _draw_plan(draw, depth - 1, names, options)
         kinds = options["transform_kinds"]
         if not is_source(child):  # batching needs items of one shape: (name, i) and (name, i, draw) differ
-            kinds = tuple(k for k in kinds if k != "batch_unbatch") or ("map",)
+            kinds = tuple(k for k in kinds if k not in ("batch_unbatch", "batch")) or ("map",)
+        if _batched(child):  # batches are not (name, position) items: only what does not read them
+            kinds = tuple(k for k in kinds if k in _BLIND_KINDS) or ("map",)
         transform = draw(_transform(kinds))
         return child >> transform, finite or isinstance(transform, Take)
     if kind == "chain" and options["empty_chains"] and draw(st.integers(0, 7)) == 7:
@@ -393,8 +455,9 @@ def _plan_options(
     """The validated options of `streams` and `ending_plans`."""
     options = {
         "max_depth": checks.non_negative_int("streams() max_depth", max_depth),
-        "source_kinds": _check_kinds("source kind", source_kinds, SOURCE_KINDS),
-        "transform_kinds": tuple(transform_kinds) and _check_kinds("transform kind", transform_kinds, TRANSFORM_KINDS),
+        "source_kinds": _check_kinds("source kind", source_kinds, ALL_SOURCE_KINDS),
+        "transform_kinds": tuple(transform_kinds) and _check_kinds("transform kind", transform_kinds,
+                                                                   ALL_TRANSFORM_KINDS),
         "modes": _check_kinds("mix mode", modes, MIX_MODES),
         "min_children": checks.positive_int("streams() min_children", min_children),
         "max_children": checks.positive_int("streams() max_children", max_children),
@@ -451,6 +514,38 @@ def ending_plans(
     return _streams(_plan_options(
         max_depth, ("items", "generator", "rng"), transform_kinds, modes, 1, max_children, max_size, True, prefix,
         empty_chains, cycles=False,
+    ))
+
+
+def every_plan(max_depth: int = 2, *, max_children: int = 3, max_size: int = 6) -> st.SearchStrategy[Stream]:
+    """Strategy: the whole plan space, for laws every plan must keep (such as exact resume).
+
+    `streams` with every source kind (`ALL_SOURCE_KINDS`: generators,
+    seeking streams, ``from_iterable``, ``from_arrays``, endless ones) and
+    every transform (`ALL_TRANSFORM_KINDS`), or `ending_plans` with them
+    (mixes whose budgets suspend and resume their streams): mixes in every
+    mode, with and without ``n_active`` and ``rate``, every ``dist``, nested
+    in mixes of every mode; chains, cycles, round-robins. Items are those of
+    the sources, or batches of them; `origin` reads the unbatched ones.
+
+    >>> from hypothesis import given, settings
+    >>> @settings(max_examples=20)
+    ... @given(every_plan(max_depth=1), seeds())
+    ... def test_the_same_seed_gives_the_same_items(plan, seed):
+    ...     def items(): return repr(list(combinators.iterate(plan, seed=seed, max_iter=30)))
+    ...     try:
+    ...         first = items()
+    ...     except combinators.DataError:  # items of different shapes batched together
+    ...         return
+    ...     assert items() == first
+    >>> test_the_same_seed_gives_the_same_items()
+    """
+    finite = tuple(k for k in ALL_SOURCE_KINDS if k in _FINITE_KINDS)
+    return streams(
+        max_depth, source_kinds=ALL_SOURCE_KINDS, transform_kinds=ALL_TRANSFORM_KINDS, max_children=max_children,
+        max_size=max_size,
+    ) | _streams(_plan_options(
+        max_depth, finite, ALL_TRANSFORM_KINDS, ENDING_MODES, 1, max_children, max_size, True, "s", True, cycles=False,
     ))
 
 
