@@ -120,7 +120,10 @@ def plans(draw):
     plan = draw(strategies.every_plan(max_depth=2, max_size=6))
     if draw(st.booleans()):
         plan = c.chain(plan, draw(block_mixes())) if draw(st.booleans()) else draw(block_mixes())
-    extra = draw(st.sampled_from([None, c.cache(2, prob=0.5), c.map(add_noise), c.filter(keep_some), c.batch(2)]))
+    extra = draw(st.sampled_from([
+        None, c.cache(2, prob=0.5), c.map(add_noise), c.filter(keep_some), c.batch(2), c.batch(3, partial=True),
+        c.batch(2, partial=True) >> c.unbatch(), c.take(7) >> c.batch(2, partial=True),
+    ]))
     return plan if extra is None else plan >> extra
 
 
@@ -196,3 +199,12 @@ def test_state_at_the_end_resumes_to_nothing(plan, seed):
     with c.iterate(plan, resume=state, max_iter=LIMIT) as resumed:
         after = [canonical(item) for item in resumed]
     assert after == expected
+
+
+@given(strategies.nested_mixes(), strategies.seeds(), st.sampled_from([None, c.batch(3, partial=True)]))
+def test_a_mix_of_mixes_cut_at_any_point_resumes_to_the_uninterrupted_run(plan, seed, extra):
+    # several activations of one child mix live at once (with replacement, n_active >= 2), each with its own state
+    plan = plan if extra is None else plan >> extra
+    expected = uninterrupted(plan, seed, LIMIT)
+    for k in range(len(expected) + 1):
+        assert _resumed_at(plan, seed, k) == expected, k

@@ -132,8 +132,8 @@ def _nodes(node):
 def test_bad_arguments_are_named():
     with pytest.raises(InvalidArgument, match="unknown source kind 'files'"):
         sources(kinds=["files"])
-    with pytest.raises(InvalidArgument, match="unknown transform kind 'cache'"):
-        streams(transform_kinds=["cache"])
+    with pytest.raises(InvalidArgument, match="unknown transform kind 'zip'"):
+        streams(transform_kinds=["zip"])
     with pytest.raises(InvalidArgument, match="unknown mix mode 'greedy'"):
         streams(modes=["greedy"])
     with pytest.raises(InvalidArgument, match="min_children <= max_children"):
