@@ -41,12 +41,12 @@ def _seconds(fn: Callable[[], Any], repeat: int = 5) -> float:
     return best
 
 
-def _resume_figures(rows: int) -> list[Figure]:
-    plan = from_arrays(np.arange(rows, dtype=np.float32))
+def _resumed_and_fresh(plan: Stream, at: int) -> tuple[float, float]:
+    """Seconds to the first item of ``plan`` resumed after ``at`` items, and of a fresh start (best of 5)."""
     with iterate(plan, seed=0) as run:
         next(run)
         state = json.loads(json.dumps(run.state()))
-    state["items"], state["root"] = rows - 10, {"received": rows - 10}  # the state after rows - 10 items
+    state["items"], state["root"] = at, {"received": at}  # the state after ``at`` items
 
     def resume() -> Any:
         with iterate(plan, resume=state) as resumed:
@@ -56,7 +56,11 @@ def _resume_figures(rows: int) -> list[Figure]:
         with iterate(plan, seed=0) as started:
             return next(started)
 
-    resumed, started = _seconds(resume), _seconds(fresh)
+    return _seconds(resume), _seconds(fresh)
+
+
+def _resume_figures(rows: int) -> list[Figure]:
+    resumed, started = _resumed_and_fresh(from_arrays(np.arange(rows, dtype=np.float32)), rows - 10)
     return [
         Figure(f"resume from_arrays {rows:,} rows in", resumed * 1e3, 10.0, "ms", higher_is_better=False, target=1.0,
                note="reference: the 10 ms budget"),
@@ -66,23 +70,9 @@ def _resume_figures(rows: int) -> list[Figure]:
 
 
 def _batched_resume_figures(rows: int, size: int) -> list[Figure]:
-    """Resuming ``from_arrays(rows) >> batch(size)`` at its last batch but one hundredth (row 0.99 x rows)."""
-    plan = from_arrays(np.arange(rows, dtype=np.float32)) >> batch(size)
+    """Resuming ``from_arrays(rows) >> batch(size)`` at batch 0.99 x rows / size (its first batch)."""
     at = (rows // size) * 99 // 100
-    with iterate(plan, seed=0) as run:
-        next(run)
-        state = json.loads(json.dumps(run.state()))
-    state["items"], state["root"] = at, {"received": at}  # the state after ``at`` batches
-
-    def resume() -> Any:
-        with iterate(plan, resume=state) as resumed:
-            return next(resumed)
-
-    def fresh() -> Any:
-        with iterate(plan, seed=0) as started:
-            return next(started)
-
-    resumed, started = _seconds(resume), _seconds(fresh)
+    resumed, started = _resumed_and_fresh(from_arrays(np.arange(rows, dtype=np.float32)) >> batch(size), at)
     label = f"resume from_arrays({rows:,} rows) >> batch({size:,}) at row {at * size:,}"
     return [
         Figure(label, resumed * 1e3, 10.0, "ms", higher_is_better=False, target=1.0,
