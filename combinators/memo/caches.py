@@ -47,6 +47,10 @@ class MRUCache(cachetools.Cache):
     'a'
     >>> sorted(c)
     [2, 3]
+    >>> import copy
+    >>> d = copy.copy(c); d[2]; d[4] = "d"; sorted(d), sorted(c)
+    'b'
+    ([3, 4], [2, 3])
     """
 
     def __init__(self, maxsize: int, getsizeof: Any = None) -> None:
@@ -67,6 +71,12 @@ class MRUCache(cachetools.Cache):
     def __delitem__(self, key: Any, cache_delitem: Any = cachetools.Cache.__delitem__) -> None:
         cache_delitem(self, key)
         del self.__order[key]
+
+    def __copy__(self) -> MRUCache:
+        """A copy with its own entries and its own recency order (as cachetools' `LRUCache`)."""
+        copy = super().__copy__()
+        copy.__order = self.__order.copy()
+        return copy
 
     def popitem(self) -> tuple[Any, Any]:
         """Remove and return the most recently used ``(key, value)``."""

@@ -65,6 +65,14 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _retire(key: str, shared: _Shared) -> None:
+    """Stop handing out ``shared`` (its folder is gone, or its last archive closed); its archives reopen."""
+    with _SHARED_LOCK:
+        shared.stale = True
+        if _SHARED.get(key) is shared:
+            del _SHARED[key]
+
+
 def _check_key(key: Any) -> bytes:
     if type(key) is not bytes:
         msg = f"LMDBArchive keys are bytes, got {type(key).__qualname__} {key!r:.60} (use a bytes keymap)"
@@ -136,8 +144,11 @@ class LMDBArchive(Archive):
                 return self._env
             key = os.path.realpath(self.path)
             shared = _SHARED.get(key)
+            if shared is not None and not shared.same_file(self.path):  # the folder was deleted or replaced
+                _retire(key, shared)
+                shared = None
             if shared is None:
-                shared = _SHARED[key] = _Shared(self._open(), self.readonly)
+                shared = _SHARED[key] = _Shared(self._open(), self.readonly, self.path)
             elif shared.readonly and not self.readonly:
                 msg = f"archive {self.path!r} is already open read-only in this process; close it first"
                 raise ArchiveError(msg)
@@ -211,16 +222,29 @@ class LMDBArchive(Archive):
         with _SHARED_LOCK:
             shared = self._shared
             shared.refs -= 1
-            key = os.path.realpath(self.path)
-            if shared.refs <= 0 and _SHARED.get(key) is shared:
+            if shared.refs <= 0:
                 with shared.lock:
                     shared.env.close()
-                del _SHARED[key]
+                _retire(os.path.realpath(self.path), shared)
+
+    def _live(self) -> lmdb.Environment:
+        """The environment, reopened when the folder was deleted or replaced since it was opened.
+
+        A stat of data.mdb per call: for reads and writes of whole transactions; the
+        hot `get` only checks the flag another archive of the process raises on noticing it.
+        """
+        env = self._env or self._environment()
+        if not self._shared.same_file(self.path):
+            with _SHARED_LOCK:
+                _retire(os.path.realpath(self.path), self._shared)
+                self.close()
+                env = self._environment()
+        return env
 
     def _read(self, fn: Any, db: Any = None) -> Any:
         """Run ``fn(txn)`` in a read transaction (buffers are valid only inside)."""
         while True:
-            env = self._env or self._environment()
+            env = self._live()
             with self._lock:
                 try:
                     with env.begin(db=db or self._entries, buffers=True) as txn:
@@ -234,7 +258,7 @@ class LMDBArchive(Archive):
             msg = f"archive {self.path!r} is open read-only; open it with readonly=False to write"
             raise ReadOnlyArchive(msg)
         while True:
-            env = self._env or self._environment()
+            env = self._live()
             with self._lock:
                 try:
                     with env.begin(db=db or self._entries, write=True, buffers=True) as txn:
@@ -352,6 +376,8 @@ class LMDBArchive(Archive):
 
     def get(self, key: bytes, default: Any = None) -> Any:
         env = self._env or self._environment()
+        if self._shared.stale:  # another archive of this process found the folder deleted or replaced
+            env = self._live()
         if type(key) is not bytes or len(key) > self._max_key:
             stored = self._stored_key(_check_key(key))
         else:
