@@ -3,10 +3,13 @@ free pages, a corrupted catalog; and a copied MRU cache. Real LMDB files, real p
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import multiprocessing
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +17,7 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
+from combinators.cli import main
 from combinators.memo import LMDBArchive, memoize
 from combinators.memo.caches import MRUCache
 
@@ -121,3 +125,67 @@ def test_a_copied_mru_cache_keeps_its_own_recency_order():
     other[3] = "c"  # evicts the copy's most recent: 1
     cache[4] = "d"  # evicts the original's most recent: 2
     assert sorted(other) == [2, 3] and sorted(cache) == [1, 4]
+
+
+def _fill_memoized(path: Path, n: int = 50) -> LMDBArchive:
+    archive = LMDBArchive(path)
+    f = memoize(_square, archive=archive, name="square", version="1")
+    for i in range(n):
+        f(i)
+    return archive
+
+
+def _damage(path: Path, db: bytes, how) -> None:
+    """Change the catalog sub-database ``db`` with plain lmdb, as a crash or another tool might."""
+    env = lmdb.open(str(path), max_dbs=4)
+    with env.begin(write=True, db=env.open_db(db)) as txn:
+        how(txn)
+    env.close()
+
+
+def _first_summary(txn, value) -> None:
+    key = next(iter(txn.cursor()))[0]
+    txn.put(key, value)
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = main(list(args))
+    return code, out.getvalue()
+
+
+def test_a_three_byte_summary_is_rebuilt_from_the_entries(tmp_path):
+    path = tmp_path / "a.lmdb"
+    _fill_memoized(path).close()
+    _damage(path, b"summaries", lambda txn: _first_summary(txn, b"abc"))
+    code, out = _cli("archive", "ls", str(path))
+    assert code == 0 and "square" in out and " 50 " in out, out
+    with LMDBArchive(path) as archive:
+        assert archive.catalog_current() and [s.entries for s in archive.summaries()] == [50]
+
+
+def test_a_huge_summary_count_neither_breaks_writes_nor_lies(tmp_path):
+    path = tmp_path / "a.lmdb"
+    _fill_memoized(path).close()
+    _damage(path, b"summaries", lambda txn: _first_summary(txn, struct.pack("<qqd", 2**63 - 1, 10, 1.0) + b"1"))
+    with LMDBArchive(path) as archive:
+        g = memoize(_square, archive=archive, name="square", version="1")
+        assert g(1000) == 1000_000  # the write goes through
+        del g.archive[g.key(3)]
+        assert [s.entries for s in archive.summaries()] == [50] and archive.catalog_current()
+
+
+def test_dropped_catalog_rows_do_not_hide_entries_from_rm(tmp_path):
+    path = tmp_path / "a.lmdb"
+    _fill_memoized(path).close()
+
+    def drop_rows(txn) -> None:
+        for key in [bytes(k) for k, _ in txn.cursor()][:41]:
+            txn.delete(key)
+
+    _damage(path, b"catalog", drop_rows)
+    code, out = _cli("archive", "rm", str(path), "--older-than", "0s")
+    assert code == 0 and out.strip() == "removed 50 entries", out
+    with LMDBArchive(path) as archive:
+        assert len(archive) == 0

@@ -46,6 +46,7 @@ _SUMMARY = struct.Struct("<qqd")  # entries, bytes, compute seconds; then the ve
 _ROW = struct.Struct("<qdH")  # size, compute seconds, args length; then args and stored key
 _WHEN = struct.Struct(">d")  # creation time: positive doubles sort as big-endian bytes
 _GROUP = 17  # b"n" + namespace prefix, or b"u" + digest of the version
+_SANE = 1 << 48  # more entries (or bytes per entry) than a summary can honestly hold: it is damaged
 
 
 class _ShortRepr(reprlib.Repr):
@@ -143,18 +144,28 @@ def _row_key(group: bytes, created: float, stored: bytes) -> bytes:
     return group + _WHEN.pack(created) + xxhash.xxh3_128_digest(stored)
 
 
+def _summary(value: Any) -> tuple[int, int, float] | None:
+    """(entries, bytes, compute seconds) of a summary record, ``None`` when it does not check out."""
+    if value is None or len(value) < _SUMMARY.size:
+        return None
+    n, total, spent = _SUMMARY.unpack_from(value, 0)
+    if not (0 < n <= _SANE and 0 <= total <= _SANE * n and 0.0 <= spent < float("inf")):
+        return None
+    return n, total, spent
+
+
 def _bump(txn: lmdb.Transaction, dbs: Databases, group: bytes, version: str, count: int, size: int,
           seconds: float) -> None:
     old = txn.get(group, db=dbs.summaries)
-    if old is None:
-        n, total, spent = count, size, seconds
-    else:
-        n0, total0, spent0 = _SUMMARY.unpack_from(old, 0)
-        n, total, spent = n0 + count, total0 + size, spent0 + seconds
-    if n == 0:
+    known = (0, 0, 0.0) if old is None else _summary(old)
+    if known is None:  # a damaged summary: the catalog is recounted from the entries when next read
+        txn.delete(MARKER, db=dbs.meta)
+        known = (0, 0, 0.0)
+    n, total, spent = known[0] + count, known[1] + size, known[2] + seconds
+    if n <= 0:
         txn.delete(group, db=dbs.summaries)
     else:
-        txn.put(group, _SUMMARY.pack(n, total, max(spent, 0.0)) + version.encode(), db=dbs.summaries)
+        txn.put(group, _SUMMARY.pack(n, max(total, 0), max(spent, 0.0)) + version.encode(), db=dbs.summaries)
 
 
 def add(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple, args: str) -> None:
@@ -184,11 +195,23 @@ def args_of(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple)
 
 
 def is_current(txn: lmdb.Transaction, dbs: Databases) -> bool:
-    """Whether the catalog has its marker and counts every entry."""
-    if dbs.summaries is None or txn.get(MARKER, db=dbs.meta) != FORMAT:
+    """Whether the catalog checks out: its marker, well-formed summaries counting every entry, one row per entry.
+
+    Time per group, not per entry. A catalog that does not check out is
+    derived data: `rebuild` recounts it from the entries.
+    """
+    if dbs.summaries is None or dbs.catalog is None or txn.get(MARKER, db=dbs.meta) != FORMAT:
         return False
-    counted = sum(_SUMMARY.unpack_from(value, 0)[0] for _, value in txn.cursor(db=dbs.summaries))
-    return counted == txn.stat(dbs.entries)["entries"]
+    entries = txn.stat(dbs.entries)["entries"]
+    if txn.stat(dbs.catalog)["entries"] != entries:  # rows dropped or left over
+        return False
+    counted = 0
+    for _, value in txn.cursor(db=dbs.summaries):
+        summary = _summary(value)
+        if summary is None:
+            return False
+        counted += summary[0]
+    return counted == entries
 
 
 def mark_new(txn: lmdb.Transaction, dbs: Databases) -> None:
@@ -268,12 +291,14 @@ def _edge_dates(txn: lmdb.Transaction, dbs: Databases, group: bytes) -> tuple[da
 
 
 def summaries(txn: lmdb.Transaction, dbs: Databases, names: dict[bytes, tuple[str, str]]) -> list[NamespaceSummary]:
-    """One `NamespaceSummary` per group, sorted by function then version."""
+    """One `NamespaceSummary` per group, sorted by function then version (damaged records are left out)."""
     out = []
     for group, value in txn.cursor(db=dbs.summaries):
-        group = bytes(group)
-        n, size, seconds = _SUMMARY.unpack_from(value, 0)
-        version = bytes(value[_SUMMARY.size:]).decode()
+        group, summary = bytes(group), _summary(value)
+        if summary is None:
+            continue
+        n, size, seconds = summary
+        version = bytes(value[_SUMMARY.size:]).decode(errors="replace")
         out.append(NamespaceSummary(_function(group, version, names), version, n, size, seconds, *_edge_dates(txn, dbs, group)))
     return sorted(out, key=lambda s: (s.function, s.version))
 
@@ -282,12 +307,15 @@ def groups(txn: lmdb.Transaction, dbs: Databases, names: dict[bytes, tuple[str, 
     """Every ``(group, function, version)`` the summaries hold."""
     out = []
     for group, value in txn.cursor(db=dbs.summaries):
-        group, version = bytes(group), bytes(value[_SUMMARY.size:]).decode()
+        group, version = bytes(group), bytes(value[_SUMMARY.size:]).decode(errors="replace")
         out.append((group, _function(group, version, names), version))
     return out
 
 
 def _parse_row(key: bytes, row: Any) -> CatalogRow:
+    """The `CatalogRow` of a catalog record (a damaged one lists no stored key: nothing to delete)."""
+    if len(row) < _ROW.size:
+        return CatalogRow(b"", datetime.fromtimestamp(0, timezone.utc), 0, 0.0, "", key)
     size, seconds, n_args = _ROW.unpack_from(row, 0)
     start = _ROW.size
     args = bytes(row[start:start + n_args]).decode("utf-8", "backslashreplace")
