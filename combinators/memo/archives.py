@@ -2,7 +2,7 @@
 
 `Archive` is the interface every archive implements. `LMDBArchive`
 (`combinators.memo.lmdb_archive`) persists to an embedded LMDB environment
-(one directory, two files) that many processes may read and write at once;
+(one directory: two LMDB files and the key locks) that many processes may read and write at once;
 `DictArchive` keeps entries in memory; `NullArchive` keeps nothing. Every
 entry carries an `EntryInfo` (created time in UTC, compute seconds, size in
 bytes, function version, a short repr of the call's arguments). `Namespace`
@@ -13,6 +13,7 @@ write time (`combinators.memo.catalog`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator, MutableMapping
 from datetime import datetime, timezone
@@ -102,6 +103,15 @@ class Archive(MutableMapping):
     def namespace(self, name: str, version: str = "") -> Namespace:
         """A view of the entries of function ``name`` at ``version``."""
         return Namespace(self, name, version)
+
+    def computing(self, key: Any) -> contextlib.AbstractContextManager[bool]:
+        """A context held while ``key`` is computed and stored: other processes asking for it wait.
+
+        Yields whether a lock is held; the base archive (in memory, one
+        process) holds none. `LMDBArchive` locks the key across processes
+        (`combinators.memo.key_locks`).
+        """
+        return contextlib.nullcontext(False)
 
     def close(self) -> None:
         """Release resources; the archive reopens on next use."""

@@ -1,4 +1,4 @@
-"""`LMDBArchive`: a persistent `Archive` in an LMDB environment (one directory, two files).
+"""`LMDBArchive`: a persistent `Archive` in an LMDB environment (one directory: two LMDB files and the key locks).
 
 Many processes may read and write at once. Each entry is one record: a
 header (`_HEAD`: format, flags, created time, compute seconds, payload size
@@ -10,6 +10,7 @@ checking the environment's files is `combinators.memo.lmdb_env`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ from combinators.errors import (
     SerializerMismatch,
 )
 from combinators.memo import catalog as _catalog
+from combinators.memo import key_locks as _key_locks
 from combinators.memo.archives import _MISSING, Archive, EntryInfo
 from combinators.memo.lmdb_env import _check_file, _check_place, _resized, _Shared
 from combinators.memo.serializers import Serializer, serializer as _serializer
@@ -457,6 +459,16 @@ class LMDBArchive(Archive):
             return sum(bool(self._uncatalog(txn, row.stored) and txn.delete(row.stored)) for row in listed)
 
         return self._write(delete)
+
+    def computing(self, key: bytes) -> contextlib.AbstractContextManager[bool]:
+        """Hold ``key``'s lock across processes while it is computed and stored (`key_locks.KeyLocks`).
+
+        Another process or thread holding it makes this wait; its death frees it.
+        """
+        if self.readonly:
+            return contextlib.nullcontext(False)
+        self._environment()  # the folder exists
+        return _key_locks.for_folder(self.path).hold(_check_key(key))
 
     def register(self, prefix: bytes, name: str, version: str) -> None:
         self._environment()

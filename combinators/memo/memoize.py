@@ -167,6 +167,19 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
     writable = not getattr(archive, "readonly", False)
 
     def compute(args: tuple, kwargs: dict, key: Any, memory_key: Any) -> Any:
+        """Compute under the key's lock (`Archive.computing`): a value stored meanwhile by the holder is served."""
+        if not (persistent and writable):
+            return run(args, kwargs, key, memory_key)
+        with archive.computing(prefix + key):
+            value = archive.get(prefix + key, _MISSING)
+            if value is _MISSING:
+                return run(args, kwargs, key, memory_key)
+        with lock:
+            counts[2] += 1
+            memory[key if memory_key is None else memory_key] = value
+        return value
+
+    def run(args: tuple, kwargs: dict, key: Any, memory_key: Any) -> Any:
         start = time.perf_counter()
         value = fn(*args, **kwargs)
         if isinstance(value, Iterator):
@@ -214,7 +227,7 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
     if isinstance(policy, NoCache) and persistent:
         wrapper = archive_only
     wrapper = functools.wraps(fn)(wrapper)
-    _attach(wrapper, view, key_of, atoms_of, memory, lock, counts, policy, compute)
+    _attach(wrapper, view, key_of, atoms_of, memory, lock, counts, policy, run)
     return wrapper
 
 
