@@ -24,6 +24,7 @@ by an older version of combinators) has no marker or disagreeing counts;
 from __future__ import annotations
 
 import hashlib
+import json
 import reprlib
 import struct
 from datetime import datetime, timezone
@@ -130,6 +131,31 @@ class Databases:
     meta: Any
     summaries: Any
     catalog: Any
+    access: Any = None  # stored key -> last access (big-endian double, s since epoch)
+    recency: Any = None  # last access + stored key -> b"": entries by last access, least recent first
+
+
+def register(txn: lmdb.Transaction, dbs: Databases, prefix: bytes, name: str, version: str) -> None:
+    """Record that keys starting with ``prefix`` are function ``name`` at ``version`` (in ``meta``)."""
+    if txn.get(b"ns:" + prefix, db=dbs.meta) is None:
+        cursor = txn.cursor(db=dbs.entries)
+        if any(cursor.set_range(tag + prefix) and bytes(cursor.key()).startswith(tag + prefix) for tag in (b"k", b"h")):
+            txn.delete(MARKER, db=dbs.meta)  # entries already there change group: recount them
+    txn.put(b"ns:" + prefix, json.dumps({"name": name, "version": version}).encode(), db=dbs.meta)
+
+
+def registered(txn: lmdb.Transaction, dbs: Databases) -> dict[bytes, tuple[str, str]]:
+    """Every registered prefix -> (function name, version)."""
+    out = {}
+    cursor = txn.cursor(db=dbs.meta)
+    if not cursor.set_range(b"ns:"):
+        return out
+    for key, value in cursor:
+        if bytes(key[:3]) != b"ns:":
+            break
+        entry = json.loads(bytes(value))
+        out[bytes(key[3:])] = (entry["name"], entry["version"])
+    return out
 
 
 def group_of(txn: lmdb.Transaction, dbs: Databases, stored: bytes, version: str) -> bytes:
@@ -176,6 +202,7 @@ def add(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple, arg
     row = _ROW.pack(size, seconds, len(args_bytes)) + args_bytes + stored
     txn.put(_row_key(group, created, stored), row, db=dbs.catalog)
     _bump(txn, dbs, group, version, 1, size, seconds)
+    touch(txn, dbs, stored, created)
 
 
 def remove(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple) -> None:
@@ -184,6 +211,43 @@ def remove(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple) 
     group = group_of(txn, dbs, stored, version)
     txn.delete(_row_key(group, created, stored), db=dbs.catalog)
     _bump(txn, dbs, group, version, -1, -size, -seconds)
+    _untouch(txn, dbs, stored)
+
+
+def touch(txn: lmdb.Transaction, dbs: Databases, stored: bytes, when: float) -> None:
+    """Record that the entry at ``stored`` was written or read at ``when`` (only ever later)."""
+    if dbs.access is None:
+        return
+    old = txn.get(stored, db=dbs.access)
+    if old is not None:
+        if _WHEN.unpack(old)[0] >= when:
+            return
+        txn.delete(bytes(old) + stored, db=dbs.recency)
+    txn.put(stored, _WHEN.pack(when), db=dbs.access)
+    txn.put(_WHEN.pack(when) + stored, b"", db=dbs.recency)
+
+
+def _untouch(txn: lmdb.Transaction, dbs: Databases, stored: bytes) -> None:
+    if dbs.access is None:
+        return
+    old = txn.get(stored, db=dbs.access)
+    if old is not None:
+        txn.delete(bytes(old) + stored, db=dbs.recency)
+        txn.delete(stored, db=dbs.access)
+
+
+def stored_bytes(txn: lmdb.Transaction, dbs: Databases) -> int:
+    """The bytes of every entry, from the summaries (time per group)."""
+    return sum(summary[1] for summary in map(_summary, (v for _, v in txn.cursor(db=dbs.summaries))) if summary)
+
+
+def least_recent(txn: lmdb.Transaction, dbs: Databases) -> Iterator[tuple[float, bytes]]:
+    """(last access, stored key) of every entry, least recent first (change nothing while reading them)."""
+    if dbs.recency is None:
+        return
+    for key, _ in txn.cursor(db=dbs.recency):
+        key = bytes(key)
+        yield _WHEN.unpack(key[:8])[0], key[8:]
 
 
 def args_of(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple) -> str:
@@ -204,6 +268,8 @@ def is_current(txn: lmdb.Transaction, dbs: Databases) -> bool:
         return False
     entries = txn.stat(dbs.entries)["entries"]
     if txn.stat(dbs.catalog)["entries"] != entries:  # rows dropped or left over
+        return False
+    if dbs.access is not None and not txn.stat(dbs.access)["entries"] == txn.stat(dbs.recency)["entries"] == entries:
         return False
     counted = 0
     for _, value in txn.cursor(db=dbs.summaries):
@@ -245,12 +311,15 @@ def rebuild(txn: lmdb.Transaction, dbs: Databases, fields_of: Callable[[Any], tu
 
     Entries cataloged this way have no recorded arguments.
     """
-    txn.drop(dbs.catalog, delete=False)
-    txn.drop(dbs.summaries, delete=False)
+    known = {} if dbs.access is None else {bytes(k): _WHEN.unpack(v)[0] for k, v in txn.cursor(db=dbs.access)}
+    for db in (dbs.catalog, dbs.summaries, dbs.access, dbs.recency):
+        if db is not None:
+            txn.drop(db, delete=False)
 
     def on_entry(group: bytes, stored: bytes, fields: tuple) -> None:
         created, seconds, size, _ = fields
         txn.put(_row_key(group, created, stored), _ROW.pack(size, seconds, 0) + stored, db=dbs.catalog)
+        touch(txn, dbs, stored, max(created, known.get(stored, 0.0)))
 
     totals = tally(txn, dbs, fields_of, on_entry)
     for group, (n, size, seconds, version, _, _) in totals.items():

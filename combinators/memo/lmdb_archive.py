@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import struct
 import threading
@@ -36,6 +35,7 @@ from combinators.errors import (
 )
 from combinators.memo import catalog as _catalog
 from combinators.memo import key_locks as _key_locks
+from combinators.memo import limits as _limits
 from combinators.memo.archives import _MISSING, Archive, EntryInfo
 from combinators.memo.lmdb_env import _check_file, _check_place, _resized, _Shared
 from combinators.memo.serializers import Serializer, serializer as _serializer
@@ -107,7 +107,8 @@ class LMDBArchive(Archive):
     """
 
     def __init__(self, path: str | os.PathLike, *, serializer: str | Serializer = "pickle", readonly: bool = False,
-                 durability: str = "sync", map_size: int = 1 << 24, max_map_size: int = 1 << 40) -> None:
+                 durability: str = "sync", map_size: int = 1 << 24, max_map_size: int = 1 << 40,
+                 max_bytes: int | None = None, max_entries: int | None = None) -> None:
         if durability not in _DURABILITY:
             msg = f"durability must be one of {sorted(_DURABILITY)}, got {durability!r}"
             raise InvalidArgument(msg)
@@ -119,6 +120,9 @@ class LMDBArchive(Archive):
         self.serializer = _serializer(serializer)
         self.readonly, self.durability = readonly, durability
         self.map_size, self.max_map_size = map_size, max_map_size
+        self.limits = _limits.Limits(max_bytes, max_entries)
+        self._track = self.limits.active  # record reads, for eviction by last access
+        self._accessed: dict[bytes, float] = {}
         self._env: lmdb.Environment | None = None
         self._lock = threading.RLock()
         _OPEN[id(self)] = self
@@ -133,7 +137,8 @@ class LMDBArchive(Archive):
         return f"LMDBArchive({self.path!r}, serializer={self.serializer.name!r}, readonly={self.readonly!r})"
 
     def __reduce__(self) -> tuple:
-        return (_rebuild, (self.path, self.serializer, self.readonly, self.durability, self.map_size, self.max_map_size))
+        return (_rebuild, (self.path, self.serializer, self.readonly, self.durability, self.map_size, self.max_map_size,
+                           self.limits.max_bytes, self.limits.max_entries))
 
     # -- environment ---------------------------------------------------------
 
@@ -170,7 +175,7 @@ class LMDBArchive(Archive):
 
     def _open(self) -> lmdb.Environment:
         _check_place(self.path, self.readonly)
-        options = dict(map_size=self.map_size, max_dbs=4, readonly=self.readonly, create=not self.readonly,
+        options = dict(map_size=self.map_size, max_dbs=6, readonly=self.readonly, create=not self.readonly,
                        **_DURABILITY[self.durability])
         try:
             env = lmdb.open(self.path, **options)
@@ -220,6 +225,8 @@ class LMDBArchive(Archive):
         """Release this archive's hold on the environment (closed when no archive uses it)."""
         if self._env is None:
             return
+        if self._accessed and not self.readonly:  # reads not yet recorded: their last access
+            self._write(lambda txn: _limits.record_reads(txn, self._dbs, self._fields, self._take_reads()))
         self._env = None
         with _SHARED_LOCK:
             shared = self._shared
@@ -373,8 +380,36 @@ class LMDBArchive(Archive):
             self._uncatalog(txn, stored)
             txn.put(stored, record)
             _catalog.add(txn, self._dbs, stored, fields, args)
+            if self._track:  # the reads since the last write, then the limits (`combinators.memo.limits`)
+                _limits.evict(txn, self._dbs, self._fields, self.limits, keep=stored, reads=self._take_reads())
 
         self._write(write)
+
+    def _take_reads(self) -> dict[bytes, float]:
+        accessed, self._accessed = self._accessed, {}
+        return accessed
+
+    def evict(self, *, max_bytes: int | None = None, max_entries: int | None = None,
+              unused_before: datetime | None = None, dry_run: bool = False) -> tuple[int, int]:
+        """Delete the least recently used entries until within these limits, and those unused since ``unused_before``.
+
+        Returns (entries, bytes) removed (or that would be, with ``dry_run``),
+        in one write transaction. Raises `InvalidArgument` for a limit that
+        is not a positive int.
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as root, LMDBArchive(root + "/a.lmdb", max_entries=9) as a:
+        ...     for i in range(5):
+        ...         a[b"%d" % i] = i
+        ...     _ = a[b"0"]  # read: 0 is now the most recently used
+        ...     a.evict(max_entries=2)[0], sorted(a)
+        (3, [b'0', b'4'])
+        """
+        limits = _limits.Limits(max_bytes, max_entries)
+        cutoff = None if unused_before is None else unused_before.timestamp()
+        self._environment()
+        return self._write(lambda txn: _limits.evict(txn, self._dbs, self._fields, limits, unused_before=cutoff,
+                                                     dry_run=dry_run, reads=self._take_reads()))
 
     def get(self, key: bytes, default: Any = None) -> Any:
         env = self._env or self._environment()
@@ -392,6 +427,8 @@ class LMDBArchive(Archive):
             except lmdb.MapResizedError:  # another process grew the map
                 env.set_mapsize(0)
                 return self.get(key, default)
+        if self._track and value is not _MISSING:
+            self._accessed[stored] = time.time()
         return default if value is _MISSING else value
 
     def info(self, key: bytes) -> EntryInfo:
@@ -472,32 +509,11 @@ class LMDBArchive(Archive):
 
     def register(self, prefix: bytes, name: str, version: str) -> None:
         self._environment()
-        entry = json.dumps({"name": name, "version": version}).encode()
-
-        def write(txn: lmdb.Transaction) -> None:
-            if txn.get(b"ns:" + prefix) is None and self._any_under(txn, prefix):
-                txn.delete(_catalog.MARKER)  # entries already there change group: recount them
-            txn.put(b"ns:" + prefix, entry)
-
-        self._write(write, db=self._meta)
-
-    def _any_under(self, txn: lmdb.Transaction, prefix: bytes) -> bool:
-        cursor = txn.cursor(db=self._entries)
-        return any(cursor.set_range(tag + prefix) and bytes(cursor.key()).startswith(tag + prefix)
-                   for tag in (b"k", b"h"))
+        self._write(lambda txn: _catalog.register(txn, self._dbs, prefix, name, version), db=self._meta)
 
     def registered(self) -> dict[bytes, tuple[str, str]]:
         self._environment()
-
-        def read(txn: lmdb.Transaction) -> dict:
-            out = {}
-            for key, value in txn.cursor():
-                if bytes(key[:3]) == b"ns:":
-                    entry = json.loads(bytes(value))
-                    out[bytes(key[3:])] = (entry["name"], entry["version"])
-            return out
-
-        return self._read(read, db=self._meta)
+        return self._read(lambda txn: _catalog.registered(txn, self._dbs), db=self._meta)
 
     # -- catalog (summaries kept at write time) ---------------------------------
 
@@ -567,6 +583,6 @@ class LMDBArchive(Archive):
 
 
 def _rebuild(path: str, serializer: Serializer, readonly: bool, durability: str, map_size: int,
-             max_map_size: int) -> LMDBArchive:
+             max_map_size: int, max_bytes: int | None = None, max_entries: int | None = None) -> LMDBArchive:
     return LMDBArchive(path, serializer=serializer, readonly=readonly, durability=durability,
-                       map_size=map_size, max_map_size=max_map_size)
+                       map_size=map_size, max_map_size=max_map_size, max_bytes=max_bytes, max_entries=max_entries)
