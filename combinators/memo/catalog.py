@@ -133,19 +133,22 @@ class Databases:
     catalog: Any
     access: Any = None  # stored key -> last access (big-endian double, s since epoch)
     recency: Any = None  # last access + stored key -> b"": entries by last access, least recent first
+    calls: Any = None  # stored key -> JSON of the call's argument digests (what `why` compares)
 
 
-def register(txn: lmdb.Transaction, dbs: Databases, prefix: bytes, name: str, version: str) -> None:
-    """Record that keys starting with ``prefix`` are function ``name`` at ``version`` (in ``meta``)."""
+def register(txn: lmdb.Transaction, dbs: Databases, prefix: bytes, name: str, version: str,
+             parts: dict | None = None) -> None:
+    """Record that keys starting with ``prefix`` are function ``name`` at ``version`` made of ``parts`` (in ``meta``)."""
     if txn.get(b"ns:" + prefix, db=dbs.meta) is None:
         cursor = txn.cursor(db=dbs.entries)
         if any(cursor.set_range(tag + prefix) and bytes(cursor.key()).startswith(tag + prefix) for tag in (b"k", b"h")):
             txn.delete(MARKER, db=dbs.meta)  # entries already there change group: recount them
-    txn.put(b"ns:" + prefix, json.dumps({"name": name, "version": version}).encode(), db=dbs.meta)
+    entry = {"name": name, "version": version, **({"parts": parts} if parts else {})}
+    txn.put(b"ns:" + prefix, json.dumps(entry).encode(), db=dbs.meta)
 
 
-def registered(txn: lmdb.Transaction, dbs: Databases) -> dict[bytes, tuple[str, str]]:
-    """Every registered prefix -> (function name, version)."""
+def registered(txn: lmdb.Transaction, dbs: Databases, field: str | None = None) -> dict[bytes, Any]:
+    """Every registered prefix -> (function name, version), or the recorded ``field`` (``"parts"``) if any."""
     out = {}
     cursor = txn.cursor(db=dbs.meta)
     if not cursor.set_range(b"ns:"):
@@ -154,7 +157,10 @@ def registered(txn: lmdb.Transaction, dbs: Databases) -> dict[bytes, tuple[str, 
         if bytes(key[:3]) != b"ns:":
             break
         entry = json.loads(bytes(value))
-        out[bytes(key[3:])] = (entry["name"], entry["version"])
+        if field is None:
+            out[bytes(key[3:])] = (entry["name"], entry["version"])
+        elif field in entry:
+            out[bytes(key[3:])] = entry[field]
     return out
 
 
@@ -194,8 +200,11 @@ def _bump(txn: lmdb.Transaction, dbs: Databases, group: bytes, version: str, cou
         txn.put(group, _SUMMARY.pack(n, max(total, 0), max(spent, 0.0)) + version.encode(), db=dbs.summaries)
 
 
-def add(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple, args: str) -> None:
-    """Catalog a new entry; ``fields`` are its (created, compute seconds, size, version)."""
+def add(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple, args: str,
+        digests: dict[str, str] | None = None) -> None:
+    """Catalog a new entry; ``fields`` are its (created, compute seconds, size, version), ``digests`` its arguments'."""
+    if digests and dbs.calls is not None:
+        txn.put(stored, json.dumps(digests).encode(), db=dbs.calls)
     created, seconds, size, version = fields
     group = group_of(txn, dbs, stored, version)
     args_bytes = args[:ARGS_LIMIT].encode("utf-8", "backslashreplace")[:4 * ARGS_LIMIT]
@@ -212,6 +221,8 @@ def remove(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple) 
     txn.delete(_row_key(group, created, stored), db=dbs.catalog)
     _bump(txn, dbs, group, version, -1, -size, -seconds)
     _untouch(txn, dbs, stored)
+    if dbs.calls is not None:
+        txn.delete(stored, db=dbs.calls)
 
 
 def touch(txn: lmdb.Transaction, dbs: Databases, stored: bytes, when: float) -> None:

@@ -1,4 +1,4 @@
-"""``combinators archive ls|stats|rm|prune PATH``: inspect and prune an LMDB memo archive.
+"""``combinators archive ls|stats|rm|prune|why PATH``: inspect and prune an LMDB memo archive.
 
 ``ls`` lists each function and version with its entry count, bytes, compute
 seconds and first/last dates; ``ls --entries FUNCTION`` lists that function's
@@ -6,7 +6,8 @@ entries (arguments, size, date, compute seconds); ``stats`` summarizes the
 whole archive; ``rm`` removes entries by function (a glob), version or age
 (``--older-than 7d``); ``prune`` evicts the least recently used entries
 down to a size or count (``--max-bytes 2GB``, ``--max-entries``) and those
-unused for an age (``--unused-for 30d``). ``ls`` and ``stats`` read the summaries the archive
+unused for an age (``--unused-for 30d``); ``why PATH module:function ARGS``
+tells why a call misses (`combinators.memo.why`). ``ls`` and ``stats`` read the summaries the archive
 keeps at write time (`combinators.memo.catalog`), so they answer in constant
 time and memory whatever the number of entries; an archive written before
 summaries existed is recounted once, on first use, when the command may write
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import importlib
+import json
 import os
 import re
 import sys
@@ -210,6 +213,40 @@ def _stats(archive: LMDBArchive) -> int:
     return 0
 
 
+def _json_value(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        msg = f"each argument is a JSON value (a string is quoted: '\"text\"'), got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _keyword(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        msg = f"a keyword argument is NAME=JSON, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return name, _json_value(value)
+
+
+def _memoized(target: str) -> object:
+    """The memoized function ``module:qualname``; `InvalidArgument` if it cannot be imported or is not one."""
+    module, _, qualname = target.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found: object = importlib.import_module(module)
+        for part in qualname.split(".") if qualname else ():
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as error:
+        msg = f"cannot import {target!r} (give module:qualname): {error}"
+        raise InvalidArgument(msg) from None
+    if not callable(getattr(found, "why_in", None)):
+        msg = f"{target!r} is not a memoized function (decorate it with memoize)"
+        raise InvalidArgument(msg)
+    return found
+
+
 def _prune_lru(archive: LMDBArchive, args: argparse.Namespace) -> int:
     unused = None if args.unused_for is None else datetime.now(timezone.utc) - args.unused_for
     count, size = archive.evict(max_bytes=args.max_bytes, max_entries=args.max_entries, unused_before=unused,
@@ -223,7 +260,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     for action, text in (("ls", "list functions and versions, or one function's entries"),
                          ("stats", "summarize the archive"), ("rm", "remove entries by function, version or age"),
-                         ("prune", "evict the least recently used entries down to a size or count, or unused for an age")):
+                         ("prune", "evict the least recently used entries down to a size or count, or unused for an age"),
+                         ("why", "why a call of a memoized function misses: the nearest entry and what differs")):
         p = sub.add_parser(action, help=text, description=text)
         p.add_argument("path", help="the archive directory")
         if action == "ls":
@@ -236,6 +274,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--version", help="exact function version")
             p.add_argument("--older-than", type=parse_age, help="age such as 30m, 12h, 7d")
             p.add_argument("--dry-run", action="store_true", help="count, do not delete")
+        if action == "why":
+            p.add_argument("function", help="the memoized function, as module:qualname (imported from here)")
+            p.add_argument("args", nargs="*", type=_json_value, help="positional arguments, each a JSON value")
+            p.add_argument("--kw", action="append", default=[], type=_keyword, metavar="NAME=JSON",
+                           help="a keyword argument (repeatable)")
         if action == "prune":
             p.add_argument("--max-bytes", type=parse_size, help="keep at most this many stored bytes, as in 2GB")
             p.add_argument("--max-entries", type=int, help="keep at most this many entries")
@@ -247,6 +290,8 @@ def _open(path: str, action: str, entries: bool) -> LMDBArchive:
     """The archive, its summaries recounted first when they are due and the archive is writable."""
     serializer = recorded_serializer(path)  # values are not decoded: any serializer will do
     archive = LMDBArchive(path, serializer=serializer, readonly=action not in ("rm", "prune"))
+    if action == "why":
+        return archive
     if action in ("rm", "prune") or archive.catalog_current():
         return archive
     archive.close()
@@ -280,6 +325,9 @@ def run(args: argparse.Namespace) -> int:
                 return _stats(archive)
             if args.action == "prune":
                 return _prune_lru(archive, args)
+            if args.action == "why":
+                print(_memoized(args.function).why_in(archive, tuple(args.args), dict(args.kw)))
+                return 0
             count = prune(archive, function=args.function, version=args.version, older_than=args.older_than,
                           dry_run=args.dry_run)
             print(f"{'would remove' if args.dry_run else 'removed'} {count} entries")

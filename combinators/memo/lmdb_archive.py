@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import struct
 import threading
@@ -175,7 +176,7 @@ class LMDBArchive(Archive):
 
     def _open(self) -> lmdb.Environment:
         _check_place(self.path, self.readonly)
-        options = dict(map_size=self.map_size, max_dbs=6, readonly=self.readonly, create=not self.readonly,
+        options = dict(map_size=self.map_size, max_dbs=7, readonly=self.readonly, create=not self.readonly,
                        **_DURABILITY[self.durability])
         try:
             env = lmdb.open(self.path, **options)
@@ -370,7 +371,8 @@ class LMDBArchive(Archive):
 
     # -- mapping -------------------------------------------------------------
 
-    def put(self, key: bytes, value: Any, *, compute_seconds: float = 0.0, version: str = "", args: str = "") -> None:
+    def put(self, key: bytes, value: Any, *, compute_seconds: float = 0.0, version: str = "", args: str = "",
+            digests: dict[str, str] | None = None) -> None:
         self._environment()
         stored = self._stored_key(_check_key(key))
         record = self._record(key, value, compute_seconds, version)
@@ -379,7 +381,7 @@ class LMDBArchive(Archive):
         def write(txn: lmdb.Transaction) -> None:  # the entry and its catalog change together
             self._uncatalog(txn, stored)
             txn.put(stored, record)
-            _catalog.add(txn, self._dbs, stored, fields, args)
+            _catalog.add(txn, self._dbs, stored, fields, args, digests)
             if self._track:  # the reads since the last write, then the limits (`combinators.memo.limits`)
                 _limits.evict(txn, self._dbs, self._fields, self.limits, keep=stored, reads=self._take_reads())
 
@@ -507,13 +509,23 @@ class LMDBArchive(Archive):
         self._environment()  # the folder exists
         return _key_locks.for_folder(self.path).hold(_check_key(key))
 
-    def register(self, prefix: bytes, name: str, version: str) -> None:
+    def register(self, prefix: bytes, name: str, version: str, parts: dict | None = None) -> None:
         self._environment()
-        self._write(lambda txn: _catalog.register(txn, self._dbs, prefix, name, version), db=self._meta)
+        self._write(lambda txn: _catalog.register(txn, self._dbs, prefix, name, version, parts), db=self._meta)
 
     def registered(self) -> dict[bytes, tuple[str, str]]:
         self._environment()
         return self._read(lambda txn: _catalog.registered(txn, self._dbs), db=self._meta)
+
+    def descriptions(self) -> dict[bytes, dict]:
+        self._environment()
+        return self._read(lambda txn: _catalog.registered(txn, self._dbs, "parts"), db=self._meta)
+
+    def digests(self, key: bytes) -> dict[str, str]:
+        self._environment()
+        stored = self._stored_key(_check_key(key))
+        found = None if self._dbs.calls is None else self._read(lambda txn: txn.get(stored), db=self._dbs.calls)
+        return {} if found is None else json.loads(bytes(found))
 
     # -- catalog (summaries kept at write time) ---------------------------------
 

@@ -37,9 +37,9 @@ class _Shared:
         self.identity, self.stale = identity(path), False
         self.entries = _resized(lambda: env.open_db(b"entries", create=not readonly), env)
         self.meta = _resized(lambda: env.open_db(b"meta", create=not readonly), env)
-        summaries, catalog, access, recency = (_optional_db(env, name, readonly)
-                                               for name in (b"summaries", b"catalog", b"access", b"recency"))
-        self.dbs = _catalog.Databases(self.entries, self.meta, summaries, catalog, access, recency)
+        optional = (_optional_db(env, name, readonly) for name in (b"summaries", b"catalog", b"access", b"recency",
+                                                                     b"calls"))
+        self.dbs = _catalog.Databases(self.entries, self.meta, *optional)
         self.max_key = env.max_key_size() - 1
         self.lock = threading.RLock()
 
