@@ -124,6 +124,7 @@ class LMDBArchive(Archive):
         self.limits = _limits.Limits(max_bytes, max_entries)
         self._track = self.limits.active  # record reads, for eviction by last access
         self._accessed: dict[bytes, float] = {}
+        self._locks: _key_locks.KeyLocks | None = None
         self._env: lmdb.Environment | None = None
         self._lock = threading.RLock()
         _OPEN[id(self)] = self
@@ -507,7 +508,9 @@ class LMDBArchive(Archive):
         if self.readonly:
             return contextlib.nullcontext(False)
         self._environment()  # the folder exists
-        return _key_locks.for_folder(self.path).hold(_check_key(key))
+        if self._locks is None:
+            self._locks = _key_locks.for_folder(self.path)
+        return self._locks.hold(_check_key(key))
 
     def register(self, prefix: bytes, name: str, version: str, parts: dict | None = None) -> None:
         self._environment()
