@@ -3,9 +3,7 @@ free pages, a corrupted catalog; and a copied MRU cache. Real LMDB files, real p
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import multiprocessing
 import os
 import shutil
@@ -148,18 +146,11 @@ def _first_summary(txn, value) -> None:
     txn.put(key, value)
 
 
-def _cli(*args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        code = main(list(args))
-    return code, out.getvalue()
-
-
-def test_a_three_byte_summary_is_rebuilt_from_the_entries(tmp_path):
+def test_a_three_byte_summary_is_rebuilt_from_the_entries(tmp_path, capsys):
     path = tmp_path / "a.lmdb"
     _fill_memoized(path).close()
     _damage(path, b"summaries", lambda txn: _first_summary(txn, b"abc"))
-    code, out = _cli("archive", "ls", str(path))
+    code, out = main(["archive", "ls", str(path)]), capsys.readouterr().out
     assert code == 0 and "square" in out and " 50 " in out, out
     with LMDBArchive(path) as archive:
         assert archive.catalog_current() and [s.entries for s in archive.summaries()] == [50]
@@ -176,7 +167,7 @@ def test_a_huge_summary_count_neither_breaks_writes_nor_lies(tmp_path):
         assert [s.entries for s in archive.summaries()] == [50] and archive.catalog_current()
 
 
-def test_dropped_catalog_rows_do_not_hide_entries_from_rm(tmp_path):
+def test_dropped_catalog_rows_do_not_hide_entries_from_rm(tmp_path, capsys):
     path = tmp_path / "a.lmdb"
     _fill_memoized(path).close()
 
@@ -185,7 +176,7 @@ def test_dropped_catalog_rows_do_not_hide_entries_from_rm(tmp_path):
             txn.delete(key)
 
     _damage(path, b"catalog", drop_rows)
-    code, out = _cli("archive", "rm", str(path), "--older-than", "0s")
+    code, out = main(["archive", "rm", str(path), "--older-than", "0s"]), capsys.readouterr().out
     assert code == 0 and out.strip() == "removed 50 entries", out
     with LMDBArchive(path) as archive:
         assert len(archive) == 0

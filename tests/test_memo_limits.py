@@ -3,8 +3,6 @@ on real LMDB files, across real processes."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import multiprocessing
 import time
 from datetime import datetime, timedelta, timezone
@@ -19,11 +17,9 @@ from combinators.memo import LMDBArchive, memoize
 FORK = multiprocessing.get_context("fork")
 
 
-def _cli(*args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        code = main(list(args))
-    return code, out.getvalue()
+def _cli(capsys, *args: str) -> tuple[int, str]:
+    code, captured = main(list(args)), capsys.readouterr()
+    return code, captured.out + captured.err
 
 
 def test_max_entries_evicts_the_least_recently_used_on_write(tmp_path):
@@ -78,28 +74,28 @@ def test_reads_in_another_process_count_as_use(tmp_path):
         assert sorted(archive) == [b"0", b"1", b"5", b"new"]
 
 
-def test_archive_prune_by_size_count_and_unused_age(tmp_path):
+def test_archive_prune_by_size_count_and_unused_age(tmp_path, capsys):
     path = tmp_path / "a.lmdb"
     with LMDBArchive(path) as archive:
         for i in range(20):
             archive[b"%02d" % i] = np.full(100, i)
-    code, out = _cli("archive", "prune", str(path), "--max-entries", "15", "--dry-run")
+    code, out = _cli(capsys, "archive", "prune", str(path), "--max-entries", "15", "--dry-run")
     assert code == 0 and out.startswith("would remove 5 entries")
-    code, out = _cli("archive", "prune", str(path), "--max-entries", "15")
+    code, out = _cli(capsys, "archive", "prune", str(path), "--max-entries", "15")
     assert code == 0 and out.startswith("removed 5 entries")
     with LMDBArchive(path) as archive:
         assert sorted(archive) == [b"%02d" % i for i in range(5, 20)]
         one = next(archive.iter_info())[1].size
-    code, out = _cli("archive", "prune", str(path), "--max-bytes", str(10 * one))
+    code, out = _cli(capsys, "archive", "prune", str(path), "--max-bytes", str(10 * one))
     assert code == 0 and out.startswith("removed 5 entries")
-    code, out = _cli("archive", "prune", str(path), "--unused-for", "1h")
+    code, out = _cli(capsys, "archive", "prune", str(path), "--unused-for", "1h")
     assert code == 0 and out.startswith("removed 0 entries")
     with LMDBArchive(path) as archive:
         archive[b"fresh"] = 1
         assert archive.evict(unused_before=datetime.now(timezone.utc) - timedelta(seconds=3600))[0] == 0
         assert archive.evict(unused_before=datetime.now(timezone.utc) + timedelta(seconds=1))[0] == 11
         assert len(archive) == 0
-    code, out = _cli("archive", "prune", str(path))
+    code, out = _cli(capsys, "archive", "prune", str(path))
     assert code == 2 and "--max-bytes" in out
 
 

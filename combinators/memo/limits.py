@@ -18,21 +18,10 @@ from typing import Any, Callable
 import attrs
 import lmdb
 
-from combinators.errors import InvalidArgument, InvalidArgumentType
 from combinators.memo import catalog as _catalog
+from combinators.memo.caches import check_positive_int
 
 __all__ = ["Limits", "evict"]
-
-
-def _positive_or_none(instance: Any, attribute: Any, value: Any) -> None:
-    if value is None:
-        return
-    if not isinstance(value, int) or isinstance(value, bool):
-        msg = f"{attribute.name} must be a positive int or None, got {type(value).__qualname__} {value!r}"
-        raise InvalidArgumentType(msg)
-    if value < 1:
-        msg = f"{attribute.name} must be a positive int or None, got {value!r}"
-        raise InvalidArgument(msg)
 
 
 @attrs.frozen
@@ -43,8 +32,8 @@ class Limits:
     (True, False)
     """
 
-    max_bytes: int | None = attrs.field(default=None, validator=_positive_or_none)
-    max_entries: int | None = attrs.field(default=None, validator=_positive_or_none)
+    max_bytes: int | None = attrs.field(default=None, validator=attrs.validators.optional(check_positive_int))
+    max_entries: int | None = attrs.field(default=None, validator=attrs.validators.optional(check_positive_int))
 
     @property
     def active(self) -> bool:
