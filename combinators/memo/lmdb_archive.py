@@ -239,11 +239,7 @@ class LMDBArchive(Archive):
                 _retire(os.path.realpath(self.path), shared)
 
     def _live(self) -> lmdb.Environment:
-        """The environment, reopened when the folder was deleted or replaced since it was opened.
-
-        A stat of data.mdb per call: for reads and writes of whole transactions; the
-        hot `get` only checks the flag another archive of the process raises on noticing it.
-        """
+        """The environment, reopened if the folder was deleted or replaced (a stat; `get` checks a flag only)."""
         env = self._env or self._environment()
         if not self._shared.same_file(self.path):
             with _SHARED_LOCK:
@@ -501,10 +497,7 @@ class LMDBArchive(Archive):
         return self._write(delete)
 
     def computing(self, key: bytes) -> contextlib.AbstractContextManager[bool]:
-        """Hold ``key``'s lock across processes while it is computed and stored (`key_locks.KeyLocks`).
-
-        Another process or thread holding it makes this wait; its death frees it.
-        """
+        """Hold ``key``'s lock across processes while it is computed and stored (waits; `key_locks`)."""
         if self.readonly:
             return contextlib.nullcontext(False)
         self._environment()  # the folder exists

@@ -169,37 +169,8 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
     memory, lock, counts = policy.make(), threading.RLock(), [0, 0, 0]  # hits, misses, loads
     archive, prefix = view.archive, view.prefix
     persistent = not isinstance(archive, NullArchive)
-    writable = not getattr(archive, "readonly", False)
-    digests_of = _why.argument_digests(fn, keymap)
-
-    def compute(args: tuple, kwargs: dict, key: Any, memory_key: Any) -> Any:
-        """Compute under the key's lock (`Archive.computing`): a value stored meanwhile by the holder is served."""
-        if not (persistent and writable):
-            return run(args, kwargs, key, memory_key)
-        with archive.computing(prefix + key):
-            value = archive.get(prefix + key, _MISSING)
-            if value is _MISSING:
-                return run(args, kwargs, key, memory_key)
-        with lock:
-            counts[2] += 1
-            memory[key if memory_key is None else memory_key] = value
-        return value
-
-    def run(args: tuple, kwargs: dict, key: Any, memory_key: Any) -> Any:
-        start = time.perf_counter()
-        value = fn(*args, **kwargs)
-        if isinstance(value, Iterator):
-            raise _unstorable(view, value, "an iterator is consumed by its first reader; return a list or an array")
-        if persistent and writable:
-            try:
-                view.put(key, value, compute_seconds=time.perf_counter() - start, args=call_repr(args, kwargs),
-                         digests=digests_of(args, kwargs))
-            except InvalidArgumentType as error:
-                raise _unstorable(view, value, str(error)) from None
-        with lock:
-            counts[1] += 1
-            memory[key if memory_key is None else memory_key] = value
-        return value
+    digests_of = _why.argument_digests(fn, keymap)  # stored with each entry, for why()
+    compute, run = _computers(fn, view, memory, lock, counts, digests_of)
 
     def archive_only(*args: Any, **kwargs: Any) -> Any:
         key = key_of(args, kwargs)
@@ -239,6 +210,45 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
     wrapper.why_in = lambda other, args, kwargs: _why.explain(_why.moved(view, other), key_of(args, kwargs),
                                                               digests_of(args, kwargs))
     return wrapper
+
+
+def _computers(fn: Callable, view: Namespace, memory: Any, lock: Any, counts: list,
+               digests_of: Callable) -> tuple[Callable, Callable]:
+    """``compute`` (a miss: under the key's lock) and ``run`` (compute and store, no lock: `recompute`)."""
+    archive, prefix = view.archive, view.prefix
+    persistent = not isinstance(archive, NullArchive)
+    writable = not getattr(archive, "readonly", False)
+
+    def compute(args: tuple, kwargs: dict, key: Any, memory_key: Any) -> Any:
+        """Compute under the key's lock (`Archive.computing`): a value stored meanwhile by the holder is served."""
+        if not (persistent and writable):
+            return run(args, kwargs, key, memory_key)
+        with archive.computing(prefix + key):
+            value = archive.get(prefix + key, _MISSING)
+            if value is _MISSING:
+                return run(args, kwargs, key, memory_key)
+        with lock:
+            counts[2] += 1
+            memory[key if memory_key is None else memory_key] = value
+        return value
+
+    def run(args: tuple, kwargs: dict, key: Any, memory_key: Any) -> Any:
+        start = time.perf_counter()
+        value = fn(*args, **kwargs)
+        if isinstance(value, Iterator):
+            raise _unstorable(view, value, "an iterator is consumed by its first reader; return a list or an array")
+        if persistent and writable:
+            try:
+                view.put(key, value, compute_seconds=time.perf_counter() - start, args=call_repr(args, kwargs),
+                         digests=digests_of(args, kwargs))
+            except InvalidArgumentType as error:
+                raise _unstorable(view, value, str(error)) from None
+        with lock:
+            counts[1] += 1
+            memory[key if memory_key is None else memory_key] = value
+        return value
+
+    return compute, run
 
 
 def _unstorable(view: Namespace, value: Any, why: str) -> UnstorableValue:
