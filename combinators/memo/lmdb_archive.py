@@ -38,7 +38,7 @@ from combinators.memo import catalog as _catalog
 from combinators.memo import key_locks as _key_locks
 from combinators.memo import limits as _limits
 from combinators.memo.archives import _MISSING, Archive, EntryInfo
-from combinators.memo.lmdb_env import _check_file, _check_place, _resized, _Shared
+from combinators.memo.lmdb_env import _check_file, _check_place, _resized, _Shared, open_env
 from combinators.memo.serializers import Serializer, serializer as _serializer
 
 __all__ = ["LMDBArchive"]
@@ -180,7 +180,7 @@ class LMDBArchive(Archive):
         options = dict(map_size=self.map_size, max_dbs=7, readonly=self.readonly, create=not self.readonly,
                        **_DURABILITY[self.durability])
         try:
-            env = lmdb.open(self.path, **options)
+            env = open_env(self.path, **options)
         except lmdb.Error as error:
             env = self._open_without_lock(options, error)
         _check_file(env, self.path)

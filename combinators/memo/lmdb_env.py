@@ -68,6 +68,22 @@ def _resized(fn: Any, env: lmdb.Environment) -> Any:
             env.set_mapsize(2 * env.info()["map_size"])
 
 
+def open_env(path: str, **options: Any) -> lmdb.Environment:
+    """``lmdb.open``, again when another process grew the map while this one opened it (MDB_MAP_RESIZED).
+
+    py-lmdb begins a transaction inside ``lmdb.open``; a writer growing the
+    map between LMDB reading the meta page and that transaction makes the
+    open fail with `lmdb.MapResizedError`, which a second open (reading the
+    new size) does not meet. Retried a few times, then raised.
+    """
+    for _ in range(16):
+        try:
+            return lmdb.open(path, **options)
+        except lmdb.MapResizedError:
+            continue
+    return lmdb.open(path, **options)
+
+
 def _optional_db(env: lmdb.Environment, name: bytes, readonly: bool) -> Any:
     """A sub-database, or ``None`` when read-only and an older archive lacks it."""
     try:
@@ -131,7 +147,7 @@ def recorded_serializer(path: str | os.PathLike) -> str:
     if not os.path.exists(os.path.join(path, "data.mdb")):
         msg = f"no LMDB archive at {path!r}"
         raise ArchiveError(msg)
-    env = lmdb.open(path, readonly=True, max_dbs=2, lock=False)
+    env = open_env(path, readonly=True, max_dbs=2, lock=False)
     _check_file(env, path)
     try:
         with env.begin(db=env.open_db(b"meta", create=False)) as txn:
