@@ -33,6 +33,16 @@ _FOLDERS: dict[str, KeyLocks] = {}
 _FOLDERS_LOCK = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    """A forked child starts without locks: another thread of the parent may have held a lock at the fork."""
+    global _FOLDERS_LOCK
+    _FOLDERS_LOCK = threading.Lock()
+    _FOLDERS.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def for_folder(path: str) -> KeyLocks:
     """The process's one `KeyLocks` of folder ``path`` (one descriptor: closing a second would drop locks)."""
     key = os.path.realpath(path)

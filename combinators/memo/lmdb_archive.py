@@ -57,7 +57,7 @@ _SHARED_LOCK = threading.RLock()  # re-entrant: a garbage-collected archive may 
 def _after_fork_in_child() -> None:
     """LMDB forbids using an environment opened before fork: the child closes them and reopens."""
     for archive in list(_OPEN.values()):
-        archive._env = None
+        archive._env, archive._locks = None, None
     global _SHARED_LOCK
     _SHARED_LOCK = threading.RLock()  # another thread may have held it at the fork
     for shared in _SHARED.values():
@@ -122,7 +122,7 @@ class LMDBArchive(Archive):
         self.readonly, self.durability = readonly, durability
         self.map_size, self.max_map_size = map_size, max_map_size
         self.limits = _limits.Limits(max_bytes, max_entries)
-        self._track = self.limits.active  # record reads, for eviction by last access
+        self._track = self.limits.active and not readonly  # record reads, for eviction by last access
         self._accessed: dict[bytes, float] = {}
         self._locks: _key_locks.KeyLocks | None = None
         self._env: lmdb.Environment | None = None
