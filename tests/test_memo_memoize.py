@@ -181,11 +181,11 @@ def test_array_arguments_are_keyed_by_digest_not_stored(tmp_path):
 
 
 def test_one_archive_is_two_files_not_thousands(tmp_path):
-    """joblib.Memory writes a directory per call; the archive stays two files."""
+    """joblib.Memory writes a directory per call; the archive stays three files (keys.lock: the key locks)."""
     f = memoize(lambda x: np.full(10, x), archive=LMDBArchive(tmp_path / "a.lmdb", durability="process"), name="n")
     for x in range(2000):
         f(x)
-    assert sorted(os.listdir(tmp_path / "a.lmdb")) == ["data.mdb", "lock.mdb"] and len(f.archive) == 2000
+    assert sorted(os.listdir(tmp_path / "a.lmdb")) == ["data.mdb", "keys.lock", "lock.mdb"] and len(f.archive) == 2000
 
 
 def test_dict_archive_keeps_objects_and_metadata():

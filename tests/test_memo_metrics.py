@@ -189,3 +189,54 @@ def test_exists_clear_and_compute_all(tmp_path):
     assert m2.clear("scaled") == 2 and not m2.exists("scaled", 1) and m2.exists("total")
     assert m2.compute_all()["scaled"] == {(1,): 10, (2,): 20} and calls == ["total", 1, 2, 1, 2]
     assert m2.compute_all(use_stored=False)["total"] == 10 and calls[-3:] == ["total", 1, 2]
+
+
+def _chained(path, k: int, runs: list) -> Metrics:
+    m = Metrics(LMDBArchive(path))
+
+    @m.collect
+    def metric_1():
+        runs.append("metric_1")
+        return np.arange(4) * k
+
+    @m.collect
+    def metric_2():
+        runs.append("metric_2")
+        return m.metric_1() * 2  # through the Metrics object it captures
+
+    @m.collect(params=[1, 2])
+    def metric_3(x):
+        runs.append("metric_3")
+        return m["metric_2"] + x
+
+    return m
+
+
+def test_metrics_that_use_other_metrics_work_and_follow_their_versions(tmp_path):
+    path, runs = tmp_path / "m.lmdb", []
+    m = _chained(path, 1, runs)
+    assert m.metric_3(1).tolist() == [1, 3, 5, 7] and runs == ["metric_3", "metric_2", "metric_1"]
+    runs.clear()
+    again = _chained(path, 1, runs)  # same code: every value is served from the archive
+    assert again.metric_3.get_all()[1].tolist() == [1, 3, 5, 7] and again.metric_3(2)[0] == 2
+    assert runs == ["metric_3"]  # only the new parameter
+    runs.clear()
+    edited = _chained(path, 3, runs)  # metric_1 changed: its users are other versions, recomputed
+    assert edited.metric_1.version != again.metric_1.version and edited.metric_2.version != again.metric_2.version
+    assert edited.metric_3.version != again.metric_3.version
+    assert edited.metric_3(1).tolist() == [1, 7, 13, 19] and runs == ["metric_3", "metric_2", "metric_1"]
+
+
+def test_metrics_using_each_other_in_a_cycle_are_refused():
+    m = Metrics()
+
+    @m.collect
+    def ping():
+        return m.pong()
+
+    @m.collect
+    def pong():
+        return m.ping()
+
+    with pytest.raises(InvalidArgument, match="cycle"):
+        m.ping()

@@ -2,7 +2,7 @@
 
 `Archive` is the interface every archive implements. `LMDBArchive`
 (`combinators.memo.lmdb_archive`) persists to an embedded LMDB environment
-(one directory, two files) that many processes may read and write at once;
+(one directory: two LMDB files and the key locks) that many processes may read and write at once;
 `DictArchive` keeps entries in memory; `NullArchive` keeps nothing. Every
 entry carries an `EntryInfo` (created time in UTC, compute seconds, size in
 bytes, function version, a short repr of the call's arguments). `Namespace`
@@ -13,6 +13,7 @@ write time (`combinators.memo.catalog`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator, MutableMapping
 from datetime import datetime, timezone
@@ -61,9 +62,19 @@ class Archive(MutableMapping):
     ``__len__``, `register` and `registered`; the rest derives from them.
     """
 
-    def put(self, key: Any, value: Any, *, compute_seconds: float = 0.0, version: str = "", args: str = "") -> None:
-        """Store ``value`` under ``key`` with its metadata (``args``: a short repr of the call)."""
+    def put(self, key: Any, value: Any, *, compute_seconds: float = 0.0, version: str = "", args: str = "",
+            digests: dict[str, str] | None = None) -> None:
+        """Store ``value`` under ``key`` with its metadata (``args``: a short repr of the call; ``digests``:
+        argument name -> digest of its key, which `memoize`'s ``why`` compares)."""
         raise NotImplementedError
+
+    def digests(self, key: Any) -> dict[str, str]:
+        """The argument digests stored with ``key`` (``{}`` when none were)."""
+        return {}
+
+    def descriptions(self) -> dict[bytes, dict]:
+        """Registered prefix -> what its version is made of (``{"code": ..., "captured": {label: digest}}``)."""
+        return {}
 
     def get(self, key: Any, default: Any = None) -> Any:
         raise NotImplementedError
@@ -76,8 +87,8 @@ class Archive(MutableMapping):
         """Every ``(key, EntryInfo)`` pair whose key starts with ``prefix``, without decoding values."""
         raise NotImplementedError
 
-    def register(self, prefix: bytes, name: str, version: str) -> None:
-        """Record that keys starting with ``prefix`` belong to function ``name`` at ``version``."""
+    def register(self, prefix: bytes, name: str, version: str, parts: dict | None = None) -> None:
+        """Record that keys starting with ``prefix`` belong to function ``name`` at ``version`` (made of ``parts``)."""
         raise NotImplementedError
 
     def registered(self) -> dict[bytes, tuple[str, str]]:
@@ -103,6 +114,15 @@ class Archive(MutableMapping):
         """A view of the entries of function ``name`` at ``version``."""
         return Namespace(self, name, version)
 
+    def computing(self, key: Any) -> contextlib.AbstractContextManager[bool]:
+        """A context held while ``key`` is computed and stored: other processes asking for it wait.
+
+        Yields whether a lock is held; the base archive (in memory, one
+        process) holds none. `LMDBArchive` locks the key across processes
+        (`combinators.memo.key_locks`).
+        """
+        return contextlib.nullcontext(False)
+
     def close(self) -> None:
         """Release resources; the archive reopens on next use."""
 
@@ -125,10 +145,20 @@ class DictArchive(Archive):
     def __init__(self) -> None:
         self._data: dict[Any, tuple[Any, EntryInfo]] = {}
         self._names: dict[bytes, tuple[str, str]] = {}
+        self._digests: dict[Any, dict[str, str]] = {}
+        self._parts: dict[bytes, dict] = {}
 
-    def put(self, key: Any, value: Any, *, compute_seconds: float = 0.0, version: str = "", args: str = "") -> None:
+    def put(self, key: Any, value: Any, *, compute_seconds: float = 0.0, version: str = "", args: str = "",
+            digests: dict[str, str] | None = None) -> None:
         info = EntryInfo(datetime.now(timezone.utc), compute_seconds, 0, version, args[:_catalog.ARGS_LIMIT])
         self._data[key] = (value, info)
+        self._digests[key] = dict(digests or {})
+
+    def digests(self, key: Any) -> dict[str, str]:
+        return dict(self._digests.get(key, {}))
+
+    def descriptions(self) -> dict[bytes, dict]:
+        return dict(self._parts)
 
     def get(self, key: Any, default: Any = None) -> Any:
         entry = self._data.get(key)
@@ -143,12 +173,15 @@ class DictArchive(Archive):
 
     def __delitem__(self, key: Any) -> None:
         del self._data[key]
+        self._digests.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def register(self, prefix: bytes, name: str, version: str) -> None:
+    def register(self, prefix: bytes, name: str, version: str, parts: dict | None = None) -> None:
         self._names[prefix] = (name, version)
+        if parts:
+            self._parts[prefix] = parts
 
     def registered(self) -> dict[bytes, tuple[str, str]]:
         return dict(self._names)
@@ -166,7 +199,8 @@ class NullArchive(DictArchive):
     (False, 0)
     """
 
-    def put(self, key: Any, value: Any, *, compute_seconds: float = 0.0, version: str = "", args: str = "") -> None:
+    def put(self, key: Any, value: Any, *, compute_seconds: float = 0.0, version: str = "", args: str = "",
+            digests: dict[str, str] | None = None) -> None:
         return None
 
     def __repr__(self) -> str:
@@ -186,13 +220,16 @@ class Namespace(MutableMapping):
         self.archive, self.name, self.version = archive, name, version
         self.prefix = namespace_prefix(name, version)
         self._registered = False
+        self.parts: dict | None = None  # what the version is made of (set by memoize)
 
-    def put(self, key: Any, value: Any, *, compute_seconds: float = 0.0, args: str = "") -> None:
+    def put(self, key: Any, value: Any, *, compute_seconds: float = 0.0, args: str = "",
+            digests: dict[str, str] | None = None) -> None:
         """Store ``value`` under ``key`` with the compute time and arguments' repr; registers the namespace once."""
         if not self._registered:
-            self.archive.register(self.prefix, self.name, self.version)
+            self.archive.register(self.prefix, self.name, self.version, self.parts)
             self._registered = True
-        self.archive.put(self.prefix + key, value, compute_seconds=compute_seconds, version=self.version, args=args)
+        self.archive.put(self.prefix + key, value, compute_seconds=compute_seconds, version=self.version, args=args,
+                         digests=digests)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self.put(key, value)

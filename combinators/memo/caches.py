@@ -21,13 +21,15 @@ from combinators.errors import InvalidArgument, InvalidArgumentType
 __all__ = ["CachePolicy", "LRU", "LFU", "MRU", "RR", "Unbounded", "NoCache", "MRUCache"]
 
 
-def _check_maxsize(instance: Any, attribute: Any, value: int) -> None:
+def check_positive_int(instance: Any, attribute: Any, value: int) -> None:
+    """An attrs validator: ``value`` is a positive int (`InvalidArgumentType`, `InvalidArgument` naming it)."""
     if not isinstance(value, int) or isinstance(value, bool):
-        msg = f"maxsize must be a positive int, got {value!r}"
+        msg = f"{attribute.name} must be a positive int, got {value!r}"
         raise InvalidArgumentType(msg)
     if value < 1:
-        msg = f"maxsize must be a positive int, got {value!r}"
+        msg = f"{attribute.name} must be a positive int, got {value!r}"
         raise InvalidArgument(msg)
+
 
 
 class CachePolicy:
@@ -47,6 +49,10 @@ class MRUCache(cachetools.Cache):
     'a'
     >>> sorted(c)
     [2, 3]
+    >>> import copy
+    >>> d = copy.copy(c); d[2]; d[4] = "d"; sorted(d), sorted(c)
+    'b'
+    ([3, 4], [2, 3])
     """
 
     def __init__(self, maxsize: int, getsizeof: Any = None) -> None:
@@ -68,6 +74,12 @@ class MRUCache(cachetools.Cache):
         cache_delitem(self, key)
         del self.__order[key]
 
+    def __copy__(self) -> MRUCache:
+        """A copy with its own entries and its own recency order (as cachetools' `LRUCache`)."""
+        copy = super().__copy__()
+        copy.__order = self.__order.copy()
+        return copy
+
     def popitem(self) -> tuple[Any, Any]:
         """Remove and return the most recently used ``(key, value)``."""
         try:
@@ -86,7 +98,7 @@ class LRU(CachePolicy):
     2
     """
 
-    maxsize: int = attrs.field(default=128, validator=_check_maxsize)
+    maxsize: int = attrs.field(default=128, validator=check_positive_int)
 
     def make(self) -> MutableMapping:
         return cachetools.LRUCache(self.maxsize)
@@ -96,7 +108,7 @@ class LRU(CachePolicy):
 class LFU(CachePolicy):
     """Keep the ``maxsize`` most frequently used entries (cachetools.LFUCache)."""
 
-    maxsize: int = attrs.field(default=128, validator=_check_maxsize)
+    maxsize: int = attrs.field(default=128, validator=check_positive_int)
 
     def make(self) -> MutableMapping:
         return cachetools.LFUCache(self.maxsize)
@@ -106,7 +118,7 @@ class LFU(CachePolicy):
 class MRU(CachePolicy):
     """Keep ``maxsize`` entries, evicting the most recently used (`MRUCache`)."""
 
-    maxsize: int = attrs.field(default=128, validator=_check_maxsize)
+    maxsize: int = attrs.field(default=128, validator=check_positive_int)
 
     def make(self) -> MutableMapping:
         return MRUCache(self.maxsize)
@@ -116,7 +128,7 @@ class MRU(CachePolicy):
 class RR(CachePolicy):
     """Keep ``maxsize`` entries, evicting one at random (cachetools.RRCache), seeded by ``seed``."""
 
-    maxsize: int = attrs.field(default=128, validator=_check_maxsize)
+    maxsize: int = attrs.field(default=128, validator=check_positive_int)
     seed: int | None = None
 
     def make(self) -> MutableMapping:

@@ -24,6 +24,7 @@ by an older version of combinators) has no marker or disagreeing counts;
 from __future__ import annotations
 
 import hashlib
+import json
 import reprlib
 import struct
 from datetime import datetime, timezone
@@ -46,6 +47,7 @@ _SUMMARY = struct.Struct("<qqd")  # entries, bytes, compute seconds; then the ve
 _ROW = struct.Struct("<qdH")  # size, compute seconds, args length; then args and stored key
 _WHEN = struct.Struct(">d")  # creation time: positive doubles sort as big-endian bytes
 _GROUP = 17  # b"n" + namespace prefix, or b"u" + digest of the version
+_SANE = 1 << 48  # more entries (or bytes per entry) than a summary can honestly hold: it is damaged
 
 
 class _ShortRepr(reprlib.Repr):
@@ -129,6 +131,37 @@ class Databases:
     meta: Any
     summaries: Any
     catalog: Any
+    access: Any = None  # stored key -> last access (big-endian double, s since epoch)
+    recency: Any = None  # last access + stored key -> b"": entries by last access, least recent first
+    calls: Any = None  # stored key -> JSON of the call's argument digests (what `why` compares)
+
+
+def register(txn: lmdb.Transaction, dbs: Databases, prefix: bytes, name: str, version: str,
+             parts: dict | None = None) -> None:
+    """Record that keys starting with ``prefix`` are function ``name`` at ``version`` made of ``parts`` (in ``meta``)."""
+    if txn.get(b"ns:" + prefix, db=dbs.meta) is None:
+        cursor = txn.cursor(db=dbs.entries)
+        if any(cursor.set_range(tag + prefix) and bytes(cursor.key()).startswith(tag + prefix) for tag in (b"k", b"h")):
+            txn.delete(MARKER, db=dbs.meta)  # entries already there change group: recount them
+    entry = {"name": name, "version": version, **({"parts": parts} if parts else {})}
+    txn.put(b"ns:" + prefix, json.dumps(entry).encode(), db=dbs.meta)
+
+
+def registered(txn: lmdb.Transaction, dbs: Databases, field: str | None = None) -> dict[bytes, Any]:
+    """Every registered prefix -> (function name, version), or the recorded ``field`` (``"parts"``) if any."""
+    out = {}
+    cursor = txn.cursor(db=dbs.meta)
+    if not cursor.set_range(b"ns:"):
+        return out
+    for key, value in cursor:
+        if bytes(key[:3]) != b"ns:":
+            break
+        entry = json.loads(bytes(value))
+        if field is None:
+            out[bytes(key[3:])] = (entry["name"], entry["version"])
+        elif field in entry:
+            out[bytes(key[3:])] = entry[field]
+    return out
 
 
 def group_of(txn: lmdb.Transaction, dbs: Databases, stored: bytes, version: str) -> bytes:
@@ -143,28 +176,42 @@ def _row_key(group: bytes, created: float, stored: bytes) -> bytes:
     return group + _WHEN.pack(created) + xxhash.xxh3_128_digest(stored)
 
 
+def _summary(value: Any) -> tuple[int, int, float] | None:
+    """(entries, bytes, compute seconds) of a summary record, ``None`` when it does not check out."""
+    if value is None or len(value) < _SUMMARY.size:
+        return None
+    n, total, spent = _SUMMARY.unpack_from(value, 0)
+    if not (0 < n <= _SANE and 0 <= total <= _SANE * n and 0.0 <= spent < float("inf")):
+        return None
+    return n, total, spent
+
+
 def _bump(txn: lmdb.Transaction, dbs: Databases, group: bytes, version: str, count: int, size: int,
           seconds: float) -> None:
     old = txn.get(group, db=dbs.summaries)
-    if old is None:
-        n, total, spent = count, size, seconds
-    else:
-        n0, total0, spent0 = _SUMMARY.unpack_from(old, 0)
-        n, total, spent = n0 + count, total0 + size, spent0 + seconds
-    if n == 0:
+    known = (0, 0, 0.0) if old is None else _summary(old)
+    if known is None:  # a damaged summary: the catalog is recounted from the entries when next read
+        txn.delete(MARKER, db=dbs.meta)
+        known = (0, 0, 0.0)
+    n, total, spent = known[0] + count, known[1] + size, known[2] + seconds
+    if n <= 0:
         txn.delete(group, db=dbs.summaries)
     else:
-        txn.put(group, _SUMMARY.pack(n, total, max(spent, 0.0)) + version.encode(), db=dbs.summaries)
+        txn.put(group, _SUMMARY.pack(n, max(total, 0), max(spent, 0.0)) + version.encode(), db=dbs.summaries)
 
 
-def add(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple, args: str) -> None:
-    """Catalog a new entry; ``fields`` are its (created, compute seconds, size, version)."""
+def add(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple, args: str,
+        digests: dict[str, str] | None = None) -> None:
+    """Catalog a new entry; ``fields`` are its (created, compute seconds, size, version), ``digests`` its arguments'."""
+    if digests and dbs.calls is not None:
+        txn.put(stored, json.dumps(digests).encode(), db=dbs.calls)
     created, seconds, size, version = fields
     group = group_of(txn, dbs, stored, version)
     args_bytes = args[:ARGS_LIMIT].encode("utf-8", "backslashreplace")[:4 * ARGS_LIMIT]
     row = _ROW.pack(size, seconds, len(args_bytes)) + args_bytes + stored
     txn.put(_row_key(group, created, stored), row, db=dbs.catalog)
     _bump(txn, dbs, group, version, 1, size, seconds)
+    touch(txn, dbs, stored, created)
 
 
 def remove(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple) -> None:
@@ -173,6 +220,45 @@ def remove(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple) 
     group = group_of(txn, dbs, stored, version)
     txn.delete(_row_key(group, created, stored), db=dbs.catalog)
     _bump(txn, dbs, group, version, -1, -size, -seconds)
+    _untouch(txn, dbs, stored)
+    if dbs.calls is not None:
+        txn.delete(stored, db=dbs.calls)
+
+
+def touch(txn: lmdb.Transaction, dbs: Databases, stored: bytes, when: float) -> None:
+    """Record that the entry at ``stored`` was written or read at ``when`` (only ever later)."""
+    if dbs.access is None:
+        return
+    old = txn.get(stored, db=dbs.access)
+    if old is not None:
+        if _WHEN.unpack(old)[0] >= when:
+            return
+        txn.delete(bytes(old) + stored, db=dbs.recency)
+    txn.put(stored, _WHEN.pack(when), db=dbs.access)
+    txn.put(_WHEN.pack(when) + stored, b"", db=dbs.recency)
+
+
+def _untouch(txn: lmdb.Transaction, dbs: Databases, stored: bytes) -> None:
+    if dbs.access is None:
+        return
+    old = txn.get(stored, db=dbs.access)
+    if old is not None:
+        txn.delete(bytes(old) + stored, db=dbs.recency)
+        txn.delete(stored, db=dbs.access)
+
+
+def stored_bytes(txn: lmdb.Transaction, dbs: Databases) -> int:
+    """The bytes of every entry, from the summaries (time per group)."""
+    return sum(summary[1] for summary in map(_summary, (v for _, v in txn.cursor(db=dbs.summaries))) if summary)
+
+
+def least_recent(txn: lmdb.Transaction, dbs: Databases) -> Iterator[tuple[float, bytes]]:
+    """(last access, stored key) of every entry, least recent first (change nothing while reading them)."""
+    if dbs.recency is None:
+        return
+    for key, _ in txn.cursor(db=dbs.recency):
+        key = bytes(key)
+        yield _WHEN.unpack(key[:8])[0], key[8:]
 
 
 def args_of(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple) -> str:
@@ -184,11 +270,25 @@ def args_of(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple)
 
 
 def is_current(txn: lmdb.Transaction, dbs: Databases) -> bool:
-    """Whether the catalog has its marker and counts every entry."""
-    if dbs.summaries is None or txn.get(MARKER, db=dbs.meta) != FORMAT:
+    """Whether the catalog checks out: its marker, well-formed summaries counting every entry, one row per entry.
+
+    Time per group, not per entry. A catalog that does not check out is
+    derived data: `rebuild` recounts it from the entries.
+    """
+    if dbs.summaries is None or dbs.catalog is None or txn.get(MARKER, db=dbs.meta) != FORMAT:
         return False
-    counted = sum(_SUMMARY.unpack_from(value, 0)[0] for _, value in txn.cursor(db=dbs.summaries))
-    return counted == txn.stat(dbs.entries)["entries"]
+    entries = txn.stat(dbs.entries)["entries"]
+    if txn.stat(dbs.catalog)["entries"] != entries:  # rows dropped or left over
+        return False
+    if dbs.access is not None and not txn.stat(dbs.access)["entries"] == txn.stat(dbs.recency)["entries"] == entries:
+        return False
+    counted = 0
+    for _, value in txn.cursor(db=dbs.summaries):
+        summary = _summary(value)
+        if summary is None:
+            return False
+        counted += summary[0]
+    return counted == entries
 
 
 def mark_new(txn: lmdb.Transaction, dbs: Databases) -> None:
@@ -222,12 +322,15 @@ def rebuild(txn: lmdb.Transaction, dbs: Databases, fields_of: Callable[[Any], tu
 
     Entries cataloged this way have no recorded arguments.
     """
-    txn.drop(dbs.catalog, delete=False)
-    txn.drop(dbs.summaries, delete=False)
+    known = {} if dbs.access is None else {bytes(k): _WHEN.unpack(v)[0] for k, v in txn.cursor(db=dbs.access)}
+    for db in (dbs.catalog, dbs.summaries, dbs.access, dbs.recency):
+        if db is not None:
+            txn.drop(db, delete=False)
 
     def on_entry(group: bytes, stored: bytes, fields: tuple) -> None:
         created, seconds, size, _ = fields
         txn.put(_row_key(group, created, stored), _ROW.pack(size, seconds, 0) + stored, db=dbs.catalog)
+        touch(txn, dbs, stored, max(created, known.get(stored, 0.0)))
 
     totals = tally(txn, dbs, fields_of, on_entry)
     for group, (n, size, seconds, version, _, _) in totals.items():
@@ -268,12 +371,14 @@ def _edge_dates(txn: lmdb.Transaction, dbs: Databases, group: bytes) -> tuple[da
 
 
 def summaries(txn: lmdb.Transaction, dbs: Databases, names: dict[bytes, tuple[str, str]]) -> list[NamespaceSummary]:
-    """One `NamespaceSummary` per group, sorted by function then version."""
+    """One `NamespaceSummary` per group, sorted by function then version (damaged records are left out)."""
     out = []
     for group, value in txn.cursor(db=dbs.summaries):
-        group = bytes(group)
-        n, size, seconds = _SUMMARY.unpack_from(value, 0)
-        version = bytes(value[_SUMMARY.size:]).decode()
+        group, summary = bytes(group), _summary(value)
+        if summary is None:
+            continue
+        n, size, seconds = summary
+        version = bytes(value[_SUMMARY.size:]).decode(errors="replace")
         out.append(NamespaceSummary(_function(group, version, names), version, n, size, seconds, *_edge_dates(txn, dbs, group)))
     return sorted(out, key=lambda s: (s.function, s.version))
 
@@ -282,12 +387,15 @@ def groups(txn: lmdb.Transaction, dbs: Databases, names: dict[bytes, tuple[str, 
     """Every ``(group, function, version)`` the summaries hold."""
     out = []
     for group, value in txn.cursor(db=dbs.summaries):
-        group, version = bytes(group), bytes(value[_SUMMARY.size:]).decode()
+        group, version = bytes(group), bytes(value[_SUMMARY.size:]).decode(errors="replace")
         out.append((group, _function(group, version, names), version))
     return out
 
 
 def _parse_row(key: bytes, row: Any) -> CatalogRow:
+    """The `CatalogRow` of a catalog record (a damaged one lists no stored key: nothing to delete)."""
+    if len(row) < _ROW.size:
+        return CatalogRow(b"", datetime.fromtimestamp(0, timezone.utc), 0, 0.0, "", key)
     size, seconds, n_args = _ROW.unpack_from(row, 0)
     start = _ROW.size
     args = bytes(row[start:start + n_args]).decode("utf-8", "backslashreplace")

@@ -1,10 +1,13 @@
-"""``combinators archive ls|stats|rm PATH``: inspect and prune an LMDB memo archive.
+"""``combinators archive ls|stats|rm|prune|why PATH``: inspect and prune an LMDB memo archive.
 
 ``ls`` lists each function and version with its entry count, bytes, compute
 seconds and first/last dates; ``ls --entries FUNCTION`` lists that function's
 entries (arguments, size, date, compute seconds); ``stats`` summarizes the
 whole archive; ``rm`` removes entries by function (a glob), version or age
-(``--older-than 7d``). ``ls`` and ``stats`` read the summaries the archive
+(``--older-than 7d``); ``prune`` evicts the least recently used entries
+down to a size or count (``--max-bytes 2GB``, ``--max-entries``) and those
+unused for an age (``--unused-for 30d``); ``why PATH module:function ARGS``
+tells why a call misses (`combinators.memo.why`). ``ls`` and ``stats`` read the summaries the archive
 keeps at write time (`combinators.memo.catalog`), so they answer in constant
 time and memory whatever the number of entries; an archive written before
 summaries existed is recounted once, on first use, when the command may write
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import importlib
+import json
 import os
 import re
 import sys
@@ -27,7 +32,7 @@ from combinators.memo.lmdb_archive import LMDBArchive
 from combinators.memo.lmdb_env import recorded_serializer
 from combinators.memo.catalog import UNNAMED, NamespaceSummary
 
-__all__ = ["NamespaceSummary", "summarize", "prune", "parse_age", "add_arguments", "run"]
+__all__ = ["NamespaceSummary", "summarize", "prune", "parse_age", "parse_size", "add_arguments", "run"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _BATCH = 10_000  # entries deleted per write transaction by prune
@@ -67,6 +72,23 @@ def summarize(archive: Archive) -> list[NamespaceSummary]:
         total[3], total[4] = min(total[3], info.created), max(total[4], info.created)
     return sorted((NamespaceSummary(f, v, *total) for (f, v), total in totals.items()),
                   key=lambda s: (s.function, s.version))
+
+
+_SIZES = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20,
+          "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """``"500MB"``, ``"2GiB"``, ``"1000"`` as bytes; `InvalidArgument` otherwise.
+
+    >>> parse_size("1.5kB"), parse_size("2GiB")
+    (1500, 2147483648)
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _SIZES or float(match.group(1)) * _SIZES[match.group(2).lower()] < 1:
+        msg = f"size must be a positive number of bytes with an optional unit among kB, MB, GB, TB, KiB, MiB, GiB, TiB, got {text!r}"
+        raise InvalidArgument(msg)
+    return int(float(match.group(1)) * _SIZES[match.group(2).lower()])
 
 
 def parse_age(text: str) -> timedelta:
@@ -191,11 +213,55 @@ def _stats(archive: LMDBArchive) -> int:
     return 0
 
 
+def _json_value(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        msg = f"each argument is a JSON value (a string is quoted: '\"text\"'), got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _keyword(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        msg = f"a keyword argument is NAME=JSON, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return name, _json_value(value)
+
+
+def _memoized(target: str) -> object:
+    """The memoized function ``module:qualname``; `InvalidArgument` if it cannot be imported or is not one."""
+    module, _, qualname = target.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found: object = importlib.import_module(module)
+        for part in qualname.split(".") if qualname else ():
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as error:
+        msg = f"cannot import {target!r} (give module:qualname): {error}"
+        raise InvalidArgument(msg) from None
+    if not callable(getattr(found, "why_in", None)):
+        msg = f"{target!r} is not a memoized function (decorate it with memoize)"
+        raise InvalidArgument(msg)
+    return found
+
+
+def _prune_lru(archive: LMDBArchive, args: argparse.Namespace) -> int:
+    unused = None if args.unused_for is None else datetime.now(timezone.utc) - args.unused_for
+    count, size = archive.evict(max_bytes=args.max_bytes, max_entries=args.max_entries, unused_before=unused,
+                                dry_run=args.dry_run)
+    print(f"{'would remove' if args.dry_run else 'removed'} {count} entries ({_size(size)})")
+    return 0
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``ls``, ``stats`` and ``rm`` sub-commands."""
     sub = parser.add_subparsers(dest="action", required=True)
     for action, text in (("ls", "list functions and versions, or one function's entries"),
-                         ("stats", "summarize the archive"), ("rm", "remove entries by function, version or age")):
+                         ("stats", "summarize the archive"), ("rm", "remove entries by function, version or age"),
+                         ("prune", "evict the least recently used entries down to a size or count, or unused for an age"),
+                         ("why", "why a call of a memoized function misses: the nearest entry and what differs")):
         p = sub.add_parser(action, help=text, description=text)
         p.add_argument("path", help="the archive directory")
         if action == "ls":
@@ -208,13 +274,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--version", help="exact function version")
             p.add_argument("--older-than", type=parse_age, help="age such as 30m, 12h, 7d")
             p.add_argument("--dry-run", action="store_true", help="count, do not delete")
+        if action == "why":
+            p.add_argument("function", help="the memoized function, as module:qualname (imported from here)")
+            p.add_argument("args", nargs="*", type=_json_value, help="positional arguments, each a JSON value")
+            p.add_argument("--kw", action="append", default=[], type=_keyword, metavar="NAME=JSON",
+                           help="a keyword argument (repeatable)")
+        if action == "prune":
+            p.add_argument("--max-bytes", type=parse_size, help="keep at most this many stored bytes, as in 2GB")
+            p.add_argument("--max-entries", type=int, help="keep at most this many entries")
+            p.add_argument("--unused-for", type=parse_age, help="remove entries not used for this age, as in 30d")
+            p.add_argument("--dry-run", action="store_true", help="count, do not delete")
 
 
 def _open(path: str, action: str, entries: bool) -> LMDBArchive:
     """The archive, its summaries recounted first when they are due and the archive is writable."""
     serializer = recorded_serializer(path)  # values are not decoded: any serializer will do
-    archive = LMDBArchive(path, serializer=serializer, readonly=action != "rm")
-    if action == "rm" or archive.catalog_current():
+    archive = LMDBArchive(path, serializer=serializer, readonly=action not in ("rm", "prune"))
+    if action == "why":
+        return archive
+    if action in ("rm", "prune") or archive.catalog_current():
         return archive
     archive.close()
     if os.access(path, os.W_OK) and os.access(os.path.join(path, "data.mdb"), os.W_OK):
@@ -237,12 +315,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "rm" and args.function is None and args.version is None and args.older_than is None:
             raise InvalidArgument(_NO_FILTER)
+        if args.action == "prune" and args.max_bytes is None and args.max_entries is None and args.unused_for is None:
+            raise InvalidArgument("prune needs --max-bytes SIZE, --max-entries N or --unused-for AGE")
         entries = getattr(args, "entries", None)
         with _open(args.path, args.action, entries is not None) as archive:
             if args.action == "ls":
                 return _ls(archive) if entries is None else _ls_entries(archive, entries, args.version, args.limit)
             if args.action == "stats":
                 return _stats(archive)
+            if args.action == "prune":
+                return _prune_lru(archive, args)
+            if args.action == "why":
+                print(_memoized(args.function).why_in(archive, tuple(args.args), dict(args.kw)))
+                return 0
             count = prune(archive, function=args.function, version=args.version, older_than=args.older_than,
                           dry_run=args.dry_run)
             print(f"{'would remove' if args.dry_run else 'removed'} {count} entries")

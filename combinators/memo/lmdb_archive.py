@@ -1,4 +1,4 @@
-"""`LMDBArchive`: a persistent `Archive` in an LMDB environment (one directory, two files).
+"""`LMDBArchive`: a persistent `Archive` in an LMDB environment (one directory: two LMDB files and the key locks).
 
 Many processes may read and write at once. Each entry is one record: a
 header (`_HEAD`: format, flags, created time, compute seconds, payload size
@@ -10,6 +10,7 @@ checking the environment's files is `combinators.memo.lmdb_env`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -34,8 +35,10 @@ from combinators.errors import (
     SerializerMismatch,
 )
 from combinators.memo import catalog as _catalog
+from combinators.memo import key_locks as _key_locks
+from combinators.memo import limits as _limits
 from combinators.memo.archives import _MISSING, Archive, EntryInfo
-from combinators.memo.lmdb_env import _check_file, _check_place, _resized, _Shared
+from combinators.memo.lmdb_env import _check_file, _check_place, _resized, _Shared, open_env
 from combinators.memo.serializers import Serializer, serializer as _serializer
 
 __all__ = ["LMDBArchive"]
@@ -54,7 +57,7 @@ _SHARED_LOCK = threading.RLock()  # re-entrant: a garbage-collected archive may 
 def _after_fork_in_child() -> None:
     """LMDB forbids using an environment opened before fork: the child closes them and reopens."""
     for archive in list(_OPEN.values()):
-        archive._env = None
+        archive._env, archive._locks = None, None
     global _SHARED_LOCK
     _SHARED_LOCK = threading.RLock()  # another thread may have held it at the fork
     for shared in _SHARED.values():
@@ -63,6 +66,14 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _retire(key: str, shared: _Shared) -> None:
+    """Stop handing out ``shared`` (its folder is gone, or its last archive closed); its archives reopen."""
+    with _SHARED_LOCK:
+        shared.stale = True
+        if _SHARED.get(key) is shared:
+            del _SHARED[key]
 
 
 def _check_key(key: Any) -> bytes:
@@ -97,7 +108,8 @@ class LMDBArchive(Archive):
     """
 
     def __init__(self, path: str | os.PathLike, *, serializer: str | Serializer = "pickle", readonly: bool = False,
-                 durability: str = "sync", map_size: int = 1 << 24, max_map_size: int = 1 << 40) -> None:
+                 durability: str = "sync", map_size: int = 1 << 24, max_map_size: int = 1 << 40,
+                 max_bytes: int | None = None, max_entries: int | None = None) -> None:
         if durability not in _DURABILITY:
             msg = f"durability must be one of {sorted(_DURABILITY)}, got {durability!r}"
             raise InvalidArgument(msg)
@@ -109,6 +121,10 @@ class LMDBArchive(Archive):
         self.serializer = _serializer(serializer)
         self.readonly, self.durability = readonly, durability
         self.map_size, self.max_map_size = map_size, max_map_size
+        self.limits = _limits.Limits(max_bytes, max_entries)
+        self._track = self.limits.active and not readonly  # record reads, for eviction by last access
+        self._accessed: dict[bytes, float] = {}
+        self._locks: _key_locks.KeyLocks | None = None
         self._env: lmdb.Environment | None = None
         self._lock = threading.RLock()
         _OPEN[id(self)] = self
@@ -123,7 +139,8 @@ class LMDBArchive(Archive):
         return f"LMDBArchive({self.path!r}, serializer={self.serializer.name!r}, readonly={self.readonly!r})"
 
     def __reduce__(self) -> tuple:
-        return (_rebuild, (self.path, self.serializer, self.readonly, self.durability, self.map_size, self.max_map_size))
+        return (_rebuild, (self.path, self.serializer, self.readonly, self.durability, self.map_size, self.max_map_size,
+                           self.limits.max_bytes, self.limits.max_entries))
 
     # -- environment ---------------------------------------------------------
 
@@ -136,8 +153,11 @@ class LMDBArchive(Archive):
                 return self._env
             key = os.path.realpath(self.path)
             shared = _SHARED.get(key)
+            if shared is not None and not shared.same_file(self.path):  # the folder was deleted or replaced
+                _retire(key, shared)
+                shared = None
             if shared is None:
-                shared = _SHARED[key] = _Shared(self._open(), self.readonly)
+                shared = _SHARED[key] = _Shared(self._open(), self.readonly, self.path)
             elif shared.readonly and not self.readonly:
                 msg = f"archive {self.path!r} is already open read-only in this process; close it first"
                 raise ArchiveError(msg)
@@ -157,10 +177,10 @@ class LMDBArchive(Archive):
 
     def _open(self) -> lmdb.Environment:
         _check_place(self.path, self.readonly)
-        options = dict(map_size=self.map_size, max_dbs=4, readonly=self.readonly, create=not self.readonly,
+        options = dict(map_size=self.map_size, max_dbs=7, readonly=self.readonly, create=not self.readonly,
                        **_DURABILITY[self.durability])
         try:
-            env = lmdb.open(self.path, **options)
+            env = open_env(self.path, **options)
         except lmdb.Error as error:
             env = self._open_without_lock(options, error)
         _check_file(env, self.path)
@@ -207,20 +227,31 @@ class LMDBArchive(Archive):
         """Release this archive's hold on the environment (closed when no archive uses it)."""
         if self._env is None:
             return
+        if self._accessed and not self.readonly:  # reads not yet recorded: their last access
+            self._write(lambda txn: _limits.record_reads(txn, self._dbs, self._fields, self._take_reads()))
         self._env = None
         with _SHARED_LOCK:
             shared = self._shared
             shared.refs -= 1
-            key = os.path.realpath(self.path)
-            if shared.refs <= 0 and _SHARED.get(key) is shared:
+            if shared.refs <= 0:
                 with shared.lock:
                     shared.env.close()
-                del _SHARED[key]
+                _retire(os.path.realpath(self.path), shared)
+
+    def _live(self) -> lmdb.Environment:
+        """The environment, reopened if the folder was deleted or replaced (a stat; `get` checks a flag only)."""
+        env = self._env or self._environment()
+        if not self._shared.same_file(self.path):
+            with _SHARED_LOCK:
+                _retire(os.path.realpath(self.path), self._shared)
+                self.close()
+                env = self._environment()
+        return env
 
     def _read(self, fn: Any, db: Any = None) -> Any:
         """Run ``fn(txn)`` in a read transaction (buffers are valid only inside)."""
         while True:
-            env = self._env or self._environment()
+            env = self._live()
             with self._lock:
                 try:
                     with env.begin(db=db or self._entries, buffers=True) as txn:
@@ -234,7 +265,7 @@ class LMDBArchive(Archive):
             msg = f"archive {self.path!r} is open read-only; open it with readonly=False to write"
             raise ReadOnlyArchive(msg)
         while True:
-            env = self._env or self._environment()
+            env = self._live()
             with self._lock:
                 try:
                     with env.begin(db=db or self._entries, write=True, buffers=True) as txn:
@@ -337,7 +368,8 @@ class LMDBArchive(Archive):
 
     # -- mapping -------------------------------------------------------------
 
-    def put(self, key: bytes, value: Any, *, compute_seconds: float = 0.0, version: str = "", args: str = "") -> None:
+    def put(self, key: bytes, value: Any, *, compute_seconds: float = 0.0, version: str = "", args: str = "",
+            digests: dict[str, str] | None = None) -> None:
         self._environment()
         stored = self._stored_key(_check_key(key))
         record = self._record(key, value, compute_seconds, version)
@@ -346,12 +378,42 @@ class LMDBArchive(Archive):
         def write(txn: lmdb.Transaction) -> None:  # the entry and its catalog change together
             self._uncatalog(txn, stored)
             txn.put(stored, record)
-            _catalog.add(txn, self._dbs, stored, fields, args)
+            _catalog.add(txn, self._dbs, stored, fields, args, digests)
+            if self._track:  # the reads since the last write, then the limits (`combinators.memo.limits`)
+                _limits.evict(txn, self._dbs, self._fields, self.limits, keep=stored, reads=self._take_reads())
 
         self._write(write)
 
+    def _take_reads(self) -> dict[bytes, float]:
+        accessed, self._accessed = self._accessed, {}
+        return accessed
+
+    def evict(self, *, max_bytes: int | None = None, max_entries: int | None = None,
+              unused_before: datetime | None = None, dry_run: bool = False) -> tuple[int, int]:
+        """Delete the least recently used entries until within these limits, and those unused since ``unused_before``.
+
+        Returns (entries, bytes) removed (or that would be, with ``dry_run``),
+        in one write transaction. Raises `InvalidArgument` for a limit that
+        is not a positive int.
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as root, LMDBArchive(root + "/a.lmdb", max_entries=9) as a:
+        ...     for i in range(5):
+        ...         a[b"%d" % i] = i
+        ...     _ = a[b"0"]  # read: 0 is now the most recently used
+        ...     a.evict(max_entries=2)[0], sorted(a)
+        (3, [b'0', b'4'])
+        """
+        limits = _limits.Limits(max_bytes, max_entries)
+        cutoff = None if unused_before is None else unused_before.timestamp()
+        self._environment()
+        return self._write(lambda txn: _limits.evict(txn, self._dbs, self._fields, limits, unused_before=cutoff,
+                                                     dry_run=dry_run, reads=self._take_reads()))
+
     def get(self, key: bytes, default: Any = None) -> Any:
         env = self._env or self._environment()
+        if self._shared.stale:  # another archive of this process found the folder deleted or replaced
+            env = self._live()
         if type(key) is not bytes or len(key) > self._max_key:
             stored = self._stored_key(_check_key(key))
         else:
@@ -364,6 +426,8 @@ class LMDBArchive(Archive):
             except lmdb.MapResizedError:  # another process grew the map
                 env.set_mapsize(0)
                 return self.get(key, default)
+        if self._track and value is not _MISSING:
+            self._accessed[stored] = time.time()
         return default if value is _MISSING else value
 
     def info(self, key: bytes) -> EntryInfo:
@@ -432,34 +496,32 @@ class LMDBArchive(Archive):
 
         return self._write(delete)
 
-    def register(self, prefix: bytes, name: str, version: str) -> None:
+    def computing(self, key: bytes) -> contextlib.AbstractContextManager[bool]:
+        """Hold ``key``'s lock across processes while it is computed and stored (waits; `key_locks`)."""
+        if self.readonly:
+            return contextlib.nullcontext(False)
+        self._environment()  # the folder exists
+        if self._locks is None:
+            self._locks = _key_locks.for_folder(self.path)
+        return self._locks.hold(_check_key(key))
+
+    def register(self, prefix: bytes, name: str, version: str, parts: dict | None = None) -> None:
         self._environment()
-        entry = json.dumps({"name": name, "version": version}).encode()
-
-        def write(txn: lmdb.Transaction) -> None:
-            if txn.get(b"ns:" + prefix) is None and self._any_under(txn, prefix):
-                txn.delete(_catalog.MARKER)  # entries already there change group: recount them
-            txn.put(b"ns:" + prefix, entry)
-
-        self._write(write, db=self._meta)
-
-    def _any_under(self, txn: lmdb.Transaction, prefix: bytes) -> bool:
-        cursor = txn.cursor(db=self._entries)
-        return any(cursor.set_range(tag + prefix) and bytes(cursor.key()).startswith(tag + prefix)
-                   for tag in (b"k", b"h"))
+        self._write(lambda txn: _catalog.register(txn, self._dbs, prefix, name, version, parts), db=self._meta)
 
     def registered(self) -> dict[bytes, tuple[str, str]]:
         self._environment()
+        return self._read(lambda txn: _catalog.registered(txn, self._dbs), db=self._meta)
 
-        def read(txn: lmdb.Transaction) -> dict:
-            out = {}
-            for key, value in txn.cursor():
-                if bytes(key[:3]) == b"ns:":
-                    entry = json.loads(bytes(value))
-                    out[bytes(key[3:])] = (entry["name"], entry["version"])
-            return out
+    def descriptions(self) -> dict[bytes, dict]:
+        self._environment()
+        return self._read(lambda txn: _catalog.registered(txn, self._dbs, "parts"), db=self._meta)
 
-        return self._read(read, db=self._meta)
+    def digests(self, key: bytes) -> dict[str, str]:
+        self._environment()
+        stored = self._stored_key(_check_key(key))
+        found = None if self._dbs.calls is None else self._read(lambda txn: txn.get(stored), db=self._dbs.calls)
+        return {} if found is None else json.loads(bytes(found))
 
     # -- catalog (summaries kept at write time) ---------------------------------
 
@@ -529,6 +591,6 @@ class LMDBArchive(Archive):
 
 
 def _rebuild(path: str, serializer: Serializer, readonly: bool, durability: str, map_size: int,
-             max_map_size: int) -> LMDBArchive:
+             max_map_size: int, max_bytes: int | None = None, max_entries: int | None = None) -> LMDBArchive:
     return LMDBArchive(path, serializer=serializer, readonly=readonly, durability=durability,
-                       map_size=map_size, max_map_size=max_map_size)
+                       map_size=map_size, max_map_size=max_map_size, max_bytes=max_bytes, max_entries=max_entries)

@@ -19,6 +19,7 @@ import lmdb
 
 from combinators.errors import ArchiveError, ReadOnlyArchive
 from combinators.memo import catalog as _catalog
+from combinators.memo.lmdb_pages import missing_pages
 
 __all__ = ["recorded_serializer"]
 
@@ -31,14 +32,29 @@ class _Shared:
     resizing the map needs every transaction of the process finished.
     """
 
-    def __init__(self, env: lmdb.Environment, readonly: bool) -> None:
+    def __init__(self, env: lmdb.Environment, readonly: bool, path: str) -> None:
         self.env, self.readonly, self.refs = env, readonly, 0
+        self.identity, self.stale = identity(path), False
         self.entries = _resized(lambda: env.open_db(b"entries", create=not readonly), env)
         self.meta = _resized(lambda: env.open_db(b"meta", create=not readonly), env)
-        summaries, catalog = (_optional_db(env, name, readonly) for name in (b"summaries", b"catalog"))
-        self.dbs = _catalog.Databases(self.entries, self.meta, summaries, catalog)
+        optional = (_optional_db(env, name, readonly) for name in (b"summaries", b"catalog", b"access", b"recency",
+                                                                     b"calls"))
+        self.dbs = _catalog.Databases(self.entries, self.meta, *optional)
         self.max_key = env.max_key_size() - 1
         self.lock = threading.RLock()
+
+    def same_file(self, path: str) -> bool:
+        """Whether ``path``'s data.mdb is still the file this environment opened (not deleted nor replaced)."""
+        return not self.stale and identity(path) == self.identity
+
+
+def identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of ``path``'s data.mdb, ``None`` when there is none."""
+    try:
+        found = os.stat(os.path.join(path, "data.mdb"))
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _resized(fn: Any, env: lmdb.Environment) -> Any:
@@ -50,6 +66,22 @@ def _resized(fn: Any, env: lmdb.Environment) -> Any:
             env.set_mapsize(0)
         except lmdb.MapFullError:  # creating a sub-database in a map smaller than its pages
             env.set_mapsize(2 * env.info()["map_size"])
+
+
+def open_env(path: str, **options: Any) -> lmdb.Environment:
+    """``lmdb.open``, again when another process grew the map while this one opened it (MDB_MAP_RESIZED).
+
+    py-lmdb begins a transaction inside ``lmdb.open``; a writer growing the
+    map between LMDB reading the meta page and that transaction makes the
+    open fail with `lmdb.MapResizedError`, which a second open (reading the
+    new size) does not meet. Retried a few times, then raised.
+    """
+    for _ in range(16):
+        try:
+            return lmdb.open(path, **options)
+        except lmdb.MapResizedError:
+            continue
+    return lmdb.open(path, **options)
 
 
 def _optional_db(env: lmdb.Environment, name: bytes, readonly: bool) -> Any:
@@ -83,18 +115,27 @@ def _check_place(path: str, readonly: bool) -> None:
 
 
 def _check_file(env: lmdb.Environment, path: str) -> None:
-    """Raise `ArchiveError` (closing ``env``) when data.mdb is shorter than its last committed page.
+    """Raise `ArchiveError` (closing ``env``) when data.mdb lacks a page in use.
 
     Reading a page past the end of a truncated file would kill the process
-    with SIGBUS; the meta pages tell the last page without touching it.
+    with SIGBUS. A file may end before its last page when the pages past its
+    end are free (allocated and freed by one transaction, never written:
+    `combinators.memo.lmdb_pages`), so only pages the free list does not
+    hold count. A writer racing the check only grows the file: a shortfall is
+    read twice before it is reported.
     """
     needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    if os.path.getsize(os.path.join(path, "data.mdb")) >= needed:
+        return
+    for _ in range(2):
+        missing, needed = missing_pages(path)
+        if not missing:
+            return
+    env.close()
     size = os.path.getsize(os.path.join(path, "data.mdb"))
-    if size < needed:
-        env.close()
-        msg = (f"the LMDB archive at {path!r} is truncated: data.mdb has {size} bytes, its last page ends at "
-               f"{needed}; restore it from a copy or delete it")
-        raise ArchiveError(msg)
+    msg = (f"the LMDB archive at {path!r} is truncated: data.mdb has {size} bytes, but {missing} pages in use lie "
+           f"past its end (it needs {needed}); restore it from a copy")
+    raise ArchiveError(msg)
 
 
 def recorded_serializer(path: str | os.PathLike) -> str:
@@ -106,7 +147,7 @@ def recorded_serializer(path: str | os.PathLike) -> str:
     if not os.path.exists(os.path.join(path, "data.mdb")):
         msg = f"no LMDB archive at {path!r}"
         raise ArchiveError(msg)
-    env = lmdb.open(path, readonly=True, max_dbs=2, lock=False)
+    env = open_env(path, readonly=True, max_dbs=2, lock=False)
     _check_file(env, path)
     try:
         with env.begin(db=env.open_db(b"meta", create=False)) as txn:

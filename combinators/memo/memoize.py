@@ -31,6 +31,7 @@ from combinators.memo.capture import Captured, code_version, default_name
 from combinators.memo.caches import LFU, LRU, MRU, RR, CachePolicy, NoCache, Unbounded
 from combinators.memo.catalog import call_repr
 from combinators.memo.keymaps import Keymap, hashmap
+from combinators.memo import why as _why
 from combinators.memo.lmdb_archive import LMDBArchive
 
 __all__ = ["memoize", "CacheInfo", "lru_cache", "lfu_cache", "mru_cache", "rr_cache", "inf_cache", "no_cache"]
@@ -97,7 +98,8 @@ def memoize(fn: Callable | None = None, *, archive: Any = None, keymap: Keymap |
     (the key bytes), ``info(...)`` (the entry's `EntryInfo`), ``recompute(...)``
     (compute and overwrite), ``archive`` (a `Namespace` view of this function's
     entries), ``cache`` (the memory cache mapping, to read: keyed by argument
-    tuples for plain atoms, else key bytes) and ``__wrapped__``. Values from the memory cache are shared
+    tuples for plain atoms, else key bytes), ``why(...)`` (for a miss, the nearest stored entry of the
+    function and what differs: a `combinators.memo.why.Why`) and ``__wrapped__``. Values from the memory cache are shared
     objects: do not mutate them.
 
     Values the function captured (closure cells, a bound method's object)
@@ -135,7 +137,10 @@ def memoize(fn: Callable | None = None, *, archive: Any = None, keymap: Keymap |
         _warn_main(name, archive)
     version = code_version(fn) if version is None else str(version)
     version = f"{version}+{captured}" if captured else version
-    return _wrap(fn, archive.namespace(name, version), keymap, cache)
+    view = archive.namespace(name, version)
+    if not isinstance(archive, NullArchive):
+        view.parts = _why.describe(fn)
+    return _wrap(fn, view, keymap, cache)
 
 
 _WARNED_MAIN: set[str] = set()
@@ -164,22 +169,8 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
     memory, lock, counts = policy.make(), threading.RLock(), [0, 0, 0]  # hits, misses, loads
     archive, prefix = view.archive, view.prefix
     persistent = not isinstance(archive, NullArchive)
-    writable = not getattr(archive, "readonly", False)
-
-    def compute(args: tuple, kwargs: dict, key: Any, memory_key: Any) -> Any:
-        start = time.perf_counter()
-        value = fn(*args, **kwargs)
-        if isinstance(value, Iterator):
-            raise _unstorable(view, value, "an iterator is consumed by its first reader; return a list or an array")
-        if persistent and writable:
-            try:
-                view.put(key, value, compute_seconds=time.perf_counter() - start, args=call_repr(args, kwargs))
-            except InvalidArgumentType as error:
-                raise _unstorable(view, value, str(error)) from None
-        with lock:
-            counts[1] += 1
-            memory[key if memory_key is None else memory_key] = value
-        return value
+    digests_of = _why.argument_digests(fn, keymap)  # stored with each entry, for why()
+    compute, run = _computers(fn, view, memory, lock, counts, digests_of)
 
     def archive_only(*args: Any, **kwargs: Any) -> Any:
         key = key_of(args, kwargs)
@@ -214,8 +205,50 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
     if isinstance(policy, NoCache) and persistent:
         wrapper = archive_only
     wrapper = functools.wraps(fn)(wrapper)
-    _attach(wrapper, view, key_of, atoms_of, memory, lock, counts, policy, compute)
+    _attach(wrapper, view, key_of, atoms_of, memory, lock, counts, policy, run)
+    wrapper.why = lambda *args, **kwargs: _why.explain(view, key_of(args, kwargs), digests_of(args, kwargs))
+    wrapper.why_in = lambda other, args, kwargs: _why.explain(_why.moved(view, other), key_of(args, kwargs),
+                                                              digests_of(args, kwargs))
     return wrapper
+
+
+def _computers(fn: Callable, view: Namespace, memory: Any, lock: Any, counts: list,
+               digests_of: Callable) -> tuple[Callable, Callable]:
+    """``compute`` (a miss: under the key's lock) and ``run`` (compute and store, no lock: `recompute`)."""
+    archive, prefix = view.archive, view.prefix
+    persistent = not isinstance(archive, NullArchive)
+    writable = not getattr(archive, "readonly", False)
+
+    def compute(args: tuple, kwargs: dict, key: Any, memory_key: Any) -> Any:
+        """Compute under the key's lock (`Archive.computing`): a value stored meanwhile by the holder is served."""
+        if not (persistent and writable):
+            return run(args, kwargs, key, memory_key)
+        with archive.computing(prefix + key):
+            value = archive.get(prefix + key, _MISSING)
+            if value is _MISSING:
+                return run(args, kwargs, key, memory_key)
+        with lock:
+            counts[2] += 1
+            memory[key if memory_key is None else memory_key] = value
+        return value
+
+    def run(args: tuple, kwargs: dict, key: Any, memory_key: Any) -> Any:
+        start = time.perf_counter()
+        value = fn(*args, **kwargs)
+        if isinstance(value, Iterator):
+            raise _unstorable(view, value, "an iterator is consumed by its first reader; return a list or an array")
+        if persistent and writable:
+            try:
+                view.put(key, value, compute_seconds=time.perf_counter() - start, args=call_repr(args, kwargs),
+                         digests=digests_of(args, kwargs))
+            except InvalidArgumentType as error:
+                raise _unstorable(view, value, str(error)) from None
+        with lock:
+            counts[1] += 1
+            memory[key if memory_key is None else memory_key] = value
+        return value
+
+    return compute, run
 
 
 def _unstorable(view: Namespace, value: Any, why: str) -> UnstorableValue:

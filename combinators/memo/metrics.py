@@ -9,7 +9,11 @@ metric is computed for, as simple-metrics-manager's ``params_list``: argument
 lists such as ``[[1], [4]]`` (``m.name.get_all()`` gives all of them, and
 ``m.compute_all()`` every metric at once); other values are refused unless
 ``dynamic=True``. ``m.exists(name, *args)`` tells whether a value is stored,
-``m.clear(name)`` forgets a metric's values.
+``m.clear(name)`` forgets a metric's values. A metric may use other metrics
+through the `Metrics` object it captures (``return m.metric_1() * 2``): that
+object is not keyed as a value; the version of each metric it names joins
+its own, so a metric used is edited means its users recompute
+(`combinators.memo.metric_uses`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any, Callable
 from combinators.errors import InvalidArgument
 from combinators.memo.archives import Archive, DictArchive
 from combinators.memo.caches import Unbounded
+from combinators.memo import metric_uses as _uses
 from combinators.memo.memoize import _archive, memoize
 
 __all__ = ["Metrics", "Metric"]
@@ -37,12 +42,42 @@ class Metric:
     """
 
     def __init__(self, fn: Callable, archive: Archive, name: str, params: list | None, dynamic: bool,
-                 version: str | None) -> None:
+                 version: str | None, owner: Metrics | None = None) -> None:
         self.fn, self.name, self.dynamic = fn, name, dynamic
         self.params = None if params is None else list(params)
         self._signature = inspect.signature(fn)
-        self._memo = memoize(fn, archive=archive, cache=Unbounded(), name=f"metrics.{name}", version=version)
-        self._allowed = None if self.params is None else {self._memo.key(*self._args(p)) for p in self.params}
+        self._archive, self._version, self._owner = archive, version, owner
+        self._built: Any = None
+        self._building = False
+        for param in self.params or ():
+            self._args(param)  # checked at registration
+
+    @property
+    def _memo(self) -> Any:
+        """The memoized function, built on first use: by then the metrics it uses are registered."""
+        if self._built is None:
+            if self._building:
+                msg = f"metric {self.name!r} uses itself through other metrics; metrics cannot use each other in a cycle"
+                raise InvalidArgument(msg)
+            self._building = True
+            try:
+                self._built = memoize(self.fn, archive=self._archive, cache=Unbounded(), name=f"metrics.{self.name}",
+                                      version=_uses.version(self.fn, self._version, self._metric_version, Metrics))
+            finally:
+                self._building = False
+            self._allowed = None if self.params is None else {self._built.key(*self._args(p)) for p in self.params}
+        return self._built
+
+    def _metric_version(self, metrics: Any, name: str) -> str:
+        """The version of a metric this one names (its own name, as in a string it logs, is not a use)."""
+        if metrics is self._owner and name == self.name:
+            return ""
+        return metrics.metric(name).version
+
+    @property
+    def version(self) -> str:
+        """The version its values are stored under: its code, what it captures, and the metrics it uses."""
+        return self._memo.version
 
     def __repr__(self) -> str:
         return f"<Metric {self.name!r} params={self.params!r} dynamic={self.dynamic!r}>"
@@ -68,9 +103,10 @@ class Metric:
         return tuple(param) if isinstance(param, list) else param
 
     def _check(self, args: tuple, kwargs: dict) -> None:
+        memo = self._memo
         if self._allowed is None or self.dynamic:
             return
-        if self._memo.key(*args, **kwargs) not in self._allowed:
+        if memo.key(*args, **kwargs) not in self._allowed:
             shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
             msg = (f"metric {self.name!r} is not collected for ({shown}); its params are {self.params!r} "
                    f"(declare it with dynamic=True to allow others)")
@@ -162,7 +198,7 @@ class Metrics:
         if not name.isidentifier() or name in dir(type(self)):
             msg = f"metric name {name!r} must be an identifier that is not a Metrics attribute"
             raise InvalidArgument(msg)
-        self._metrics[name] = Metric(fn, self.archive, name, params, dynamic, version)
+        self._metrics[name] = Metric(fn, self.archive, name, params, dynamic, version, self)
         return fn
 
     def __getattr__(self, name: str) -> Metric:
