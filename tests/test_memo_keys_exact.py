@@ -224,15 +224,19 @@ def test_unsupported_subclasses_are_refused():
 
 
 def test_a_registered_encoder_keys_its_type_and_only_it():
+    network = ipaddress.IPv4Network
     with pytest.raises(KeyingError, match="no canonical encoding"):
-        hashmap()(ipaddress.ip_address("10.0.0.1"))
-    register_encoder(ipaddress.IPv4Address, lambda address: address.packed)
+        hashmap()(network("10.0.0.0/8"))
+    register_encoder(network, lambda net: (net.network_address.packed, net.prefixlen))
     try:
         key = hashmap()
-        assert key(ipaddress.ip_address("10.0.0.1")) != key(ipaddress.ip_address("10.0.0.2"))
-        assert key(ipaddress.ip_address("10.0.0.1")) != key(ipaddress.ip_address("10.0.0.1").packed)
+        assert key(network("10.0.0.0/8")) != key(network("10.0.0.0/16")) != key(network("11.0.0.0/16"))
+        assert key(network("10.0.0.0/8")) == key(network("10.0.0.0/8"))
+        assert key(network("10.0.0.0/8")) != key((network("10.0.0.0/8").network_address.packed, 8))
     finally:
-        register_encoder(ipaddress.IPv4Address, None)
+        register_encoder(network, None)
+    with pytest.raises(KeyingError, match="no canonical encoding"):
+        hashmap()(network("10.0.0.0/8"))
     with pytest.raises(KeyingError, match="built-in encoding"):
         register_encoder(float, str)
     with pytest.raises(KeyingError, match="give back"):
