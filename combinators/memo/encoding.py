@@ -487,9 +487,9 @@ def register_encoder(kind: type, encode: Callable[[Any], Any] | None) -> None:
 
 
 def _refusal(value: Any, path: str, why: str) -> str:
-    return (f"cannot key {path} of type {_describe(type(value))} ({value!r:.80}): {why}. Leave it out of the key "
-            f"with ignore=, register an encoder for its type (combinators.memo.encoding.register_encoder), or, "
-            f"for a value a memoized function captures, vouch for it with version=")
+    return (f"cannot key {path} of type {_describe(type(value))} ({value!r:.80}): {why} (use ignore= to leave it "
+            f"out of the key, register an encoder for its type with combinators.memo.encoding.register_encoder, "
+            f"or, for a value a memoized function captures, pass version= to vouch for it)")
 
 
 def _describe(kind: type) -> str:

@@ -5,12 +5,14 @@ in the in-memory cache (the cache policy), then in the archive under the
 function's namespace (its qualified name and version), and only then
 computed; the result is stored in both. By default the version follows the
 function's code (its bytecode, constants and names, but not its line numbers
-or docstring) and the plain-data module globals it reads, so editing the
-function or a constant it uses stops old entries from being served, as
-joblib.Memory does, while moving it in its file does not. Code the function
-calls is not part of the version: pass ``version=`` when a helper changes.
-The version is `combinators.memo.capture.code_version`; values a closure
-captured are keyed like arguments into it (see `combinators.memo.capture`).
+or docstring), the plain-data module globals it reads and the code of the
+functions it calls from the user's own modules, transitively (library code by
+its distribution's version), so editing the function, a constant it uses or a
+helper stops old entries from being served, while moving it in its file does
+not. The version is `combinators.memo.calls.code_version`; a helper rebound
+since (a notebook cell run again) is noticed at the next call. Values a
+closure captured are keyed like arguments into it (see
+`combinators.memo.capture`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import attrs
 
 from combinators.errors import InvalidArgument, InvalidArgumentType, UnstorableValue
 from combinators.memo.archives import Archive, DictArchive, EntryInfo, Namespace, NullArchive
-from combinators.memo.capture import Captured, code_version, default_name
+from combinators.memo.calls import CodeVersion
+from combinators.memo.capture import Captured, default_name
 from combinators.memo.caches import LFU, LRU, MRU, RR, CachePolicy, NoCache, Unbounded
 from combinators.memo.catalog import call_repr
 from combinators.memo.keymaps import Keymap, hashmap
@@ -89,7 +92,8 @@ def memoize(fn: Callable | None = None, *, archive: Any = None, keymap: Keymap |
     Usable bare (``@memoize``) or with arguments. ``archive`` is an `Archive`,
     a path (an `LMDBArchive` there) or ``None`` (memory only); ``keymap``
     defaults to `hashmap`; ``cache`` to ``LRU(128)``; ``name`` to the
-    function's module and qualified name; ``version`` to `code_version`.
+    function's module and qualified name; ``version`` to `code_version` (which follows the
+    functions it calls).
     A read-only archive serves hits; misses are computed but not stored.
 
     The wrapper has ``cache_info()``, ``cache_clear()`` (the memory cache),
@@ -133,9 +137,39 @@ def memoize(fn: Callable | None = None, *, archive: Any = None, keymap: Keymap |
     if name is None:
         name = default_name(fn)
         _warn_main(name, archive)
-    version = code_version(fn) if version is None else str(version)
-    version = f"{version}+{captured}" if captured else version
-    return _wrap(fn, archive.namespace(name, version), keymap, cache)
+    if version is not None:
+        return _wrap(fn, archive.namespace(name, f"{version}+{captured}" if captured else str(version)), keymap, cache)
+    code = CodeVersion(fn)
+    namespace = functools.partial(_namespace, archive, name, captured)
+    wrapper = _wrap(fn, namespace(code.digest), keymap, cache)
+    return wrapper if not code.watched else _following(wrapper, code, lambda v: _wrap(fn, namespace(v), keymap, cache))
+
+
+def _namespace(archive: Archive, name: str, captured: str, version: str) -> Namespace:
+    return archive.namespace(name, f"{version}+{captured}" if captured else version)
+
+
+def _following(wrapper: Callable, code: CodeVersion, rewrap: Callable[[str], Callable]) -> Callable:
+    """``wrapper``, made again under a new version when a global its function's code reads is rebound."""
+    current = [wrapper]
+    stale = code.stale
+
+    def following(*args: Any, **kwargs: Any) -> Any:
+        if stale():
+            current[0] = rewrap(code.refresh())
+            _delegate(following, current[0])
+        return current[0](*args, **kwargs)
+
+    following = functools.wraps(wrapper)(following)
+    following.__wrapped__ = wrapper.__wrapped__
+    _delegate(following, wrapper)
+    return following
+
+
+def _delegate(outer: Any, inner: Any) -> None:
+    for attribute in ("cache_info", "cache_clear", "lookup", "key", "info", "recompute", "archive", "cache",
+                      "name", "version"):
+        setattr(outer, attribute, getattr(inner, attribute))
 
 
 _WARNED_MAIN: set[str] = set()
