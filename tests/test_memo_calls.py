@@ -151,15 +151,15 @@ def test_a_helper_redefined_in_the_process_is_noticed_at_the_next_call(tmp_path)
     """))
     cells = load(tmp_path / "notebook_cells.py", "notebook_cells")
     try:
-        archive, calls = DictArchive(), []
+        archive = DictArchive()
         f = memoize(cells.compute, archive=archive)
         first = f.version
         assert (f(1), f(1), f.cache_info().misses) == (20, 20, 1)
         exec("def helper(x):\n    return x + 2\n", cells.__dict__)  # the cell defining helper run again, edited
-        assert f(1) == 30 and f.version != first and f.cache_info().misses == 1
+        assert f(1) == 30 and f.version != first and f.cache_info().misses == 2
         exec("def helper(x):\n    return x + 1\n", cells.__dict__)  # and back: the first entry, from the archive
         assert f(1) == 20 and f.version == first and f.cache_info().loads == 1
-        assert calls == [] and len(archive) == 2
+        assert f.cache_info().misses == 2 and len(archive) == 2
     finally:
         del sys.modules["notebook_cells"]
 

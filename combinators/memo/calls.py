@@ -39,11 +39,13 @@ import xxhash
 from combinators.errors import KeyingError
 from combinators.memo.encoding import Encoder
 
-__all__ = ["CodeVersion", "code_version", "global_constants", "library_version"]
+__all__ = ["CodeVersion", "MISSING", "code_version", "global_constants", "library_version"]
 
 _GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
 _PLAIN = (type(None), bool, int, float, complex, str, bytes, np.generic)
-_MISSING: Any = object()
+#: the value `CodeVersion.bindings` holds for a name not bound (yet) in its namespace
+MISSING: Any = object()
+_BUILTINS = frozenset(vars(__import__("builtins")))
 
 
 def global_constants(fn: Callable) -> list[tuple[str, Any]]:
@@ -115,10 +117,11 @@ def code_version(fn: Callable) -> str:
 class CodeVersion:
     """``fn``'s `code_version` and the global bindings it read, to tell when it must be computed again.
 
-    ``digest`` is the version; `stale` is true once a global that ``fn`` or
-    a function it calls reads is bound to another object (or bound at last:
-    a helper defined below the decorated function); `refresh` computes it
-    again.
+    ``digest`` is the version; ``bindings`` the ``(namespace, name, value)``
+    triples read (``MISSING`` for a name not bound yet); `stale` is true once
+    a global that ``fn`` or a function it calls reads is bound to another
+    object (or bound at last: a helper defined below the decorated function);
+    `refresh` computes both again.
 
     >>> def helper(x): return x + 1
     >>> def f(x): return helper(x)
@@ -139,21 +142,21 @@ class CodeVersion:
         walk = _Walk()
         if isinstance(self.fn, functools.partial) or getattr(inspect.unwrap(self.fn), "__code__", None) is not None:
             walk.visit(self.fn)
-        self._bindings = tuple(walk.bindings.values())
+        self.bindings = tuple(walk.bindings.values())
         self.digest = walk.digest() if walk.parts else ""
         return self.digest
 
     def stale(self) -> bool:
         """Whether a global read when the version was computed is now bound to another object."""
-        for namespace, name, value in self._bindings:
-            if namespace.get(name, _MISSING) is not value:
+        for namespace, name, value in self.bindings:
+            if namespace.get(name, MISSING) is not value:
                 return True
         return False
 
     @property
     def watched(self) -> int:
         """How many bindings `stale` checks."""
-        return len(self._bindings)
+        return len(self.bindings)
 
 
 class _Walk:
@@ -186,16 +189,18 @@ class _Walk:
             _encode_loosely(value, self.parts, label)
         namespace = fn.__globals__
         names, attributes = _names(code)
-        constants = [(name, namespace[name]) for name in sorted(names) if _plain(namespace.get(name, _MISSING))]
+        constants = [(name, namespace[name]) for name in sorted(names) if _plain(namespace.get(name, MISSING))]
         if constants:
             Encoder(typed=True).encode(constants, self.parts, "module globals")
         for name in sorted(names):
             value = self.bind(namespace, name)
-            if value is not _MISSING and not _plain(value):
+            if value is not MISSING and not _plain(value):
                 self.follow(name, value, attributes)
 
     def bind(self, namespace: dict, name: str) -> Any:
-        value = namespace.get(name, _MISSING)
+        value = namespace.get(name, MISSING)
+        if value is MISSING and name in _BUILTINS:  # a builtin (len): library code, not watched
+            return MISSING
         self.bindings.setdefault((id(namespace), name), (namespace, name, value))
         return value
 

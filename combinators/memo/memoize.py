@@ -29,6 +29,7 @@ import attrs
 
 from combinators.errors import InvalidArgument, InvalidArgumentType, UnstorableValue
 from combinators.memo.archives import Archive, DictArchive, EntryInfo, Namespace, NullArchive
+from combinators.memo.calls import MISSING as _UNBOUND
 from combinators.memo.calls import CodeVersion
 from combinators.memo.capture import Captured, default_name
 from combinators.memo.caches import LFU, LRU, MRU, RR, CachePolicy, NoCache, Unbounded
@@ -141,35 +142,11 @@ def memoize(fn: Callable | None = None, *, archive: Any = None, keymap: Keymap |
         return _wrap(fn, archive.namespace(name, f"{version}+{captured}" if captured else str(version)), keymap, cache)
     code = CodeVersion(fn)
     namespace = functools.partial(_namespace, archive, name, captured)
-    wrapper = _wrap(fn, namespace(code.digest), keymap, cache)
-    return wrapper if not code.watched else _following(wrapper, code, lambda v: _wrap(fn, namespace(v), keymap, cache))
+    return _wrap(fn, namespace(code.digest), keymap, cache, (code, namespace) if code.watched else None)
 
 
 def _namespace(archive: Archive, name: str, captured: str, version: str) -> Namespace:
     return archive.namespace(name, f"{version}+{captured}" if captured else version)
-
-
-def _following(wrapper: Callable, code: CodeVersion, rewrap: Callable[[str], Callable]) -> Callable:
-    """``wrapper``, made again under a new version when a global its function's code reads is rebound."""
-    current = [wrapper]
-    stale = code.stale
-
-    def following(*args: Any, **kwargs: Any) -> Any:
-        if stale():
-            current[0] = rewrap(code.refresh())
-            _delegate(following, current[0])
-        return current[0](*args, **kwargs)
-
-    following = functools.wraps(wrapper)(following)
-    following.__wrapped__ = wrapper.__wrapped__
-    _delegate(following, wrapper)
-    return following
-
-
-def _delegate(outer: Any, inner: Any) -> None:
-    for attribute in ("cache_info", "cache_clear", "lookup", "key", "info", "recompute", "archive", "cache",
-                      "name", "version"):
-        setattr(outer, attribute, getattr(inner, attribute))
 
 
 _WARNED_MAIN: set[str] = set()
@@ -187,18 +164,30 @@ def _warn_main(name: str, archive: Archive) -> None:
         warnings.warn(msg, stacklevel=3)
 
 
-def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) -> Callable:
+def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy,
+          follow: tuple[CodeVersion, Callable[[str], Namespace]] | None = None) -> Callable:
     """The memoizing wrapper of ``fn`` (kept flat: this is the hot path).
 
     The memory cache is keyed by a tuple of the arguments when they are plain
     atoms (`Keymap.bind_memory`), else by the key bytes; the archive always by
-    the key bytes.
+    the key bytes. With ``follow`` (the `CodeVersion` of ``fn`` and the
+    namespace of a version), each call first checks that no global the code
+    reads was rebound, else moves to the namespace of the new version.
     """
     key_of, atoms_of = keymap.bind(fn), keymap.bind_memory(fn) or (lambda args, kwargs: None)
     memory, lock, counts = policy.make(), threading.RLock(), [0, 0, 0]  # hits, misses, loads
     archive, prefix = view.archive, view.prefix
     persistent = not isinstance(archive, NullArchive)
     writable = not getattr(archive, "readonly", False)
+    watched = follow[0].bindings if follow is not None else ()  # checked inline: the hit path
+
+    def renew() -> None:
+        nonlocal view, prefix, watched
+        with lock:
+            view = follow[1](follow[0].refresh())
+            prefix, watched = view.prefix, follow[0].bindings
+            memory.clear()
+            wrapper.archive, wrapper.version = view, view.version
 
     def compute(args: tuple, kwargs: dict, key: Any, memory_key: Any) -> Any:
         start = time.perf_counter()
@@ -216,6 +205,10 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
         return value
 
     def archive_only(*args: Any, **kwargs: Any) -> Any:
+        for namespace, name, bound in watched:
+            if namespace.get(name, _UNBOUND) is not bound:
+                renew()
+                break
         key = key_of(args, kwargs)
         value = archive.get(prefix + key, _MISSING)
         if value is _MISSING:
@@ -224,6 +217,10 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
         return value
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for namespace, name, bound in watched:
+            if namespace.get(name, _UNBOUND) is not bound:
+                renew()
+                break
         memory_key = atoms_of(args, kwargs)
         key = key_of(args, kwargs) if memory_key is None else None
         with lock:
@@ -248,7 +245,7 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
     if isinstance(policy, NoCache) and persistent:
         wrapper = archive_only
     wrapper = functools.wraps(fn)(wrapper)
-    _attach(wrapper, view, key_of, atoms_of, memory, lock, counts, policy, compute)
+    _attach(wrapper, lambda: view, key_of, atoms_of, memory, lock, counts, policy, compute)
     return wrapper
 
 
@@ -258,10 +255,11 @@ def _unstorable(view: Namespace, value: Any, why: str) -> UnstorableValue:
     return UnstorableValue(msg)
 
 
-def _attach(wrapper: Any, view: Namespace, key_of: Callable, atoms_of: Callable, memory: Any, lock: Any,
-            counts: list, policy: CachePolicy, compute: Callable) -> None:
+def _attach(wrapper: Any, current: Callable[[], Namespace], key_of: Callable, atoms_of: Callable, memory: Any,
+            lock: Any, counts: list, policy: CachePolicy, compute: Callable) -> None:
     """Give the wrapper its inspection and control methods."""
-    archive, prefix = view.archive, view.prefix
+    view = current()
+    archive = view.archive
     persistent = not isinstance(archive, NullArchive)
 
     def lookup(*args: Any, **kwargs: Any) -> Any:
@@ -269,9 +267,9 @@ def _attach(wrapper: Any, view: Namespace, key_of: Callable, atoms_of: Callable,
         with lock:
             value = memory.get(key if memory_key is None else memory_key, _MISSING)
         if value is _MISSING and persistent:
-            value = archive.get(prefix + key, _MISSING)
+            value = archive.get(current().prefix + key, _MISSING)
         if value is _MISSING:
-            msg = f"{view.name} has no stored result for key {key.hex() if isinstance(key, bytes) else key!r}"
+            msg = f"{current().name} has no stored result for key {key.hex() if isinstance(key, bytes) else key!r}"
             raise KeyError(msg)
         return value
 
@@ -287,7 +285,7 @@ def _attach(wrapper: Any, view: Namespace, key_of: Callable, atoms_of: Callable,
     wrapper.cache_clear = cache_clear
     wrapper.lookup = lookup
     wrapper.key = lambda *args, **kwargs: key_of(args, kwargs)
-    wrapper.info = lambda *args, **kwargs: _info(view, key_of(args, kwargs))
+    wrapper.info = lambda *args, **kwargs: _info(current(), key_of(args, kwargs))
     wrapper.recompute = recompute
     wrapper.archive = view
     wrapper.cache = memory
