@@ -11,6 +11,7 @@ noticed at the next call.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import subprocess
@@ -239,3 +240,18 @@ def test_objects_tell_what_their_attributes_call():
     finally:
         REGISTRY.functions["first"] = first_metric
     assert code_version(second_metric) == before
+
+
+class Handle:
+    """An object no encoding determines."""
+
+
+UNKEYABLE_PARTIAL = functools.partial(max, Handle())
+
+
+def calls_a_partial(x):
+    return UNKEYABLE_PARTIAL(x, key=id) is not None
+
+
+def test_a_called_partial_with_unkeyable_arguments_does_not_stop_memoize():
+    assert memoize(calls_a_partial)(1) is True

@@ -173,12 +173,20 @@ class _Walk:
             hasher.update(part)
         return hasher.hexdigest()[:16]
 
-    def visit(self, fn: Any) -> None:
-        """Append ``fn``'s own code and follow what it calls."""
+    def visit(self, fn: Any, strict: bool = True) -> None:
+        """Append ``fn``'s own code and follow what it calls.
+
+        ``strict`` raises `KeyingError` for a partial's bound arguments that
+        cannot be keyed; a partial that is only called leaves them out.
+        """
         fn = inspect.unwrap(fn)
         if isinstance(fn, functools.partial):
-            self.visit(fn.func)
-            Encoder(typed=True).encode((fn.args, fn.keywords), self.parts, f"bound by {fn!r:.60}")
+            self.visit(fn.func, strict)
+            bound = (fn.args, fn.keywords)
+            if strict:
+                Encoder(typed=True).encode(bound, self.parts, f"bound by {fn!r:.60}")
+            else:
+                _encode_loosely(bound, self.parts, "bound")
             return
         code = getattr(fn, "__code__", None)
         if code is None or id(fn) in self.seen:
@@ -229,7 +237,7 @@ class _Walk:
             self.klass(label, value)
         else:
             self.parts.append(f"|{label}:".encode())
-            self.visit(value)
+            self.visit(value, strict=False)
 
     def module(self, label: str, module: types.ModuleType, attributes: set[str]) -> None:
         library = library_version(module.__name__)
@@ -255,7 +263,7 @@ class _Walk:
         for name, member in sorted(vars(cls).items()):
             for fn in _functions(member):
                 self.parts.append(f"|{name}:".encode())
-                self.visit(fn)
+                self.visit(fn, strict=False)
         for base in cls.__bases__:
             if base is not object:
                 self.follow(f"{label} base", base, set())
