@@ -94,7 +94,8 @@ def memoize(fn: Callable | None = None, *, archive: Any = None, keymap: Keymap |
     a path (an `LMDBArchive` there) or ``None`` (memory only); ``keymap``
     defaults to `hashmap`; ``cache`` to ``LRU(128)``; ``name`` to the
     function's module and qualified name; ``version`` to `code_version` (which follows the
-    functions it calls).
+    functions it calls; each call checks that none was rebound since, see
+    `combinators.memo.calls.CodeVersion`). An explicit ``version`` turns both off.
     A read-only archive serves hits; misses are computed but not stored.
 
     The wrapper has ``cache_info()``, ``cache_clear()`` (the memory cache),
