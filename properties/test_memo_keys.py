@@ -262,7 +262,7 @@ def same(a: object, b: object, typed: bool) -> bool:
         if isinstance(a, collections.OrderedDict) and isinstance(b, collections.OrderedDict) and list(a) != list(b):
             return False
         return a.keys() == b.keys() and all(same(a[k], b[k], typed) for k in a)
-    if isinstance(a, (float, complex)) or isinstance(b, (float, complex)):
+    if any(isinstance(x, (float, complex, np.floating, np.complexfloating)) for x in (a, b)):  # NaN: by sign
         return _same_number(a, b)
     if isinstance(a, (str, bytes, bytearray)) or isinstance(b, (str, bytes, bytearray)):
         return isinstance(a, str) == isinstance(b, str) and a == b
