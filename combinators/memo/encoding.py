@@ -22,7 +22,6 @@ import decimal
 import enum
 import fractions
 import functools
-import importlib
 import math
 import pathlib
 import struct
@@ -295,7 +294,7 @@ def _long(enc: Encoder, value: np.generic, parts: list, path: str) -> None:
 
 
 def resolves(obj: Any) -> bool:
-    """Whether importing ``obj``'s module and looking up its qualified name gives back ``obj`` itself.
+    """Whether ``obj``'s module (as imported: in ``sys.modules``) and qualified name give back ``obj`` itself.
 
     Only then does the name determine the object: a class or function made
     in a function (``<locals>``), by ``type(...)``, or copying another's name
@@ -313,7 +312,7 @@ def resolves(obj: Any) -> bool:
     if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
         return False
     try:
-        found = sys.modules.get(module) or importlib.import_module(module)
+        found = sys.modules[module]  # a module not loaded is not where the object came from: no import here
         for part in qualname.split("."):
             found = getattr(found, part)
     except Exception:  # noqa: BLE001 - any failure to import or look up means: does not resolve
