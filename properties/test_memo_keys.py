@@ -26,7 +26,6 @@ import copy
 import datetime
 import decimal
 import enum
-import fractions
 import functools
 import ipaddress
 import math

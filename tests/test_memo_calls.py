@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from combinators.memo import DictArchive, LMDBArchive, memoize
+from combinators.memo import DictArchive, memoize
 from combinators.memo.calls import CodeVersion, code_version, library_version
 
 PIPELINE = """
