@@ -31,7 +31,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import attrs
 import numpy as np
@@ -45,7 +45,7 @@ from combinators.execution.stats import MixStats, Stats
 from combinators.plan.explain import explain
 from combinators.memo import LMDBArchive, NoCache, memoize
 from combinators.sources.shards import from_npz
-from combinators.plan.mixes import Mix, mix
+from combinators.plan.mixes import mix
 from combinators.plan.stream import Stream
 from combinators.plan.transforms import batch, take
 

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
 
@@ -110,22 +111,31 @@ class Scaler:
         return f"Scaler({self.factor})"
 
 
+@attrs.frozen
+class Frozen:
+    factor: int
+
+    def scale(self, x):
+        return self.factor * x
+
+
 def test_bound_methods_key_their_object():
-    import attrs
-
-    @attrs.frozen
-    class Frozen:
-        factor: int
-
-        def scale(self, x):
-            return self.factor * x
-
     archive = DictArchive()
     assert memoize(Frozen(2).scale, archive=archive)(3) == 6
     assert memoize(Frozen(3).scale, archive=archive)(3) == 9
     with pytest.raises(KeyingError, match="'self'"):  # a plain object has no canonical encoding
         memoize(Scaler(2).scale)
     assert memoize(Scaler(2).scale, version="1")(3) == 6
+
+    @attrs.frozen
+    class Local:  # its name does not give it back: its instances cannot be keyed by their fields
+        factor: int
+
+        def scale(self, x):
+            return self.factor * x
+
+    with pytest.raises(KeyingError, match="'self'"):
+        memoize(Local(2).scale)
 
 
 SCALE_SCRIPT = """

@@ -164,6 +164,9 @@ def test_keymaps_are_frozen_values_with_validation():
         hashmap(algorithm="md5")
 
 
+pair = collections.namedtuple("pair", "x y")
+
+
 def test_keys_that_collided_now_key_apart():
     key, typed = hashmap(), hashmap(typed=True)
     a = np.zeros(3, [("a", "<i4"), ("b", "<f4")])
@@ -174,7 +177,6 @@ def test_keys_that_collided_now_key_apart():
     assert key(np.array(5.0)) != key(np.array([5.0]))  # 0-d and 1-element
     assert key(collections.OrderedDict(a=1, b=2)) != key(collections.OrderedDict(b=2, a=1))
     assert key(collections.OrderedDict(a=1, b=2)) == key(collections.OrderedDict(a=1, b=2))
-    pair = collections.namedtuple("pair", "x y")
     assert key(pair(1, 2)) == key((1, 2)) and typed(pair(1, 2)) != typed((1, 2))
     assert typed(np.float64(1.5)) != typed(1.5) and typed(frozenset({1})) != typed({1})
     masked = np.ma.array([1, 2], mask=[0, 1])

@@ -16,7 +16,7 @@ one of them runs from its first item, as before.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from combinators.plan.sources import FromArrays, RowSource
 from combinators.plan.stream import Stream

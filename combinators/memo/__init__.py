@@ -1,8 +1,10 @@
 """Memoization of pure functions: keymaps, archives, cache policies, metrics.
 
 See ``docs/memoization.md`` for the guide; the pieces are `keymaps`
-(arguments to pure keys), `capture` (what else a function's result depends
-on: its code, globals and captured values), `archives` (the interface, dict,
+(arguments to pure keys), `encoding` (the canonical encoders, and
+`register_encoder`), `calls` (a function's version: its code and the code it
+calls), `capture` (what else a function's result depends on: captured values
+and names), `archives` (the interface, dict,
 null), `lmdb_archive` (LMDB) and `lmdb_env` (its files), `serializers`,
 `caches` (cache policies), `memoize` and `metrics`.
 """

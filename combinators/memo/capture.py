@@ -8,39 +8,35 @@ A memoized function's result depends on more than its arguments:
   so ``make(1)`` and ``make(2)`` never share an entry;
 - the arguments a ``functools.partial`` binds: part of its version;
 - the plain-data module globals its code reads (numbers, strings, bytes,
-  tuples of them, numpy arrays and scalars): part of its version
-  (`global_constants`). Functions, classes and modules it reads stay out:
-  they key by name, so edit one and pass ``version=``.
+  tuples of them, numpy arrays and scalars) and the code of the functions,
+  classes and modules it calls, transitively: part of its version
+  (`combinators.memo.calls.code_version`, re-exported here).
 
-All are read when `memoize` is applied, not at each call (which keeps the hit
-path as fast as for any function, and lets a closure append to a captured
-list): a closure that later rebinds a captured variable (``nonlocal``) or
-mutates a captured container it reads must pass ``version=``.
+Captured values are read when `memoize` is applied, not at each call (which
+keeps the hit path as fast as for any function, and lets a closure append to
+a captured list): a closure that later rebinds a captured variable
+(``nonlocal``) or mutates a captured container it reads must pass
+``version=``. A global rebound to another object (a helper redefined) is
+noticed at the next call (`combinators.memo.calls.CodeVersion.stale`);
+one mutated in place is not.
 
-`code_version` digests a function's code (and the globals it reads) into
-the version `memoize` stores it under by default; `default_name` derives the
-name a callable's entries are stored under.
+`default_name` derives the name a callable's entries are stored under.
 """
 
 from __future__ import annotations
 
-import dis
 import functools
 import inspect
 import types
 from typing import Any, Callable
 
-import numpy as np
 import xxhash
 
 from combinators.errors import InvalidArgumentType, KeyingError
+from combinators.memo.calls import code_version, global_constants
 from combinators.memo.encoding import Encoder
 
 __all__ = ["Captured", "code_version", "default_name", "global_constants", "signature"]
-
-_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
-_PLAIN = (type(None), bool, int, float, complex, str, bytes, np.generic)
-
 
 def signature(fn: Callable) -> inspect.Signature:
     """``inspect.signature(fn)``, or ``(*args, **kwargs)`` for builtins without one (``min``).
@@ -74,107 +70,6 @@ def default_name(fn: Callable) -> str:
                f"__module__; pass name= (and version= if its state matters) to memoize it")
         raise InvalidArgumentType(msg)
     return f"{module}.{qualname}"
-
-
-def global_constants(fn: Callable) -> list[tuple[str, Any]]:
-    """The plain-data module globals ``fn``'s code reads, as ``(name, value)`` pairs sorted by name.
-
-    Plain data is ``None``, bools, numbers, strings, bytes, numpy scalars and
-    arrays (not of object dtype), and tuples and frozensets of plain data.
-    Functions, classes, modules and mutable containers are left out. Nested
-    functions and comprehensions are included.
-
-    >>> SCALE = 3
-    >>> def scale(x):
-    ...     return SCALE * np.asarray(x)
-    >>> global_constants(scale)
-    [('SCALE', 3)]
-    """
-    fn = inspect.unwrap(fn)
-    code, namespace = getattr(fn, "__code__", None), getattr(fn, "__globals__", None)
-    if code is None or namespace is None:
-        return []
-    names: set[str] = set()
-    _global_names(code, names)
-    return [(name, namespace[name]) for name in sorted(names) if name in namespace and _plain(namespace[name])]
-
-
-def _global_names(code: types.CodeType, names: set) -> None:
-    for instruction in dis.get_instructions(code):
-        if instruction.opname in _GLOBAL_OPS:
-            names.add(instruction.argval)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            _global_names(const, names)
-
-
-def _plain(value: Any) -> bool:
-    if isinstance(value, np.ndarray):
-        return not value.dtype.hasobject
-    if isinstance(value, (tuple, frozenset)):
-        return all(_plain(item) for item in value)
-    return isinstance(value, _PLAIN) and not (isinstance(value, np.generic) and value.dtype.hasobject)
-
-
-def code_version(fn: Callable) -> str:
-    """A 16-hex-digit digest of ``fn``'s code that ignores line numbers and the docstring.
-
-    Covers the bytecode, constants (nested functions included), names, argument
-    names, defaults, keyword defaults and the values of the plain-data module
-    globals the code reads (`global_constants`); for a
-    ``functools.partial``, its function's version and its bound arguments.
-    Returns ``""`` for callables without Python code (builtins). Raises
-    `KeyingError` for a partial whose bound arguments cannot be keyed.
-
-    >>> def f(x): return x + 1
-    >>> def g(x):
-    ...     '''Same code, other line numbers and a docstring.'''
-    ...     return x + 1
-    >>> code_version(f) == code_version(g) != code_version(lambda x: x + 2)
-    True
-    """
-    fn = inspect.unwrap(fn)
-    if isinstance(fn, functools.partial):
-        parts = [code_version(fn.func).encode()]
-        Encoder(typed=True).encode((fn.args, fn.keywords), parts, f"bound by {fn!r:.60}")
-        return xxhash.xxh3_128(b"".join(bytes(p) for p in parts)).hexdigest()[:16]
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return ""
-    hasher = xxhash.xxh3_128()
-    parts = []
-    _code_parts(code, parts, fn.__doc__ if isinstance(getattr(fn, "__doc__", None), str) else None)
-    for label, value in (("defaults", fn.__defaults__), ("kwdefaults", fn.__kwdefaults__)):
-        _encode_loosely(value, parts, label)
-    constants = global_constants(fn)
-    if constants:
-        Encoder(typed=True).encode(constants, parts, "module globals")
-    for part in parts:
-        hasher.update(part)
-    return hasher.hexdigest()[:16]
-
-
-def _code_parts(code: types.CodeType, parts: list, doc: str | None) -> None:
-    parts.append(code.co_code)
-    names = (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars)
-    parts.append(repr((names, code.co_argcount, code.co_kwonlyargcount, code.co_posonlyargcount)).encode())
-    consts = code.co_consts
-    if consts and (consts[0] is None or (doc is not None and consts[0] == doc)):
-        consts = consts[1:]  # the docstring slot: the docstring, or None when there is none
-    for const in consts:
-        if isinstance(const, types.CodeType):
-            _code_parts(const, parts, None)
-        else:
-            _encode_loosely(const, parts, "constant")
-
-
-def _encode_loosely(value: Any, parts: list, label: str) -> None:
-    """Canonical encoding where there is one, else the type name (a default like ``object()``)."""
-    try:
-        Encoder(typed=True).encode(value, parts, label)
-    except KeyingError:
-        parts.append(f"<{type(value).__qualname__}>".encode())
-
 
 
 class Captured:

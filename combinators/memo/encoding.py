@@ -21,10 +21,14 @@ import datetime
 import decimal
 import enum
 import fractions
+import functools
 import math
 import pathlib
 import struct
+import sys
+import types
 import uuid
+import zoneinfo
 from typing import Any, Callable
 
 import attrs
@@ -32,11 +36,12 @@ import numpy as np
 
 from combinators.errors import KeyingError
 
-__all__ = ["Encoder", "dtype_description"]
+__all__ = ["Encoder", "dtype_description", "register_encoder", "resolves"]
 
 _Q = struct.Struct("<Q").pack
 _D = struct.Struct("<d").pack
 _NAN = _D(math.nan)
+_NEGATIVE_NAN = _D(-math.nan)
 
 
 def _qualified(obj: Any) -> str:
@@ -79,13 +84,13 @@ class Encoder:
         handler(self, value, parts, path)
 
     def scalar_float(self, x: float, parts: list) -> None:
-        """Floats key by value and sign of zero: ``-0.0`` and ``0.0`` key apart unless ``round`` is set."""
+        """Floats key by value and sign (of zero and of NaN): ``-0.0`` and ``0.0`` key apart unless ``round`` is set."""
         if self.round is not None:
             x = round(x, self.round) + 0.0  # + 0.0 folds -0.0 into 0.0, as for arrays
         if not self.typed and x.is_integer() and abs(x) < 2**63 and (x or math.copysign(1.0, x) > 0):
             parts.append(b"i%d;" % int(x))
-        elif x != x:
-            parts.append(b"f" + _NAN)
+        elif x != x:  # one NaN per sign (payloads folded): copysign(1, nan) tells them apart
+            parts.append(b"f" + (_NAN if math.copysign(1.0, x) > 0 else _NEGATIVE_NAN))
         else:
             parts.append(b"f" + _D(x))
 
@@ -219,28 +224,41 @@ def _structured_description(dtype: np.dtype) -> bytes:
 _DESCRIPTIONS: dict[np.dtype, tuple[np.dtype, bytes]] = {}  # dtype -> (that dtype object, description)
 
 
+_LONG = np.dtype(np.longdouble)
+#: bytes of a longdouble that hold its value: the x87 80-bit format pads 10 bytes to 12 or 16 with
+#: bytes no operation defines, which would make equal values key apart
+_LONG_BYTES = 10 if np.finfo(np.longdouble).nmant == 63 else _LONG.itemsize
+_LONG_KINDS = frozenset({_LONG, np.dtype(np.clongdouble)}) if _LONG.itemsize > 8 else frozenset()
+
+
 def _raw_bytes(value: np.ndarray) -> Any:
     """The C-order contents of a contiguous array as a byte buffer (datetime64 and structured included)."""
     if not value.size or not value.itemsize:
         return b""
+    if value.dtype.kind in "fc" and value.dtype.newbyteorder("=") in _LONG_KINDS:  # each component's defined bytes
+        native = value.astype(value.dtype.newbyteorder("="))
+        return native.reshape(-1).view(np.uint8).reshape(-1, _LONG.itemsize)[:, :_LONG_BYTES].tobytes()
     try:
         return memoryview(value).cast("B")
     except (ValueError, TypeError):  # dtypes the buffer protocol refuses: datetime64, timedelta64, some records
         return memoryview(value.reshape(-1).view(np.uint8))
 
 
+def _shape(tag: bytes, value: Any) -> bytes:
+    return tag + _Q(value.ndim) + b"".join(_Q(n) for n in value.shape)
+
+
 def _ndarray(enc: Encoder, value: np.ndarray, parts: list, path: str) -> None:
-    if value.dtype.hasobject:
-        parts.append(b"O" + _Q(value.ndim) + b"".join(_Q(n) for n in value.shape))
+    dtype = dtype_description(value.dtype)
+    if value.dtype.hasobject:  # the dtype keeps a structured array's field names apart from a tuple's items
+        parts.append(_shape(b"O" + _Q(len(dtype)) + dtype, value))
         _sequence(b"[")(enc, value.ravel().tolist(), parts, path)
         return
     if enc.round is not None and value.dtype.kind in "fc":
         value = np.round(value, enc.round) + 0.0  # + 0.0 folds -0.0 into 0.0, as for scalars
     if not value.flags.c_contiguous:
         value = value.copy(order="C")  # not np.ascontiguousarray: it turns a 0-d array into a 1-d one
-    dtype = dtype_description(value.dtype)
-    header = b"a" + _Q(len(dtype)) + dtype + _Q(value.ndim) + b"".join(_Q(n) for n in value.shape)
-    parts.append(header)
+    parts.append(_shape(b"a" + _Q(len(dtype)) + dtype, value))
     parts.append(_raw_bytes(value))
 
 
@@ -254,13 +272,66 @@ def _masked(enc: Encoder, value: np.ma.MaskedArray, parts: list, path: str) -> N
 def _generic(enc: Encoder, value: np.generic, parts: list, path: str) -> None:
     numeric = isinstance(value, (np.integer, np.floating, np.bool_, np.complexfloating))
     if not enc.typed and numeric and not isinstance(value, np.timedelta64):  # NaT.item() is None
-        enc.encode(value.item(), parts, path)
+        if value.dtype in _LONG_KINDS:
+            _long(enc, value, parts, path)
+        else:
+            enc.encode(value.item(), parts, path)
     else:
         _ndarray(enc, np.asarray(value), parts, path)
 
 
+def _long(enc: Encoder, value: np.generic, parts: list, path: str) -> None:
+    """A longdouble (complex or real) by exact value: as a float when one holds it, else as a ratio."""
+    if value.dtype.kind == "c":
+        parts.append(b"c")
+        _long(enc, value.real, parts, path)
+        _long(enc, value.imag, parts, path)
+    elif not np.isfinite(value) or float(value) == value:
+        enc.scalar_float(float(value), parts)  # float() keeps infinities and NaN's sign
+    else:
+        numerator, denominator = value.as_integer_ratio()
+        parts.append(b"L%d/%d;" % (numerator, denominator))
+
+
+def resolves(obj: Any) -> bool:
+    """Whether ``obj``'s module (as imported: in ``sys.modules``) and qualified name give back ``obj`` itself.
+
+    Only then does the name determine the object: a class or function made
+    in a function (``<locals>``), by ``type(...)``, or copying another's name
+    (``functools.wraps``) does not resolve, nor does a bound method of an
+    instance. Module-level builtins (``len``, ``math.sqrt``) and numpy ufuncs
+    do.
+
+    >>> import math
+    >>> resolves(math.sqrt), resolves(len), resolves(type("C", (), {})), resolves(lambda: 0)
+    (True, True, False, False)
+    """
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if isinstance(obj, np.ufunc):
+        qualname = obj.__name__
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+        return False
+    try:
+        found = sys.modules[module]  # a module not loaded is not where the object came from: no import here
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except Exception:  # noqa: BLE001 - any failure to import or look up means: does not resolve
+        return False
+    return found is obj or (isinstance(obj, types.MethodType) and isinstance(obj.__self__, type) and found == obj)
+
+
+def _qualified_name(obj: Any) -> str:
+    return f"{obj.__module__}.{obj.__name__ if isinstance(obj, np.ufunc) else obj.__qualname__}"
+
+
 def _named(enc: Encoder, value: Any, parts: list, path: str) -> None:
-    name = _qualified(value).encode()
+    """A class or function by its module and qualified name, which must give it back (`resolves`)."""
+    if not resolves(value):
+        name = f"{getattr(value, '__module__', None)}.{getattr(value, '__qualname__', None)}"
+        why = (f"its module and qualified name {name!r} do not give it back (a class or function made in a "
+               f"function, by type(), or named after another)")
+        raise KeyingError(_refusal(value, path, why))
+    name = _qualified_name(value).encode()
     parts.append(b"n" + _Q(len(name)) + name)
 
 
@@ -272,6 +343,39 @@ def _textual(tag: bytes) -> Callable:
     return handler
 
 
+def _zone(enc: Encoder, value: Any, zone: Any, parts: list, path: str) -> None:
+    """A datetime's or time's time zone by identity: a ZoneInfo by its key, a fixed offset by offset and name."""
+    if zone is None:
+        parts.append(b"-")
+    elif type(zone) is datetime.timezone:
+        text = f"{zone.utcoffset(None)}/{zone.tzname(None)}".encode()
+        parts.append(b"+" + _Q(len(text)) + text)
+    elif type(zone) is zoneinfo.ZoneInfo and isinstance(zone.key, str):
+        parts.append(b"Z" + _Q(len(zone.key)) + zone.key.encode())
+    else:
+        raise KeyingError(_refusal(value, path, f"its time zone {zone!r:.60} is not a ZoneInfo with a key or a "
+                                                "datetime.timezone"))
+
+
+def _clock(tag: bytes) -> Callable:
+    """datetimes and times: wall clock text, fold and time zone (two zones of one offset key apart)."""
+    def handler(enc: Encoder, value: Any, parts: list, path: str) -> None:
+        text = value.replace(tzinfo=None).isoformat().encode()
+        parts.append(tag + _Q(len(text)) + text + b"%d" % value.fold)
+        _zone(enc, value, value.tzinfo, parts, path)
+
+    return handler
+
+
+def _memoryview(enc: Encoder, value: memoryview, parts: list, path: str) -> None:
+    """A memoryview by its item format, shape and contents in C order."""
+    try:
+        data, fmt = value.tobytes(), value.format.encode()
+    except ValueError as error:  # released
+        raise KeyingError(_refusal(value, path, str(error))) from None
+    parts.append(_shape(b"v" + _Q(len(fmt)) + fmt, value) + _Q(len(data)) + data)
+
+
 def _path(enc: Encoder, value: pathlib.PurePath, parts: list, path: str) -> None:
     """A path: its flavour (POSIX and Windows paths are never equal) and its text."""
     flavour = b"w" if isinstance(value, pathlib.PureWindowsPath) else b"p"
@@ -279,12 +383,16 @@ def _path(enc: Encoder, value: pathlib.PurePath, parts: list, path: str) -> None
 
 
 def _enum(enc: Encoder, value: enum.Enum, parts: list, path: str) -> None:
+    """An Enum member: its class (which must resolve) and its name, or its value for a Flag combination."""
     _named(enc, type(value), parts, path)
-    _str(enc, value.name, parts, path)
+    if isinstance(value.name, str):
+        _str(enc, value.name, parts, path)
+    else:
+        enc.encode(value.value, parts, f"{path}.value")
 
 
 def _record(enc: Encoder, value: Any, parts: list, path: str) -> None:
-    """attrs instances and dataclasses: their class and fields, by name."""
+    """attrs instances and dataclasses: their class (which must resolve) and fields, by name."""
     if attrs.has(type(value)):
         names = [a.name for a in attrs.fields(type(value))]
     else:
@@ -294,6 +402,14 @@ def _record(enc: Encoder, value: Any, parts: list, path: str) -> None:
     for name in names:
         _str(enc, name, parts, path)
         enc.encode(getattr(value, name), parts, f"{path}.{name}")
+
+
+def _partial(enc: Encoder, value: functools.partial, parts: list, path: str) -> None:
+    """A functools.partial: its function, bound arguments and keywords."""
+    parts.append(b"p")
+    enc.encode(value.func, parts, f"{path}.func")
+    enc.encode(value.args, parts, f"{path}.args")
+    enc.encode(value.keywords, parts, f"{path}.keywords")
 
 
 _HANDLERS: dict[type, Callable] = {
@@ -311,48 +427,109 @@ _HANDLERS: dict[type, Callable] = {
     frozenset: _set,
     dict: _dict,
     np.ndarray: _ndarray,
-    datetime.datetime: _textual(b"D"),
+    memoryview: _memoryview,
+    functools.partial: _partial,
+    datetime.datetime: _clock(b"D"),
     datetime.date: _textual(b"d"),
-    datetime.time: _textual(b"t"),
+    datetime.time: _clock(b"t"),
     datetime.timedelta: _textual(b"z"),
     decimal.Decimal: _textual(b"M"),
     fractions.Fraction: _textual(b"Q"),
     uuid.UUID: _textual(b"U"),
 }
+_BUILTIN_TYPES = frozenset(_HANDLERS)
+_PATHS = frozenset({pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath, pathlib.Path,
+                    pathlib.PosixPath, pathlib.WindowsPath})
+_CALLABLE_TYPES = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, np.ufunc)
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined by a class statement (C types add hidden state)
 
 
-def _is_named_callable(value: Any) -> bool:
-    """Module-level functions and classes, which key by their qualified name."""
-    qualname = getattr(value, "__qualname__", "")
-    return isinstance(value, type) or (
-        callable(value) and hasattr(value, "__module__") and "<" not in qualname and qualname != ""
-        and not hasattr(value, "__self__")
-    )
+def register_encoder(kind: type, encode: Callable[[Any], Any] | None) -> None:
+    """Key instances of exactly ``kind`` by ``encode(value)``, a keyable value that determines them.
+
+    ``encode`` returns a value of a supported type (a tuple of its fields,
+    say) from which the instance could be rebuilt: two instances whose
+    ``encode`` results are equal must be interchangeable as arguments. Keys
+    then hold ``kind``'s qualified name and that value. ``encode=None``
+    removes the encoder. Raises `KeyingError` when ``kind`` is a built-in
+    type or does not `resolve <resolves>` (a class made in a function).
+
+    >>> import ipaddress
+    >>> def key(value):
+    ...     parts = []
+    ...     Encoder().encode(value, parts, "x")
+    ...     return b"".join(parts)
+    >>> register_encoder(ipaddress.IPv4Address, lambda address: address.packed)
+    >>> key(ipaddress.ip_address("10.0.0.1")) != key(ipaddress.ip_address("10.0.0.2"))
+    True
+    >>> register_encoder(ipaddress.IPv4Address, None)
+    >>> key(ipaddress.ip_address("10.0.0.1"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    combinators.errors.KeyingError: cannot key x of type ipaddress.IPv4Address (IPv4Address('10.0.0.1')): no ...
+    """
+    if kind in _BUILTIN_TYPES:
+        msg = f"{_qualified_name(kind)} has a built-in encoding, which cannot be replaced"
+        raise KeyingError(msg)
+    if encode is None:
+        _HANDLERS.pop(kind, None)
+        return
+    if not isinstance(kind, type) or not resolves(kind):
+        msg = f"cannot register an encoder for {kind!r:.60}: it must be a class its module and name give back"
+        raise KeyingError(msg)
+
+    def handler(enc: Encoder, value: Any, parts: list, path: str) -> None:
+        _named(enc, kind, parts, path)
+        enc.encode(encode(value), parts, f"{path} (encoded by {getattr(encode, '__qualname__', encode)!r:.40})")
+
+    _HANDLERS[kind] = handler
+
+
+def _refusal(value: Any, path: str, why: str) -> str:
+    return (f"cannot key {path} of type {_describe(type(value))} ({value!r:.80}): {why} (use ignore= to leave it "
+            f"out of the key, register an encoder for its type with combinators.memo.encoding.register_encoder, "
+            f"or, for a value a memoized function captures, pass version= to vouch for it)")
+
+
+def _describe(kind: type) -> str:
+    return f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', kind.__name__)}"
+
+
+def _adds_no_state(value: Any, base: type) -> bool:
+    """Whether ``type(value)`` is Python subclasses of ``base`` that hold nothing beyond ``base``'s value.
+
+    A namedtuple qualifies (no slots, no ``__dict__``); a C subclass (pandas'
+    Timestamp, defaultdict) or one whose instances carry attributes does not.
+    """
+    for cls in type(value).__mro__:
+        if cls is base:
+            return not getattr(value, "__dict__", None)
+        if not cls.__flags__ & _HEAPTYPE or cls.__dict__.get("__slots__", ()) not in ((), [], ""):
+            return False
+    return False
+
+
+_FAMILIES: list[tuple[Callable[[Any], bool], Callable]] = [  # checked in order, before the subclasses
+    (lambda v: isinstance(v, enum.Enum), _enum),
+    (lambda v: type(v) is collections.OrderedDict, _ordered_dict),
+    (lambda v: isinstance(v, np.ma.MaskedArray), _masked),  # before ndarray: its mask is part of its value
+    (lambda v: isinstance(v, np.generic), _generic),
+    (lambda v: type(v) is np.memmap, _ndarray),
+    (lambda v: type(v) in _PATHS, _path),
+    (lambda v: attrs.has(type(v)) or (dataclasses.is_dataclass(v) and not isinstance(v, type)), _record),
+    (lambda v: isinstance(v, _CALLABLE_TYPES), _named),
+]
 
 
 def _find_handler(value: Any, path: str) -> Callable:
-    """The handler of a subclass or of a structured type; KeyingError if none."""
-    if isinstance(value, enum.Enum):
-        return _enum
-    if isinstance(value, collections.OrderedDict):
-        return _ordered_dict
-    if isinstance(value, np.ma.MaskedArray):  # before ndarray: its mask is part of its value
-        return _masked
-    for kind, handler in _HANDLERS.items():
-        if isinstance(value, kind):
+    """The handler of a value whose exact type has none: its family, or its base's; else KeyingError."""
+    for test, handler in _FAMILIES:
+        if test(value):
             return handler
-    if isinstance(value, np.generic):
-        return _generic
-    if isinstance(value, pathlib.PurePath):
-        return _path
-    if isinstance(value, memoryview):
-        return lambda enc, v, parts, p: _bytes(enc, v.tobytes(), parts, p)
-    if attrs.has(type(value)) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
-        return _record
-    if _is_named_callable(value):
-        return _named
-    msg = (
-        f"cannot key argument {path} of type {_qualified(type(value))} ({value!r:.60}): no canonical encoding "
-        f"(use ignore= to leave it out, or pass a value of a supported type)"
-    )
-    raise KeyingError(msg)
+    for kind, handler in _HANDLERS.items():
+        if kind in _BUILTIN_TYPES and isinstance(value, kind):
+            if _adds_no_state(value, kind):
+                return handler
+            why = f"it is a {_describe(kind)} with state or behaviour of its own, which no encoding holds"
+            raise KeyingError(_refusal(value, path, why))
+    raise KeyingError(_refusal(value, path, "no canonical encoding determines it"))

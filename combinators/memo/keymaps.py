@@ -103,8 +103,9 @@ class Keymap:
                 parts.append(b"#%d=" % i)
                 encode(value, parts, f"at position {i}")
         for name in sorted(kwargs):
-            if name not in ignore:
-                parts.append(b"@" + name.encode() + b"=")
+            if name not in ignore:  # the name's length delimits it: no name can swallow a value and the next name
+                label = name.encode("utf-8", "surrogatepass")
+                parts.append(b"@%d:" % len(label) + label + b"=")
                 encode(kwargs[name], parts, repr(name))
         return self.finish(parts)
 
@@ -333,12 +334,27 @@ class ObjectMap(Keymap):
     def __call__(self, *args: Any, **kwargs: Any) -> tuple:
         ignore = set(self.ignore)
         kept = [v for i, v in enumerate(args) if i not in ignore]
-        kept += [(k, kwargs[k]) for k in sorted(kwargs) if k not in ignore]
+        kept += [Keyword(k, kwargs[k]) for k in sorted(kwargs) if k not in ignore]
         out = tuple(_raw(v, "", self.typed, self.round) for v in kept)
         if not _hashable(out):
             msg = f"keymap() needs hashable arguments, got {args!r:.60} {kwargs!r:.60}"
             raise KeyingError(msg)
         return out
+
+
+@attrs.frozen
+class Keyword:
+    """A keyword argument in a `keymap` key: never equal to a positional tuple ``(name, value)``."""
+
+    name: str
+    value: Any
+
+
+@attrs.frozen
+class _Items:
+    """A dict argument in a `keymap` key: never equal to a frozenset of pairs passed as such."""
+
+    items: frozenset
 
 
 def _hashable(value: Any) -> bool:
@@ -351,7 +367,7 @@ def _hashable(value: Any) -> bool:
 
 def _raw(value: Any, name: str, typed: bool, digits: int | None) -> Any:
     if type(value) is dict:  # a **kwargs parameter
-        value = frozenset(value.items())
+        value = _Items(frozenset(value.items()))
     if digits is not None and isinstance(value, float):
         value = round(value, digits)
     return (type(value), value) if typed else value
@@ -365,6 +381,8 @@ def _text(value: Any, encoder: Encoder, path: str) -> str:
         return prefix + repr(value)
     if kind is bool:
         return prefix + (repr(value) if encoder.typed else str(int(value)))
+    if kind is float and value != value:
+        return prefix + ("nan" if math.copysign(1.0, value) > 0 else "-nan")
     if kind is float:
         parts: list = []
         encoder.scalar_float(value, parts)
@@ -429,7 +447,7 @@ def picklemap(typed: bool = False, ignore: Any = (), round: int | None = None) -
     grow with the arguments (LMDB archives store long keys by digest).
 
     >>> picklemap()(1, b=[2.5])
-    b'PickleMap:0:None|#0=i1;@b=[\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00f\\x00\\x00\\x00\\x00\\x00\\x00\\x04@'
+    b'PickleMap:0:None|#0=i1;@1:b=[\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00f\\x00\\x00\\x00\\x00\\x00\\x00\\x04@'
     """
     return PickleMap(typed=typed, ignore=ignore, round=round)
 
@@ -442,7 +460,7 @@ def stringmap(typed: bool = False, ignore: Any = (), round: int | None = None) -
     middle of large arrays and collide).
 
     >>> stringmap(round=2)(0.123456, name="x", s={3, 1})
-    b"StringMap:0:2|#0=0.12;@name='x';@s=set({1, 3});"
+    b"StringMap:0:2|#0=0.12;@4:name='x';@1:s=set({1, 3});"
     """
     return StringMap(typed=typed, ignore=ignore, round=round)
 
@@ -455,7 +473,7 @@ def keymap(typed: bool = False, ignore: Any = (), round: int | None = None) -> O
     them.
 
     >>> keymap()(1, "a", b=2)
-    (1, 'a', ('b', 2))
+    (1, 'a', Keyword(name='b', value=2))
     >>> keymap(typed=True)(1)
     ((<class 'int'>, 1),)
     """

@@ -5,12 +5,14 @@ in the in-memory cache (the cache policy), then in the archive under the
 function's namespace (its qualified name and version), and only then
 computed; the result is stored in both. By default the version follows the
 function's code (its bytecode, constants and names, but not its line numbers
-or docstring) and the plain-data module globals it reads, so editing the
-function or a constant it uses stops old entries from being served, as
-joblib.Memory does, while moving it in its file does not. Code the function
-calls is not part of the version: pass ``version=`` when a helper changes.
-The version is `combinators.memo.capture.code_version`; values a closure
-captured are keyed like arguments into it (see `combinators.memo.capture`).
+or docstring), the plain-data module globals it reads and the code of the
+functions it calls from the user's own modules, transitively (library code by
+its distribution's version), so editing the function, a constant it uses or a
+helper stops old entries from being served, while moving it in its file does
+not. The version is `combinators.memo.calls.code_version`; a helper rebound
+since (a notebook cell run again) is noticed at the next call. Values a
+closure captured are keyed like arguments into it (see
+`combinators.memo.capture`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -27,7 +30,9 @@ import attrs
 
 from combinators.errors import InvalidArgument, InvalidArgumentType, UnstorableValue
 from combinators.memo.archives import Archive, DictArchive, EntryInfo, Namespace, NullArchive
-from combinators.memo.capture import Captured, code_version, default_name
+from combinators.memo.calls import MISSING as _UNBOUND
+from combinators.memo.calls import CodeVersion
+from combinators.memo.capture import Captured, default_name
 from combinators.memo.caches import LFU, LRU, MRU, RR, CachePolicy, NoCache, Unbounded
 from combinators.memo.catalog import call_repr
 from combinators.memo.keymaps import Keymap, hashmap
@@ -90,7 +95,9 @@ def memoize(fn: Callable | None = None, *, archive: Any = None, keymap: Keymap |
     Usable bare (``@memoize``) or with arguments. ``archive`` is an `Archive`,
     a path (an `LMDBArchive` there) or ``None`` (memory only); ``keymap``
     defaults to `hashmap`; ``cache`` to ``LRU(128)``; ``name`` to the
-    function's module and qualified name; ``version`` to `code_version`.
+    function's module and qualified name; ``version`` to `code_version` (which follows the
+    functions it calls; each call checks that none was rebound since, see
+    `combinators.memo.calls.CodeVersion`). An explicit ``version`` turns both off.
     A read-only archive serves hits; misses are computed but not stored.
 
     The wrapper has ``cache_info()``, ``cache_clear()`` (the memory cache),
@@ -135,12 +142,20 @@ def memoize(fn: Callable | None = None, *, archive: Any = None, keymap: Keymap |
     if name is None:
         name = default_name(fn)
         _warn_main(name, archive)
-    version = code_version(fn) if version is None else str(version)
-    version = f"{version}+{captured}" if captured else version
-    view = archive.namespace(name, version)
+    if version is not None:
+        view = _namespace(archive, name, captured, str(version), fn)
+        return _wrap(fn, view, keymap, cache)
+    code = CodeVersion(fn)
+    namespace = functools.partial(_namespace, archive, name, captured, fn=fn)
+    return _wrap(fn, namespace(code.digest), keymap, cache, (code, namespace) if code.watched else None)
+
+
+def _namespace(archive: Archive, name: str, captured: str, version: str, fn: Callable) -> Namespace:
+    """The namespace of ``fn``'s entries for ``version``, with what the version is made of (for `why`)."""
+    view = archive.namespace(name, f"{version}+{captured}" if captured else version)
     if not isinstance(archive, NullArchive):
         view.parts = _why.describe(fn)
-    return _wrap(fn, view, keymap, cache)
+    return view
 
 
 _WARNED_MAIN: set[str] = set()
@@ -158,21 +173,42 @@ def _warn_main(name: str, archive: Archive) -> None:
         warnings.warn(msg, stacklevel=3)
 
 
-def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) -> Callable:
+def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy,
+          follow: tuple[CodeVersion, Callable[[str], Namespace]] | None = None) -> Callable:
     """The memoizing wrapper of ``fn`` (kept flat: this is the hot path).
 
     The memory cache is keyed by a tuple of the arguments when they are plain
     atoms (`Keymap.bind_memory`), else by the key bytes; the archive always by
-    the key bytes.
+    the key bytes. With ``follow`` (the `CodeVersion` of ``fn`` and the
+    namespace of a version), each call first checks that no global the code
+    reads was rebound, else moves to the namespace of the new version.
     """
     key_of, atoms_of = keymap.bind(fn), keymap.bind_memory(fn) or (lambda args, kwargs: None)
     memory, lock, counts = policy.make(), threading.RLock(), [0, 0, 0]  # hits, misses, loads
     archive, prefix = view.archive, view.prefix
     persistent = not isinstance(archive, NullArchive)
     digests_of = _why.argument_digests(fn, keymap)  # stored with each entry, for why()
-    compute, run = _computers(fn, view, memory, lock, counts, digests_of)
+    watched = follow[0].bindings if follow is not None else ()  # checked inline: the hit path
+    itself: list[weakref.ref] = []  # the wrapper, weakly: a strong cycle would keep the archive open until gc
+
+    def renew() -> None:
+        nonlocal view, prefix, watched
+        with lock:
+            view = follow[1](follow[0].refresh())
+            prefix, watched = view.prefix, follow[0].bindings
+            memory.clear()
+            for ref in itself:
+                target = ref()
+                if target is not None:
+                    target.archive, target.version = view, view.version
+
+    compute, run = _computers(fn, lambda: view, memory, lock, counts, digests_of)
 
     def archive_only(*args: Any, **kwargs: Any) -> Any:
+        for namespace, name, bound in watched:
+            if namespace.get(name, _UNBOUND) is not bound:
+                renew()
+                break
         key = key_of(args, kwargs)
         value = archive.get(prefix + key, _MISSING)
         if value is _MISSING:
@@ -181,6 +217,10 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
         return value
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for namespace, name, bound in watched:
+            if namespace.get(name, _UNBOUND) is not bound:
+                renew()
+                break
         memory_key = atoms_of(args, kwargs)
         key = key_of(args, kwargs) if memory_key is None else None
         with lock:
@@ -205,17 +245,19 @@ def _wrap(fn: Callable, view: Namespace, keymap: Keymap, policy: CachePolicy) ->
     if isinstance(policy, NoCache) and persistent:
         wrapper = archive_only
     wrapper = functools.wraps(fn)(wrapper)
-    _attach(wrapper, view, key_of, atoms_of, memory, lock, counts, policy, run)
+    itself.append(weakref.ref(wrapper))
+    _attach(wrapper, lambda: view, key_of, atoms_of, memory, lock, counts, policy, run)
     wrapper.why = lambda *args, **kwargs: _why.explain(view, key_of(args, kwargs), digests_of(args, kwargs))
     wrapper.why_in = lambda other, args, kwargs: _why.explain(_why.moved(view, other), key_of(args, kwargs),
                                                               digests_of(args, kwargs))
     return wrapper
 
 
-def _computers(fn: Callable, view: Namespace, memory: Any, lock: Any, counts: list,
+def _computers(fn: Callable, current: Callable[[], Namespace], memory: Any, lock: Any, counts: list,
                digests_of: Callable) -> tuple[Callable, Callable]:
-    """``compute`` (a miss: under the key's lock) and ``run`` (compute and store, no lock: `recompute`)."""
-    archive, prefix = view.archive, view.prefix
+    """``compute`` (a miss: under the key's lock) and ``run`` (compute and store, no lock: `recompute`), in the
+    namespace ``current()`` gives (a version that follows the code moves to another)."""
+    archive = current().archive
     persistent = not isinstance(archive, NullArchive)
     writable = not getattr(archive, "readonly", False)
 
@@ -223,6 +265,7 @@ def _computers(fn: Callable, view: Namespace, memory: Any, lock: Any, counts: li
         """Compute under the key's lock (`Archive.computing`): a value stored meanwhile by the holder is served."""
         if not (persistent and writable):
             return run(args, kwargs, key, memory_key)
+        prefix = current().prefix
         with archive.computing(prefix + key):
             value = archive.get(prefix + key, _MISSING)
             if value is _MISSING:
@@ -233,6 +276,7 @@ def _computers(fn: Callable, view: Namespace, memory: Any, lock: Any, counts: li
         return value
 
     def run(args: tuple, kwargs: dict, key: Any, memory_key: Any) -> Any:
+        view = current()
         start = time.perf_counter()
         value = fn(*args, **kwargs)
         if isinstance(value, Iterator):
@@ -257,10 +301,11 @@ def _unstorable(view: Namespace, value: Any, why: str) -> UnstorableValue:
     return UnstorableValue(msg)
 
 
-def _attach(wrapper: Any, view: Namespace, key_of: Callable, atoms_of: Callable, memory: Any, lock: Any,
-            counts: list, policy: CachePolicy, compute: Callable) -> None:
+def _attach(wrapper: Any, current: Callable[[], Namespace], key_of: Callable, atoms_of: Callable, memory: Any,
+            lock: Any, counts: list, policy: CachePolicy, compute: Callable) -> None:
     """Give the wrapper its inspection and control methods."""
-    archive, prefix = view.archive, view.prefix
+    view = current()
+    archive = view.archive
     persistent = not isinstance(archive, NullArchive)
 
     def lookup(*args: Any, **kwargs: Any) -> Any:
@@ -268,9 +313,9 @@ def _attach(wrapper: Any, view: Namespace, key_of: Callable, atoms_of: Callable,
         with lock:
             value = memory.get(key if memory_key is None else memory_key, _MISSING)
         if value is _MISSING and persistent:
-            value = archive.get(prefix + key, _MISSING)
+            value = archive.get(current().prefix + key, _MISSING)
         if value is _MISSING:
-            msg = f"{view.name} has no stored result for key {key.hex() if isinstance(key, bytes) else key!r}"
+            msg = f"{current().name} has no stored result for key {key.hex() if isinstance(key, bytes) else key!r}"
             raise KeyError(msg)
         return value
 
@@ -286,7 +331,7 @@ def _attach(wrapper: Any, view: Namespace, key_of: Callable, atoms_of: Callable,
     wrapper.cache_clear = cache_clear
     wrapper.lookup = lookup
     wrapper.key = lambda *args, **kwargs: key_of(args, kwargs)
-    wrapper.info = lambda *args, **kwargs: _info(view, key_of(args, kwargs))
+    wrapper.info = lambda *args, **kwargs: _info(current(), key_of(args, kwargs))
     wrapper.recompute = recompute
     wrapper.archive = view
     wrapper.cache = memory
