@@ -21,6 +21,8 @@ __all__ = [
     "TransportError",
     "ResumeError",
     "RunStateError",
+    "CombinatorsWarning",
+    "IdleExecutorWarning",
 ]
 
 
@@ -88,3 +90,11 @@ class SerializerMismatch(ArchiveError, ValueError):
 
 class UnstorableValue(ArchiveError, TypeError):
     """A memoized function returned a value that cannot be stored (the function is named)."""
+
+
+class CombinatorsWarning(UserWarning):
+    """Base class of every warning `combinators` gives."""
+
+
+class IdleExecutorWarning(CombinatorsWarning):
+    """A parallel executor was asked for and nothing of the plan ran in its workers (the block path)."""

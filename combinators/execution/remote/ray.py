@@ -61,7 +61,7 @@ import numpy as np
 
 from combinators.errors import CombinatorsError, InvalidArgument, InvalidArgumentType, WorkerError
 from combinators.execution import base
-from combinators.execution.remote.options import default_workers, positive_int, positive_number
+from combinators.execution.remote.options import default_workers, placement, positive_int, positive_number
 from combinators.execution.remote.ray_actor import SourceActor, raise_fault
 
 __all__ = ["Ray", "RaySession", "RayActivation"]
@@ -148,6 +148,10 @@ class Ray(base.Executor):
 
     def __attrs_post_init__(self) -> None:
         import_ray()
+
+    def describe_placement(self, part: Any) -> str:
+        """Where ``part`` runs, for ``explain(plan, executor=...)`` (`options.placement`)."""
+        return placement(part, "Ray actors", False)
 
     def open(self) -> RaySession:
         """Join or start Ray, create the actors; a session to submit activations to (close it, or use ``with``)."""
