@@ -42,7 +42,10 @@ class MixStats:
 
     ``counts``, ``realized`` and ``target`` have shape ``(n_children,)``;
     ``realized`` is ``counts / counts.sum()`` (NaN before any item).
-    ``counts`` are the items the mix yielded, over all its activations: a mix
+    ``counts`` are the items the mix yielded, over all its activations: those
+    its consumer received, not those decided ahead (a mix on the block path
+    decides a block of rows at a time; the rows of a block not yet handed
+    out, or never handed out because the parent closed it, do not count). A mix
     nested under an exhaustive or first_exhausted mix with a budget is
     restarted when its turn resumes, and the items it yields again (to be
     skipped) are counted again; the top mix's counts are exactly its items.
