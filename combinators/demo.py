@@ -41,6 +41,7 @@ from combinators.plan import checks
 from combinators.errors import InvalidArgument
 from combinators.execution.base import Executor, resolve_executor
 from combinators.execution.run import iterate
+from combinators.execution.plot import require_matplotlib
 from combinators.execution.stats import MixStats, Stats
 from combinators.plan.explain import explain
 from combinators.memo import LMDBArchive, NoCache, memoize
@@ -461,6 +462,8 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     executor = make_executor(args.executor, args.workers)
     resumed_at = None if args.resume is None else check_resume(args)  # before anything long runs
+    if args.plot is not None:
+        require_matplotlib()  # not after the whole run
     if args.fresh and args.workdir.exists():
         shutil.rmtree(args.workdir)
     args.workdir.mkdir(parents=True, exist_ok=True)

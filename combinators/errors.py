@@ -21,6 +21,7 @@ __all__ = [
     "TransportError",
     "ResumeError",
     "RunStateError",
+    "MissingExtra",
     "CombinatorsWarning",
     "IdleExecutorWarning",
 ]
@@ -90,6 +91,10 @@ class SerializerMismatch(ArchiveError, ValueError):
 
 class UnstorableValue(ArchiveError, TypeError):
     """A memoized function returned a value that cannot be stored (the function is named)."""
+
+
+class MissingExtra(CombinatorsError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
 
 
 class CombinatorsWarning(UserWarning):
