@@ -75,6 +75,18 @@ def test_the_working_set_picture_is_what_its_script_draws():
     assert drawing.OUTPUT.read_text() == drawing.render()
 
 
+def test_the_working_set_caption_says_what_the_picture_shows():
+    # the caption said "light stream 0 happens not to appear" and "stream 4 holds two around item 5" under a
+    # picture with stream 0 twice and no stream 4
+    drawing = load_docs_module("working_set")
+    facts = drawing.caption_facts(drawing.activations(drawing.sample()))
+    guide = " ".join((ROOT / "docs" / "guide" / "sampling.md").read_text().split())
+    assert f"n_active={drawing.N_ACTIVE}, rate={drawing.RATE})` with seed {drawing.SEED}." in guide
+    assert facts["absent"] == [0] and "here light stream 0 happens not to appear at all" in guide, facts
+    stream, item = facts["double"]
+    assert f"(stream {stream} holds two from item {item})" in guide, facts
+
+
 def test_the_working_set_picture_never_needs_more_than_n_active_slots():
     drawing = load_docs_module("working_set")
     spans = drawing.activations(drawing.sample())

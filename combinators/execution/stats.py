@@ -142,7 +142,8 @@ class Stats(list):
     """
 
     def __str__(self) -> str:
-        return "\n".join([*(mix.summary() for mix in self), f"{len(self)} mixes; stats.table() shows every child"])
+        mixes = f"{len(self)} mix" if len(self) == 1 else f"{len(self)} mixes"
+        return "\n".join([*(mix.summary() for mix in self), f"{mixes}; stats.table() shows every child"])
 
     def table(self) -> str:
         """Every mix's table: a line per child with its items, realized and target shares."""
