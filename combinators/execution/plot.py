@@ -83,10 +83,10 @@ def _running_share(axes: Any, names: list[str], history: np.ndarray, target: np.
     """Each child's share of the mix's items so far, against the mix's item count (log scale), target dashed."""
     history = history[history.sum(axis=1) > 0]
     totals = history.sum(axis=1)
+    colors = [f"C{i % 10}" for i in range(len(names))]
     for i, name in enumerate(names):
-        color = f"C{i % 10}"
-        axes.plot(totals, history[:, i] / totals, color=color, label=name, marker="." if len(totals) < 30 else None)
-        axes.axhline(target[i], color=color, linestyle="--", linewidth=0.8)
+        axes.plot(totals, history[:, i] / totals, color=colors[i], label=name, marker="." if len(totals) < 30 else None)
+    axes.hlines(target, 0, 1, transform=axes.get_yaxis_transform(), colors=colors, linestyles="--", linewidth=0.8)
     if len(totals) and totals[-1] > 1:
         from matplotlib import ticker
 
@@ -128,5 +128,6 @@ def plot_stats(stats: Sequence[Any], path: str | None = None, *, dpi: int = 100)
         _proportions(row[0], names, realized, target, mix_stats.label)
         _running_share(row[1], names, history, target, mix_stats.label)
     if path is not None:
-        figure.savefig(path, dpi=dpi)
+        png = str(path).lower().endswith(".png")  # a fast PNG compression: the picture is made to be looked at
+        figure.savefig(path, dpi=dpi, **({"pil_kwargs": {"compress_level": 1}} if png else {}))
     return figure
