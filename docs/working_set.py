@@ -63,7 +63,8 @@ def caption_facts(spans: list[tuple[int, list[int]]]) -> dict[str, object]:
     present = {source for source, _ in spans}
     doubles = [(source, later[0]) for k, (source, positions) in enumerate(spans)
                for other, later in spans[k + 1:] if other == source and later[0] <= positions[-1]]
-    return {"absent": sorted(set(range(len(WEIGHTS))) - present), "double": min(doubles, key=lambda d: d[1], default=None)}
+    first_double = min(doubles, key=lambda double: double[1], default=None)
+    return {"absent": sorted(set(range(len(WEIGHTS))) - present), "double": first_double}
 
 
 def render() -> str:

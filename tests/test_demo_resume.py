@@ -73,7 +73,8 @@ def test_a_resume_with_other_options_names_them_before_running_and_a_resume_says
     workdir, checkpoint = str(tmp_path / "work"), str(tmp_path / "run.ckpt")
     small = ["--workdir", workdir, "--shards-per-class", "2", "--seed", "1"]
     demo(*small, "--steps", "20", "--checkpoint", checkpoint)
-    with pytest.raises(InvalidArgument, match=r"was written with --steps 20 \(this run: 30\), --rate 8.0 \(this run: 4.0\)"):
+    differ = r"was written with --steps 20 \(this run: 30\), --rate 8.0 \(this run: 4.0\)"
+    with pytest.raises(InvalidArgument, match=differ):
         demo(*small, "--steps", "30", "--rate", "4", "--resume", checkpoint)
     capsys.readouterr()
     assert console(["demo", *small, "--steps", "30", "--resume", checkpoint]) == 2  # as a command: no traceback

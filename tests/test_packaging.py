@@ -39,7 +39,8 @@ def test_the_docs_name_released_versions_only():
     import re
 
     root = Path(__file__).parents[1]
-    texts = {p: p.read_text() for p in [*root.joinpath("docs").rglob("*.md"), *root.joinpath("combinators").rglob("*.py")]}
+    paths = [*root.joinpath("docs").rglob("*.md"), *root.joinpath("combinators").rglob("*.py")]
+    texts = {path: path.read_text() for path in paths}
     releases = set(re.findall(r"^## \[(\d+\.\d+\.\d+)\]", (root / "CHANGELOG.md").read_text(), re.M))
     for path, text in texts.items():
         assert not re.search(r"\buntil 0\.\d", text), path  # "until 0.2" read as a release still to come
