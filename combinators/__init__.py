@@ -14,7 +14,7 @@ from combinators.plan.transforms import (
     Transform, batch, cache, filter, keras_tuples, map, progress, shuffle, take, tuples, unbatch,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # pyproject.toml reads it; CHANGELOG.md says what changed
 
 __all__ = [
     *errors.__all__,

@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from combinators.errors import CombinatorsError
+
 #: sub-command name -> (module, one-line help)
 COMMANDS = {
     "demo": ("combinators.demo", "train a classifier out of core on the digits data"),
@@ -35,11 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``combinators`` command; returns the process exit status."""
+    """Run the ``combinators`` command; returns the process exit status (errors are raised)."""
     args = build_parser().parse_args(argv)
     module = importlib.import_module(args._module)
     return int(module.run(args) or 0)
 
 
+def console(argv: list[str] | None = None) -> int:
+    """`main` as a command: a `CombinatorsError` (a bad option, a checkpoint of another run) is printed as
+    ``combinators: error: ...`` on stderr, exit status 2, as argparse does for its own errors; no traceback."""
+    try:
+        return main(argv)
+    except CombinatorsError as error:
+        print(f"combinators: error: {error}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console())

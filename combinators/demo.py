@@ -41,6 +41,7 @@ from combinators.plan import checks
 from combinators.errors import InvalidArgument
 from combinators.execution.base import Executor, resolve_executor
 from combinators.execution.run import iterate
+from combinators.execution.plot import require_matplotlib
 from combinators.execution.stats import MixStats, Stats
 from combinators.plan.explain import explain
 from combinators.memo import LMDBArchive, NoCache, memoize
@@ -356,14 +357,15 @@ class Training:
 
 
 def train(sampler: Stream, *, steps: int, seed: int, executor: str | Executor, checkpoint: Path | None = None,
-          every: int = 10, resume: Path | None = None) -> Training:
+          every: int = 10, resume: Path | None = None, options: dict[str, Any] | None = None) -> Training:
     """Fit an ``SGDClassifier`` with ``partial_fit`` on ``steps`` batches of ``sampler``.
 
     With ``checkpoint``, the stream state (`~combinators.Run.state`), the
-    classifier and the samples seen are saved there every ``every`` batches
-    and at the end (written to a temporary file, then renamed: a kill never
-    leaves half a checkpoint); ``resume`` continues from such a file, so the
-    final classifier equals that of an uninterrupted run.
+    classifier, the samples seen and the demo's ``options`` (`plan_options`)
+    are saved there every ``every`` batches and at the end (written to a
+    temporary file, then renamed: a kill never leaves half a checkpoint);
+    ``resume`` continues from such a file, so the final classifier equals
+    that of an uninterrupted run.
     """
     from sklearn.linear_model import SGDClassifier
 
@@ -380,21 +382,57 @@ def train(sampler: Stream, *, steps: int, seed: int, executor: str | Executor, c
             classifier.partial_fit(item["x"], item["y"], classes=labels)
             samples += len(item["y"])
             if checkpoint is not None and (run.items % every == 0):
-                _save_checkpoint(checkpoint, classifier, samples, run)
+                _save_checkpoint(checkpoint, classifier, samples, run, options)
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, classifier, samples, run)
+            _save_checkpoint(checkpoint, classifier, samples, run, options)
         seconds = time.perf_counter() - start
         class_mix = sampler.stream
         all_stats = run.stats()
-        stats = next(s for s in all_stats if s.node is class_mix)
+        stats = next((s for s in all_stats if s.node is class_mix), None)
+        if stats is None:  # resumed at its last step: no mix ran
+            stats = MixStats((0,), class_mix, np.zeros(len(class_mix.streams), np.int64), class_mix.probabilities)
     return Training(classifier, samples, seconds, stats, all_stats)
 
 
-def _save_checkpoint(path: Path, classifier: Any, samples: int, run: Any) -> None:
+def _save_checkpoint(path: Path, classifier: Any, samples: int, run: Any, options: dict[str, Any] | None) -> None:
     temporary = path.with_name(path.name + ".tmp")
+    saved = {"classifier": classifier, "samples": samples, "stream": json.dumps(run.state()), "options": options}
     with open(temporary, "wb") as file:
-        pickle.dump({"classifier": classifier, "samples": samples, "stream": json.dumps(run.state())}, file)
+        pickle.dump(saved, file)
     os.replace(temporary, path)
+
+
+#: the demo's options that make its plan and its draws: a checkpoint records them, ``--resume`` compares them
+PLAN_OPTIONS = ("seed", "steps", "batch_size", "n_active", "rate", "shards_per_class")
+
+
+def plan_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `PLAN_OPTIONS` of ``args``, as a checkpoint records them."""
+    return {name: getattr(args, name) for name in PLAN_OPTIONS}
+
+
+def check_resume(args: argparse.Namespace) -> int:
+    """The step (batches done) that ``--resume`` starts from, after checking the checkpoint's options.
+
+    Raises `InvalidArgument` for a checkpoint that cannot be read, or one
+    written with other `PLAN_OPTIONS` (each differing option named with both
+    values: the state belongs to another plan).
+    """
+    try:
+        with open(args.resume, "rb") as file:
+            saved = pickle.load(file)  # a file this demo wrote (pickle: the classifier is a scikit-learn object)
+        step = json.loads(saved["stream"])["items"]
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as error:
+        msg = f"--resume {args.resume}: not a checkpoint of this demo ({type(error).__name__}: {error})"
+        raise InvalidArgument(msg) from None
+    recorded, wanted = saved.get("options") or {}, plan_options(args)
+    differ = [f"--{name.replace('_', '-')} {recorded[name]} (this run: {wanted[name]})"
+              for name in PLAN_OPTIONS if name in recorded and recorded[name] != wanted[name]]
+    if differ:
+        msg = (f"--resume {args.resume} was written with {', '.join(differ)}; a run resumes only with the options "
+               "it was started with: give those, or leave out --resume to start afresh")
+        raise InvalidArgument(msg)
+    return step
 
 
 # ------------------------------------------------------------------- the command
@@ -423,6 +461,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     _check_options(args)
     executor = make_executor(args.executor, args.workers)
+    resumed_at = None if args.resume is None else check_resume(args)  # before anything long runs
+    if args.plot is not None:
+        require_matplotlib()  # not after the whole run
     if args.fresh and args.workdir.exists():
         shutil.rmtree(args.workdir)
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -436,8 +477,11 @@ def run(args: argparse.Namespace) -> int:
           f"{saved} ({archive_path})")
     sampler = build_sampler(feature_shards, n_active=args.n_active, rate=args.rate, batch_size=args.batch_size)
     print("sampler:", *explain(sampler).splitlines()[:4], "    ...", sep="\n  ")
+    if resumed_at is not None:
+        done = " (its last: nothing left to train)" if resumed_at >= args.steps else ""
+        print(f"resume: from step {resumed_at} of {args.steps}{done} ({args.resume})")
     training = train(sampler, steps=args.steps, seed=args.seed, executor=executor, checkpoint=args.checkpoint,
-                     every=args.checkpoint_every, resume=args.resume)
+                     every=args.checkpoint_every, resume=args.resume, options=plan_options(args))
     accuracy, correct, total = _accuracy(training.classifier, heldout)
     print(f"train: {training.samples} samples in {training.seconds:.2f} s: "
           f"{training.samples / training.seconds:.0f} samples/s ({_executor_label(args)}, seed {args.seed})")

@@ -21,6 +21,9 @@ __all__ = [
     "TransportError",
     "ResumeError",
     "RunStateError",
+    "MissingExtra",
+    "CombinatorsWarning",
+    "IdleExecutorWarning",
 ]
 
 
@@ -88,3 +91,15 @@ class SerializerMismatch(ArchiveError, ValueError):
 
 class UnstorableValue(ArchiveError, TypeError):
     """A memoized function returned a value that cannot be stored (the function is named)."""
+
+
+class MissingExtra(CombinatorsError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class CombinatorsWarning(UserWarning):
+    """Base class of every warning `combinators` gives."""
+
+
+class IdleExecutorWarning(CombinatorsWarning):
+    """A parallel executor was asked for and nothing of the plan ran in its workers (the block path)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import combinators as c
 
 WEIGHTS = (1, 2, 3, 1, 2, 3)
-N_ACTIVE, RATE, SEED, N_ITEMS, ROWS_PER_SOURCE = 3, 4, 0, 48, 6
+N_ACTIVE, RATE, SEED, N_ITEMS, ROWS_PER_SOURCE = 3, 4, 5, 48, 6
 OUTPUT = Path(__file__).parent / "guide" / "working-set.svg"
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
@@ -55,6 +55,16 @@ def slots(spans: list[tuple[int, list[int]]]) -> list[int]:
         ends[free] = positions[-1]
         chosen.append(free)
     return chosen
+
+
+def caption_facts(spans: list[tuple[int, list[int]]]) -> dict[str, object]:
+    """What the guide's caption says of the picture: the streams absent, and the first stream that holds two
+    slots at once with the item where its second activation starts (tests/test_docs.py checks the caption)."""
+    present = {source for source, _ in spans}
+    doubles = [(source, later[0]) for k, (source, positions) in enumerate(spans)
+               for other, later in spans[k + 1:] if other == source and later[0] <= positions[-1]]
+    first_double = min(doubles, key=lambda double: double[1], default=None)
+    return {"absent": sorted(set(range(len(WEIGHTS))) - present), "double": first_double}
 
 
 def render() -> str:

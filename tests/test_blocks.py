@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import combinators as c
 from combinators.plan.block_path import block_schema
@@ -66,3 +67,30 @@ def test_explain_marks_the_block_path_nodes_only():
     marked = [line for line in text.splitlines() if line.endswith("[block path]")]
     assert len(marked) == 4 and "mix n_active=1" in marked[0] and "chain" in marked[1]  # and its two mixes
     assert "[block path]" not in text.splitlines()[1]  # the outer mix has a generator child
+
+
+def _digits(k):
+    """A block-path mix of three row sources whose rows are 10 k + j (j: the source)."""
+    return c.mix(*[c.from_arrays(np.full(500, 10 * k + j)) for j in range(3)], n_active=2, rate=50).named(f"digit {k}")
+
+
+@pytest.mark.parametrize("taken", [1, 37, 2000])
+def test_nested_block_mixes_count_the_items_their_parent_received_not_the_rows_they_decided(taken):
+    # each inner mix decides a block of rows ahead; its parent takes 30 of them per activation and closes it:
+    # the inner mix's stats counted every decided row ("digit 1" 772 items while its parent took 657)
+    plan = c.mix(*[_digits(k) for k in range(3)], n_active=2, rate=30, dist="constant")
+    with c.iterate(plan, seed=0) as run:
+        items = [int(next(run)) for _ in range(taken)]
+        stats = run.stats()
+    top, inner = stats[0], stats[1:]
+    assert top.counts.tolist() == [sum(x // 10 == k for x in items) for k in range(3)]
+    for mix in inner:
+        k = mix.path[-1]
+        assert mix.counts.tolist() == [items.count(10 * k + j) for j in range(3)], (mix.label, taken)
+
+
+def test_a_block_mix_read_row_by_row_counts_the_rows_handed_out():
+    with c.iterate(_digits(0), seed=1) as run:
+        items = [int(next(run)) for _ in range(5)]
+        counts = run.stats()[0].counts.tolist()
+    assert counts == [items.count(j) for j in range(3)]

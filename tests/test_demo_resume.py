@@ -63,3 +63,26 @@ def test_a_demo_killed_at_a_random_batch_resumes_to_the_same_classifier(tmp_path
     got, _ = final(partial)
     assert np.array_equal(got.coef_, expected.coef_) and np.array_equal(got.intercept_, expected.intercept_)
     assert accuracy_of(resumed) == accuracy_of(full)
+    assert f"resume: from step {killed_at} of {STEPS} ({partial})" in resumed
+
+
+def test_a_resume_with_other_options_names_them_before_running_and_a_resume_says_its_step(tmp_path, capsys):
+    from combinators import InvalidArgument
+    from combinators.cli import console
+
+    workdir, checkpoint = str(tmp_path / "work"), str(tmp_path / "run.ckpt")
+    small = ["--workdir", workdir, "--shards-per-class", "2", "--seed", "1"]
+    demo(*small, "--steps", "20", "--checkpoint", checkpoint)
+    differ = r"was written with --steps 20 \(this run: 30\), --rate 8.0 \(this run: 4.0\)"
+    with pytest.raises(InvalidArgument, match=differ):
+        demo(*small, "--steps", "30", "--rate", "4", "--resume", checkpoint)
+    capsys.readouterr()
+    assert console(["demo", *small, "--steps", "30", "--resume", checkpoint]) == 2  # as a command: no traceback
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("combinators: error: --resume ") and "Traceback" not in err, (out, err)
+    assert "--steps 20 (this run: 30)" in err
+    resumed = demo(*small, "--steps", "20", "--resume", checkpoint)
+    assert f"resume: from step 20 of 20 (its last: nothing left to train) ({checkpoint})" in resumed
+    (tmp_path / "junk.ckpt").write_bytes(b"not a pickle")
+    with pytest.raises(InvalidArgument, match="junk.ckpt: not a checkpoint of this demo"):
+        demo(*small, "--resume", str(tmp_path / "junk.ckpt"))

@@ -43,6 +43,22 @@ def test_the_site_builds_strictly(tmp_path):
         repeated = {h for h in headings if h.startswith("combinators") and headings.count(h) > 1}
         assert not repeated, f"{page.parent.name}: {repeated}"
     assert "github.com/combinators" not in (site / "index.html").read_text()  # no link to a repository that does not exist
+    memo = (site / "reference" / "memo" / "index.html").read_text()
+    for internal in ("value_encoder", "bind_memory", "finisher"):  # the keymaps' hooks for memoize stay out
+        assert f"Keymap.{internal}" not in memo, internal
+    toc = [re.sub(r"<[^>]+>|\s", "", h).lower() for h in re.findall(r"<h[23][^>]*>(.*?)</h[23]>", memo, re.S)]
+    assert len(toc) == len(set(toc)), sorted(h for h in toc if toc.count(h) > 1)  # sections and names: once each
+    for page in site.rglob("*.html"):
+        assert "<th></th>" not in page.read_text(), page  # every table column has a header
+    assert "white-space: pre-wrap" in (site / "stylesheets" / "extra.css").read_text()  # long code lines wrap
+    assert "stylesheets/extra.css" in (site / "guide" / "parallel" / "index.html").read_text()
+
+
+def test_links_to_guide_pages_are_named_as_the_sidebar_names_them():
+    nav = dict(re.findall(r"^\s+- \"?([^:\n]+?)\"?: (guide/[a-z-]+\.md)$", (ROOT / "mkdocs.yml").read_text(), re.M))
+    titles = {page: title for title, page in nav.items()}
+    links = re.findall(r"\[([^\]]+)\]\((guide/[a-z-]+\.md)\)", (ROOT / "docs" / "index.md").read_text())
+    assert links and all(text == titles[page] for text, page in links), [l for l in links if l[0] != titles[l[1]]]
 
 
 def test_every_guide_page_is_under_guide_and_in_the_nav():
@@ -73,6 +89,18 @@ def test_every_public_module_has_a_reference_page():
 def test_the_working_set_picture_is_what_its_script_draws():
     drawing = load_docs_module("working_set")
     assert drawing.OUTPUT.read_text() == drawing.render()
+
+
+def test_the_working_set_caption_says_what_the_picture_shows():
+    # the caption said "light stream 0 happens not to appear" and "stream 4 holds two around item 5" under a
+    # picture with stream 0 twice and no stream 4
+    drawing = load_docs_module("working_set")
+    facts = drawing.caption_facts(drawing.activations(drawing.sample()))
+    guide = " ".join((ROOT / "docs" / "guide" / "sampling.md").read_text().split())
+    assert f"n_active={drawing.N_ACTIVE}, rate={drawing.RATE})` with seed {drawing.SEED}." in guide
+    assert facts["absent"] == [0] and "here light stream 0 happens not to appear at all" in guide, facts
+    stream, item = facts["double"]
+    assert f"(stream {stream} holds two from item {item})" in guide, facts
 
 
 def test_the_working_set_picture_never_needs_more_than_n_active_slots():
@@ -121,11 +149,12 @@ def readme_blocks():
 
 @pytest.mark.parametrize("index", range(len(readme_blocks())))
 def test_each_readme_example_runs_on_its_own(index, tmp_path):
-    """Each python block of the README, alone, in a fresh interpreter and an empty folder."""
+    """Each python block of the README, alone, in a fresh interpreter and an empty folder, without a warning
+    (the memoize example warned that its function lived in ``__main__``)."""
     block = readme_blocks()[index]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, cwd=tmp_path, env=env,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", block], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=120)
     assert done.returncode == 0, f"README block {index}:\n{block}\n{done.stderr[-3000:]}"
 
 

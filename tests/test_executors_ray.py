@@ -308,3 +308,23 @@ def test_a_failed_sweep_ends_every_activation_whose_items_it_carried():
             for _ in range(1000):
                 next(endless)
         assert list(session.submit(range, 2)) == [0, 1]  # the actor carries on
+
+
+def test_a_source_from_a_module_ray_workers_cannot_import_says_how_to_ship_it(tmp_path, monkeypatch):
+    (tmp_path / "faraway_source.py").write_text("def numbers(n):\n    yield from range(n)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # importable here, not in Ray's workers
+    import faraway_source
+
+    plan = c.mix(c.stream(faraway_source.numbers, 5), c.stream(faraway_source.numbers, 3), mode="exhaustive")
+    expected = list(c.iterate(plan, seed=0))
+    with pytest.raises(TransportError) as caught:
+        list(c.iterate(plan, seed=0, executor=Ray(workers=1)))
+    message = str(caught.value)
+    assert "cannot import module 'faraway_source'" in message and str(tmp_path / "faraway_source.py") in message
+    assert f"ray.init(runtime_env={{'working_dir': {str(tmp_path)!r}}}) before the first run" in message, message
+    assert "cloudpickle.register_pickle_by_value(faraway_source)" in message
+    cloudpickle.register_pickle_by_value(faraway_source)  # the advice works
+    try:
+        assert list(c.iterate(plan, seed=0, executor=Ray(workers=1))) == expected
+    finally:
+        cloudpickle.unregister_pickle_by_value(faraway_source)

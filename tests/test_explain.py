@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pytest
 
 import combinators as c
+from combinators.errors import IdleExecutorWarning, InvalidArgumentType
+from combinators.execution import run as run_module
+from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.zmq import ZMQ
 
 
 def load(path, scale=1.0):
@@ -39,3 +46,73 @@ def test_every_non_default_field_is_shown():
     assert "round_robin mode=permuted_cycle" in lines[5]
     default_mix = lines[8]
     assert default_mix.endswith("mix all-active mode=with_replacement"), default_mix
+
+
+def test_long_runs_of_alike_children_are_elided_and_shard_sources_read_as_their_expression(tmp_path):
+    path = str(tmp_path / "rows.npy")
+    np.save(path, np.zeros((20, 2), dtype=np.float32))
+    plan = c.mix(*[c.from_npy(path) for _ in range(200)], c.from_iterable("ab"), n_active=4, rate=8)
+    lines = c.explain(plan).splitlines()
+    assert lines[1] == f"├── [0.005] from_npy({path!r})", lines[1]
+    assert lines[11] == "├── ... 190 more like this, weights 0.945 in all", lines[11]
+    assert lines[12] == "└── [0.005] from_iterable('ab')" and len(lines) == 13, lines[12:]
+    assert "FromNpy" not in c.explain(plan) and "dtype(" not in c.explain(plan)
+    assert len(c.explain(plan, full=True).splitlines()) == 202
+    assert len(c.explain(c.chain(*[c.from_iterable([k]) for k in range(12)])).splitlines()) == 13  # 12: all shown
+
+
+@pytest.mark.parametrize("value", [[c.from_iterable("a")], "abc", None])
+def test_explain_of_something_else_than_a_stream_names_it(value):
+    with pytest.raises(InvalidArgumentType, match=r"the plan of explain\(\) must be a stream description, got "):
+        c.explain(value)
+
+
+def test_explain_with_an_executor_marks_where_each_part_runs():
+    rows = c.mix(c.from_arrays(np.zeros(3)), c.from_arrays(np.ones(3)))
+    plan = c.chain(c.mix(c.from_iterable(range(5)), c.stream(range, 4) >> c.batch(2)), rows)
+    lines = c.explain(plan, executor=Processes(workers=2, inline=False)).splitlines()
+    assert lines[2].endswith("[0.500] from_iterable(range(0, 5))  @ worker processes"), lines[2]
+    assert lines[3].endswith("apply: batch(2)  @ worker processes") and "@" not in lines[4], lines[3:5]
+    assert lines[5].endswith("[block path]  @ consumer (rows gathered here, not in worker processes)"), lines[5]
+    assert "@" not in "".join(lines[6:])  # the rows of a block part are not placed one by one
+    assert "@ ZMQ workers, or the consumer once measured cheap" in c.explain(plan, executor=ZMQ(inline=True))
+    assert c.explain(plan, executor="inprocess").count("@ consumer") == 3
+    assert "@" not in c.explain(plan)
+    with pytest.raises(InvalidArgumentType, match=r"executor must be an executor or its name, got 3 \(int\)"):
+        c.explain(plan, executor=3)
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch):
+    monkeypatch.setattr(run_module, "_IDLE_WARNED", set())
+
+
+def test_a_parallel_executor_that_runs_nothing_of_the_plan_says_so_once(fresh_warnings):
+    rows = c.mix(c.from_arrays(np.zeros(30)), c.from_arrays(np.ones(30)), n_active=1, rate=4) >> c.batch(3)
+    with pytest.warns(IdleExecutorWarning, match=r"Processes\(workers=1.* runs nothing in its workers: every part"):
+        with c.iterate(rows, seed=0, executor=Processes(workers=1)) as run:
+            items = [next(run) for _ in range(4)]
+            assert run.executor_stats()["activations"] == 0
+    assert all(np.array_equal(a, b) for a, b in zip(items, c.iterate(rows, seed=0)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with c.iterate(rows, seed=0, executor=Processes(workers=1)) as run:  # once per process and executor kind
+            next(run)
+
+
+def test_the_warning_comes_at_close_when_no_activation_ran_in_a_worker(fresh_warnings):
+    rows = c.mix(c.from_arrays(np.zeros(30)), c.from_arrays(np.ones(30)), n_active=1, rate=4)
+    plan = c.chain(rows, c.stream(range, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not known up front: the chain's second part runs in workers
+        run = c.iterate(plan, seed=0, executor=Processes(workers=1))
+        assert len([next(run) for _ in range(5)]) == 5
+    with pytest.warns(IdleExecutorWarning, match=r"5 items and executor_stats\(\)\['activations'\] == 0"):
+        run.close()
+
+
+def test_a_parallel_executor_that_ran_activations_does_not_warn(fresh_warnings):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(c.iterate(c.mix(c.stream(range, 3), c.stream(range, 2), mode="exhaustive"), seed=0,
+                              executor=Processes(workers=1))) != []

@@ -96,6 +96,34 @@ def test_numpy_rows_become_tensors():
     assert sorted(torch.cat(batches).flatten().tolist()) == rows.flatten().tolist()
 
 
+_READ_ONLY_ROWS = """
+import sys, warnings
+import numpy as np, torch
+from torch.utils.data import DataLoader
+import combinators as c
+from combinators.torch import StreamDataset
+warnings.simplefilter("error")  # torch warns once per process: this process is fresh
+np.save(sys.argv[1], np.arange(40, dtype=np.float32).reshape(20, 2))
+rows = c.from_npy(sys.argv[1])
+for plan, batch_size in [(rows, 4), (rows >> c.batch(4), None), (rows >> c.map(lambda r: {"x": r}), 4)]:
+    for batch in DataLoader(StreamDataset(plan, seed=0), batch_size=batch_size):
+        pass
+print("ok")
+"""
+
+
+def test_read_only_rows_of_a_memory_map_reach_torch_without_a_warning(tmp_path):
+    # from_npy rows are views of a read-only memory map: torch warned "The given NumPy array is not writable"
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _READ_ONLY_ROWS, str(tmp_path / "rows.npy")],
+                          capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr[-2000:]
+    np.save(tmp_path / "a.npy", np.arange(6.0).reshape(3, 2))
+    assert all(row.flags.writeable for row in StreamDataset(c.from_npy(str(tmp_path / "a.npy")), seed=0))
+
+
 def test_the_dataset_pickles():
     dataset = StreamDataset([from_iterable([1, 2]), from_iterable([3])], seed=9)
     copy = pickle.loads(pickle.dumps(dataset))

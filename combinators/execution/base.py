@@ -116,6 +116,18 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def open(self) -> Session: ...
 
+    def describe_placement(self, part: Any) -> str:
+        """Where this executor runs ``part`` of a plan, in words, for ``explain(plan, executor=...)``.
+
+        ``part`` is a block node or a leaf (`~combinators.plan.explain.placed_parts`). Executors that run
+        everything in the consumer say so.
+
+        >>> from combinators import from_iterable
+        >>> InProcess().describe_placement(from_iterable("ab"))
+        'consumer'
+        """
+        return "consumer"
+
 
 class LocalActivation(Activation):
     """Runs ``fn(*args)`` lazily, on the first item asked for (nothing opens before)."""

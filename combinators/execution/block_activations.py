@@ -10,11 +10,14 @@ opens these activations and passes its context (``ctx``), which opens a chain's 
 from __future__ import annotations
 
 import itertools
+import operator
 from typing import Any, Callable, Iterator
+
+import numpy as np
 
 from combinators.sampling import seeding
 from combinators.execution.base import Activation
-from combinators.execution.blocks import block_rows, chain_blocks, materialize, row_blocks, skip_rows
+from combinators.execution.blocks import _length, block_rows, chain_blocks, materialize, row_blocks, skip_rows
 from combinators.sampling.mix import ResumedRows, mix_decisions
 from combinators.plan.mixes import Mix
 from combinators.plan.sources import RowSource
@@ -51,7 +54,7 @@ class BlockActivation(Activation):
 
     def iterator(self) -> Iterator[Any]:
         if self._rows is None:
-            self._rows = block_rows(self.blocks())
+            self._rows = block_rows(self.blocks(), None if self.marks is None else self.marks.reading)
         return self._rows
 
     def __next__(self) -> Any:
@@ -73,19 +76,25 @@ class BlockActivation(Activation):
 
 
 class _BlockMarks:
-    """Where the block being read started: the working set's snapshot, the mix's counts, rows before it."""
+    """Where the block being read started: the working set's snapshot, the mix's counts, rows before it; and
+    what the consumer received of it, for the mix's stats (`received_counts`)."""
 
-    __slots__ = ("saved", "decided", "mark", "working_set", "counts")
+    __slots__ = ("saved", "decided", "mark", "working_set", "counts", "live", "children", "size", "reading")
 
     def __init__(self, saved: dict | None):
         self.saved, self.decided, self.mark = saved, 0 if saved is None else saved["before"], None
         self.working_set: Any = None
         self.counts: list[int] = []
+        self.live: list[int] | None = None  # items per child received before the block being read
+        self.children: list[np.ndarray] = []  # the child of each row of that block, a run of decisions at a time
+        self.size = 0  # rows in that block (0: none handed out yet)
+        self.reading: list = []  # while read row by row, its rows iterator (`block_rows`)
 
     def decisions(self, runs: Iterator[Any]) -> Iterator[Any]:
         """``runs`` of decisions, counting the rows they decide (after each is used)."""
         try:
             for run in runs:
+                self.children.append(np.asarray(self.working_set.stream)[run.picks])
                 yield run
                 self.decided += len(run.picks)
         finally:
@@ -93,6 +102,23 @@ class _BlockMarks:
 
     def on_block(self) -> None:
         self.mark = (self.working_set.snapshot(), list(self.counts), self.decided)
+        # the run that starts the block is the last one decided; nothing of the block is handed out yet
+        self.live, self.children, self.size, self.reading[:] = self.working_set.live_counts(), self.children[-1:], 0, []
+
+    def blocks(self, blocks: Iterator[Any]) -> Iterator[Any]:
+        """``blocks``, noting the size of each as it is handed out."""
+        for block in blocks:
+            self.size = _length(block)
+            yield block
+
+    def received_counts(self) -> list[int]:
+        """Items per child the consumer received: those before the block being read, and of it the rows
+        handed out (all of it when read as a block, else up to the row being read)."""
+        if self.live is None:
+            return list(self.counts) if self.working_set is None else self.working_set.live_counts()
+        rows = self.size - (operator.length_hint(self.reading[0]) if self.reading else 0)
+        got = np.bincount(np.concatenate(self.children)[:rows], minlength=len(self.live)) if rows > 0 else ()
+        return [int(a + b) for a, b in itertools.zip_longest(self.live, got, fillvalue=0)]
 
     def state(self, received: int) -> dict[str, Any]:
         snapshot, counts, before = self.mark
@@ -100,11 +126,37 @@ class _BlockMarks:
                 "rows": received}
 
 
+class _LiveMixes:
+    """A block mix's counts while it runs (`_Context.current_counts` asks ``live_counts()``): the items its ended
+    activations handed out, and what the consumer received so far of each running one (`_BlockMarks`)."""
+
+    __slots__ = ("ended", "running")
+
+    def __init__(self, ended: list[int]):
+        self.ended, self.running = ended, {}  # running: id(marks) -> (marks, its baseline)
+
+    def live_counts(self) -> list[int]:
+        counts = list(self.ended)
+        for marks, baseline in self.running.values():
+            for child, (got, before) in enumerate(zip(marks.received_counts(), baseline)):
+                counts[child] += got - before
+        return counts
+
+
+def _live(running: list, ended: list[int]) -> _LiveMixes:
+    if not running or not isinstance(running[-1], _LiveMixes):
+        running[:] = [_LiveMixes(ended)]
+    return running[-1]
+
+
 def _mix_blocks(node: Mix, path, activation, ctx, marks: _BlockMarks) -> Iterator[Any]:
-    _, counts, running = ctx.mix_record(node, path)
-    marks.counts, saved = counts, marks.saved
-    if saved is not None:
-        counts[:] = saved["counts"]
+    # the working set counts in its own list (from the mix's counts so far, or those of the saved state), so
+    # that at the end the mix's counts grow by the rows the consumer received, not by those decided ahead
+    _, ended, running = ctx.mix_record(node, path)
+    saved, live = marks.saved, _live(running, ended)
+    baseline = list(ended) if saved is None else [0] * len(ended)
+    counts = marks.counts = list(ended) if saved is None else list(saved["counts"])
+    live.running[id(marks)] = (marks, baseline)
     children = node.streams
     decisions = mix_decisions(
         _RowChildren(children), node.probabilities, node.n_active, node.rate, node.dist, node.mode,
@@ -112,13 +164,17 @@ def _mix_blocks(node: Mix, path, activation, ctx, marks: _BlockMarks) -> Iterato
         select_rng=seeding.generator(ctx.entropy, path, activation, seeding.SELECT),
         activate_rng=seeding.generator(ctx.entropy, path, activation, seeding.ACTIVATE),
         counts=counts,
-        on_start=lambda state: (running.__setitem__(slice(None), [state]), setattr(marks, "working_set", state)),
+        on_start=lambda state: setattr(marks, "working_set", state),
         resume=None if saved is None else saved["block_mix"],
     )
     try:
-        yield from materialize(marks.decisions(decisions), ctx.schema(node), marks.on_block)
+        yield from marks.blocks(materialize(marks.decisions(decisions), ctx.schema(node), marks.on_block))
     finally:
+        received = marks.received_counts()
         decisions.close()
+        del live.running[id(marks)]
+        for child, (got, before) in enumerate(zip(received, baseline)):
+            ended[child] += got - before  # rows decided ahead and never handed out do not count
 
 
 class _RowChildren:

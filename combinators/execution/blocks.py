@@ -135,18 +135,33 @@ def chain_blocks(open_child: Callable[[int], Iterator[Any]], n_children: int, cy
             return
 
 
-def block_rows(blocks: Iterator[Any]) -> Iterator[Any]:
-    """The rows of each block, one by one: arrays row by row, dicts as ``{key: column[i]}``."""
+def block_rows(blocks: Iterator[Any], reading: list | None = None) -> Iterator[Any]:
+    """The rows of each block, one by one: arrays row by row, dicts as ``{key: column[i]}``.
+
+    With ``reading`` (a list), ``reading[:] = [rows_iterator]`` as each block starts:
+    ``operator.length_hint`` of it is the block's rows not yet handed out (no cost per row).
+
+    >>> import operator
+    >>> reading = []
+    >>> rows = block_rows(iter([np.arange(3), np.arange(4)]), reading)
+    >>> int(next(rows)), int(next(rows)), operator.length_hint(reading[0])
+    (0, 1, 1)
+    """
     for block in blocks:
         if isinstance(block, dict):
             for column in block.values():
                 column.flags.writeable = False
             keys = list(block)
-            columns = [list(column) for column in block.values()]
+            columns = [iter(list(column)) for column in block.values()]
+            if reading is not None:
+                reading[:] = columns[:1]
             yield from (dict(zip(keys, values)) for values in zip(*columns))
         else:
             block.flags.writeable = False
-            yield from block
+            rows = iter(block)
+            if reading is not None:
+                reading[:] = [rows]
+            yield from rows
 
 
 def _take_blocks(blocks: Iterator[Any], n: int) -> Iterator[Any]:

@@ -7,6 +7,7 @@ comes here too: importing this module makes `iterate` the plan layer's interpret
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -14,13 +15,27 @@ import numpy as np
 from combinators.plan import checks
 from combinators.sampling import seeding
 from combinators.execution.base import Activation, Executor, resolve_executor
-from combinators.errors import RunStateError
+from combinators.errors import IdleExecutorWarning, RunStateError
 from combinators.execution.interpreter import _Context, activation_state, open_node
 from combinators.execution.runstate import FORMAT, check_resume, plan_fingerprint
 from combinators.execution.stats import CHECKPOINT_GROWTH, MixStats, Stats
+from combinators.plan.block_path import block_schema
+from combinators.plan.explain import placed_parts, set_executor_resolver
 from combinators.plan.stream import set_interpreter, Stream
 
 __all__ = ["iterate", "Run"]
+
+#: the kinds of executor `IdleExecutorWarning` was given for: once per kind and process
+_IDLE_WARNED: set[str] = set()
+
+
+def _warn_idle(executor: Executor, why: str) -> None:
+    kind = type(executor).__name__
+    if kind not in _IDLE_WARNED:
+        _IDLE_WARNED.add(kind)
+        msg = (f"{executor!r} runs nothing in its workers: {why}; explain(plan, executor=...) shows where each part"
+               " runs (docs/guide/parallel.md); iterate(plan) in process does the same work without the workers")
+        warnings.warn(msg, IdleExecutorWarning, stacklevel=4)
 
 
 class Run:
@@ -36,6 +51,10 @@ class Run:
         self.stream, self.seed, self.executor = stream, entropy, executor
         self._fingerprint = fingerprint
         self._session = executor.open()
+        self._idle_checked = self._session.in_process  # whether a parallel executor that ran nothing was told
+        if not self._idle_checked and all(block_schema(part) is not None for part in placed_parts(stream)):
+            self._idle_checked = True
+            _warn_idle(executor, "every part of this plan is on the block path, whose rows the consumer gathers")
         self._ctx = _Context(entropy, self._session, resume and resume.get("counts"))
         self._offset = resume["items"] if resume else 0  # items of the run before it was resumed
         saved = resume["root"] if resume else None
@@ -128,6 +147,10 @@ class Run:
         """Stop the run: close every open activation, then the executor session."""
         root, self._root = self._root, None
         self._next = _exhausted
+        if not self._idle_checked and self.items:
+            self._idle_checked = True
+            if self.executor_stats().get("activations", 1) == 0:
+                _warn_idle(self.executor, f"{self.items} items and executor_stats()['activations'] == 0")
         try:
             if root is not None:
                 root.close()
@@ -219,4 +242,5 @@ def iterate(
     return Run(stream, resume["seed"], resolve_executor(executor), max_iter, resume, fingerprint)
 
 
-set_interpreter(iterate)  # iter(stream) runs here: the plan layer's one hook into execution
+set_interpreter(iterate)  # iter(stream) runs here: the plan layer's hooks into execution
+set_executor_resolver(resolve_executor)  # explain(plan, executor="processes")

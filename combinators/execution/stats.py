@@ -42,7 +42,10 @@ class MixStats:
 
     ``counts``, ``realized`` and ``target`` have shape ``(n_children,)``;
     ``realized`` is ``counts / counts.sum()`` (NaN before any item).
-    ``counts`` are the items the mix yielded, over all its activations: a mix
+    ``counts`` are the items the mix yielded, over all its activations: those
+    its consumer received, not those decided ahead (a mix on the block path
+    decides a block of rows at a time; the rows of a block not yet handed
+    out, or never handed out because the parent closed it, do not count). A mix
     nested under an exhaustive or first_exhausted mix with a budget is
     restarted when its turn resumes, and the items it yields again (to be
     skipped) are counted again; the top mix's counts are exactly its items.
@@ -89,6 +92,25 @@ class MixStats:
         name = f" {self.name!r}" if self.name is not None else ""
         return f"mix{name} at {self.path or 'root'}"
 
+    def summary(self) -> str:
+        """One line: the items, the children, and the child whose realized share is farthest from its target.
+
+        >>> import combinators as c
+        >>> plan = c.mix(c.from_iterable("a" * 90), c.from_iterable("b" * 90), (3, 1), names=["a", "b"])
+        >>> with c.iterate(plan, seed=0, max_iter=20) as run:
+        ...     items = list(run)
+        ...     print(run.stats()[0].summary())
+        mix at root: 20 items over 2 children; worst deviation 0.1500 ('a': realized 0.6000, target 0.7500)
+        """
+        total = int(self.counts.sum())
+        head = f"{self.label}: {total} items over {len(self.counts)} children"
+        if not total:
+            return head
+        deviation = np.abs(self.realized - self.target)
+        worst = int(np.argmax(deviation))
+        return (f"{head}; worst deviation {deviation[worst]:.4f} ({self.names[worst]!r}: realized "
+                f"{self.realized[worst]:.4f}, target {self.target[worst]:.4f})")
+
     def __str__(self) -> str:
         rows = [f"{self.label}: {int(self.counts.sum())} items"]
         width = max(map(len, self.names))
@@ -100,11 +122,31 @@ class MixStats:
 class Stats(list):
     """The `MixStats` of a run's mixes, in path order: a list, with a picture.
 
-    ``str(stats)`` is every mix's table; ``stats.plot()`` draws, per mix,
-    realized against target proportions and each child's running share.
+    ``str(stats)`` (what ``print`` shows) is a summary, a line per mix
+    (`MixStats.summary`: its worst deviation from the target);
+    ``stats.table()`` is every mix's table, a line per child;
+    ``stats.plot()`` draws, per mix, realized against target proportions and
+    each child's running share.
+
+    >>> import combinators as c
+    >>> plan = c.mix(c.mix(c.from_iterable("ab"), c.from_iterable("c")).named("inner"), c.from_iterable("d"))
+    >>> with c.iterate(plan, seed=0, max_iter=100) as run:
+    ...     items = list(run)
+    ...     stats = run.stats()
+    >>> print(stats)
+    mix at root: 100 items over 2 children; worst deviation 0.0500 ('child 1': realized 0.5500, target 0.5000)
+    mix 'inner' at (0,): 45 items over 2 children; worst deviation 0.0778 ('child 1': realized 0.4222, target 0.5000)
+    2 mixes; stats.table() shows every child
+    >>> len(stats.table().splitlines())
+    6
     """
 
     def __str__(self) -> str:
+        mixes = f"{len(self)} mix" if len(self) == 1 else f"{len(self)} mixes"
+        return "\n".join([*(mix.summary() for mix in self), f"{mixes}; stats.table() shows every child"])
+
+    def table(self) -> str:
+        """Every mix's table: a line per child with its items, realized and target shares."""
         return "\n".join(map(str, self))
 
     def plot(self, path: str | None = None, **options: Any) -> Any:

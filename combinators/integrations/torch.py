@@ -82,7 +82,37 @@ def _unwrapped(worker: Stream) -> tuple[Stream, int]:
 
 def _items(run: Any) -> Iterator[Any]:
     with run:
-        yield from run
+        for item in run:
+            yield writable(item)
+
+
+def writable(item: Any) -> Any:
+    """``item`` with each read-only ndarray in it (a row or batch of a ``from_npy`` memory map) copied.
+
+    Torch turns arrays into tensors that share their memory and warns ("The
+    given NumPy array is not writable") at each read-only one; a copy is the
+    exact answer (a tensor over a read-only map would be undefined behaviour
+    when written). Writable arrays, and items without arrays, pass unchanged;
+    dicts, tuples and lists are walked.
+
+    >>> row = np.arange(3.0)
+    >>> row.flags.writeable = False
+    >>> out = writable({"x": row, "y": (row, 1)})
+    >>> out["x"].flags.writeable, out["y"][0].flags.writeable, out["y"][1]
+    (True, True, 1)
+    >>> writable(np.arange(2.0)).base is None  # a writable array is not copied
+    True
+    """
+    if isinstance(item, np.ndarray):
+        return item if item.flags.writeable else item.copy()
+    if isinstance(item, dict):
+        return {key: writable(value) for key, value in item.items()}
+    if isinstance(item, tuple):
+        values = [writable(value) for value in item]
+        return type(item)(*values) if hasattr(item, "_fields") else tuple(values)  # a namedtuple keeps its type
+    if isinstance(item, list):
+        return [writable(value) for value in item]
+    return item
 
 
 def seeded_items(description: Stream, seed: int) -> Iterator[Any]:

@@ -18,23 +18,35 @@ apply: batch(2)
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import attrs
 import numpy as np
 
+from combinators.errors import InvalidArgumentType
+from combinators.plan import checks
 from combinators.plan.description import callable_repr
 from combinators.plan.block_path import block_schema
 from combinators.plan.mixes import Mix, RoundRobin
-from combinators.plan.sources import FromArrays, FromIterable, Source
+from combinators.plan.sources import FromArrays, FromIterable, Source, is_leaf, is_source
 from combinators.plan.stream import Apply, Chain, Stream
 
-__all__ = ["explain", "short_repr"]
+__all__ = ["explain", "short_repr", "placed_parts", "set_executor_resolver"]
 
 #: collections longer than this are shown by type and length
 _SHORT_ITEMS = 6
 #: reprs longer than this are cut
 _SHORT_CHARS = 60
+#: a run of more than this many alike children shows its first `_SHOWN` and a count of the rest
+_ELIDE_OVER, _SHOWN = 12, 10
+#: an executor name to its instance: the execution layer registers ``resolve_executor`` here (the plan layer
+#: cannot import it), as it registers its interpreter with `combinators.plan.stream.set_interpreter`
+_RESOLVER: list[Callable[[Any], Any]] = []
+
+
+def set_executor_resolver(resolve: Callable[[Any], Any]) -> None:
+    """Register the function that turns ``explain(plan, executor="processes")``'s name into an executor."""
+    _RESOLVER[:] = [resolve]
 
 
 def short_repr(value: Any) -> str:
@@ -114,6 +126,9 @@ def _kind(node: Stream) -> str:
         return _call("from_iterable", (node.items,))
     if isinstance(node, FromArrays):
         return _call("from_arrays", (node.data,))
+    own = getattr(type(node).__repr__, "__wrapped__", None)  # a kind's own expression, without its name
+    if own is not None:  # a node kind of a higher layer (from_npy, from_npz): the expression that built it
+        return own(node)
     options = _options(node)  # a node kind this module does not know: its fields, short
     return _call(type(node).__name__, (), options)
 
@@ -133,17 +148,80 @@ def block_marker(node: Stream) -> str:
     return " [block path]" if block_schema(node) is not None else ""
 
 
-def _lines(node: Stream, prefix: str) -> Iterator[str]:
+def placed_parts(node: Stream) -> Iterator[Stream]:
+    """The parts of ``node`` an executor places, depth first: each block node that is not inside another
+    (its rows gathered as one part) and each leaf (a source with the transforms directly above it) outside them.
+
+    >>> import numpy as np
+    >>> from combinators import batch, chain, mix, from_arrays, from_iterable
+    >>> rows = mix(from_arrays(np.zeros(2)), from_arrays(np.ones(3)))
+    >>> [type(part).__name__ for part in placed_parts(chain(rows, from_iterable("ab") >> batch(2)))]
+    ['Mix', 'Apply']
+    """
+    if is_leaf(node) or block_schema(node) is not None:
+        yield node
+        return
+    for child in node.children:
+        yield from placed_parts(child)
+
+
+def _placements(stream: Stream, executor: Any) -> dict[int, str]:
+    """``id(part)``: where ``executor`` runs it (`placed_parts`), from its ``describe_placement(part)``."""
+    if executor is None:
+        return {}
+    if isinstance(executor, str) and _RESOLVER:
+        executor = _RESOLVER[0](executor)
+    describe = getattr(executor, "describe_placement", None)
+    if describe is None:
+        msg = f"explain()'s executor must be an executor or its name, got {executor!r} ({type(executor).__name__})"
+        raise InvalidArgumentType(msg)
+    return {id(part): describe(part) for part in placed_parts(stream)}
+
+
+def _shape(node: Stream, where: Mapping[int, str]) -> tuple:
+    """What makes two siblings alike: their kinds (a leaf's arguments aside), marks and children's shapes."""
+    kind = type(node) if is_source(node) else _kind(node)
+    children = tuple(_shape(child, where) for child in node.children)
+    return kind, node.name is None, block_marker(node), where.get(id(node)), children
+
+
+def _runs(children: tuple[Stream, ...], where: Mapping[int, str]) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of each run of alike consecutive children."""
+    start = 0
+    shapes = [_shape(child, where) for child in children]
+    for i in range(1, len(children) + 1):
+        if i == len(children) or shapes[i] != shapes[start]:
+            yield start, i
+            start = i
+
+
+def _lines(node: Stream, prefix: str, where: Mapping[int, str], full: bool) -> Iterator[str]:
     children = node.children
     weights = node.probabilities if isinstance(node, Mix) else None
-    for i, child in enumerate(children):
-        last = i == len(children) - 1
-        weight = f"[{weights[i]:.3f}] " if weights is not None else ""
-        yield f"{prefix}{'└── ' if last else '├── '}{weight}{_label(child)}{block_marker(child)}"
-        yield from _lines(child, prefix + ("    " if last else "│   "))
+    shown: list[int | tuple[int, int]] = []  # child indices, and (start, stop) of elided runs
+    for start, stop in _runs(children, where):
+        if full or stop - start <= _ELIDE_OVER:
+            shown.extend(range(start, stop))
+        else:
+            shown.extend([*range(start, start + _SHOWN), (start + _SHOWN, stop)])
+    for k, entry in enumerate(shown):
+        last = k == len(shown) - 1
+        branch = "└── " if last else "├── "
+        if isinstance(entry, tuple):
+            rest = f", weights {sum(weights[entry[0]:entry[1]]):.3f} in all" if weights is not None else ""
+            yield f"{prefix}{branch}... {entry[1] - entry[0]} more like this{rest}"
+            continue
+        child = children[entry]
+        weight = f"[{weights[entry]:.3f}] " if weights is not None else ""
+        yield f"{prefix}{branch}{weight}{_label(child)}{block_marker(child)}{_mark(child, where)}"
+        yield from _lines(child, prefix + ("    " if last else "│   "), where, full)
 
 
-def explain(stream: Stream) -> str:
+def _mark(node: Stream, where: Mapping[int, str]) -> str:
+    return f"  @ {where[id(node)]}" if id(node) in where else ""
+
+
+def explain(stream: Stream, *, executor: Any = None, full: bool = False) -> str:
     """The plan of ``stream`` as text: one node per line, mix weights normalized.
 
     Runs nothing. Each line shows a node's name (quoted, if it has one), its
@@ -151,7 +229,18 @@ def explain(stream: Stream) -> str:
     a mix's children carry their normalized weight in brackets. Arrays and
     long collections are shown by dtype/type and shape/length (`short_repr`).
     Mixes and chains that run on the block path (rows of array or shard
-    sources gathered in blocks) end with ``[block path]``.
+    sources gathered in blocks) end with ``[block path]``. A run of more than
+    12 alike siblings (same kinds, arguments aside) shows its first 10 and
+    ``... N more like this``; ``full=True`` shows every node.
+
+    ``executor`` (an executor or its name, as `~combinators.iterate` takes)
+    marks each part it places (`placed_parts`: a block node, or a leaf with
+    the transforms above it) with ``@`` and where it runs, as the executor's
+    ``describe_placement(part)`` says: a parallel executor gathers block
+    path rows in the consumer, not in its workers.
+
+    Raises `InvalidArgumentType` if ``stream`` is not a stream or
+    ``executor`` not an executor.
 
     >>> from combinators import chain, from_iterable, round_robin
     >>> print(explain(chain(from_iterable(range(100)), round_robin(from_iterable("ab"), from_iterable("c"),
@@ -161,5 +250,10 @@ def explain(stream: Stream) -> str:
     └── round_robin mode=cycle
         ├── from_iterable('ab')
         └── from_iterable('c')
+    >>> print("\\n".join(explain(chain(*(from_iterable([k]) for k in range(13)))).splitlines()[-2:]))
+    ├── from_iterable([9])
+    └── ... 3 more like this
     """
-    return "\n".join([_label(stream) + block_marker(stream), *_lines(stream, "")])
+    checks.instance_of("the plan of explain()", stream, Stream, "a stream description")
+    where = _placements(stream, executor)
+    return "\n".join([_label(stream) + block_marker(stream) + _mark(stream, where), *_lines(stream, "", where, full)])

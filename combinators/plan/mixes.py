@@ -187,8 +187,8 @@ def mix(
       budgets are drawn together, 8 ahead of need (``"single_active"``: when
       the slot empties), so parallel executors start activations early
       (a suspended stream of the ending modes re-enters through that queue);
-      since 0.2 (expected share, entries ahead) a seed gives other items
-      than in 0.1 for working sets, the same on every executor.
+      since 0.2.0 (expected share, entries ahead) a seed gives other items
+      than in 0.1.0 for working sets, the same on every executor.
     - ``rate`` needs ``n_active`` (as in pescador, where ShuffledMux has no
       rate and StochasticMux needs n_active): a budget says when an
       activation leaves the working set, and with every stream active there

@@ -9,8 +9,28 @@ from typing import Any
 import attrs
 
 from combinators.errors import InvalidArgument, InvalidArgumentType
+from combinators.plan.block_path import block_schema
 
-__all__ = ["default_workers", "positive_int", "non_negative_int", "start_method", "positive_number", "boolean"]
+__all__ = [
+    "default_workers", "positive_int", "non_negative_int", "start_method", "positive_number", "boolean", "placement",
+]
+
+
+def placement(part: Any, workers: str, inline: bool) -> str:
+    """Where a parallel executor runs ``part`` (`Executor.describe_placement`): the block path in the
+    consumer (its rows are gathered there, whatever the executor), a leaf in ``workers`` (or in the consumer
+    once measured cheap, with ``inline``).
+
+    >>> import numpy as np
+    >>> from combinators import mix, from_arrays, from_iterable
+    >>> placement(mix(from_arrays(np.zeros(2)), from_arrays(np.ones(2))), "workers", False)
+    'consumer (rows gathered here, not in workers)'
+    >>> placement(from_iterable("ab"), "workers", True)
+    'workers, or the consumer once measured cheap'
+    """
+    if block_schema(part) is not None:
+        return f"consumer (rows gathered here, not in {workers})"
+    return f"{workers}, or the consumer once measured cheap" if inline else workers
 
 
 def default_workers() -> int:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import functools
 import shutil
-from typing import Callable
+from typing import Any, Callable
 
 import attrs
 import zmq
 
 from combinators.execution import base
 from combinators.execution.remote import lifetime as _lifetime
-from combinators.execution.remote.options import boolean, default_workers, positive_int, start_method
+from combinators.execution.remote.options import boolean, default_workers, placement, positive_int, start_method
 from combinators.execution.remote.session import RemoteSession, SessionOptions
 
 __all__ = ["Processes"]
@@ -62,6 +62,10 @@ class Processes(base.Executor):
     prefetch: int = attrs.field(default=1024, validator=positive_int)
     prefetch_bytes: int = attrs.field(default=32 << 20, validator=positive_int)
     inline: bool = attrs.field(default=True, validator=boolean)
+
+    def describe_placement(self, part: Any) -> str:
+        """Where ``part`` runs, for ``explain(plan, executor=...)`` (`options.placement`)."""
+        return placement(part, "worker processes", self.inline)
 
     def open(self) -> RemoteSession:
         """Start the workers; a session to submit activations to (close it, or use ``with``)."""

@@ -61,8 +61,8 @@ import numpy as np
 
 from combinators.errors import CombinatorsError, InvalidArgument, InvalidArgumentType, WorkerError
 from combinators.execution import base
-from combinators.execution.remote.options import default_workers, positive_int, positive_number
-from combinators.execution.remote.ray_actor import SourceActor, raise_fault
+from combinators.execution.remote.options import default_workers, placement, positive_int, positive_number
+from combinators.execution.remote.ray_actor import SourceActor, raise_fault, with_shipping_advice
 
 __all__ = ["Ray", "RaySession", "RayActivation"]
 
@@ -148,6 +148,10 @@ class Ray(base.Executor):
 
     def __attrs_post_init__(self) -> None:
         import_ray()
+
+    def describe_placement(self, part: Any) -> str:
+        """Where ``part`` runs, for ``explain(plan, executor=...)`` (`options.placement`)."""
+        return placement(part, "Ray actors", False)
 
     def open(self) -> RaySession:
         """Join or start Ray, create the actors; a session to submit activations to (close it, or use ``with``)."""
@@ -498,7 +502,8 @@ class RayActivation(base.Activation):
         if left < 0:
             self._finish()
             if fault is not None:
-                self._error = raise_fault(fault, self._worker.describe())
+                where = self._worker.describe()
+                self._error = with_shipping_advice(raise_fault(fault, where), where)
 
     def _finish(self) -> None:
         if not self._finished:

@@ -16,6 +16,7 @@ import collections
 import os
 import pickle
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -24,7 +25,7 @@ from typing import Any, Iterator
 import cloudpickle
 import numpy as np
 
-from combinators.errors import WorkerError
+from combinators.errors import TransportError, WorkerError
 
 __all__ = ["SourceActor", "item_bytes", "fault_report", "raise_fault"]
 
@@ -105,6 +106,10 @@ class SourceActor:
                 fn, args = cloudpickle.loads(pickled)
                 if number >= 0:  # a plan of the run's, kept for its next activations (-1: a one-off submit)
                     self._plans[number] = (fn, args)
+        except ModuleNotFoundError as error:  # the plan's code lives in a module this worker cannot import
+            failure = TransportError(f"a Ray worker cannot import module {error.name!r}: {error}")
+            failure.module = error.name  # type: ignore[attr-defined]  # the consumer adds how to ship it
+            return [(activation_id, [], -1, fault_report(failure))]
         except BaseException as error:  # noqa: BLE001 - reported to the consumer
             return [(activation_id, [], -1, fault_report(error))]
         with self._changed:
@@ -294,3 +299,33 @@ def raise_fault(report: tuple[bytes, str, str, str], where: str) -> BaseExceptio
     except AttributeError:
         pass
     return error
+
+
+def with_shipping_advice(error: BaseException, where: str) -> BaseException:
+    """``error``, or for a plan whose module a Ray worker cannot import (a `TransportError` with ``module``),
+    a `TransportError` that says which module, where it is here, and how to ship it to Ray's workers.
+
+    cloudpickle sends a module-level function by reference (its module and name), so a worker must be able
+    to import its module; a module found only through this process's ``sys.path`` (a script's folder, a
+    notebook's) is not on the workers'. Three ways: Ray's ``runtime_env`` given to ``ray.init`` before the
+    first run (``working_dir`` for a module file's folder, ``py_modules`` for a package; Ray uploads local
+    folders for a whole job only), installing it where the workers run, or
+    ``cloudpickle.register_pickle_by_value(module)`` to send its code with the plan.
+    """
+    name = getattr(error, "module", None)
+    if not isinstance(error, TransportError) or not name:
+        return error
+    path = getattr(sys.modules.get(name), "__file__", None)
+    if path is None:
+        ship = f"install {name!r} where Ray's workers run"
+    elif os.path.basename(path) == "__init__.py":  # a package: py_modules takes its folder
+        ship = f"ray.init(runtime_env={{'py_modules': [{os.path.dirname(path)!r}]}}) before the first run"
+    else:  # a module file: its folder becomes the workers' working directory, on their import path
+        ship = f"ray.init(runtime_env={{'working_dir': {os.path.dirname(path)!r}}}) before the first run"
+    msg = (f"{where} cannot import module {name!r} ({path or 'not a file'}), which a source of this plan comes "
+           f"from (cloudpickle sends module-level functions by reference). Ship it with Ray's runtime_env: {ship} "
+           f"(Ray takes local folders only for the whole job), install it where the workers run, or call "
+           f"cloudpickle.register_pickle_by_value({name}) to send its code with the plan")
+    advice = TransportError(msg)
+    advice.__cause__ = error
+    return advice

@@ -19,7 +19,9 @@ import attrs
 from combinators.errors import InvalidArgument, InvalidArgumentType
 from combinators.execution import base
 from combinators.execution.remote import protocol
-from combinators.execution.remote.options import boolean, default_workers, non_negative_int, positive_int, positive_number
+from combinators.execution.remote.options import (
+    boolean, default_workers, non_negative_int, placement, positive_int, positive_number,
+)
 from combinators.execution.remote.options import start_method as _start_method
 from combinators.execution.remote.session import RemoteSession, SessionOptions
 from combinators.execution.remote.worker import load_key
@@ -116,6 +118,10 @@ class ZMQ(base.Executor):
         token in the handshake (docs/execution.md, "Security model").
         """
         return self.key is not None or (self.address or "").startswith("ipc://")
+
+    def describe_placement(self, part: Any) -> str:
+        """Where ``part`` runs, for ``explain(plan, executor=...)`` (`options.placement`)."""
+        return placement(part, "ZMQ workers", self.inline)
 
     def open(self) -> RemoteSession:
         """Bind the address and start the local workers; a session to submit activations to."""
