@@ -39,7 +39,7 @@ import numpy as np
 
 from combinators.plan.description import Description, callable_repr
 from combinators.errors import ResumeError, RunStateError
-from combinators.packing import Unpackable, pack, unpack
+from combinators.packing import TooDeep, Unpackable, pack, unpack
 
 __all__ = ["FORMAT", "plan_fingerprint", "check_resume", "encode", "decode"]
 
@@ -168,7 +168,7 @@ def encode(items: Any) -> str:
         msg = (f"a run state cannot hold an item of type {what}{inside}; it holds arrays, numbers, str, bytes, "
                "None and lists, tuples and dicts of them")
         raise RunStateError(msg) from None
-    except (OverflowError, TypeError) as error:
+    except (OverflowError, TypeError, TooDeep) as error:
         msg = f"a run state cannot hold {type(items).__qualname__} items: {error}"
         raise RunStateError(msg) from None
 
