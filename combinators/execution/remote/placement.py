@@ -118,10 +118,18 @@ class Placer:
             self.refused.add(number)
 
     def add_costs(self, count: int, table: bytes) -> bool:
-        """Add a worker's COSTS rows to the session's; False (nothing added) if the table is not ``count`` rows."""
-        if len(table) != count * protocol.COST_ROW.size:
+        """Add a worker's COSTS rows to the session's; False (nothing added) if the table is not ``count`` rows,
+        or names a plan this session never registered (`add_plan`).
+
+        So what a member sends here is bounded: at most one row per plan of the session, kept per plan (a
+        flood of rows for made-up plan numbers used to grow the consumer without bound).
+        """
+        if count > len(self.kinds) or len(table) != count * protocol.COST_ROW.size:
             return False
-        for number, *figures in protocol.COST_ROW.iter_unpack(table):
+        rows = list(protocol.COST_ROW.iter_unpack(table))
+        if not all(row[0] in self.kinds for row in rows):
+            return False
+        for number, *figures in rows:
             totals = [self.costs.setdefault(number, [0, 0, 0, 0])]
             kind = self.kinds.get(number)
             if kind is not None:
