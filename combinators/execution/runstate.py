@@ -43,8 +43,8 @@ from combinators.packing import TooDeep, Unpackable, pack, unpack
 
 __all__ = ["FORMAT", "plan_fingerprint", "check_resume", "encode", "decode"]
 
-#: the version of the run-state format this library writes and reads
-FORMAT = 1
+#: the version of the run-state format this library writes and reads (2: with a checksum, ``check``)
+FORMAT = 2
 
 
 def _code_text(code: types.CodeType) -> str:
