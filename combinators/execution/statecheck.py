@@ -134,6 +134,18 @@ def _on_blocks(transforms: tuple) -> int:
     return len(transforms)
 
 
+def _among(indices: list[int]) -> dict[str, Any]:
+    """One of ``indices`` (sorted), as integer ranges: an ``enum`` of 1000 indices is checked element by element."""
+    ranges: list[list[int]] = []
+    for index in indices:
+        if ranges and ranges[-1][1] == index - 1:
+            ranges[-1][1] = index
+        else:
+            ranges.append([index, index])
+    variants = [{"type": "integer", "minimum": low, "maximum": high} for low, high in ranges]
+    return variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+
 def _children(node: Stream, make: Any) -> list[tuple[list[int], dict[str, Any]]]:
     """``[(indices, schema)]``: the node's children grouped by the schema ``make(child)`` gives them."""
     groups: dict[str, tuple[list[int], dict[str, Any]]] = {}
@@ -148,7 +160,7 @@ def _child_entry(node: Stream, head: list[dict[str, Any]], tail: list[dict[str, 
     variants = []
     for indices, schema in _children(node, _activation):
         child = {"anyOf": [{"type": "null"}, schema]} if nullable_child else schema
-        variants.append(_array({"enum": indices}, *head, child, *tail))
+        variants.append(_array(_among(indices), *head, child, *tail))
     return variants[0] if len(variants) == 1 else {"anyOf": variants}
 
 
@@ -185,7 +197,7 @@ def _slot_entry(node: Mix) -> Any:
 
 def _queue_entry(node: Mix) -> Any:
     """``[index, number, budget, child state]`` (the state of an activation not started yet)."""
-    variants = [_array({"enum": indices}, _COUNT, _COUNT, schema) for indices, schema in _children(node, _activation)]
+    variants = [_array(_among(indices), _COUNT, _COUNT, schema) for indices, schema in _children(node, _activation)]
     return variants[0] if len(variants) == 1 else {"anyOf": variants}
 
 
@@ -204,7 +216,7 @@ def _specific(node: Stream) -> dict[str, Any] | None:
         variants = []
         for indices, schema in _children(node, _activation):
             running = {"anyOf": [{"type": "null"}, _array(_COUNT, _COUNT, schema)]}
-            variants.append(_object({"next": _COUNT, "index": {"enum": indices}, "produced": _FLAG, "child": running}))
+            variants.append(_object({"next": _COUNT, "index": _among(indices), "produced": _FLAG, "child": running}))
         ended = _object({"next": _COUNT, "index": {"const": len(node.streams)}, "produced": _FLAG,
                          "child": {"type": "null"}})
         return _object({"chain": {"anyOf": [*variants, ended]}})
