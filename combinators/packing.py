@@ -23,12 +23,12 @@ nothing it writes is unreadable) and `unpack` refuses deeper data with
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 import numpy as np
 
-__all__ = ["MAX_DEPTH", "pack", "unpack", "Unpackable", "TooDeep", "dtype_spec", "dtype_from_spec"]
+__all__ = ["MAX_DEPTH", "deeper", "pack", "unpack", "Unpackable", "TooDeep", "dtype_spec", "dtype_from_spec"]
 
 #: how deep extension types (tuples, arrays, numpy scalars, complex numbers) may nest in one value
 MAX_DEPTH = 64
@@ -104,13 +104,26 @@ class _Packing:
         raise Unpackable(value)
 
     def nested(self, value: Any) -> bytes:
-        if self.depth >= MAX_DEPTH:
-            raise TooDeep(MAX_DEPTH)
-        self.depth += 1
-        try:
-            return msgpack.packb(value, default=self, strict_types=True, use_bin_type=True)
-        finally:
-            self.depth -= 1
+        return deeper(self, _packb, value)
+
+
+def deeper(hook: Any, call: Callable[[Any, Any], Any], value: Any) -> Any:
+    """``call(value, hook)`` one level deeper in ``hook.depth`` (a msgpack hook's nested call).
+
+    Raises `TooDeep` when ``hook.depth`` is already `MAX_DEPTH`, before the nested call, whose C stack a few
+    hundred levels would overflow.
+    """
+    if hook.depth >= MAX_DEPTH:
+        raise TooDeep(MAX_DEPTH)
+    hook.depth += 1
+    try:
+        return call(value, hook)
+    finally:
+        hook.depth -= 1
+
+
+def _packb(value: Any, hook: _Packing) -> bytes:
+    return msgpack.packb(value, default=hook, strict_types=True, use_bin_type=True)
 
 
 class Unpackable(Exception):
@@ -143,7 +156,7 @@ def pack(value: Any) -> bytes:
     ...
     combinators.packing.TooDeep: tuples (with the arrays, numpy scalars and complex numbers inside them) nested more than 64 deep
     """
-    return msgpack.packb(value, default=_Packing(), strict_types=True, use_bin_type=True)
+    return _packb(value, _Packing())
 
 
 class _Unpacking:
@@ -172,13 +185,7 @@ class _Unpacking:
         raise ValueError(msg)
 
     def nested(self, data: bytes | memoryview) -> Any:
-        if self.depth >= MAX_DEPTH:  # checked before the nested call, whose C stack would overflow
-            raise TooDeep(MAX_DEPTH)
-        self.depth += 1
-        try:
-            return _unpackb(data, self)
-        finally:
-            self.depth -= 1
+        return deeper(self, _unpackb, data)
 
 
 def _unpackb(data: bytes | memoryview, hook: _Unpacking) -> Any:

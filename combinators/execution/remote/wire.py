@@ -61,7 +61,7 @@ import msgpack
 import numpy as np
 
 from combinators.errors import TransportError
-from combinators.packing import MAX_DEPTH
+from combinators.packing import TooDeep, deeper
 from combinators.execution.remote.wire_rows import OUT_OF_BAND_BYTES, _RowGroup, _Rows, _rows_items
 
 __all__ = ["OUT_OF_BAND_BYTES", "MSGPACK_LIMIT", "ItemPacker", "freeze", "dumps", "loads", "unpack_items"]
@@ -243,16 +243,12 @@ class _Encoder:
 
 
 def _nested(hook: _Encoder | _Decoder, call: Any, value: Any) -> Any:
-    """``call(value, hook)`` one tuple deeper: a `TransportError` past `MAX_DEPTH` (before the nested call, whose C
-    stack would overflow a few hundred levels down)."""
-    if hook.depth >= MAX_DEPTH:
-        msg = f"tuples nested more than {MAX_DEPTH} deep cannot be sent"
-        raise TransportError(msg)
-    hook.depth += 1
+    """``call(value, hook)`` one tuple deeper (`combinators.packing.deeper`): a `TransportError` past `MAX_DEPTH`."""
     try:
-        return call(value, hook)
-    finally:
-        hook.depth -= 1
+        return deeper(hook, call, value)
+    except TooDeep as error:
+        msg = f"{error} cannot be sent"
+        raise TransportError(msg) from None
 
 
 def _packb(obj: Any, encoder: _Encoder) -> bytes:
