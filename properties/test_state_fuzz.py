@@ -149,7 +149,7 @@ def test_a_mutated_state_is_refused_or_resumes_within_the_plan(plan, seed, cut, 
 
 
 def test_the_issue_s_mutations_are_refused_naming_the_field():
-    L = lambda *a: c.from_iterable(list(range(*a)))  # noqa: E731
+    L = lambda *a: c.from_iterable(list(range(*a)))
     plan = c.mix(c.mix(L(40), L(100, 140), mode="exhaustive", rate=3, n_active=1), L(200, 210),
                  rate=4, n_active=2) >> c.take(60)
     run = c.iterate(plan, seed=2)

@@ -138,7 +138,7 @@ def test_a_shard_truncated_while_read_is_a_data_error_naming_file_and_row(tmp_pa
 
 def test_a_mapped_shard_truncated_while_read_kills_a_worker_never_the_consumer(tmp_path):
     refused, kind, got, message = _truncated_while_read(tmp_path, "r", "Processes(workers=1)")
-    assert (refused, kind) == ("refused", "WorkerError") and "SIGBUS" in message
+    assert (refused, kind) == ("refused", "WorkerError") and "died" in message  # by SIGBUS, or seen as gone first
 
 
 def test_mapped_shards_never_run_in_the_consumer_nor_on_the_block_path(tmp_path):

@@ -176,7 +176,7 @@ def encode(items: Any) -> str:
 def decode(text: str) -> Any:
     """The items `encode` turned into ``text``; raises `RunStateError` for text it did not write."""
     try:
-        return unpack(base64.b64decode(text.encode("ascii")))
-    except ValueError as error:
+        return unpack(base64.b64decode(text.encode("ascii"), validate=True))
+    except Exception as error:  # noqa: BLE001 - text it did not write may raise anything while decoding
         msg = f"a run state holds items this version cannot read: {error}"
         raise RunStateError(msg) from None

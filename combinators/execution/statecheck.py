@@ -35,16 +35,24 @@ from typing import Any
 import jsonschema
 import jsonschema.exceptions
 
-from combinators.errors import ResumeError
+from combinators.errors import ResumeError, RunStateError
 from combinators.execution import runstate
 from combinators.plan.block_path import block_schema
 from combinators.plan.mixes import Mix, RoundRobin
 from combinators.plan.sources import FromArrays, FromIterable, RowSource, is_leaf
 from combinators.plan.stream import Apply, Chain, Stream
-from combinators.plan.transforms import Batch, Cache, Filter, Map, Shuffle, Take, Unbatch
+from combinators.plan.transforms import (
+    Batch,
+    Cache,
+    Filter,
+    Map,
+    Shuffle,
+    Take,
+    Unbatch,
+)
 from combinators.sampling.working_set import AHEAD
 
-__all__ = ["seal", "validate", "state_schema"]
+__all__ = ["seal", "state_schema", "validate"]
 
 _U64, _U128 = 2**64 - 1, 2**128 - 1
 _COUNT = {"type": "integer", "minimum": 0, "maximum": _U64}
@@ -283,8 +291,8 @@ def _decodes_to_items(validator: Any, at_most: int | None, text: Any, schema: An
         return
     try:
         items = runstate.decode(text)
-    except Exception as error:  # base64 or msgpack that encode never wrote: whatever it raises
-        yield jsonschema.exceptions.ValidationError(f"does not decode as items: {type(error).__name__}: {error}")
+    except RunStateError as error:
+        yield jsonschema.exceptions.ValidationError(f"does not decode as items: {error}")
         return
     if not isinstance(items, list):
         yield jsonschema.exceptions.ValidationError(f"decodes to a {type(items).__name__}, not a list of items")
@@ -298,7 +306,7 @@ def _order_within_items(validator: Any, wanted: bool, cell: Any, schema: Any) ->
         return
     try:
         size = len(runstate.decode(cell["items"]))
-    except Exception:
+    except (RunStateError, TypeError):
         return  # refused by decodesToItems
     if any(not isinstance(i, int) or i >= size for i in cell["order"]):
         yield jsonschema.exceptions.ValidationError(f"order {cell['order']!r:.80} names positions beyond its "
