@@ -134,3 +134,37 @@ def test_a_numpy_archive_refuses_to_store_a_deep_tuple_so_it_is_never_poisoned(t
     with pytest.raises(InvalidArgumentType, match="more than 64 deep"):
         archive[b"deep"] = nested(200)
     assert b"deep" not in archive and archive[b"ok"] == nested(MAX_DEPTH)
+
+
+def test_a_crafted_deep_message_from_a_joined_worker_is_refused_and_the_consumer_lives():
+    """A worker gone wrong (its packer replaced in the worker) sends a header of tuples nested 200 deep."""
+    result = _run("""
+        import msgpack
+        from combinators.errors import TransportError
+        from combinators.execution.remote.processes import Processes
+
+        def deep_header():
+            import combinators.execution.remote.wire as wire
+
+            def crafted(self):
+                data = msgpack.packb([1])
+                for _ in range(199):
+                    data = msgpack.packb([msgpack.ExtType(1, data)])
+                self._chunks, self.count = [], 0
+                return [msgpack.packb(msgpack.ExtType(1, data))]
+
+            wire.ItemPacker.frames = crafted
+            yield "anything"
+
+        if __name__ == "__main__":
+            with Processes(workers=1).open() as session:
+                try:
+                    list(session.submit(deep_header))
+                    print("accepted")
+                except TransportError as error:
+                    print("refused", "more than 64 deep" in str(error), session.stats()["malformed"])
+            print("alive")  # the worker stays patched: its later messages would be refused the same way
+    """)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    assert result.stdout.split()[:2] == ["refused", "True"]
+    assert result.stdout.split()[-1] == "alive"
