@@ -7,6 +7,13 @@ the shape and the raw bytes), numpy scalars, numpy ``str_``/``bytes_``,
 tuples (kept as tuples) and complex numbers; anything else raises
 `Unpackable`, and reading parses data only.
 
+Extension types nest at most `MAX_DEPTH` levels (a tuple of tuples is two):
+each level is read by a nested msgpack call that holds about 40 KB of C
+stack, so a value nested a few hundred deep would overflow the stack and
+kill the process (SIGSEGV). `pack` refuses deeper values with `TooDeep` (so
+nothing it writes is unreadable) and `unpack` refuses deeper data with
+``ValueError`` before recursing.
+
 >>> value = {"a": np.arange(3, dtype=np.int16), "b": (1, "x", None), "c": np.float32(1.5)}
 >>> back = unpack(pack(value))
 >>> back["a"].dtype, back["b"], type(back["c"]).__name__
@@ -16,12 +23,15 @@ tuples (kept as tuples) and complex numbers; anything else raises
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 import numpy as np
 
-__all__ = ["pack", "unpack", "Unpackable", "dtype_spec", "dtype_from_spec"]
+__all__ = ["MAX_DEPTH", "deeper", "pack", "unpack", "Unpackable", "TooDeep", "dtype_spec", "dtype_from_spec"]
+
+#: how deep extension types (tuples, arrays, numpy scalars, complex numbers) may nest in one value
+MAX_DEPTH = 64
 
 _EXT_ARRAY, _EXT_TUPLE, _EXT_SCALAR, _EXT_COMPLEX, _EXT_STR, _EXT_BYTES = 1, 2, 3, 4, 5, 6
 
@@ -66,20 +76,54 @@ def dtype_from_spec(spec: Any) -> np.dtype:
     raise ValueError(msg)
 
 
-def _default(value: Any) -> msgpack.ExtType:
-    """msgpack's hook for the types it has no exact form of (it is called with ``strict_types=True``)."""
-    kind = type(value)
-    if kind is tuple:
-        return msgpack.ExtType(_EXT_TUPLE, pack(list(value)))
-    if kind is np.ndarray and not value.dtype.hasobject:
-        return msgpack.ExtType(_EXT_ARRAY, pack([dtype_spec(value.dtype), list(value.shape), value.tobytes()]))
-    if kind is np.str_ or kind is np.bytes_:
-        return msgpack.ExtType(_EXT_STR if kind is np.str_ else _EXT_BYTES, pack(value.item()))
-    if isinstance(value, np.generic) and not value.dtype.hasobject:
-        return msgpack.ExtType(_EXT_SCALAR, pack([dtype_spec(value.dtype), value.tobytes()]))
-    if kind is complex:
-        return msgpack.ExtType(_EXT_COMPLEX, pack([value.real, value.imag]))
-    raise Unpackable(value)
+class _Packing:
+    """msgpack's ``default`` hook for the types it has no exact form of (called with ``strict_types=True``).
+
+    Each extension's data is packed by a nested call; ``depth`` counts them, so a value nested deeper than
+    `MAX_DEPTH` raises `TooDeep` instead of writing what `unpack` would refuse.
+    """
+
+    __slots__ = ("depth",)
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    def __call__(self, value: Any) -> msgpack.ExtType:
+        kind = type(value)
+        if kind is tuple:
+            return msgpack.ExtType(_EXT_TUPLE, self.nested(list(value)))
+        if kind is np.ndarray and not value.dtype.hasobject:
+            return msgpack.ExtType(_EXT_ARRAY, self.nested([dtype_spec(value.dtype), list(value.shape),
+                                                            value.tobytes()]))
+        if kind is np.str_ or kind is np.bytes_:
+            return msgpack.ExtType(_EXT_STR if kind is np.str_ else _EXT_BYTES, self.nested(value.item()))
+        if isinstance(value, np.generic) and not value.dtype.hasobject:
+            return msgpack.ExtType(_EXT_SCALAR, self.nested([dtype_spec(value.dtype), value.tobytes()]))
+        if kind is complex:
+            return msgpack.ExtType(_EXT_COMPLEX, self.nested([value.real, value.imag]))
+        raise Unpackable(value)
+
+    def nested(self, value: Any) -> bytes:
+        return deeper(self, _packb, value)
+
+
+def deeper(hook: Any, call: Callable[[Any, Any], Any], value: Any) -> Any:
+    """``call(value, hook)`` one level deeper in ``hook.depth`` (a msgpack hook's nested call).
+
+    Raises `TooDeep` when ``hook.depth`` is already `MAX_DEPTH`, before the nested call, whose C stack a few
+    hundred levels would overflow.
+    """
+    if hook.depth >= MAX_DEPTH:
+        raise TooDeep(MAX_DEPTH)
+    hook.depth += 1
+    try:
+        return call(value, hook)
+    finally:
+        hook.depth -= 1
+
+
+def _packb(value: Any, hook: _Packing) -> bytes:
+    return msgpack.packb(value, default=hook, strict_types=True, use_bin_type=True)
 
 
 class Unpackable(Exception):
@@ -90,27 +134,62 @@ class Unpackable(Exception):
         self.value = value
 
 
+class TooDeep(ValueError):
+    """A value whose tuples (or other extension types) nest deeper than `MAX_DEPTH`."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"tuples (with the arrays, numpy scalars and complex numbers inside them) nested more "
+                         f"than {limit} deep")
+
+
 def pack(value: Any) -> bytes:
-    """``value`` as msgpack; raises `Unpackable` (the value) or ``OverflowError`` (an integer beyond 64 bits)."""
-    return msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True)
+    """``value`` as msgpack.
+
+    Raises `Unpackable` (the value), `TooDeep` (tuples nested more than `MAX_DEPTH` deep) or
+    ``OverflowError`` (an integer beyond 64 bits).
+
+    >>> deep = 1
+    >>> for _ in range(MAX_DEPTH + 1):
+    ...     deep = (deep,)
+    >>> pack(deep)
+    Traceback (most recent call last):
+    ...
+    combinators.packing.TooDeep: tuples (with the arrays, numpy scalars and complex numbers inside them) nested more than 64 deep
+    """
+    return _packb(value, _Packing())
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
-    if code == _EXT_TUPLE:
-        return tuple(unpack(data))
-    if code == _EXT_ARRAY:
-        spec, shape, raw = unpack(data)
-        return np.frombuffer(raw, dtype=_plain_dtype(spec), count=math.prod(shape)).reshape(shape).copy()
-    if code == _EXT_SCALAR:
-        spec, raw = unpack(data)
-        return np.frombuffer(raw, dtype=_plain_dtype(spec), count=1)[0]
-    if code == _EXT_COMPLEX:
-        real, imag = unpack(data)
-        return complex(real, imag)
-    if code in (_EXT_STR, _EXT_BYTES):
-        return (np.str_ if code == _EXT_STR else np.bytes_)(unpack(data))
-    msg = f"unknown msgpack extension {code}"
-    raise ValueError(msg)
+class _Unpacking:
+    """msgpack's ``ext_hook``: rebuilds the extension types, refusing data nested deeper than `MAX_DEPTH`."""
+
+    __slots__ = ("depth",)
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    def __call__(self, code: int, data: bytes) -> Any:
+        if code == _EXT_TUPLE:
+            return tuple(self.nested(data))
+        if code == _EXT_ARRAY:
+            spec, shape, raw = self.nested(data)
+            return np.frombuffer(raw, dtype=_plain_dtype(spec), count=math.prod(shape)).reshape(shape).copy()
+        if code == _EXT_SCALAR:
+            spec, raw = self.nested(data)
+            return np.frombuffer(raw, dtype=_plain_dtype(spec), count=1)[0]
+        if code == _EXT_COMPLEX:
+            real, imag = self.nested(data)
+            return complex(real, imag)
+        if code in (_EXT_STR, _EXT_BYTES):
+            return (np.str_ if code == _EXT_STR else np.bytes_)(self.nested(data))
+        msg = f"unknown msgpack extension {code}"
+        raise ValueError(msg)
+
+    def nested(self, data: bytes | memoryview) -> Any:
+        return deeper(self, _unpackb, data)
+
+
+def _unpackb(data: bytes | memoryview, hook: _Unpacking) -> Any:
+    return msgpack.unpackb(data, ext_hook=hook, raw=False, strict_map_key=False, use_list=True)
 
 
 def _plain_dtype(spec: Any) -> np.dtype:
@@ -122,5 +201,9 @@ def _plain_dtype(spec: Any) -> np.dtype:
 
 
 def unpack(data: bytes | memoryview) -> Any:
-    """The value `pack` made ``data`` from; raises ``ValueError`` for an extension or dtype it never writes."""
-    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True)
+    """The value `pack` made ``data`` from.
+
+    Raises ``ValueError`` for an extension or dtype it never writes, or `TooDeep` (a ``ValueError``) for
+    extension types nested more than `MAX_DEPTH` deep.
+    """
+    return _unpackb(data, _Unpacking())

@@ -319,3 +319,28 @@ def test_an_item_that_fails_to_unpickle_raises_its_error_and_ends_its_activation
             next(activation)
         assert session.stats()["malformed"] == 0  # the message was well formed
         assert list(session.submit(range, 3)) == [0, 1, 2]
+
+
+def _flooding_costs(messages, rows):
+    """A joined worker gone wrong: floods the session with COSTS tables of made-up plan numbers, then yields."""
+    import gc
+
+    from combinators.execution.remote import protocol
+    from combinators.execution.remote.worker import _Worker
+
+    (worker,) = [o for o in gc.get_objects() if type(o) is _Worker]
+    for message in range(messages):
+        table = b"".join(protocol.COST_ROW.pack(10**6 + message * rows + i, 1, 1, 1, 1) for i in range(rows))
+        protocol.send(worker.socket, [protocol.head(protocol.COSTS, rows), table])
+    yield from range(3)
+
+
+def test_a_flood_of_costs_from_a_joined_worker_leaves_the_consumer_as_it_was():
+    with Processes(workers=1).open() as session:
+        assert list(session.submit(range, 3)) == [0, 1, 2]  # a first plan: its costs may be reported
+        before = _rss()
+        assert list(session.submit(_flooding_costs, 5, 100_000)) == [0, 1, 2]
+        grown = _rss() - before
+        assert session.stats()["malformed"] >= 5
+        assert set(session.placer.costs) <= set(session.placer.kinds)  # only the session's own plans
+    assert grown < 32 << 20, grown

@@ -1,6 +1,7 @@
 """The ZMQ executor's security: loopback by default, Curve keys for anything else, remote workers."""
 
 import os
+import stat
 import signal
 import subprocess
 import sys
@@ -100,6 +101,18 @@ def test_make_key_writes_a_pair_that_loads(tmp_path):
         load_key(public)
     with pytest.raises(InvalidArgument, match="cannot read"):
         load_key(tmp_path / "missing")
+
+
+def test_a_secret_key_is_written_0600_and_refused_when_others_may_read_it(tmp_path):
+    public, secret = make_key(tmp_path / "cluster")
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster.key", "cluster.key_secret"]  # no temp left
+    for mode in (0o640, 0o604, 0o660):
+        secret.chmod(mode)
+        with pytest.raises(InvalidArgument, match=f"permissions {mode:04o}.*chmod 600"):
+            load_key(secret)
+    secret.chmod(0o400)
+    assert load_key(secret)[0] == load_key(public.with_suffix(".key_secret"))[0]
 
 
 def _start_worker(address: str, key: Path | None) -> subprocess.Popen:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import combinators as c
+from combinators.execution.statecheck import seal
 from combinators import strategies
 from combinators.errors import TransportError
 from combinators.execution.remote.zmq import ZMQ
@@ -97,7 +98,7 @@ def test_a_stream_fn_with_a_start_parameter_seeks():
 def test_from_arrays_resumes_at_its_row_without_reading_the_rows_before():
     data = np.arange(1_000_000)
     plan = c.from_arrays(data)
-    state = {**_cut(plan, 0)[1].state(), "items": 999_998, "root": {"received": 999_998}}
+    state = seal({**_cut(plan, 0)[1].state(), "items": 999_998, "root": {"received": 999_998}})  # edited on purpose
     assert [int(x) for x in c.iterate(plan, resume=state)] == [999_998, 999_999]
 
 
@@ -172,6 +173,7 @@ def test_a_block_path_mix_resumes_from_its_block_not_from_its_start():
     CountingArrays.read[0] = 0
     counting = c.mix(*[CountingArrays(d) for d in data], n_active=2, rate=2000.0) >> c.batch(64)
     state["plan"] = c.execution.runstate.plan_fingerprint(counting)
+    seal(state)  # edited on purpose
     resumed = [b.tolist() for b in c.iterate(counting, resume=state, max_iter=10)]
     assert resumed == expected
     assert CountingArrays.read[0] < 20_000  # a block or two, not the 96,000 rows before

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -91,3 +93,75 @@ def test_bad_shards_fail_loudly(tmp_path):
         c.from_npz(tmp_path / "u.npz", keys=("a", "z"))
     with pytest.raises(DataError, match="not an .npz"):
         c.from_npz(tmp_path / "a.npy")
+
+
+# -- a file truncated while it is read (issue 21, item 6) -----------------------------------------------------
+
+_TRUNCATE = """
+import os, sys
+import numpy as np
+import combinators as c
+
+path, mode, executor = sys.argv[1], sys.argv[2], sys.argv[3]
+np.save(path, np.arange(400_000 * 16, dtype=np.float64).reshape(400_000, 16))
+plan = c.from_npy(path) if mode == "default" else c.from_npy(path, mmap_mode=mode)
+if __name__ == "__main__":
+    got = 0
+    try:
+        with c.iterate(plan, seed=0, executor=eval(executor, vars(c))) as run:
+            for i, row in enumerate(run):
+                assert row[0] == 16 * i
+                got += 1
+                if i == 1000:  # the file loses all but its first 10 rows while it is read
+                    os.truncate(path, 128 + 16 * 8 * 10)
+        print("ended", got)
+    except c.errors.CombinatorsError as error:
+        print("refused", type(error).__name__, got, error)
+"""
+
+
+def _truncated_while_read(tmp_path, mode, executor):
+    path = tmp_path / "big.npy"
+    result = subprocess.run([sys.executable, "-c", _TRUNCATE, str(path), mode, executor], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])  # -7: SIGBUS
+    return result.stdout.split(maxsplit=3)
+
+
+@pytest.mark.parametrize("executor", ["'inprocess'", "Processes(workers=1)"])
+def test_a_shard_truncated_while_read_is_a_data_error_naming_file_and_row(tmp_path, executor):
+    refused, kind, got, message = _truncated_while_read(tmp_path, "default", executor)
+    assert (refused, kind) == ("refused", "DataError")
+    assert 1000 < int(got) < 400_000
+    assert f"{str(tmp_path / 'big.npy')!r} was cut short: row " in message
+
+
+def test_a_mapped_shard_truncated_while_read_kills_a_worker_never_the_consumer(tmp_path):
+    refused, kind, got, message = _truncated_while_read(tmp_path, "r", "Processes(workers=1)")
+    assert (refused, kind) == ("refused", "WorkerError") and "died" in message  # by SIGBUS, or seen as gone first
+
+
+def test_mapped_shards_never_run_in_the_consumer_nor_on_the_block_path(tmp_path):
+    arrays, paths = _shards(tmp_path, 40, rows=50)
+    assert block_schema(c.chain(*[c.from_npy(p, mmap_mode="r") for p in paths])) is None
+    assert block_schema(c.chain(*map(c.from_npy, paths))) is not None
+    stats = {}
+    for mode in (None, "r"):
+        plan = c.chain(*[c.from_npy(p, mmap_mode=mode) >> c.map(np.negative) for p in paths])
+        with c.iterate(plan, seed=0, executor=c.Processes(workers=2)) as run:
+            items = list(run)
+            stats[mode] = run.executor_stats()
+        assert all(np.array_equal(a, -b) for a, b in zip(items, (row for a in arrays for row in a), strict=True))
+    assert stats[None]["activations_inline"] + stats[None]["activations_moved"] > 0, stats  # cheap: moved here
+    assert stats["r"]["activations_inline"] == stats["r"]["activations_moved"] == 0, stats
+
+
+def test_a_shard_cut_short_before_it_is_opened_names_the_row(tmp_path):
+    path = tmp_path / "a.npy"
+    np.save(path, np.arange(12, dtype=np.int32).reshape(6, 2))
+    plan = c.from_npy(path)
+    os.truncate(path, os.path.getsize(path) - 8)
+    with pytest.raises(DataError, match=r"cut short: row 5 of its 6 rows"):
+        list(plan)
+    np.save(tmp_path / "f.npy", np.asfortranarray(np.arange(12.0).reshape(6, 2)))
+    assert [r.tolist() for r in c.from_npy(tmp_path / "f.npy")] == np.arange(12.0).reshape(6, 2).tolist()

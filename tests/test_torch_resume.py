@@ -38,7 +38,7 @@ def test_a_resumed_stateful_loader_yields_the_remaining_batches(num_workers, cut
     loader = make()
     first = batches(loader, cut) if cut else []
     state = json.loads(json.dumps(loader.state_dict()))  # through JSON, as a checkpoint file would
-    assert '"run": {"format": 1' in json.dumps(state)  # the loader holds the dataset's own state
+    assert '"run": {"format": 2' in json.dumps(state)  # the loader holds the dataset's own state
     resumed = make()
     resumed.load_state_dict(state)
     assert first + batches(resumed) == expected

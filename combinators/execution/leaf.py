@@ -135,6 +135,18 @@ def leaf_kind(leaf: Stream) -> Hashable:
     return (type(leaf).__qualname__,)
 
 
+def maps_file(leaf: Stream) -> bool:
+    """Whether ``leaf``'s source maps a file into memory (`RowSource.maps_file`): it never runs in the consumer.
+
+    >>> from combinators.plan.sources import from_arrays
+    >>> maps_file(from_arrays(np.zeros(3)))
+    False
+    """
+    while isinstance(leaf, Apply):
+        leaf = leaf.stream
+    return isinstance(leaf, RowSource) and leaf.maps_file
+
+
 def _function_key(fn: Any) -> Hashable:
     """A function's code (the lambdas of one line share it), else the callable itself if hashable."""
     code = getattr(fn, "__code__", None)

@@ -18,6 +18,7 @@ from combinators.execution.base import Activation, Executor, resolve_executor
 from combinators.errors import IdleExecutorWarning, RunStateError
 from combinators.execution.interpreter import _Context, activation_state, open_node
 from combinators.execution.runstate import FORMAT, check_resume, plan_fingerprint
+from combinators.execution.statecheck import seal, validate
 from combinators.execution.stats import CHECKPOINT_GROWTH, MixStats, Stats
 from combinators.plan.block_path import block_schema
 from combinators.plan.explain import placed_parts, set_executor_resolver
@@ -140,8 +141,8 @@ class Run:
         return self._state(activation_state(self._root, self._offset + self.items))
 
     def _state(self, root: dict[str, Any]) -> dict[str, Any]:
-        return {"format": FORMAT, "seed": self.seed, "plan": self.fingerprint, "items": self._offset + self.items,
-                "root": root, "counts": self._ctx.counts_state()}
+        return seal({"format": FORMAT, "seed": self.seed, "plan": self.fingerprint, "items": self._offset + self.items,
+                     "root": root, "counts": self._ctx.counts_state()})
 
     def close(self) -> None:
         """Stop the run: close every open activation, then the executor session."""
@@ -223,7 +224,9 @@ def iterate(
 
     Raises `InvalidArgumentType` if ``stream`` is not a stream, and
     `ResumeError` if ``resume`` is not a run state of this format, of this
-    plan (by fingerprint), or of ``seed`` when one is given.
+    plan (by fingerprint), or of ``seed`` when one is given, or does not fit
+    the plan's state schema or its checksum (`statecheck.validate`: the
+    field is named).
 
     >>> from combinators import mix, from_iterable
     >>> s = mix(from_iterable("ab"), from_iterable("xyz"), mode="exhaustive")
@@ -239,6 +242,7 @@ def iterate(
         return Run(stream, seeding.run_entropy(seed), resolve_executor(executor), max_iter)
     fingerprint = plan_fingerprint(stream)
     check_resume(resume, fingerprint, None if seed is None else seeding.run_entropy(seed))
+    validate(resume, stream)
     return Run(stream, resume["seed"], resolve_executor(executor), max_iter, resume, fingerprint)
 
 

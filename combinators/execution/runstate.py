@@ -39,12 +39,12 @@ import numpy as np
 
 from combinators.plan.description import Description, callable_repr
 from combinators.errors import ResumeError, RunStateError
-from combinators.packing import Unpackable, pack, unpack
+from combinators.packing import TooDeep, Unpackable, pack, unpack
 
 __all__ = ["FORMAT", "plan_fingerprint", "check_resume", "encode", "decode"]
 
-#: the version of the run-state format this library writes and reads
-FORMAT = 1
+#: the version of the run-state format this library writes and reads (2: with a checksum, ``check``)
+FORMAT = 2
 
 
 def _code_text(code: types.CodeType) -> str:
@@ -168,7 +168,7 @@ def encode(items: Any) -> str:
         msg = (f"a run state cannot hold an item of type {what}{inside}; it holds arrays, numbers, str, bytes, "
                "None and lists, tuples and dicts of them")
         raise RunStateError(msg) from None
-    except (OverflowError, TypeError) as error:
+    except (OverflowError, TypeError, TooDeep) as error:
         msg = f"a run state cannot hold {type(items).__qualname__} items: {error}"
         raise RunStateError(msg) from None
 
@@ -176,7 +176,7 @@ def encode(items: Any) -> str:
 def decode(text: str) -> Any:
     """The items `encode` turned into ``text``; raises `RunStateError` for text it did not write."""
     try:
-        return unpack(base64.b64decode(text.encode("ascii")))
-    except ValueError as error:
+        return unpack(base64.b64decode(text.encode("ascii"), validate=True))
+    except Exception as error:  # noqa: BLE001 - text it did not write may raise anything while decoding
         msg = f"a run state holds items this version cannot read: {error}"
         raise RunStateError(msg) from None

@@ -149,9 +149,12 @@ def recorded_serializer(path: str | os.PathLike) -> str:
         raise ArchiveError(msg)
     env = open_env(path, readonly=True, max_dbs=2, lock=False)
     _check_file(env, path)
-    try:
+    def read() -> bytes | None:
         with env.begin(db=env.open_db(b"meta", create=False)) as txn:
-            name = txn.get(b"serializer")
+            return txn.get(b"serializer")
+
+    try:
+        name = _resized(read, env)  # another process may grow the map meanwhile (`archive rm` during writes)
     except lmdb.Error as error:
         msg = f"{path!r} is not a combinators archive: {error}"
         raise ArchiveError(msg) from None

@@ -21,7 +21,7 @@ import attrs
 import numpy as np
 
 from combinators.errors import InvalidArgument, InvalidArgumentType
-from combinators.packing import Unpackable, dtype_from_spec, dtype_spec, pack, unpack
+from combinators.packing import TooDeep, Unpackable, dtype_from_spec, dtype_spec, pack, unpack
 
 __all__ = [
     "Serializer", "PickleSerializer", "NumpySerializer", "JsonSerializer", "serializer", "SERIALIZERS", "dtype_spec",
@@ -126,8 +126,9 @@ class NumpySerializer(Serializer):
     order, alignment and plain metadata included) and shape. The format is
     msgpack with extension types for arrays, numpy scalars, tuples and
     complex numbers (read with no code execution). Other types, subclasses
-    (``OrderedDict``, namedtuples), object arrays and integers beyond 64 bits
-    raise `InvalidArgumentType` naming the type and where it is. Entries
+    (``OrderedDict``, namedtuples), object arrays, integers beyond 64 bits and
+    tuples nested more than `combinators.packing.MAX_DEPTH` (64) deep raise
+    `InvalidArgumentType` naming the type and where it is. Entries
     written as ``.npy``/``.npz`` by earlier versions still read.
 
     >>> s = NumpySerializer()
@@ -150,6 +151,9 @@ class NumpySerializer(Serializer):
             inside = "" if bad is value else f" inside a {type(value).__qualname__}"
             msg = (f'the "numpy" serializer cannot store a value of type {what}{inside}; it stores dicts, lists '
                    f"and tuples of arrays, numbers, str, bytes, bools and None")
+            raise InvalidArgumentType(msg) from None
+        except TooDeep as error:
+            msg = f'the "numpy" serializer cannot store {error} (in a {type(value).__qualname__})'
             raise InvalidArgumentType(msg) from None
         except OverflowError as error:
             msg = f'the "numpy" serializer stores integers of up to 64 bits: {error} (in a {type(value).__qualname__})'

@@ -20,6 +20,8 @@ def block_schema(node: Stream) -> tuple | None:
 
     Block nodes: a mix whose children are all row sources of one schema, and
     a chain whose children are all row sources or block nodes of one schema.
+    Row sources that map a file (``RowSource.maps_file``) are not: the block
+    path gathers in the consumer, which a truncated mapped file would kill.
 
     >>> from combinators.plan.mixes import mix
     >>> from combinators.plan.sources import from_arrays, from_iterable
@@ -29,10 +31,14 @@ def block_schema(node: Stream) -> tuple | None:
     True
     """
     if isinstance(node, Mix):
-        schemas = [c.schema if isinstance(c, RowSource) else None for c in node.streams]
+        schemas = [_row_schema(c) for c in node.streams]
     elif isinstance(node, Chain):
-        schemas = [c.schema if isinstance(c, RowSource) else block_schema(c) for c in node.streams]
+        schemas = [_row_schema(c) if isinstance(c, RowSource) else block_schema(c) for c in node.streams]
     else:
         return None
     first = schemas[0] if schemas else None  # chain() of no streams runs per item
     return first if first is not None and all(s == first for s in schemas) else None
+
+
+def _row_schema(node: Stream) -> tuple | None:
+    return node.schema if isinstance(node, RowSource) and not node.maps_file else None

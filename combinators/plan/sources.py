@@ -233,6 +233,12 @@ class RowSource(Stream):
     def schema(self) -> tuple[tuple[Any, np.dtype, tuple[int, ...]], ...] | None:
         raise NotImplementedError
 
+    @property
+    def maps_file(self) -> bool:
+        """Whether its activations map a file into memory (a file truncated meanwhile kills the reader with
+        SIGBUS): such a source never runs in the consumer of a parallel executor, nor on the block path."""
+        return False
+
     def open(self) -> Any:
         raise NotImplementedError
 

@@ -17,6 +17,7 @@ with one schema run on the block path.
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from typing import Any, BinaryIO
@@ -28,10 +29,11 @@ from combinators.plan.description import call_repr
 from combinators.errors import DataError, InvalidArgument
 from combinators.plan.sources import OpenArrays, RowSource, row_schema
 
-__all__ = ["FromNpy", "FromNpz", "from_npy", "from_npz"]
+__all__ = ["FromNpy", "FromNpz", "ReadRows", "from_npy", "from_npz"]
 
-#: how a shard opens its ``.npy`` file (numpy.load's ``mmap_mode``; None reads it whole)
-MMAP_MODES = ("r", "c", None)
+#: how a shard opens its ``.npy`` file: None reads rows with ``pread`` as they are gathered (the default),
+#: ``"r"``/``"c"`` map it (numpy.memmap's modes; an explicit opt-in: see `from_npy`)
+MMAP_MODES = (None, "r", "c")
 
 
 def _read_header(file: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype, bool]:
@@ -71,7 +73,7 @@ class FromNpy(RowSource):
     """A source over the rows of one ``.npy`` file; see `from_npy`."""
 
     path: str = attrs.field(converter=lambda p: _existing(p, "from_npy()"))
-    mmap_mode: str | None = attrs.field(default="r")
+    mmap_mode: str | None = attrs.field(default=None)
     shape: tuple[int, ...] = attrs.field(init=False)
     dtype: np.dtype = attrs.field(init=False)
     fortran_order: bool = attrs.field(init=False)
@@ -94,26 +96,114 @@ class FromNpy(RowSource):
     def schema(self) -> Any:
         return row_schema(_fake(self.shape, self.dtype))
 
-    def open(self) -> OpenArrays:
-        if self.mmap_mode is None or not len(self):  # an empty file cannot be mapped
-            return OpenArrays(np.load(self.path, allow_pickle=False), len(self))
-        order = "F" if self.fortran_order else "C"
-        mapped = np.memmap(self.path, self.dtype, self.mmap_mode, self.offset, self.shape, order)
-        return OpenArrays(mapped, len(self))
+    @property
+    def maps_file(self) -> bool:
+        """Whether an activation maps the file (``mmap_mode`` given): reading it may then raise SIGBUS."""
+        return self.mmap_mode is not None
+
+    def open(self) -> OpenArrays | ReadRows:
+        if not len(self):  # an empty file cannot be mapped, and has no rows to read
+            return OpenArrays(np.empty(self.shape, self.dtype), 0)
+        if self.mmap_mode is not None:
+            order = "F" if self.fortran_order else "C"
+            mapped = np.memmap(self.path, self.dtype, self.mmap_mode, self.offset, self.shape, order)
+            return OpenArrays(mapped, len(self))
+        rows = ReadRows(self.path, self.dtype, self.shape, self.offset)
+        if self.fortran_order and len(self.shape) > 1:  # a row is not contiguous in the file: read it whole
+            try:
+                whole = rows.read(0, len(self), flat=True).reshape(self.shape, order="F")
+            finally:
+                rows.close()
+            return OpenArrays(whole, len(self))
+        return rows
 
     def __repr__(self) -> str:
-        return call_repr("from_npy", (self.path,), {} if self.mmap_mode == "r" else {"mmap_mode": self.mmap_mode})
+        return call_repr("from_npy", (self.path,), {} if self.mmap_mode is None else {"mmap_mode": self.mmap_mode})
 
 
-def from_npy(path: str | os.PathLike, mmap_mode: str | None = "r") -> FromNpy:
+class ReadRows:
+    """An open ``.npy`` activation whose rows are read with ``os.preadv`` when asked for (a fresh array each time).
+
+    A file cut short (truncated while it is read, or before) gives a
+    `DataError` naming the file and the first row missing, never a signal.
+    """
+
+    __slots__ = ("path", "dtype", "row_shape", "row_items", "row_bytes", "offset", "length", "fd")
+
+    def __init__(self, path: str, dtype: np.dtype, shape: tuple[int, ...], offset: int):
+        self.path, self.dtype, self.row_shape, self.offset, self.length = path, dtype, shape[1:], offset, shape[0]
+        self.row_items = math.prod(self.row_shape)
+        self.row_bytes = self.row_items * dtype.itemsize
+        self.fd: int | None = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` (clipped to the file's rows), read now: shape ``(count, *row_shape)``."""
+        return self.read(start, stop)
+
+    def read(self, start: int, stop: int, flat: bool = False) -> np.ndarray:
+        start, stop = min(start, self.length), min(max(start, stop), self.length)
+        count, size = stop - start, (stop - start) * self.row_bytes
+        if self.fd is None:
+            msg = f"{self.path!r} was closed"
+            raise DataError(msg)
+        buffer = bytearray(size)
+        view, done, where = memoryview(buffer), 0, self.offset + start * self.row_bytes
+        while done < size:
+            got = os.preadv(self.fd, [view[done:]], where + done)
+            if not got:
+                row = start + done // max(self.row_bytes, 1)
+                msg = (f"{self.path!r} was cut short: row {row} of its {self.length} rows ends past its last byte "
+                       f"({os.fstat(self.fd).st_size} bytes; the header promises "
+                       f"{self.offset + self.length * self.row_bytes})")
+                raise DataError(msg)
+            done += got
+        array = np.frombuffer(buffer, self.dtype, count * self.row_items) if size else np.empty(0, self.dtype)
+        return array if flat else array.reshape((count, *self.row_shape))
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def from_npy(path: str | os.PathLike, mmap_mode: str | None = None) -> FromNpy:
     """A stream over the rows of a ``.npy`` file, opened only while an activation runs.
 
-    ``mmap_mode="r"`` maps the file (rows are read as they are gathered);
-    ``None`` reads it whole at activation. Rows are those of ``np.load(path)``:
-    ``(n, *row_shape)`` gives rows of shape ``row_shape``, read-only.
+    By default rows are read with ``pread`` when they are gathered (a block
+    of about 2 MiB at a time), into fresh arrays: a file truncated while it
+    is read raises `DataError` naming the file and the row. Rows are those of
+    ``np.load(path)``: ``(n, *row_shape)`` gives rows of shape ``row_shape``.
+
+    ``mmap_mode="r"`` (or ``"c"``) maps the file instead, an explicit opt-in:
+    the operating system then reads the rows, and a file truncated while it is
+    mapped kills the process that touches the lost pages with SIGBUS (Python
+    cannot catch it). Mapped shards therefore never run in the consumer of a
+    parallel executor (placement never moves them there, and they stay off the
+    block path, whose gathers run in the consumer); in process, the risk is
+    the caller's.
 
     Raises `InvalidArgument` for a missing file or an unknown ``mmap_mode``,
-    `DataError` for a file that is not a numeric ``.npy`` array with rows.
+    `DataError` for a file that is not a numeric ``.npy`` array with rows, or
+    (when its rows are read) a file cut short.
+
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> path = os.path.join(folder, "a.npy")
+    >>> np.save(path, np.arange(8, dtype=np.int16).reshape(4, 2))
+    >>> [row.tolist() for row in from_npy(path)]
+    [[0, 1], [2, 3], [4, 5], [6, 7]]
+    >>> os.truncate(path, os.path.getsize(path) - 4)  # the last row is lost
+    >>> list(from_npy(path))
+    Traceback (most recent call last):
+    ...
+    combinators.errors.DataError: '...a.npy' was cut short: row 3 of its 4 rows ends past its last byte (140 bytes; the header promises 144)
+    >>> os.remove(path); os.rmdir(folder)
     """
     return FromNpy(path, mmap_mode)
 

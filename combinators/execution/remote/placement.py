@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Iterable, Union
 
-from combinators.execution.leaf import activate_leaf, leaf_kind
+from combinators.execution.leaf import activate_leaf, leaf_kind, maps_file
 from combinators.execution.remote import protocol
 
 __all__ = ["Placement", "Placer", "INLINE_RATIO", "INLINE_MIN_ITEMS", "MOVE_MAX_SKIP"]
@@ -50,10 +50,17 @@ class Placer:
         self.inline: set[int] = set()  # plan numbers that run in the consumer, measured or probed
         self._probed_costs: dict[int, list[float]] = {}  # inline by their kind's costs: [items, seconds] probed
         self.refused: set[int] = set()  # probed too slow: placed by their own costs only
+        self.pinned: set[int] = set()  # leaves that map a file (`maps_file`): never in the consumer
 
     def add_plan(self, number: int, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> None:
-        """Note the kind of plan ``number``'s leaf, when enabled (`_kind`; else None: no leaf runs inline)."""
-        self.kinds[number] = _kind(plan) if self.enabled else None
+        """Note the kind of plan ``number``'s leaf, when enabled (`_kind`; else None: no leaf runs inline).
+
+        A leaf that maps a file (`maps_file`: ``from_npy(path, mmap_mode="r")``) is pinned to workers: a file
+        truncated while mapped kills the process reading it with SIGBUS, which must never be the consumer.
+        """
+        if plan[0] is activate_leaf and maps_file(plan[1][0]):
+            self.pinned.add(number)
+        self.kinds[number] = _kind(plan) if self.enabled and number not in self.pinned else None
 
     def runs_inline(self, number: int) -> Placement:
         """Whether the next activation of plan ``number`` (a leaf's) should run in the consumer.
@@ -74,6 +81,8 @@ class Placer:
         workers. Otherwise False: start it here. Where a leaf runs never changes
         its items.
         """
+        if number in self.pinned:
+            return False
         if self.moves_inline(number):
             return True
         if _cheap(self.costs.get(number)) is False or number in self.refused:  # measured (or probed): not cheap
@@ -87,7 +96,7 @@ class Placer:
         """Whether activations of plan ``number`` run in the consumer, running ones included: its own costs (in
         workers) or its probes said so (see `runs_inline`)."""
         if number not in self.inline:
-            if not (self.enabled and _cheap(self.costs.get(number))):
+            if number in self.pinned or not (self.enabled and _cheap(self.costs.get(number))):
                 return False
             self.inline.add(number)
         return True
@@ -109,10 +118,18 @@ class Placer:
             self.refused.add(number)
 
     def add_costs(self, count: int, table: bytes) -> bool:
-        """Add a worker's COSTS rows to the session's; False (nothing added) if the table is not ``count`` rows."""
-        if len(table) != count * protocol.COST_ROW.size:
+        """Add a worker's COSTS rows to the session's; False (nothing added) if the table is not ``count`` rows,
+        or names a plan this session never registered (`add_plan`).
+
+        So what a member sends here is bounded: at most one row per plan of the session, kept per plan (a
+        flood of rows for made-up plan numbers used to grow the consumer without bound).
+        """
+        if count > len(self.kinds) or len(table) != count * protocol.COST_ROW.size:
             return False
-        for number, *figures in protocol.COST_ROW.iter_unpack(table):
+        rows = list(protocol.COST_ROW.iter_unpack(table))
+        if not all(row[0] in self.kinds for row in rows):
+            return False
+        for number, *figures in rows:
             totals = [self.costs.setdefault(number, [0, 0, 0, 0])]
             kind = self.kinds.get(number)
             if kind is not None:

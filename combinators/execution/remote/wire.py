@@ -33,7 +33,11 @@ them read-only, so such a write raises instead of corrupting items).
 Anything else (sets, subclasses such as ``OrderedDict`` or named tuples,
 object arrays, user classes) goes through a documented *pickle fallback*
 (cloudpickle, so classes defined in ``__main__`` work); a value that cannot be
-pickled raises `TransportError` naming its type. Received arrays are
+pickled raises `TransportError` naming its type. Tuples may nest at most
+`combinators.packing.MAX_DEPTH` (64) deep: each level is decoded by a nested
+msgpack call holding about 40 KB of C stack, so deeper data would overflow it;
+a deeper item raises `TransportError` when it is sent, and a message nested
+deeper is refused, as malformed, before recursing. Received arrays are
 writable, like in-process ones: a small one owns a copy of its bytes, a big one
 is a zero-copy view of its own received frame.
 
@@ -57,6 +61,7 @@ import msgpack
 import numpy as np
 
 from combinators.errors import TransportError
+from combinators.packing import TooDeep, deeper
 from combinators.execution.remote.wire_rows import OUT_OF_BAND_BYTES, _RowGroup, _Rows, _rows_items
 
 __all__ = ["OUT_OF_BAND_BYTES", "MSGPACK_LIMIT", "ItemPacker", "freeze", "dumps", "loads", "unpack_items"]
@@ -188,12 +193,13 @@ class _Encoder:
     sent without copying, after the source has moved on.
     """
 
-    __slots__ = ("buffers", "nbytes", "freeze")
+    __slots__ = ("buffers", "nbytes", "freeze", "depth")
 
     def __init__(self, freeze: bool = False) -> None:
         self.buffers: list[Any] = []
         self.nbytes = 0  # of the out-of-band buffers
         self.freeze = freeze
+        self.depth = 0  # of the tuples being packed (see _nested)
 
     def __call__(self, obj: Any) -> msgpack.ExtType:
         kind = type(obj)
@@ -219,7 +225,7 @@ class _Encoder:
             self.nbytes += array.nbytes
             return _ext(_OOB_ARRAY, prefix + _INDEX.pack(len(self.buffers) - 1))
         if kind is tuple:
-            return _ext(_TUPLE, _packb(list(obj), self))
+            return _ext(_TUPLE, _nested(self, _packb, list(obj)))
         if isinstance(obj, np.generic) and not isinstance(obj, np.object_):
             return _ext(_SCALAR, _prefix(obj.dtype, (), "C") + obj.tobytes())
         if kind is complex:
@@ -234,6 +240,15 @@ class _Encoder:
         except Exception as error:
             msg = f"cannot send a value of type {type(obj).__module__}.{type(obj).__qualname__}: {error}"
             raise TransportError(msg) from error
+
+
+def _nested(hook: _Encoder | _Decoder, call: Any, value: Any) -> Any:
+    """``call(value, hook)`` one tuple deeper (`combinators.packing.deeper`): a `TransportError` past `MAX_DEPTH`."""
+    try:
+        return deeper(hook, call, value)
+    except TooDeep as error:
+        msg = f"{error} cannot be sent"
+        raise TransportError(msg) from None
 
 
 def _packb(obj: Any, encoder: _Encoder) -> bytes:
@@ -251,10 +266,11 @@ class _ItemUnpickling(Exception):
 class _Decoder:
     """The msgpack ``ext_hook``: rebuilds extension types over the message's frames."""
 
-    __slots__ = ("frames",)
+    __slots__ = ("frames", "depth")
 
     def __init__(self, frames: Sequence[Any]):
         self.frames = frames
+        self.depth = 0  # of the tuples and row groups being decoded (see _nested)
 
     def __call__(self, code: int, data: bytes) -> Any:
         if code == _ARRAY or code == _OOB_ARRAY:
@@ -272,7 +288,7 @@ class _Decoder:
             array = np.frombuffer(data, dtype, count, offset)
             return array if len(shape) == 1 else array.reshape(shape, order=order)
         if code == _TUPLE:
-            return tuple(_unpackb(data, self))
+            return tuple(_nested(self, _unpackb, data))
         if code == _SCALAR:
             (length,) = _PREFIX_LENGTH.unpack_from(data)
             dtype = _layout(data[: 2 + length])[0]
@@ -287,7 +303,7 @@ class _Decoder:
             except Exception as error:
                 raise _ItemUnpickling(error) from None
         if code == _ROWS:
-            return _Rows(_rows_items(_unpackb(data, self)))
+            return _Rows(_rows_items(_nested(self, _unpackb, data)))
         msg = f"unknown wire extension code {code}"
         raise TransportError(msg)
 

@@ -20,7 +20,9 @@ import collections
 import os
 import signal
 import socket as socket_module
+import stat
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -473,14 +475,23 @@ def make_key(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    public, secret = zmq.auth.create_certificates(str(path.parent), path.name)
-    return Path(public), Path(secret)
+    # written in a private folder (0700), made 0600, then moved in place: never readable by others, not even
+    # for an instant (zmq.auth writes with the umask, 0644 usually)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".keys-") as private:
+        made = [Path(p) for p in zmq.auth.create_certificates(private, path.name)]
+        os.chmod(made[1], 0o600)
+        public, secret = path.with_name(made[0].name), path.with_name(made[1].name)
+        os.replace(made[1], secret)
+        os.replace(made[0], public)
+    return public, secret
 
 
 def load_key(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:
     """The (public, secret) CurveZMQ keys in a ``.key_secret`` file written by `make_key`.
 
-    Raises `InvalidArgument` when the file is missing or holds no secret key.
+    Raises `InvalidArgument` when the file is missing, holds no secret key,
+    or may be read or written by its group or others (as ssh refuses such a
+    private key: ``chmod 600 FILE``).
     """
     try:
         public, secret = zmq.auth.load_certificate(str(path))
@@ -489,6 +500,11 @@ def load_key(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:
         raise InvalidArgument(msg) from None
     if secret is None:
         msg = f"{str(path)!r} holds no secret key; pass the PATH.key_secret file written by {_MAKE_KEY}"
+        raise InvalidArgument(msg)
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        msg = (f"the secret key {str(path)!r} has permissions {mode:04o}: it must not be accessible by its group "
+               f"or others (whoever reads it may serve or use the session); run chmod 600 {str(path)!r}")
         raise InvalidArgument(msg)
     return public, secret
 
