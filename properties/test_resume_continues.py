@@ -106,6 +106,14 @@ def block_mixes(draw):
     rate = None if n_active is None else draw(st.sampled_from([None, 2.0]))  # a budget needs a working set
     mode = draw(st.sampled_from(["exhaustive", "first_exhausted", "with_replacement"]))
     plan = c.mix(*sources, weights=draw(strategies.weights(n)), n_active=n_active, rate=rate, mode=mode)
+    # the block path around any block plan: a lone source, cycles, takes, nested mixes, cycled children
+    shape = draw(st.sampled_from(["mix", "source", "cycle", "nested"]))
+    if shape == "source":
+        plan = sources[0].take(7) if draw(st.booleans()) else sources[0]
+    elif shape == "cycle":
+        plan = c.chain(plan.take(5), sources[0], cycle=True).take(40)
+    elif shape == "nested":
+        plan = c.mix(plan, *[s.cycle() for s in sources], n_active=1, rate=3.0, mode=mode).take(40)
     return plan >> c.batch(3) if draw(st.booleans()) else plan
 
 

@@ -66,3 +66,40 @@ def test_explain_marks_the_block_path_nodes_only():
     marked = [line for line in text.splitlines() if line.endswith("[block path]")]
     assert len(marked) == 4 and "mix n_active=1" in marked[0] and "chain" in marked[1]  # and its two mixes
     assert "[block path]" not in text.splitlines()[1]  # the outer mix has a generator child
+
+
+def _batches_share_blocks(plan, seed=3):
+    """Consecutive batches are slices of one gathered block (the block path), not stacked rows (a batch
+    across two blocks is their concatenation)."""
+    batches = list(c.iterate(plan, seed=seed, max_iter=6))
+    return len(batches) == 6 and sum(b["x"].base is not None for b in batches) >= 4 and any(
+        a["x"].base is b["x"].base for a, b in zip(batches, batches[1:]))
+
+
+def test_a_lone_source_and_cycles_and_takes_around_block_plans_run_on_the_block_path():
+    a, arrays = c.from_arrays(_arrays(1, 300)[0]), list(map(c.from_arrays, _arrays(3)))
+    plans = [
+        a >> c.batch(8),
+        a.take(100) >> c.batch(8),
+        c.mix(*arrays, n_active=2, rate=10).take(60).cycle() >> c.batch(8),
+        c.chain(c.mix(*arrays).take(30), a, cycle=True) >> c.batch(8),
+        c.mix(*[s.cycle() for s in arrays], weights=(1, 2, 3)) >> c.batch(8),
+        c.mix(arrays[0], c.mix(*arrays, n_active=1, rate=4), arrays[1].take(9).cycle()) >> c.batch(8),
+    ]
+    for plan in plans:
+        assert _batches_share_blocks(plan), c.explain(plan)
+        assert c.explain(plan).splitlines()[1].endswith("[block path]"), c.explain(plan)
+
+
+def test_explain_marks_a_row_source_only_where_it_is_read_in_blocks():
+    a = c.from_arrays(_arrays(1)[0])
+    lines = c.explain(c.mix(a, c.stream(iter, [1.0])) >> c.batch(2)).splitlines()
+    assert not any(line.endswith("[block path]") for line in lines)  # a per-item mix reads it row by row
+    lines = c.explain(a >> c.batch(2)).splitlines()
+    assert lines[1].endswith("[block path]") and not lines[0].endswith("[block path]")
+
+
+def test_a_chain_over_a_named_block_mix_runs_and_names_its_errors():
+    a = c.from_arrays(np.arange(5))
+    plan = c.chain(c.mix(a, a, mode="exhaustive").named("pair"), a)
+    assert sorted(int(x) for x in c.iterate(plan, seed=0)) == sorted(list(range(5)) * 3)

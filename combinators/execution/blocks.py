@@ -21,7 +21,10 @@ from combinators.sampling.mix import Decisions
 from combinators.plan.sources import RowSource
 from combinators.plan.transforms import Batch, Take
 
-__all__ = ["materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms", "skip_rows"]
+__all__ = [
+    "materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms", "skip_rows", "take_blocks",
+    "PulledRows",
+]
 
 #: bytes of one block at most (rows of at least 64 and at most 4096 items)
 _BLOCK_BYTES, _MIN_ROWS, _MAX_ROWS = 1 << 21, 64, 4096
@@ -149,7 +152,8 @@ def block_rows(blocks: Iterator[Any]) -> Iterator[Any]:
             yield from block
 
 
-def _take_blocks(blocks: Iterator[Any], n: int) -> Iterator[Any]:
+def take_blocks(blocks: Iterator[Any], n: int) -> Iterator[Any]:
+    """The first ``n`` rows of ``blocks``: the blocks, the last one cut."""
     left = n
     if left <= 0:
         return
@@ -192,7 +196,7 @@ def block_transforms(blocks: Iterator[Any], transforms: tuple, passed: int = 0) 
     """
     for index, t in enumerate(transforms):
         if isinstance(t, Take):
-            blocks = _take_blocks(blocks, t.n - passed)
+            blocks = take_blocks(blocks, t.n - passed)
         elif isinstance(t, Batch) and t.axis is None:
             return _batch_blocks(blocks, t.size, t.partial), index + 1
         else:
@@ -214,3 +218,65 @@ def skip_rows(blocks: Iterator[Any], n: int) -> Iterator[Any]:
             yield from blocks
     finally:
         blocks.close()
+
+
+class PulledRows:
+    """A block activation read as a random-access one, by a block mix: rows are pulled, a block at a time,
+    only as the mix's picks need them (`extend`), and dropped once read.
+
+    ``len()`` is the rows known so far; `ended` says there are no more. ``rows(start, stop)`` needs
+    ``start`` at least where the last call started (rows are read in order).
+
+    >>> pulled = PulledRows(iter([np.arange(3), np.arange(3, 5)]))
+    >>> pulled.extend(0, 4); len(pulled), pulled.ended, pulled.rows(2, 4).tolist()
+    (5, False, [2, 3])
+    >>> pulled.extend(4, 9); len(pulled), pulled.ended
+    (5, True)
+    """
+
+    __slots__ = ("activation", "blocks", "parts", "base", "known", "ended")
+
+    def __init__(self, activation: Any):
+        self.activation, self.blocks = activation, None  # an object with blocks() and close(), or an iterator
+        self.parts: list[Any] = []  # blocks held: rows base .. known
+        self.base = self.known = 0
+        self.ended = False
+
+    def __len__(self) -> int:
+        return self.known
+
+    def extend(self, low: int, high: int) -> None:
+        """Pull blocks until ``high`` rows are known or the activation ends; drop the rows before ``low``."""
+        if self.blocks is None:
+            self.blocks = self.activation.blocks() if hasattr(self.activation, "blocks") else self.activation
+        while self.known < high and not self.ended:
+            block = next(self.blocks, None)
+            if block is None:
+                self.ended = True
+                break
+            self.parts.append(block)
+            self.known += _length(block)
+            self._drop(low)
+        self._drop(low)
+
+    def _drop(self, low: int) -> None:
+        parts = self.parts
+        while parts and self.base + _length(parts[0]) <= low:
+            self.base += _length(parts.pop(0))
+
+    def rows(self, start: int, stop: int) -> Any:
+        self._drop(start)
+        pieces, at = [], self.base
+        for part in self.parts:
+            n = _length(part)
+            if at + n > start and at < stop:
+                pieces.append(_cut(part, max(start - at, 0), min(stop - at, n)))
+            at += n
+            if at >= stop:
+                break
+        return _concatenate(pieces)
+
+    def close(self) -> None:
+        if hasattr(self.activation, "close"):
+            self.activation.close()
+        self.parts, self.activation, self.blocks = [], None, None

@@ -16,8 +16,8 @@ import numpy as np
 from combinators.sampling import seeding
 from combinators.execution.apply import cell_state, restore_cell, run_transforms
 from combinators.execution.base import Activation, LocalActivation, Session
-from combinators.execution.block_activations import BlockActivation, _chain_blocks, _mix_blocks
-from combinators.plan.block_path import block_schema
+from combinators.execution.block_activations import BlockActivation, name_note, open_blocks
+from combinators.plan.block_path import block_leaf, block_schema
 from combinators.execution.blocks import block_transforms
 from combinators.plan.sources import is_leaf
 from combinators.execution.leaf import activate_leaf, unpicklable_part, where
@@ -124,14 +124,14 @@ def open_node(
     items). A leaf's session is told that at most ``limit`` items (after
     those) will be asked of it.
     """
-    received = saved.get("received", 0) if saved is not None else 0
-    if is_leaf(node):
+    leaf = is_leaf(node)
+    # a leaf over a row source runs here, on the block path, when block_leaf says so (or its state says it did)
+    here = leaf and (block_leaf(node, ctx.session.in_process) or (saved is not None and "apply" in saved))
+    if ctx.schema(node) is not None and (here or not leaf):
+        return open_blocks(node, path, activation, ctx, saved)  # names its errors itself
+    if leaf and not here:
+        received = saved.get("received", 0) if saved is not None else 0
         opened = ctx.submit_leaf(node, path, activation, limit, received)
-    elif ctx.schema(node) is not None:
-        if saved is not None and "block_mix" in saved:
-            opened = BlockActivation(_mix_blocks, (node, path, activation, ctx), saved["rows"] - saved["before"], saved)
-        else:
-            opened = BlockActivation(_BLOCK_OPENERS[type(node)], (node, path, activation, ctx), received)
     else:
         opened = NodeActivation(_OPENERS[type(node)], (node, path, activation, ctx), saved)
     return opened if node.name is None else NamedActivation(opened, node, path)
@@ -159,8 +159,7 @@ def _named_items(opened: Activation, node: Stream, path: tuple[int, ...]) -> Ite
     try:
         yield from opened.iterator()
     except Exception as error:
-        if hasattr(error, "add_note"):  # Python >= 3.11
-            error.add_note(f"in stream {node.name!r} at {path or 'the root'}: {node!r}")
+        name_note(error, node, path)
         raise
     finally:
         opened.close()
@@ -348,7 +347,7 @@ def _open_mix(node: Mix, path, activation, ctx, saved) -> tuple[Iterator[Any], C
 
 def _open_apply(node: Apply, path, activation, ctx, saved) -> tuple[Iterator[Any], Callable[[], dict] | None]:
     child = open_node(node.stream, (*path, 0), (*activation, 0), ctx, None if saved is None else saved["apply"]["child"])
-    if isinstance(child, BlockActivation):
+    if isinstance(child, BlockActivation) and (saved is None or "rows" in saved["apply"]):
         return _apply_blocks(node, path, activation, ctx, saved, child)
     cells = [{} for _ in node.transforms] if saved is None else [restore_cell(c) for c in saved["apply"]["cells"]]
     items = run_transforms(child.iterator(), node.transforms, ctx.entropy, path, activation, cells=cells)
@@ -394,4 +393,3 @@ _WITH_STATE = frozenset({NodeActivation, Child, LeafChild, BlockActivation, Name
 _OPENERS: dict[type, Callable[..., Iterator[Any]]] = {
     Chain: _open_chain, RoundRobin: _open_round_robin, Mix: _open_mix, Apply: _open_apply,
 }
-_BLOCK_OPENERS: dict[type, Callable[..., Iterator[Any]]] = {Chain: _chain_blocks, Mix: _mix_blocks}

@@ -24,9 +24,9 @@ import attrs
 import numpy as np
 
 from combinators.plan.description import callable_repr
-from combinators.plan.block_path import block_schema
+from combinators.plan.block_path import node_paths
 from combinators.plan.mixes import Mix, RoundRobin
-from combinators.plan.sources import FromArrays, FromIterable, Source
+from combinators.plan.sources import FromArrays, FromIterable, RowSource, Source
 from combinators.plan.stream import Apply, Chain, Stream
 
 __all__ = ["explain", "short_repr"]
@@ -122,25 +122,43 @@ def _label(node: Stream) -> str:
     return f"{node.name!r}: {_kind(node)}" if node.name is not None else _kind(node)
 
 
-def block_marker(node: Stream) -> str:
-    """`` [block path]`` for a node whose rows are gathered in blocks, else empty.
+def block_marker(node: Stream, root: Stream | None = None) -> str:
+    """`` [block path]`` for a node whose rows are gathered in blocks in the plan ``root`` (default: the
+    node itself; see `~combinators.plan.block_path.node_paths`), else empty. A row source read by a
+    marked mix or chain is not marked again.
 
     >>> import numpy as np
     >>> from combinators import mix, from_arrays
     >>> block_marker(mix(from_arrays(np.zeros(2)), from_arrays(np.ones(3))))
     ' [block path]'
     """
-    return " [block path]" if block_schema(node) is not None else ""
+    root = root if root is not None else node
+    marked = _marked(root)
+    return " [block path]" if any(n is node for path, n in _nodes(root) if path in marked) else ""
 
 
-def _lines(node: Stream, prefix: str) -> Iterator[str]:
+def _nodes(root: Stream, path: tuple[int, ...] = ()) -> Iterator[tuple[tuple[int, ...], Stream]]:
+    yield path, root
+    for i, child in enumerate(root.children):
+        yield from _nodes(child, (*path, i))
+
+
+def _marked(root: Stream) -> set[tuple[int, ...]]:
+    """The paths of the nodes to mark ``[block path]``."""
+    paths = {path: (node, on_block) for path, node, on_block in node_paths(root)}
+    return {path for path, (node, on_block) in paths.items()
+            if on_block and not (isinstance(node, RowSource) and path and paths[path[:-1]][1])}
+
+
+def _lines(node: Stream, prefix: str, marked: set[tuple[int, ...]], path: tuple[int, ...] = ()) -> Iterator[str]:
     children = node.children
     weights = node.probabilities if isinstance(node, Mix) else None
     for i, child in enumerate(children):
-        last = i == len(children) - 1
+        last, at = i == len(children) - 1, (*path, i)
         weight = f"[{weights[i]:.3f}] " if weights is not None else ""
-        yield f"{prefix}{'└── ' if last else '├── '}{weight}{_label(child)}{block_marker(child)}"
-        yield from _lines(child, prefix + ("    " if last else "│   "))
+        marker = " [block path]" if at in marked else ""
+        yield f"{prefix}{'└── ' if last else '├── '}{weight}{_label(child)}{marker}"
+        yield from _lines(child, prefix + ("    " if last else "│   "), marked, at)
 
 
 def explain(stream: Stream) -> str:
@@ -162,4 +180,5 @@ def explain(stream: Stream) -> str:
         ├── from_iterable('ab')
         └── from_iterable('c')
     """
-    return "\n".join([_label(stream) + block_marker(stream), *_lines(stream, "")])
+    marked = _marked(stream)
+    return "\n".join([_label(stream) + (" [block path]" if () in marked else ""), *_lines(stream, "", marked)])
