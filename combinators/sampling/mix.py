@@ -351,6 +351,8 @@ def mix_decisions(
     state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, True)
     on_start(state)
     n_slots, pulls = len(state.stream), getattr(open_child, "pulls", False)
+    # picks as the smallest unsigned type: numpy's stable argsort of 8- and 16-bit integers is a radix sort
+    small = np.uint8 if n_slots <= 1 << 8 else np.uint16 if n_slots <= 1 << 16 else np.intp
     try:
         if resume is None:
             state.fill()
@@ -367,7 +369,7 @@ def mix_decisions(
                 state.changed = False
                 if not slots.weights(state.slot_weight.tolist()):
                     return
-            picks = slots.array_picks(used, used + chunk)
+            picks = slots.array_picks(used, used + chunk).astype(small)
             if pulls:
                 _pull(state, picks)
             cut, slot, budget_spent = _next_event(state, picks)
