@@ -114,6 +114,8 @@ def block_mixes(draw):
         plan = c.chain(plan.take(5), sources[0], cycle=True).take(40)
     elif shape == "nested":
         plan = c.mix(plan, *[s.cycle() for s in sources], n_active=1, rate=3.0, mode=mode).take(40)
+    shuffle = draw(st.sampled_from([None, 1, 4, 9]))  # on blocks: its buffer's picks drawn a chunk at a time
+    plan = plan if shuffle is None else plan >> c.shuffle(shuffle)
     return plan >> c.batch(3) if draw(st.booleans()) else plan
 
 

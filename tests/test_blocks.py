@@ -103,3 +103,31 @@ def test_a_chain_over_a_named_block_mix_runs_and_names_its_errors():
     a = c.from_arrays(np.arange(5))
     plan = c.chain(c.mix(a, a, mode="exhaustive").named("pair"), a)
     assert sorted(int(x) for x in c.iterate(plan, seed=0)) == sorted(list(range(5)) * 3)
+
+
+def _plain(item):
+    return {k: v.tolist() for k, v in item.items()} if isinstance(item, dict) else np.asarray(item).tolist()
+
+
+def test_a_shuffle_on_blocks_gives_the_per_item_shuffle_and_resumes_at_every_item():
+    import json
+
+    arrays = _arrays(3, 40)
+    plans = [
+        (c.from_arrays(arrays[0]) >> c.shuffle(7), c.stream(lambda: iter(c.from_arrays(arrays[0]))) >> c.shuffle(7)),
+        (c.mix(*map(c.from_arrays, arrays), n_active=2, rate=5).take(150) >> c.shuffle(16) >> c.batch(4),
+         None),
+        (c.chain(*map(c.from_arrays, arrays)) >> c.shuffle(500) >> c.batch(8, partial=True), None),
+    ]
+    for plan, per_item in plans:
+        full = [_plain(x) for x in c.iterate(plan, seed=4)]
+        assert full
+        if per_item is not None:
+            assert full == [_plain(x) for x in c.iterate(per_item, seed=4)]
+        for k in range(0, len(full) + 1, 3):
+            run = c.iterate(plan, seed=4)
+            head = [_plain(next(run)) for _ in range(k)]
+            state = json.loads(json.dumps(run.state()))
+            run.close()
+            assert k == 0 or "shuffle" in json.dumps(state)  # shuffled on blocks, not item by item
+            assert head + [_plain(x) for x in c.iterate(plan, resume=state)] == full, k

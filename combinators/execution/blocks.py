@@ -13,17 +13,18 @@ per-item path yields). See docs/guide/decisions.md.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from combinators.sampling.mix import Decisions
 from combinators.plan.sources import RowSource
-from combinators.plan.transforms import Batch, Take
+from combinators.plan.transforms import Batch, Shuffle, Take
 
 __all__ = [
     "materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms", "skip_rows", "take_blocks",
-    "PulledRows",
+    "PulledRows", "BlockShuffle",
 ]
 
 #: bytes of one block at most (rows of at least 64 and at most 4096 items)
@@ -178,6 +179,12 @@ def _batch_blocks(blocks: Iterator[Any], size: int, partial: bool) -> Iterator[A
                 continue
             yield _concatenate(parts)
             parts, have = [], 0
+        if n - start >= size and isinstance(block, dict):
+            columns = list(block.items())
+            while n - start >= size:
+                stop = start + size
+                yield {key: column[start:stop] for key, column in columns}
+                start = stop
         while n - start >= size:
             yield _cut(block, start, start + size)
             start += size
@@ -187,22 +194,145 @@ def _batch_blocks(blocks: Iterator[Any], size: int, partial: bool) -> Iterator[A
         yield _concatenate(parts)
 
 
-def block_transforms(blocks: Iterator[Any], transforms: tuple, passed: int = 0) -> tuple[Iterator[Any], int]:
-    """Run the leading ``take`` and ``batch`` transforms on blocks.
+def block_transforms(
+    blocks: Iterator[Any], transforms: tuple, passed: int = 0,
+    shuffler: Callable[[int, Shuffle], "BlockShuffle"] | None = None,
+) -> tuple[Iterator[Any], int]:
+    """Run the leading ``take``, ``shuffle`` and ``batch`` transforms on blocks.
 
     Returns the items after them and the index of the first transform left
-    to run item by item. ``passed`` rows went through them before (a
-    resumed run: each ``take`` lets that many fewer through).
+    to run item by item. ``passed`` rows went through the ``take`` transforms
+    before (a resumed run: each lets that many fewer through). With
+    ``shuffler``, the first ``shuffle`` runs on blocks too:
+    ``shuffler(index, transform)`` gives its `BlockShuffle`; only ``batch``
+    follows it on blocks.
     """
+    shuffled = False
     for index, t in enumerate(transforms):
-        if isinstance(t, Take):
+        if isinstance(t, Take) and not shuffled:
             blocks = take_blocks(blocks, t.n - passed)
+        elif isinstance(t, Shuffle) and shuffler is not None and not shuffled:
+            blocks, shuffled = shuffler(index, t)(blocks), True
         elif isinstance(t, Batch) and t.axis is None:
             return _batch_blocks(blocks, t.size, t.partial), index + 1
         else:
             return block_rows(blocks), index
     return block_rows(blocks), len(transforms)
 
+
+class BlockShuffle:
+    """``shuffle(buffer_size)`` over blocks: the items of the per-item shuffle, a block at a time.
+
+    The per-item shuffle fills a buffer of ``size`` items, then for each item
+    draws ``slot = rng.integers(size)``, yields the buffer's item there and
+    puts the new one in its place; at the input's end it yields the buffer in
+    the order of ``rng.permutation``. ``rng.integers(size, size=n)`` draws the
+    same integers as ``n`` such calls, and which row each output is follows
+    from them alone: the latest earlier item of the chunk drawn to the same
+    slot, or the buffer's row there. So each chunk of input is one draw, one
+    stable argsort and two gathers (its output, the next buffer).
+
+    ``mark`` is the state before the chunk whose output is being read: the
+    Generator's state, the buffer, the input rows before it, the output rows
+    before it and whether it is the final drain; ``on_chunk(input_rows)`` is
+    called as a chunk starts (the caller takes its input's state there).
+
+    >>> shuffle = BlockShuffle(np.random.default_rng(0), 3)
+    >>> np.concatenate(list(shuffle(iter([np.arange(4), np.arange(4, 8)])))).tolist()
+    [2, 1, 4, 0, 6, 7, 3, 5]
+    """
+
+    __slots__ = ("rng", "size", "buffer", "input", "output", "mark", "on_chunk", "resumed")
+
+    def __init__(self, rng: np.random.Generator, size: int, on_chunk: Callable[[int], None] = lambda n: None,
+                 saved: dict | None = None):
+        self.rng, self.size, self.on_chunk, self.buffer = rng, size, on_chunk, None
+        self.input = self.output = 0
+        self.mark: tuple | None = None
+        self.resumed = saved
+        if saved is not None:
+            from combinators.execution.runstate import decode  # noqa: PLC0415 - only a resumed run reads one
+
+            self.rng.bit_generator.state, self.buffer = saved["rng"], decode(saved["items"])
+            self.input, self.output = saved["input"], saved["output"]
+
+    def state(self) -> dict[str, Any]:
+        """The state before the chunk being read, as JSON values (the buffer's rows encoded)."""
+        from combinators.execution.runstate import encode  # noqa: PLC0415
+
+        rng, buffer, before_in, before_out, drain = self.mark
+        return {"rng": rng, "items": encode(buffer), "input": before_in, "output": before_out, "drain": drain}
+
+    def __call__(self, blocks: Iterator[Any]) -> Iterator[Any]:
+        try:
+            if self.resumed is None:
+                self.buffer, rest = self._fill(blocks)
+                chunks = () if rest is None else itertools.chain([rest], blocks)
+            else:  # the buffer is full, or the input had ended
+                chunks = () if self.resumed["drain"] else blocks
+            for block in chunks:
+                if _length(block):
+                    yield self._chunk(block)
+            yield from self._drain()
+        finally:
+            if hasattr(blocks, "close"):
+                blocks.close()
+
+    def _fill(self, blocks: Iterator[Any]) -> tuple[Any, Any]:
+        """The first ``size`` rows, and what is left of the block that completed them (None: input ended)."""
+        parts, have = [], 0
+        for block in blocks:
+            n = _length(block)
+            if have + n >= self.size:
+                cut = self.size - have
+                parts.append(_cut(block, 0, cut))
+                self.input = self.size
+                return _copy(_concatenate(parts)), _cut(block, cut, n)
+            parts.append(block)
+            have += n
+        self.input = have
+        return (_copy(_concatenate(parts)) if parts else None), None
+
+    def _chunk(self, block: Any) -> Any:
+        n, size = _length(block), self.size
+        self.mark = (self.rng.bit_generator.state, self.buffer, self.input, self.output, False)
+        self.on_chunk(self.input)
+        slots = self.rng.integers(size, size=n).astype(np.uint16 if size <= 1 << 16 else np.intp)
+        order = np.argsort(slots, kind="stable")
+        ordered = slots[order]
+        first = np.empty(n, dtype=bool)
+        first[0], first[1:] = True, ordered[1:] != ordered[:-1]
+        last = np.empty(n, dtype=bool)
+        last[-1], last[:-1] = True, first[1:]
+        previous = np.empty(n, dtype=np.intp)
+        previous[0], previous[1:] = 0, order[:-1]
+        ids = np.empty(n, dtype=np.intp)
+        ids[order] = np.where(first, ordered, size + previous)  # combined rows: the buffer, then the block
+        keep = np.arange(size)
+        keep[ordered[last]] = size + order[last]
+        combined = _concatenate([self.buffer, block])
+        self.buffer = _take(combined, keep)
+        self.input, self.output = self.input + n, self.output + n
+        return _take(combined, ids)
+
+    def _drain(self) -> Iterator[Any]:
+        if self.buffer is None or not _length(self.buffer):
+            return
+        self.mark = (self.rng.bit_generator.state, self.buffer, self.input, self.output, True)
+        self.on_chunk(self.input)
+        order = self.rng.permutation(_length(self.buffer))
+        self.output += len(order)
+        yield _take(self.buffer, order)
+
+
+def _take(block: Any, rows: np.ndarray) -> Any:
+    if isinstance(block, dict):
+        return {key: np.take(value, rows, axis=0) for key, value in block.items()}
+    return np.take(block, rows, axis=0)
+
+
+def _copy(block: Any) -> Any:
+    return {key: np.array(value) for key, value in block.items()} if isinstance(block, dict) else np.array(block)
 
 
 def skip_rows(blocks: Iterator[Any], n: int) -> Iterator[Any]:

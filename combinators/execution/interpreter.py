@@ -18,7 +18,7 @@ from combinators.execution.apply import cell_state, restore_cell, run_transforms
 from combinators.execution.base import Activation, LocalActivation, Session
 from combinators.execution.block_activations import BlockActivation, name_note, open_blocks
 from combinators.plan.block_path import block_leaf, block_schema
-from combinators.execution.blocks import block_transforms
+from combinators.execution.blocks import BlockShuffle, block_transforms, skip_rows
 from combinators.plan.sources import is_leaf
 from combinators.execution.leaf import activate_leaf, unpicklable_part, where
 from combinators.errors import TransportError
@@ -26,7 +26,7 @@ from combinators.execution.stats import HISTORY_VALUES, _thin
 from combinators.sampling.mix import ChainCursor, RoundRobinCursor, chain_items, mix_items, round_robin_items
 from combinators.plan.mixes import Mix, RoundRobin
 from combinators.plan.stream import Apply, Chain, Stream
-from combinators.plan.transforms import Batch
+from combinators.plan.transforms import Batch, Shuffle
 
 
 class _Context:
@@ -359,26 +359,56 @@ def _open_apply(node: Apply, path, activation, ctx, saved) -> tuple[Iterator[Any
 
 
 def _apply_blocks(node: Apply, path, activation, ctx, saved, child: BlockActivation) -> tuple[Iterator[Any], Callable]:
-    """Transforms over a block child: leading ``take``/``batch`` on blocks, the rest item by item."""
-    rows = [0 if saved is None else saved["apply"]["rows"]]  # rows through the block transforms
-    items, done = block_transforms(child.blocks(), node.transforms, rows[0])
+    """Transforms over a block child: leading ``take``, ``shuffle`` and ``batch`` on blocks, the rest item by item.
+
+    A ``shuffle`` on blocks (`BlockShuffle`) keeps the state before the chunk being read: the child's state
+    then, and the rows of its output read since (a state without it, from a version that shuffled item by
+    item, resumes item by item)."""
+    saved = None if saved is None else saved["apply"]
+    rows = [0 if saved is None else saved["rows"]]  # rows through the block transforms
+    shuffled: list[tuple[BlockShuffle, dict]] = []
+
+    def shuffler(index: int, t: Shuffle) -> Callable[[Iterator[Any]], Iterator[Any]]:
+        marks: dict[str, Any] = {}
+        resumed = None if saved is None else saved["shuffle"]
+        stage = BlockShuffle(seeding.generator(ctx.entropy, path, activation, seeding.TRANSFORM, index), t.buffer_size,
+                             lambda n: marks.__setitem__("child", activation_state(child, n)), resumed)
+        shuffled.append((stage, marks))
+        return stage if resumed is None else lambda blocks: skip_rows(stage(blocks), rows[0] - resumed["output"])
+
+    on_blocks = saved is None or "shuffle" in saved
+    passed = saved["shuffle"]["input"] if saved is not None and "shuffle" in saved else rows[0]
+    items, done = block_transforms(child.blocks(), node.transforms, passed, shuffler if on_blocks else None)
     batched = done > 0 and isinstance(node.transforms[done - 1], Batch)
     rest = node.transforms[done:]
-    cells = [{} for _ in rest] if saved is None else [restore_cell(c) for c in saved["apply"]["cells"]]
-    items = run_transforms(_count_rows(items, rows, batched), rest, ctx.entropy, path, activation, first=done, cells=cells)
+    cells = [{} for _ in rest] if saved is None else [restore_cell(c) for c in saved["cells"]]
+    items = run_transforms(_count_rows(items, rows, batched, child), rest, ctx.entropy, path, activation, first=done,
+                           cells=cells)
 
     def state() -> dict[str, Any]:
-        return {"apply": {"child": activation_state(child, rows[0]), "rows": rows[0],
-                          "cells": [cell_state(c) for c in cells]}}
+        cell_states = [cell_state(c) for c in cells]
+        if not shuffled:
+            return {"apply": {"child": activation_state(child, rows[0]), "rows": rows[0], "cells": cell_states}}
+        stage, marks = shuffled[0]
+        if stage.mark is None:
+            return {"received": 0}  # nothing read yet
+        return {"apply": {"child": marks["child"], "rows": rows[0], "shuffle": stage.state(), "cells": cell_states}}
 
-    return _closing(items, child), state
+    return items, state
 
 
-def _count_rows(items: Iterator[Any], rows: list[int], batched: bool) -> Iterator[Any]:
-    """``items`` (rows, or batches of rows), adding the rows passed on to ``rows[0]``."""
-    for item in items:
-        rows[0] += (len(next(iter(item.values()))) if isinstance(item, dict) else len(item)) if batched else 1
-        yield item
+def _count_rows(items: Iterator[Any], rows: list[int], batched: bool, child: Activation) -> Iterator[Any]:
+    """``items`` (rows, or batches of rows), adding the rows passed on to ``rows[0]``; closes ``child`` at the end."""
+    try:
+        if not batched:
+            for item in items:
+                rows[0] += 1
+                yield item
+        for item in items:
+            rows[0] += len(next(iter(item.values()))) if type(item) is dict else len(item)
+            yield item
+    finally:
+        child.close()
 
 
 def _closing(items: Iterator[Any], child: Activation) -> Iterator[Any]:
