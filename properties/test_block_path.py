@@ -100,6 +100,9 @@ wrappers = st.sampled_from([
     # block and per-item parts in one plan
     lambda m, o: c.mix(m, o >> c.map(doubled), weights=(1, 1)),
     lambda m, o: c.chain(m.take(5), o >> c.map(doubled), o.take(4)),
+    # a batched map: whole blocks on the block path, blocks of one row elsewhere
+    lambda m, o: m >> c.map(doubled, batched=True),
+    lambda m, o: c.mix(m >> c.shuffle(4) >> c.map(doubled, batched=True), o.cycle()),
 ])
 
 ends = st.sampled_from([
@@ -110,6 +113,7 @@ ends = st.sampled_from([
     lambda s: s >> c.batch(2) >> c.map(doubled),
     lambda s: s.take(17) >> c.batch(4),
     lambda s: s.take(10).cycle() >> c.batch(3),
+    lambda s: s >> c.shuffle(5) >> c.map(doubled, batched=True) >> c.batch(2, partial=True),
 ])
 
 

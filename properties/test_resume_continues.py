@@ -36,6 +36,10 @@ def add_noise(item, rng):
     return (item, int(rng.integers(100)))
 
 
+def twice(rows):
+    return rows * 2
+
+
 def keep_some(item, rng):
     return bool(rng.integers(3))
 
@@ -116,6 +120,8 @@ def block_mixes(draw):
         plan = c.mix(plan, *[s.cycle() for s in sources], n_active=1, rate=3.0, mode=mode).take(40)
     shuffle = draw(st.sampled_from([None, 1, 4, 9]))  # on blocks: its buffer's picks drawn a chunk at a time
     plan = plan if shuffle is None else plan >> c.shuffle(shuffle)
+    if draw(st.booleans()):
+        plan = plan >> c.map(twice, batched=True)  # whole blocks on the block path
     return plan >> c.batch(3) if draw(st.booleans()) else plan
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import combinators as c
 from combinators.plan.block_path import block_schema
@@ -131,3 +132,25 @@ def test_a_shuffle_on_blocks_gives_the_per_item_shuffle_and_resumes_at_every_ite
             run.close()
             assert k == 0 or "shuffle" in json.dumps(state)  # shuffled on blocks, not item by item
             assert head + [_plain(x) for x in c.iterate(plan, resume=state)] == full, k
+
+
+def test_a_batched_map_gets_whole_blocks_on_the_block_path_and_one_row_elsewhere():
+    sizes = []
+
+    def scaled(rows):
+        sizes.append(len(rows["y"]))
+        return {"x": rows["x"] * 2, "y": rows["y"]}
+
+    a = c.from_arrays(_arrays(1, 300)[0])
+    blocks = [_plain(b) for b in c.iterate(a >> c.map(scaled, batched=True) >> c.batch(8), seed=0)]
+    assert max(sizes) > 8 and len(sizes) < 10  # a few calls, on blocks of many rows
+    sizes.clear()
+    per_item = c.stream(lambda: iter(a)) >> c.map(scaled, batched=True) >> c.batch(8)
+    assert [_plain(b) for b in c.iterate(per_item, seed=0)] == blocks and set(sizes) == {1}
+
+
+def test_a_batched_map_refuses_an_rng_and_a_result_of_other_rows():
+    with pytest.raises(c.InvalidArgument, match="rng"):
+        c.map(lambda rows, rng: rows, batched=True)
+    with pytest.raises(c.DataError, match="returned 1 rows for a block of"):
+        list(c.iterate(c.from_arrays(np.arange(5)) >> c.map(lambda rows: rows[:1], batched=True), seed=0))

@@ -13,6 +13,7 @@ per-item path yields). See docs/guide/decisions.md.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any, Callable, Iterator
 
@@ -20,11 +21,12 @@ import numpy as np
 
 from combinators.sampling.mix import Decisions
 from combinators.plan.sources import RowSource
-from combinators.plan.transforms import Batch, Shuffle, Take
+from combinators.errors import DataError
+from combinators.plan.transforms import Batch, Map, Shuffle, Take
 
 __all__ = [
     "materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms", "skip_rows", "take_blocks",
-    "PulledRows", "BlockShuffle",
+    "PulledRows", "BlockShuffle", "map_block", "map_one_row",
 ]
 
 #: bytes of one block at most (rows of at least 64 and at most 4096 items)
@@ -200,8 +202,9 @@ def block_transforms(
 ) -> tuple[Iterator[Any], int]:
     """Run the leading ``take``, ``shuffle`` and ``batch`` transforms on blocks.
 
-    Returns the items after them and the index of the first transform left
-    to run item by item. ``passed`` rows went through the ``take`` transforms
+    A ``map(fn, batched=True)`` runs on the blocks wherever it comes before
+    the first ``batch`` (`map_block`). Returns the items after them and the
+    index of the first transform left to run item by item. ``passed`` rows went through the ``take`` transforms
     before (a resumed run: each lets that many fewer through). With
     ``shuffler``, the first ``shuffle`` runs on blocks too:
     ``shuffler(index, transform)`` gives its `BlockShuffle`; only ``batch``
@@ -211,6 +214,8 @@ def block_transforms(
     for index, t in enumerate(transforms):
         if isinstance(t, Take) and not shuffled:
             blocks = take_blocks(blocks, t.n - passed)
+        elif isinstance(t, Map) and t.batched:
+            blocks = map(functools.partial(map_block, t.fn), blocks)
         elif isinstance(t, Shuffle) and shuffler is not None and not shuffled:
             blocks, shuffled = shuffler(index, t)(blocks), True
         elif isinstance(t, Batch) and t.axis is None:
@@ -323,6 +328,34 @@ class BlockShuffle:
         order = self.rng.permutation(_length(self.buffer))
         self.output += len(order)
         yield _take(self.buffer, order)
+
+
+def map_block(fn: Callable[[Any], Any], block: Any) -> Any:
+    """``fn(block)`` for a ``map(fn, batched=True)``: a block of as many rows, or `DataError` naming ``fn``.
+
+    >>> map_block(lambda rows: rows + 1, np.arange(3)).tolist()
+    [1, 2, 3]
+    """
+    out = fn(block)
+    n, got = _length(block), _length(out) if isinstance(out, (dict, np.ndarray)) else None
+    if got != n:
+        what = f"{got} rows" if got is not None else f"a {type(out).__name__}"
+        msg = f"map({fn!r}, batched=True) returned {what} for a block of {n} rows (an array or a dict of arrays of {n})"
+        raise DataError(msg)
+    return out
+
+
+def map_one_row(fn: Callable[[Any], Any], item: Any) -> Any:
+    """A ``map(fn, batched=True)`` on one item: ``fn`` of a block of that one row, and row 0 of its result.
+
+    >>> map_one_row(lambda rows: {"x": rows["x"] * 2}, {"x": np.float32(1.5)})
+    {'x': np.float32(3.0)}
+    """
+    if isinstance(item, dict):
+        out = map_block(fn, {key: np.asarray(value)[None] for key, value in item.items()})
+    else:
+        out = map_block(fn, np.asarray(item)[None])
+    return {key: value[0] for key, value in out.items()} if isinstance(out, dict) else out[0]
 
 
 def _take(block: Any, rows: np.ndarray) -> Any:

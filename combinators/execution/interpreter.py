@@ -394,7 +394,7 @@ def _apply_blocks(node: Apply, path, activation, ctx, saved, child: BlockActivat
             return {"received": 0}  # nothing read yet
         return {"apply": {"child": marks["child"], "rows": rows[0], "shuffle": stage.state(), "cells": cell_states}}
 
-    return items, state
+    return (items if not rest else _closing(items, child)), state  # a generator: NodeActivation.state asks
 
 
 def _count_rows(items: Iterator[Any], rows: list[int], batched: bool, child: Activation) -> Iterator[Any]:
