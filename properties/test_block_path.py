@@ -86,6 +86,23 @@ wrappers = st.sampled_from([
     lambda m, o: m >> c.map(doubled),
     lambda m, o: m.take(30) >> c.filter(positive_first),  # a filter over an endless mix may never yield
     lambda m, o: c.mix(m, o, weights=(2, 1)),
+    # the block path around any block plan: lone sources, cycles, takes, chains of them
+    lambda m, o: o,
+    lambda m, o: o.cycle(),
+    lambda m, o: o.take(5).cycle(),
+    lambda m, o: m.cycle(),
+    lambda m, o: c.chain(m, m).take(20),
+    lambda m, o: c.chain(m.take(9), o.take(2), cycle=True).take(25),
+    # nested mixes and mixes of cycled sources, over working sets
+    lambda m, o: c.mix(m.cycle(), o.cycle(), n_active=1, rate=3, weights=(1, 2)),
+    lambda m, o: c.mix(m.take(8), c.mix(o, m), o.take(3).cycle(), weights=(3, 1, 2), mode="exhaustive"),
+    lambda m, o: c.mix(o.cycle(), c.mix(m, o, n_active=1, rate=2, mode="single_active"), n_active=1, rate=4),
+    # block and per-item parts in one plan
+    lambda m, o: c.mix(m, o >> c.map(doubled), weights=(1, 1)),
+    lambda m, o: c.chain(m.take(5), o >> c.map(doubled), o.take(4)),
+    # a batched map: whole blocks on the block path, blocks of one row elsewhere
+    lambda m, o: m >> c.map(doubled, batched=True),
+    lambda m, o: c.mix(m >> c.shuffle(4) >> c.map(doubled, batched=True), o.cycle()),
 ])
 
 ends = st.sampled_from([
@@ -94,6 +111,9 @@ ends = st.sampled_from([
     lambda s: s >> c.batch(3, partial=True),
     lambda s: s >> c.take(13) >> c.batch(5, partial=True),
     lambda s: s >> c.batch(2) >> c.map(doubled),
+    lambda s: s.take(17) >> c.batch(4),
+    lambda s: s.take(10).cycle() >> c.batch(3),
+    lambda s: s >> c.shuffle(5) >> c.map(doubled, batched=True) >> c.batch(2, partial=True),
 ])
 
 

@@ -41,6 +41,10 @@ def add_noise(item, rng):
     return (item, int(rng.integers(100)))
 
 
+def twice(rows):
+    return rows * 2
+
+
 def keep_some(item, rng):
     return bool(rng.integers(3))
 
@@ -111,6 +115,18 @@ def block_mixes(draw):
     rate = None if n_active is None else draw(st.sampled_from([None, 2.0]))  # a budget needs a working set
     mode = draw(st.sampled_from(["exhaustive", "first_exhausted", "with_replacement"]))
     plan = c.mix(*sources, weights=draw(strategies.weights(n)), n_active=n_active, rate=rate, mode=mode)
+    # the block path around any block plan: a lone source, cycles, takes, nested mixes, cycled children
+    shape = draw(st.sampled_from(["mix", "source", "cycle", "nested"]))
+    if shape == "source":
+        plan = sources[0].take(7) if draw(st.booleans()) else sources[0]
+    elif shape == "cycle":
+        plan = c.chain(plan.take(5), sources[0], cycle=True).take(40)
+    elif shape == "nested":
+        plan = c.mix(plan, *[s.cycle() for s in sources], n_active=1, rate=3.0, mode=mode).take(40)
+    shuffle = draw(st.sampled_from([None, 1, 4, 9]))  # on blocks: its buffer's picks drawn a chunk at a time
+    plan = plan if shuffle is None else plan >> c.shuffle(shuffle)
+    if draw(st.booleans()):
+        plan = plan >> c.map(twice, batched=True)  # whole blocks on the block path
     return plan >> c.batch(3) if draw(st.booleans()) else plan
 
 

@@ -94,3 +94,99 @@ def test_a_block_mix_read_row_by_row_counts_the_rows_handed_out():
         items = [int(next(run)) for _ in range(5)]
         counts = run.stats()[0].counts.tolist()
     assert counts == [items.count(j) for j in range(3)]
+
+
+def _batches_share_blocks(plan, seed=3):
+    """Consecutive batches are slices of one gathered block (the block path), not stacked rows (a batch
+    across two blocks is their concatenation)."""
+    batches = list(c.iterate(plan, seed=seed, max_iter=6))
+    return len(batches) == 6 and sum(b["x"].base is not None for b in batches) >= 4 and any(
+        a["x"].base is b["x"].base for a, b in zip(batches, batches[1:]))
+
+
+def test_a_lone_source_and_cycles_and_takes_around_block_plans_run_on_the_block_path():
+    a, arrays = c.from_arrays(_arrays(1, 300)[0]), list(map(c.from_arrays, _arrays(3)))
+    plans = [
+        a >> c.batch(8),
+        a.take(100) >> c.batch(8),
+        c.mix(*arrays, n_active=2, rate=10).take(60).cycle() >> c.batch(8),
+        c.chain(c.mix(*arrays).take(30), a, cycle=True) >> c.batch(8),
+        c.mix(*[s.cycle() for s in arrays], weights=(1, 2, 3)) >> c.batch(8),
+        c.mix(arrays[0], arrays[2].cycle(), arrays[1].take(9).cycle()) >> c.batch(8),
+    ]
+    for plan in plans:
+        assert _batches_share_blocks(plan), c.explain(plan)
+        assert c.explain(plan).splitlines()[1].endswith("[block path]"), c.explain(plan)
+
+
+def test_a_mix_of_mixes_runs_each_inner_mix_on_its_own_block_path_and_the_outer_one_per_item():
+    # a pulled inner mix would decide rows ahead of what its parent hands out, and count them in its stats
+    arrays = list(map(c.from_arrays, _arrays(3)))
+    plan = c.mix(arrays[0], c.mix(*arrays, n_active=1, rate=4), arrays[1].take(9).cycle()) >> c.batch(8)
+    lines = c.explain(plan).splitlines()
+    assert not lines[1].endswith("[block path]") and lines[3].endswith("[block path]"), c.explain(plan)
+    assert c.plan.block_path.block_schema(plan.stream) is None
+
+
+def test_explain_marks_a_row_source_only_where_it_is_read_in_blocks():
+    a = c.from_arrays(_arrays(1)[0])
+    lines = c.explain(c.mix(a, c.stream(iter, [1.0])) >> c.batch(2)).splitlines()
+    assert not any(line.endswith("[block path]") for line in lines)  # a per-item mix reads it row by row
+    lines = c.explain(a >> c.batch(2)).splitlines()
+    assert lines[1].endswith("[block path]") and not lines[0].endswith("[block path]")
+
+
+def test_a_chain_over_a_named_block_mix_runs_and_names_its_errors():
+    a = c.from_arrays(np.arange(5))
+    plan = c.chain(c.mix(a, a, mode="exhaustive").named("pair"), a)
+    assert sorted(int(x) for x in c.iterate(plan, seed=0)) == sorted(list(range(5)) * 3)
+
+
+def _plain(item):
+    return {k: v.tolist() for k, v in item.items()} if isinstance(item, dict) else np.asarray(item).tolist()
+
+
+def test_a_shuffle_on_blocks_gives_the_per_item_shuffle_and_resumes_at_every_item():
+    import json
+
+    arrays = _arrays(3, 40)
+    plans = [
+        (c.from_arrays(arrays[0]) >> c.shuffle(7), c.stream(lambda: iter(c.from_arrays(arrays[0]))) >> c.shuffle(7)),
+        (c.mix(*map(c.from_arrays, arrays), n_active=2, rate=5).take(150) >> c.shuffle(16) >> c.batch(4),
+         None),
+        (c.chain(*map(c.from_arrays, arrays)) >> c.shuffle(500) >> c.batch(8, partial=True), None),
+    ]
+    for plan, per_item in plans:
+        full = [_plain(x) for x in c.iterate(plan, seed=4)]
+        assert full
+        if per_item is not None:
+            assert full == [_plain(x) for x in c.iterate(per_item, seed=4)]
+        for k in range(0, len(full) + 1, 3):
+            run = c.iterate(plan, seed=4)
+            head = [_plain(next(run)) for _ in range(k)]
+            state = json.loads(json.dumps(run.state()))
+            run.close()
+            assert k == 0 or "shuffle" in json.dumps(state)  # shuffled on blocks, not item by item
+            assert head + [_plain(x) for x in c.iterate(plan, resume=state)] == full, k
+
+
+def test_a_batched_map_gets_whole_blocks_on_the_block_path_and_one_row_elsewhere():
+    sizes = []
+
+    def scaled(rows):
+        sizes.append(len(rows["y"]))
+        return {"x": rows["x"] * 2, "y": rows["y"]}
+
+    a = c.from_arrays(_arrays(1, 300)[0])
+    blocks = [_plain(b) for b in c.iterate(a >> c.map(scaled, batched=True) >> c.batch(8), seed=0)]
+    assert max(sizes) > 8 and len(sizes) < 10  # a few calls, on blocks of many rows
+    sizes.clear()
+    per_item = c.stream(lambda: iter(a)) >> c.map(scaled, batched=True) >> c.batch(8)
+    assert [_plain(b) for b in c.iterate(per_item, seed=0)] == blocks and set(sizes) == {1}
+
+
+def test_a_batched_map_refuses_an_rng_and_a_result_of_other_rows():
+    with pytest.raises(c.InvalidArgument, match="rng"):
+        c.map(lambda rows, rng: rows, batched=True)
+    with pytest.raises(c.DataError, match="returned 1 rows for a block of"):
+        list(c.iterate(c.from_arrays(np.arange(5)) >> c.map(lambda rows: rows[:1], batched=True), seed=0))

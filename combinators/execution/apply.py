@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from combinators.execution import runstate
 from combinators.sampling import seeding
 from combinators.execution.collate import split, stack
+from combinators.execution.blocks import map_one_row
 from combinators.errors import DataError
 from combinators.plan.transforms import (
     Batch, Cache, Filter, KerasTuples, Map, Progress, Shuffle, Take, Transform, Tuples, Unbatch,
@@ -70,6 +71,8 @@ def _unbatch(items: Iterator[Any], t: Unbatch, place: _Place, cell: dict) -> Ite
 
 
 def _map(items: Iterator[Any], t: Map, place: _Place, cell: dict) -> Iterator[Any]:
+    if t.batched:  # item by item: a block of one row (the block path maps whole blocks, `block_transforms`)
+        return (map_one_row(t.fn, item) for item in items)
     if not _wants_rng(t.fn):
         return builtins.map(t.fn, items)
     return (out for _, out in _with_rng(items, t.fn, place, cell))

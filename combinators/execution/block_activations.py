@@ -1,10 +1,11 @@
-"""Activations on the block path: chains and mixes over row sources, read a block of rows at a time.
+"""Activations on the block path: row sources and what is made of them alone, read a block of rows at a time.
 
 A node whose description has a block schema (`combinators.plan.block_path.block_schema`)
-runs here instead of item by item: a mix draws its decisions in runs and gathers the
-rows of each run at once (the materializer, `combinators.execution.blocks`), a chain
-concatenates its children's blocks. The interpreter (`combinators.execution.interpreter`)
-opens these activations and passes its context (``ctx``), which opens a chain's children.
+runs here instead of item by item (`open_blocks`): a row source is read a block at a
+time, a mix draws its decisions in runs and gathers the rows of each run at once (the
+materializer, `combinators.execution.blocks`), a chain concatenates its children's
+blocks, ``take`` cuts them. The interpreter (`combinators.execution.interpreter`) opens
+these activations and passes its context (``ctx``).
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ import numpy as np
 
 from combinators.sampling import seeding
 from combinators.execution.base import Activation
-from combinators.execution.blocks import _length, block_rows, chain_blocks, materialize, row_blocks, skip_rows
+from combinators.execution.blocks import (
+    PulledRows, _length, block_rows, chain_blocks, materialize, row_blocks, skip_rows, take_blocks,
+)
 from combinators.sampling.mix import ResumedRows, mix_decisions
 from combinators.plan.mixes import Mix
 from combinators.plan.sources import RowSource
-from combinators.plan.stream import Chain, Stream
+from combinators.plan.stream import Apply, Chain, Stream
+
+__all__ = ["BlockActivation", "open_blocks", "name_note"]
 
 
 class BlockActivation(Activation):
@@ -34,12 +39,12 @@ class BlockActivation(Activation):
     (``saved``); a chain replays its children from their first rows.
     """
 
-    __slots__ = ("_fn", "_args", "_blocks", "_rows", "_skip", "_saved", "marks")
+    __slots__ = ("_fn", "_args", "_blocks", "_rows", "_skip", "_saved", "marks", "named")
 
     def __init__(self, fn: Callable[..., Iterator[Any]], args: tuple[Any, ...], skip: int = 0,
                  saved: dict | None = None):
         self._fn, self._args, self._blocks, self._rows, self._skip = fn, args, None, None, skip
-        self._saved = saved
+        self._saved, self.named = saved, None  # named: (node, path) of a named stream, for its errors' note
         self.marks = _BlockMarks(saved) if fn is _mix_blocks else None
 
     def blocks(self) -> Iterator[Any]:
@@ -49,6 +54,8 @@ class BlockActivation(Activation):
             self._blocks = self._fn(*self._args, *extra)
             if self._skip:
                 self._blocks = skip_rows(self._blocks, self._skip)
+            if self.named is not None:
+                self._blocks = _named_blocks(self._blocks, *self.named)
             self._fn = self._args = None
         return self._blocks
 
@@ -157,9 +164,11 @@ def _mix_blocks(node: Mix, path, activation, ctx, marks: _BlockMarks) -> Iterato
     baseline = list(ended) if saved is None else [0] * len(ended)
     counts = marks.counts = list(ended) if saved is None else list(saved["counts"])
     live.running[id(marks)] = (marks, baseline)
-    children = node.streams
+    children = _BlockChildren(node, path, activation, ctx)
+    if saved is not None:
+        children.next = saved["block_mix"]["opened"]
     decisions = mix_decisions(
-        _RowChildren(children), node.probabilities, node.n_active, node.rate, node.dist, node.mode,
+        children, node.probabilities, node.n_active, node.rate, node.dist, node.mode,
         node.prune_empty,
         select_rng=seeding.generator(ctx.entropy, path, activation, seeding.SELECT),
         activate_rng=seeding.generator(ctx.entropy, path, activation, seeding.ACTIVATE),
@@ -177,18 +186,27 @@ def _mix_blocks(node: Mix, path, activation, ctx, marks: _BlockMarks) -> Iterato
             ended[child] += got - before  # rows decided ahead and never handed out do not count
 
 
-class _RowChildren:
-    """Opens a block mix's row sources, after the rows of earlier turns (`ResumedRows`); ``reopen`` for a
-    resumed working set: row sources have no state."""
+class _BlockChildren:
+    """Opens a block mix's children: a row source at random (after the rows of earlier turns,
+    `ResumedRows`), any other block node as `PulledRows`, its k-th activation ``(*activation, k)`` as
+    the per-item path numbers it; ``reopen`` for a resumed working set (its children are replayed)."""
 
-    __slots__ = ("children",)
+    __slots__ = ("node", "path", "activation", "ctx", "next", "pulls")
 
-    def __init__(self, children: tuple[Stream, ...]):
-        self.children = children
+    def __init__(self, node: Mix, path: tuple[int, ...], activation: tuple[int, ...], ctx: Any):
+        self.node, self.path, self.activation, self.ctx, self.next = node, path, activation, ctx, 0
+        self.pulls = not all(isinstance(child, RowSource) for child in node.streams)
 
     def __call__(self, index: int, limit: int | None = None, number: int | None = None, skip: int = 0) -> Any:
-        rows = self.children[index].open()
-        return ResumedRows(rows, skip) if skip else rows
+        if number is None:
+            number, self.next = self.next, self.next + 1
+        child = self.node.streams[index]
+        if isinstance(child, RowSource):
+            rows = child.open()
+            return ResumedRows(rows, skip) if skip else rows
+        opened = open_blocks(child, (*self.path, index), (*self.activation, number), self.ctx,
+                             {"received": skip} if skip else None)
+        return PulledRows(opened)
 
     def reopen(self, index: int, ordinal: Any, saved: Any, limit: int | None = None, offset: int = 0) -> Any:
         return self(index, limit, ordinal, offset)
@@ -199,8 +217,59 @@ def _chain_blocks(node: Chain, path, activation, ctx) -> Iterator[Any]:
 
     def open_child(i: int) -> Iterator[Any]:
         identity = (*activation, next(started))
-        if isinstance(children[i], RowSource):
+        if isinstance(children[i], RowSource) and children[i].name is None:
             return row_blocks(children[i])
-        return ctx.open(children[i], (*path, i), identity).blocks()
+        return open_blocks(children[i], (*path, i), identity, ctx).blocks()
 
     return chain_blocks(open_child, len(children), node.repeat)
+
+
+def _source_blocks(source: RowSource, first: int) -> Iterator[Any]:
+    return row_blocks(source, first)
+
+
+def _take_node_blocks(node: Apply, path, activation, ctx) -> Iterator[Any]:
+    """``take`` over a block node: its child's blocks, cut."""
+    child = open_blocks(node.stream, (*path, 0), (*activation, 0), ctx)
+    blocks = child.blocks()
+    for t in node.transforms:
+        blocks = take_blocks(blocks, t.n)
+    try:
+        yield from blocks
+    finally:
+        child.close()
+
+
+def _named_blocks(blocks: Iterator[Any], node: Stream, path: tuple[int, ...]) -> Iterator[Any]:
+    try:
+        yield from blocks
+    except Exception as error:
+        name_note(error, node, path)
+        raise
+    finally:
+        blocks.close()
+
+
+def name_note(error: Exception, node: Stream, path: tuple[int, ...]) -> None:
+    """Add a note naming the stream ``node`` (at ``path``) to ``error`` (Python >= 3.11)."""
+    if hasattr(error, "add_note"):
+        error.add_note(f"in stream {node.name!r} at {path or 'the root'}: {node!r}")
+
+
+def open_blocks(node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: Any,
+                saved: dict | None = None) -> BlockActivation:
+    """An activation of a block node (see `combinators.plan.block_path.block_schema`), resumed from ``saved``:
+    a block mix's state, or ``{"received": n}`` (a row source seeks to row n, any other node is replayed)."""
+    if saved is not None and "block_mix" in saved:
+        opened = BlockActivation(_mix_blocks, (node, path, activation, ctx), saved["rows"] - saved["before"], saved)
+    elif isinstance(node, RowSource):
+        opened = BlockActivation(_source_blocks, (node, 0 if saved is None else saved["received"]))
+    else:
+        received = 0 if saved is None else saved["received"]
+        opened = BlockActivation(_OPENERS[type(node)], (node, path, activation, ctx), received)
+    if node.name is not None:
+        opened.named = (node, path)
+    return opened
+
+
+_OPENERS: dict[type, Callable[..., Iterator[Any]]] = {Chain: _chain_blocks, Mix: _mix_blocks, Apply: _take_node_blocks}

@@ -13,15 +13,21 @@ per-item path yields). See docs/guide/decisions.md.
 
 from __future__ import annotations
 
+import functools
+import itertools
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from combinators.sampling.mix import Decisions
 from combinators.plan.sources import RowSource
-from combinators.plan.transforms import Batch, Take
+from combinators.errors import DataError
+from combinators.plan.transforms import Batch, Map, Shuffle, Take
 
-__all__ = ["materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms", "skip_rows"]
+__all__ = [
+    "materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms", "skip_rows", "take_blocks",
+    "PulledRows", "BlockShuffle", "map_block", "map_one_row", "transforms_on_blocks",
+]
 
 #: bytes of one block at most (rows of at least 64 and at most 4096 items)
 _BLOCK_BYTES, _MIN_ROWS, _MAX_ROWS = 1 << 21, 64, 4096
@@ -164,7 +170,8 @@ def block_rows(blocks: Iterator[Any], reading: list | None = None) -> Iterator[A
             yield from rows
 
 
-def _take_blocks(blocks: Iterator[Any], n: int) -> Iterator[Any]:
+def take_blocks(blocks: Iterator[Any], n: int) -> Iterator[Any]:
+    """The first ``n`` rows of ``blocks``: the blocks, the last one cut."""
     left = n
     if left <= 0:
         return
@@ -189,6 +196,12 @@ def _batch_blocks(blocks: Iterator[Any], size: int, partial: bool) -> Iterator[A
                 continue
             yield _concatenate(parts)
             parts, have = [], 0
+        if n - start >= size and isinstance(block, dict):
+            columns = list(block.items())
+            while n - start >= size:
+                stop = start + size
+                yield {key: column[start:stop] for key, column in columns}
+                start = stop
         while n - start >= size:
             yield _cut(block, start, start + size)
             start += size
@@ -198,22 +211,194 @@ def _batch_blocks(blocks: Iterator[Any], size: int, partial: bool) -> Iterator[A
         yield _concatenate(parts)
 
 
-def block_transforms(blocks: Iterator[Any], transforms: tuple, passed: int = 0) -> tuple[Iterator[Any], int]:
-    """Run the leading ``take`` and ``batch`` transforms on blocks.
+def block_transforms(
+    blocks: Iterator[Any], transforms: tuple, passed: int = 0,
+    shuffler: Callable[[int, Shuffle], "BlockShuffle"] | None = None,
+) -> tuple[Iterator[Any], int]:
+    """Run the leading ``take``, ``shuffle`` and ``batch`` transforms on blocks.
 
-    Returns the items after them and the index of the first transform left
-    to run item by item. ``passed`` rows went through them before (a
-    resumed run: each ``take`` lets that many fewer through).
+    A ``map(fn, batched=True)`` runs on the blocks wherever it comes before
+    the first ``batch`` (`map_block`). Returns the items after them and the
+    index of the first transform left to run item by item. ``passed`` rows went through the ``take`` transforms
+    before (a resumed run: each lets that many fewer through). With
+    ``shuffler``, the first ``shuffle`` runs on blocks too:
+    ``shuffler(index, transform)`` gives its `BlockShuffle`; only ``batch``
+    follows it on blocks.
     """
-    for index, t in enumerate(transforms):
+    done = transforms_on_blocks(transforms, shuffler is not None)
+    for index, t in enumerate(transforms[:done]):
         if isinstance(t, Take):
-            blocks = _take_blocks(blocks, t.n - passed)
-        elif isinstance(t, Batch) and t.axis is None:
-            return _batch_blocks(blocks, t.size, t.partial), index + 1
+            blocks = take_blocks(blocks, t.n - passed)
+        elif isinstance(t, Map):
+            blocks = map(functools.partial(map_block, t.fn), blocks)
+        elif isinstance(t, Shuffle):
+            blocks = shuffler(index, t)(blocks)
         else:
-            return block_rows(blocks), index
-    return block_rows(blocks), len(transforms)
+            return _batch_blocks(blocks, t.size, t.partial), done
+    return block_rows(blocks), done
 
+
+def transforms_on_blocks(transforms: tuple, shuffles: bool) -> int:
+    """How many of the leading ``transforms`` `block_transforms` runs on blocks: ``take`` (before any
+    ``shuffle``), ``map(fn, batched=True)``, the first ``shuffle`` (when ``shuffles``), up to and with the
+    first ``batch`` without ``axis``. The run state's schema (`combinators.execution.statecheck`) follows it.
+
+    >>> from combinators.plan.transforms import batch, shuffle, take
+    >>> transforms_on_blocks((take(5), shuffle(4), batch(2), take(1)), True), transforms_on_blocks((shuffle(4),), False)
+    (3, 0)
+    """
+    shuffled = False
+    for index, t in enumerate(transforms):
+        if isinstance(t, Take) and not shuffled or isinstance(t, Map) and t.batched:
+            continue
+        if isinstance(t, Shuffle) and shuffles and not shuffled:
+            shuffled = True
+            continue
+        return index + 1 if isinstance(t, Batch) and t.axis is None else index
+    return len(transforms)
+
+
+class BlockShuffle:
+    """``shuffle(buffer_size)`` over blocks: the items of the per-item shuffle, a block at a time.
+
+    The per-item shuffle fills a buffer of ``size`` items, then for each item
+    draws ``slot = rng.integers(size)``, yields the buffer's item there and
+    puts the new one in its place; at the input's end it yields the buffer in
+    the order of ``rng.permutation``. ``rng.integers(size, size=n)`` draws the
+    same integers as ``n`` such calls, and which row each output is follows
+    from them alone: the latest earlier item of the chunk drawn to the same
+    slot, or the buffer's row there. So each chunk of input is one draw, one
+    stable argsort and two gathers (its output, the next buffer).
+
+    ``mark`` is the state before the chunk whose output is being read: the
+    Generator's state, the buffer, the input rows before it, the output rows
+    before it and whether it is the final drain; ``on_chunk(input_rows)`` is
+    called as a chunk starts (the caller takes its input's state there).
+
+    >>> shuffle = BlockShuffle(np.random.default_rng(0), 3)
+    >>> np.concatenate(list(shuffle(iter([np.arange(4), np.arange(4, 8)])))).tolist()
+    [2, 1, 4, 0, 6, 7, 3, 5]
+    """
+
+    __slots__ = ("rng", "size", "buffer", "input", "output", "mark", "on_chunk", "resumed")
+
+    def __init__(self, rng: np.random.Generator, size: int, on_chunk: Callable[[int], None] = lambda n: None,
+                 saved: dict | None = None):
+        self.rng, self.size, self.on_chunk, self.buffer = rng, size, on_chunk, None
+        self.input = self.output = 0
+        self.mark: tuple | None = None
+        self.resumed = saved
+        if saved is not None:
+            from combinators.execution.runstate import decode  # noqa: PLC0415 - only a resumed run reads one
+
+            self.rng.bit_generator.state, self.buffer = saved["rng"], decode(saved["items"])
+            self.input, self.output = saved["input"], saved["output"]
+
+    def state(self) -> dict[str, Any]:
+        """The state before the chunk being read, as JSON values (the buffer's rows encoded)."""
+        from combinators.execution.runstate import encode  # noqa: PLC0415
+
+        rng, buffer, before_in, before_out, drain = self.mark
+        return {"rng": rng, "items": encode(buffer), "input": before_in, "output": before_out, "drain": drain}
+
+    def __call__(self, blocks: Iterator[Any]) -> Iterator[Any]:
+        try:
+            if self.resumed is None:
+                self.buffer, rest = self._fill(blocks)
+                chunks = () if rest is None else itertools.chain([rest], blocks)
+            else:  # the buffer is full, or the input had ended
+                chunks = () if self.resumed["drain"] else blocks
+            for block in chunks:
+                if _length(block):
+                    yield self._chunk(block)
+            yield from self._drain()
+        finally:
+            if hasattr(blocks, "close"):
+                blocks.close()
+
+    def _fill(self, blocks: Iterator[Any]) -> tuple[Any, Any]:
+        """The first ``size`` rows, and what is left of the block that completed them (None: input ended)."""
+        parts, have = [], 0
+        for block in blocks:
+            n = _length(block)
+            if have + n >= self.size:
+                cut = self.size - have
+                parts.append(_cut(block, 0, cut))
+                self.input = self.size
+                return _copy(_concatenate(parts)), _cut(block, cut, n)
+            parts.append(block)
+            have += n
+        self.input = have
+        return (_copy(_concatenate(parts)) if parts else None), None
+
+    def _chunk(self, block: Any) -> Any:
+        n, size = _length(block), self.size
+        self.mark = (self.rng.bit_generator.state, self.buffer, self.input, self.output, False)
+        self.on_chunk(self.input)
+        slots = self.rng.integers(size, size=n).astype(np.uint16 if size <= 1 << 16 else np.intp)
+        order = np.argsort(slots, kind="stable")
+        ordered = slots[order]
+        first = np.empty(n, dtype=bool)
+        first[0], first[1:] = True, ordered[1:] != ordered[:-1]
+        last = np.empty(n, dtype=bool)
+        last[-1], last[:-1] = True, first[1:]
+        previous = np.empty(n, dtype=np.intp)
+        previous[0], previous[1:] = 0, order[:-1]
+        ids = np.empty(n, dtype=np.intp)
+        ids[order] = np.where(first, ordered, size + previous)  # combined rows: the buffer, then the block
+        keep = np.arange(size)
+        keep[ordered[last]] = size + order[last]
+        combined = _concatenate([self.buffer, block])
+        self.buffer = _take(combined, keep)
+        self.input, self.output = self.input + n, self.output + n
+        return _take(combined, ids)
+
+    def _drain(self) -> Iterator[Any]:
+        if self.buffer is None or not _length(self.buffer):
+            return
+        self.mark = (self.rng.bit_generator.state, self.buffer, self.input, self.output, True)
+        self.on_chunk(self.input)
+        order = self.rng.permutation(_length(self.buffer))
+        self.output += len(order)
+        yield _take(self.buffer, order)
+
+
+def map_block(fn: Callable[[Any], Any], block: Any) -> Any:
+    """``fn(block)`` for a ``map(fn, batched=True)``: a block of as many rows, or `DataError` naming ``fn``.
+
+    >>> map_block(lambda rows: rows + 1, np.arange(3)).tolist()
+    [1, 2, 3]
+    """
+    out = fn(block)
+    n, got = _length(block), _length(out) if isinstance(out, (dict, np.ndarray)) else None
+    if got != n:
+        what = f"{got} rows" if got is not None else f"a {type(out).__name__}"
+        msg = f"map({fn!r}, batched=True) returned {what} for a block of {n} rows (an array or a dict of arrays of {n})"
+        raise DataError(msg)
+    return out
+
+
+def map_one_row(fn: Callable[[Any], Any], item: Any) -> Any:
+    """A ``map(fn, batched=True)`` on one item: ``fn`` of a block of that one row, and row 0 of its result.
+
+    >>> map_one_row(lambda rows: {"x": rows["x"] * 2}, {"x": np.float32(1.5)})
+    {'x': np.float32(3.0)}
+    """
+    if isinstance(item, dict):
+        out = map_block(fn, {key: np.asarray(value)[None] for key, value in item.items()})
+    else:
+        out = map_block(fn, np.asarray(item)[None])
+    return {key: value[0] for key, value in out.items()} if isinstance(out, dict) else out[0]
+
+
+def _take(block: Any, rows: np.ndarray) -> Any:
+    if isinstance(block, dict):
+        return {key: np.take(value, rows, axis=0) for key, value in block.items()}
+    return np.take(block, rows, axis=0)
+
+
+def _copy(block: Any) -> Any:
+    return {key: np.array(value) for key, value in block.items()} if isinstance(block, dict) else np.array(block)
 
 
 def skip_rows(blocks: Iterator[Any], n: int) -> Iterator[Any]:
@@ -229,3 +414,65 @@ def skip_rows(blocks: Iterator[Any], n: int) -> Iterator[Any]:
             yield from blocks
     finally:
         blocks.close()
+
+
+class PulledRows:
+    """A block activation read as a random-access one, by a block mix: rows are pulled, a block at a time,
+    only as the mix's picks need them (`extend`), and dropped once read.
+
+    ``len()`` is the rows known so far; `ended` says there are no more. ``rows(start, stop)`` needs
+    ``start`` at least where the last call started (rows are read in order).
+
+    >>> pulled = PulledRows(iter([np.arange(3), np.arange(3, 5)]))
+    >>> pulled.extend(0, 4); len(pulled), pulled.ended, pulled.rows(2, 4).tolist()
+    (5, False, [2, 3])
+    >>> pulled.extend(4, 9); len(pulled), pulled.ended
+    (5, True)
+    """
+
+    __slots__ = ("activation", "blocks", "parts", "base", "known", "ended")
+
+    def __init__(self, activation: Any):
+        self.activation, self.blocks = activation, None  # an object with blocks() and close(), or an iterator
+        self.parts: list[Any] = []  # blocks held: rows base .. known
+        self.base = self.known = 0
+        self.ended = False
+
+    def __len__(self) -> int:
+        return self.known
+
+    def extend(self, low: int, high: int) -> None:
+        """Pull blocks until ``high`` rows are known or the activation ends; drop the rows before ``low``."""
+        if self.blocks is None:
+            self.blocks = self.activation.blocks() if hasattr(self.activation, "blocks") else self.activation
+        while self.known < high and not self.ended:
+            block = next(self.blocks, None)
+            if block is None:
+                self.ended = True
+                break
+            self.parts.append(block)
+            self.known += _length(block)
+            self._drop(low)
+        self._drop(low)
+
+    def _drop(self, low: int) -> None:
+        parts = self.parts
+        while parts and self.base + _length(parts[0]) <= low:
+            self.base += _length(parts.pop(0))
+
+    def rows(self, start: int, stop: int) -> Any:
+        self._drop(start)
+        pieces, at = [], self.base
+        for part in self.parts:
+            n = _length(part)
+            if at + n > start and at < stop:
+                pieces.append(_cut(part, max(start - at, 0), min(stop - at, n)))
+            at += n
+            if at >= stop:
+                break
+        return _concatenate(pieces)
+
+    def close(self) -> None:
+        if hasattr(self.activation, "close"):
+            self.activation.close()
+        self.parts, self.activation, self.blocks = [], None, None

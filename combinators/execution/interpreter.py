@@ -16,9 +16,9 @@ import numpy as np
 from combinators.sampling import seeding
 from combinators.execution.apply import cell_state, restore_cell, run_transforms
 from combinators.execution.base import Activation, LocalActivation, Session
-from combinators.execution.block_activations import BlockActivation, _chain_blocks, _mix_blocks
-from combinators.plan.block_path import block_schema
-from combinators.execution.blocks import block_transforms
+from combinators.execution.block_activations import BlockActivation, name_note, open_blocks
+from combinators.plan.block_path import block_leaf, block_schema
+from combinators.execution.blocks import BlockShuffle, block_transforms, skip_rows
 from combinators.plan.sources import is_leaf
 from combinators.execution.leaf import activate_leaf, unpicklable_part, where
 from combinators.errors import TransportError
@@ -26,7 +26,7 @@ from combinators.execution.stats import HISTORY_VALUES, _thin
 from combinators.sampling.mix import ChainCursor, RoundRobinCursor, chain_items, mix_items, round_robin_items
 from combinators.plan.mixes import Mix, RoundRobin
 from combinators.plan.stream import Apply, Chain, Stream
-from combinators.plan.transforms import Batch
+from combinators.plan.transforms import Batch, Shuffle
 
 
 class _Context:
@@ -124,14 +124,14 @@ def open_node(
     items). A leaf's session is told that at most ``limit`` items (after
     those) will be asked of it.
     """
-    received = saved.get("received", 0) if saved is not None else 0
-    if is_leaf(node):
+    leaf = is_leaf(node)
+    # a leaf over a row source runs here, on the block path, when block_leaf says so (or its state says it did)
+    here = leaf and (block_leaf(node, ctx.session.in_process) or (saved is not None and "apply" in saved))
+    if ctx.schema(node) is not None and (here or not leaf):
+        return open_blocks(node, path, activation, ctx, saved)  # names its errors itself
+    if leaf and not here:
+        received = saved.get("received", 0) if saved is not None else 0
         opened = ctx.submit_leaf(node, path, activation, limit, received)
-    elif ctx.schema(node) is not None:
-        if saved is not None and "block_mix" in saved:
-            opened = BlockActivation(_mix_blocks, (node, path, activation, ctx), saved["rows"] - saved["before"], saved)
-        else:
-            opened = BlockActivation(_BLOCK_OPENERS[type(node)], (node, path, activation, ctx), received)
     else:
         opened = NodeActivation(_OPENERS[type(node)], (node, path, activation, ctx), saved)
     return opened if node.name is None else NamedActivation(opened, node, path)
@@ -159,8 +159,7 @@ def _named_items(opened: Activation, node: Stream, path: tuple[int, ...]) -> Ite
     try:
         yield from opened.iterator()
     except Exception as error:
-        if hasattr(error, "add_note"):  # Python >= 3.11
-            error.add_note(f"in stream {node.name!r} at {path or 'the root'}: {node!r}")
+        name_note(error, node, path)
         raise
     finally:
         opened.close()
@@ -354,7 +353,7 @@ def _open_mix(node: Mix, path, activation, ctx, saved) -> tuple[Iterator[Any], C
 
 def _open_apply(node: Apply, path, activation, ctx, saved) -> tuple[Iterator[Any], Callable[[], dict] | None]:
     child = open_node(node.stream, (*path, 0), (*activation, 0), ctx, None if saved is None else saved["apply"]["child"])
-    if isinstance(child, BlockActivation):
+    if isinstance(child, BlockActivation) and (saved is None or "rows" in saved["apply"]):
         return _apply_blocks(node, path, activation, ctx, saved, child)
     cells = [{} for _ in node.transforms] if saved is None else [restore_cell(c) for c in saved["apply"]["cells"]]
     items = run_transforms(child.iterator(), node.transforms, ctx.entropy, path, activation, cells=cells)
@@ -366,26 +365,56 @@ def _open_apply(node: Apply, path, activation, ctx, saved) -> tuple[Iterator[Any
 
 
 def _apply_blocks(node: Apply, path, activation, ctx, saved, child: BlockActivation) -> tuple[Iterator[Any], Callable]:
-    """Transforms over a block child: leading ``take``/``batch`` on blocks, the rest item by item."""
-    rows = [0 if saved is None else saved["apply"]["rows"]]  # rows through the block transforms
-    items, done = block_transforms(child.blocks(), node.transforms, rows[0])
+    """Transforms over a block child: leading ``take``, ``shuffle`` and ``batch`` on blocks, the rest item by item.
+
+    A ``shuffle`` on blocks (`BlockShuffle`) keeps the state before the chunk being read: the child's state
+    then, and the rows of its output read since (a state without it, from a version that shuffled item by
+    item, resumes item by item)."""
+    saved = None if saved is None else saved["apply"]
+    rows = [0 if saved is None else saved["rows"]]  # rows through the block transforms
+    shuffled: list[tuple[BlockShuffle, dict]] = []
+
+    def shuffler(index: int, t: Shuffle) -> Callable[[Iterator[Any]], Iterator[Any]]:
+        marks: dict[str, Any] = {}
+        resumed = None if saved is None else saved["shuffle"]
+        stage = BlockShuffle(seeding.generator(ctx.entropy, path, activation, seeding.TRANSFORM, index), t.buffer_size,
+                             lambda n: marks.__setitem__("child", activation_state(child, n)), resumed)
+        shuffled.append((stage, marks))
+        return stage if resumed is None else lambda blocks: skip_rows(stage(blocks), rows[0] - resumed["output"])
+
+    on_blocks = saved is None or "shuffle" in saved
+    passed = saved["shuffle"]["input"] if saved is not None and "shuffle" in saved else rows[0]
+    items, done = block_transforms(child.blocks(), node.transforms, passed, shuffler if on_blocks else None)
     batched = done > 0 and isinstance(node.transforms[done - 1], Batch)
     rest = node.transforms[done:]
-    cells = [{} for _ in rest] if saved is None else [restore_cell(c) for c in saved["apply"]["cells"]]
-    items = run_transforms(_count_rows(items, rows, batched), rest, ctx.entropy, path, activation, first=done, cells=cells)
+    cells = [{} for _ in rest] if saved is None else [restore_cell(c) for c in saved["cells"]]
+    items = run_transforms(_count_rows(items, rows, batched, child), rest, ctx.entropy, path, activation, first=done,
+                           cells=cells)
 
     def state() -> dict[str, Any]:
-        return {"apply": {"child": activation_state(child, rows[0]), "rows": rows[0],
-                          "cells": [cell_state(c) for c in cells]}}
+        cell_states = [cell_state(c) for c in cells]
+        if not shuffled:
+            return {"apply": {"child": activation_state(child, rows[0]), "rows": rows[0], "cells": cell_states}}
+        stage, marks = shuffled[0]
+        if stage.mark is None:
+            return {"received": 0}  # nothing read yet
+        return {"apply": {"child": marks["child"], "rows": rows[0], "shuffle": stage.state(), "cells": cell_states}}
 
-    return _closing(items, child), state
+    return (items if not rest else _closing(items, child)), state  # a generator: NodeActivation.state asks
 
 
-def _count_rows(items: Iterator[Any], rows: list[int], batched: bool) -> Iterator[Any]:
-    """``items`` (rows, or batches of rows), adding the rows passed on to ``rows[0]``."""
-    for item in items:
-        rows[0] += (len(next(iter(item.values()))) if isinstance(item, dict) else len(item)) if batched else 1
-        yield item
+def _count_rows(items: Iterator[Any], rows: list[int], batched: bool, child: Activation) -> Iterator[Any]:
+    """``items`` (rows, or batches of rows), adding the rows passed on to ``rows[0]``; closes ``child`` at the end."""
+    try:
+        if not batched:
+            for item in items:
+                rows[0] += 1
+                yield item
+        for item in items:
+            rows[0] += len(next(iter(item.values()))) if type(item) is dict else len(item)
+            yield item
+    finally:
+        child.close()
 
 
 def _closing(items: Iterator[Any], child: Activation) -> Iterator[Any]:
@@ -400,4 +429,3 @@ _WITH_STATE = frozenset({NodeActivation, Child, LeafChild, BlockActivation, Name
 _OPENERS: dict[type, Callable[..., Iterator[Any]]] = {
     Chain: _open_chain, RoundRobin: _open_round_robin, Mix: _open_mix, Apply: _open_apply,
 }
-_BLOCK_OPENERS: dict[type, Callable[..., Iterator[Any]]] = {Chain: _chain_blocks, Mix: _mix_blocks}

@@ -34,15 +34,16 @@ from typing import Any
 
 import jsonschema
 import jsonschema.exceptions
+import numpy as np
 
 from combinators.errors import ResumeError, RunStateError
 from combinators.execution import runstate
+from combinators.execution.blocks import transforms_on_blocks
 from combinators.plan.block_path import block_schema
 from combinators.plan.mixes import Mix, RoundRobin
 from combinators.plan.sources import FromArrays, FromIterable, RowSource, is_leaf
 from combinators.plan.stream import Apply, Chain, Stream
 from combinators.plan.transforms import (
-    Batch,
     Cache,
     Filter,
     Map,
@@ -129,17 +130,6 @@ def _cell(transform: Any) -> dict[str, Any]:
     if isinstance(transform, Cache):
         return {"anyOf": [_object({}), _object({"rng": _PCG64, "items": _items(transform.n_cache), "filling": _FLAG})]}
     return _object({})  # batch, tuples, keras_tuples, progress: nothing between items
-
-
-def _on_blocks(transforms: tuple) -> int:
-    """How many leading transforms run on blocks (`combinators.execution.blocks.block_transforms`): takes, and
-    up to the first ``batch`` without ``axis``."""
-    for index, t in enumerate(transforms):
-        if isinstance(t, Batch) and t.axis is None:
-            return index + 1
-        if not isinstance(t, Take):
-            return index
-    return len(transforms)
 
 
 def _among(indices: list[int]) -> dict[str, Any]:
@@ -238,21 +228,26 @@ def _specific(node: Stream) -> dict[str, Any] | None:
         })})
     if isinstance(node, Apply):
         blocks = block_schema(node.stream) is not None
-        first = _on_blocks(node.transforms) if blocks else 0
+        first = transforms_on_blocks(node.transforms, True) if blocks else 0
         cells = [_cell(t) for t in node.transforms[first:]]
         fields = {"child": _activation(node.stream),
                   "cells": {"type": "array", "prefixItems": cells, "minItems": len(cells), "maxItems": len(cells)}}
         if blocks:
             takes = [t.n for t in node.transforms[:first] if isinstance(t, Take)]
             fields["rows"] = {**_COUNT, "maximum": min(takes, default=_U64)}
+            shuffles = [t for t in node.transforms[:first] if isinstance(t, Shuffle)]
+            if shuffles:
+                fields["shuffle"] = _object({"rng": _PCG64, "items": {"type": "string", "decodesToRows": shuffles[0].buffer_size},
+                                             "input": _COUNT,
+                                             "output": _COUNT, "drain": _FLAG})
         return _object({"apply": _object(fields)})
     return None
 
 
 def _activation(node: Stream) -> dict[str, Any]:
     """The state of an open activation of ``node`` (`combinators.execution.interpreter.activation_state`)."""
-    if is_leaf(node):
-        return _received(node)
+    if is_leaf(node) and not (isinstance(node, Apply) and block_schema(node.stream) is not None):
+        return _received(node)  # a leaf over a row source runs on the block path in process (`block_leaf`)
     specific = _specific(node)
     return _received(node) if specific is None else {"anyOf": [_received(node), specific]}
 
@@ -300,6 +295,26 @@ def _decodes_to_items(validator: Any, at_most: int | None, text: Any, schema: An
         yield jsonschema.exceptions.ValidationError(f"holds {len(items)} items, more than {at_most}")
 
 
+def _decodes_to_rows(validator: Any, at_most: int, text: Any, schema: Any) -> Any:
+    """Custom keyword: ``text`` is `runstate.encode` text of a block of at most ``at_most`` rows (a shuffle
+    buffer on the block path): None, an array, or a mapping of arrays of one length."""
+    if not isinstance(text, str):
+        return
+    try:
+        block = runstate.decode(text)
+    except RunStateError as error:
+        yield jsonschema.exceptions.ValidationError(f"does not decode as rows: {error}")
+        return
+    columns = list(block.values()) if isinstance(block, dict) else [block]
+    if block is None:
+        return
+    if not columns or not all(isinstance(c, np.ndarray) and c.ndim >= 1 for c in columns):
+        yield jsonschema.exceptions.ValidationError(f"decodes to a {type(block).__name__}, not a block of rows")
+    elif len({len(c) for c in columns}) != 1 or len(columns[0]) > at_most:
+        yield jsonschema.exceptions.ValidationError(f"holds columns of {[len(c) for c in columns]} rows, not one "
+                                                    f"length of at most {at_most}")
+
+
 def _order_within_items(validator: Any, wanted: bool, cell: Any, schema: Any) -> Any:
     """Custom keyword: a shuffle's drain order names only positions of its buffer."""
     if not (wanted and isinstance(cell, dict) and isinstance(cell.get("order"), list)):
@@ -315,7 +330,8 @@ def _order_within_items(validator: Any, wanted: bool, cell: Any, schema: Any) ->
 
 _Validator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
-    {"decodesToItems": _decodes_to_items, "orderWithinItems": _order_within_items},
+    {"decodesToItems": _decodes_to_items, "decodesToRows": _decodes_to_rows,
+     "orderWithinItems": _order_within_items},
 )
 
 #: schemas of the plans seen last, by id (the plan is kept so that its id is not reused)

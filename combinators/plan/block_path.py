@@ -1,4 +1,4 @@
-"""Which plans run on the block path: mixes and chains of row sources of one schema.
+"""Which plans run on the block path: row sources, and what is made of them alone.
 
 Their decisions are drawn as index arrays and their rows gathered a block at
 a time (`combinators.execution.blocks`); every other node runs per item. The
@@ -7,38 +7,121 @@ path never changes the items.
 
 from __future__ import annotations
 
+from typing import Iterator
 
 from combinators.plan.mixes import Mix
-from combinators.plan.sources import RowSource
-from combinators.plan.stream import Chain, Stream
+from combinators.plan.sources import RowSource, is_leaf
+from combinators.plan.stream import Apply, Chain, Stream
+from combinators.plan.transforms import Batch, Take
 
-__all__ = ["block_schema"]
+__all__ = ["block_schema", "block_leaf", "gathered_in_consumer", "node_paths"]
 
 
 def block_schema(node: Stream) -> tuple | None:
-    """The row schema if ``node`` runs on the block path, else None.
+    """The row schema if ``node`` gives its rows a block at a time, else None.
 
-    Block nodes: a mix whose children are all row sources of one schema, and
-    a chain whose children are all row sources or block nodes of one schema.
-    Row sources that map a file (``RowSource.maps_file``) are not: the block
-    path gathers in the consumer, which a truncated mapped file would kill.
+    Block nodes: a row source (`~combinators.plan.sources.RowSource`) whose
+    schema is numeric; a mix or a chain whose children are all block nodes
+    of one schema; ``take`` over a block node. A block mix reads its row-source
+    children at random (the rows of a run of decisions are one slice per
+    activation) and pulls the blocks of any other child as its picks need
+    them. A mix with a mix below it is not (each inner mix runs on its own
+    block path, the outer one per item): a pulled inner mix decides rows
+    ahead of what its parent hands out, and its stats must count what the
+    consumer received. Row sources that map a file (``RowSource.maps_file``)
+    are not: the block path gathers in the consumer, which a truncated mapped
+    file would kill.
 
+    >>> import numpy as np
     >>> from combinators.plan.mixes import mix
     >>> from combinators.plan.sources import from_arrays, from_iterable
-    >>> block_schema(mix(from_arrays(np.zeros(3)), from_arrays(np.ones(2))))
+    >>> block_schema(mix(from_arrays(np.zeros(3)), from_arrays(np.ones(2)).cycle()))
     ((None, dtype('float64'), ()),)
     >>> block_schema(mix(from_arrays(np.zeros(3)), from_iterable([1.0]))) is None
     True
     """
-    if isinstance(node, Mix):
-        schemas = [_row_schema(c) for c in node.streams]
-    elif isinstance(node, Chain):
-        schemas = [_row_schema(c) if isinstance(c, RowSource) else block_schema(c) for c in node.streams]
-    else:
+    if isinstance(node, RowSource):
+        return None if node.maps_file else node.schema
+    if isinstance(node, Apply):
+        return block_schema(node.stream) if all(isinstance(t, Take) for t in node.transforms) else None
+    if not isinstance(node, (Mix, Chain)):
         return None
+    if isinstance(node, Mix) and any(map(_has_mix, node.streams)):
+        return None
+    schemas = [block_schema(c) for c in node.streams]
     first = schemas[0] if schemas else None  # chain() of no streams runs per item
     return first if first is not None and all(s == first for s in schemas) else None
 
 
-def _row_schema(node: Stream) -> tuple | None:
-    return node.schema if isinstance(node, RowSource) and not node.maps_file else None
+def _has_mix(node: Stream) -> bool:
+    return isinstance(node, Mix) or any(map(_has_mix, node.children))
+
+
+def block_leaf(node: Stream, in_process: bool) -> bool:
+    """Whether a leaf over a row source runs on the block path (in the consumer) rather than as a leaf
+    activation of the executor's session.
+
+    A bare row source, or one under ``take`` and ``batch`` only, always does (there
+    is nothing for a worker to do but move rows); one under other transforms
+    (maps, filters, shuffles) does ``in_process``, and under a parallel executor
+    runs in its workers, like any leaf.
+
+    >>> import numpy as np
+    >>> from combinators.plan.sources import from_arrays
+    >>> from combinators.plan.transforms import batch, shuffle
+    >>> s = from_arrays(np.zeros(3))
+    >>> block_leaf(s >> batch(2), False), block_leaf(s >> shuffle(2), False), block_leaf(s >> shuffle(2), True)
+    (True, False, True)
+    """
+    if isinstance(node, Apply):
+        if block_schema(node.stream) is None or not isinstance(node.stream, RowSource):
+            return False
+        return in_process or all(isinstance(t, (Take, Batch)) for t in node.transforms)
+    return isinstance(node, RowSource) and block_schema(node) is not None
+
+
+def gathered_in_consumer(part: Stream) -> bool:
+    """Whether a part an executor places (a block node or a leaf) has its rows gathered in the consumer,
+    whatever the executor: a block node, or a leaf that `block_leaf` puts on the block path out of process.
+
+    >>> import numpy as np
+    >>> from combinators.plan.sources import from_arrays, from_iterable
+    >>> from combinators.plan.transforms import batch, shuffle
+    >>> rows = from_arrays(np.zeros(3))
+    >>> [gathered_in_consumer(p) for p in (rows >> batch(2), rows >> shuffle(2), from_iterable("ab"))]
+    [True, False, False]
+    """
+    return block_schema(part) is not None or block_leaf(part, False)
+
+
+def node_paths(root: Stream, in_process: bool = True) -> Iterator[tuple[tuple[int, ...], Stream, bool]]:
+    """``(path, node, on_block_path)`` for every node of ``root``, depth-first, as the interpreter runs it.
+
+    A node is on the block path when it gives its rows a block at a time: a
+    block node (`block_schema`) opened on its own, any child of one, or the
+    row source of a leaf that `block_leaf` says runs there. A leaf that is
+    the child of a mix, chain or round-robin running item by item runs item
+    by item (``in_process`` False: under a parallel executor).
+
+    >>> import numpy as np
+    >>> from combinators.plan.mixes import mix
+    >>> from combinators.plan.sources import from_arrays, from_iterable
+    >>> [(p, b) for p, _, b in node_paths(mix(from_arrays(np.zeros(3)), from_iterable([1.0])))]
+    [((), False), ((0,), False), ((1,), False)]
+    """
+    def walk(node: Stream, path: tuple[int, ...], parent_block: bool, per_item_parent: bool):
+        if parent_block:
+            on_block = True
+        elif is_leaf(node):
+            on_block = not per_item_parent and block_leaf(node, in_process) and block_schema(node) is not None
+        else:
+            on_block = block_schema(node) is not None
+        yield path, node, on_block
+        if isinstance(node, Apply):  # a leaf's source runs with the leaf
+            per_item = per_item_parent or (is_leaf(node) and not block_leaf(node, in_process))
+        else:
+            per_item = not on_block
+        for i, child in enumerate(node.children):
+            yield from walk(child, (*path, i), on_block, per_item)
+
+    yield from walk(root, (), False, False)

@@ -8,6 +8,8 @@ combinators.errors.InvalidArgument: batch size must be an integer >= 1, got 0
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
 from typing import Any, Callable, Iterable
 
@@ -107,3 +109,16 @@ def instance_of(what: str, value: Any, kind: type | tuple[type, ...], expected: 
         msg = f"{what} must be {expected}, got {value!r} ({type(value).__name__})"
         raise InvalidArgumentType(msg)
     return value
+
+
+@functools.lru_cache(maxsize=4096)
+def accepts(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` has a parameter ``name`` (False for builtins without a signature).
+
+    >>> accepts(lambda item, rng: item, "rng"), accepts(len, "rng")
+    (True, False)
+    """
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False

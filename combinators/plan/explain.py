@@ -18,7 +18,7 @@ apply: batch(2)
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import attrs
 import numpy as np
@@ -26,9 +26,9 @@ import numpy as np
 from combinators.errors import InvalidArgumentType
 from combinators.plan import checks
 from combinators.plan.description import callable_repr
-from combinators.plan.block_path import block_schema
+from combinators.plan.block_path import block_schema, node_paths
 from combinators.plan.mixes import Mix, RoundRobin
-from combinators.plan.sources import FromArrays, FromIterable, Source, is_leaf, is_source
+from combinators.plan.sources import FromArrays, FromIterable, RowSource, Source, is_leaf, is_source
 from combinators.plan.stream import Apply, Chain, Stream
 
 __all__ = ["explain", "short_repr", "placed_parts", "set_executor_resolver"]
@@ -137,15 +137,19 @@ def _label(node: Stream) -> str:
     return f"{node.name!r}: {_kind(node)}" if node.name is not None else _kind(node)
 
 
-def block_marker(node: Stream) -> str:
-    """`` [block path]`` for a node whose rows are gathered in blocks, else empty.
+def block_marker(node: Stream, root: Stream | None = None) -> str:
+    """`` [block path]`` for a node whose rows are gathered in blocks in the plan ``root`` (default: the
+    node itself; see `~combinators.plan.block_path.node_paths`), else empty. A row source read by a
+    marked mix or chain is not marked again.
 
     >>> import numpy as np
     >>> from combinators import mix, from_arrays
     >>> block_marker(mix(from_arrays(np.zeros(2)), from_arrays(np.ones(3))))
     ' [block path]'
     """
-    return " [block path]" if block_schema(node) is not None else ""
+    root = root if root is not None else node
+    marked = _marked(root)
+    return " [block path]" if any(n is node for path, n in _nodes(root) if path in marked) else ""
 
 
 def placed_parts(node: Stream) -> Iterator[Stream]:
@@ -178,29 +182,54 @@ def _placements(stream: Stream, executor: Any) -> dict[int, str]:
     return {id(part): describe(part) for part in placed_parts(stream)}
 
 
-def _shape(node: Stream, where: Mapping[int, str]) -> tuple:
+class _View(NamedTuple):
+    """What `explain` shows beside the nodes: where each placed part runs, the paths marked block path."""
+
+    where: Mapping[int, str]
+    marked: set[tuple[int, ...]]
+    full: bool
+
+    def marks(self, node: Stream, path: tuple[int, ...]) -> str:
+        block = " [block path]" if path in self.marked else ""
+        return f"{block}  @ {self.where[id(node)]}" if id(node) in self.where else block
+
+
+def _nodes(root: Stream, path: tuple[int, ...] = ()) -> Iterator[tuple[tuple[int, ...], Stream]]:
+    yield path, root
+    for i, child in enumerate(root.children):
+        yield from _nodes(child, (*path, i))
+
+
+def _marked(root: Stream) -> set[tuple[int, ...]]:
+    """The paths of the nodes to mark ``[block path]``."""
+    paths = {path: (node, on_block) for path, node, on_block in node_paths(root)}
+    return {path for path, (node, on_block) in paths.items()
+            if on_block and not (isinstance(node, RowSource) and path and paths[path[:-1]][1])}
+
+
+def _shape(node: Stream, path: tuple[int, ...], view: _View) -> tuple:
     """What makes two siblings alike: their kinds (a leaf's arguments aside), marks and children's shapes."""
     kind = type(node) if is_source(node) else _kind(node)
-    children = tuple(_shape(child, where) for child in node.children)
-    return kind, node.name is None, block_marker(node), where.get(id(node)), children
+    children = tuple(_shape(child, (*path, i), view) for i, child in enumerate(node.children))
+    return kind, node.name is None, view.marks(node, path), children
 
 
-def _runs(children: tuple[Stream, ...], where: Mapping[int, str]) -> Iterator[tuple[int, int]]:
+def _runs(node: Stream, path: tuple[int, ...], view: _View) -> Iterator[tuple[int, int]]:
     """``(start, stop)`` of each run of alike consecutive children."""
-    start = 0
-    shapes = [_shape(child, where) for child in children]
+    start, children = 0, node.children
+    shapes = [_shape(child, (*path, i), view) for i, child in enumerate(children)]
     for i in range(1, len(children) + 1):
         if i == len(children) or shapes[i] != shapes[start]:
             yield start, i
             start = i
 
 
-def _lines(node: Stream, prefix: str, where: Mapping[int, str], full: bool) -> Iterator[str]:
+def _lines(node: Stream, prefix: str, view: _View, path: tuple[int, ...] = ()) -> Iterator[str]:
     children = node.children
     weights = node.probabilities if isinstance(node, Mix) else None
     shown: list[int | tuple[int, int]] = []  # child indices, and (start, stop) of elided runs
-    for start, stop in _runs(children, where):
-        if full or stop - start <= _ELIDE_OVER:
+    for start, stop in _runs(node, path, view):
+        if view.full or stop - start <= _ELIDE_OVER:
             shown.extend(range(start, stop))
         else:
             shown.extend([*range(start, start + _SHOWN), (start + _SHOWN, stop)])
@@ -211,14 +240,10 @@ def _lines(node: Stream, prefix: str, where: Mapping[int, str], full: bool) -> I
             rest = f", weights {sum(weights[entry[0]:entry[1]]):.3f} in all" if weights is not None else ""
             yield f"{prefix}{branch}... {entry[1] - entry[0]} more like this{rest}"
             continue
-        child = children[entry]
+        child, at = children[entry], (*path, entry)
         weight = f"[{weights[entry]:.3f}] " if weights is not None else ""
-        yield f"{prefix}{branch}{weight}{_label(child)}{block_marker(child)}{_mark(child, where)}"
-        yield from _lines(child, prefix + ("    " if last else "│   "), where, full)
-
-
-def _mark(node: Stream, where: Mapping[int, str]) -> str:
-    return f"  @ {where[id(node)]}" if id(node) in where else ""
+        yield f"{prefix}{branch}{weight}{_label(child)}{view.marks(child, at)}"
+        yield from _lines(child, prefix + ("    " if last else "│   "), view, at)
 
 
 def explain(stream: Stream, *, executor: Any = None, full: bool = False) -> str:
@@ -255,5 +280,5 @@ def explain(stream: Stream, *, executor: Any = None, full: bool = False) -> str:
     └── ... 3 more like this
     """
     checks.instance_of("the plan of explain()", stream, Stream, "a stream description")
-    where = _placements(stream, executor)
-    return "\n".join([_label(stream) + block_marker(stream) + _mark(stream, where), *_lines(stream, "", where, full)])
+    view = _View(_placements(stream, executor), _marked(stream), full)
+    return "\n".join([_label(stream) + view.marks(stream, ()), *_lines(stream, "", view)])

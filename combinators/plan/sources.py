@@ -43,12 +43,7 @@ def is_leaf(node: Stream) -> bool:
 
 
 
-@functools.lru_cache(maxsize=4096)
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # builtins without a signature
-        return False
+_accepts = checks.accepts
 
 
 def _accepts_rng(fn: Callable[..., Any]) -> bool:

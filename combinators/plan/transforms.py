@@ -138,22 +138,39 @@ def unbatch() -> Unbatch:
 @attrs.frozen(eq=False, repr=False)
 class Map(Transform):
     fn: Callable[..., Any] = attrs.field(validator=lambda _, __, v: checks.a_callable("the function of map()", v))
+    batched: bool = False
 
     def __repr__(self) -> str:
-        return call_repr("map", (self.fn,))
+        return call_repr("map", (self.fn,), {"batched": True} if self.batched else {})
 
 
-def map(fn: Callable[..., Any]) -> Map:  # noqa: A001 - the field's name
+def map(fn: Callable[..., Any], batched: bool = False) -> Map:  # noqa: A001 - the field's name
     """Apply ``fn`` to every item.
 
     If ``fn`` has a parameter ``rng``, it is called as ``fn(item, rng=g)`` with
     a Generator derived from the seed and the item's position.
 
-    >>> from combinators.plan.sources import from_iterable
+    With ``batched=True`` (as grain's and datasets' batched maps), ``fn``
+    receives a block of rows: an array of rows, or a dict of arrays of rows
+    (shape ``(n, *row_shape)``), and returns a block of as many rows (an
+    array, or a dict of arrays), row ``i`` made from row ``i`` alone. On the
+    block path it is called once per block of rows; elsewhere once per item,
+    on a block of one row (``item[None]``), and row 0 of its result is the
+    item. The block sizes depend on the path, so ``fn`` may not take an
+    ``rng`` (`InvalidArgument`); a result with another number of rows raises
+    `DataError` naming ``fn``.
+
+    >>> import numpy as np
+    >>> from combinators.plan.sources import from_arrays, from_iterable
     >>> list(from_iterable([1, 2]) >> map(str))
     ['1', '2']
+    >>> [int(x) for x in from_arrays(np.arange(3)) >> map(lambda rows: rows * 10, batched=True)]
+    [0, 10, 20]
     """
-    return Map(fn)
+    if batched and checks.accepts(fn, "rng"):
+        msg = f"map(batched=True) cannot give {fn!r} an rng: its blocks of rows depend on the path"
+        raise InvalidArgument(msg)
+    return Map(fn, bool(batched))
 
 
 @attrs.frozen(eq=False, repr=False)

@@ -289,6 +289,19 @@ def _next_event(state: _WorkingSet, picks: np.ndarray) -> tuple[int, int, bool]:
     return position, slot, bool(budget[slot] <= rows_left[slot])
 
 
+def _pull(state: _WorkingSet, picks: np.ndarray) -> None:
+    """Let the activations that learn their rows by reading them (``extend(low, high)``) read as many as
+    ``picks`` may take of them (up to their budget), so that `_next_event` sees their ends exactly."""
+    counts = np.bincount(picks, minlength=len(state.stream))
+    received = state.taken - state.start_at
+    need = received + np.minimum(counts, state.limit - state.taken)
+    for slot in np.flatnonzero(need > state.rows).tolist():
+        extend = getattr(state.activation[slot], "extend", None)
+        if extend is not None:
+            extend(int(received[slot]), int(need[slot]))
+            state.rows[slot] = len(state.activation[slot])
+
+
 def mix_decisions(
     open_child: Callable[[int], Any],
     weights: np.ndarray,
@@ -308,7 +321,10 @@ def mix_decisions(
 
     ``open_child(i, limit, number=None, skip=0)`` returns an activation
     whose ``len()`` is its number of rows (after the first ``skip``, see
-    `ResumedRows`); nothing is pulled from it. The items are exactly those of
+    `ResumedRows`); nothing is pulled from it. If ``open_child.pulls`` is
+    true, an activation with an ``extend(low, high)`` method knows only the
+    rows it has read: it is asked to read those the next picks may take
+    (``len()`` then counts them, and is short of ``high`` only at its end). The items are exactly those of
     `mix_items` over activations yielding those rows in order, for the same
     Generators: the same uniforms are mapped to slots over the same weights,
     and the working-set events (a budget spent, an end met) happen at the same
@@ -335,7 +351,9 @@ def mix_decisions(
     counts = counts if counts is not None else [0] * len(weights)
     state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, True)
     on_start(state)
-    n_slots = len(state.stream)
+    n_slots, pulls = len(state.stream), getattr(open_child, "pulls", False)
+    # picks as the smallest unsigned type: numpy's stable argsort of 8- and 16-bit integers is a radix sort
+    small = np.uint8 if n_slots <= 1 << 8 else np.uint16 if n_slots <= 1 << 16 else np.intp
     try:
         if resume is None:
             state.fill()
@@ -352,7 +370,9 @@ def mix_decisions(
                 state.changed = False
                 if not slots.weights(state.slot_weight.tolist()):
                     return
-            picks = slots.array_picks(used, used + chunk)
+            picks = slots.array_picks(used, used + chunk).astype(small)
+            if pulls:
+                _pull(state, picks)
             cut, slot, budget_spent = _next_event(state, picks)
             event = cut < len(picks)
             if event and budget_spent:

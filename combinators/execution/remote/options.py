@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from combinators.errors import InvalidArgument, InvalidArgumentType
-from combinators.plan.block_path import block_schema
+from combinators.plan.block_path import gathered_in_consumer
 
 __all__ = [
     "default_workers", "positive_int", "non_negative_int", "start_method", "positive_number", "boolean", "placement",
@@ -28,7 +28,7 @@ def placement(part: Any, workers: str, inline: bool) -> str:
     >>> placement(from_iterable("ab"), "workers", True)
     'workers, or the consumer once measured cheap'
     """
-    if block_schema(part) is not None:
+    if gathered_in_consumer(part):
         return f"consumer (rows gathered here, not in {workers})"
     return f"{workers}, or the consumer once measured cheap" if inline else workers
 
