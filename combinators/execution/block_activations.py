@@ -114,6 +114,7 @@ def _mix_blocks(node: Mix, path, activation, ctx, marks: _BlockMarks) -> Iterato
         counts=counts,
         on_start=lambda state: (running.__setitem__(slice(None), [state]), setattr(marks, "working_set", state)),
         resume=None if saved is None else saved["block_mix"],
+        segments=node.segments,
     )
     try:
         yield from materialize(marks.decisions(decisions), ctx.schema(node), marks.on_block)

@@ -342,6 +342,7 @@ def _open_mix(node: Mix, path, activation, ctx, saved) -> tuple[Iterator[Any], C
         counts=counts,
         on_start=lambda state: running.__setitem__(slice(None), [state]),
         resume=None if saved is None else saved["mix"]["working_set"],
+        segments=node.segments,
     )
     return items, lambda: {"mix": {"next": children.next, "working_set": running[-1].state()}}
 

@@ -171,8 +171,9 @@ class Run:
     def stats(self) -> "Stats":
         """Per-mix statistics so far, in path order: a list of `MixStats` with a ``plot()``."""
         return Stats(
-            MixStats(path, node, self._ctx.current_counts(path), node.probabilities, self._ctx.history.get(path))
-            for path, (node, _, _) in sorted(self._ctx.mix_counts.items())
+            MixStats(path, node, self._ctx.current_counts(path), node.probabilities, self._ctx.history.get(path),
+                     tuple(running[-1].segment_starts) if running else ())
+            for path, (node, _, running) in sorted(self._ctx.mix_counts.items())
         )
 
     def __repr__(self) -> str:

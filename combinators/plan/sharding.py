@@ -36,6 +36,7 @@ from combinators.plan import checks
 from combinators.errors import InvalidArgument
 from combinators.plan.sources import is_leaf as _is_leaf
 from combinators.plan.mixes import Mix
+from combinators.plan.schedule import Schedule
 from combinators.plan.stream import Apply, Stream
 
 __all__ = ["shard_plan", "leaves"]
@@ -68,9 +69,16 @@ def _part(node: Stream, keep: Iterator[bool]) -> Stream | None:
         return None
     changes = {"streams": tuple(parts[i] for i in kept)}
     if isinstance(node, Mix) and node.weights is not None:
-        changes["weights"] = tuple(node.weights[i] for i in kept)
-        if not any(changes["weights"]):
-            return None  # only weight-0 children left: this part of the mix never yields
+        if isinstance(node.weights, Schedule):
+            first = node.weights.points[0][1]
+            if not any(first[i] for i in kept):
+                return None  # only weight-0 children left (a schedule keeps zeros where they are)
+            points = {start: tuple(w[i] for i in kept) for start, w in node.weights.points}
+            changes["weights"] = attrs.evolve(node.weights, points=points)
+        else:
+            changes["weights"] = tuple(node.weights[i] for i in kept)
+            if not any(changes["weights"]):
+                return None  # only weight-0 children left: this part of the mix never yields
     return attrs.evolve(node, **changes)
 
 

@@ -172,6 +172,7 @@ def mix_items(
     counts: list[int] | None = None,
     on_start: Callable[[_WorkingSet], None] = lambda state: None,
     resume: dict[str, Any] | None = None,
+    segments: tuple[tuple[int, np.ndarray], ...] | None = None,
 ) -> Iterator[Any]:
     """Sample items from children by weight, over a working set (see `combinators.mix`).
 
@@ -186,7 +187,10 @@ def mix_items(
     at once with its budget as its limit, so that executors start activations
     before their slots empty. ``resume`` (a
     `~combinators.sampling.working_set._WorkingSet.state`) starts the mix
-    where that state was taken.
+    where that state was taken. ``segments`` (`~combinators.plan.mixes.Mix.segments`)
+    puts weights on a schedule: the picks of a run never cross the start of
+    a segment, where the working set takes its weights (``weights`` are the
+    first segment's).
     ``counts[i]`` accumulates the items taken from child ``i`` by activations
     that ended; ``on_start(state)`` receives the working set, whose
     ``live_counts()`` includes the running ones.
@@ -195,8 +199,10 @@ def mix_items(
     (``n_active=None``), with activation chosen by weight.
     """
     counts = counts if counts is not None else [0] * len(weights)
-    state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts)
+    state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts,
+                        segments=segments)
     on_start(state)
+    scheduled = segments is not None
     next_item, taken, limit, empty_run = state.next_item, state.taken, state.limit, state.empty_run
     try:
         if resume is None:
@@ -212,11 +218,12 @@ def mix_items(
                 state.uniforms_from = select_rng.bit_generator.state
                 uniforms, used = select_rng.random(_BLOCK), 0
                 slots.uniforms = uniforms
+            left = state.to_boundary() if scheduled else chunk  # a segment of the schedule may start
             if state.changed:
                 state.changed = False
                 if not slots.weights(state.slot_weight):
                     return
-            picks = slots.picks(used, used + chunk)
+            picks = slots.picks(used, used + min(chunk, left))
             used += len(picks)  # minus what is left of picks when the working set changes
             remaining = iter(picks)
             state.loop = (used, remaining)
@@ -302,6 +309,7 @@ def mix_decisions(
     on_start: Callable[[_WorkingSet], None] = lambda state: None,
     max_items: int = _BLOCK,
     resume: dict[str, Any] | None = None,
+    segments: tuple[tuple[int, np.ndarray], ...] | None = None,
 ) -> Iterator[Decisions]:
     """The decisions of `mix_items`, in runs of items, for children with random access.
 
@@ -332,8 +340,10 @@ def mix_decisions(
     [([1, 0, 0, 0, 1, 1], [0, 0])]
     """
     counts = counts if counts is not None else [0] * len(weights)
-    state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, True)
+    state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, True,
+                        segments)
     on_start(state)
+    scheduled = segments is not None
     n_slots = len(state.stream)
     try:
         if resume is None:
@@ -347,11 +357,12 @@ def mix_decisions(
                 state.uniforms_from = select_rng.bit_generator.state
                 uniforms, used = select_rng.random(_BLOCK), 0
                 slots.uniforms = uniforms
+            left = state.to_boundary() if scheduled else chunk  # a segment of the schedule may start
             if state.changed:
                 state.changed = False
                 if not slots.weights(state.slot_weight.tolist()):
                     return
-            picks = slots.array_picks(used, used + chunk)
+            picks = slots.array_picks(used, used + min(chunk, left))
             cut, slot, budget_spent = _next_event(state, picks)
             event = cut < len(picks)
             if event and budget_spent:
