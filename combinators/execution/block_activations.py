@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 from typing import Any, Callable, Iterator
 
+import numpy as np
+
 from combinators.sampling import seeding
 from combinators.execution.base import Activation
 from combinators.execution.blocks import block_rows, chain_blocks, materialize, row_blocks, skip_rows
@@ -117,9 +119,22 @@ def _mix_blocks(node: Mix, path, activation, ctx, marks: _BlockMarks) -> Iterato
         segments=node.segments,
     )
     try:
-        yield from materialize(marks.decisions(decisions), ctx.schema(node), marks.on_block)
+        yield from materialize(marks.decisions(decisions), ctx.schema(node), marks.on_block, _own_rows(ctx, path, marks))
     finally:
         decisions.close()
+
+
+def _own_rows(ctx, path: tuple[int, ...], marks: _BlockMarks) -> Callable[[int], Any] | None:
+    """For the root mix of a data-parallel rank (``ctx.rank_rows``): which rows of the next run its items hold."""
+    ranks = ctx.rank_rows
+    if ranks is None or ranks[0] != path:
+        return None
+    _, per, rank, world, first = ranks
+
+    def keep(n: int) -> Any:
+        return (np.arange(marks.decided, marks.decided + n) // per - first) % world == rank
+
+    return keep
 
 
 class _RowChildren:
