@@ -17,18 +17,29 @@ from combinators.plan.sources import OpenArrays, RowSource, row_schema
 READS: dict[str, list[tuple[int, int]]] = {}
 
 
-class CountingRows(OpenArrays):
-    """An open activation that records the rows it is asked for."""
-
-    __slots__ = ("name",)
+class CountingRows:
+    """An open activation with ``rows`` only, that records the rows it is asked for."""
 
     def __init__(self, data: Any, name: str):
-        super().__init__(data, len(data))
-        self.name = name
+        self.inner, self.name = OpenArrays(data, len(data)), name
+
+    def __len__(self) -> int:
+        return len(self.inner)
 
     def rows(self, start: int, stop: int) -> Any:
         READS.setdefault(self.name, []).append((start, stop))
-        return super().rows(start, stop)
+        return self.inner.rows(start, stop)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class CountingTake(CountingRows):
+    """With ``take`` too (as `OpenArrays` has), recording each row it reads."""
+
+    def take(self, indices: np.ndarray) -> Any:
+        READS.setdefault(self.name, []).extend((int(i), int(i) + 1) for i in indices)
+        return self.inner.take(indices)
 
 
 @attrs.frozen(eq=False, repr=False)
@@ -37,13 +48,14 @@ class Counted(RowSource):
 
     name: str
     data: np.ndarray
+    takes: bool = False
 
     @property
     def schema(self) -> Any:
         return row_schema(self.data)
 
     def open(self) -> CountingRows:
-        return CountingRows(self.data, self.name)
+        return (CountingTake if self.takes else CountingRows)(self.data, self.name)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -52,8 +64,8 @@ class Counted(RowSource):
         return f"Counted({self.name!r})"
 
 
-def counted_sources(sizes=(50, 80, 30, 65)):
-    return [Counted(f"s{i}", np.arange(1000 * i, 1000 * i + n, dtype=np.int64)) for i, n in enumerate(sizes)]
+def counted_sources(sizes=(50, 80, 30, 65), takes=False):
+    return [Counted(f"s{i}", np.arange(1000 * i, 1000 * i + n, dtype=np.int64), takes) for i, n in enumerate(sizes)]
 
 
 def values(items) -> list[list[int]]:
@@ -89,9 +101,10 @@ def test_ranks_interleaved_are_the_single_process_sequence(name, world_size):
     assert interleaved(plan, 11, world_size) == values(c.iterate(plan, seed=11))
 
 
+@pytest.mark.parametrize("takes", [False, True])
 @pytest.mark.parametrize("world_size", [2, 4])
-def test_a_rank_reads_only_the_rows_of_its_own_items(world_size):
-    plan = c.mix(*counted_sources(), mode="exhaustive") >> c.batch(8, partial=True)
+def test_a_rank_reads_only_the_rows_of_its_own_items(world_size, takes):
+    plan = c.mix(*counted_sources(takes=takes), n_active=3, rate=7, mode="exhaustive") >> c.batch(8, partial=True)
     batches = values(c.iterate(plan, seed=5))
     for rank in range(world_size):
         READS.clear()

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from combinators.sampling.mix import Decisions
+from combinators.sampling.mix import Decisions, ResumedRows
 from combinators.plan.sources import RowSource
 from combinators.plan.transforms import Batch, Take
 
@@ -60,7 +60,12 @@ def _concatenate(parts: list[Any]) -> Any:
 
 
 def _read_kept(activation: Any, start: int, kept: np.ndarray) -> Any:
-    """Rows ``start + kept`` of an activation (``kept`` ascending), read run by contiguous run."""
+    """Rows ``start + kept`` of an activation (``kept`` ascending): with its ``take``, else run by contiguous run."""
+    if isinstance(activation, ResumedRows):
+        activation, start = activation.activation, start + activation.offset
+    take = getattr(activation, "take", None)
+    if take is not None:
+        return take(kept + start)
     breaks = np.flatnonzero(np.diff(kept) != 1) + 1
     firsts = kept[np.concatenate(([0], breaks))].tolist()
     lasts = kept[np.concatenate((breaks - 1, [len(kept) - 1]))].tolist()
@@ -74,22 +79,32 @@ def _gather(decisions: Decisions, out: Any, offset: int, keep: np.ndarray | None
     read and written (a data-parallel rank's own); the others are left as they
     were, and no activation is asked for them.
     """
+    if keep is not None:
+        _gather_kept(decisions, out, offset, keep)
+        return
     picks, order, counts, first_row, activations = decisions
     ends = np.cumsum(counts)
     for slot in np.flatnonzero(counts).tolist():
         positions = order[ends[slot] - counts[slot] : ends[slot]]
         start = int(first_row[slot])
-        if keep is not None:
-            kept = np.flatnonzero(keep[positions])
-            if not len(kept):
-                continue
-            if len(kept) < len(positions):
-                _write(out, positions[kept] + offset, _read_kept(activations[slot], start, kept))
-                continue
         if offset:
             positions = positions + offset
         rows = activations[slot].rows(start, start + int(counts[slot]))
         _write(out, positions, rows)
+
+
+def _gather_kept(decisions: Decisions, out: Any, offset: int, keep: np.ndarray) -> None:
+    """`_gather` of the rows ``keep`` marks only: one read per slot of the rows it holds (ascending)."""
+    picks, order, counts, first_row, activations = decisions
+    starts = np.cumsum(counts) - counts  # where each slot's group starts in the grouped order
+    places = np.flatnonzero(keep[order])  # the kept rows' places in the grouped order
+    slots = picks[order[places]]
+    rows = places - starts[slots]  # each kept row's place in its slot's rows of this run
+    positions = order[places] + offset
+    bounds = np.searchsorted(slots, np.arange(len(counts) + 1)).tolist()  # slots ascend in the grouped order
+    for slot in np.flatnonzero(np.diff(bounds)).tolist():
+        a, b = bounds[slot], bounds[slot + 1]
+        _write(out, positions[a:b], _read_kept(activations[slot], int(first_row[slot]), rows[a:b]))
 
 
 def _write(out: Any, positions: np.ndarray, rows: Any) -> None:

@@ -64,10 +64,7 @@ class Run:
 
     def __next__(self) -> Any:
         if self._max_iter is not None and self.items >= self._max_iter:
-            if self._final is None and self._root is not None:
-                self._final = self.state()
-            self.close()
-            raise StopIteration
+            self._stop()
         try:
             item = (self._next or self._start())()
         except StopIteration:
@@ -83,6 +80,13 @@ class Run:
             self._ctx.record()
             self._checkpoint = max(self.items + 1, int(self.items * CHECKPOINT_GROWTH))
         return item
+
+    def _stop(self) -> None:
+        """Stop at ``max_iter``: keep the state there, close, raise StopIteration."""
+        if self._final is None and self._root is not None:
+            self._final = self.state()
+        self.close()
+        raise StopIteration
 
     @property
     def fingerprint(self) -> str:
@@ -210,10 +214,7 @@ class RankedRun(Run):
 
     def __next__(self) -> Any:
         if self._own_max is not None and self.own >= self._own_max:
-            if self._final is None and self._root is not None:
-                self._final = self.state()
-            self.close()
-            raise StopIteration
+            self._stop()
         step = Run.__next__
         for _ in range(self.rank):
             step(self)

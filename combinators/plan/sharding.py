@@ -15,6 +15,11 @@ The parts together hold every leaf exactly once. Proportions across the
 parts match the plan's when every mix has at least ``count`` leaves under
 each of its children (each child then has leaves in every part).
 
+Compare ``iterate(plan, seed=s, rank=r, world_size=w)``: one global order
+whatever the world size (a state resumes on another one), every rank drawing
+every decision; a part of ``shard_plan`` draws only its own, in an order that
+depends on ``count`` (see docs/guide/data-parallel.md).
+
 >>> from combinators import chain, from_iterable, mix
 >>> plan = mix(chain(from_iterable("a"), from_iterable("b")), from_iterable("c"), (1, 3))
 >>> shard_plan(plan, 0, 2)

@@ -99,7 +99,7 @@ class FromNpy(RowSource):
             return OpenArrays(np.load(self.path, allow_pickle=False), len(self))
         order = "F" if self.fortran_order else "C"
         mapped = np.memmap(self.path, self.dtype, self.mmap_mode, self.offset, self.shape, order)
-        return OpenArrays(mapped, len(self))
+        return OpenArrays(mapped.view(np.ndarray), len(self))  # the map lives on as the view's base
 
     def __repr__(self) -> str:
         return call_repr("from_npy", (self.path,), {} if self.mmap_mode == "r" else {"mmap_mode": self.mmap_mode})
