@@ -22,6 +22,7 @@ BENCHMARKS = {
     "memo": "combinators.bench.memo",
     "executors": "combinators.bench.executors",
     "resume": "combinators.bench.resume",
+    "elastic": "combinators.bench.elastic",
 }
 
 

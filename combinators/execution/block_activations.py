@@ -137,10 +137,16 @@ class _LiveMixes:
     """A block mix's counts while it runs (`_Context.current_counts` asks ``live_counts()``): the items its ended
     activations handed out, and what the consumer received so far of each running one (`_BlockMarks`)."""
 
-    __slots__ = ("ended", "running")
+    __slots__ = ("ended", "running", "last")
 
     def __init__(self, ended: list[int]):
         self.ended, self.running = ended, {}  # running: id(marks) -> (marks, its baseline)
+        self.last: Any = None  # the working set of the activation started last
+
+    @property
+    def segment_starts(self) -> list:
+        """Where the segments of a scheduled mix started (`MixStats`), from the working set started last."""
+        return [] if self.last is None else self.last.segment_starts
 
     def live_counts(self) -> list[int]:
         counts = list(self.ended)
@@ -173,17 +179,32 @@ def _mix_blocks(node: Mix, path, activation, ctx, marks: _BlockMarks) -> Iterato
         select_rng=seeding.generator(ctx.entropy, path, activation, seeding.SELECT),
         activate_rng=seeding.generator(ctx.entropy, path, activation, seeding.ACTIVATE),
         counts=counts,
-        on_start=lambda state: setattr(marks, "working_set", state),
+        on_start=lambda state: (setattr(marks, "working_set", state), setattr(live, "last", state)),
         resume=None if saved is None else saved["block_mix"],
+        segments=node.segments,
     )
     try:
-        yield from marks.blocks(materialize(marks.decisions(decisions), ctx.schema(node), marks.on_block))
+        yield from marks.blocks(materialize(marks.decisions(decisions), ctx.schema(node), marks.on_block,
+                                            _own_rows(ctx, path, marks)))
     finally:
         received = marks.received_counts()
         decisions.close()
         del live.running[id(marks)]
         for child, (got, before) in enumerate(zip(received, baseline)):
             ended[child] += got - before  # rows decided ahead and never handed out do not count
+
+
+def _own_rows(ctx, path: tuple[int, ...], marks: _BlockMarks) -> Callable[[int], Any] | None:
+    """For the root mix of a data-parallel rank (``ctx.rank_rows``): which rows of the next run its items hold."""
+    ranks = ctx.rank_rows
+    if ranks is None or ranks[0] != path:
+        return None
+    _, per, rank, world, first = ranks
+
+    def keep(n: int) -> Any:
+        return (np.arange(marks.decided, marks.decided + n) // per - first) % world == rank
+
+    return keep
 
 
 class _BlockChildren:

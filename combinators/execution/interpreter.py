@@ -42,6 +42,9 @@ class _Context:
         self.history: dict[tuple[int, ...], list[np.ndarray]] = {}
         self.schemas: dict[int, Any] = {}  # block schema per node (by id; nodes outlive the run)
         self.leaf_plans: dict[tuple[int, ...], tuple[Any, tuple[Any, ...]]] = {}  # per leaf path, shipped once
+        # a data-parallel rank: (root mix path, rows per item, rank, world size, the global position its
+        # positions count from) where it gathers its rows only
+        self.rank_rows: tuple[tuple[int, ...], int, int, int, int] | None = None
 
     def leaf_plan(self, node: Stream, path: tuple[int, ...]) -> tuple[Any, tuple[Any, ...]]:
         """``(activate_leaf, (leaf, entropy, path))``: one object per leaf for the whole run."""
@@ -347,6 +350,7 @@ def _open_mix(node: Mix, path, activation, ctx, saved) -> tuple[Iterator[Any], C
         counts=counts,
         on_start=started,
         resume=None if saved is None else saved["mix"]["working_set"],
+        segments=node.segments,
     )
     return items, lambda: {"mix": {"next": children.next, "working_set": own[-1].state()}}
 

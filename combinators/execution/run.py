@@ -15,16 +15,16 @@ import numpy as np
 from combinators.plan import checks
 from combinators.sampling import seeding
 from combinators.execution.base import Activation, Executor, resolve_executor
-from combinators.errors import IdleExecutorWarning, RunStateError
+from combinators.errors import IdleExecutorWarning, InvalidArgument, RunStateError
 from combinators.execution.interpreter import _Context, activation_state, open_node
 from combinators.execution.runstate import FORMAT, check_resume, plan_fingerprint
 from combinators.execution.statecheck import seal, validate
 from combinators.execution.stats import CHECKPOINT_GROWTH, MixStats, Stats
-from combinators.plan.block_path import gathered_in_consumer
+from combinators.plan.block_path import gathered_in_consumer, rank_rows
 from combinators.plan.explain import placed_parts, set_executor_resolver
 from combinators.plan.stream import set_interpreter, Stream
 
-__all__ = ["iterate", "Run"]
+__all__ = ["iterate", "Run", "RankedRun"]
 
 #: the kinds of executor `IdleExecutorWarning` was given for: once per kind and process
 _IDLE_WARNED: set[str] = set()
@@ -48,7 +48,8 @@ class Run:
     """
 
     def __init__(self, stream: Stream, entropy: int, executor: Executor, max_iter: int | None,
-                 resume: dict[str, Any] | None = None, fingerprint: str | None = None):
+                 resume: dict[str, Any] | None = None, fingerprint: str | None = None,
+                 rank_rows: tuple[tuple[int, ...], int, int, int, int] | None = None):
         self.stream, self.seed, self.executor = stream, entropy, executor
         self._fingerprint = fingerprint
         self._session = executor.open()
@@ -57,6 +58,7 @@ class Run:
             self._idle_checked = True
             _warn_idle(executor, "every part of this plan is on the block path, whose rows the consumer gathers")
         self._ctx = _Context(entropy, self._session, resume and resume.get("counts"))
+        self._ctx.rank_rows = rank_rows
         self._offset = resume["items"] if resume else 0  # items of the run before it was resumed
         saved = resume["root"] if resume else None
         self._final: dict[str, Any] | None = None  # the state once the run stopped
@@ -81,10 +83,7 @@ class Run:
 
     def __next__(self) -> Any:
         if self._max_iter is not None and self.items >= self._max_iter:
-            if self._final is None and self._root is not None:
-                self._final = self.state()
-            self.close()
-            raise StopIteration
+            self._stop()
         try:
             item = (self._next or self._start())()
         except StopIteration:
@@ -100,6 +99,13 @@ class Run:
             self._ctx.record()
             self._checkpoint = max(self.items + 1, int(self.items * CHECKPOINT_GROWTH))
         return item
+
+    def _stop(self) -> None:
+        """Stop at ``max_iter``: keep the state there, close, raise StopIteration."""
+        if self._final is None and self._root is not None:
+            self._final = self.state()
+        self.close()
+        raise StopIteration
 
     @property
     def fingerprint(self) -> str:
@@ -195,8 +201,9 @@ class Run:
     def stats(self) -> "Stats":
         """Per-mix statistics so far, in path order: a list of `MixStats` with a ``plot()``."""
         return Stats(
-            MixStats(path, node, self._ctx.current_counts(path), node.probabilities, self._ctx.history.get(path))
-            for path, (node, _, _) in sorted(self._ctx.mix_counts.items())
+            MixStats(path, node, self._ctx.current_counts(path), node.probabilities, self._ctx.history.get(path),
+                     tuple(running[-1].segment_starts) if running else ())
+            for path, (node, _, running) in sorted(self._ctx.mix_counts.items())
         )
 
     def __repr__(self) -> str:
@@ -207,9 +214,50 @@ def _exhausted() -> Any:
     raise StopIteration
 
 
+class RankedRun(Run):
+    """The run of one data-parallel rank: the items at global positions ``rank, rank + world_size, ...``.
+
+    Created by `iterate` with ``rank`` and ``world_size``. It runs the global
+    sequence (every decision), keeps its own items and drops the others';
+    ``items`` counts the global items passed, ``own`` its own. Between two of
+    its items the global run stands at ``own * world_size``, so `Run.state` is
+    the global state there (the state of every rank after ``own`` items).
+    ``reads_only_own_rows`` says whether the other ranks' rows are left
+    unread (`combinators.plan.block_path.rank_rows`) or made and dropped.
+    """
+
+    def __init__(self, stream: Stream, entropy: int, executor: Executor, max_iter: int | None,
+                 resume: dict[str, Any] | None, fingerprint: str | None, rank: int, world_size: int):
+        ranks = rank_rows(stream)
+        first = resume["items"] if resume is not None else 0  # the global position this rank's positions count from
+        own_rows = None if ranks is None else (*ranks, rank, world_size, first)
+        super().__init__(stream, entropy, executor, None, resume, fingerprint, own_rows)
+        self.rank, self.world_size, self.own, self._own_max = rank, world_size, 0, max_iter
+        self.reads_only_own_rows = ranks is not None
+
+    def __next__(self) -> Any:
+        if self._own_max is not None and self.own >= self._own_max:
+            self._stop()
+        step = Run.__next__
+        for _ in range(self.rank):
+            step(self)
+        item = step(self)
+        self.own += 1
+        try:
+            for _ in range(self.world_size - 1 - self.rank):
+                step(self)
+        except StopIteration:
+            pass  # the global sequence ended within this round: the next call ends this rank too
+        return item
+
+    def __repr__(self) -> str:
+        return f"<RankedRun rank {self.rank} of {self.world_size} of {self.stream!r} seed={self.seed} own={self.own}>"
+
+
 def iterate(
     stream: Stream, *, seed: int | np.random.SeedSequence | None = None, executor: str | Executor = "inprocess",
-    max_iter: int | None = None, resume: dict[str, Any] | None = None,
+    max_iter: int | None = None, resume: dict[str, Any] | None = None, rank: int | None = None,
+    world_size: int | None = None,
 ) -> Run:
     """Evaluate ``stream``: a `Run`, an iterator over its items that is also a context manager.
 
@@ -238,12 +286,34 @@ def iterate(
     checks.instance_of("the stream of iterate()", stream, Stream, "a stream description")
     if max_iter is not None:
         max_iter = checks.non_negative_int("max_iter", max_iter)
-    if resume is None:
-        return Run(stream, seeding.run_entropy(seed), resolve_executor(executor), max_iter)
-    fingerprint = plan_fingerprint(stream)
-    check_resume(resume, fingerprint, None if seed is None else seeding.run_entropy(seed))
-    validate(resume, stream)
-    return Run(stream, resume["seed"], resolve_executor(executor), max_iter, resume, fingerprint)
+    ranked = _check_rank(rank, world_size)
+    fingerprint, entropy = None, None
+    if resume is not None:
+        fingerprint = plan_fingerprint(stream)
+        check_resume(resume, fingerprint, None if seed is None else seeding.run_entropy(seed))
+        validate(resume, stream)
+    elif ranked and seed is None:
+        msg = ("iterate() with rank= and world_size= needs seed= (or resume=): every rank must draw the "
+               "same decisions, and fresh entropy differs per process")
+        raise InvalidArgument(msg)
+    entropy = resume["seed"] if resume is not None else seeding.run_entropy(seed)
+    if ranked:
+        return RankedRun(stream, entropy, resolve_executor(executor), max_iter, resume, fingerprint, *ranked)
+    return Run(stream, entropy, resolve_executor(executor), max_iter, resume, fingerprint)
+
+
+def _check_rank(rank: Any, world_size: Any) -> tuple[int, int] | None:
+    """``(rank, world_size)`` checked, or None for a single process (both None)."""
+    if rank is None and world_size is None:
+        return None
+    if rank is None or world_size is None:
+        msg = f"iterate() takes rank= and world_size= together, got rank={rank!r}, world_size={world_size!r}"
+        raise InvalidArgument(msg)
+    rank, world_size = checks.non_negative_int("rank", rank), checks.positive_int("world_size", world_size)
+    if rank >= world_size:
+        msg = f"iterate() rank must be < world_size, got rank={rank}, world_size={world_size}"
+        raise InvalidArgument(msg)
+    return rank, world_size
 
 
 set_interpreter(iterate)  # iter(stream) runs here: the plan layer's hooks into execution

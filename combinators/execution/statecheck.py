@@ -174,7 +174,9 @@ def _working_set(node: Mix, snapshot: bool) -> dict[str, Any]:
     else:
         slot = _slot_entry(node)
         entry = _queue_entry(node)
+    scheduled = {} if node.segments is None else {"schedule": _array(_index(len(node.segments)), _COUNT)}
     return _object({
+        **scheduled,
         "activate": _PCG64, "uniforms_from": _PCG64, "used": {"type": "integer", "minimum": 0, "maximum": _BLOCK},
         "slots": {"type": "array", "items": {"anyOf": [{"type": "null"}, slot]}, "minItems": slots, "maxItems": slots},
         "queue": {"type": "array", "items": entry, "maxItems": AHEAD},

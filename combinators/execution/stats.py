@@ -57,6 +57,7 @@ class MixStats:
     `HISTORY_VALUES` counts (but 8 checkpoints at least): when full, the
     checkpoint closest to its neighbours (on a log scale) is dropped, so a mix
     of many streams keeps fewer checkpoints, still spread over the run.
+    ``segments`` gives, for weights on a schedule, each segment's target and counts.
     """
 
     path: tuple[int, ...]
@@ -64,12 +65,37 @@ class MixStats:
     counts: np.ndarray
     target: np.ndarray
     history: np.ndarray = attrs.field(default=None, eq=False)
+    segment_starts: tuple = attrs.field(default=(), eq=False)
 
     def __attrs_post_init__(self) -> None:
         past = [] if self.history is None else list(self.history)
         if past and past[-1].sum() == self.counts.sum():
             past.pop()  # the last checkpoint is the final count
         object.__setattr__(self, "history", np.array([*past, self.counts], dtype=np.int64).reshape(-1, len(self.counts)))
+
+    @property
+    def segments(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """For weights on a schedule: ``(start, target, counts)`` of each segment the mix has reached.
+
+        ``target`` (float64) and ``counts`` (int64, the items of that segment)
+        have shape ``(n_children,)``. Counted in the mix's running activation
+        (a resumed run counts its segment from where it resumed). Empty
+        without a schedule.
+
+        >>> from combinators import from_iterable, iterate, mix
+        >>> from combinators.plan.schedule import schedule
+        >>> plan = mix(from_iterable("a").cycle(), from_iterable("b").cycle(), weights=schedule({0: (1, 1), 6: (1, 3)}))
+        >>> with iterate(plan, seed=0, max_iter=10) as run:
+        ...     items = list(run)
+        ...     [(start, t.tolist(), int(n.sum())) for start, t, n in run.stats()[0].segments]
+        [(0, [0.5, 0.5], 6), (6, [0.25, 0.75], 4)]
+        """
+        if not self.segment_starts:
+            return []
+        targets = dict((start, p) for start, p in self.node.segments)
+        ends = [np.asarray(c, dtype=np.int64) for _, c in self.segment_starts[1:]] + [self.counts]
+        return [(start, targets[start], end - np.asarray(begin, dtype=np.int64))
+                for (start, begin), end in zip(self.segment_starts, ends)]
 
     @property
     def realized(self) -> np.ndarray:
@@ -116,6 +142,9 @@ class MixStats:
         width = max(map(len, self.names))
         for label, c, r, t in zip(self.names, self.counts, self.realized, self.target):
             rows.append(f"  {label:<{width}}  {int(c):>8} items  realized {r:.4f}  target {t:.4f}")
+        for start, target, counts in self.segments:
+            shares = " ".join(f"{t:.4f}" for t in target)
+            rows.append(f"  segment from item {start}: {int(counts.sum())} items {counts.tolist()}, target {shares}")
         return "\n".join(rows)
 
 

@@ -55,13 +55,14 @@ import torch.utils.data
 from combinators.plan import checks
 from combinators.errors import InvalidArgument, InvalidArgumentType
 from combinators.execution.run import iterate
+from combinators.integrations.distributed import DistributedDataset, distributed_rank, global_state
 from combinators.plan.lengths import COUNT_KEEPING, INFINITE, size
 from combinators.plan.sharding import shard_plan
 from combinators.plan.mixes import mix, round_robin
 from combinators.plan.sources import Source, from_iterable, stream
 from combinators.plan.stream import Apply, Stream, chain
 
-__all__ = ["StreamDataset", "INTERLEAVES"]
+__all__ = ["StreamDataset", "INTERLEAVES", "DistributedDataset", "global_state", "distributed_rank"]
 
 #: how a worker interleaves its sources
 INTERLEAVES = ("mix", "chain", "round_robin")

@@ -14,11 +14,12 @@ from combinators.plan.mixes import (
     BUDGET_DISTS, ENDING_MODES, MIN_SHARE, MIX_MODES, ROUND_ROBIN_MODES, Mix, RoundRobin, mix, normalize_weights,
     round_robin,
 )
+from combinators.plan.schedule import Schedule, schedule
 
 __all__ = [
     "Stream", "Chain", "Apply", "chain", "apply", "INFINITE",
     "Source", "FromIterable", "RowSource", "FromArrays", "OpenArrays", "stream", "streamable", "from_iterable",
     "from_arrays", "row_schema", "is_source", "is_leaf",
-    "Mix", "RoundRobin", "mix", "round_robin", "normalize_weights",
+    "Mix", "RoundRobin", "mix", "round_robin", "normalize_weights", "Schedule", "schedule",
     "MIX_MODES", "ENDING_MODES", "MIN_SHARE", "BUDGET_DISTS", "ROUND_ROBIN_MODES",
 ]

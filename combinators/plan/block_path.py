@@ -14,7 +14,7 @@ from combinators.plan.sources import RowSource, is_leaf
 from combinators.plan.stream import Apply, Chain, Stream
 from combinators.plan.transforms import Batch, Take
 
-__all__ = ["block_schema", "block_leaf", "gathered_in_consumer", "node_paths"]
+__all__ = ["block_schema", "block_leaf", "gathered_in_consumer", "node_paths", "rank_rows"]
 
 
 def block_schema(node: Stream) -> tuple | None:
@@ -125,3 +125,30 @@ def node_paths(root: Stream, in_process: bool = True) -> Iterator[tuple[tuple[in
             yield from walk(child, (*path, i), on_block, per_item)
 
     yield from walk(root, (), False, False)
+
+
+def rank_rows(plan: Stream) -> tuple[tuple[int, ...], int] | None:
+    """Where a data-parallel rank can leave out the rows of other ranks' items: ``(mix path, rows per item)``.
+
+    That is a plan whose root is a block mix (`block_schema`), alone (an
+    item is a row) or under one ``batch(k)`` (an item is ``k`` rows): its
+    items' rows are known from the decisions alone, so a rank gathers only
+    those of its own items. None for any other plan, whose ranks make every
+    item and keep their own (the same items, at the cost of making the others').
+
+    >>> from combinators.plan.mixes import mix
+    >>> from combinators.plan.sources import from_arrays
+    >>> from combinators.plan.transforms import batch, map
+    >>> m = mix(from_arrays(np.zeros(3)), from_arrays(np.ones(2)))
+    >>> rank_rows(m), rank_rows(m >> batch(4)), rank_rows(m >> map(abs))
+    (((), 1), ((0,), 4), None)
+    """
+    node, path, per = plan, (), 1
+    if isinstance(node, Apply):
+        first = node.transforms[0]
+        if len(node.transforms) != 1 or not isinstance(first, Batch) or first.axis is not None:
+            return None
+        node, path, per = node.stream, (0,), first.size
+    if isinstance(node, Mix) and block_schema(node) is not None:
+        return path, per
+    return None

@@ -16,6 +16,7 @@ import numpy as np
 from combinators.errors import InvalidArgument, InvalidArgumentType
 from combinators.plan import checks
 from combinators.plan.description import call_repr
+from combinators.plan.schedule import Schedule
 from combinators.plan.stream import INFINITE, Stream, _refuse_stream_list, _streams_tuple, sum_or_cycle
 
 __all__ = [
@@ -37,9 +38,14 @@ MIN_SHARE = 1e-300
 
 
 
-def _check_weights(weights: Any, n_streams: int) -> tuple[float, ...] | None:
+def _check_weights(weights: Any, n_streams: int) -> tuple[float, ...] | Schedule | None:
     if weights is None:
         return None
+    if isinstance(weights, Schedule):
+        if len(weights) != n_streams:
+            msg = f"mix() needs one weight per stream: {n_streams} streams, a schedule of {len(weights)}: {weights!r}"
+            raise InvalidArgument(msg)
+        return weights
     if isinstance(weights, (str, bytes, Mapping)) or not isinstance(weights, (collections.abc.Sequence, np.ndarray)):
         msg = f"mix() weights must be a sequence of numbers, got {weights!r} ({type(weights).__name__})"
         raise InvalidArgumentType(msg)
@@ -85,7 +91,7 @@ class Mix(Stream):
     """A weighted mux over streams; see `mix` for the meaning of each field."""
 
     streams: tuple[Stream, ...]
-    weights: tuple[float, ...] | None = None
+    weights: tuple[float, ...] | Schedule | None = None
     n_active: int | None = None
     rate: float | None = None
     mode: str = "with_replacement"
@@ -139,7 +145,26 @@ class Mix(Stream):
         """
         if self.weights is None:
             return np.full(len(self.streams), 1.0 / len(self.streams))
+        if isinstance(self.weights, Schedule):
+            return normalize_weights(self.weights.points[0][1], MIN_SHARE)
         return normalize_weights(self.weights, MIN_SHARE)
+
+    @property
+    def segments(self) -> tuple[tuple[int, np.ndarray], ...] | None:
+        """The weights on a schedule: ``(start, probabilities)`` per segment (see `schedule`); None without one.
+
+        Each ``probabilities`` is normalized as `probabilities` is; the first
+        segment starts at 0 and has `probabilities`.
+
+        >>> from combinators import from_iterable
+        >>> from combinators.plan.schedule import schedule
+        >>> m = mix(from_iterable("a"), from_iterable("b"), weights=schedule({0: (1, 1), 10: (1, 3)}))
+        >>> [(start, p.tolist()) for start, p in m.segments]
+        [(0, [0.5, 0.5]), (10, [0.25, 0.75])]
+        """
+        if not isinstance(self.weights, Schedule):
+            return None
+        return tuple((start, normalize_weights(w, MIN_SHARE)) for start, w in self.weights.segments())
 
     def _size(self) -> int | float | None:
         drawn = self.probabilities > 0  # a stream of weight 0 is never drawn: its items never come

@@ -15,6 +15,11 @@ The parts together hold every leaf exactly once. Proportions across the
 parts match the plan's when every mix has at least ``count`` leaves under
 each of its children (each child then has leaves in every part).
 
+Compare ``iterate(plan, seed=s, rank=r, world_size=w)``: one global order
+whatever the world size (a state resumes on another one), every rank drawing
+every decision; a part of ``shard_plan`` draws only its own, in an order that
+depends on ``count`` (see docs/guide/data-parallel.md).
+
 >>> from combinators import chain, from_iterable, mix
 >>> plan = mix(chain(from_iterable("a"), from_iterable("b")), from_iterable("c"), (1, 3))
 >>> shard_plan(plan, 0, 2)
@@ -36,6 +41,7 @@ from combinators.plan import checks
 from combinators.errors import InvalidArgument
 from combinators.plan.sources import is_leaf as _is_leaf
 from combinators.plan.mixes import Mix
+from combinators.plan.schedule import Schedule
 from combinators.plan.stream import Apply, Stream
 
 __all__ = ["shard_plan", "leaves"]
@@ -68,9 +74,16 @@ def _part(node: Stream, keep: Iterator[bool]) -> Stream | None:
         return None
     changes = {"streams": tuple(parts[i] for i in kept)}
     if isinstance(node, Mix) and node.weights is not None:
-        changes["weights"] = tuple(node.weights[i] for i in kept)
-        if not any(changes["weights"]):
-            return None  # only weight-0 children left: this part of the mix never yields
+        if isinstance(node.weights, Schedule):
+            first = node.weights.points[0][1]
+            if not any(first[i] for i in kept):
+                return None  # only weight-0 children left (a schedule keeps zeros where they are)
+            points = {start: tuple(w[i] for i in kept) for start, w in node.weights.points}
+            changes["weights"] = attrs.evolve(node.weights, points=points)
+        else:
+            changes["weights"] = tuple(node.weights[i] for i in kept)
+            if not any(changes["weights"]):
+                return None  # only weight-0 children left: this part of the mix never yields
     return attrs.evolve(node, **changes)
 
 

@@ -258,6 +258,12 @@ class OpenArrays:
             return {key: value[start:stop] for key, value in self.data.items()}
         return self.data[start:stop]
 
+    def take(self, indices: np.ndarray) -> Any:
+        """The rows at ``indices`` (int array, ascending), copied: only those are read (a memory map's pages)."""
+        if isinstance(self.data, dict):
+            return {key: value[indices] for key, value in self.data.items()}
+        return self.data[indices]
+
     def close(self) -> None:
         self.data = None
 

@@ -173,6 +173,7 @@ def mix_items(
     counts: list[int] | None = None,
     on_start: Callable[[_WorkingSet], None] = lambda state: None,
     resume: dict[str, Any] | None = None,
+    segments: tuple[tuple[int, np.ndarray], ...] | None = None,
 ) -> Iterator[Any]:
     """Sample items from children by weight, over a working set (see `combinators.mix`).
 
@@ -187,7 +188,10 @@ def mix_items(
     at once with its budget as its limit, so that executors start activations
     before their slots empty. ``resume`` (a
     `~combinators.sampling.working_set._WorkingSet.state`) starts the mix
-    where that state was taken.
+    where that state was taken. ``segments`` (`~combinators.plan.mixes.Mix.segments`)
+    puts weights on a schedule: the picks of a run never cross the start of
+    a segment, where the working set takes its weights (``weights`` are the
+    first segment's).
     ``counts[i]`` accumulates the items taken from child ``i`` by activations
     that ended; ``on_start(state)`` receives the working set, whose
     ``live_counts()`` includes the running ones.
@@ -196,8 +200,10 @@ def mix_items(
     (``n_active=None``), with activation chosen by weight.
     """
     counts = counts if counts is not None else [0] * len(weights)
-    state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts)
+    state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts,
+                        segments=segments)
     on_start(state)
+    scheduled = segments is not None
     next_item, taken, limit, empty_run = state.next_item, state.taken, state.limit, state.empty_run
     try:
         if resume is None:
@@ -213,11 +219,12 @@ def mix_items(
                 state.uniforms_from = select_rng.bit_generator.state
                 uniforms, used = select_rng.random(_BLOCK), 0
                 slots.uniforms = uniforms
+            left = state.to_boundary() if scheduled else chunk  # a segment of the schedule may start
             if state.changed:
                 state.changed = False
                 if not slots.weights(state.slot_weight):
                     return
-            picks = slots.picks(used, used + chunk)
+            picks = slots.picks(used, used + min(chunk, left))
             used += len(picks)  # minus what is left of picks when the working set changes
             remaining = iter(picks)
             state.loop = (used, remaining)
@@ -316,6 +323,7 @@ def mix_decisions(
     on_start: Callable[[_WorkingSet], None] = lambda state: None,
     max_items: int = _BLOCK,
     resume: dict[str, Any] | None = None,
+    segments: tuple[tuple[int, np.ndarray], ...] | None = None,
 ) -> Iterator[Decisions]:
     """The decisions of `mix_items`, in runs of items, for children with random access.
 
@@ -349,11 +357,13 @@ def mix_decisions(
     [([1, 0, 0, 0, 1, 1], [0, 0])]
     """
     counts = counts if counts is not None else [0] * len(weights)
-    state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, True)
+    state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, True,
+                        segments)
     on_start(state)
     n_slots, pulls = len(state.stream), getattr(open_child, "pulls", False)
     # picks as the smallest unsigned type: numpy's stable argsort of 8- and 16-bit integers is a radix sort
     small = np.uint8 if n_slots <= 1 << 8 else np.uint16 if n_slots <= 1 << 16 else np.intp
+    scheduled = segments is not None
     try:
         if resume is None:
             state.fill()
@@ -366,11 +376,12 @@ def mix_decisions(
                 state.uniforms_from = select_rng.bit_generator.state
                 uniforms, used = select_rng.random(_BLOCK), 0
                 slots.uniforms = uniforms
+            left = state.to_boundary() if scheduled else chunk  # a segment of the schedule may start
             if state.changed:
                 state.changed = False
                 if not slots.weights(state.slot_weight.tolist()):
                     return
-            picks = slots.array_picks(used, used + chunk).astype(small)
+            picks = slots.array_picks(used, used + min(chunk, left)).astype(small)
             if pulls:
                 _pull(state, picks)
             cut, slot, budget_spent = _next_event(state, picks)

@@ -162,7 +162,8 @@ class _WorkingSet:
     calls ``open_child.reopen(i, k, child_state, limit, offset)``.
     """
 
-    def __init__(self, open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, random_access=False):
+    def __init__(self, open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, random_access=False,
+                 segments=None):
         n = len(weights)
         self.random_access = random_access
         self.open_child, self.rate, self.dist, self.mode = open_child, rate, dist, mode
@@ -204,6 +205,44 @@ class _WorkingSet:
         # current uniforms were drawn from, and (uniforms used, picks not yet taken)
         self.uniforms_from: dict | None = None
         self.loop: tuple[int, Any] = (0, iter(()))
+        # weights on a schedule: the segments (start, weights), the one in force, the items decided
+        # before the taken counters started (a resumed run), and each segment's counts at its start
+        self.segments, self.segment, self.decided_before = segments, 0, 0
+        self.next_start = segments[1][0] if segments is not None and len(segments) > 1 else None
+        self.segment_starts: list[tuple[int, list[int]]] = [] if segments is None else [(0, list(counts))]
+
+    # -- weights on a schedule (combinators.plan.schedule)
+    def decided(self) -> int:
+        """The items this mix activation has decided (yielded) so far."""
+        return self.decided_before + int(sum(self.taken))
+
+    def to_boundary(self) -> int:
+        """Items left before the next segment of the schedule starts (a huge number when none is left).
+
+        At 0 the next segment's weights are put in force first (`_weigh`)."""
+        if self.next_start is None:
+            return UNLIMITED
+        left = self.next_start - self.decided()
+        if left <= 0:
+            self._weigh(self.segment + 1)
+            return self.to_boundary()
+        return left
+
+    def _weigh(self, segment: int) -> None:
+        """Put the weights of ``segment`` in force: the pool, the slots' weights, the budgets' shares."""
+        self.segment = segment
+        self.next_start = self.segments[segment + 1][0] if segment + 1 < len(self.segments) else None
+        weights = np.asarray(self.segments[segment][1], dtype=np.float64)
+        self.weights, self.weight_list = weights, array.array("d", weights.tobytes())
+        self.pool = np.where(self.pool > 0, weights, 0.0)  # the zero pattern never changes (Schedule checks it)
+        self.cumulative = None
+        if self.fixed_budget is None:
+            self.shares = array.array("d", expected_shares(weights, len(self.stream)).tobytes())
+        for slot, index in enumerate(self.stream):
+            self.slot_weight[slot] = self.weight_list[index] if index >= 0 else 0.0
+        self.active_weight = float(sum(self.slot_weight))
+        self.changed = True
+        self.segment_starts.append((self.segments[segment][0], self.live_counts()))
 
     # -- choosing and starting activations
     def _choose(self) -> int | None:
@@ -367,6 +406,7 @@ class _WorkingSet:
             "pruned": _true_indices(self.pruned), "active_weight": self.active_weight,
             "empty_run": sorted(self.empty_run),
             **_suspension_state(self.opened, self.suspended, self.earlier),
+            **({} if self.segments is None else {"schedule": [self.segment, self.decided()]}),
         }
 
     def snapshot(self) -> tuple[Any, ...]:
@@ -380,22 +420,24 @@ class _WorkingSet:
                 self.taken - self.start_at, self.limit - self.taken,
                 [(entry.index, entry.number, entry.budget) for entry in self.queue],
                 self.pool.copy(), list(self.pruned), self.active_weight, sorted(self.empty_run),
-                list(self.number), (self.opened, dict(self.suspended), dict(self.earlier)))
+                list(self.number), (self.opened, dict(self.suspended), dict(self.earlier)),
+                (self.weights, self.segment, self.decided()))
 
     def snapshot_state(self, snapshot: tuple[Any, ...]) -> dict[str, Any]:
         """The `state` of a random-access working set when `snapshot` was taken."""
         (activate, uniforms_from, used, stream, received, left, queue, pool, pruned, active_weight, empty,
-         number, suspension) = snapshot
+         number, suspension, (weights, segment, decided)) = snapshot
         received, left = received.tolist(), left.tolist()
         slots = [None if index < 0 else [index, number[slot], received[slot], left[slot], None]
                  for slot, index in enumerate(stream)]
-        changed = np.flatnonzero(pool != self.weights).tolist()
+        changed = np.flatnonzero(pool != weights).tolist()
         return {
             "activate": activate, "uniforms_from": uniforms_from, "used": used, "slots": slots,
             "queue": [[index, number, budget, None] for index, number, budget in queue],
             "pool": [[i, w] for i, w in zip(changed, pool[changed].tolist())],
             "pruned": _true_indices(pruned), "active_weight": active_weight, "empty_run": empty,
             **_suspension_state(*suspension),
+            **({} if self.segments is None else {"schedule": [segment, decided]}),
         }
 
     def restore(self, saved: dict[str, Any], select_rng: np.random.Generator) -> tuple[np.ndarray, int]:
@@ -405,6 +447,11 @@ class _WorkingSet:
         a slot's with what is left of its budget, a queued entry's with its budget.
         """
         self.rng.bit_generator.state = saved["activate"]
+        if self.segments is not None:
+            segment, decided = saved["schedule"]
+            self._weigh(segment)
+            self.segment_starts[:] = [(self.segments[segment][0], list(self.counts))]  # counted from the resume on
+            self.decided_before = decided - sum(entry[2] for entry in saved["slots"] if entry is not None)
         for index, weight in saved["pool"]:
             self._set_pool(index, weight)
         for index in saved["pruned"]:

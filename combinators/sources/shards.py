@@ -107,7 +107,7 @@ class FromNpy(RowSource):
         if self.mmap_mode is not None:
             order = "F" if self.fortran_order else "C"
             mapped = np.memmap(self.path, self.dtype, self.mmap_mode, self.offset, self.shape, order)
-            return OpenArrays(mapped, len(self))
+            return OpenArrays(mapped.view(np.ndarray), len(self))  # the map lives on as the view's base
         rows = ReadRows(self.path, self.dtype, self.shape, self.offset)
         if self.fortran_order and len(self.shape) > 1:  # a row is not contiguous in the file: read it whole
             try:

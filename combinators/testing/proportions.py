@@ -131,18 +131,32 @@ def assert_proportions(
     n = checks.positive_int("assert_proportions() n", n)
     alpha = checks.probability("assert_proportions() alpha", alpha)
     outcome = _run(stream, seed, executor, n)
+    if key is None and expected is None and _top_mix(stream)[1].segments is not None:
+        path = _top_mix(stream)[0]
+        segments = next(s.segments for s in outcome.stats if s.path == path)
+        for start, target, counts in segments:
+            if counts.sum():
+                categories = [f"child {i}" for i in range(len(counts))]
+                where = f" in the segment of the schedule from item {start}"
+                _check_counts(stream, seed, executor, categories, target, counts, outcome, n, alpha, where)
+        return
     categories, target, counts = _observed_counts(stream, expected, key, outcome)
+    _check_counts(stream, seed, executor, categories, target, counts, outcome, n, alpha)
+
+
+def _check_counts(stream, seed, executor, categories, target, counts, outcome, n, alpha, where="") -> None:
+    """`assert_proportions`'s test of ``counts`` against ``target``; ``where`` tells which part of the run failed."""
     total = int(counts.sum())
     table = _proportion_table(categories, target, counts)
     impossible = [c for c, p, k in zip(categories, target, counts) if p == 0 and k > 0]
     if total == 0:
         _fail("assert_proportions", "the stream yielded no items to count", stream, seed, executor, table)
     if impossible:
-        headline = f"categories expected with proportion 0 yielded items: {', '.join(map(_short, impossible))}"
+        headline = f"categories expected with proportion 0 yielded items{where}: {', '.join(map(_short, impossible))}"
         _fail("assert_proportions", headline, stream, seed, executor, table)
     keep = target > 0
     name, statistic, pvalue = _multinomial_test(target[keep] / target[keep].sum(), counts[keep])
     if pvalue < alpha:
         ended = f"; the stream ended after {len(outcome.items)} of {n}" if len(outcome.items) < n else ""
-        headline = f"p-value {pvalue:.3g} < alpha {alpha:g} ({name} over {total} items{ended})"
+        headline = f"p-value {pvalue:.3g} < alpha {alpha:g} ({name} over {total} items{where}{ended})"
         _fail("assert_proportions", headline, stream, seed, executor, [f"statistic: {statistic:.4g}", *table])
