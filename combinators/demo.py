@@ -46,7 +46,7 @@ from combinators.execution.stats import MixStats, Stats
 from combinators.plan.explain import explain
 from combinators.memo import LMDBArchive, NoCache, memoize
 from combinators.sources.shards import from_npz
-from combinators.plan.mixes import mix
+from combinators.plan.mixes import Mix, mix  # noqa: F401 - Mix: build_sampler's doctest
 from combinators.plan.stream import Stream
 from combinators.plan.transforms import batch, take
 

@@ -33,6 +33,17 @@ def test_max_entries_evicts_the_least_recently_used_on_write(tmp_path):
         assert [s.entries for s in archive.summaries()] == [3] and archive.catalog_current()
 
 
+def test_keys_of_every_length_are_tracked_and_evicted_by_last_access(tmp_path):
+    # the recency index once put the stored key behind the access time: a key of LMDB's longest length
+    # then failed to store (MDB_BAD_VALSIZE), found by the archive state machine
+    with LMDBArchive(tmp_path / "a.lmdb", max_entries=2) as archive:
+        longest = archive._environment().max_key_size() - 1
+        keys = [bytes([65 + i]) * n for i, n in enumerate((longest - 1, longest, 3 * longest))]
+        for i, key in enumerate(keys):
+            archive[key] = i
+        assert sorted(archive) == sorted(keys[1:]) and [archive[k] for k in keys[1:]] == [1, 2]
+
+
 def test_max_bytes_keeps_the_stored_bytes_under_the_limit(tmp_path):
     path = tmp_path / "a.lmdb"
     with LMDBArchive(path, max_bytes=50_000) as archive:

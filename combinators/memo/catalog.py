@@ -132,7 +132,7 @@ class Databases:
     summaries: Any
     catalog: Any
     access: Any = None  # stored key -> last access (big-endian double, s since epoch)
-    recency: Any = None  # last access + stored key -> b"": entries by last access, least recent first
+    recency: Any = None  # last access + digest of the stored key -> stored key: by last access, least recent first
     calls: Any = None  # stored key -> JSON of the call's argument digests (what `why` compares)
 
 
@@ -233,9 +233,15 @@ def touch(txn: lmdb.Transaction, dbs: Databases, stored: bytes, when: float) -> 
     if old is not None:
         if _WHEN.unpack(old)[0] >= when:
             return
-        txn.delete(bytes(old) + stored, db=dbs.recency)
+        txn.delete(_recency_key(bytes(old), stored), db=dbs.recency)
     txn.put(stored, _WHEN.pack(when), db=dbs.access)
-    txn.put(_WHEN.pack(when) + stored, b"", db=dbs.recency)
+    txn.put(_recency_key(_WHEN.pack(when), stored), stored, db=dbs.recency)
+
+
+def _recency_key(when: bytes, stored: bytes) -> bytes:
+    """The recency key of an entry: its last access, then a digest of its stored key (a stored key of the
+    longest length LMDB allows leaves no room for the time in front of it)."""
+    return when + xxhash.xxh3_128_digest(stored)
 
 
 def _untouch(txn: lmdb.Transaction, dbs: Databases, stored: bytes) -> None:
@@ -243,7 +249,7 @@ def _untouch(txn: lmdb.Transaction, dbs: Databases, stored: bytes) -> None:
         return
     old = txn.get(stored, db=dbs.access)
     if old is not None:
-        txn.delete(bytes(old) + stored, db=dbs.recency)
+        txn.delete(_recency_key(bytes(old), stored), db=dbs.recency)
         txn.delete(stored, db=dbs.access)
 
 
@@ -256,9 +262,8 @@ def least_recent(txn: lmdb.Transaction, dbs: Databases) -> Iterator[tuple[float,
     """(last access, stored key) of every entry, least recent first (change nothing while reading them)."""
     if dbs.recency is None:
         return
-    for key, _ in txn.cursor(db=dbs.recency):
-        key = bytes(key)
-        yield _WHEN.unpack(key[:8])[0], key[8:]
+    for key, stored in txn.cursor(db=dbs.recency):
+        yield _WHEN.unpack(bytes(key[:8]))[0], bytes(stored)
 
 
 def args_of(txn: lmdb.Transaction, dbs: Databases, stored: bytes, fields: tuple) -> str:
