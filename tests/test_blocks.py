@@ -170,6 +170,21 @@ def test_a_shuffle_on_blocks_gives_the_per_item_shuffle_and_resumes_at_every_ite
             assert head + [_plain(x) for x in c.iterate(plan, resume=state)] == full, k
 
 
+def test_a_shuffle_state_on_blocks_whose_buffer_is_not_rows_is_refused():
+    from combinators.execution.runstate import encode
+
+    plan = c.from_arrays(np.arange(40)) >> c.shuffle(7)
+    run = c.iterate(plan, seed=4)
+    [next(run) for _ in range(5)]
+    state = run.state()
+    run.close()
+    assert "shuffle" in state["root"]["apply"]
+    for buffer, words in [([1, 2], "not a block of rows"), (np.arange(9), "at most 7"), ("x", "not a block")]:
+        state["root"]["apply"]["shuffle"]["items"] = encode(buffer)
+        with pytest.raises(c.ResumeError, match=words):
+            c.iterate(plan, resume=state)
+
+
 def test_a_batched_map_gets_whole_blocks_on_the_block_path_and_one_row_elsewhere():
     sizes = []
 

@@ -282,39 +282,39 @@ def state_schema(plan: Stream) -> dict[str, Any]:
     })
 
 
-def _decodes_to_items(validator: Any, at_most: int | None, text: Any, schema: Any) -> Any:
-    """Custom keyword: ``text`` is `runstate.encode` text of a list of at most ``at_most`` items."""
-    if not isinstance(text, str):
-        return
-    try:
-        items = runstate.decode(text)
-    except RunStateError as error:
-        yield jsonschema.exceptions.ValidationError(f"does not decode as items: {error}")
-        return
+def _items_problem(items: Any, at_most: int | None) -> str | None:
     if not isinstance(items, list):
-        yield jsonschema.exceptions.ValidationError(f"decodes to a {type(items).__name__}, not a list of items")
-    elif at_most is not None and len(items) > at_most:
-        yield jsonschema.exceptions.ValidationError(f"holds {len(items)} items, more than {at_most}")
+        return f"decodes to a {type(items).__name__}, not a list of items"
+    if at_most is not None and len(items) > at_most:
+        return f"holds {len(items)} items, more than {at_most}"
+    return None
 
 
-def _decodes_to_rows(validator: Any, at_most: int, text: Any, schema: Any) -> Any:
-    """Custom keyword: ``text`` is `runstate.encode` text of a block of at most ``at_most`` rows (a shuffle
-    buffer on the block path): None, an array, or a mapping of arrays of one length."""
-    if not isinstance(text, str):
-        return
-    try:
-        block = runstate.decode(text)
-    except RunStateError as error:
-        yield jsonschema.exceptions.ValidationError(f"does not decode as rows: {error}")
-        return
-    columns = list(block.values()) if isinstance(block, dict) else [block]
+def _rows_problem(block: Any, at_most: int) -> str | None:
+    """None, an array, or a mapping of arrays of one length (a shuffle buffer on the block path)."""
     if block is None:
-        return
+        return None
+    columns = list(block.values()) if isinstance(block, dict) else [block]
     if not columns or not all(isinstance(c, np.ndarray) and c.ndim >= 1 for c in columns):
-        yield jsonschema.exceptions.ValidationError(f"decodes to a {type(block).__name__}, not a block of rows")
-    elif len({len(c) for c in columns}) != 1 or len(columns[0]) > at_most:
-        yield jsonschema.exceptions.ValidationError(f"holds columns of {[len(c) for c in columns]} rows, not one "
-                                                    f"length of at most {at_most}")
+        return f"decodes to a {type(block).__name__}, not a block of rows"
+    if len({len(c) for c in columns}) != 1 or len(columns[0]) > at_most:
+        return f"holds columns of {[len(c) for c in columns]} rows, not one length of at most {at_most}"
+    return None
+
+
+def _decoding(problem: Any, what: str) -> Any:
+    """A custom keyword: the string is `runstate.encode` text whose value ``problem(value, argument)`` accepts."""
+    def keyword(validator: Any, argument: Any, text: Any, schema: Any) -> Any:
+        if not isinstance(text, str):
+            return
+        try:
+            found = problem(runstate.decode(text), argument)
+        except RunStateError as error:
+            found = f"does not decode as {what}: {error}"
+        if found is not None:
+            yield jsonschema.exceptions.ValidationError(found)
+
+    return keyword
 
 
 def _order_within_items(validator: Any, wanted: bool, cell: Any, schema: Any) -> Any:
@@ -332,7 +332,7 @@ def _order_within_items(validator: Any, wanted: bool, cell: Any, schema: Any) ->
 
 _Validator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
-    {"decodesToItems": _decodes_to_items, "decodesToRows": _decodes_to_rows,
+    {"decodesToItems": _decoding(_items_problem, "items"), "decodesToRows": _decoding(_rows_problem, "rows"),
      "orderWithinItems": _order_within_items},
 )
 
