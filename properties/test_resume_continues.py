@@ -228,7 +228,6 @@ def test_state_at_the_end_resumes_to_nothing(plan, seed):
     assert after == expected
 
 
-@IN_PROCESS
 @given(strategies.nested_mixes(), strategies.seeds(), st.sampled_from([None, c.batch(3, partial=True)]))
 def test_a_mix_of_mixes_cut_at_any_point_resumes_to_the_uninterrupted_run(plan, seed, extra):
     # several activations of one child mix live at once (with replacement, n_active >= 2), each with its own state
