@@ -108,7 +108,8 @@ def test_a_slow_leaf_of_a_cheap_kind_goes_back_to_workers_after_its_probe():
 
 
 def test_a_leaf_that_is_slow_to_make_stays_in_workers_beside_cheap_ones():
-    plan = _plan(c.stream(cheap, "cheap", 10_000), c.stream(slow, "slow", 10_000), consumed=300)
+    # 1200 items: enough activations of the cheap leaf to be measured as cheap on a loaded machine (300 once were not)
+    plan = _plan(c.stream(cheap, "cheap", 10_000), c.stream(slow, "slow", 10_000), consumed=1200)
     expected = [(name, i) for name, i, _ in c.iterate(plan, seed=3)]
     items, pids, costs, stats = _run(plan, Processes(workers=2))
     assert items == expected
