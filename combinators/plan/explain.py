@@ -137,21 +137,6 @@ def _label(node: Stream) -> str:
     return f"{node.name!r}: {_kind(node)}" if node.name is not None else _kind(node)
 
 
-def block_marker(node: Stream, root: Stream | None = None) -> str:
-    """`` [block path]`` for a node whose rows are gathered in blocks in the plan ``root`` (default: the
-    node itself; see `~combinators.plan.block_path.node_paths`), else empty. A row source read by a
-    marked mix or chain is not marked again.
-
-    >>> import numpy as np
-    >>> from combinators import mix, from_arrays
-    >>> block_marker(mix(from_arrays(np.zeros(2)), from_arrays(np.ones(3))))
-    ' [block path]'
-    """
-    root = root if root is not None else node
-    marked = _marked(root)
-    return " [block path]" if any(n is node for path, n in _nodes(root) if path in marked) else ""
-
-
 def placed_parts(node: Stream) -> Iterator[Stream]:
     """The parts of ``node`` an executor places, depth first: each block node that is not inside another
     (its rows gathered as one part) and each leaf (a source with the transforms directly above it) outside them.
@@ -192,12 +177,6 @@ class _View(NamedTuple):
     def marks(self, node: Stream, path: tuple[int, ...]) -> str:
         block = " [block path]" if path in self.marked else ""
         return f"{block}  @ {self.where[id(node)]}" if id(node) in self.where else block
-
-
-def _nodes(root: Stream, path: tuple[int, ...] = ()) -> Iterator[tuple[tuple[int, ...], Stream]]:
-    yield path, root
-    for i, child in enumerate(root.children):
-        yield from _nodes(child, (*path, i))
 
 
 def _marked(root: Stream) -> set[tuple[int, ...]]:
