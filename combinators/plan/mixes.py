@@ -235,7 +235,11 @@ def mix(
     activations are in the working set (re-reading the skipped items costs about
     ``L**2 / (2 * rate)`` reads for a stream of ``L`` items). With ``prune_empty``, a stream whose
     activation yielded nothing is never activated again; a mix whose
-    streams are all empty ends, it never spins.
+    streams are all empty ends, it never spins. Without it, a
+    ``"with_replacement"`` or ``"single_active"`` mix also ends when every
+    stream it draws was found empty since its last item and the others have
+    shares under ``2**-48`` of the weights (its picks practically never
+    reach them: with weights ``(1e308, 1)`` and an empty first stream).
 
     ``names`` (one string or None per stream) names the streams, as
     ``s.named(name)`` would: same items, and ``explain()``, ``run.stats()``

@@ -21,7 +21,7 @@ import numpy as np
 
 from combinators.plan.mixes import ENDING_MODES
 
-__all__ = ["draw_budget", "expected_shares", "UNLIMITED", "AHEAD"]
+__all__ = ["draw_budget", "expected_shares", "UNLIMITED", "AHEAD", "UNDRAWN_SHARE"]
 
 
 #: the budget of an activation that runs until exhausted
@@ -66,6 +66,10 @@ def _suspension_state(opened: int, suspended: dict[int, tuple[int, int]], earlie
 
 #: scales uniforms in [0, 1) so that u * total stays below total despite rounding
 _BELOW_ONE = 1.0 - 2.0**-50
+#: a stream whose weight is under this share of the live streams' total is practically never drawn
+#: (under 2**-48: the float picks' resolution, with the 2**-50 that `_BELOW_ONE` shaves): when every
+#: other stream was found empty since the last item, a mix that draws streams again ends (`_WorkingSet.end`)
+UNDRAWN_SHARE = 2.0**-48
 
 
 #: picks mapped at once up to this many are mapped in Python (`bisect`), beyond it with numpy
@@ -365,9 +369,19 @@ class _WorkingSet:
         return self.n_live > 0
 
     def _spinning(self) -> bool:
-        """Every stream that could still be drawn was found empty since the last item."""
-        live = [i for i, w in enumerate(self.weight_list) if w > 0 and not self.pruned[i]]
-        return all(i in self.empty_run for i in live)
+        """Every stream that could still be drawn was found empty since the last item.
+
+        In the modes that draw a stream again (``"with_replacement"``, ``"single_active"``), a stream whose
+        share of the live streams' weight is under `UNDRAWN_SHARE` counts as found empty: the picks reach it
+        less than once in 2**48 draws (never, at the top of the cumulative weights, which `_BELOW_ONE` shaves),
+        so a mix whose other streams are all empty would keep drawing them instead of ending.
+        """
+        weights, pruned, empty = self.weight_list, self.pruned, self.empty_run
+        live = [i for i, w in enumerate(weights) if w > 0 and not pruned[i]]
+        if self.mode in ENDING_MODES:  # a stream found empty is never drawn again: the others will be
+            return all(i in empty for i in live)
+        floor = math.fsum(weights[i] for i in live) * UNDRAWN_SHARE
+        return all(i in empty or weights[i] < floor for i in live)
 
     def live_counts(self) -> list[int]:
         """Items taken per child, including the activations still running."""
