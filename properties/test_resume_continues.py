@@ -228,7 +228,13 @@ def test_state_at_the_end_resumes_to_nothing(plan, seed):
     assert after == expected
 
 
+@IN_PROCESS
 @given(strategies.nested_mixes(), strategies.seeds(), st.sampled_from([None, c.batch(3, partial=True)]))
+@example(c.mix(c.mix(c.from_iterable([]) >> c.batch(4, partial=True) >> c.unbatch(),
+                     c.stream(strategies.counting, "s1"), weights=(2.0, 0.0), prune_empty=False),
+               c.stream(strategies.labelled_random, "s2", 0),
+               weights=(1.7976931348623157e308, 4.6), n_active=2, dist="poisson", prune_empty=False) >> c.take(21),
+         754435981, None)  # every child empty, the light one never drawn: spun in mix_items (tests/test_mix_spin.py)
 def test_a_mix_of_mixes_cut_at_any_point_resumes_to_the_uninterrupted_run(plan, seed, extra):
     # several activations of one child mix live at once (with replacement, n_active >= 2), each with its own state
     plan = plan if extra is None else plan >> extra

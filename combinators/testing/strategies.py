@@ -32,34 +32,20 @@ from hypothesis import strategies as st
 
 from combinators.plan import checks
 from combinators.errors import InvalidArgument
-from combinators.plan.mixes import ENDING_MODES, MIX_MODES, ROUND_ROBIN_MODES, Mix, mix, round_robin
+from combinators.plan.mixes import (
+    ENDING_MODES, MIN_SHARE, MIX_MODES, ROUND_ROBIN_MODES, Mix, mix, normalize_weights, round_robin,
+)
 from combinators.plan.sources import from_arrays, from_iterable, is_source, stream
 from combinators.plan.stream import Apply, Stream, chain
 from combinators.plan.transforms import (
     Batch, Take, Transform, Unbatch, batch, cache, filter, map, shuffle, take, unbatch,
 )
+from combinators.sampling.working_set import UNDRAWN_SHARE
 
 __all__ = [
-    "SOURCE_KINDS",
-    "ALL_SOURCE_KINDS",
-    "TRANSFORM_KINDS",
-    "ALL_TRANSFORM_KINDS",
-    "labelled",
-    "labelled_from",
-    "labelled_random",
-    "counting",
-    "counting_random",
-    "origin",
-    "is_infinite_source",
-    "sources",
-    "weights",
-    "transforms",
-    "streams",
-    "ending_plans",
-    "every_plan",
-    "nested_mixes",
-    "KEEPING_TRANSFORMS",
-    "seeds",
+    "SOURCE_KINDS", "ALL_SOURCE_KINDS", "TRANSFORM_KINDS", "ALL_TRANSFORM_KINDS", "labelled", "labelled_from",
+    "labelled_random", "counting", "counting_random", "origin", "is_infinite_source", "sources", "weights",
+    "transforms", "streams", "ending_plans", "every_plan", "nested_mixes", "KEEPING_TRANSFORMS", "seeds",
 ]
 
 #: the kinds of source `sources` draws: finite or infinite, with or without ``rng``
@@ -331,6 +317,12 @@ def _draw_children(draw, depth, names, options) -> tuple[list[Stream], list[bool
     return [s for s, _ in drawn], [f for _, f in drawn]
 
 
+#: a mix that keeps its empty streams and draws them again may wait ~1/share empty activations for a stream
+#: of this share or less; above `UNDRAWN_SHARE` (below it, the mix counts it as found empty) that is no hang,
+#: but no run to test either: such a mix is drawn with ``prune_empty=True``
+_FEW_DRAWS = 2.0**-12
+
+
 def _draw_mix(draw, children, finite, options) -> tuple[Stream, bool]:
     n = len(children)
     mode = draw(st.sampled_from(options["modes"]))
@@ -339,7 +331,8 @@ def _draw_mix(draw, children, finite, options) -> tuple[Stream, bool]:
     # a budget needs a working set (mix() refuses rate without n_active)
     rate = None if n_active is None else draw(st.none() | st.floats(1, 8, allow_subnormal=False))
     dist = draw(st.sampled_from(("binomial", "constant", "poisson")))
-    prune_empty = draw(st.booleans())
+    shares = normalize_weights(w, MIN_SHARE) if w is not None and mode not in ENDING_MODES else np.ones(1)
+    prune_empty = draw(st.booleans()) or bool(np.any((shares >= UNDRAWN_SHARE) & (shares < _FEW_DRAWS)))
     node = mix(*children, weights=w, n_active=n_active, rate=rate, mode=mode, dist=dist, prune_empty=prune_empty)
     p = node.probabilities if isinstance(node, Mix) else np.ones(1)
     if mode == "exhaustive":  # ends when every stream that may be drawn has ended
@@ -422,7 +415,9 @@ def streams(
     ``min_children`` to ``max_children`` children; mixes draw their weights (`weights`,
     extreme ones included), ``n_active``, ``rate`` (only with ``n_active``,
     as `combinators.mix` requires), ``dist``, ``prune_empty`` and a mode
-    among ``modes``. With ``empty_chains`` (the default), about one chain in
+    among ``modes`` (``prune_empty=False`` is not drawn where a mix that draws
+    streams again has a stream of share between ``2**-48`` and ``2**-12``: it
+    could wait millions of empty activations per item). With ``empty_chains`` (the default), about one chain in
     eight is ``chain()`` of no streams (an empty stream), cycled or not. With ``finite`` (the default) a plan that would not end by
     itself (infinite sources, cycles, the infinite mix modes) gets a
     ``take(k)`` on top, so ``list(plan)`` always ends. Restrict
