@@ -15,6 +15,7 @@ import functools
 from typing import Any, Callable, Iterable, Union
 
 from combinators.execution.leaf import activate_leaf, leaf_kind, maps_file
+from combinators.execution.placed_rows import shipped_rows
 from combinators.execution.remote import protocol
 
 __all__ = ["Placement", "Placer", "INLINE_RATIO", "INLINE_MIN_ITEMS", "MOVE_MAX_SKIP"]
@@ -149,7 +150,10 @@ def _cheap(costs: list[Any] | None) -> bool | None:
 
 
 def _kind(plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> Any:
-    """The kind of a leaf's plan (`leaf_kind`), or None: not a leaf's, or a kind that cannot be told."""
+    """The kind of a leaf's plan (`leaf_kind`), or of a block mix's row source (``("rows", its kind)``: its items
+    are blocks, not rows), or None: neither, or a kind that cannot be told."""
+    if plan[0] is shipped_rows:
+        return ("rows", leaf_kind(plan[1][0]))
     if plan[0] is not activate_leaf:
         return None
     try:
