@@ -76,7 +76,7 @@ def test_a_kind_measured_expensive_reads_in_workers_and_a_cheap_one_in_the_consu
     ns making, ns moving) place the shards: expensive to make, in workers; cheap, in the consumer."""
     plan = _plan(shards)
     expected = list(c.iterate(plan, seed=3, max_iter=60))
-    kind = _kind((shipped_rows, (c.from_npz(shards[0]),)))
+    kind = _kind((shipped_rows, (c.from_npz(shards[0]), 64)))
     for costs, where in (([100, 100, 10**12, 10**6], "workers"), ([100, 100, 10**3, 10**10], "consumer")):
         with warnings.catch_warnings(record=True) as warned:
             warnings.simplefilter("always")

@@ -18,7 +18,7 @@ from combinators.execution.apply import cell_state, restore_cell, run_transforms
 from combinators.execution.base import Activation, LocalActivation, Session
 from combinators.execution.block_activations import BlockActivation, name_note, open_blocks
 from combinators.plan.block_path import block_leaf, block_schema
-from combinators.execution.blocks import BlockShuffle, block_transforms, skip_rows
+from combinators.execution.blocks import BlockShuffle, block_capacity, block_transforms, skip_rows
 from combinators.plan.sources import is_leaf
 from combinators.execution.leaf import activate_leaf, unpicklable_part, where
 from combinators.execution.placed_rows import shipped_rows
@@ -56,11 +56,11 @@ class _Context:
         return plan
 
     def rows_plan(self, node: Stream, path: tuple[int, ...]) -> tuple[Any, tuple[Any, ...]]:
-        """``(shipped_rows, (source,))`` for a row source a block mix opens through the session
+        """``(shipped_rows, (source, rows per block))`` for a row source a block mix opens through the session
         (`combinators.execution.placed_rows`): one object per source for the whole run."""
         plan = self.row_plans.get(path)
         if plan is None:
-            plan = self.row_plans[path] = (shipped_rows, (node,))
+            plan = self.row_plans[path] = (shipped_rows, (node, block_capacity(self.schema(node))))
         return plan
 
     def open(self, node: Stream, path: tuple[int, ...], activation: tuple[int, ...]) -> Activation:

@@ -21,23 +21,23 @@ from typing import Any, Iterator
 
 from combinators.errors import DataError, TransportError
 from combinators.execution.base import LocalActivation
-from combinators.execution.blocks import PulledRows, _cut, block_capacity
+from combinators.execution.blocks import PulledRows, _cut
 from combinators.execution.leaf import where
 from combinators.plan.sources import RowSource
 
 __all__ = ["shipped_rows", "PlacedRows", "open_placed"]
 
 
-def shipped_rows(source: RowSource, first: int, stop: int) -> Iterator[Any]:
-    """Rows ``first:stop`` of one activation of ``source``, as blocks of at most `block_capacity` rows: what a
-    worker sends (each block one item: an array of rows, or a dict of arrays of rows), in order.
+def shipped_rows(source: RowSource, capacity: int, first: int, stop: int) -> Iterator[Any]:
+    """Rows ``first:stop`` of one activation of ``source``, as blocks of at most ``capacity`` rows (its
+    `block_capacity`): what a worker sends (each block one item: an array of rows, or a dict of arrays of rows),
+    in order.
 
     >>> import numpy as np
     >>> from combinators.plan.sources import from_arrays
-    >>> [block.tolist() for block in shipped_rows(from_arrays(np.arange(5)), 1, 4)]
-    [[1, 2, 3]]
+    >>> [block.tolist() for block in shipped_rows(from_arrays(np.arange(5)), 2, 1, 4)]
+    [[1, 2], [3]]
     """
-    capacity = block_capacity(source.schema)
     rows = source.open()
     try:
         for start in range(first, stop, capacity):
@@ -95,7 +95,7 @@ def open_placed(ctx: Any, source: RowSource, path: tuple[int, ...], limit: int |
     here = session.runs_here(plan, (*plan[1], skip, stop)) if stop > skip else (iter, ((),))
     if here is not None:
         return PlacedRows(LocalActivation(*here), length, stop - skip, named)
-    blocks = -(-(stop - skip) // block_capacity(source.schema))
+    blocks = -(-(stop - skip) // plan[1][1])
     try:
         started = session.start(plan, (skip, stop), blocks)
     except TransportError as error:

@@ -8,7 +8,7 @@ activation of a leaf runs (`Placer.runs_inline`, probes included) and whether
 a running one moves to the consumer (`Placer.moves_inline`). Where a leaf
 runs never changes its items. A block mix's shard sources are placed the same
 way (`combinators.execution.placed_rows`: their plans are
-``(shipped_rows, (source,))``, their items blocks of rows, a kind of their own).
+``(shipped_rows, (source, rows per block))``, their items blocks of rows, a kind of their own).
 """
 
 from __future__ import annotations
