@@ -226,7 +226,7 @@ class _BlockChildren:
         child = self.node.streams[index]
         if isinstance(child, RowSource):
             if self.places and not child.in_memory:
-                return open_placed(self.ctx, child, (*self.path, index), limit, skip)
+                return open_placed(self.ctx, child, (*self.path, index), self.ctx.schema(self.node), limit, skip)
             rows = child.open()
             return ResumedRows(rows, skip) if skip else rows
         opened = open_blocks(child, (*self.path, index), (*self.activation, number), self.ctx,

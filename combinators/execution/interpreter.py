@@ -55,12 +55,12 @@ class _Context:
             plan = self.leaf_plans[path] = (activate_leaf, (node, self.entropy, path))
         return plan
 
-    def rows_plan(self, node: Stream, path: tuple[int, ...]) -> tuple[Any, tuple[Any, ...]]:
-        """``(shipped_rows, (source, rows per block))`` for a row source a block mix opens through the session
-        (`combinators.execution.placed_rows`): one object per source for the whole run."""
+    def rows_plan(self, node: Stream, path: tuple[int, ...], schema: Any) -> tuple[Any, tuple[Any, ...]]:
+        """``(shipped_rows, (source, rows per block))`` for a row source of block ``schema`` (its mix's) that a
+        block mix opens through the session (`combinators.execution.placed_rows`): one object per source and run."""
         plan = self.row_plans.get(path)
         if plan is None:
-            plan = self.row_plans[path] = (shipped_rows, (node, block_capacity(self.schema(node))))
+            plan = self.row_plans[path] = (shipped_rows, (node, block_capacity(schema)))
         return plan
 
     def open(self, node: Stream, path: tuple[int, ...], activation: tuple[int, ...]) -> Activation:

@@ -80,17 +80,18 @@ class PlacedRows(PulledRows):
         return super().rows(start, stop)
 
 
-def open_placed(ctx: Any, source: RowSource, path: tuple[int, ...], limit: int | None, skip: int) -> PlacedRows:
-    """An activation of ``source`` (at ``path``, a block mix's child) after its first ``skip`` rows, of which
-    at most ``limit`` will be asked, placed by the run's session (``ctx.session``): `shipped_rows` in a worker,
-    or in the consumer when the session says so (`Session.runs_here`: measured cheap, or a probe).
+def open_placed(ctx: Any, source: RowSource, path: tuple[int, ...], schema: Any, limit: int | None,
+                skip: int) -> PlacedRows:
+    """An activation of ``source`` (at ``path``, a child of a block mix of ``schema``) after its first ``skip``
+    rows, of which at most ``limit`` will be asked, placed by the run's session (``ctx.session``): `shipped_rows`
+    in a worker, or in the consumer when the session says so (`Session.runs_here`: measured cheap, or a probe).
 
     Raises `TransportError` naming the source when it cannot be sent to a worker.
     """
     length = max(0, len(source) - skip)
     stop = skip + (length if limit is None else min(length, limit))
     named = where(source, path)
-    plan = ctx.rows_plan(source, path)
+    plan = ctx.rows_plan(source, path, schema)
     session = ctx.session
     here = session.runs_here(plan, (*plan[1], skip, stop)) if stop > skip else (iter, ((),))
     if here is not None:
