@@ -210,8 +210,9 @@ def _own_rows(ctx, path: tuple[int, ...], marks: _BlockMarks) -> Callable[[int],
 
 class _BlockChildren:
     """Opens a block mix's children: a row source at random (after the rows of earlier turns,
-    `ResumedRows`; one that reads a file through the session when it places rows, `open_placed`), any other block node as `PulledRows`, its k-th activation ``(*activation, k)`` as
-    the per-item path numbers it; ``reopen`` for a resumed working set (its children are replayed)."""
+    `ResumedRows`; one that reads a file through the session when it places rows, `open_placed`), any other
+    block node as `PulledRows`, its k-th activation ``(*activation, k)`` as the per-item path numbers it;
+    ``reopen`` for a resumed working set (its children are replayed)."""
 
     __slots__ = ("node", "path", "activation", "ctx", "next", "pulls", "places")
 
