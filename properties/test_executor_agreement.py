@@ -133,3 +133,60 @@ def ray_executors(local_ray):
 @given(plans, st.integers(0, 2**32 - 1), st.sampled_from([1, 2]))
 def test_ray_agrees_with_in_process(ray_executors, plan, seed, workers):
     assert outcome(plan, seed, ray_executors[workers - 1]) == outcome(plan, seed, "inprocess")
+
+
+@pytest.fixture(scope="module")
+def npz_shards(tmp_path_factory):
+    """Six compressed ``.npz`` shards of ``{"x": float32 (2,), "y": int64}`` rows, 0 to 9 rows each."""
+    folder, rng = tmp_path_factory.mktemp("npz"), np.random.default_rng(3)
+    paths = []
+    for k, n in enumerate([5, 0, 9, 3, 7, 1]):
+        paths.append(str(folder / f"s{k}.npz"))
+        np.savez_compressed(paths[-1], x=rng.normal(size=(n, 2)).astype(np.float32), y=np.arange(n) + 100 * k)
+    return paths
+
+
+shard_mix_options = st.fixed_dictionaries({
+    "n_active": st.sampled_from([None, 1, 2]), "rate": st.sampled_from([None, 2.0, 5.0]),
+    "mode": st.sampled_from(["with_replacement", "single_active", "exhaustive", "first_exhausted"]),
+    "dist": st.sampled_from(["constant", "poisson", "binomial"]),
+})
+
+shard_wrappers = st.sampled_from([
+    lambda m, o: m,
+    lambda m, o: m.take(11),
+    lambda m, o: c.chain(m.take(5), o, m.take(3)),
+    lambda m, o: m.take(7).cycle(),
+    lambda m, o: m >> c.shuffle(3),
+    lambda m, o: c.mix(m, o, weights=(2, 1)),
+    lambda m, o: c.mix(m, o.cycle(), n_active=1, rate=3),
+])
+
+
+@settings(max_examples=max(20, settings.default.max_examples // 2), deadline=None)
+@given(
+    st.lists(st.integers(0, 5), min_size=1, max_size=4), shard_mix_options, shard_wrappers, st.booleans(),
+    st.integers(0, 2**32 - 1),
+    st.lists(st.sampled_from([False, True, _probe]), min_size=1, max_size=6), st.sampled_from([1, 2]),
+    st.sampled_from([1, 1024]), st.integers(0, 30),
+)
+def test_shard_mixes_read_in_workers_agree_with_in_process_and_resume(
+    npz_shards, chosen, options, wrap, batched, seed, placements, workers, prefetch, stop,
+):
+    """A block mix of ``.npz`` shards whose row sources are read in workers, in the consumer or under a probe,
+    in any pattern (as measured costs decide): the in-process items; and a state taken under `Processes`
+    after ``stop`` items resumes, in process, with the in-process items after them."""
+    if options["n_active"] is None:
+        options["rate"] = None
+    m = c.mix(*[c.from_npz(npz_shards[k]) for k in chosen], **options)
+    plan = wrap(m, c.from_npz(npz_shards[2]))
+    plan = plan >> c.batch(3, partial=True) if batched else plan
+    expected = outcome(plan, seed, "inprocess")
+    placement = itertools.cycle(placements)
+    with mock.patch.object(RemoteSession, "runs_inline", lambda session, leaf_plan: next(placement)):
+        assert outcome(plan, seed, Processes(workers=workers, prefetch=prefetch)) == expected
+        with c.iterate(plan, seed=seed, executor=Processes(workers=workers, prefetch=prefetch)) as run:
+            first = [canonical(item) for item in itertools.islice(run, min(stop, len(expected)))]
+            state = run.state()
+    rest = [canonical(item) for item in c.iterate(plan, resume=state, max_iter=40 - len(first))]
+    assert first + rest == expected

@@ -73,7 +73,7 @@ def test_explain_with_an_executor_marks_where_each_part_runs():
     lines = c.explain(plan, executor=Processes(workers=2, inline=False)).splitlines()
     assert lines[2].endswith("[0.500] from_iterable(range(0, 5))  @ worker processes"), lines[2]
     assert lines[3].endswith("apply: batch(2)  @ worker processes") and "@" not in lines[4], lines[3:5]
-    assert lines[5].endswith("[block path]  @ consumer (rows gathered here, not in worker processes)"), lines[5]
+    assert lines[5].endswith("[block path]  @ consumer (rows gathered here, not in worker processes: they are in memory)"), lines[5]
     assert "@" not in "".join(lines[6:])  # the rows of a block part are not placed one by one
     assert "@ ZMQ workers, or the consumer once measured cheap" in c.explain(plan, executor=ZMQ(inline=True))
     assert c.explain(plan, executor="inprocess").count("@ consumer") == 3

@@ -21,7 +21,11 @@ with ``np.stack``. Figures, each measured in turns with its reference:
    slicing loop (``{"X": X[i:i+32], "y": y[i:i+32]}`` over one array); and
    ``.cycle()``, ``take``/``cycle`` and cycled children around block plans
    against the same plans without them;
-5. a mix of 1,000 ``from_npy`` shard files with ``n_active=16`` over a
+5. 200 compressed ``from_npz`` shards, ``mix(..., n_active=8) >> batch(32)``
+   under ``Processes(workers=2)`` against the same plan in process (issue 22,
+   figure 7): the workers read and decompress the shards, the consumer decides
+   and gathers;
+6. a mix of 1,000 ``from_npy`` shard files with ``n_active=16`` over a
    dataset of ``--dataset-gib`` GiB (written to a temporary folder, removed
    after): peak RSS and the most files open at once, measured in a child
    process so the other figures' memory does not count.
@@ -38,13 +42,16 @@ import os
 import subprocess
 import sys
 import tempfile
+import zipfile
 
 import numpy as np
 
 from combinators.bench import Figure, best_rates
+from combinators.execution.remote.processes import Processes
 from combinators.execution.run import iterate
 from combinators.plan.mixes import mix
 from combinators.plan.sources import from_arrays, stream
+from combinators.sources.shards import from_npz
 from combinators.plan.transforms import batch, shuffle
 
 BATCH = 32
@@ -164,11 +171,45 @@ def _block_path_figures(n_batches: int, n_rows: int) -> list[Figure]:
     ]
 
 
-def _ours(plan, n_batches: int, seed: int = 0) -> int:
-    with iterate(plan, seed=seed, max_iter=n_batches) as run:
+def _ours(plan, n_batches: int, seed: int = 0, executor="inprocess", stats: dict | None = None) -> int:
+    with iterate(plan, seed=seed, max_iter=n_batches, executor=executor) as run:
         for _ in run:
             pass
+        if stats is not None:
+            stats.update(run.executor_stats())
     return n_batches * BATCH
+
+
+#: figure 5: 200 shards of ``{"X": float32 (64,), "y": int64}`` rows, deflated at zlib level 1 (written fast;
+#: inflating costs about the same at any level)
+NPZ_SHARDS, NPZ_WIDTH = 200, 64
+
+
+def _write_npz(folder: str, rows: int) -> list[str]:
+    rng, paths = np.random.default_rng(0), []
+    for k in range(NPZ_SHARDS):
+        paths.append(os.path.join(folder, f"shard{k:03d}.npz"))
+        arrays = {"X": np.round(rng.normal(size=(rows, NPZ_WIDTH)), 1).astype(np.float32), "y": np.full(rows, k)}
+        with zipfile.ZipFile(paths[-1], "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for key, array in arrays.items():
+                with archive.open(f"{key}.npy", "w") as file:
+                    np.lib.format.write_array(file, array)
+    return paths
+
+
+def _npz_figure(rows: int, repeat: int) -> Figure:
+    """Figure 5: the shards read in 2 worker processes against in process, each run reading every shard once
+    (on average: a working set of 8 with replacement), in turns; session startup counts."""
+    with tempfile.TemporaryDirectory(prefix="combinators-bench-") as folder:
+        plan = mix(*[from_npz(path) for path in _write_npz(folder, rows)], n_active=8) >> batch(BATCH)
+        n_batches, stats = NPZ_SHARDS * rows // BATCH, {}
+        executor = Processes(workers=2)
+        here, workers = best_rates(lambda: _ours(plan, n_batches),
+                                   lambda: _ours(plan, n_batches, executor=executor, stats=stats), repeat=repeat)
+    note = (f"{rows} rows of {NPZ_WIDTH} float32 a shard; in workers: {stats['row_activations']} shard reads, "
+            f"in the consumer: {stats['row_activations_inline']}")
+    return Figure(f"{NPZ_SHARDS} from_npz shards n_active=8 >> batch(32), Processes(workers=2) vs in process",
+                  workers, here, "samples/s", target=1.4, note=note)
 
 
 def _generator_plan(n_sources: int, n_active: int | None = None, rate: float | None = None):
@@ -220,7 +261,7 @@ def _gather_figure(n_batches: int, n_rows: int) -> Figure:
 
 
 def _shard_figures(gib: float) -> list[Figure]:
-    """Figure 4, run in a child process (`shard_child`) so its peak RSS is its own."""
+    """Figure 6, run in a child process (`shard_child`) so its peak RSS is its own."""
     with tempfile.TemporaryDirectory(prefix="combinators-bench-") as folder:
         command = [sys.executable, "-m", "combinators.bench.shards", folder, str(gib)]
         result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
@@ -273,6 +314,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
     figures.append(Figure("peak traced memory, 1000 vs 100 generator sources", peaks[1000], peaks[100], "bytes",
                           higher_is_better=False, target=2.0))
     gib = args.dataset_gib if getattr(args, "dataset_gib", None) is not None else (0.05 if quick else 2.0)
+    figures.append(_npz_figure(100 if quick else 2_000, 3 if quick else 5))
     figures += _shard_figures(gib)
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return figures

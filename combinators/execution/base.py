@@ -57,6 +57,9 @@ class Session(abc.ABC):
     #: activations run lazily in the consumer's thread, as `InProcess` runs them: the interpreter
     #: may then start a leaf's activation itself, without going through `start`
     in_process = False
+    #: a block mix opens its row sources that read files through this session (`runs_here`, then `start`:
+    #: `combinators.execution.placed_rows`) rather than in the consumer; sessions that place by measured costs
+    places_rows = False
 
     @abc.abstractmethod
     def submit(self, fn: Callable[..., Iterable[Any]], *args: Any) -> Activation:

@@ -21,6 +21,7 @@ from combinators.execution.base import Activation
 from combinators.execution.blocks import (
     PulledRows, _length, block_rows, chain_blocks, materialize, row_blocks, skip_rows, take_blocks,
 )
+from combinators.execution.placed_rows import open_placed
 from combinators.sampling.mix import ResumedRows, mix_decisions
 from combinators.plan.mixes import Mix
 from combinators.plan.sources import RowSource
@@ -209,20 +210,24 @@ def _own_rows(ctx, path: tuple[int, ...], marks: _BlockMarks) -> Callable[[int],
 
 class _BlockChildren:
     """Opens a block mix's children: a row source at random (after the rows of earlier turns,
-    `ResumedRows`), any other block node as `PulledRows`, its k-th activation ``(*activation, k)`` as
-    the per-item path numbers it; ``reopen`` for a resumed working set (its children are replayed)."""
+    `ResumedRows`; one that reads a file through the session when it places rows, `open_placed`), any other
+    block node as `PulledRows`, its k-th activation ``(*activation, k)`` as the per-item path numbers it;
+    ``reopen`` for a resumed working set (its children are replayed)."""
 
-    __slots__ = ("node", "path", "activation", "ctx", "next", "pulls")
+    __slots__ = ("node", "path", "activation", "ctx", "next", "pulls", "places")
 
     def __init__(self, node: Mix, path: tuple[int, ...], activation: tuple[int, ...], ctx: Any):
         self.node, self.path, self.activation, self.ctx, self.next = node, path, activation, ctx, 0
         self.pulls = not all(isinstance(child, RowSource) for child in node.streams)
+        self.places = ctx.session.places_rows  # row sources that read files are opened where the session says
 
     def __call__(self, index: int, limit: int | None = None, number: int | None = None, skip: int = 0) -> Any:
         if number is None:
             number, self.next = self.next, self.next + 1
         child = self.node.streams[index]
         if isinstance(child, RowSource):
+            if self.places and not child.in_memory:
+                return open_placed(self.ctx, child, (*self.path, index), self.ctx.schema(self.node), limit, skip)
             rows = child.open()
             return ResumedRows(rows, skip) if skip else rows
         opened = open_blocks(child, (*self.path, index), (*self.activation, number), self.ctx,

@@ -18,9 +18,10 @@ from combinators.execution.apply import cell_state, restore_cell, run_transforms
 from combinators.execution.base import Activation, LocalActivation, Session
 from combinators.execution.block_activations import BlockActivation, name_note, open_blocks
 from combinators.plan.block_path import block_leaf, block_schema
-from combinators.execution.blocks import BlockShuffle, block_transforms, skip_rows
+from combinators.execution.blocks import BlockShuffle, block_capacity, block_transforms, skip_rows
 from combinators.plan.sources import is_leaf
 from combinators.execution.leaf import activate_leaf, unpicklable_part, where
+from combinators.execution.placed_rows import shipped_rows
 from combinators.errors import TransportError
 from combinators.execution.stats import HISTORY_VALUES, _thin
 from combinators.sampling.mix import ChainCursor, RoundRobinCursor, chain_items, mix_items, round_robin_items
@@ -42,6 +43,7 @@ class _Context:
         self.history: dict[tuple[int, ...], list[np.ndarray]] = {}
         self.schemas: dict[int, Any] = {}  # block schema per node (by id; nodes outlive the run)
         self.leaf_plans: dict[tuple[int, ...], tuple[Any, tuple[Any, ...]]] = {}  # per leaf path, shipped once
+        self.row_plans: dict[tuple[int, ...], tuple[Any, tuple[Any, ...]]] = {}  # per placed row source's path
         # a data-parallel rank: (root mix path, rows per item, rank, world size, the global position its
         # positions count from) where it gathers its rows only
         self.rank_rows: tuple[tuple[int, ...], int, int, int, int] | None = None
@@ -51,6 +53,14 @@ class _Context:
         plan = self.leaf_plans.get(path)
         if plan is None:
             plan = self.leaf_plans[path] = (activate_leaf, (node, self.entropy, path))
+        return plan
+
+    def rows_plan(self, node: Stream, path: tuple[int, ...], schema: Any) -> tuple[Any, tuple[Any, ...]]:
+        """``(shipped_rows, (source, rows per block))`` for a row source of block ``schema`` (its mix's) that a
+        block mix opens through the session (`combinators.execution.placed_rows`): one object per source and run."""
+        plan = self.row_plans.get(path)
+        if plan is None:
+            plan = self.row_plans[path] = (shipped_rows, (node, block_capacity(schema)))
         return plan
 
     def open(self, node: Stream, path: tuple[int, ...], activation: tuple[int, ...]) -> Activation:

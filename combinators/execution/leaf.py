@@ -25,7 +25,7 @@ from combinators.plan.sources import FromArrays, FromIterable, RowSource, Source
 from combinators.plan.stream import Apply, Stream
 from combinators.plan.transforms import Batch, Take
 
-__all__ = ["activate_leaf", "seeks", "probed_leaf", "leaf_kind", "where", "unpicklable_part"]
+__all__ = ["activate_leaf", "seeks", "probed_leaf", "probed_items", "leaf_kind", "where", "unpicklable_part"]
 
 
 def _source_items(
@@ -83,7 +83,7 @@ def seeks(leaf: Stream) -> bool:
 def probed_leaf(probe: Callable[[int, float], None], *args: Any) -> Iterator[Any]:
     """The items of ``activate_leaf(*args)``, timing the source: ``probe(items, seconds)`` is called when the
     activation ends (exhausted, closed early or raising) with the items it gave and the seconds spent
-    starting it and in its ``next()`` calls.
+    starting it and in its ``next()`` calls (`probed_items`).
 
     >>> from combinators.plan.sources import stream
     >>> seen = []
@@ -92,11 +92,22 @@ def probed_leaf(probe: Callable[[int, float], None], *args: Any) -> Iterator[Any
     >>> seen
     [3]
     """
+    return probed_items(probe, activate_leaf, *args)
+
+
+def probed_items(probe: Callable[[int, float], None], fn: Callable[..., Iterable[Any]], *args: Any) -> Iterator[Any]:
+    """The items of ``fn(*args)``, timed: ``probe(items, seconds)`` is called when it ends (exhausted, closed
+    early or raising) with the items it gave and the seconds spent starting it and in its ``next()`` calls.
+
+    >>> seen = []
+    >>> list(probed_items(lambda items, seconds: seen.append(items), range, 2)), seen
+    ([0, 1], [2])
+    """
     clock = time.perf_counter
     count, spent, items = 0, 0.0, None
     try:
         began = clock()
-        items = iter(activate_leaf(*args))
+        items = iter(fn(*args))
         spent = clock() - began
         while True:
             began = clock()

@@ -20,7 +20,7 @@ from combinators.execution.interpreter import _Context, activation_state, open_n
 from combinators.execution.runstate import FORMAT, check_resume, plan_fingerprint
 from combinators.execution.statecheck import seal, validate
 from combinators.execution.stats import CHECKPOINT_GROWTH, MixStats, Stats
-from combinators.plan.block_path import gathered_in_consumer, rank_rows
+from combinators.plan.block_path import gathered_in_consumer, placed_row_sources, rank_rows
 from combinators.plan.explain import placed_parts, set_executor_resolver
 from combinators.plan.stream import set_interpreter, Stream
 
@@ -54,7 +54,7 @@ class Run:
         self._fingerprint = fingerprint
         self._session = executor.open()
         self._idle_checked = self._session.in_process  # whether a parallel executor that ran nothing was told
-        if not self._idle_checked and all(map(gathered_in_consumer, placed_parts(stream))):
+        if not self._idle_checked and all(map(self._consumer_only, placed_parts(stream))):
             self._idle_checked = True
             _warn_idle(executor, "every part of this plan is on the block path, whose rows the consumer gathers")
         self._ctx = _Context(entropy, self._session, resume and resume.get("counts"))
@@ -71,6 +71,11 @@ class Run:
         self._max_iter = max_iter
         self.items = 0
         self._checkpoint = 1
+
+    def _consumer_only(self, part: Stream) -> bool:
+        """Whether ``part`` gives this run's executor nothing to run: rows gathered in the consumer from sources
+        it never places (`placed_row_sources`: in memory, or a session that does not place rows)."""
+        return gathered_in_consumer(part) and not (self._session.places_rows and placed_row_sources(part))
 
     def __iter__(self) -> "Run":
         return self

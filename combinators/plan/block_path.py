@@ -14,7 +14,7 @@ from combinators.plan.sources import RowSource, is_leaf
 from combinators.plan.stream import Apply, Chain, Stream
 from combinators.plan.transforms import Batch, Take
 
-__all__ = ["block_schema", "block_leaf", "gathered_in_consumer", "node_paths", "rank_rows"]
+__all__ = ["block_schema", "block_leaf", "gathered_in_consumer", "placed_row_sources", "node_paths", "rank_rows"]
 
 
 def block_schema(node: Stream) -> tuple | None:
@@ -92,6 +92,34 @@ def gathered_in_consumer(part: Stream) -> bool:
     [True, False, False]
     """
     return block_schema(part) is not None or block_leaf(part, False)
+
+
+def placed_row_sources(part: Stream) -> list[RowSource]:
+    """The row sources of a block node whose activations a parallel executor may open in its workers.
+
+    A block mix opens each row-source child's activation on its own (its
+    rows read at random, a slice per run of decisions): reading or
+    decompressing those rows (`from_npy`, `from_npz`) may be done in a
+    worker, which ships them back as blocks, while the consumer keeps every
+    decision and gathers. Sources whose rows are already in memory
+    (`RowSource.in_memory`: `from_arrays`) never are; nor are row sources
+    read in order (a chain's, a lone source's), which the consumer reads.
+    Depth-first, each child once.
+
+    >>> import numpy as np
+    >>> from combinators.plan.mixes import mix
+    >>> from combinators.plan.sources import from_arrays
+    >>> placed_row_sources(mix(from_arrays(np.zeros(3)), from_arrays(np.ones(2))))
+    []
+    """
+    found: list[RowSource] = []
+    for child in part.children:
+        if isinstance(child, RowSource):
+            if isinstance(part, Mix) and not child.in_memory:
+                found.append(child)
+        else:
+            found.extend(placed_row_sources(child))
+    return found
 
 
 def node_paths(root: Stream, in_process: bool = True) -> Iterator[tuple[tuple[int, ...], Stream, bool]]:

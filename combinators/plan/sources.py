@@ -234,6 +234,14 @@ class RowSource(Stream):
         SIGBUS): such a source never runs in the consumer of a parallel executor, nor on the block path."""
         return False
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether its rows are already in the consumer's memory (`from_arrays`): opening an activation makes
+        nothing, so a parallel executor never places it in a worker (it would only pickle the arrays there and
+        back). Other row sources read or decompress a file when an activation opens: see
+        `combinators.plan.block_path.placed_row_sources`."""
+        return False
+
     def open(self) -> Any:
         raise NotImplementedError
 
@@ -306,6 +314,10 @@ class FromArrays(RowSource):
 
     def open(self) -> OpenArrays:
         return OpenArrays(self.data, len(self))
+
+    @property
+    def in_memory(self) -> bool:
+        return True
 
     def __len__(self) -> int:
         if isinstance(self.data, dict):

@@ -477,7 +477,9 @@ class _WorkingSet:
             if entry is not None:
                 index, number, received, left, child = entry
                 self.stream[slot], self.number[slot] = index, number
-                self.activation[slot] = self._reopen(index, number, child, None if left >= UNLIMITED >> 1 else left)
+                # a random-access activation is reopened at its first row: the mix asks its rows up to received + left
+                asked = left + received if self.random_access else left
+                self.activation[slot] = self._reopen(index, number, child, None if left >= UNLIMITED >> 1 else asked)
                 if self.random_access:
                     self.rows[slot] = len(self.activation[slot])
                 else:

@@ -204,6 +204,8 @@ class _Flow:
         self.latencies: list[float] = []  # seconds from submit to the first message of each activation
         self.inline = 0  # leaf activations run in the consumer instead (`RemoteSession.runs_inline`)
         self.moved = 0  # activations moved from a worker to the consumer (`RemoteActivation._move`)
+        # of ``started`` and ``inline``: activations of a block mix's row sources (`placed_rows`)
+        self.rows = self.rows_inline = 0
 
     def left_over(self, items: Any, messages: Iterable[list[Any]]) -> None:
         """Count the items of a closed activation that the consumer never took."""
@@ -215,10 +217,13 @@ class _Flow:
         """``activations`` (started in workers), ``activations_inline`` (run in the consumer), ``activations_moved``
         (started in workers, finished in the consumer), ``items_received``,
         ``items_wasted`` (received, never taken: produced for nothing) and the median and 99th percentile of
-        ``start_latency_ms`` (submit to first message)."""
+        ``start_latency_ms`` (submit to first message). ``row_activations`` and ``row_activations_inline`` count
+        those of ``activations`` and ``activations_inline`` that opened a block mix's row source (its rows
+        read in a worker and shipped as blocks, or read in the consumer)."""
         latency = np.percentile(self.latencies, [50, 99]) * 1000 if self.latencies else [np.nan, np.nan]
         return {
             "activations": self.started, "activations_inline": self.inline, "activations_moved": self.moved,
+            "row_activations": self.rows, "row_activations_inline": self.rows_inline,
             "items_received": self.received, "items_wasted": self.wasted,
             "start_latency_median_ms": float(latency[0]), "start_latency_p99_ms": float(latency[1]),
         }

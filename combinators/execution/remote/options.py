@@ -9,28 +9,49 @@ from typing import Any
 import attrs
 
 from combinators.errors import InvalidArgument, InvalidArgumentType
-from combinators.plan.block_path import gathered_in_consumer
+from combinators.plan.block_path import gathered_in_consumer, placed_row_sources
+from combinators.plan.sources import RowSource
 
 __all__ = [
     "default_workers", "positive_int", "non_negative_int", "start_method", "positive_number", "boolean", "placement",
 ]
 
 
-def placement(part: Any, workers: str, inline: bool) -> str:
-    """Where a parallel executor runs ``part`` (`Executor.describe_placement`): the block path in the
-    consumer (its rows are gathered there, whatever the executor), a leaf in ``workers`` (or in the consumer
-    once measured cheap, with ``inline``).
+def placement(part: Any, workers: str, inline: bool, places_rows: bool = True) -> str:
+    """Where a parallel executor runs ``part`` (`Executor.describe_placement`), and why.
+
+    A block node's decisions and gathers run in the consumer; the row sources it opens that read files
+    (`placed_row_sources`) are opened in ``workers`` when the executor ``places_rows``, their rows shipped back
+    as blocks (with ``inline``, in the consumer once measured cheap to read); rows in memory stay in the
+    consumer. A leaf runs in ``workers`` (or in the consumer once measured cheap, with ``inline``).
 
     >>> import numpy as np
     >>> from combinators import mix, from_arrays, from_iterable
     >>> placement(mix(from_arrays(np.zeros(2)), from_arrays(np.ones(2))), "workers", False)
-    'consumer (rows gathered here, not in workers)'
+    'consumer (rows gathered here, not in workers: they are in memory)'
     >>> placement(from_iterable("ab"), "workers", True)
     'workers, or the consumer once measured cheap'
     """
-    if gathered_in_consumer(part):
-        return f"consumer (rows gathered here, not in {workers})"
-    return f"{workers}, or the consumer once measured cheap" if inline else workers
+    cheap = ", or the consumer once measured cheap" if inline else ""
+    if not gathered_in_consumer(part):
+        return f"{workers}{cheap}"
+    placed = placed_row_sources(part) if places_rows else []
+    if not placed:
+        if all(source.in_memory for source in _row_sources(part)):
+            why = "they are in memory"
+        else:
+            why = "read in order here" if places_rows or not placed_row_sources(part) else f"{workers} do not read them"
+        return f"consumer (rows gathered here, not in {workers}: {why})"
+    kinds = ", ".join(sorted({repr(source).split("(", 1)[0] for source in placed}))
+    cheap = ", or here once measured cheap to read" if inline else ""
+    return (f"consumer (decisions and gathers); its {len(placed)} {kinds} sources are read in {workers}{cheap}, "
+            "their rows shipped as blocks")
+
+
+def _row_sources(node: Any) -> list[RowSource]:
+    if isinstance(node, RowSource):
+        return [node]
+    return [source for child in node.children for source in _row_sources(child)]
 
 
 def default_workers() -> int:

@@ -6,7 +6,9 @@ the reports up per plan and per kind of leaf (`leaf_kind`), and tells
 `combinators.execution.remote.session.RemoteSession` where the next
 activation of a leaf runs (`Placer.runs_inline`, probes included) and whether
 a running one moves to the consumer (`Placer.moves_inline`). Where a leaf
-runs never changes its items.
+runs never changes its items. A block mix's shard sources are placed the same
+way (`combinators.execution.placed_rows`: their plans are
+``(shipped_rows, (source, rows per block))``, their items blocks of rows, a kind of their own).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import functools
 from typing import Any, Callable, Iterable, Union
 
 from combinators.execution.leaf import activate_leaf, leaf_kind, maps_file
+from combinators.execution.placed_rows import shipped_rows
 from combinators.execution.remote import protocol
 
 __all__ = ["Placement", "Placer", "INLINE_RATIO", "INLINE_MIN_ITEMS", "MOVE_MAX_SKIP"]
@@ -149,7 +152,10 @@ def _cheap(costs: list[Any] | None) -> bool | None:
 
 
 def _kind(plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> Any:
-    """The kind of a leaf's plan (`leaf_kind`), or None: not a leaf's, or a kind that cannot be told."""
+    """The kind of a leaf's plan (`leaf_kind`), or of a block mix's row source (``("rows", its kind)``: its items
+    are blocks, not rows), or None: neither, or a kind that cannot be told."""
+    if plan[0] is shipped_rows:
+        return ("rows", leaf_kind(plan[1][0]))
     if plan[0] is not activate_leaf:
         return None
     try:

@@ -151,7 +151,7 @@ class Ray(base.Executor):
 
     def describe_placement(self, part: Any) -> str:
         """Where ``part`` runs, for ``explain(plan, executor=...)`` (`options.placement`)."""
-        return placement(part, "Ray actors", False)
+        return placement(part, "Ray actors", False, places_rows=False)
 
     def open(self) -> RaySession:
         """Join or start Ray, create the actors; a session to submit activations to (close it, or use ``with``)."""

@@ -48,7 +48,8 @@ import zmq
 from combinators.errors import InvalidArgument, TransportError, WorkerError
 from combinators.execution.remote import lifetime as _lifetime, protocol
 from combinators.execution.base import Session, ship_activation
-from combinators.execution.leaf import activate_leaf, probed_leaf, seeks
+from combinators.execution.leaf import activate_leaf, probed_items, seeks
+from combinators.execution.placed_rows import shipped_rows
 from combinators.execution.remote.activation import RemoteActivation, _Flow
 from combinators.execution.remote.peers import _curve_server, _exit_description, _Peer, _plain_server, _Resources
 from combinators.execution.remote.placement import MOVE_MAX_SKIP, Placement, Placer
@@ -92,6 +93,8 @@ class RemoteSession(Session):
     ...     list(squares)
     [0, 1, 4, 9]
     """
+
+    places_rows = True  # block mixes open their file-reading row sources here, placed like leaves
 
     def __init__(self, options: SessionOptions):
         self._options = options
@@ -240,6 +243,7 @@ class RemoteSession(Session):
             return self._submit_pickled(ship_activation(fn, (*args, *extra), "a worker"), limit)
         activation = self._new_activation(limit)
         activation._peer = peer
+        self.flow.rows += plan[0] is shipped_rows
         if plan[0] is activate_leaf and self._options.inline:  # it may move to the consumer (`RemoteActivation._move`)
             activation._leaf = (number, plan[1], extra)
             activation._skip_limit = MOVE_MAX_SKIP if not seeks(plan[1][0]) else 1 << 62
@@ -271,12 +275,13 @@ class RemoteSession(Session):
     def runs_here(
         self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]], args: tuple[Any, ...],
     ) -> tuple[Callable[..., Iterable[Any]], tuple[Any, ...]] | None:
-        """`Session.runs_here`: as `runs_inline` says, `activate_leaf` in the consumer, or `probed_leaf`
-        timing the source for a probe; None to start it in a worker."""
+        """`Session.runs_here`: as `runs_inline` says, the plan's function in the consumer (`activate_leaf`, or
+        `shipped_rows` for a block mix's row source), or under `probed_items` timing it for a probe; None to
+        start it in a worker."""
         placement = self.runs_inline(plan)
         if not placement:
             return None
-        return (activate_leaf, args) if placement is True else (probed_leaf, (placement, *args))
+        return (plan[0], args) if placement is True else (probed_items, (placement, plan[0], *args))
 
     def runs_inline(self, plan: tuple[Callable[..., Iterable[Any]], tuple[Any, ...]]) -> Placement:
         """Whether the next activation of ``plan`` (a leaf's, as for `start`) should run in the consumer: with
@@ -287,6 +292,7 @@ class RemoteSession(Session):
         placement = self.placer.runs_inline(self._number(plan))
         if placement:
             self.flow.inline += 1
+            self.flow.rows_inline += plan[0] is shipped_rows
         return placement
 
     def moves_inline(self, number: int) -> bool:
