@@ -205,3 +205,31 @@ def test_a_batched_map_refuses_an_rng_and_a_result_of_other_rows():
         c.map(lambda rows, rng: rows, batched=True)
     with pytest.raises(c.DataError, match="returned 1 rows for a block of"):
         list(c.iterate(c.from_arrays(np.arange(5)) >> c.map(lambda rows: rows[:1], batched=True), seed=0))
+
+
+def _rows_of(array):
+    yield from array
+
+
+@pytest.mark.parametrize("settings", [{}, {"n_active": 2, "rate": 7}, {"n_active": 2, "mode": "exhaustive"}])
+def test_chains_of_row_sources_in_a_block_mix_are_read_at_random_and_give_the_per_item_items(settings):
+    """A cycled source, a chain with an empty source inside, a cycled chain of empty sources: read as
+    `ChainRows` by the block mix, with the items of the same plan over generator sources, and resumed
+    exactly at every cut."""
+    arrays = [np.arange(100 * i, 100 * i + n) for i, n in enumerate((5, 0, 7, 3))]
+
+    def plan(block):
+        leaf = c.from_arrays if block else (lambda a: c.stream(_rows_of, a))
+        a, empty, b, d = map(leaf, arrays)
+        return c.mix(a.cycle(), c.chain(b, empty, d), c.chain(empty, cycle=True), c.chain(d, a, cycle=True),
+                     weights=(1, 2, 3, 2), **settings)
+
+    assert block_schema(plan(True)) is not None
+    whole = [int(x) for x in c.iterate(plan(True), seed=4, max_iter=120)]
+    assert whole == [int(x) for x in c.iterate(plan(False), seed=4, max_iter=120)]
+    for cut in (1, 9, 40, 77):
+        run = c.iterate(plan(True), seed=4)
+        head = [int(next(run)) for _ in range(cut)]
+        rest = [int(x) for x in c.iterate(plan(True), resume=run.state(), max_iter=len(whole) - cut)]
+        run.close()
+        assert head + rest == whole, cut

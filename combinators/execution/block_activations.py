@@ -19,7 +19,7 @@ import numpy as np
 from combinators.sampling import seeding
 from combinators.execution.base import Activation
 from combinators.execution.blocks import (
-    PulledRows, _length, block_rows, chain_blocks, materialize, row_blocks, skip_rows, take_blocks,
+    ChainRows, PulledRows, _length, block_rows, chain_blocks, materialize, row_blocks, skip_rows, take_blocks,
 )
 from combinators.sampling.mix import ResumedRows, mix_decisions
 from combinators.plan.mixes import Mix
@@ -208,15 +208,15 @@ def _own_rows(ctx, path: tuple[int, ...], marks: _BlockMarks) -> Callable[[int],
 
 
 class _BlockChildren:
-    """Opens a block mix's children: a row source at random (after the rows of earlier turns,
-    `ResumedRows`), any other block node as `PulledRows`, its k-th activation ``(*activation, k)`` as
+    """Opens a block mix's children: a row source, or a chain of them (`ChainRows`), at random (after the
+    rows of earlier turns, `ResumedRows`), any other block node as `PulledRows`, its k-th activation ``(*activation, k)`` as
     the per-item path numbers it; ``reopen`` for a resumed working set (its children are replayed)."""
 
     __slots__ = ("node", "path", "activation", "ctx", "next", "pulls")
 
     def __init__(self, node: Mix, path: tuple[int, ...], activation: tuple[int, ...], ctx: Any):
         self.node, self.path, self.activation, self.ctx, self.next = node, path, activation, ctx, 0
-        self.pulls = not all(isinstance(child, RowSource) for child in node.streams)
+        self.pulls = not all(isinstance(child, RowSource) or _chain_of_row_sources(child) for child in node.streams)
 
     def __call__(self, index: int, limit: int | None = None, number: int | None = None, skip: int = 0) -> Any:
         if number is None:
@@ -225,12 +225,21 @@ class _BlockChildren:
         if isinstance(child, RowSource):
             rows = child.open()
             return ResumedRows(rows, skip) if skip else rows
+        if _chain_of_row_sources(child):
+            rows = ChainRows(child.streams, child.repeat)
+            return ResumedRows(rows, skip) if skip else rows
         opened = open_blocks(child, (*self.path, index), (*self.activation, number), self.ctx,
                              {"received": skip} if skip else None)
         return PulledRows(opened)
 
     def reopen(self, index: int, ordinal: Any, saved: Any, limit: int | None = None, offset: int = 0) -> Any:
         return self(index, limit, ordinal, offset)
+
+
+def _chain_of_row_sources(node: Stream) -> bool:
+    """An unnamed chain (cycled or not) of unnamed row sources: a block mix reads it at random (`ChainRows`)."""
+    return (isinstance(node, Chain) and node.name is None
+            and all(isinstance(s, RowSource) and s.name is None for s in node.streams))
 
 
 def _chain_blocks(node: Chain, path, activation, ctx) -> Iterator[Any]:

@@ -13,6 +13,7 @@ per-item path yields). See docs/guide/decisions.md.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 from typing import Any, Callable, Iterator
@@ -20,13 +21,14 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from combinators.sampling.mix import Decisions, ResumedRows
+from combinators.sampling.working_set import UNLIMITED
 from combinators.plan.sources import RowSource
 from combinators.errors import DataError
 from combinators.plan.transforms import Batch, Map, Shuffle, Take
 
 __all__ = [
     "materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms", "skip_rows", "take_blocks",
-    "PulledRows", "BlockShuffle", "map_block", "map_one_row", "transforms_on_blocks",
+    "PulledRows", "ChainRows", "BlockShuffle", "map_block", "map_one_row", "transforms_on_blocks",
 ]
 
 #: bytes of one block at most (rows of at least 64 and at most 4096 items)
@@ -163,7 +165,7 @@ def row_blocks(source: RowSource, first: int = 0) -> Iterator[Any]:
     try:
         for start in range(first, len(rows), capacity):
             part = rows.rows(start, start + capacity)
-            yield {k: np.array(v) for k, v in part.items()} if isinstance(part, dict) else np.array(part)
+            yield _copy(part)
     finally:
         rows.close()
 
@@ -457,6 +459,57 @@ def skip_rows(blocks: Iterator[Any], n: int) -> Iterator[Any]:
             yield from blocks
     finally:
         blocks.close()
+
+
+class ChainRows:
+    """A chain of row sources read at random by a block mix: each source's rows in turn (again and again
+    with ``cycle``), as views of the sources' activations, with no copy before the gather.
+
+    ``len()`` is the rows of one pass, or `UNLIMITED` when cycling (a cycled
+    chain of empty sources has no rows, and ends at once, as its per-item
+    twin does). One source is open at a time; ``rows(start, stop)`` needs
+    ``start`` at least where the last call started (rows are read in order).
+
+    >>> from combinators.plan.sources import from_arrays
+    >>> rows = ChainRows([from_arrays(np.arange(3)), from_arrays(np.arange(10, 12))], cycle=True)
+    >>> rows.rows(2, 9).tolist(), len(rows) > 10**9
+    ([2, 10, 11, 0, 1, 2, 10], True)
+    """
+
+    __slots__ = ("sources", "bounds", "cycle", "open")
+
+    def __init__(self, sources: Any, cycle: bool):
+        self.sources, self.cycle, self.open = list(sources), cycle, None  # open: (index, activation)
+        self.bounds = list(itertools.accumulate((len(s) for s in self.sources), initial=0))
+
+    def __len__(self) -> int:
+        return UNLIMITED if self.cycle and self.bounds[-1] else self.bounds[-1]
+
+    def _source(self, index: int) -> Any:
+        if self.open is None or self.open[0] != index:
+            self.close()
+            self.open = (index, self.sources[index].open())
+        return self.open[1]
+
+    def rows(self, start: int, stop: int) -> Any:
+        total, pieces = self.bounds[-1], []
+        while start < stop:
+            at = start % total if self.cycle else start
+            index = bisect.bisect_right(self.bounds, at) - 1  # past empty sources, whose bounds repeat
+            first, n = at - self.bounds[index], min(stop - start, self.bounds[index + 1] - at)
+            piece = self._source(index).rows(first, first + n)
+            pieces.append(piece if n == stop - start else _copy(piece))  # a view dies with its source
+            start += n
+        return _concatenate(pieces) if len(pieces) != 1 else pieces[0]
+
+    def close(self) -> None:
+        if self.open is not None:
+            self.open[1].close()
+            self.open = None
+
+
+def _copy(rows: Any) -> Any:
+    return {key: np.array(value) for key, value in rows.items()} if isinstance(rows, dict) else np.array(rows)
 
 
 class PulledRows:
