@@ -68,7 +68,8 @@ def _concatenate(parts: list[Any]) -> Any:
 
 
 def _read_kept(activation: Any, start: int, kept: np.ndarray) -> Any:
-    """Rows ``start + kept`` of an activation (``kept`` ascending): with its ``take``, else run by contiguous run."""
+    """Rows ``start + kept`` of an activation (``kept`` ascending): with its ``take``, else run by contiguous run
+    (a data-parallel rank reads no row of another's)."""
     if isinstance(activation, ResumedRows):
         activation, start = activation.activation, start + activation.offset
     take = getattr(activation, "take", None)

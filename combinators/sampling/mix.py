@@ -421,7 +421,7 @@ def mix_decisions(
                 continue
             # a pick that met an end goes to the replacement if the activation gave items
             used += cut + (not budget_spent and state.taken[slot] == state.start_at[slot])
-            chunk = _MIN_CHUNK
+            chunk = min(max(_MIN_CHUNK, 2 * cut), max_items)  # about twice the run that ended here
             if not state.end(slot, exhausted=not budget_spent):
                 return
     finally:
