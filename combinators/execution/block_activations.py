@@ -18,6 +18,7 @@ import numpy as np
 
 from combinators.sampling import seeding
 from combinators.execution.base import Activation
+from combinators.execution.gather import DeferredGather
 from combinators.execution.blocks import (
     ChainRows, PulledRows, _length, block_rows, chain_blocks, materialize, row_blocks, skip_rows, take_blocks,
 )
@@ -173,6 +174,9 @@ def _mix_blocks(node: Mix, path, activation, ctx, marks: _BlockMarks) -> Iterato
     children = _BlockChildren(node, path, activation, ctx)
     if saved is not None:
         children.next = saved["block_mix"]["opened"]
+    keep = _own_rows(ctx, path, marks)
+    # pulled children drop the rows before their last pull: their rows are gathered run by run
+    deferred = DeferredGather() if keep is None and not children.pulls else None
     decisions = mix_decisions(
         children, node.probabilities, node.n_active, node.rate, node.dist, node.mode,
         node.prune_empty,
@@ -182,12 +186,15 @@ def _mix_blocks(node: Mix, path, activation, ctx, marks: _BlockMarks) -> Iterato
         on_start=lambda state: (setattr(marks, "working_set", state), setattr(live, "last", state)),
         resume=None if saved is None else saved["block_mix"],
         segments=node.segments,
+        retire=None if deferred is None else deferred.retire,
     )
     try:
-        yield from marks.blocks(materialize(marks.decisions(decisions), ctx.schema(node), marks.on_block,
-                                            _own_rows(ctx, path, marks)))
+        yield from marks.blocks(materialize(marks.decisions(decisions), ctx.schema(node), marks.on_block, keep,
+                                            deferred))
     finally:
         received = marks.received_counts()
+        if deferred is not None:
+            deferred.done = True  # no block is read any more: retiring only closes
         decisions.close()
         del live.running[id(marks)]
         for child, (got, before) in enumerate(zip(received, baseline)):

@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from combinators.sampling.mix import Decisions, ResumedRows
+from combinators.execution.gather import DeferredGather, _concatenate, gather
+from combinators.sampling.mix import Decisions
 from combinators.sampling.working_set import UNLIMITED
 from combinators.plan.sources import RowSource
 from combinators.errors import DataError
@@ -59,80 +60,18 @@ def _cut(block: Any, start: int, stop: int) -> Any:
     return block[start:stop]
 
 
-def _concatenate(parts: list[Any]) -> Any:
-    if len(parts) == 1:
-        return parts[0]
-    if isinstance(parts[0], dict):
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    return np.concatenate(parts)
-
-
-def _read_kept(activation: Any, start: int, kept: np.ndarray) -> Any:
-    """Rows ``start + kept`` of an activation (``kept`` ascending): with its ``take``, else run by contiguous run
-    (a data-parallel rank reads no row of another's)."""
-    if isinstance(activation, ResumedRows):
-        activation, start = activation.activation, start + activation.offset
-    take = getattr(activation, "take", None)
-    if take is not None:
-        return take(kept + start)
-    breaks = np.flatnonzero(np.diff(kept) != 1) + 1
-    firsts = kept[np.concatenate(([0], breaks))].tolist()
-    lasts = kept[np.concatenate((breaks - 1, [len(kept) - 1]))].tolist()
-    return _concatenate([activation.rows(start + a, start + b + 1) for a, b in zip(firsts, lasts)])
-
-
-def _gather(decisions: Decisions, out: Any, offset: int, keep: np.ndarray | None = None) -> None:
-    """Write the rows of ``decisions`` into ``out[offset : offset + len(picks)]``.
-
-    With ``keep`` (bool, shape ``(len(picks),)``), only the rows it marks are
-    read and written (a data-parallel rank's own); the others are left as they
-    were, and no activation is asked for them.
-    """
-    if keep is not None:
-        _gather_kept(decisions, out, offset, keep)
-        return
-    picks, order, counts, first_row, activations = decisions
-    ends = np.cumsum(counts)
-    for slot in np.flatnonzero(counts).tolist():
-        positions = order[ends[slot] - counts[slot] : ends[slot]]
-        start = int(first_row[slot])
-        if offset:
-            positions = positions + offset
-        rows = activations[slot].rows(start, start + int(counts[slot]))
-        _write(out, positions, rows)
-
-
-def _gather_kept(decisions: Decisions, out: Any, offset: int, keep: np.ndarray) -> None:
-    """`_gather` of the rows ``keep`` marks only: one read per slot of the rows it holds (ascending)."""
-    picks, order, counts, first_row, activations = decisions
-    starts = np.cumsum(counts) - counts  # where each slot's group starts in the grouped order
-    places = np.flatnonzero(keep[order])  # the kept rows' places in the grouped order
-    slots = picks[order[places]]
-    rows = places - starts[slots]  # each kept row's place in its slot's rows of this run
-    positions = order[places] + offset
-    bounds = np.searchsorted(slots, np.arange(len(counts) + 1)).tolist()  # slots ascend in the grouped order
-    for slot in np.flatnonzero(np.diff(bounds)).tolist():
-        a, b = bounds[slot], bounds[slot + 1]
-        _write(out, positions[a:b], _read_kept(activations[slot], int(first_row[slot]), rows[a:b]))
-
-
-def _write(out: Any, positions: np.ndarray, rows: Any) -> None:
-    if isinstance(out, dict):
-        for key, column in out.items():
-            column[positions] = rows[key]
-    else:
-        out[positions] = rows
-
-
 def materialize(decisions: Iterator[Decisions], schema: tuple, on_block: Callable[[], None] | None = None,
-                keep: Callable[[int], np.ndarray] | None = None) -> Iterator[Any]:
+                keep: Callable[[int], np.ndarray] | None = None, deferred: DeferredGather | None = None) -> Iterator[Any]:
     """Blocks of the rows that ``decisions`` name, in order (each block a fresh array).
 
     ``on_block()`` is called when the first run of decisions of a block has
     come and is not yet gathered (a run state marks where the block starts).
     ``keep(n)``, given, tells which of the next run's ``n`` rows to read (a
     bool array); the others are left unread in the block (their values are
-    undefined: a data-parallel rank drops the items they make).
+    undefined: a data-parallel rank drops the items they make). With
+    ``deferred`` (and no ``keep``), the runs of a block are gathered with one
+    read per activation (`DeferredGather`, whose ``retire`` the working set
+    must call as it ends an activation); else each run as it comes.
 
     A block is handed on when it is full, or after `_MAX_RUNS` runs of
     decisions (when the working set changes often, runs are short: this
@@ -140,23 +79,39 @@ def materialize(decisions: Iterator[Decisions], schema: tuple, on_block: Callabl
     the same reason; the size doubles up to `block_capacity`.
     """
     capacity, size = block_capacity(schema), _MIN_ROWS
-    out, filled, runs = _empty(schema, size), 0, 0
+    deferred = deferred if keep is None else None
+
+    def handed(out: Any, filled: int) -> Any:
+        if deferred is not None:
+            deferred.flush()
+        return _cut(out, 0, filled)
+
+    def fresh(rows: int) -> Any:
+        if deferred is not None:
+            deferred.out = _empty(schema, rows)
+            return deferred.out
+        return _empty(schema, rows)
+
+    out, filled, runs = fresh(size), 0, 0
     for run in decisions:
         n = len(run.picks)
         if filled + n > size:
             if filled:
-                yield _cut(out, 0, filled)
+                yield handed(out, filled)
             size = min(2 * size, capacity)
-            out, filled, runs = _empty(schema, max(size, n)), 0, 0
+            out, filled, runs = fresh(max(size, n)), 0, 0
         if not filled and on_block is not None:
             on_block()
-        _gather(run, out, filled, None if keep is None else keep(n))
+        if deferred is not None:
+            deferred.add(run, filled)
+        else:
+            gather(run, out, filled, None if keep is None else keep(n))
         filled, runs = filled + n, runs + 1
         if runs >= _MAX_RUNS:
-            yield _cut(out, 0, filled)
-            out, filled, runs = _empty(schema, size), 0, 0
+            yield handed(out, filled)
+            out, filled, runs = fresh(size), 0, 0
     if filled:
-        yield _cut(out, 0, filled)
+        yield handed(out, filled)
 
 
 def row_blocks(source: RowSource, first: int = 0) -> Iterator[Any]:

@@ -337,6 +337,7 @@ def mix_decisions(
     max_items: int = _BLOCK,
     resume: dict[str, Any] | None = None,
     segments: tuple[tuple[int, np.ndarray], ...] | None = None,
+    retire: Callable[[int, Any], None] | None = None,
 ) -> Iterator[Decisions]:
     """The decisions of `mix_items`, in runs of items, for children with random access.
 
@@ -357,7 +358,9 @@ def mix_decisions(
     `~combinators.sampling.working_set._WorkingSet.snapshot` is the state
     before it; ``resume`` (from
     `~combinators.sampling.working_set._WorkingSet.snapshot_state`) starts
-    there again.
+    there again. ``retire(slot, activation)``, given, ends an activation
+    instead of its ``close()`` (a materializer that gathers rows late reads
+    them first), the live ones included when the decisions end.
 
     >>> rng = lambda k: np.random.default_rng(k)
     >>> class Rows:
@@ -372,6 +375,8 @@ def mix_decisions(
     counts = counts if counts is not None else [0] * len(weights)
     state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, True,
                         segments)
+    if retire is not None:
+        state.retire = retire
     on_start(state)
     n_slots, pulls = len(state.stream), getattr(open_child, "pulls", False)
     # picks as the smallest unsigned type: numpy's stable argsort of 8- and 16-bit integers is a radix sort
