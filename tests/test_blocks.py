@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
+import attrs
 import numpy as np
 import pytest
 
 import combinators as c
+from combinators.plan.sources import OpenArrays, RowSource, row_schema
 from combinators.plan.block_path import block_schema
 from combinators.execution.remote.processes import Processes
 
@@ -205,3 +209,85 @@ def test_a_batched_map_refuses_an_rng_and_a_result_of_other_rows():
         c.map(lambda rows, rng: rows, batched=True)
     with pytest.raises(c.DataError, match="returned 1 rows for a block of"):
         list(c.iterate(c.from_arrays(np.arange(5)) >> c.map(lambda rows: rows[:1], batched=True), seed=0))
+
+
+def _rows_of(array):
+    yield from array
+
+
+@pytest.mark.parametrize("settings", [{}, {"n_active": 2, "rate": 7}, {"n_active": 2, "mode": "exhaustive"}])
+def test_chains_of_row_sources_in_a_block_mix_are_read_at_random_and_give_the_per_item_items(settings):
+    """A cycled source, a chain with an empty source inside, a cycled chain of empty sources: read as
+    `ChainRows` by the block mix, with the items of the same plan over generator sources, and resumed
+    exactly at every cut."""
+    arrays = [np.arange(100 * i, 100 * i + n) for i, n in enumerate((5, 0, 7, 3))]
+
+    def plan(block):
+        leaf = c.from_arrays if block else (lambda a: c.stream(_rows_of, a))
+        a, empty, b, d = map(leaf, arrays)
+        return c.mix(a.cycle(), c.chain(b, empty, d), c.chain(empty, cycle=True), c.chain(d, a, cycle=True),
+                     weights=(1, 2, 3, 2), **settings)
+
+    assert block_schema(plan(True)) is not None
+    whole = [int(x) for x in c.iterate(plan(True), seed=4, max_iter=120)]
+    assert whole == [int(x) for x in c.iterate(plan(False), seed=4, max_iter=120)]
+    for cut in (1, 9, 40, 77):
+        run = c.iterate(plan(True), seed=4)
+        head = [int(next(run)) for _ in range(cut)]
+        rest = [int(x) for x in c.iterate(plan(True), resume=run.state(), max_iter=len(whole) - cut)]
+        run.close()
+        assert head + rest == whole, cut
+
+
+_OPENED = itertools.count()
+
+
+@attrs.frozen(eq=False, repr=False)
+class _Logged(RowSource):
+    """A row source whose activations log their reads in ``log``: (activation, start, stop)."""
+
+    data: np.ndarray
+    log: list
+
+    @property
+    def schema(self):
+        return row_schema(self.data)
+
+    def __len__(self):
+        return len(self.data)
+
+    def open(self):
+        return _LoggedRows(OpenArrays(self.data, len(self.data)), self.log, next(_OPENED))
+
+
+class _LoggedRows:
+    def __init__(self, inner, log, number):
+        self.inner, self.log, self.number = inner, log, number
+
+    def __len__(self):
+        return len(self.inner)
+
+    def rows(self, start, stop):
+        self.log.append((self.number, start, stop))
+        return self.inner.rows(start, stop)
+
+    def close(self):
+        self.inner.close()
+
+
+def test_a_working_set_that_changes_every_few_rows_reads_each_activation_once_per_block():
+    """Runs of decisions last a few rows here; each activation is read once for all the runs of a block
+    (its rows in them are consecutive), not once per run, with the items of the per-item path."""
+    log: list = []
+    arrays = [np.arange(1000 * i, 1000 * i + 500) for i in range(3)]
+    plan = c.mix(*[_Logged(a, log) for a in arrays], n_active=2, rate=3) >> c.batch(50)
+    items = [int(x) for batch in c.iterate(plan, seed=2, max_iter=8) for x in batch]
+    twin = c.mix(*[c.stream(_rows_of, a) for a in arrays], n_active=2, rate=3) >> c.batch(50)
+    assert items == [int(x) for batch in c.iterate(twin, seed=2, max_iter=8) for x in batch]
+    reads: dict = {}
+    for number, start, stop in log:
+        reads.setdefault(number, []).append((start, stop))
+    for spans in reads.values():  # each activation's reads follow one another, with no row read twice
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
+    blocks = 8  # 400 rows: blocks of 64, 128, 256 rows at most, or of 32 runs (about 100 rows here)
+    assert len(reads) > 100 and len(log) <= len(reads) + blocks, (len(log), len(reads))

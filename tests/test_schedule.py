@@ -157,8 +157,9 @@ def test_a_state_of_another_schedule_is_refused():
         c.iterate(other, resume=run.state())
 
 
-def test_stats_give_each_segment_its_target_and_counts():
-    p = plan(False, schedule({0: (1, 1, 1), 30: (1, 2, 1)}), {})  # the block path counts the rows it decided ahead
+@pytest.mark.parametrize("block", [True, False])
+def test_stats_give_each_segment_its_target_and_counts(block):
+    p = plan(block, schedule({0: (1, 1, 1), 30: (1, 2, 1)}), {})
     with c.iterate(p, seed=0, max_iter=50) as run:
         list(run)
         (stats,) = run.stats()
@@ -167,6 +168,26 @@ def test_stats_give_each_segment_its_target_and_counts():
     assert np.allclose(t0, 1 / 3) and np.allclose(t1, [0.25, 0.5, 0.25])
     assert (n0 + n1).tolist() == stats.counts.tolist()
     assert "segment from item 30: 20 items" in str(stats)
+
+
+@pytest.mark.parametrize("block", [True, False])
+@pytest.mark.parametrize("settings", SETTINGS[:4])
+def test_segment_stats_count_the_items_handed_out_at_every_cut(block, settings):
+    """Mid-run, each segment's counts are those of the items received so far: the block path decides
+    rows ahead of the consumer, past the next boundary, and a segment shows only once its first item
+    is handed out."""
+    starts = (0, 17, 50)
+    with c.iterate(plan(block, SCHEDULES[0], settings), seed=3) as run:
+        items = []
+        for cut in (5, 16, 17, 18, 40, 49, 50, 51, 90):
+            while len(items) < cut:
+                items.append(int(next(run)))
+            (stats,) = run.stats()
+            children = np.array(items) // 1000
+            reached = [s for s in starts if s < cut]
+            assert [s for s, _, _ in stats.segments] == reached, (cut, settings)
+            for (start, _, counts), stop in zip(stats.segments, [*reached[1:], cut]):
+                assert counts.tolist() == np.bincount(children[start:stop], minlength=3).tolist(), (cut, start)
 
 
 def test_assert_proportions_checks_each_segment():

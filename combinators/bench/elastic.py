@@ -1,19 +1,26 @@
 """``combinators bench elastic``: the throughput of one data-parallel rank against a single process.
 
 The plan: ``mix(*(from_npy(shard) for shard in 100 shards)) >> batch(32)``
-(every stream active, with replacement), over 100 ``.npy`` shards of
-128-float32 rows written to a temporary folder. The reference is
-``iterate(plan, seed=0)`` in one process, in batches per second; the figure
-is the batches per second of each of 4 ranks (``iterate(plan, seed=0,
-rank=r, world_size=4)``), the slowest rank reported, against a target of
-0.8x, with the shards' pages in the page cache (warm) and evicted before
-each run (cold, ``posix_fadvise(DONTNEED)``). Each rank draws every decision
-and gathers only the rows of its own batches. The target is missed (about
-0.3x on the 2-core host): a rank draws the decisions of four batches per
-batch of its own, and its rows lie sparse in each shard (every fourth batch),
-so where one process copies about 40 consecutive rows of a shard per block
-with one slice, a rank copies about 10 scattered rows with one fancy index
-(a copy more, and no read-ahead when the pages are cold).
+(every stream active, with replacement), over 100 ``.npy`` shards of float32
+rows written to a temporary folder, for two row sizes: 768 floats (3 KiB)
+and 16,384 floats (64 KiB, an image). The reference is ``iterate(plan,
+seed=0)`` in one process, in batches per second; the figure is the batches
+per second of each of 4 ranks (``iterate(plan, seed=0, rank=r,
+world_size=4)``), the slowest rank reported, against a target of 0.8x, with
+the shards' pages in the page cache (warm) and evicted before each run
+(cold, ``posix_fadvise(DONTNEED)``). Each rank draws every decision and
+gathers only the rows of its own batches.
+
+What bounds the ratio: a rank draws the decisions of four batches per batch
+of its own, and its rows lie sparse in each shard (a shard's consecutive
+rows go to the four ranks in turn); it reads no row of another rank's, so it
+makes one read per short run of its rows (about 1.3 rows a read, where one
+process reads about 5). With 3 KiB rows, where a read costs more than its
+bytes, a rank is at about 0.3x; with 64 KiB rows, where the bytes dominate,
+at about 0.8x (2-core host, warm). Cold, every rank still
+reads each page its rows share with the others' (a 4 KiB page holds parts
+of rows of several ranks, and read-ahead brings the rest), so no rank reads
+only its own bytes.
 
 How the ranks run: one after another in this process, each alone, so each
 figure is what a rank does with a core of its own (as on a host or GPU of its
@@ -41,15 +48,17 @@ from combinators.sources.shards import from_npy
 
 __all__ = ["run"]
 
-N_SHARDS, WIDE, WORLD, BATCH = 100, 768, 4, 32
+N_SHARDS, WORLD, BATCH = 100, 4, 32
+#: (floats per row, rows per shard) of each figure, and of each figure with --quick
+SHAPES, QUICK_SHAPES = ((768, 400), (16_384, 64)), ((768, 100), (4096, 50))
 
 
-def write(folder: str, rows: int) -> list[str]:
-    """``N_SHARDS`` shards of ``rows`` rows of ``WIDE`` float32 (the row's shard and position)."""
+def write(folder: str, rows: int, wide: int = 768) -> list[str]:
+    """``N_SHARDS`` shards of ``rows`` rows of ``wide`` float32 (the row's shard and position)."""
     paths = []
     for i in range(N_SHARDS):
         paths.append(os.path.join(folder, f"shard{i:03d}.npy"))
-        data = np.empty((rows, WIDE), dtype=np.float32)
+        data = np.empty((rows, wide), dtype=np.float32)
         data[:, 0], data[:, 1:] = i, np.arange(rows, dtype=np.float32)[:, None]
         np.save(paths[-1], data)
     return paths
@@ -86,18 +95,24 @@ def _cold_rates(paths: list[str], *fns: Callable[[], int], repeat: int) -> list[
 
 def run(args: argparse.Namespace) -> list[Figure]:
     quick = getattr(args, "quick", False)
-    rows, batches, repeat = (100, 200, 3) if quick else (400, 1200, 5)
+    batches, repeat = (200, 3) if quick else (1200, 5)
     figures = []
-    with tempfile.TemporaryDirectory(prefix="combinators-elastic-", dir=os.getcwd() if quick else None) as folder:
-        paths = write(folder, rows)
-        plan = mix(*map(from_npy, paths)) >> batch(BATCH)
-        fns = [lambda: _rate(plan, batches)]  # the same global span: the ranks' items make up these batches
-        fns += [lambda r=r: _rate(plan, batches // WORLD, rank=r, world_size=WORLD) for r in range(WORLD)]
-        for cache, rates in (("warm", best_rates(*fns, repeat=repeat)), ("cold", _cold_rates(paths, *fns, repeat=repeat))):
-            single, *ranks = rates
-            figures.append(Figure(
-                f"per-rank throughput, {WORLD} ranks, mix of {N_SHARDS} from_npy shards >> batch({BATCH}), {cache} "
-                "page cache", min(ranks), single, "batches/s", target=0.8,
-                note=(f"slowest of {WORLD} ranks ({', '.join(f'{r:,.0f}' for r in ranks)}), each run alone: a core of "
-                      "its own; reference: the same plan in one process")))
+    for wide, rows in QUICK_SHAPES if quick else SHAPES:
+        with tempfile.TemporaryDirectory(prefix="combinators-elastic-", dir=os.getcwd() if quick else None) as folder:
+            figures += _figures(write(folder, rows, wide), wide, batches, repeat)
+    return figures
+
+
+def _figures(paths: list[str], wide: int, batches: int, repeat: int) -> list[Figure]:
+    plan = mix(*map(from_npy, paths)) >> batch(BATCH)
+    fns = [lambda: _rate(plan, batches)]  # the same global span: the ranks' items make up these batches
+    fns += [lambda r=r: _rate(plan, batches // WORLD, rank=r, world_size=WORLD) for r in range(WORLD)]
+    figures = []
+    for cache, rates in (("warm", best_rates(*fns, repeat=repeat)), ("cold", _cold_rates(paths, *fns, repeat=repeat))):
+        single, *ranks = rates
+        figures.append(Figure(
+            f"per-rank throughput, {WORLD} ranks, mix of {N_SHARDS} from_npy shards of {wide * 4 // 1024} KiB rows "
+            f">> batch({BATCH}), {cache} page cache", min(ranks), single, "batches/s", target=0.8,
+            note=(f"slowest of {WORLD} ranks ({', '.join(f'{r:,.0f}' for r in ranks)}), each run alone: a core of "
+                  "its own; reference: the same plan in one process")))
     return figures

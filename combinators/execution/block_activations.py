@@ -18,8 +18,9 @@ import numpy as np
 
 from combinators.sampling import seeding
 from combinators.execution.base import Activation
+from combinators.execution.gather import DeferredGather
 from combinators.execution.blocks import (
-    PulledRows, _length, block_rows, chain_blocks, materialize, row_blocks, skip_rows, take_blocks,
+    ChainRows, PulledRows, _length, block_rows, chain_blocks, materialize, row_blocks, skip_rows, take_blocks,
 )
 from combinators.execution.placed_rows import open_placed
 from combinators.sampling.mix import ResumedRows, mix_decisions
@@ -174,6 +175,9 @@ def _mix_blocks(node: Mix, path, activation, ctx, marks: _BlockMarks) -> Iterato
     children = _BlockChildren(node, path, activation, ctx)
     if saved is not None:
         children.next = saved["block_mix"]["opened"]
+    keep = _own_rows(ctx, path, marks)
+    # pulled children drop the rows before their last pull: their rows are gathered run by run
+    deferred = DeferredGather() if keep is None and not children.pulls else None
     decisions = mix_decisions(
         children, node.probabilities, node.n_active, node.rate, node.dist, node.mode,
         node.prune_empty,
@@ -183,12 +187,15 @@ def _mix_blocks(node: Mix, path, activation, ctx, marks: _BlockMarks) -> Iterato
         on_start=lambda state: (setattr(marks, "working_set", state), setattr(live, "last", state)),
         resume=None if saved is None else saved["block_mix"],
         segments=node.segments,
+        retire=None if deferred is None else deferred.retire,
     )
     try:
-        yield from marks.blocks(materialize(marks.decisions(decisions), ctx.schema(node), marks.on_block,
-                                            _own_rows(ctx, path, marks)))
+        yield from marks.blocks(materialize(marks.decisions(decisions), ctx.schema(node), marks.on_block, keep,
+                                            deferred))
     finally:
         received = marks.received_counts()
+        if deferred is not None:
+            deferred.done = True  # no block is read any more: retiring only closes
         decisions.close()
         del live.running[id(marks)]
         for child, (got, before) in enumerate(zip(received, baseline)):
@@ -209,16 +216,16 @@ def _own_rows(ctx, path: tuple[int, ...], marks: _BlockMarks) -> Callable[[int],
 
 
 class _BlockChildren:
-    """Opens a block mix's children: a row source at random (after the rows of earlier turns,
-    `ResumedRows`; one that reads a file through the session when it places rows, `open_placed`), any other
-    block node as `PulledRows`, its k-th activation ``(*activation, k)`` as the per-item path numbers it;
-    ``reopen`` for a resumed working set (its children are replayed)."""
+    """Opens a block mix's children: a row source, or a chain of them (`ChainRows`), at random (after the
+    rows of earlier turns, `ResumedRows`; one that reads a file through the session when it places rows,
+    `open_placed`), any other block node as `PulledRows`, its k-th activation ``(*activation, k)`` as the
+    per-item path numbers it; ``reopen`` for a resumed working set (its children are replayed)."""
 
     __slots__ = ("node", "path", "activation", "ctx", "next", "pulls", "places")
 
     def __init__(self, node: Mix, path: tuple[int, ...], activation: tuple[int, ...], ctx: Any):
         self.node, self.path, self.activation, self.ctx, self.next = node, path, activation, ctx, 0
-        self.pulls = not all(isinstance(child, RowSource) for child in node.streams)
+        self.pulls = not all(isinstance(child, RowSource) or _chain_of_row_sources(child) for child in node.streams)
         self.places = ctx.session.places_rows  # row sources that read files are opened where the session says
 
     def __call__(self, index: int, limit: int | None = None, number: int | None = None, skip: int = 0) -> Any:
@@ -230,12 +237,21 @@ class _BlockChildren:
                 return open_placed(self.ctx, child, (*self.path, index), self.ctx.schema(self.node), limit, skip)
             rows = child.open()
             return ResumedRows(rows, skip) if skip else rows
+        if _chain_of_row_sources(child):
+            rows = ChainRows(child.streams, child.repeat)
+            return ResumedRows(rows, skip) if skip else rows
         opened = open_blocks(child, (*self.path, index), (*self.activation, number), self.ctx,
                              {"received": skip} if skip else None)
         return PulledRows(opened)
 
     def reopen(self, index: int, ordinal: Any, saved: Any, limit: int | None = None, offset: int = 0) -> Any:
         return self(index, limit, ordinal, offset)
+
+
+def _chain_of_row_sources(node: Stream) -> bool:
+    """An unnamed chain (cycled or not) of unnamed row sources: a block mix reads it at random (`ChainRows`)."""
+    return (isinstance(node, Chain) and node.name is None
+            and all(isinstance(s, RowSource) and s.name is None for s in node.streams))
 
 
 def _chain_blocks(node: Chain, path, activation, ctx) -> Iterator[Any]:

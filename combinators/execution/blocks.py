@@ -13,20 +13,23 @@ per-item path yields). See docs/guide/decisions.md.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from combinators.sampling.mix import Decisions, ResumedRows
+from combinators.execution.gather import DeferredGather, _concatenate, gather
+from combinators.sampling.mix import Decisions
+from combinators.sampling.working_set import UNLIMITED
 from combinators.plan.sources import RowSource
 from combinators.errors import DataError
 from combinators.plan.transforms import Batch, Map, Shuffle, Take
 
 __all__ = [
     "materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms", "skip_rows", "take_blocks",
-    "PulledRows", "BlockShuffle", "map_block", "map_one_row", "transforms_on_blocks",
+    "PulledRows", "ChainRows", "BlockShuffle", "map_block", "map_one_row", "transforms_on_blocks",
 ]
 
 #: bytes of one block at most (rows of at least 64 and at most 4096 items)
@@ -57,79 +60,18 @@ def _cut(block: Any, start: int, stop: int) -> Any:
     return block[start:stop]
 
 
-def _concatenate(parts: list[Any]) -> Any:
-    if len(parts) == 1:
-        return parts[0]
-    if isinstance(parts[0], dict):
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    return np.concatenate(parts)
-
-
-def _read_kept(activation: Any, start: int, kept: np.ndarray) -> Any:
-    """Rows ``start + kept`` of an activation (``kept`` ascending): with its ``take``, else run by contiguous run."""
-    if isinstance(activation, ResumedRows):
-        activation, start = activation.activation, start + activation.offset
-    take = getattr(activation, "take", None)
-    if take is not None:
-        return take(kept + start)
-    breaks = np.flatnonzero(np.diff(kept) != 1) + 1
-    firsts = kept[np.concatenate(([0], breaks))].tolist()
-    lasts = kept[np.concatenate((breaks - 1, [len(kept) - 1]))].tolist()
-    return _concatenate([activation.rows(start + a, start + b + 1) for a, b in zip(firsts, lasts)])
-
-
-def _gather(decisions: Decisions, out: Any, offset: int, keep: np.ndarray | None = None) -> None:
-    """Write the rows of ``decisions`` into ``out[offset : offset + len(picks)]``.
-
-    With ``keep`` (bool, shape ``(len(picks),)``), only the rows it marks are
-    read and written (a data-parallel rank's own); the others are left as they
-    were, and no activation is asked for them.
-    """
-    if keep is not None:
-        _gather_kept(decisions, out, offset, keep)
-        return
-    picks, order, counts, first_row, activations = decisions
-    ends = np.cumsum(counts)
-    for slot in np.flatnonzero(counts).tolist():
-        positions = order[ends[slot] - counts[slot] : ends[slot]]
-        start = int(first_row[slot])
-        if offset:
-            positions = positions + offset
-        rows = activations[slot].rows(start, start + int(counts[slot]))
-        _write(out, positions, rows)
-
-
-def _gather_kept(decisions: Decisions, out: Any, offset: int, keep: np.ndarray) -> None:
-    """`_gather` of the rows ``keep`` marks only: one read per slot of the rows it holds (ascending)."""
-    picks, order, counts, first_row, activations = decisions
-    starts = np.cumsum(counts) - counts  # where each slot's group starts in the grouped order
-    places = np.flatnonzero(keep[order])  # the kept rows' places in the grouped order
-    slots = picks[order[places]]
-    rows = places - starts[slots]  # each kept row's place in its slot's rows of this run
-    positions = order[places] + offset
-    bounds = np.searchsorted(slots, np.arange(len(counts) + 1)).tolist()  # slots ascend in the grouped order
-    for slot in np.flatnonzero(np.diff(bounds)).tolist():
-        a, b = bounds[slot], bounds[slot + 1]
-        _write(out, positions[a:b], _read_kept(activations[slot], int(first_row[slot]), rows[a:b]))
-
-
-def _write(out: Any, positions: np.ndarray, rows: Any) -> None:
-    if isinstance(out, dict):
-        for key, column in out.items():
-            column[positions] = rows[key]
-    else:
-        out[positions] = rows
-
-
 def materialize(decisions: Iterator[Decisions], schema: tuple, on_block: Callable[[], None] | None = None,
-                keep: Callable[[int], np.ndarray] | None = None) -> Iterator[Any]:
+                keep: Callable[[int], np.ndarray] | None = None, deferred: DeferredGather | None = None) -> Iterator[Any]:
     """Blocks of the rows that ``decisions`` name, in order (each block a fresh array).
 
     ``on_block()`` is called when the first run of decisions of a block has
     come and is not yet gathered (a run state marks where the block starts).
     ``keep(n)``, given, tells which of the next run's ``n`` rows to read (a
     bool array); the others are left unread in the block (their values are
-    undefined: a data-parallel rank drops the items they make).
+    undefined: a data-parallel rank drops the items they make). With
+    ``deferred`` (and no ``keep``), the runs of a block are gathered with one
+    read per activation (`DeferredGather`, whose ``retire`` the working set
+    must call as it ends an activation); else each run as it comes.
 
     A block is handed on when it is full, or after `_MAX_RUNS` runs of
     decisions (when the working set changes often, runs are short: this
@@ -137,23 +79,39 @@ def materialize(decisions: Iterator[Decisions], schema: tuple, on_block: Callabl
     the same reason; the size doubles up to `block_capacity`.
     """
     capacity, size = block_capacity(schema), _MIN_ROWS
-    out, filled, runs = _empty(schema, size), 0, 0
+    deferred = deferred if keep is None else None
+
+    def handed(out: Any, filled: int) -> Any:
+        if deferred is not None:
+            deferred.flush()
+        return _cut(out, 0, filled)
+
+    def fresh(rows: int) -> Any:
+        if deferred is not None:
+            deferred.out = _empty(schema, rows)
+            return deferred.out
+        return _empty(schema, rows)
+
+    out, filled, runs = fresh(size), 0, 0
     for run in decisions:
         n = len(run.picks)
         if filled + n > size:
             if filled:
-                yield _cut(out, 0, filled)
+                yield handed(out, filled)
             size = min(2 * size, capacity)
-            out, filled, runs = _empty(schema, max(size, n)), 0, 0
+            out, filled, runs = fresh(max(size, n)), 0, 0
         if not filled and on_block is not None:
             on_block()
-        _gather(run, out, filled, None if keep is None else keep(n))
+        if deferred is not None:
+            deferred.add(run, filled)
+        else:
+            gather(run, out, filled, None if keep is None else keep(n))
         filled, runs = filled + n, runs + 1
         if runs >= _MAX_RUNS:
-            yield _cut(out, 0, filled)
-            out, filled, runs = _empty(schema, size), 0, 0
+            yield handed(out, filled)
+            out, filled, runs = fresh(size), 0, 0
     if filled:
-        yield _cut(out, 0, filled)
+        yield handed(out, filled)
 
 
 def row_blocks(source: RowSource, first: int = 0) -> Iterator[Any]:
@@ -163,7 +121,7 @@ def row_blocks(source: RowSource, first: int = 0) -> Iterator[Any]:
     try:
         for start in range(first, len(rows), capacity):
             part = rows.rows(start, start + capacity)
-            yield {k: np.array(v) for k, v in part.items()} if isinstance(part, dict) else np.array(part)
+            yield _copy(part)
     finally:
         rows.close()
 
@@ -457,6 +415,57 @@ def skip_rows(blocks: Iterator[Any], n: int) -> Iterator[Any]:
             yield from blocks
     finally:
         blocks.close()
+
+
+class ChainRows:
+    """A chain of row sources read at random by a block mix: each source's rows in turn (again and again
+    with ``cycle``), as views of the sources' activations, with no copy before the gather.
+
+    ``len()`` is the rows of one pass, or `UNLIMITED` when cycling (a cycled
+    chain of empty sources has no rows, and ends at once, as its per-item
+    twin does). One source is open at a time; ``rows(start, stop)`` needs
+    ``start`` at least where the last call started (rows are read in order).
+
+    >>> from combinators.plan.sources import from_arrays
+    >>> rows = ChainRows([from_arrays(np.arange(3)), from_arrays(np.arange(10, 12))], cycle=True)
+    >>> rows.rows(2, 9).tolist(), len(rows) > 10**9
+    ([2, 10, 11, 0, 1, 2, 10], True)
+    """
+
+    __slots__ = ("sources", "bounds", "cycle", "open")
+
+    def __init__(self, sources: Any, cycle: bool):
+        self.sources, self.cycle, self.open = list(sources), cycle, None  # open: (index, activation)
+        self.bounds = list(itertools.accumulate((len(s) for s in self.sources), initial=0))
+
+    def __len__(self) -> int:
+        return UNLIMITED if self.cycle and self.bounds[-1] else self.bounds[-1]
+
+    def _source(self, index: int) -> Any:
+        if self.open is None or self.open[0] != index:
+            self.close()
+            self.open = (index, self.sources[index].open())
+        return self.open[1]
+
+    def rows(self, start: int, stop: int) -> Any:
+        total, pieces = self.bounds[-1], []
+        while start < stop:
+            at = start % total if self.cycle else start
+            index = bisect.bisect_right(self.bounds, at) - 1  # past empty sources, whose bounds repeat
+            first, n = at - self.bounds[index], min(stop - start, self.bounds[index + 1] - at)
+            piece = self._source(index).rows(first, first + n)
+            pieces.append(piece if n == stop - start else _copy(piece))  # a view dies with its source
+            start += n
+        return _concatenate(pieces) if len(pieces) != 1 else pieces[0]
+
+    def close(self) -> None:
+        if self.open is not None:
+            self.open[1].close()
+            self.open = None
+
+
+def _copy(rows: Any) -> Any:
+    return {key: np.array(value) for key, value in rows.items()} if isinstance(rows, dict) else np.array(rows)
 
 
 class PulledRows:

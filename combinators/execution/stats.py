@@ -93,9 +93,13 @@ class MixStats:
         if not self.segment_starts:
             return []
         targets = dict((start, p) for start, p in self.node.segments)
-        ends = [np.asarray(c, dtype=np.int64) for _, c in self.segment_starts[1:]] + [self.counts]
+        # a segment shows once one of its items is counted: the block path decides rows ahead of the
+        # consumer, and its working set may have crossed boundaries the consumer has not reached
+        received = int(self.counts.sum())
+        starts = self.segment_starts[:1] + tuple(s for s in self.segment_starts[1:] if sum(s[1]) < received)
+        ends = [np.asarray(c, dtype=np.int64) for _, c in starts[1:]] + [self.counts]
         return [(start, targets[start], end - np.asarray(begin, dtype=np.int64))
-                for (start, begin), end in zip(self.segment_starts, ends)]
+                for (start, begin), end in zip(starts, ends)]
 
     @property
     def realized(self) -> np.ndarray:

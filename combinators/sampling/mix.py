@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
-from combinators.sampling.working_set import _BLOCK, _MAX_CHUNK, _MIN_CHUNK, _SlotMap, _WorkingSet
+from combinators.sampling.working_set import _BLOCK, _MAX_CHUNK, _MIN_CHUNK, _PYTHON_CHUNK, _SlotMap, _WorkingSet
 
 __all__ = [
     "chain_items", "ChainCursor", "round_robin_items", "RoundRobinCursor", "mix_items", "mix_decisions", "Decisions",
@@ -296,6 +296,19 @@ def _next_event(state: _WorkingSet, picks: np.ndarray) -> tuple[int, int, bool]:
     return position, slot, bool(budget[slot] <= rows_left[slot])
 
 
+def _next_event_listed(state: _WorkingSet, picks: list[int]) -> tuple[int, int, bool]:
+    """`_next_event` of a few ``picks`` (a list), one by one: cheaper than its numpy calls for a short run."""
+    budget = (state.limit - state.taken).tolist()
+    rows_left = (state.rows - (state.taken - state.start_at)).tolist()
+    seen = [0] * len(budget)
+    for position, slot in enumerate(picks):
+        seen[slot] += 1
+        spent = budget[slot] <= rows_left[slot]
+        if seen[slot] >= (budget[slot] if spent else rows_left[slot] + 1):
+            return position, slot, spent
+    return len(picks), -1, False
+
+
 def _pull(state: _WorkingSet, picks: np.ndarray) -> None:
     """Let the activations that learn their rows by reading them (``extend(low, high)``) read as many as
     ``picks`` may take of them (up to their budget), so that `_next_event` sees their ends exactly."""
@@ -324,6 +337,7 @@ def mix_decisions(
     max_items: int = _BLOCK,
     resume: dict[str, Any] | None = None,
     segments: tuple[tuple[int, np.ndarray], ...] | None = None,
+    retire: Callable[[int, Any], None] | None = None,
 ) -> Iterator[Decisions]:
     """The decisions of `mix_items`, in runs of items, for children with random access.
 
@@ -344,7 +358,9 @@ def mix_decisions(
     `~combinators.sampling.working_set._WorkingSet.snapshot` is the state
     before it; ``resume`` (from
     `~combinators.sampling.working_set._WorkingSet.snapshot_state`) starts
-    there again.
+    there again. ``retire(slot, activation)``, given, ends an activation
+    instead of its ``close()`` (a materializer that gathers rows late reads
+    them first), the live ones included when the decisions end.
 
     >>> rng = lambda k: np.random.default_rng(k)
     >>> class Rows:
@@ -359,6 +375,8 @@ def mix_decisions(
     counts = counts if counts is not None else [0] * len(weights)
     state = _WorkingSet(open_child, weights, n_active, rate, dist, mode, prune_empty, activate_rng, counts, True,
                         segments)
+    if retire is not None:
+        state.retire = retire
     on_start(state)
     n_slots, pulls = len(state.stream), getattr(open_child, "pulls", False)
     # picks as the smallest unsigned type: numpy's stable argsort of 8- and 16-bit integers is a radix sort
@@ -381,10 +399,16 @@ def mix_decisions(
                 state.changed = False
                 if not slots.weights(state.slot_weight.tolist()):
                     return
-            picks = slots.array_picks(used, used + min(chunk, left)).astype(small)
-            if pulls:
-                _pull(state, picks)
-            cut, slot, budget_spent = _next_event(state, picks)
+            n = min(chunk, left)
+            if n <= _PYTHON_CHUNK and not pulls:  # a short run: bisect and count in Python
+                listed = slots.picks(used, used + n)
+                cut, slot, budget_spent = _next_event_listed(state, listed)
+                picks = np.array(listed, dtype=small)
+            else:
+                picks = slots.array_picks(used, used + n).astype(small)
+                if pulls:
+                    _pull(state, picks)
+                cut, slot, budget_spent = _next_event(state, picks)
             event = cut < len(picks)
             if event and budget_spent:
                 cut += 1  # the pick that spends a budget yields its item first
@@ -402,7 +426,7 @@ def mix_decisions(
                 continue
             # a pick that met an end goes to the replacement if the activation gave items
             used += cut + (not budget_spent and state.taken[slot] == state.start_at[slot])
-            chunk = _MIN_CHUNK
+            chunk = min(max(_MIN_CHUNK, 2 * cut), max_items)  # about twice the run that ended here
             if not state.end(slot, exhausted=not budget_spent):
                 return
     finally:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import array
 import bisect
 import collections
+import contextlib
 import itertools
 import math
 from operator import length_hint
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -52,6 +53,10 @@ def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: 
         miss = 1.0 - share
         return 1 + int(rng.binomial(min(int((rate - 1) / miss + 0.5), UNLIMITED), miss))
     return 1 + int(rng.poisson(rate - 1))
+
+
+def _close(slot: int, activation: Any) -> None:
+    activation.close()
 
 
 def _true_indices(flags: list[bool]) -> list[int]:
@@ -214,6 +219,8 @@ class _WorkingSet:
         self.segments, self.segment, self.decided_before = segments, 0, 0
         self.next_start = segments[1][0] if segments is not None and len(segments) > 1 else None
         self.segment_starts: list[tuple[int, list[int]]] = [] if segments is None else [(0, list(counts))]
+        # ends an activation: closes it (a block materializer first reads the rows it was asked for)
+        self.retire: Callable[[int, Any], None] = _close
 
     # -- weights on a schedule (combinators.plan.schedule)
     def decided(self) -> int:
@@ -335,7 +342,7 @@ class _WorkingSet:
         self.counts[index] += produced
         self.start_at[slot] = self.taken[slot]
         self.stream[slot] = -1
-        self.activation[slot].close()
+        self.retire(slot, self.activation[slot])
         self.activation[slot] = self.next_item[slot] = None
         suspend = not exhausted and self.mode in ENDING_MODES
         if suspend:
@@ -518,8 +525,9 @@ class _WorkingSet:
                 self.counts[index] += int(self.taken[slot] - self.start_at[slot])
                 self.start_at[slot] = self.taken[slot]
         self.stream = [-1] * len(self.stream)
-        for activation in self.activation:
-            if activation is not None:
-                activation.close()
-        while self.queue:  # drawn ahead, never started: the mix ended
-            self.queue.popleft().activation.close()
+        with contextlib.ExitStack() as closing:  # each is closed even if another raises
+            for slot, activation in enumerate(self.activation):
+                if activation is not None:
+                    closing.callback(self.retire, slot, activation)
+            while self.queue:  # drawn ahead, never started: the mix ended
+                closing.callback(self.queue.popleft().activation.close)
