@@ -303,3 +303,16 @@ def test_a_state_taken_after_the_last_partial_batch_resumes_to_nothing(plan):
         state = json.loads(json.dumps(run.state()))
     assert len(first) == len(expected)
     assert list(c.iterate(plan, resume=state)) == []
+
+
+@pytest.mark.parametrize("weights", [(2.0, 0.0, 3.0), (0.1, 0.2, 0.7), (1e-3, 1.0, 1e3)])
+def test_a_state_taken_after_activations_of_unequal_weights_ended_resumes(weights):
+    """The working set's ``active_weight`` was a running ``+=``/``-=`` total that drifted to ``-1.1e-16`` once
+    every activation had ended, and the state schema (``minimum 0``) refused the run's own state."""
+    plan = c.mix(c.from_iterable([]), c.chain(c.from_iterable([]), cycle=True),
+                 c.round_robin(c.from_iterable([("s2", 0)])), weights=weights, mode="exhaustive",
+                 prune_empty=False) >> c.batch(3, partial=True)
+    whole = list(c.iterate(plan, seed=0))
+    assert len(whole) == 1 and whole[0][0].tolist() == ["s2"] and whole[0][1].tolist() == [0]
+    for k in range(len(whole) + 1):
+        np.testing.assert_equal(_resumed_after(plan, k, 0), whole)
