@@ -16,7 +16,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from combinators.sampling.mix import mix_decisions, mix_items
+from combinators.sampling.mix import as_arrays, mix_decisions, mix_items
 from combinators.sampling.working_set import AHEAD
 
 
@@ -63,7 +63,7 @@ def run_mix(lengths, weights, n_active, rate, dist, mode, seed, items, decisions
         out = []
         runs = mix_decisions(*args)
         for run in runs:
-            out.extend(run.picks.tolist())
+            out.extend(as_arrays(run).picks.tolist())
             if len(out) >= items:
                 break
         runs.close()

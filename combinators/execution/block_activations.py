@@ -103,7 +103,9 @@ class _BlockMarks:
         """``runs`` of decisions, counting the rows they decide (after each is used)."""
         try:
             for run in runs:
-                self.children.append(np.asarray(self.working_set.stream)[run.picks])
+                stream = self.working_set.stream
+                self.children.append([stream[slot] for slot in run.picks] if run.order is None
+                                     else np.asarray(stream)[run.picks])
                 yield run
                 self.decided += len(run.picks)
         finally:

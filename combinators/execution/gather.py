@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from combinators.sampling.mix import Decisions, ResumedRows
+from combinators.sampling.mix import Decisions, ResumedRows, as_arrays
 
 __all__ = ["gather", "DeferredGather"]
 
@@ -46,6 +46,7 @@ def gather(decisions: Decisions, out: Any, offset: int, keep: np.ndarray | None 
     read and written (a data-parallel rank's own); the others are left as they
     were, and no activation is asked for them.
     """
+    decisions = as_arrays(decisions)
     if keep is not None:
         _gather_kept(decisions, out, offset, keep)
         return
@@ -119,6 +120,9 @@ class DeferredGather:
 
     def add(self, run: Decisions, offset: int) -> None:
         """Hold ``run``, whose rows go to ``out[offset : offset + len(run.picks)]``."""
+        if run.order is None:
+            self._add_listed(run, offset)
+            return
         order, counts, activations, held = run.order, run.counts, run.activations, self.held
         first_row, ends = run.first_row.tolist(), np.cumsum(counts).tolist()
         for slot in np.flatnonzero(counts).tolist():
@@ -129,6 +133,24 @@ class DeferredGather:
                 held[id(activations[slot])] = [activations[slot], first_row[slot], n, [positions]]
             else:
                 entry[2] += n
+                entry[3].append(positions)
+
+    def _add_listed(self, run: Decisions, offset: int) -> None:
+        """`add` of a short run (lists): its positions grouped by slot in Python."""
+        groups: dict[int, list[int]] = {}
+        for position, slot in enumerate(run.picks, offset):
+            group = groups.get(slot)
+            if group is None:
+                groups[slot] = [position]
+            else:
+                group.append(position)
+        activations, held = run.activations, self.held
+        for slot, positions in groups.items():
+            entry = held.get(id(activations[slot]))
+            if entry is None:
+                held[id(activations[slot])] = [activations[slot], int(run.first_row[slot]), len(positions), [positions]]
+            else:
+                entry[2] += len(positions)
                 entry[3].append(positions)
 
     def retire(self, slot: int, activation: Any) -> None:
@@ -148,5 +170,5 @@ class DeferredGather:
 
     def _write(self, entry: list) -> None:
         activation, first, count, parts = entry
-        positions = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        positions = np.asarray(parts[0]) if len(parts) == 1 else np.concatenate(parts)
         _write(self.out, positions, activation.rows(first, first + count))

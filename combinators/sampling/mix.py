@@ -27,6 +27,7 @@ import numpy as np
 from combinators.sampling.working_set import _BLOCK, _MAX_CHUNK, _MIN_CHUNK, _PYTHON_CHUNK, _SlotMap, _WorkingSet
 
 __all__ = [
+    "as_arrays",
     "chain_items", "ChainCursor", "round_robin_items", "RoundRobinCursor", "mix_items", "mix_decisions", "Decisions",
     "ResumedRows",
 ]
@@ -260,7 +261,9 @@ class Decisions(NamedTuple):
 
     ``picks[j]`` is the slot of item ``j`` (int, shape ``(n,)``); ``order``
     lists the positions grouped by slot, each group ascending (a stable
-    argsort of ``picks``); ``counts[s]`` is how many items slot ``s`` gives
+    argsort of ``picks``). A short run (at most `_PYTHON_CHUNK` picks) comes
+    as lists: ``picks`` and ``counts`` are lists of ints and ``order`` is
+    None (`as_arrays` gives the arrays). ``counts[s]`` is how many items slot ``s`` gives
     and ``first_row[s]`` the row of its activation where they start (an
     activation's rows are taken in order, so slot ``s`` gives rows
     ``first_row[s] : first_row[s] + counts[s]``). ``activations[s]`` is the
@@ -273,6 +276,14 @@ class Decisions(NamedTuple):
     counts: np.ndarray
     first_row: np.ndarray
     activations: list[Any]
+
+
+def as_arrays(run: Decisions) -> Decisions:
+    """``run`` with ``picks``, ``order`` and ``counts`` as arrays (a short run comes as lists)."""
+    if run.order is not None:
+        return run
+    picks = np.array(run.picks, dtype=np.intp)
+    return run._replace(picks=picks, order=np.argsort(picks, kind="stable"), counts=np.array(run.counts))
 
 
 def _next_event(state: _WorkingSet, picks: np.ndarray) -> tuple[int, int, bool]:
@@ -307,6 +318,19 @@ def _next_event_listed(state: _WorkingSet, picks: list[int]) -> tuple[int, int, 
         if seen[slot] >= (budget[slot] if spent else rows_left[slot] + 1):
             return position, slot, spent
     return len(picks), -1, False
+
+
+def _array_run(picks: np.ndarray, n_slots: int, state: _WorkingSet) -> Decisions:
+    return Decisions(picks, np.argsort(picks, kind="stable"), np.bincount(picks, minlength=n_slots),
+                     state.taken - state.start_at, state.activation)
+
+
+def _listed_run(picks: list[int], n_slots: int, state: _WorkingSet) -> Decisions:
+    """`Decisions` of a short run as lists (``order`` None): a few numpy calls cost more than its rows."""
+    counts = [0] * n_slots
+    for slot in picks:
+        counts[slot] += 1
+    return Decisions(picks, None, counts, state.taken - state.start_at, state.activation)
 
 
 def _pull(state: _WorkingSet, picks: np.ndarray) -> None:
@@ -400,10 +424,10 @@ def mix_decisions(
                 if not slots.weights(state.slot_weight.tolist()):
                     return
             n = min(chunk, left)
-            if n <= _PYTHON_CHUNK and not pulls:  # a short run: bisect and count in Python
-                listed = slots.picks(used, used + n)
-                cut, slot, budget_spent = _next_event_listed(state, listed)
-                picks = np.array(listed, dtype=small)
+            listed = n <= _PYTHON_CHUNK and not pulls  # a short run: bisect, count and group in Python
+            if listed:
+                picks = slots.picks(used, used + n)
+                cut, slot, budget_spent = _next_event_listed(state, picks)
             else:
                 picks = slots.array_picks(used, used + n).astype(small)
                 if pulls:
@@ -413,12 +437,10 @@ def mix_decisions(
             if event and budget_spent:
                 cut += 1  # the pick that spends a budget yields its item first
             if cut:
-                picks = picks[:cut]
-                taken = np.bincount(picks, minlength=n_slots)
+                run = _listed_run(picks[:cut], n_slots, state) if listed else _array_run(picks[:cut], n_slots, state)
                 state.loop = (used, _NOTHING)  # a snapshot here is the state before this run
-                yield Decisions(picks, np.argsort(picks, kind="stable"), taken,
-                                state.taken - state.start_at, state.activation)
-                state.taken += taken
+                yield run
+                state.taken += run.counts
                 state.empty_run.clear()
             if not event:
                 used += cut
