@@ -46,6 +46,22 @@ def make_plan(folder: Path) -> c.Stream:
     return c.mix(*shards, mode="exhaustive") >> c.batch(8, partial=True)
 
 
+def train_steps(model: torch.nn.parallel.DistributedDataParallel, batches, steps: int | None) -> list[list[int]]:
+    """Up to ``steps`` SGD steps of ``model`` (a ``Linear(1, 1)``) over ``batches`` of rows ``[id, feature]``
+    (float32); returns the ids of the rows of each batch, step by step."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    seen = []
+    with model.join():  # the ranks' last steps may differ by one batch at the epoch's end
+        for batch in itertools.islice(batches, steps):  # islice takes no batch beyond the last step
+            batch = torch.as_tensor(batch)
+            loss = (model(batch[:, 1:]) - batch[:, 1:]).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seen.append(batch[:, 0].to(torch.int64).tolist())
+    return seen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
@@ -66,17 +82,7 @@ def main() -> None:
     loader = torch.utils.data.DataLoader(data, batch_size=None)
 
     torch.manual_seed(0)
-    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(1, 1))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    seen = []
-    with model.join():  # the ranks' last steps may differ by one batch at the epoch's end
-        for batch in itertools.islice(loader, args.steps):  # islice takes no batch beyond the last step
-            batch = torch.as_tensor(batch)
-            loss = (model(batch[:, 1:]) - batch[:, 1:]).pow(2).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            seen.append(batch[:, 0].to(torch.int64).tolist())
+    seen = train_steps(torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(1, 1)), loader, args.steps)
     state = data.state_dict()  # global: every rank took the same number of steps
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"rank{rank}.json").write_text(json.dumps({"seen": seen, "state": state}))

@@ -139,8 +139,8 @@ def test_the_readme_quick_start_is_two_commands_demo_then_tests():
 
 def test_the_test_command_installs_what_the_tests_need():
     _, tests = quick_start()
-    extras = re.search(r'\.\[([a-z,]+)\]', tests).group(1).split(",")
-    assert "dev" in extras and "torch" in extras
+    extras = re.search(r'\.\[([a-z,-]+)\]', tests).group(1).split(",")
+    assert {"dev", "torch", "ray", "ray-train"} <= set(extras), extras
 
 
 def readme_blocks():
