@@ -55,10 +55,9 @@ class Costs:
     its items times these costs. Everything else is as measured: the items and activations workers
     report, the kinds (`leaf_kind`), probes and moves (`Placer.runs_inline`). So a leaf is placed
     as it would be on a machine where its items cost exactly that, the same on any machine however
-    loaded: for tests, or for sources whose cost the clock misjudges (one that waits on a lock
-    taken only in the consumer). ``leaf`` is the stream a worker runs: a leaf with its transforms,
-    or a block mix's row source (then an item is a block of rows). ``per_item`` is called once per
-    leaf, in the consumer.
+    loaded: for tests, or for a source whose cost its first items misjudge. ``leaf`` is the stream
+    a worker runs: a leaf with its transforms, or a block mix's row source (then an item is a block
+    of rows). ``per_item`` is called once per leaf, in the consumer.
 
     Raises `InvalidArgumentType` when ``per_item`` is not callable, and `InvalidArgument` (from the
     run) when it gives anything but None or two non-negative finite numbers.
