@@ -366,14 +366,21 @@ def _open_mix(node: Mix, path, activation, ctx, saved) -> tuple[Iterator[Any], C
 
 
 def _open_apply(node: Apply, path, activation, ctx, saved) -> tuple[Iterator[Any], Callable[[], dict] | None]:
-    child = open_node(node.stream, (*path, 0), (*activation, 0), ctx, None if saved is None else saved["apply"]["child"])
+    """Transforms over a composite node, item by item (or on blocks: `_apply_blocks`), or over a leaf
+    (``Apply(Apply(source, t1), t2)``, built by hand: ``>>`` flattens), whose state is the items taken from it."""
+    child_saved = None if saved is None else saved["apply"]["child"]
+    child = open_node(node.stream, (*path, 0), (*activation, 0), ctx, child_saved)
     if isinstance(child, BlockActivation) and (saved is None or "rows" in saved["apply"]):
         return _apply_blocks(node, path, activation, ctx, saved, child)
     cells = [{} for _ in node.transforms] if saved is None else [restore_cell(c) for c in saved["apply"]["cells"]]
-    items = run_transforms(child.iterator(), node.transforms, ctx.entropy, path, activation, cells=cells)
+    items, taken = child.iterator(), [0]
+    if is_leaf(node.stream):  # only a composite child's state says itself; a leaf's is the items taken from it
+        taken[0] = child_saved.get("received", 0) if child_saved is not None else 0
+        items = _counted(items, taken)
+    items = run_transforms(items, node.transforms, ctx.entropy, path, activation, cells=cells)
 
     def state() -> dict[str, Any]:
-        return {"apply": {"child": activation_state(child, 0), "cells": [cell_state(c) for c in cells]}}
+        return {"apply": {"child": activation_state(child, taken[0]), "cells": [cell_state(c) for c in cells]}}
 
     return _closing(items, child), state
 
@@ -429,6 +436,13 @@ def _count_rows(items: Iterator[Any], rows: list[int], batched: bool, child: Act
             yield item
     finally:
         child.close()
+
+
+def _counted(items: Iterator[Any], taken: list[int]) -> Iterator[Any]:
+    """``items``, adding each one taken to ``taken[0]``."""
+    for item in items:
+        taken[0] += 1
+        yield item
 
 
 def _closing(items: Iterator[Any], child: Activation) -> Iterator[Any]:

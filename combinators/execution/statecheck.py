@@ -39,7 +39,7 @@ import numpy as np
 from combinators.errors import ResumeError, RunStateError
 from combinators.execution import runstate
 from combinators.execution.blocks import transforms_on_blocks
-from combinators.plan.block_path import block_schema
+from combinators.plan.block_path import block_leaf, block_schema
 from combinators.plan.mixes import Mix, RoundRobin
 from combinators.plan.sources import FromArrays, FromIterable, RowSource, is_leaf
 from combinators.plan.stream import Apply, Chain, Stream
@@ -248,8 +248,8 @@ def _specific(node: Stream) -> dict[str, Any] | None:
 
 def _activation(node: Stream) -> dict[str, Any]:
     """The state of an open activation of ``node`` (`combinators.execution.interpreter.activation_state`)."""
-    if is_leaf(node) and not (isinstance(node, Apply) and block_schema(node.stream) is not None):
-        return _received(node)  # a leaf over a row source runs on the block path in process (`block_leaf`)
+    if is_leaf(node) and not block_leaf(node, True):
+        return _received(node)  # a leaf activation; one over a row source runs on the block path in process
     specific = _specific(node)
     return _received(node) if specific is None else {"anyOf": [_received(node), specific]}
 

@@ -9,11 +9,12 @@ from typing import Any
 import attrs
 
 from combinators.errors import InvalidArgument, InvalidArgumentType
+from combinators.execution.remote.placement import Costs
 from combinators.plan.block_path import gathered_in_consumer, placed_row_sources
 from combinators.plan.sources import RowSource
 
 __all__ = [
-    "default_workers", "positive_int", "non_negative_int", "start_method", "positive_number", "boolean", "placement",
+    "default_workers", "positive_int", "non_negative_int", "start_method", "positive_number", "inline", "placement",
 ]
 
 
@@ -95,7 +96,11 @@ def start_method(owner: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise InvalidArgument(msg)
 
 
-def boolean(owner: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not isinstance(value, bool):
-        msg = f"{type(owner).__name__}.{attribute.name} must be True or False, not {value!r} ({type(value).__name__})"
+def inline(owner: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """An executor's ``inline``: True, False, or a `Costs` (True, with the costs it tells)."""
+    if not isinstance(value, (bool, Costs)):
+        msg = (
+            f"{type(owner).__name__}.{attribute.name} must be True, False or a placement.Costs, not {value!r} "
+            f"({type(value).__name__})"
+        )
         raise InvalidArgumentType(msg)

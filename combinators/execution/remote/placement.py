@@ -9,18 +9,26 @@ a running one moves to the consumer (`Placer.moves_inline`). Where a leaf
 runs never changes its items. A block mix's shard sources are placed the same
 way (`combinators.execution.placed_rows`: their plans are
 ``(shipped_rows, (source, rows per block))``, their items blocks of rows, a kind of their own).
+
+`Costs` tells the placer what leaves' items cost instead of the clocks saying it
+(``Processes(inline=Costs(...))``): the same rules then place them the same way
+on any machine, however loaded.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, Iterable, Union
 
+import attrs
+
+from combinators.errors import InvalidArgument, InvalidArgumentType
 from combinators.execution.leaf import activate_leaf, leaf_kind, maps_file
 from combinators.execution.placed_rows import shipped_rows
 from combinators.execution.remote import protocol
 
-__all__ = ["Placement", "Placer", "INLINE_RATIO", "INLINE_MIN_ITEMS", "MOVE_MAX_SKIP"]
+__all__ = ["Costs", "Placement", "Placer", "INLINE_RATIO", "INLINE_MIN_ITEMS", "MOVE_MAX_SKIP"]
 
 #: where a leaf's next activation runs (`Placer.runs_inline`): False (started by the session), True (in
 #: the consumer), or a probe: in the consumer, timed, the probe called with ``(items, seconds)`` at its end
@@ -36,15 +44,65 @@ INLINE_MIN_ITEMS = 16
 MOVE_MAX_SKIP = 256
 
 
+@attrs.frozen
+class Costs:
+    """What a leaf's items cost, told rather than measured: ``per_item(leaf)`` gives ``(making, moving)``,
+    the nanoseconds one item of ``leaf`` takes to make and to move (non-negative numbers), or None to
+    measure that leaf as usual.
+
+    Given as ``Processes(inline=Costs(...))`` (or ``ZMQ``), it replaces the clocks only: the time
+    workers report for a told leaf's items, and the time its probes take in the consumer, become
+    its items times these costs. Everything else is as measured: the items and activations workers
+    report, the kinds (`leaf_kind`), probes and moves (`Placer.runs_inline`). So a leaf is placed
+    as it would be on a machine where its items cost exactly that, the same on any machine however
+    loaded: for tests, or for a source whose cost its first items misjudge. ``leaf`` is the stream
+    a worker runs: a leaf with its transforms, or a block mix's row source (then an item is a block
+    of rows). ``per_item`` is called once per leaf, in the consumer.
+
+    Raises `InvalidArgumentType` when ``per_item`` is not callable, and `InvalidArgument` (from the
+    run) when it gives anything but None or two non-negative finite numbers.
+
+    >>> from combinators.plan.sources import stream
+    >>> told = Costs(lambda leaf: (100, 2000) if leaf.fn is range else None)
+    >>> told.of(stream(range, 3)), told.of(stream(iter, "ab"))
+    ((100.0, 2000.0), None)
+    """
+
+    per_item: Callable[[Any], tuple[float, float] | None] = attrs.field()
+
+    @per_item.validator
+    def _callable(self, attribute: attrs.Attribute, value: Any) -> None:
+        if not callable(value):
+            msg = f"Costs.per_item must be callable, not {value!r} ({type(value).__name__})"
+            raise InvalidArgumentType(msg)
+
+    def of(self, leaf: Any) -> tuple[float, float] | None:
+        """``per_item(leaf)``, checked: ``(making, moving)`` in ns per item as floats, or None."""
+        told = self.per_item(leaf)
+        if told is None:
+            return None
+        try:
+            making, moving = (float(cost) for cost in told)
+        except (TypeError, ValueError):
+            making = moving = math.nan
+        if not (0 <= making < math.inf and 0 <= moving < math.inf):
+            msg = f"Costs.per_item must give None or (making, moving): two non-negative ns, not {told!r} for {leaf!r}"
+            raise InvalidArgument(msg)
+        return making, moving
+
+
 class Placer:
     """Where a session's leaves run: the costs its workers reported, per plan number and per kind of leaf,
     and the leaves that run in the consumer (see `runs_inline`).
 
-    ``enabled`` is the session's ``options.inline``: without it, every activation runs in a worker.
+    ``inline`` is the session's ``options.inline``: False runs every activation in a worker; a `Costs`
+    is True with the costs it tells in place of those measured.
     """
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
+    def __init__(self, inline: bool | Costs):
+        self.enabled = inline is not False
+        self.told = inline if isinstance(inline, Costs) else None
+        self._per_item: dict[int, tuple[float, float]] = {}  # plan number: ns making, moving an item (`Costs`)
         #: per plan number, what its activations cost in workers: [activations, items, ns making, ns moving];
         #: ``kind_costs`` the same per kind of leaf (`leaf_kind`: same source function and transforms)
         self.costs: dict[int, list[int]] = {}
@@ -60,10 +118,15 @@ class Placer:
 
         A leaf that maps a file (`maps_file`: ``from_npy(path, mmap_mode="r")``) is pinned to workers: a file
         truncated while mapped kills the process reading it with SIGBUS, which must never be the consumer.
+        With `Costs`, what they tell of its leaf (raising `InvalidArgument` for a bad answer) is kept for it.
         """
         if plan[0] is activate_leaf and maps_file(plan[1][0]):
             self.pinned.add(number)
         self.kinds[number] = _kind(plan) if self.enabled and number not in self.pinned else None
+        if self.told is not None and plan[0] in (activate_leaf, shipped_rows):
+            told = self.told.of(plan[1][0])
+            if told is not None:
+                self._per_item[number] = told
 
     def runs_inline(self, number: int) -> Placement:
         """Whether the next activation of plan ``number`` (a leaf's) should run in the consumer.
@@ -109,6 +172,8 @@ class Placer:
         the consumer or goes back to workers (a probe closed before its first item adds nothing)."""
         if number in self.inline or number in self.refused:
             return  # told by an earlier probe
+        if number in self._per_item:
+            seconds = items * self._per_item[number][0] / 1e9
         probed = self._probed_costs.setdefault(number, [0, 0.0])
         probed[0] += items
         probed[1] += seconds
@@ -133,6 +198,8 @@ class Placer:
         if not all(row[0] in self.kinds for row in rows):
             return False
         for number, *figures in rows:
+            if number in self._per_item:  # told: the items reported, at the costs told
+                figures[2:] = (round(figures[1] * cost) for cost in self._per_item[number])
             totals = [self.costs.setdefault(number, [0, 0, 0, 0])]
             kind = self.kinds.get(number)
             if kind is not None:

@@ -18,7 +18,9 @@ import zmq
 
 from combinators.execution import base
 from combinators.execution.remote import lifetime as _lifetime
-from combinators.execution.remote.options import boolean, default_workers, placement, positive_int, start_method
+from combinators.execution.remote.options import default_workers, placement, positive_int, start_method
+from combinators.execution.remote.options import inline as _inline
+from combinators.execution.remote.placement import Costs
 from combinators.execution.remote.session import RemoteSession, SessionOptions
 
 __all__ = ["Processes"]
@@ -44,7 +46,10 @@ class Processes(base.Executor):
       Receiving such an item costs the consumer about as much as making it,
       so a worker would add nothing but contention. ``activations_inline`` of
       `Run.executor_stats` counts them; where a leaf runs never changes the
-      items. ``False`` runs every activation in a worker.
+      items. ``False`` runs every activation in a worker. A
+      `placement.Costs` is ``True`` with the costs it tells for each leaf's
+      items in place of those the clocks measure (the same placement on any
+      machine, however loaded).
 
     Raises `InvalidArgumentType`/`InvalidArgument` for a field of the wrong
     type or value; running activations raise what the worker raised (after
@@ -61,7 +66,7 @@ class Processes(base.Executor):
     start_method: str | None = attrs.field(default=None, validator=start_method)
     prefetch: int = attrs.field(default=1024, validator=positive_int)
     prefetch_bytes: int = attrs.field(default=32 << 20, validator=positive_int)
-    inline: bool = attrs.field(default=True, validator=boolean)
+    inline: bool | Costs = attrs.field(default=True, validator=_inline)
 
     def describe_placement(self, part: Any) -> str:
         """Where ``part`` runs, for ``explain(plan, executor=...)`` (`options.placement`)."""

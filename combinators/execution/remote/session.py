@@ -52,7 +52,7 @@ from combinators.execution.leaf import activate_leaf, probed_items, seeks
 from combinators.execution.placed_rows import shipped_rows
 from combinators.execution.remote.activation import RemoteActivation, _Flow
 from combinators.execution.remote.peers import _curve_server, _exit_description, _Peer, _plain_server, _Resources
-from combinators.execution.remote.placement import MOVE_MAX_SKIP, Placement, Placer
+from combinators.execution.remote.placement import MOVE_MAX_SKIP, Costs, Placement, Placer
 from combinators.execution.remote.worker import LocalWorker, local_worker_main
 
 __all__ = ["SessionOptions", "RemoteSession"]
@@ -77,7 +77,7 @@ class SessionOptions:
     timeout: float = 60.0
     cleanup: Callable[[], None] | None = None
     frame_bytes: int = attrs.field(factory=lambda: protocol.FRAME_BYTES)
-    inline: bool = False  # run cheap leaves in the consumer (`RemoteSession.runs_inline`)
+    inline: bool | Costs = False  # run cheap leaves in the consumer (`RemoteSession.runs_inline`; `Costs`: told)
 
 
 class RemoteSession(Session):

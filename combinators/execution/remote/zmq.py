@@ -20,9 +20,10 @@ from combinators.errors import InvalidArgument, InvalidArgumentType
 from combinators.execution import base
 from combinators.execution.remote import protocol
 from combinators.execution.remote.options import (
-    boolean, default_workers, non_negative_int, placement, positive_int, positive_number,
+    default_workers, non_negative_int, placement, positive_int, positive_number,
 )
-from combinators.execution.remote.options import start_method as _start_method
+from combinators.execution.remote.options import inline as _inline, start_method as _start_method
+from combinators.execution.remote.placement import Costs
 from combinators.execution.remote.session import RemoteSession, SessionOptions
 from combinators.execution.remote.worker import load_key
 
@@ -98,7 +99,7 @@ class ZMQ(base.Executor):
     prefetch: int = attrs.field(default=1024, validator=positive_int)
     prefetch_bytes: int = attrs.field(default=32 << 20, validator=positive_int)
     timeout: float = attrs.field(default=60.0, validator=positive_number)
-    inline: bool = attrs.field(default=False, validator=boolean)
+    inline: bool | Costs = attrs.field(default=False, validator=_inline)
 
     def __attrs_post_init__(self) -> None:
         _address(self, attrs.fields(ZMQ).address, self.address)
