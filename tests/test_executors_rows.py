@@ -146,7 +146,7 @@ def test_explain_says_where_the_shards_are_read_and_why(shards):
     assert inline.endswith("@ consumer (decisions and gathers); its 12 from_npz sources are read in worker "
                            "processes, or here once measured cheap to read, their rows shipped as blocks"), inline
     assert "read in ZMQ workers, their rows shipped as blocks" in c.explain(plan, executor=c.ZMQ())
-    assert placement(plan.stream, "Ray actors", False, places_rows=False) == (
+    assert placement(plan.stream, False, "Ray actors", False, places_rows=False) == (
         "consumer (rows gathered here, not in Ray actors: Ray actors do not read them)")
     assert "@ consumer (rows gathered here, not in worker processes: read in order here)" in c.explain(
         c.chain(*map(c.from_npz, shards[:2])) >> c.batch(2), executor="processes")

@@ -423,8 +423,14 @@ class ChainRows:
 
     ``len()`` is the rows of one pass, or `UNLIMITED` when cycling (a cycled
     chain of empty sources has no rows, and ends at once, as its per-item
-    twin does). One source is open at a time; ``rows(start, stop)`` needs
-    ``start`` at least where the last call started (rows are read in order).
+    twin does). ``rows(start, stop)`` needs ``start`` at least where the
+    last call started (rows are read in order). With ``placed``, a source
+    whose rows are not in memory is opened as ``placed(index, first, end)``:
+    an activation of its rows ``first:end`` only (those the chain's rows
+    ``start:stop`` read, ``stop`` None for all of them), read in order (a
+    block mix's placed source, `combinators.execution.placed_rows`); the
+    activation that holds ``start`` opens at once and each opens the next
+    one, so that they are read ahead. Else one source is open at a time, whole.
 
     >>> from combinators.plan.sources import from_arrays
     >>> rows = ChainRows([from_arrays(np.arange(3)), from_arrays(np.arange(10, 12))], cycle=True)
@@ -432,36 +438,78 @@ class ChainRows:
     ([2, 10, 11, 0, 1, 2, 10], True)
     """
 
-    __slots__ = ("sources", "bounds", "cycle", "open")
+    __slots__ = ("sources", "bounds", "cycle", "open", "placed", "stop", "ahead")
 
-    def __init__(self, sources: Any, cycle: bool):
-        self.sources, self.cycle, self.open = list(sources), cycle, None  # open: (index, activation)
+    def __init__(self, sources: Any, cycle: bool, placed: Callable[[int, int, int], Any] | None = None,
+                 start: int = 0, stop: int | None = None):
+        self.sources, self.cycle, self.open, self.ahead = list(sources), cycle, None, None
         self.bounds = list(itertools.accumulate((len(s) for s in self.sources), initial=0))
+        self.placed = placed if placed is not None and not all(s.in_memory for s in self.sources) else None
+        self.stop = stop
+        if self.placed is not None and start < len(self) and (stop is None or start < stop):
+            self._switch(start, self._at(start))
 
     def __len__(self) -> int:
         return UNLIMITED if self.cycle and self.bounds[-1] else self.bounds[-1]
 
-    def _source(self, index: int) -> Any:
-        if self.open is None or self.open[0] != index:
-            self.close()
-            self.open = (index, self.sources[index].open())
-        return self.open[1]
+    def _at(self, position: int) -> tuple[int, int]:
+        """The source and its row at the chain's row ``position``."""
+        at = position % self.bounds[-1] if self.cycle else position
+        index = bisect.bisect_right(self.bounds, at) - 1  # past empty sources, whose bounds repeat
+        return index, at - self.bounds[index]
+
+    def _opened(self, position: int) -> list:
+        """``[source index, activation, its first row, first row still held, end row, read in order]`` for the
+        source holding the chain's row ``position``."""
+        index, first = self._at(position)
+        source = self.sources[index]
+        if self.placed is None or source.in_memory:
+            return [index, source.open(), 0, 0, len(source), False]
+        end = len(source) if self.stop is None else min(len(source), first + max(1, self.stop - position))
+        return [index, self.placed(index, first, end), first, first, end, True]
+
+    def _source(self, position: int, index: int, first: int, n: int) -> list:
+        """The activation that holds the ``n`` rows from ``first`` of source ``index``, at the chain's ``position``."""
+        opened = self.open
+        if opened is None or opened[0] != index or not (opened[3] <= first and first + n <= opened[4]):
+            opened = self._switch(position, (index, first))
+        return opened
+
+    def _switch(self, position: int, at: tuple[int, int]) -> list:
+        """Close the open activation, open (or take the one read ahead) at ``position`` (``at``: its source
+        and row), and read the next one ahead."""
+        ahead, self.ahead = self.ahead, None
+        self.close()
+        if ahead is not None and ahead[0] == at[0] and ahead[2] == at[1]:
+            self.open = ahead
+        else:
+            if ahead is not None:
+                ahead[1].close()
+            self.open = self._opened(position)
+        opened = self.open
+        after = position + opened[4] - at[1]  # the chain's row after those of this activation
+        if opened[5] and after < len(self) and (self.stop is None or after < self.stop):
+            self.ahead = self._opened(after)
+        return opened
 
     def rows(self, start: int, stop: int) -> Any:
-        total, pieces = self.bounds[-1], []
+        pieces = []
         while start < stop:
-            at = start % total if self.cycle else start
-            index = bisect.bisect_right(self.bounds, at) - 1  # past empty sources, whose bounds repeat
-            first, n = at - self.bounds[index], min(stop - start, self.bounds[index + 1] - at)
-            piece = self._source(index).rows(first, first + n)
+            index, first = self._at(start)
+            n = min(stop - start, self.bounds[index + 1] - self.bounds[index] - first)
+            opened = self._source(start, index, first, n)
+            if opened[5]:
+                opened[3] = first  # the rows before are dropped (read in order)
+            piece = opened[1].rows(first - opened[2], first - opened[2] + n)
             pieces.append(piece if n == stop - start else _copy(piece))  # a view dies with its source
             start += n
         return _concatenate(pieces) if len(pieces) != 1 else pieces[0]
 
     def close(self) -> None:
-        if self.open is not None:
-            self.open[1].close()
-            self.open = None
+        for opened in (self.open, self.ahead):
+            if opened is not None:
+                opened[1].close()
+        self.open = self.ahead = None
 
 
 def _copy(rows: Any) -> Any:
