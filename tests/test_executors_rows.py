@@ -19,11 +19,10 @@ import combinators as c
 from combinators.errors import DataError, IdleExecutorWarning
 from combinators.execution import run as run_module
 from combinators.execution.blocks import ChainRows
-from combinators.execution.placed_rows import shipped_rows
+from combinators.execution.placed_rows import PlacedRows, shipped_rows
 from combinators.execution.remote.options import placement
 from combinators.execution.remote.placement import _kind
 from combinators.execution.remote.processes import Processes
-from combinators.sampling.mix import ResumedRows
 
 
 @pytest.fixture(scope="module")
@@ -266,28 +265,44 @@ def test_chains_and_cycled_shards_under_a_block_mix_are_read_in_workers(shards, 
 
 def test_explain_says_why_each_part_runs_where_it_does(shards, npy):
     read_in_order = c.mix(c.from_npz(shards[0]), c.from_npz(shards[1]).take(10), c.from_npz(shards[2]).cycle())
-    assert _marks(read_in_order, "processes") == [
+    assert _marks(read_in_order, "processes") == [(
         "consumer (decisions and gathers); its 2 from_npz sources are read in worker processes, or here once "
-        "measured cheap to read, their rows shipped as blocks; 1 more read here in order"]
+        "measured cheap to read, their rows shipped as blocks; 1 more read here in order")]
     mapped = c.mix(*(c.from_npy(p, mmap_mode="r") for p in npy[:2]))  # maps files: never in the consumer
     assert _marks(mapped, "processes") == ["worker processes (it maps a file: never in the consumer)"] * 2
     assert _marks(c.chain(c.from_npz(shards[0]), c.from_npz(shards[1])), "zmq") == [
         "consumer (rows gathered here, not in ZMQ workers: read in order here)"]
 
 
+def _placed_by_hand(sources, opened, capacity=8):
+    """``placed(index, first, count)`` for `ChainRows`: what a worker ships (`shipped_rows`), read as the
+    consumer reads it (`PlacedRows`); each call noted in ``opened``."""
+    def placed(index, first, count):
+        opened.append((index, first, count))
+        blocks = shipped_rows(sources[index], capacity, first, first + count)
+        return PlacedRows(blocks, count, count, f"source {index}")
+
+    return placed
+
+
 def test_chain_rows_open_each_placed_source_for_the_rows_of_the_budget_and_the_next_one_ahead(npy):
-    sources = [c.from_npy(npy[0]), c.from_npy(npy[1])]  # 20 and 21 rows
-    opened = []
-
-    def placed(index, first, end):
-        opened.append((index, first, end))
-        return ResumedRows(sources[index].open(), first)
-
-    rows = ChainRows(sources, True, placed, start=15, stop=60)
-    assert opened == [(0, 15, 20), (1, 0, 21)]  # the first at once, the next ahead
+    sources, opened = [c.from_npy(npy[0]), c.from_npy(npy[1])], []  # 20 and 21 rows
+    rows = ChainRows(sources, True, _placed_by_hand(sources, opened), start=15, stop=60)
+    assert opened == [(0, 15, 5), (1, 0, 21)]  # the first at once, the next ahead
     expected = np.concatenate([np.load(npy[0]), np.load(npy[1])] * 2)
     assert np.array_equal(rows.rows(15, 30), expected[15:30])
-    assert opened[2:] == [(0, 0, 19)]  # the next pass: 60 - 41 rows of the budget
+    assert opened[2:] == [(0, 0, 19)]  # the next pass: the 60 - 41 rows left of the budget
     assert np.array_equal(rows.rows(30, 60), expected[30:60]) and opened[3:] == []
     rows.close()
     assert rows.open is None and rows.ahead is None
+
+
+def test_a_source_cycled_alone_is_one_activation_for_the_whole_budget(npy):
+    sources, opened = [c.from_npy(npy[0])], []  # 20 rows, read from row 15 for 50 rows: 2.5 passes
+    rows = ChainRows(sources, True, _placed_by_hand(sources, opened), start=15, stop=65)
+    expected = np.concatenate([np.load(npy[0])] * 4)
+    assert np.array_equal(np.concatenate([rows.rows(15, 22), rows.rows(22, 65)]), expected[15:65])
+    assert opened == [(0, 15, 50)]
+    without_budget = ChainRows(sources, True, _placed_by_hand(sources, opened), start=5)
+    assert np.array_equal(without_budget.rows(5, 45), expected[5:45])
+    assert opened[1:] == [(0, 5, 15), (0, 0, 20), (0, 0, 20), (0, 0, 20)]  # a pass each, the next ahead

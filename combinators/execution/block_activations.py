@@ -250,10 +250,12 @@ class _BlockChildren:
     def reopen(self, index: int, ordinal: Any, saved: Any, limit: int | None = None, offset: int = 0) -> Any:
         return self(index, limit, ordinal, offset)
 
-    def _placed(self, index: int, member: int, first: int, end: int) -> Any:
-        """Rows ``first:end`` of source ``member`` of the chain that is child ``index``, opened by the session."""
+    def _placed(self, index: int, member: int, first: int, count: int) -> Any:
+        """``count`` rows from row ``first`` of source ``member`` of the chain that is child ``index`` (going on
+        from its first row after its last, for a source cycled alone), opened by the session."""
         source, path = self.node.streams[index].streams[member], (*self.path, index, member)
-        return open_placed(self.ctx, source, path, self.ctx.schema(self.node), end - first, first)
+        cycle = first + count > len(source)
+        return open_placed(self.ctx, source, path, self.ctx.schema(self.node), count, first, cycle)
 
 
 def _chain_blocks(node: Chain, path, activation, ctx) -> Iterator[Any]:

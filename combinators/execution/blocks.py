@@ -424,13 +424,16 @@ class ChainRows:
     ``len()`` is the rows of one pass, or `UNLIMITED` when cycling (a cycled
     chain of empty sources has no rows, and ends at once, as its per-item
     twin does). ``rows(start, stop)`` needs ``start`` at least where the
-    last call started (rows are read in order). With ``placed``, a source
-    whose rows are not in memory is opened as ``placed(index, first, end)``:
-    an activation of its rows ``first:end`` only (those the chain's rows
-    ``start:stop`` read, ``stop`` None for all of them), read in order (a
-    block mix's placed source, `combinators.execution.placed_rows`); the
-    activation that holds ``start`` opens at once and each opens the next
-    one, so that they are read ahead. Else one source is open at a time, whole.
+    last call started (rows are read in order). One source is open at a
+    time, whole, unless ``placed`` is given: then a source whose rows are not
+    in memory is opened as ``placed(index, first, count)``, an activation of
+    its ``count`` rows from row ``first`` only (those of the chain's rows up
+    to ``stop`` that fall in it, ``stop`` None for all), read in order (a
+    block mix's placed source, `combinators.execution.placed_rows`). A
+    source cycled alone is one activation for the whole budget, its rows
+    going on from its first after its last. The activation holding row
+    ``start`` opens at once, and each opens the next one, so that they are
+    read ahead.
 
     >>> from combinators.plan.sources import from_arrays
     >>> rows = ChainRows([from_arrays(np.arange(3)), from_arrays(np.arange(10, 12))], cycle=True)
@@ -447,7 +450,7 @@ class ChainRows:
         self.placed = placed if placed is not None and not all(s.in_memory for s in self.sources) else None
         self.stop = stop
         if self.placed is not None and start < len(self) and (stop is None or start < stop):
-            self._switch(start, self._at(start))
+            self._switch(start)
 
     def __len__(self) -> int:
         return UNLIMITED if self.cycle and self.bounds[-1] else self.bounds[-1]
@@ -459,48 +462,54 @@ class ChainRows:
         return index, at - self.bounds[index]
 
     def _opened(self, position: int) -> list:
-        """``[source index, activation, its first row, first row still held, end row, read in order]`` for the
-        source holding the chain's row ``position``."""
+        """``[source index, activation, read in order, chain row of its first row, chain row last read, chain
+        row after its last]`` for the source holding the chain's row ``position`` (the rows are None for a
+        source opened whole)."""
         index, first = self._at(position)
         source = self.sources[index]
         if self.placed is None or source.in_memory:
-            return [index, source.open(), 0, 0, len(source), False]
-        end = len(source) if self.stop is None else min(len(source), first + max(1, self.stop - position))
-        return [index, self.placed(index, first, end), first, first, end, True]
+            return [index, source.open(), False, None, None, None]
+        count = len(source) - first  # the rest of this pass
+        left = None if self.stop is None else max(1, self.stop - position)  # the rest of the budget
+        if left is not None and (left < count or self.cycle and len(self.sources) == 1):
+            count = left
+        return [index, self.placed(index, first, count), True, position, position, position + count]
 
-    def _source(self, position: int, index: int, first: int, n: int) -> list:
-        """The activation that holds the ``n`` rows from ``first`` of source ``index``, at the chain's ``position``."""
+    def _source(self, position: int) -> list:
+        """The activation that holds the chain's row ``position``."""
         opened = self.open
-        if opened is None or opened[0] != index or not (opened[3] <= first and first + n <= opened[4]):
-            opened = self._switch(position, (index, first))
-        return opened
+        if opened is not None and (opened[4] <= position < opened[5] if opened[2] else
+                                   opened[0] == self._at(position)[0]):
+            return opened
+        return self._switch(position)
 
-    def _switch(self, position: int, at: tuple[int, int]) -> list:
-        """Close the open activation, open (or take the one read ahead) at ``position`` (``at``: its source
-        and row), and read the next one ahead."""
+    def _switch(self, position: int) -> list:
+        """Close the open activation, open the one at ``position`` (or take the one read ahead), and read the
+        next one ahead."""
         ahead, self.ahead = self.ahead, None
         self.close()
-        if ahead is not None and ahead[0] == at[0] and ahead[2] == at[1]:
+        if ahead is not None and ahead[3] <= position < ahead[5]:
             self.open = ahead
         else:
             if ahead is not None:
                 ahead[1].close()
             self.open = self._opened(position)
-        opened = self.open
-        after = position + opened[4] - at[1]  # the chain's row after those of this activation
-        if opened[5] and after < len(self) and (self.stop is None or after < self.stop):
+        after = self.open[5]
+        if self.open[2] and after < len(self) and (self.stop is None or after < self.stop):
             self.ahead = self._opened(after)
-        return opened
+        return self.open
 
     def rows(self, start: int, stop: int) -> Any:
         pieces = []
         while start < stop:
-            index, first = self._at(start)
-            n = min(stop - start, self.bounds[index + 1] - self.bounds[index] - first)
-            opened = self._source(start, index, first, n)
-            if opened[5]:
-                opened[3] = first  # the rows before are dropped (read in order)
-            piece = opened[1].rows(first - opened[2], first - opened[2] + n)
+            opened = self._source(start)
+            if opened[2]:  # read in order: the activation's rows are the chain's from its first
+                n, first = min(stop, opened[5]) - start, start - opened[3]
+                opened[4] = start
+            else:
+                index, first = self._at(start)
+                n = min(stop - start, self.bounds[index + 1] - self.bounds[index] - first)
+            piece = opened[1].rows(first, first + n)
             pieces.append(piece if n == stop - start else _copy(piece))  # a view dies with its source
             start += n
         return _concatenate(pieces) if len(pieces) != 1 else pieces[0]
