@@ -152,6 +152,15 @@ shard_mix_options = st.fixed_dictionaries({
     "dist": st.sampled_from(["constant", "poisson", "binomial"]),
 })
 
+#: how a block mix holds shard k: alone, ``.cycle()``d, or chained with the next (cycled or not): the chains are
+#: read at random (`ChainRows`), each of their shards placed as a lone one is
+shard_children = [
+    lambda paths, k: c.from_npz(paths[k]),
+    lambda paths, k: c.from_npz(paths[k]).cycle(),
+    lambda paths, k: c.chain(c.from_npz(paths[k]), c.from_npz(paths[(k + 1) % len(paths)])),
+    lambda paths, k: c.chain(c.from_npz(paths[k]), c.from_npz(paths[(k + 1) % len(paths)]), cycle=True),
+]
+
 shard_wrappers = st.sampled_from([
     lambda m, o: m,
     lambda m, o: m.take(11),
@@ -165,8 +174,8 @@ shard_wrappers = st.sampled_from([
 
 @settings(max_examples=max(20, settings.default.max_examples // 2), deadline=None)
 @given(
-    st.lists(st.integers(0, 5), min_size=1, max_size=4), shard_mix_options, shard_wrappers, st.booleans(),
-    st.integers(0, 2**32 - 1),
+    st.lists(st.tuples(st.integers(0, 5), st.sampled_from(shard_children)), min_size=1, max_size=4),
+    shard_mix_options, shard_wrappers, st.booleans(), st.integers(0, 2**32 - 1),
     st.lists(st.sampled_from([False, True, _probe]), min_size=1, max_size=6), st.sampled_from([1, 2]),
     st.sampled_from([1, 1024]), st.integers(0, 30),
 )
@@ -178,7 +187,7 @@ def test_shard_mixes_read_in_workers_agree_with_in_process_and_resume(
     after ``stop`` items resumes, in process, with the in-process items after them."""
     if options["n_active"] is None:
         options["rate"] = None
-    m = c.mix(*[c.from_npz(npz_shards[k]) for k in chosen], **options)
+    m = c.mix(*[child(npz_shards, k) for k, child in chosen], **options)
     plan = wrap(m, c.from_npz(npz_shards[2]))
     plan = plan >> c.batch(3, partial=True) if batched else plan
     expected = outcome(plan, seed, "inprocess")

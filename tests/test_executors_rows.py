@@ -1,8 +1,10 @@
-"""A block mix of shard files under a parallel executor: its row sources are read in workers when costs say so.
+"""Shard files under a parallel executor: where each part runs, and what `explain` and the warning say of it.
 
-Real ``.npz`` files (compressed) and ``.npy`` files, real worker processes. The consumer keeps every decision
-and gathers; a worker opens (reads, decompresses) a shard and ships its rows as blocks. The items are the
-in-process ones, and `executor_stats` and `explain` say where each part ran.
+Real ``.npz`` files (compressed) and ``.npy`` files, real worker processes and ZeroMQ sockets. A block mix
+keeps every decision and gathers in the consumer; a worker opens (reads, decompresses) a shard, alone or in
+a chain of the mix, and ships its rows as blocks. A mix that runs item by item places its shard leaves as
+leaves. For each shape of plan, what ``explain(plan, executor=...)`` says and whether `IdleExecutorWarning`
+fires are compared with what ran (``run.executor_stats()``), and the items with the in-process ones.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import pytest
 import combinators as c
 from combinators.errors import DataError, IdleExecutorWarning
 from combinators.execution import run as run_module
-from combinators.execution.placed_rows import shipped_rows
+from combinators.execution.blocks import ChainRows
+from combinators.execution.placed_rows import PlacedRows, shipped_rows
 from combinators.execution.remote.options import placement
 from combinators.execution.remote.placement import _kind
 from combinators.execution.remote.processes import Processes
@@ -49,8 +52,10 @@ def _plan(paths, **options):
 def _same(a, b):
     assert len(a) == len(b)
     for x, y in zip(a, b):
-        assert list(x) == list(y)
-        assert all(x[k].dtype == y[k].dtype and np.array_equal(x[k], y[k]) for k in x)
+        if isinstance(x, dict):
+            assert list(x) == list(y) and all(x[k].dtype == y[k].dtype and np.array_equal(x[k], y[k]) for k in x)
+        else:
+            assert np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(x, y)
 
 
 def _items_and_stats(plan, executor, seed=3, max_iter=60):
@@ -93,8 +98,15 @@ def test_a_kind_measured_expensive_reads_in_workers_and_a_cheap_one_in_the_consu
             assert stats["row_activations_inline"] > 3 and stats["row_activations"] == 0, stats
 
 
-def test_a_run_resumed_from_a_state_taken_under_processes_goes_on_with_the_same_items(shards):
-    plan = _plan(shards, rate=6)
+def _chained(paths):
+    """A block mix of a cycled chain of shards, a .cycle()d shard and a shard: each shard placed (ChainRows)."""
+    shards = [c.from_npz(p) for p in paths]
+    return c.mix(c.chain(*shards[:3], cycle=True), shards[3].cycle(), shards[4], n_active=2, rate=11) >> c.batch(3)
+
+
+@pytest.mark.parametrize("make", [lambda paths: _plan(paths, rate=6), _chained], ids=["shards", "chained"])
+def test_a_run_resumed_from_a_state_taken_under_processes_goes_on_with_the_same_items(shards, make):
+    plan = make(shards)
     expected = list(c.iterate(plan, seed=9, max_iter=50))
     with c.iterate(plan, seed=9, executor=Processes(workers=2, inline=False)) as run:
         first = [next(run) for _ in range(17)]
@@ -146,7 +158,151 @@ def test_explain_says_where_the_shards_are_read_and_why(shards):
     assert inline.endswith("@ consumer (decisions and gathers); its 12 from_npz sources are read in worker "
                            "processes, or here once measured cheap to read, their rows shipped as blocks"), inline
     assert "read in ZMQ workers, their rows shipped as blocks" in c.explain(plan, executor=c.ZMQ())
-    assert placement(plan.stream, "Ray actors", False, places_rows=False) == (
+    assert placement(plan.stream, False, "Ray actors", False, places_rows=False) == (
         "consumer (rows gathered here, not in Ray actors: Ray actors do not read them)")
     assert "@ consumer (rows gathered here, not in worker processes: read in order here)" in c.explain(
         c.chain(*map(c.from_npz, shards[:2])) >> c.batch(2), executor="processes")
+
+
+EXECUTORS = [
+    pytest.param(lambda: Processes(workers=2, inline=False), "worker processes", id="processes"),
+    pytest.param(lambda: c.ZMQ(workers=2), "ZMQ workers", id="zmq"),
+]
+
+
+@pytest.fixture(scope="module")
+def npy(tmp_path_factory):
+    """4 ``.npy`` shards of float32 (2,) rows, 20 to 23 rows each."""
+    folder = tmp_path_factory.mktemp("npy")
+    paths = []
+    for k in range(4):
+        paths.append(str(folder / f"a{k}.npy"))
+        np.save(paths[-1], np.arange(40 * k, 40 * k + 2 * (20 + k), dtype=np.float32).reshape(-1, 2))
+    return paths
+
+
+def _placed_run(plan, executor, seed=2, max_iter=40):
+    """The items, executor_stats() and the IdleExecutorWarnings of one run."""
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        with c.iterate(plan, seed=seed, executor=executor, max_iter=max_iter) as run:
+            items = list(run)
+            stats = run.executor_stats()
+    _same(items, list(c.iterate(plan, seed=seed, max_iter=max_iter)))
+    assert items
+    return items, stats, [w for w in warned if w.category is IdleExecutorWarning]
+
+
+def _marks(plan, executor):
+    """What explain says after ``@`` on each line that has one."""
+    return [line.split("  @ ", 1)[1] for line in c.explain(plan, executor=executor).splitlines() if "  @ " in line]
+
+
+@pytest.mark.parametrize("make, workers", EXECUTORS)
+def test_shards_under_a_mix_that_runs_item_by_item_are_read_in_workers_and_explain_says_so(shards, npy, make, workers):
+    """A round-robin, and a mix with a round-robin child, run item by item: their shard leaves are placed as
+    leaves are (in workers), named or not; explain says so, and no warning fires (it used to: 'consumer')."""
+    npz = [c.from_npz(p) for p in shards[:4]]
+    plans = [
+        c.mix(c.round_robin(*npz[:2]), *npz[2:], n_active=2, rate=8),
+        c.round_robin(*(c.from_npy(p).named(f"a{k}") for k, p in enumerate(npy)), mode="cycle"),
+    ]
+    for plan in plans:
+        executor = make()
+        _, stats, warned = _placed_run(plan, executor)
+        assert stats["activations"] > 0 and stats["row_activations"] == 0, stats  # leaves, not a block mix's
+        assert not warned, warned
+        marks = _marks(plan, executor)
+        assert marks == [workers] * len(marks) and len(marks) == 4, c.explain(plan, executor=executor)
+
+
+@pytest.mark.parametrize("make, workers", EXECUTORS)
+def test_shards_beside_a_generator_in_a_mix_are_read_in_workers(shards, make, workers):
+    def made():
+        for i in range(25):
+            yield {"x": np.full(3, -i, np.float32), "y": np.int64(-i)}
+
+    plan = c.mix(*map(c.from_npz, shards[:3]), c.stream(made), n_active=2, rate=6) >> c.batch(4)
+    executor = make()
+    _, stats, warned = _placed_run(plan, executor)
+    assert not warned and stats["activations"] > 0, stats
+    lines = c.explain(plan, executor=executor).splitlines()
+    assert [line.split("  @ ")[1] for line in lines[2:5]] == [workers] * 3, lines  # was "consumer (...)"
+
+
+def test_rows_in_memory_under_a_mix_that_runs_item_by_item_stay_in_the_consumer():
+    """from_arrays leaves of a round-robin: explain said 'consumer' while workers read them (the arrays pickled
+    there and back); now they are read in the consumer, and the warning says the workers had nothing to do."""
+    plan = c.round_robin(c.from_arrays(np.arange(10.0)), c.from_arrays(np.arange(5)) >> c.batch(2), mode="cycle")
+    executor = Processes(workers=1, inline=False)
+    _, stats, warned = _placed_run(plan, executor, max_iter=20)
+    assert stats["activations"] == 0, stats
+    assert [str(w.message) for w in warned] and "every part of this plan" in str(warned[0].message), warned
+    assert _marks(plan, executor) == ["consumer (rows gathered here, not in worker processes: they are in memory)"] * 2
+
+
+@pytest.mark.parametrize("make, workers", EXECUTORS)
+@pytest.mark.parametrize("shape", ["chains", "cycled", "mixed"])
+def test_chains_and_cycled_shards_under_a_block_mix_are_read_in_workers(shards, make, workers, shape):
+    """A block mix reads a chain of shards, or a .cycle()d shard, at random (ChainRows): their shards are
+    placed as its own are, each activation for the rows of the budget only; no warning (it used to fire)."""
+    npz = [c.from_npz(p) for p in shards]
+    children = {
+        "chains": [c.chain(*npz[:2]), c.chain(*npz[2:5], cycle=True)],
+        "cycled": [s.cycle() for s in npz[:3]],
+        "mixed": [npz[0].cycle(), c.chain(npz[1], c.from_arrays({"x": np.zeros((7, 3), np.float32),
+                                                                   "y": np.arange(7)})), npz[2]],
+    }[shape]
+    plan = c.mix(*children, n_active=2, rate=13) >> c.batch(4)
+    executor = make()
+    _, stats, warned = _placed_run(plan, executor, max_iter=60)
+    assert not warned, warned
+    assert stats["row_activations"] == stats["activations"] > 3 and stats["activations_inline"] == 0, stats
+    placed = {"chains": 5, "cycled": 3, "mixed": 3}[shape]
+    assert _marks(plan, executor) == [f"consumer (decisions and gathers); its {placed} from_npz sources are read in "
+                                      f"{workers}, their rows shipped as blocks"]
+
+
+def test_explain_says_why_each_part_runs_where_it_does(shards, npy):
+    read_in_order = c.mix(c.from_npz(shards[0]), c.from_npz(shards[1]).take(10), c.from_npz(shards[2]).cycle())
+    assert _marks(read_in_order, "processes") == [(
+        "consumer (decisions and gathers); its 2 from_npz sources are read in worker processes, or here once "
+        "measured cheap to read, their rows shipped as blocks; 1 more read here in order")]
+    mapped = c.mix(*(c.from_npy(p, mmap_mode="r") for p in npy[:2]))  # maps files: never in the consumer
+    assert _marks(mapped, "processes") == ["worker processes (it maps a file: never in the consumer)"] * 2
+    assert _marks(c.chain(c.from_npz(shards[0]), c.from_npz(shards[1])), "zmq") == [
+        "consumer (rows gathered here, not in ZMQ workers: read in order here)"]
+
+
+def _placed_by_hand(sources, opened, capacity=8):
+    """``placed(index, first, count)`` for `ChainRows`: what a worker ships (`shipped_rows`), read as the
+    consumer reads it (`PlacedRows`); each call noted in ``opened``."""
+    def placed(index, first, count):
+        opened.append((index, first, count))
+        blocks = shipped_rows(sources[index], capacity, first, first + count)
+        return PlacedRows(blocks, count, count, f"source {index}")
+
+    return placed
+
+
+def test_chain_rows_open_each_placed_source_for_the_rows_of_the_budget_and_the_next_one_ahead(npy):
+    sources, opened = [c.from_npy(npy[0]), c.from_npy(npy[1])], []  # 20 and 21 rows
+    rows = ChainRows(sources, True, _placed_by_hand(sources, opened), start=15, stop=60)
+    assert opened == [(0, 15, 5), (1, 0, 21)]  # the first at once, the next ahead
+    expected = np.concatenate([np.load(npy[0]), np.load(npy[1])] * 2)
+    assert np.array_equal(rows.rows(15, 30), expected[15:30])
+    assert opened[2:] == [(0, 0, 19)]  # the next pass: the 60 - 41 rows left of the budget
+    assert np.array_equal(rows.rows(30, 60), expected[30:60]) and opened[3:] == []
+    rows.close()
+    assert rows.open is None and rows.ahead is None
+
+
+def test_a_source_cycled_alone_is_one_activation_for_the_whole_budget(npy):
+    sources, opened = [c.from_npy(npy[0])], []  # 20 rows, read from row 15 for 50 rows: 2.5 passes
+    rows = ChainRows(sources, True, _placed_by_hand(sources, opened), start=15, stop=65)
+    expected = np.concatenate([np.load(npy[0])] * 4)
+    assert np.array_equal(np.concatenate([rows.rows(15, 22), rows.rows(22, 65)]), expected[15:65])
+    assert opened == [(0, 15, 50)]
+    without_budget = ChainRows(sources, True, _placed_by_hand(sources, opened), start=5)
+    assert np.array_equal(without_budget.rows(5, 45), expected[5:45])
+    assert opened[1:] == [(0, 5, 15), (0, 0, 20), (0, 0, 20), (0, 0, 20)]  # a pass each, the next ahead

@@ -119,11 +119,12 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def open(self) -> Session: ...
 
-    def describe_placement(self, part: Any) -> str:
+    def describe_placement(self, part: Any, nested: bool = False) -> str:
         """Where this executor runs ``part`` of a plan, in words, for ``explain(plan, executor=...)``.
 
-        ``part`` is a block node or a leaf (`~combinators.plan.explain.placed_parts`). Executors that run
-        everything in the consumer say so.
+        ``part`` is a block node or a leaf (`~combinators.plan.explain.placed_parts`), ``nested`` when a mix,
+        chain or round-robin that runs item by item opens it. Executors that run everything in the consumer
+        say so.
 
         >>> from combinators import from_iterable
         >>> InProcess().describe_placement(from_iterable("ab"))

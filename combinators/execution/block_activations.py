@@ -10,6 +10,7 @@ these activations and passes its context (``ctx``).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 from typing import Any, Callable, Iterator
@@ -24,6 +25,7 @@ from combinators.execution.blocks import (
 )
 from combinators.execution.placed_rows import open_placed
 from combinators.sampling.mix import ResumedRows, mix_decisions
+from combinators.plan.block_path import random_access_chain
 from combinators.plan.mixes import Mix
 from combinators.plan.sources import RowSource
 from combinators.plan.stream import Apply, Chain, Stream
@@ -219,15 +221,15 @@ def _own_rows(ctx, path: tuple[int, ...], marks: _BlockMarks) -> Callable[[int],
 
 class _BlockChildren:
     """Opens a block mix's children: a row source, or a chain of them (`ChainRows`), at random (after the
-    rows of earlier turns, `ResumedRows`; one that reads a file through the session when it places rows,
-    `open_placed`), any other block node as `PulledRows`, its k-th activation ``(*activation, k)`` as the
+    rows of earlier turns, `ResumedRows`; each source that reads a file through the session when it places
+    rows, `open_placed`), any other block node as `PulledRows`, its k-th activation ``(*activation, k)`` as the
     per-item path numbers it; ``reopen`` for a resumed working set (its children are replayed)."""
 
     __slots__ = ("node", "path", "activation", "ctx", "next", "pulls", "places")
 
     def __init__(self, node: Mix, path: tuple[int, ...], activation: tuple[int, ...], ctx: Any):
         self.node, self.path, self.activation, self.ctx, self.next = node, path, activation, ctx, 0
-        self.pulls = not all(isinstance(child, RowSource) or _chain_of_row_sources(child) for child in node.streams)
+        self.pulls = not all(isinstance(child, RowSource) or random_access_chain(child) for child in node.streams)
         self.places = ctx.session.places_rows  # row sources that read files are opened where the session says
 
     def __call__(self, index: int, limit: int | None = None, number: int | None = None, skip: int = 0) -> Any:
@@ -239,8 +241,9 @@ class _BlockChildren:
                 return open_placed(self.ctx, child, (*self.path, index), self.ctx.schema(self.node), limit, skip)
             rows = child.open()
             return ResumedRows(rows, skip) if skip else rows
-        if _chain_of_row_sources(child):
-            rows = ChainRows(child.streams, child.repeat)
+        if random_access_chain(child):
+            placed = functools.partial(self._placed, index) if self.places else None
+            rows = ChainRows(child.streams, child.repeat, placed, skip, None if limit is None else skip + limit)
             return ResumedRows(rows, skip) if skip else rows
         opened = open_blocks(child, (*self.path, index), (*self.activation, number), self.ctx,
                              {"received": skip} if skip else None)
@@ -249,11 +252,12 @@ class _BlockChildren:
     def reopen(self, index: int, ordinal: Any, saved: Any, limit: int | None = None, offset: int = 0) -> Any:
         return self(index, limit, ordinal, offset)
 
-
-def _chain_of_row_sources(node: Stream) -> bool:
-    """An unnamed chain (cycled or not) of unnamed row sources: a block mix reads it at random (`ChainRows`)."""
-    return (isinstance(node, Chain) and node.name is None
-            and all(isinstance(s, RowSource) and s.name is None for s in node.streams))
+    def _placed(self, index: int, member: int, first: int, count: int) -> Any:
+        """``count`` rows from row ``first`` of source ``member`` of the chain that is child ``index`` (going on
+        from its first row after its last, for a source cycled alone), opened by the session."""
+        source, path = self.node.streams[index].streams[member], (*self.path, index, member)
+        cycle = first + count > len(source)
+        return open_placed(self.ctx, source, path, self.ctx.schema(self.node), count, first, cycle)
 
 
 def _chain_blocks(node: Chain, path, activation, ctx) -> Iterator[Any]:

@@ -17,7 +17,7 @@ from combinators.sampling import seeding
 from combinators.execution.apply import cell_state, restore_cell, run_transforms
 from combinators.execution.base import Activation, LocalActivation, Session
 from combinators.execution.block_activations import BlockActivation, name_note, open_blocks
-from combinators.plan.block_path import block_leaf, block_schema
+from combinators.plan.block_path import block_leaf, block_schema, consumer_leaf
 from combinators.execution.blocks import BlockShuffle, block_capacity, block_transforms, skip_rows
 from combinators.plan.sources import is_leaf
 from combinators.execution.leaf import activate_leaf, unpicklable_part, where
@@ -127,7 +127,7 @@ class _Context:
 
 def open_node(
     node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context, saved: dict | None = None,
-    limit: int | None = None,
+    limit: int | None = None, nested: bool = False,
 ) -> Activation:
     """Start an activation of ``node`` (at ``path``, identified by ``activation``).
 
@@ -135,11 +135,14 @@ def open_node(
     ``{"received": n}``, the items its consumer had received (a leaf seeks
     or skips to item n where it runs; any other node is replayed and skips n
     items). A leaf's session is told that at most ``limit`` items (after
-    those) will be asked of it.
+    those) will be asked of it. ``nested``: a mix, chain or round-robin that
+    runs item by item opens it (a leaf is then placed as `consumer_leaf` says).
     """
     leaf = is_leaf(node)
-    # a leaf over a row source runs here, on the block path, when block_leaf says so (or its state says it did)
-    here = leaf and (block_leaf(node, ctx.session.in_process) or (saved is not None and "apply" in saved))
+    # a leaf over a row source runs here, on the block path, when block_leaf (in process) or consumer_leaf (out of
+    # process) says so, or its state says it did
+    here = leaf and ((block_leaf(node, True) if ctx.session.in_process else consumer_leaf(node, nested))
+                     or (saved is not None and "apply" in saved))
     if ctx.schema(node) is not None and (here or not leaf):
         return open_blocks(node, path, activation, ctx, saved)  # names its errors itself
     if leaf and not here:
@@ -266,8 +269,11 @@ class _Children:
 
     def __init__(self, node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context):
         self.node, self.path, self.activation, self.ctx, self.next = node, path, activation, ctx, 0
-        # a named leaf goes through open_node, so that its errors get a note
-        self.leaves = bytes(is_leaf(child) and child.name is None for child in node.children)
+        # a named leaf goes through open_node, so that its errors get a note; so does one a parallel executor's
+        # consumer reads on the block path (`consumer_leaf`: rows in memory)
+        inline = ctx.session.in_process
+        self.leaves = bytes(is_leaf(child) and child.name is None and (inline or not consumer_leaf(child, True))
+                            for child in node.children)
 
     def __call__(self, index: int, limit: int | None = None, number: int | None = None, skip: int = 0) -> Child:
         """Child ``index``'s next activation, of which at most ``limit`` items will be asked.
@@ -298,7 +304,7 @@ class _Children:
         if any, counts the ``offset`` items before this child's first)."""
         identity = (*self.activation, ordinal)
         node = self.node.children[index]
-        return Child(open_node(node, (*self.path, index), identity, self.ctx, saved, limit), ordinal, offset)
+        return Child(open_node(node, (*self.path, index), identity, self.ctx, saved, limit, True), ordinal, offset)
 
 
 def _open_chain(node: Chain, path, activation, ctx, saved) -> tuple[Iterator[Any], Callable[[], dict]]:

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from combinators.errors import DataError, TransportError
 from combinators.execution.base import LocalActivation
 from combinators.execution.blocks import PulledRows, _cut
+from combinators.execution.gather import _concatenate
 from combinators.execution.leaf import where
 from combinators.plan.sources import RowSource
 
@@ -31,19 +32,33 @@ __all__ = ["shipped_rows", "PlacedRows", "open_placed"]
 def shipped_rows(source: RowSource, capacity: int, first: int, stop: int) -> Iterator[Any]:
     """Rows ``first:stop`` of one activation of ``source``, as blocks of at most ``capacity`` rows (its
     `block_capacity`): what a worker sends (each block one item: an array of rows, or a dict of arrays of rows),
-    in order.
+    in order. Rows past the source's last go on from its first (a ``.cycle()``d source, read for a budget).
 
     >>> import numpy as np
     >>> from combinators.plan.sources import from_arrays
     >>> [block.tolist() for block in shipped_rows(from_arrays(np.arange(5)), 2, 1, 4)]
     [[1, 2], [3]]
+    >>> [block.tolist() for block in shipped_rows(from_arrays(np.arange(3)), 4, 1, 8)]
+    [[1, 2, 0, 1], [2, 0, 1]]
     """
     rows = source.open()
     try:
-        for start in range(first, stop, capacity):
-            yield rows.rows(start, min(start + capacity, stop))
+        n = len(rows)
+        for start in range(first, stop if n else first, capacity):
+            yield _cycled(rows, n, start, min(start + capacity, stop))
     finally:
         rows.close()
+
+
+def _cycled(rows: Any, n: int, start: int, stop: int) -> Any:
+    """Rows ``start:stop`` of ``rows`` (``n`` of them) read again and again."""
+    pieces = []
+    while start < stop:
+        offset = start - start % n
+        end = min(stop, offset + n)
+        pieces.append(rows.rows(start - offset, end - offset))
+        start = end
+    return pieces[0] if len(pieces) == 1 else _concatenate(pieces)
 
 
 class PlacedRows(PulledRows):
@@ -81,14 +96,16 @@ class PlacedRows(PulledRows):
 
 
 def open_placed(ctx: Any, source: RowSource, path: tuple[int, ...], schema: Any, limit: int | None,
-                skip: int) -> PlacedRows:
+                skip: int, cycle: bool = False) -> PlacedRows:
     """An activation of ``source`` (at ``path``, a child of a block mix of ``schema``) after its first ``skip``
     rows, of which at most ``limit`` will be asked, placed by the run's session (``ctx.session``): `shipped_rows`
     in a worker, or in the consumer when the session says so (`Session.runs_here`: measured cheap, or a probe).
+    With ``cycle`` (a ``.cycle()``d source, read by `ChainRows`), its rows go on from its first after its last:
+    ``limit`` rows in all.
 
     Raises `TransportError` naming the source when it cannot be sent to a worker.
     """
-    length = max(0, len(source) - skip)
+    length = limit if cycle else max(0, len(source) - skip)
     stop = skip + (length if limit is None else min(length, limit))
     named = where(source, path)
     plan = ctx.rows_plan(source, path, schema)

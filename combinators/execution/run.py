@@ -54,7 +54,7 @@ class Run:
         self._fingerprint = fingerprint
         self._session = executor.open()
         self._idle_checked = self._session.in_process  # whether a parallel executor that ran nothing was told
-        if not self._idle_checked and all(map(self._consumer_only, placed_parts(stream))):
+        if not self._idle_checked and all(self._consumer_only(*part) for part in placed_parts(stream)):
             self._idle_checked = True
             _warn_idle(executor, "every part of this plan is on the block path, whose rows the consumer gathers")
         self._ctx = _Context(entropy, self._session, resume and resume.get("counts"))
@@ -72,10 +72,11 @@ class Run:
         self.items = 0
         self._checkpoint = 1
 
-    def _consumer_only(self, part: Stream) -> bool:
-        """Whether ``part`` gives this run's executor nothing to run: rows gathered in the consumer from sources
-        it never places (`placed_row_sources`: in memory, or a session that does not place rows)."""
-        return gathered_in_consumer(part) and not (self._session.places_rows and placed_row_sources(part))
+    def _consumer_only(self, part: Stream, nested: bool) -> bool:
+        """Whether ``part`` (``nested`` in a node that runs item by item: `placed_parts`) gives this run's executor
+        nothing to run: rows gathered in the consumer from sources it never places (`placed_row_sources`: in
+        memory, read in order, or a session that does not place rows)."""
+        return gathered_in_consumer(part, nested) and not (self._session.places_rows and placed_row_sources(part))
 
     def __iter__(self) -> "Run":
         return self

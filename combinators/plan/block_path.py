@@ -14,7 +14,10 @@ from combinators.plan.sources import RowSource, is_leaf
 from combinators.plan.stream import Apply, Chain, Stream
 from combinators.plan.transforms import Batch, Take
 
-__all__ = ["block_schema", "block_leaf", "gathered_in_consumer", "placed_row_sources", "node_paths", "rank_rows"]
+__all__ = [
+    "block_schema", "block_leaf", "consumer_leaf", "gathered_in_consumer", "random_access_chain", "placed_row_sources",
+    "node_paths", "rank_rows",
+]
 
 
 def block_schema(node: Stream) -> tuple | None:
@@ -80,9 +83,32 @@ def block_leaf(node: Stream, in_process: bool) -> bool:
     return isinstance(node, RowSource) and block_schema(node) is not None
 
 
-def gathered_in_consumer(part: Stream) -> bool:
+def consumer_leaf(leaf: Stream, nested: bool) -> bool:
+    """Whether a parallel executor runs ``leaf`` in its consumer, on the block path, rather than through its
+    session (in a worker, or in the consumer once measured cheap).
+
+    A leaf `block_leaf` puts on the block path out of process (a row source,
+    under ``take`` and ``batch`` only) does, when it is the plan's own leaf
+    (not ``nested``: opened by a mix, chain or round-robin that runs item by
+    item), or when its rows are in memory (`RowSource.in_memory`: a worker
+    would only pickle the arrays there and back). A shard under a per-item
+    mix is placed like any leaf: several are read at once, in workers.
+
+    >>> import numpy as np
+    >>> from combinators.plan.sources import from_arrays
+    >>> consumer_leaf(from_arrays(np.zeros(3)), True), consumer_leaf(from_arrays(np.zeros(3)), False)
+    (True, True)
+    """
+    if not block_leaf(leaf, False):
+        return False
+    source = leaf.stream if isinstance(leaf, Apply) else leaf
+    return not nested or source.in_memory
+
+
+def gathered_in_consumer(part: Stream, nested: bool = False) -> bool:
     """Whether a part an executor places (a block node or a leaf) has its rows gathered in the consumer,
-    whatever the executor: a block node, or a leaf that `block_leaf` puts on the block path out of process.
+    whatever the executor: a block node, or a leaf that `consumer_leaf` keeps there (``nested``: the part is
+    a child of a mix, chain or round-robin that runs item by item).
 
     >>> import numpy as np
     >>> from combinators.plan.sources import from_arrays, from_iterable
@@ -91,20 +117,37 @@ def gathered_in_consumer(part: Stream) -> bool:
     >>> [gathered_in_consumer(p) for p in (rows >> batch(2), rows >> shuffle(2), from_iterable("ab"))]
     [True, False, False]
     """
-    return block_schema(part) is not None or block_leaf(part, False)
+    if is_leaf(part):
+        return consumer_leaf(part, nested)
+    return block_schema(part) is not None
+
+
+def random_access_chain(node: Stream) -> bool:
+    """An unnamed chain (cycled or not) of unnamed row sources: a block mix reads it at random, as it reads
+    a row source (`combinators.execution.blocks.ChainRows`), and places its sources as it places its own.
+
+    >>> import numpy as np
+    >>> from combinators.plan.sources import from_arrays
+    >>> random_access_chain(from_arrays(np.zeros(3)).cycle()), random_access_chain(from_arrays(np.zeros(3)).named("a").cycle())
+    (True, False)
+    """
+    return (isinstance(node, Chain) and node.name is None
+            and all(isinstance(s, RowSource) and s.name is None for s in node.streams))
 
 
 def placed_row_sources(part: Stream) -> list[RowSource]:
     """The row sources of a block node whose activations a parallel executor may open in its workers.
 
     A block mix opens each row-source child's activation on its own (its
-    rows read at random, a slice per run of decisions): reading or
-    decompressing those rows (`from_npy`, `from_npz`) may be done in a
-    worker, which ships them back as blocks, while the consumer keeps every
-    decision and gathers. Sources whose rows are already in memory
-    (`RowSource.in_memory`: `from_arrays`) never are; nor are row sources
-    read in order (a chain's, a lone source's), which the consumer reads.
-    Depth-first, each child once.
+    rows read at random, a slice per run of decisions), and each source of a
+    chain child read at random (`random_access_chain`: a ``.cycle()``d
+    shard, a chain of shards) in turn: reading or decompressing those rows
+    (`from_npy`, `from_npz`) may be done in a worker, which ships them back
+    as blocks, while the consumer keeps every decision and gathers. Sources
+    whose rows are already in memory (`RowSource.in_memory`: `from_arrays`)
+    never are; nor are row sources a block node reads in order (a chain's
+    that is not a mix's child, a lone source's, one under ``take``), which
+    the consumer reads. Depth-first, each child once.
 
     >>> import numpy as np
     >>> from combinators.plan.mixes import mix
@@ -114,10 +157,9 @@ def placed_row_sources(part: Stream) -> list[RowSource]:
     """
     found: list[RowSource] = []
     for child in part.children:
-        if isinstance(child, RowSource):
-            if isinstance(part, Mix) and not child.in_memory:
-                found.append(child)
-        else:
+        if isinstance(part, Mix) and (isinstance(child, RowSource) or random_access_chain(child)):
+            found.extend(s for s in ([child] if isinstance(child, RowSource) else child.streams) if not s.in_memory)
+        elif not isinstance(child, RowSource):
             found.extend(placed_row_sources(child))
     return found
 

@@ -137,25 +137,27 @@ def _label(node: Stream) -> str:
     return f"{node.name!r}: {_kind(node)}" if node.name is not None else _kind(node)
 
 
-def placed_parts(node: Stream) -> Iterator[Stream]:
-    """The parts of ``node`` an executor places, depth first: each block node that is not inside another
-    (its rows gathered as one part) and each leaf (a source with the transforms directly above it) outside them.
+def placed_parts(node: Stream, nested: bool = False) -> Iterator[tuple[Stream, bool]]:
+    """The parts of ``node`` an executor places, depth first, as ``(part, nested)``: each block node that is
+    not inside another (its rows gathered as one part) and each leaf (a source with the transforms directly
+    above it) outside them; ``nested`` when the part is a child of a mix, chain or round-robin that runs item
+    by item (such a parent opens its leaves through the executor's session: `consumer_leaf`).
 
     >>> import numpy as np
     >>> from combinators import batch, chain, mix, from_arrays, from_iterable
     >>> rows = mix(from_arrays(np.zeros(2)), from_arrays(np.ones(3)))
-    >>> [type(part).__name__ for part in placed_parts(chain(rows, from_iterable("ab") >> batch(2)))]
-    ['Mix', 'Apply']
+    >>> [(type(part).__name__, nested) for part, nested in placed_parts(chain(rows, from_iterable("ab") >> batch(2)))]
+    [('Mix', True), ('Apply', True)]
     """
     if is_leaf(node) or block_schema(node) is not None:
-        yield node
+        yield node, nested
         return
     for child in node.children:
-        yield from placed_parts(child)
+        yield from placed_parts(child, isinstance(node, (Mix, Chain, RoundRobin)))
 
 
 def _placements(stream: Stream, executor: Any) -> dict[int, str]:
-    """``id(part)``: where ``executor`` runs it (`placed_parts`), from its ``describe_placement(part)``."""
+    """``id(part)``: where ``executor`` runs it (`placed_parts`), from its ``describe_placement(part, nested)``."""
     if executor is None:
         return {}
     if isinstance(executor, str) and _RESOLVER:
@@ -164,7 +166,7 @@ def _placements(stream: Stream, executor: Any) -> dict[int, str]:
     if describe is None:
         msg = f"explain()'s executor must be an executor or its name, got {executor!r} ({type(executor).__name__})"
         raise InvalidArgumentType(msg)
-    return {id(part): describe(part) for part in placed_parts(stream)}
+    return {id(part): describe(part, nested) for part, nested in placed_parts(stream)}
 
 
 class _View(NamedTuple):
@@ -240,8 +242,11 @@ def explain(stream: Stream, *, executor: Any = None, full: bool = False) -> str:
     ``executor`` (an executor or its name, as `~combinators.iterate` takes)
     marks each part it places (`placed_parts`: a block node, or a leaf with
     the transforms above it) with ``@`` and where it runs, as the executor's
-    ``describe_placement(part)`` says: a parallel executor gathers block
-    path rows in the consumer, not in its workers.
+    ``describe_placement(part, nested)`` says, and why: a parallel executor
+    keeps a block node's decisions and gathers in the consumer and reads its
+    shards in workers when measured costs say so, and runs other leaves in
+    workers (in the consumer once measured cheap, or when their rows are in
+    memory).
 
     Raises `InvalidArgumentType` if ``stream`` is not a stream or
     ``executor`` not an executor.

@@ -68,9 +68,9 @@ class Processes(base.Executor):
     prefetch_bytes: int = attrs.field(default=32 << 20, validator=positive_int)
     inline: bool | Costs = attrs.field(default=True, validator=_inline)
 
-    def describe_placement(self, part: Any) -> str:
+    def describe_placement(self, part: Any, nested: bool = False) -> str:
         """Where ``part`` runs, for ``explain(plan, executor=...)`` (`options.placement`)."""
-        return placement(part, "worker processes", self.inline)
+        return placement(part, nested, "worker processes", self.inline)
 
     def open(self) -> RemoteSession:
         """Start the workers; a session to submit activations to (close it, or use ``with``)."""

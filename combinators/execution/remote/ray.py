@@ -149,9 +149,9 @@ class Ray(base.Executor):
     def __attrs_post_init__(self) -> None:
         import_ray()
 
-    def describe_placement(self, part: Any) -> str:
+    def describe_placement(self, part: Any, nested: bool = False) -> str:
         """Where ``part`` runs, for ``explain(plan, executor=...)`` (`options.placement`)."""
-        return placement(part, "Ray actors", False, places_rows=False)
+        return placement(part, nested, "Ray actors", False, places_rows=False)
 
     def open(self) -> RaySession:
         """Join or start Ray, create the actors; a session to submit activations to (close it, or use ``with``)."""

@@ -120,9 +120,9 @@ class ZMQ(base.Executor):
         """
         return self.key is not None or (self.address or "").startswith("ipc://")
 
-    def describe_placement(self, part: Any) -> str:
+    def describe_placement(self, part: Any, nested: bool = False) -> str:
         """Where ``part`` runs, for ``explain(plan, executor=...)`` (`options.placement`)."""
-        return placement(part, "ZMQ workers", self.inline)
+        return placement(part, nested, "ZMQ workers", self.inline)
 
     def open(self) -> RemoteSession:
         """Bind the address and start the local workers; a session to submit activations to."""
