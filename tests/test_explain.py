@@ -116,3 +116,17 @@ def test_a_parallel_executor_that_ran_activations_does_not_warn(fresh_warnings):
         warnings.simplefilter("error")
         assert list(c.iterate(c.mix(c.stream(range, 3), c.stream(range, 2), mode="exhaustive"), seed=0,
                               executor=Processes(workers=1))) != []
+
+
+def test_siblings_are_alike_only_when_their_whole_subtrees_are():
+    """`_shape` numbers alike subtrees once (hash-consed): a difference three levels down still ends a run."""
+    def deep(leaf):
+        return c.mix(c.chain(leaf, c.mix(leaf, leaf)), leaf)
+
+    alike = [deep(c.from_iterable([i])) for i in range(28)]
+    odd = c.mix(c.chain(c.from_iterable([0]), c.mix(c.from_iterable([0]), c.from_iterable([0]) >> c.batch(2))),
+                c.from_iterable([0]))
+    lines = c.explain(c.mix(*alike[:14], odd, *alike[14:])).splitlines()
+    elided = [line for line in lines if "more like this" in line]
+    assert [line.split(",")[0].strip("├└─ ") for line in elided] == ["... 4 more like this"] * 2, lines
+    assert sum("batch(2)" in line for line in lines) == 1

@@ -175,6 +175,8 @@ class _View(NamedTuple):
     where: Mapping[int, str]
     marked: set[tuple[int, ...]]
     full: bool
+    shapes: dict  # a node's path -> its shape's number (`_shape`)
+    numbers: dict  # a shape's parts -> its number
 
     def marks(self, node: Stream, path: tuple[int, ...]) -> str:
         block = " [block path]" if path in self.marked else ""
@@ -188,11 +190,18 @@ def _marked(root: Stream) -> set[tuple[int, ...]]:
             if on_block and not (isinstance(node, RowSource) and path and paths[path[:-1]][1])}
 
 
-def _shape(node: Stream, path: tuple[int, ...], view: _View) -> tuple:
-    """What makes two siblings alike: their kinds (a leaf's arguments aside), marks and children's shapes."""
+def _shape(node: Stream, path: tuple[int, ...], view: _View) -> int:
+    """What makes two siblings alike (their kinds, a leaf's arguments aside, marks and children's shapes), as
+    a number: alike subtrees get the same one (hash-consed in ``view.numbers``), so each node is shaped once
+    and siblings compare in O(1) whatever their depth."""
+    known = view.shapes.get(path)
+    if known is not None:
+        return known
     kind = type(node) if is_source(node) else _kind(node)
     children = tuple(_shape(child, (*path, i), view) for i, child in enumerate(node.children))
-    return kind, node.name is None, view.marks(node, path), children
+    shape = view.numbers.setdefault((kind, node.name is None, view.marks(node, path), children), len(view.numbers))
+    view.shapes[path] = shape
+    return shape
 
 
 def _runs(node: Stream, path: tuple[int, ...], view: _View) -> Iterator[tuple[int, int]]:
@@ -264,5 +273,5 @@ def explain(stream: Stream, *, executor: Any = None, full: bool = False) -> str:
     └── ... 3 more like this
     """
     checks.instance_of("the plan of explain()", stream, Stream, "a stream description")
-    view = _View(_placements(stream, executor), _marked(stream), full)
+    view = _View(_placements(stream, executor), _marked(stream), full, {}, {})
     return "\n".join([_label(stream) + view.marks(stream, ()), *_lines(stream, "", view)])
