@@ -291,3 +291,25 @@ def test_a_working_set_that_changes_every_few_rows_reads_each_activation_once_pe
         assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
     blocks = 8  # 400 rows: blocks of 64, 128, 256 rows at most, or of 32 runs (about 100 rows here)
     assert len(reads) > 100 and len(log) <= len(reads) + blocks, (len(log), len(reads))
+
+
+@pytest.mark.parametrize("end", [
+    lambda m: m >> c.batch(4),
+    lambda m: m.take(7) >> c.batch(4),
+    lambda m: m.take(7) >> c.batch(4, partial=True),
+])
+def test_a_block_mix_under_batch_or_take_counts_the_rows_taken_from_it_not_its_blocks(end):
+    """The batch slices whole blocks of the mix; the stats count the rows it took, as item by item (a partial
+    batch dropped at the end included), mid-run and at the end."""
+    def plan(block):
+        leaf = c.from_arrays if block else (lambda a: c.stream(_rows_of, a))
+        return end(c.mix(leaf(np.arange(100)), leaf(np.arange(100, 200)), n_active=1, rate=3))
+
+    def counts(block):
+        with c.iterate(plan(block), seed=1, max_iter=20) as run:
+            next(run)
+            mid = [s.counts.tolist() for s in run.stats()]
+            list(run)
+            return mid, [s.counts.tolist() for s in run.stats()]
+
+    assert counts(True) == counts(False)

@@ -90,7 +90,7 @@ class _BlockMarks:
     """Where the block being read started: the working set's snapshot, the mix's counts, rows before it; and
     what the consumer received of it, for the mix's stats (`received_counts`)."""
 
-    __slots__ = ("saved", "decided", "mark", "working_set", "counts", "live", "children", "size", "reading")
+    __slots__ = ("saved", "decided", "mark", "working_set", "counts", "live", "children", "size", "reading", "handed")
 
     def __init__(self, saved: dict | None):
         self.saved, self.decided, self.mark = saved, 0 if saved is None else saved["before"], None
@@ -100,6 +100,9 @@ class _BlockMarks:
         self.children: list[np.ndarray] = []  # the child of each row of that block, a run of decisions at a time
         self.size = 0  # rows in that block (0: none handed out yet)
         self.reading: list = []  # while read row by row, its rows iterator (`block_rows`)
+        # rows passed on by the transforms that read the blocks (a ``batch`` slicing them, a ``take`` cutting them),
+        # counted as `decided` is: set by the interpreter, which counts them for the run state
+        self.handed: Callable[[], int] | None = None
 
     def decisions(self, runs: Iterator[Any]) -> Iterator[Any]:
         """``runs`` of decisions, counting the rows they decide (after each is used)."""
@@ -123,13 +126,18 @@ class _BlockMarks:
         for block in blocks:
             self.size = _length(block)
             yield block
+        self.handed = None  # asked past its last block: its consumer took every row
 
     def received_counts(self) -> list[int]:
         """Items per child the consumer received: those before the block being read, and of it the rows
-        handed out (all of it when read as a block, else up to the row being read)."""
+        handed out (those the transforms reading the blocks passed on, ``handed``; else all of it when read as
+        a block, or up to the row being read)."""
         if self.live is None:
             return list(self.counts) if self.working_set is None else self.working_set.live_counts()
-        rows = self.size - (operator.length_hint(self.reading[0]) if self.reading else 0)
+        if self.handed is not None:
+            rows = self.handed() - self.mark[2]
+        else:
+            rows = self.size - (operator.length_hint(self.reading[0]) if self.reading else 0)
         got = np.bincount(np.concatenate(self.children)[:rows], minlength=len(self.live)) if rows > 0 else ()
         return [int(a + b) for a, b in itertools.zip_longest(self.live, got, fillvalue=0)]
 

@@ -214,7 +214,7 @@ def _batch_blocks(blocks: Iterator[Any], size: int, partial: bool) -> Iterator[A
 
 def block_transforms(
     blocks: Iterator[Any], transforms: tuple, passed: int = 0,
-    shuffler: Callable[[int, Shuffle], "BlockShuffle"] | None = None,
+    shuffler: Callable[[int, Shuffle], "BlockShuffle"] | None = None, batched: list[int] | None = None,
 ) -> tuple[Iterator[Any], int]:
     """Run the leading ``take``, ``shuffle`` and ``batch`` transforms on blocks.
 
@@ -224,7 +224,9 @@ def block_transforms(
     before (a resumed run: each lets that many fewer through). With
     ``shuffler``, the first ``shuffle`` runs on blocks too:
     ``shuffler(index, transform)`` gives its `BlockShuffle`; only ``batch``
-    follows it on blocks.
+    follows it on blocks. With ``batched`` (a list), ``batched[0]`` grows by
+    the rows of each block the ``batch`` takes (a partial batch dropped at
+    the end included), as it takes it.
     """
     done = transforms_on_blocks(transforms, shuffler is not None)
     for index, t in enumerate(transforms[:done]):
@@ -235,8 +237,14 @@ def block_transforms(
         elif isinstance(t, Shuffle):
             blocks = shuffler(index, t)(blocks)
         else:
-            return _batch_blocks(blocks, t.size, t.partial), done
+            return _batch_blocks(blocks if batched is None else _counted(blocks, batched), t.size, t.partial), done
     return block_rows(blocks), done
+
+
+def _counted(blocks: Iterator[Any], rows: list[int]) -> Iterator[Any]:
+    for block in blocks:
+        rows[0] += _length(block)
+        yield block
 
 
 def transforms_on_blocks(transforms: tuple, shuffles: bool) -> int:

@@ -411,11 +411,15 @@ def _apply_blocks(node: Apply, path, activation, ctx, saved, child: BlockActivat
 
     on_blocks = saved is None or "shuffle" in saved
     passed = saved["shuffle"]["input"] if saved is not None and "shuffle" in saved else rows[0]
-    items, done = block_transforms(child.blocks(), node.transforms, passed, shuffler if on_blocks else None)
+    taken = [0, False]  # rows the block batch took, whether its input ended (then it took what it dropped)
+    items, done = block_transforms(child.blocks(), node.transforms, passed, shuffler if on_blocks else None, taken)
     batched = done > 0 and isinstance(node.transforms[done - 1], Batch)
+    if child.marks is not None and not shuffled:  # a block mix's stats: the rows taken from it, as item by item
+        start = rows[0]
+        child.marks.handed = lambda: start + taken[0] if taken[1] else rows[0]
     rest = node.transforms[done:]
     cells = [{} for _ in rest] if saved is None else [restore_cell(c) for c in saved["cells"]]
-    items = run_transforms(_count_rows(items, rows, batched, child), rest, ctx.entropy, path, activation, first=done,
+    items = run_transforms(_count_rows(items, rows, batched, child, taken), rest, ctx.entropy, path, activation, first=done,
                            cells=cells)
 
     def state() -> dict[str, Any]:
@@ -430,8 +434,9 @@ def _apply_blocks(node: Apply, path, activation, ctx, saved, child: BlockActivat
     return (items if not rest else _closing(items, child)), state  # a generator: NodeActivation.state asks
 
 
-def _count_rows(items: Iterator[Any], rows: list[int], batched: bool, child: Activation) -> Iterator[Any]:
-    """``items`` (rows, or batches of rows), adding the rows passed on to ``rows[0]``; closes ``child`` at the end."""
+def _count_rows(items: Iterator[Any], rows: list[int], batched: bool, child: Activation, ended: list) -> Iterator[Any]:
+    """``items`` (rows, or batches of rows), adding the rows passed on to ``rows[0]``; ``ended[1] = True`` once
+    they end; closes ``child`` at the end."""
     try:
         if not batched:
             for item in items:
@@ -440,6 +445,7 @@ def _count_rows(items: Iterator[Any], rows: list[int], batched: bool, child: Act
         for item in items:
             rows[0] += len(next(iter(item.values()))) if type(item) is dict else len(item)
             yield item
+        ended[1] = True
     finally:
         child.close()
 
