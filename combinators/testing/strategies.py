@@ -32,14 +32,10 @@ from hypothesis import strategies as st
 
 from combinators.plan import checks
 from combinators.errors import InvalidArgument
-from combinators.plan.mixes import (
-    ENDING_MODES, MIN_SHARE, MIX_MODES, ROUND_ROBIN_MODES, Mix, mix, normalize_weights, round_robin,
-)
+from combinators.plan.mixes import ENDING_MODES, MIN_SHARE, MIX_MODES, ROUND_ROBIN_MODES, Mix, mix, normalize_weights, round_robin
 from combinators.plan.sources import from_arrays, from_iterable, is_source, stream
 from combinators.plan.stream import Apply, Stream, chain
-from combinators.plan.transforms import (
-    Batch, Take, Transform, Unbatch, batch, cache, filter, map, shuffle, take, unbatch,
-)
+from combinators.plan.transforms import Batch, Take, Transform, Unbatch, batch, cache, filter, map, shuffle, take, unbatch
 from combinators.sampling.working_set import UNDRAWN_SHARE
 
 __all__ = [
@@ -51,7 +47,7 @@ __all__ = [
 #: the kinds of source `sources` draws: finite or infinite, with or without ``rng``
 SOURCE_KINDS = ("items", "generator", "rng", "infinite", "infinite_rng")
 #: every kind `sources` can draw: also ``"seeking"`` (`labelled_from`, which seeks) and ``"arrays"``
-#: (``from_arrays`` of ``[name, position]`` rows: random access, items are arrays)
+#: (``from_arrays`` of int64 ``[name, position]`` rows: random access, the block path, items are arrays)
 ALL_SOURCE_KINDS = (*SOURCE_KINDS, "seeking", "arrays")
 #: the transforms `transforms` draws; ``"batch_unbatch"`` is ``batch(k, partial=True) >> unbatch()``
 TRANSFORM_KINDS = ("map", "filter", "take", "shuffle", "batch_unbatch")
@@ -116,12 +112,22 @@ def counting_random(name: str, rng: np.random.Generator) -> Iterator[tuple[str, 
 
 
 def origin(item: Any) -> tuple[str, int]:
-    """``(name, position)`` of an item yielded by a generated source (numpy scalars unwrapped).
+    """``(name, position)`` of a generated source's item (numpy scalars unwrapped, an ``"arrays"`` name decoded).
 
-    >>> origin((np.str_("s3"), np.int64(7), 12345))
-    ('s3', 7)
+    >>> origin((np.str_("s3"), np.int64(7), 12345)), origin(_name_rows("s0", 3)[2])
+    (('s3', 7), ('s0', 2))
     """
-    return (str(item[0]), int(item[1]))
+    name = item[0]
+    name = int(name).to_bytes(8, "little").rstrip(b"\0").decode() if isinstance(name, (np.integer, int)) else name
+    return (str(name), int(item[1]))
+
+
+def _name_rows(name: str, n: int) -> np.ndarray:
+    """int64 rows ``[name as an integer, position]``: one numeric schema, so ``"arrays"`` sources take the block path."""
+    if len(name.encode()) > 7:
+        msg = f"an \"arrays\" source's name must be at most 7 bytes, got {name!r}"
+        raise InvalidArgument(msg)
+    return np.stack([np.full(n, int.from_bytes(name.encode(), "little")), np.arange(n)], axis=1).astype(np.int64)
 
 
 def _keep_even(item: Any) -> bool:
@@ -129,8 +135,7 @@ def _keep_even(item: Any) -> bool:
     return int(item[1]) % 2 == 0
 
 
-def _same(item: Any) -> Any:
-    """A map function that returns its item (exercises the map path, keeps items identifiable)."""
+def _same(item: Any) -> Any:  # a map that returns its item (exercises the map path, keeps items identifiable)
     return item
 
 
@@ -154,7 +159,7 @@ def _source(kind: str, name: str, n: int) -> Stream:
     if kind == "seeking":
         return stream(labelled_from, name, n)
     if kind == "arrays":
-        return from_arrays(np.array([[name, str(i)] for i in range(n)], dtype="<U16").reshape(n, 2))
+        return from_arrays(_name_rows(name, n))
     return stream(counting_random, name)
 
 
@@ -185,8 +190,9 @@ def sources(name: str = "s0", *, kinds: Sequence[str] = SOURCE_KINDS, max_size: 
     list), ``"generator"`` (`labelled`), ``"rng"`` (`labelled_random`),
     ``"infinite"`` (`counting`), ``"infinite_rng"`` (`counting_random`); and,
     among `ALL_SOURCE_KINDS` only, ``"seeking"`` (`labelled_from`) and
-    ``"arrays"`` (``from_arrays`` of rows ``[name, str(position)]``, read back
-    by `origin` too). Finite sources hold 0 to ``max_size`` items (empty ones included: muxes
+    ``"arrays"`` (``from_arrays`` of int64 rows ``[name, position]``, the name
+    as an integer that `origin` reads back: all of one numeric schema, so
+    mixes, chains, cycles and takes of them run on the block path). Finite sources hold 0 to ``max_size`` items (empty ones included: muxes
     must end on them). Shrinks towards an empty ``from_iterable``.
 
     Raises `InvalidArgument` for an unknown kind or ``max_size < 0``.
