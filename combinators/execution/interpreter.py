@@ -120,9 +120,10 @@ class _Context:
 
     def current_counts(self, path: tuple[int, ...]) -> np.ndarray:
         _, ended, running = self.mix_counts[path]
-        if running:
-            return np.asarray(running[-1].live_counts(), dtype=np.int64)
-        return np.asarray(ended, dtype=np.int64)
+        counts = np.asarray(ended, dtype=np.int64)
+        for live in running:  # each adds the items of its running activations to the ended ones
+            counts = counts + (np.asarray(live.live_counts(), dtype=np.int64) - np.asarray(ended, dtype=np.int64))
+        return counts
 
 
 def open_node(
@@ -352,11 +353,11 @@ def _open_mix(node: Mix, path, activation, ctx, saved) -> tuple[Iterator[Any], C
     children = _Children(node, path, activation, ctx)
     if saved is not None:
         children.next = saved["mix"]["next"]
-    own: list[Any] = []  # this activation's working set: the path's `running` holds the latest activation's
+    own: list[Any] = []  # this activation's working set: the path's `running` holds those of its live activations
 
-    def started(state: Any) -> None:
+    def started(state: Any) -> None:  # a parent's working set may run several activations of this mix at once
         own.append(state)
-        running[:] = [state]
+        running[:] = [*(s for s in running if max(s.stream) >= 0), state]  # closed ones hold no slot
 
     items = mix_items(
         children, node.probabilities, node.n_active, node.rate, node.dist, node.mode,
