@@ -10,7 +10,11 @@ inner mix on its own block path); mixes in every mode, with and without
 ``n_active`` and ``rate``, every dist, weights on a schedule. Checked: the
 two paths give identical items; a block run cut at every item resumes to the
 uninterrupted run; a data-parallel rank gets its share of the single-process
-sequence.
+sequence and its state resumes on one process; each mix's stats (and its
+segments') count the same items on both paths after each of a few cuts; and,
+built over real ``from_npz`` files, the shapes give the in-memory items under
+`Processes` and `ZMQ` (shards read in workers, or placed by measured costs),
+cut and resumed there or in process.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from hypothesis import strategies as st
 
 import combinators as c
 from combinators.execution.remote.processes import Processes
+from combinators.execution.remote.zmq import ZMQ
 from combinators.plan.block_path import block_schema
 from combinators.plan.mixes import Mix
 from combinators.plan.sources import RowSource
@@ -189,7 +194,7 @@ def test_a_rank_of_a_block_mix_gets_its_share_and_resumes_on_another_world_size(
 
 
 
-# ------------------------------------------------------------ from_npz shards under Processes
+# ------------------------------------------------------------ from_npz shards under Processes and ZMQ
 
 
 class Pooled(Lent):
@@ -209,7 +214,8 @@ class _Placing(_Borrowed):
 
 @pytest.fixture(scope="module")
 def pools():
-    opened = {"workers": Processes(workers=2, inline=False).open(), "placed": Processes(workers=1).open()}
+    opened = {"workers": Processes(workers=2, inline=False).open(), "placed": Processes(workers=1).open(),
+              "zmq": ZMQ(workers=2, inline=False).open()}
     yield {name: Pooled(name, session) for name, session in opened.items()}
     for session in opened.values():
         session.close()
@@ -232,7 +238,7 @@ def shard_files(tmp_path_factory):
 @pytest.mark.filterwarnings("ignore::combinators.errors.IdleExecutorWarning")  # a chain of shards is read here
 @settings(max_examples=min(25, settings.default.max_examples), deadline=None)
 @given(mixes(depth=1), st.sampled_from(range(len(ENDS))), st.integers(0, 99), st.integers(0, 60),
-       st.sampled_from(["workers", "placed"]), st.booleans())
+       st.sampled_from(["workers", "placed", "zmq"]), st.booleans())
 def test_npz_shards_read_in_workers_give_the_in_memory_items_and_resume_anywhere(
         pools, shard_files, shape, end, seed, cut, pool, resume_here):
     paths, datas = shard_files
