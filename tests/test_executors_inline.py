@@ -267,8 +267,10 @@ def test_a_cheap_activation_beside_a_slow_one_in_a_busy_worker_still_moves():
 
 
 def _busy(name, n):
-    """Items that take about 1 ms of CPU each to make, from a worker descheduled for 30 ms at each send
-    (its sends are patched to sleep: as a worker on a busy host loses its core)."""
+    """Items that take about 5 ms of CPU each to make, from a worker descheduled for 30 ms at each send
+    (its sends are patched to sleep: as a worker on a busy host loses its core). At 1 ms an item, the CPU a
+    worker truly spends moving its first items (a message each, while its messages grow) was measured at up
+    to half their making, and the leaf looked cheap without any descheduled time counted."""
     from combinators.execution.remote import worker
 
     send = worker.protocol.send_items
@@ -280,7 +282,7 @@ def _busy(name, n):
 
         worker.protocol.send_items = descheduled
     for i in range(n):
-        end = time.thread_time() + 0.001
+        end = time.thread_time() + 0.005
         while time.thread_time() < end:
             pass
         yield (name, i, os.getpid())
