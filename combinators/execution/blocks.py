@@ -529,10 +529,6 @@ class ChainRows:
         self.open = self.ahead = None
 
 
-def _copy(rows: Any) -> Any:
-    return {key: np.array(value) for key, value in rows.items()} if isinstance(rows, dict) else np.array(rows)
-
-
 class PulledRows:
     """A block activation read as a random-access one, by a block mix: rows are pulled, a block at a time,
     only as the mix's picks need them (`extend`), and dropped once read.

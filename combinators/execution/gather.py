@@ -83,8 +83,6 @@ def _write(out: Any, positions: np.ndarray, rows: Any) -> None:
         out[positions] = rows
 
 
-
-
 class DeferredGather:
     """The runs of decisions of the block being filled, gathered with one read per activation.
 
@@ -123,17 +121,11 @@ class DeferredGather:
         if run.order is None:
             self._add_listed(run, offset)
             return
-        order, counts, activations, held = run.order, run.counts, run.activations, self.held
+        order, counts, activations = run.order, run.counts, run.activations
         first_row, ends = run.first_row.tolist(), np.cumsum(counts).tolist()
         for slot in np.flatnonzero(counts).tolist():
-            n = ends[slot] - (ends[slot - 1] if slot else 0)
-            positions = order[ends[slot] - n : ends[slot]] + offset
-            entry = held.get(id(activations[slot]))
-            if entry is None:
-                held[id(activations[slot])] = [activations[slot], first_row[slot], n, [positions]]
-            else:
-                entry[2] += n
-                entry[3].append(positions)
+            positions = order[ends[slot] - int(counts[slot]) : ends[slot]] + offset
+            self._hold(activations[slot], first_row[slot], positions)
 
     def _add_listed(self, run: Decisions, offset: int) -> None:
         """`add` of a short run (lists): its positions grouped by slot in Python."""
@@ -144,14 +136,18 @@ class DeferredGather:
                 groups[slot] = [position]
             else:
                 group.append(position)
-        activations, held = run.activations, self.held
         for slot, positions in groups.items():
-            entry = held.get(id(activations[slot]))
-            if entry is None:
-                held[id(activations[slot])] = [activations[slot], int(run.first_row[slot]), len(positions), [positions]]
-            else:
-                entry[2] += len(positions)
-                entry[3].append(positions)
+            self._hold(run.activations[slot], int(run.first_row[slot]), positions)
+
+    def _hold(self, activation: Any, first: int, positions: Any) -> None:
+        """Hold the rows of ``activation`` from row ``first`` (when it is not held yet) for ``positions``: its
+        rows in consecutive runs follow one another, so they add up to one read."""
+        entry = self.held.get(id(activation))
+        if entry is None:
+            self.held[id(activation)] = [activation, first, len(positions), [positions]]
+        else:
+            entry[2] += len(positions)
+            entry[3].append(positions)
 
     def retire(self, slot: int, activation: Any) -> None:
         """Gather the rows the held runs take of ``activation`` (in ``slot``), then close it."""

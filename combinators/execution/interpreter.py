@@ -120,9 +120,10 @@ class _Context:
 
     def current_counts(self, path: tuple[int, ...]) -> np.ndarray:
         _, ended, running = self.mix_counts[path]
-        counts = np.asarray(ended, dtype=np.int64)
+        ended = np.asarray(ended, dtype=np.int64)
+        counts = ended.copy()
         for live in running:  # each adds the items of its running activations to the ended ones
-            counts = counts + (np.asarray(live.live_counts(), dtype=np.int64) - np.asarray(ended, dtype=np.int64))
+            counts += np.asarray(live.live_counts(), dtype=np.int64) - ended
         return counts
 
 
