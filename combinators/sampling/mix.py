@@ -429,7 +429,7 @@ def mix_decisions(
                 picks = slots.picks(used, used + n)
                 cut, slot, budget_spent = _next_event_listed(state, picks)
             else:
-                picks = slots.array_picks(used, used + n).astype(small)
+                picks = slots.array_picks(used, used + n).astype(small, copy=False)
                 if pulls:
                     _pull(state, picks)
                 cut, slot, budget_spent = _next_event(state, picks)

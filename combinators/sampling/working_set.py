@@ -79,6 +79,9 @@ UNDRAWN_SHARE = 2.0**-48
 
 #: picks mapped at once up to this many are mapped in Python (`bisect`), beyond it with numpy
 _PYTHON_CHUNK = 64
+#: up to this many slots, a long run is mapped by counting the cumulative weights each value reaches, one
+#: comparison pass per slot (about 2 µs per 4096 picks each), rather than by ``searchsorted`` (about 13 ns a pick)
+_COUNTED_SLOTS = 16
 
 
 class _SlotMap:
@@ -86,8 +89,10 @@ class _SlotMap:
 
     A short run of picks (just after the working set changed) is mapped in
     Python, by `bisect` over the cumulative weights; a long one with one
-    ``searchsorted``. Both do the same float operations (a sequential
-    cumulative sum, one product per uniform, a right-side search), so the
+    ``searchsorted``, or, for a few slots, by counting the cumulative weights
+    each scaled uniform reaches (a right-side search finds exactly that
+    count). All do the same float operations (a sequential cumulative sum,
+    one product per uniform, comparisons with the cumulative weights), so the
     picks never depend on which one ran.
 
     >>> uniforms = np.random.default_rng(0).random(200)
@@ -97,6 +102,8 @@ class _SlotMap:
     >>> slots.picks(0, 4)
     [2, 2, 0, 0]
     >>> slots.picks(0, 200) == [slots.picks(i, i + 1)[0] for i in range(200)]  # numpy and bisect agree
+    True
+    >>> slots.array_picks(0, 200).tolist() == slots.array.searchsorted(uniforms * slots.scale, "right").tolist()
     True
     """
 
@@ -126,7 +133,13 @@ class _SlotMap:
         """The slots of uniforms ``start:stop`` of the block, as an int array (one ``searchsorted``)."""
         if self.array is None:
             self.array = np.array(self.cumulative)
-        return self.array.searchsorted(self.uniforms[start:stop] * self.scale, side="right")
+        values = self.uniforms[start:stop] * self.scale
+        if len(self.cumulative) > _COUNTED_SLOTS:
+            return self.array.searchsorted(values, side="right")
+        picks, reached = np.zeros(len(values), np.uint8), np.empty(len(values), bool)
+        for bound in self.cumulative:
+            picks += np.greater_equal(values, bound, out=reached)
+        return picks
 
 
 #: entries a working set draws ahead of need (its queue of drawn-ahead entries); a fixed
