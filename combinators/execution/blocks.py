@@ -184,8 +184,9 @@ def take_blocks(blocks: Iterator[Any], n: int) -> Iterator[Any]:
             return
 
 
-def _batch_blocks(blocks: Iterator[Any], size: int, partial: bool) -> Iterator[Any]:
-    """Batches of ``size`` rows: slices of a block, or a concatenation across blocks."""
+def _batch_blocks(blocks: Iterator[Any], size: int, partial: bool, handed: list[int]) -> Iterator[Any]:
+    """Batches of ``size`` rows: slices of a block, or a concatenation across blocks; ``handed[0]`` grows by
+    each batch's rows as it is handed on."""
     parts, have = [], 0
     for block in blocks:
         n, start = _length(block), 0
@@ -195,26 +196,31 @@ def _batch_blocks(blocks: Iterator[Any], size: int, partial: bool) -> Iterator[A
             have += start
             if have < size:
                 continue
+            handed[0] += size
             yield _concatenate(parts)
             parts, have = [], 0
         if n - start >= size and isinstance(block, dict):
             columns = list(block.items())
             while n - start >= size:
                 stop = start + size
+                handed[0] += size
                 yield {key: column[start:stop] for key, column in columns}
                 start = stop
         while n - start >= size:
+            handed[0] += size
             yield _cut(block, start, start + size)
             start += size
         if start < n:
             parts, have = [_cut(block, start, n)], n - start
     if have and partial:
+        handed[0] += have
         yield _concatenate(parts)
 
 
 def block_transforms(
     blocks: Iterator[Any], transforms: tuple, passed: int = 0,
     shuffler: Callable[[int, Shuffle], "BlockShuffle"] | None = None, batched: list[int] | None = None,
+    handed: list[int] | None = None,
 ) -> tuple[Iterator[Any], int]:
     """Run the leading ``take``, ``shuffle`` and ``batch`` transforms on blocks.
 
@@ -226,7 +232,10 @@ def block_transforms(
     ``shuffler(index, transform)`` gives its `BlockShuffle`; only ``batch``
     follows it on blocks. With ``batched`` (a list), ``batched[0]`` grows by
     the rows of each block the ``batch`` takes (a partial batch dropped at
-    the end included), as it takes it.
+    the end included), as it takes it. With ``handed`` (a list), ``handed[0]``
+    grows by the rows of each batch as it is handed on (the caller need not
+    look at the batches to count them: a loop over them costs as much as
+    the slicing).
     """
     done = transforms_on_blocks(transforms, shuffler is not None)
     for index, t in enumerate(transforms[:done]):
@@ -237,7 +246,8 @@ def block_transforms(
         elif isinstance(t, Shuffle):
             blocks = shuffler(index, t)(blocks)
         else:
-            return _batch_blocks(blocks if batched is None else _counted(blocks, batched), t.size, t.partial), done
+            return _batch_blocks(blocks if batched is None else _counted(blocks, batched), t.size, t.partial,
+                                 [0] if handed is None else handed), done
     return block_rows(blocks), done
 
 

@@ -18,7 +18,7 @@ from combinators.execution.apply import cell_state, restore_cell, run_transforms
 from combinators.execution.base import Activation, LocalActivation, Session
 from combinators.execution.block_activations import BlockActivation, name_note, open_blocks
 from combinators.plan.block_path import block_leaf, block_schema, consumer_leaf
-from combinators.execution.blocks import BlockShuffle, block_capacity, block_transforms, skip_rows
+from combinators.execution.blocks import BlockShuffle, block_capacity, block_transforms, skip_rows, transforms_on_blocks
 from combinators.plan.sources import is_leaf
 from combinators.execution.leaf import activate_leaf, unpicklable_part, where
 from combinators.execution.placed_rows import shipped_rows
@@ -414,8 +414,10 @@ def _apply_blocks(node: Apply, path, activation, ctx, saved, child: BlockActivat
     on_blocks = saved is None or "shuffle" in saved
     passed = saved["shuffle"]["input"] if saved is not None and "shuffle" in saved else rows[0]
     taken = [0, False]  # rows the block batch took, whether its input ended (then it took what it dropped)
-    items, done = block_transforms(child.blocks(), node.transforms, passed, shuffler if on_blocks else None, taken)
-    batched = done > 0 and isinstance(node.transforms[done - 1], Batch)
+    batched = transforms_on_blocks(node.transforms, on_blocks)
+    batched = batched > 0 and isinstance(node.transforms[batched - 1], Batch)
+    items, done = block_transforms(child.blocks(), node.transforms, passed, shuffler if on_blocks else None, taken,
+                                   rows if batched else None)
     if child.marks is not None and not shuffled:  # a block mix's stats: the rows taken from it, as item by item
         start = rows[0]
         child.marks.handed = lambda: start + taken[0] if taken[1] else rows[0]
@@ -437,16 +439,15 @@ def _apply_blocks(node: Apply, path, activation, ctx, saved, child: BlockActivat
 
 
 def _count_rows(items: Iterator[Any], rows: list[int], batched: bool, child: Activation, ended: list) -> Iterator[Any]:
-    """``items`` (rows, or batches of rows), adding the rows passed on to ``rows[0]``; ``ended[1] = True`` once
-    they end; closes ``child`` at the end."""
+    """``items``, rows (adding each passed on to ``rows[0]``) or batches (which the block ``batch`` counts as it
+    hands them on); ``ended[1] = True`` once they end; closes ``child`` at the end."""
     try:
-        if not batched:
+        if batched:
+            yield from items
+        else:
             for item in items:
                 rows[0] += 1
                 yield item
-        for item in items:
-            rows[0] += len(next(iter(item.values()))) if type(item) is dict else len(item)
-            yield item
         ended[1] = True
     finally:
         child.close()
