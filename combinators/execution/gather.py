@@ -121,11 +121,12 @@ class DeferredGather:
         if run.order is None:
             self._add_listed(run, offset)
             return
-        order, counts, activations = run.order, run.counts, run.activations
-        first_row, ends = run.first_row.tolist(), np.cumsum(counts).tolist()
-        for slot in np.flatnonzero(counts).tolist():
-            positions = order[ends[slot] - int(counts[slot]) : ends[slot]] + offset
-            self._hold(activations[slot], first_row[slot], positions)
+        order = run.order + offset if offset else run.order  # a run's own array: its slices can be held
+        first_row, start = run.first_row.tolist(), 0
+        for slot, end in enumerate(np.cumsum(run.counts).tolist()):
+            if end > start:
+                self._hold(run.activations[slot], first_row[slot], order[start:end])
+                start = end
 
     def _add_listed(self, run: Decisions, offset: int) -> None:
         """`add` of a short run (lists): its positions grouped by slot in Python."""
