@@ -20,7 +20,9 @@ with ``np.stack``. Figures, each measured in turns with its reference:
    of 10 all active and with ``n_active=4, rate=16``, against the hand
    slicing loop (``{"X": X[i:i+32], "y": y[i:i+32]}`` over one array); and
    ``.cycle()``, ``take``/``cycle`` and cycled children around block plans
-   against the same plans without them;
+   against the same plans without them; the working set and the mix of 10
+   against the same written by hand (`_hand_working_set` over the arrays,
+   `_hand_numpy_mix`), which decide and copy rows as they do;
 5. 200 compressed ``from_npz`` shards, ``mix(..., n_active=8) >> batch(32)``
    under ``Processes(workers=2)`` against the same plan in process (issue 22,
    figure 7): the workers read and decompress the shards, the consumer decides
@@ -118,6 +120,31 @@ def _hand_working_set(n_batches: int, n_sources: int, n_active: int, rate: float
     return n_batches * BATCH
 
 
+def _hand_numpy_mix(n_batches: int, sources: list, weights: np.ndarray, seed: int) -> int:
+    """The block mix one would write by hand with numpy over in-memory sources, all active: 4096 uniforms at a
+    time mapped to sources (``searchsorted``), grouped (a stable ``argsort``), each source's next rows copied
+    into the block at once, and batches sliced from the block. It keeps no state and no stats, and restarts an
+    exhausted source at the next block (the mix splits the block there)."""
+    rng, cumulative = np.random.default_rng(seed), np.cumsum(weights, dtype=float)
+    data, positions, length = [source.data for source in sources], [0] * len(sources), len(sources[0])
+    block, left = 4096, n_batches
+    while left > 0:
+        picks = cumulative.searchsorted(rng.random(block) * cumulative[-1], side="right").astype(np.uint8)
+        order, end = np.argsort(picks, kind="stable"), 0
+        out = {key: np.empty((block, *column.shape[1:]), column.dtype) for key, column in data[0].items()}
+        for index, count in enumerate(np.bincount(picks, minlength=len(sources)).tolist()):
+            where, end, first = order[end : end + count], end + count, positions[index]
+            first = 0 if first + count > length else first
+            for key, column in out.items():
+                column[where] = data[index][key][first : first + count]
+            positions[index] = first + count
+        x, y = out["X"], out["y"]
+        for start in range(0, min(block, left * BATCH), BATCH):
+            {"X": x[start : start + BATCH], "y": y[start : start + BATCH]}
+        left -= block // BATCH
+    return n_batches * BATCH
+
+
 #: rows of the lone source of figure 4
 ONE_ROWS = 200_000
 
@@ -177,6 +204,9 @@ def _block_path_figures(n_batches: int, n_rows: int) -> list[Figure]:
                "working set", hand_set, 0.8,
                note="the hand loop makes no decision; this reference makes the same replacements over the arrays"),
         figure(f"mix(10 from_arrays) all active >> batch(32) {versus}", "mix", hand, 0.08),
+        figure("mix(10 from_arrays) all active >> batch(32) vs the same mix written by hand with numpy", "mix",
+               lambda: _hand_numpy_mix(n_batches, sources, weights, 0), 0.8,
+               note="the hand slicing loop makes no decision and copies no row; this reference does both"),
     ]
 
 
