@@ -18,7 +18,7 @@ import pytest
 import combinators as c
 from combinators.errors import DataError, IdleExecutorWarning
 from combinators.execution import run as run_module
-from combinators.execution.blocks import ChainRows
+from combinators.execution.chain_rows import ChainRows
 from combinators.execution.placed_rows import PlacedRows, shipped_rows
 from combinators.execution.remote.options import placement
 from combinators.execution.remote.placement import _kind

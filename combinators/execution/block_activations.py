@@ -21,8 +21,9 @@ from combinators.sampling import seeding
 from combinators.execution.base import Activation
 from combinators.execution.gather import DeferredGather
 from combinators.execution.blocks import (
-    ChainRows, PulledRows, _length, block_rows, chain_blocks, materialize, row_blocks, skip_rows, take_blocks,
+    _length, block_rows, chain_blocks, materialize, row_blocks, skip_rows, take_blocks,
 )
+from combinators.execution.chain_rows import ChainRows, PulledRows
 from combinators.execution.placed_rows import open_placed
 from combinators.sampling.mix import ResumedRows, mix_decisions
 from combinators.plan.block_path import random_access_chain

@@ -21,7 +21,8 @@ from typing import Any, Iterator
 
 from combinators.errors import DataError, TransportError
 from combinators.execution.base import LocalActivation
-from combinators.execution.blocks import PulledRows, _cut
+from combinators.execution.blocks import _cut
+from combinators.execution.chain_rows import PulledRows
 from combinators.execution.gather import _concatenate
 from combinators.execution.leaf import where
 from combinators.plan.sources import RowSource

@@ -124,7 +124,7 @@ def gathered_in_consumer(part: Stream, nested: bool = False) -> bool:
 
 def random_access_chain(node: Stream) -> bool:
     """An unnamed chain (cycled or not) of unnamed row sources: a block mix reads it at random, as it reads
-    a row source (`combinators.execution.blocks.ChainRows`), and places its sources as it places its own.
+    a row source (`combinators.execution.chain_rows.ChainRows`), and places its sources as it places its own.
 
     >>> import numpy as np
     >>> from combinators.plan.sources import from_arrays
