@@ -31,7 +31,7 @@ import combinators as c
 from combinators.execution.remote.processes import Processes
 from combinators.execution.remote.zmq import ZMQ
 from test_block_path import same  # properties/ is on sys.path
-from test_resume_continues import Lent, _Borrowed
+from test_resume_continues import Lent  # a session lent to each run, placing as its own does
 
 def rows_of(data):
     if isinstance(data, dict):
@@ -194,26 +194,11 @@ def test_a_rank_of_a_block_mix_gets_its_share_and_resumes_on_another_world_size(
 # ------------------------------------------------------------ from_npz shards under Processes and ZMQ
 
 
-class Pooled(Lent):
-    """`Processes` whose session (its worker pool) is opened once per module and lent to each run, placing a
-    block mix's shards as the session says: by measured costs, or always in workers (``inline=False``)."""
-
-    def open(self):
-        return _Placing(self.session)
-
-
-class _Placing(_Borrowed):
-    places_rows = True
-
-    def runs_here(self, plan, args):
-        return self.session.runs_here(plan, args)
-
-
 @pytest.fixture(scope="module")
 def pools():
     opened = {"workers": Processes(workers=2, inline=False).open(), "placed": Processes(workers=1).open(),
               "zmq": ZMQ(workers=2, inline=False).open()}
-    yield {name: Pooled(name, session) for name, session in opened.items()}
+    yield {name: Lent(name, session) for name, session in opened.items()}
     for session in opened.values():
         session.close()
 
