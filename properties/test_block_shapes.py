@@ -30,11 +30,8 @@ from hypothesis import strategies as st
 import combinators as c
 from combinators.execution.remote.processes import Processes
 from combinators.execution.remote.zmq import ZMQ
-from combinators.plan.block_path import block_schema
-from combinators.plan.mixes import Mix
-from combinators.plan.sources import RowSource
 from test_block_path import same  # properties/ is on sys.path
-from test_resume_continues import Lent, _Borrowed
+from test_resume_continues import Lent  # a session lent to each run, placing as its own does
 
 def rows_of(data):
     if isinstance(data, dict):
@@ -197,26 +194,11 @@ def test_a_rank_of_a_block_mix_gets_its_share_and_resumes_on_another_world_size(
 # ------------------------------------------------------------ from_npz shards under Processes and ZMQ
 
 
-class Pooled(Lent):
-    """`Processes` whose session (its worker pool) is opened once per module and lent to each run, placing a
-    block mix's shards as the session says: by measured costs, or always in workers (``inline=False``)."""
-
-    def open(self):
-        return _Placing(self.session)
-
-
-class _Placing(_Borrowed):
-    places_rows = True
-
-    def runs_here(self, plan, args):
-        return self.session.runs_here(plan, args)
-
-
 @pytest.fixture(scope="module")
 def pools():
     opened = {"workers": Processes(workers=2, inline=False).open(), "placed": Processes(workers=1).open(),
               "zmq": ZMQ(workers=2, inline=False).open()}
-    yield {name: Pooled(name, session) for name, session in opened.items()}
+    yield {name: Lent(name, session) for name, session in opened.items()}
     for session in opened.values():
         session.close()
 
@@ -252,13 +234,19 @@ def test_npz_shards_read_in_workers_give_the_in_memory_items_and_resume_anywhere
     assert_same(head + rest, expected)
 
 
-def _mix_read_in_blocks(node, under=False):
-    """Whether a block mix is read a block at a time by a chain or a ``take`` on the block path (its stats then
-    count whole blocks: left as is, see the closing note of issue 22's review)."""
-    if isinstance(node, Mix):
-        return under and block_schema(node) is not None or any(_mix_read_in_blocks(s) for s in node.streams)
-    inside = under or block_schema(node) is not None and not isinstance(node, RowSource)
-    return any(_mix_read_in_blocks(s, inside) for s in node.children)
+def _stats_apart_on_main(shape):
+    """Whether ``shape`` has a mix below a mix whose stats the two paths count apart on main too, for reasons of
+    their own (left to the lead; both reproduce on ed3bc09): below a parent in an ending mode (a suspended
+    activation re-opened afresh counts its replayed items: 39 items taken, 780 counted, on both paths, the
+    per-item one replaying at once, the block one as it reads), or on a schedule below a parent that runs it
+    in several slots at once (its segments' counts differ: ``[(0, [0, 1]), (1, [0, 39])]`` on the block path,
+    ``[(0, [0, 5]), (1, [0, 34])]`` item by item, the same 40 items)."""
+    if shape[0] != "mix":
+        return False
+    inner = [child for child in shape[1] if child[0] == "mix"]
+    scheduled = any(isinstance(child[2], tuple) and child[2][0] == "schedule" for child in inner)
+    apart = bool(inner) and (shape[3]["mode"] != "with_replacement" or scheduled)
+    return apart or any(map(_stats_apart_on_main, shape[1]))
 
 
 def stats_at(plan, seed, cuts_at):
@@ -284,9 +272,7 @@ _TWICE = ("mix", [("src", 0), ("mix", [("src", 0)], [1], {"n_active": 1, "rate":
 @given(cases(), st.integers(0, 99))
 @example((_TWICE, [np.arange(1)] * 4, 0, 40), 0)
 def test_mix_stats_on_the_block_path_count_the_items_handed_out_as_the_per_item_path(case, seed):
-    if ENDS[case[2]] is ENDS[-1]:  # a shuffle on blocks reads its input a block at a time
-        case = (*case[:2], 0, case[3])
+    assume(not _stats_apart_on_main(case[0]))
     blocks, items = plans(case)
-    assume(not _mix_read_in_blocks(blocks))
     cuts_at = [1, 2, 5, 13, 40]
     assert stats_at(blocks, seed, cuts_at) == stats_at(items, seed, cuts_at)

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 import combinators as c
 from combinators import strategies
-from combinators.execution.base import Executor, Session
+from combinators.execution.base import Executor
 from combinators.execution.remote.processes import Processes
 from combinators.execution.remote.zmq import ZMQ
 from test_executor_agreement import canonical  # properties/ is on sys.path (pytest's rootdir-less test modules)
@@ -62,18 +62,25 @@ class Lent(Executor):
         return self.name
 
 
-class _Borrowed(Session):
+class _Borrowed:
+    """The lent session as one run sees it: every attribute and method of the session protocol is the lent
+    session's (delegated, not listed, so that a new one cannot be missed: `Session.places_rows`, `runs_here`,
+    `stats`, ``flow_stats``...), but ``close``, which leaves the pool open for the next run."""
+
     def __init__(self, session):
         self.session = session
 
-    def submit(self, fn, *args):
-        return self.session.submit(fn, *args)
-
-    def start(self, plan, extra, limit=None):  # the lent session's own start: plans once, budgets as limits
-        return self.session.start(plan, extra, limit)
+    def __getattr__(self, name):
+        return getattr(self.session, name)
 
     def close(self):
         pass  # the run closed its activations; the pool stays for the next run
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
 
 EXECUTOR_SPECS = {
@@ -241,3 +248,23 @@ def test_a_mix_of_mixes_cut_at_any_point_resumes_to_the_uninterrupted_run(plan, 
     expected = uninterrupted(plan, seed, LIMIT)
     for k in range(len(expected) + 1):
         assert _resumed_at(plan, seed, k) == expected, k
+
+
+def test_a_lent_pool_places_and_reports_as_the_session_it_lends(tmp_path):
+    """A run under a lent pool takes the placement path of the session itself: a block mix's shards read in its
+    workers (`Session.places_rows`, `runs_here`), and its counters in ``executor_stats()``."""
+    paths = []
+    for i, n in enumerate((30, 45, 12)):
+        paths.append(str(tmp_path / f"s{i}.npz"))
+        np.savez_compressed(paths[-1], x=np.arange(100 * i, 100 * i + n), y=np.ones((n, 2), np.float32))
+    plan = c.mix(*map(c.from_npz, paths), n_active=2, rate=8) >> c.batch(4)
+    lent = executor("Processes(2)")
+    with c.iterate(plan, seed=3, executor=lent, max_iter=15) as run:
+        items, stats = list(run), run.executor_stats()
+    with c.iterate(plan, seed=3, executor=Processes(workers=2), max_iter=15) as run:
+        own = run.executor_stats()
+    assert stats.keys() == own.keys() and stats["row_activations"] > 0, (stats, own)
+    assert canonical(items) == canonical(list(c.iterate(plan, seed=3, max_iter=15)))
+    borrowed = lent.open()
+    assert [borrowed.in_process, borrowed.places_rows, borrowed.stats().keys()] == [
+        lent.session.in_process, lent.session.places_rows, lent.session.stats().keys()]

@@ -313,3 +313,36 @@ def test_a_block_mix_under_batch_or_take_counts_the_rows_taken_from_it_not_its_b
             return mid, [s.counts.tolist() for s in run.stats()]
 
     assert counts(True) == counts(False)
+
+
+@pytest.mark.parametrize("shape", [
+    lambda m, s: m.take(5),
+    lambda m, s: c.chain(m, s),
+    lambda m, s: c.chain(s.take(3), m.take(40), s),
+    lambda m, s: m.take(40).cycle(),
+    lambda m, s: c.chain(m.take(9), s).cycle().take(70) >> c.batch(4),
+    lambda m, s: c.mix(c.chain(m.take(9), s), s.take(6)),
+    lambda m, s: c.round_robin(m.take(30), c.chain(s.take(2), m.take(8))),
+    lambda m, s: m >> c.shuffle(5),
+    lambda m, s: m.take(30) >> c.shuffle(7) >> c.batch(3),
+    lambda m, s: c.chain(m.take(20), s.take(12)) >> c.shuffle(4),
+])
+def test_a_block_mix_read_through_a_chain_take_shuffle_or_parent_counts_the_rows_taken_from_it_not_its_blocks(shape):
+    """A chain, a ``take``, a ``.cycle()``, a ``shuffle`` or a mix/round-robin parent that reads a block mix a
+    block at a time: the mix's stats count the rows its reader passed on, as item by item (mid-run and at the
+    end), not the whole blocks it gathered."""
+    def plan(block):
+        leaf = c.from_arrays if block else (lambda a: c.stream(_rows_of, a))
+        inner = c.mix(leaf(np.arange(100)), leaf(np.arange(100, 200)))
+        return shape(inner, leaf(np.arange(1000, 1050)))
+
+    def counts(block):
+        with c.iterate(plan(block), seed=1, max_iter=20) as run:
+            mid = []
+            for _ in range(3):
+                next(run)
+                mid.append(sorted((s.path, s.counts.tolist()) for s in run.stats()))
+            list(run)
+            return mid, sorted((s.path, s.counts.tolist()) for s in run.stats())
+
+    assert counts(True) == counts(False)

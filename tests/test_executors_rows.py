@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 
+import attrs
 import numpy as np
 import pytest
 
@@ -23,6 +24,7 @@ from combinators.execution.placed_rows import PlacedRows, shipped_rows
 from combinators.execution.remote.options import placement
 from combinators.execution.remote.placement import _kind
 from combinators.execution.remote.processes import Processes
+from combinators.plan.sources import RowSource, row_schema
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +282,7 @@ def _placed_by_hand(sources, opened, capacity=8):
     def placed(index, first, count):
         opened.append((index, first, count))
         blocks = shipped_rows(sources[index], capacity, first, first + count)
-        return PlacedRows(blocks, count, count, f"source {index}")
+        return PlacedRows(blocks, count, count, f"source {index}", sources[index].schema)
 
     return placed
 
@@ -306,3 +308,76 @@ def test_a_source_cycled_alone_is_one_activation_for_the_whole_budget(npy):
     without_budget = ChainRows(sources, True, _placed_by_hand(sources, opened), start=5)
     assert np.array_equal(without_budget.rows(5, 45), expected[5:45])
     assert opened[1:] == [(0, 5, 15), (0, 0, 20), (0, 0, 20), (0, 0, 20)]  # a pass each, the next ahead
+
+
+@attrs.frozen(eq=False, repr=False)
+class _Lying(RowSource):
+    """A row source whose activations give other rows than its schema says: ``declared`` (what its schema and
+    length are taken from) and ``sent`` (what ``rows(start, stop)`` slices, ``extra`` rows past ``stop``)."""
+
+    declared: dict
+    sent: object
+    extra: int = 0
+
+    @property
+    def schema(self):
+        return row_schema(self.declared)
+
+    def __len__(self):
+        return len(self.declared["x"])
+
+    def __repr__(self):
+        return "_Lying()"
+
+    def open(self):
+        return _LyingRows(self.sent, self.extra, len(self))
+
+
+class _LyingRows:
+    def __init__(self, sent, extra, length):
+        self.sent, self.extra, self.length = sent, extra, length
+
+    def __len__(self):
+        return self.length
+
+    def rows(self, start, stop):
+        if isinstance(self.sent, dict):
+            return {key: value[start:stop + self.extra] for key, value in self.sent.items()}
+        return self.sent[start:stop + self.extra]
+
+    def close(self):
+        self.sent = None
+
+
+_X, _Y = np.zeros((40, 3), np.float32), np.arange(40)
+
+
+@pytest.mark.parametrize(("sent", "extra", "says"), [
+    ({"x": _X, "z": _Y}, 0, r"sent a block of \['x', 'z'\] where its schema has keys \['x', 'y'\]"),
+    (_X, 0, r"sent a block of ndarray where its schema has keys \['x', 'y'\]"),
+    ({"x": _X, "y": _Y.astype(np.int32)}, 0, r"sent key 'y' of dtype int32 where its schema has int64"),
+    ({"x": _X.astype(np.float64), "y": _Y}, 0, r"sent key 'x' of dtype float64 where its schema has float32"),
+    ({"x": np.zeros((40, 4), np.float32), "y": _Y}, 0, r"sent key 'x' of row shape \(4,\) where its schema has \(3,\)"),
+    ({"x": _X, "y": _Y.reshape(40, 1)}, 0, r"sent key 'y' of row shape \(1,\) where its schema has \(\)"),
+    ({"x": _X.tolist(), "y": _Y}, 0, r"sent key 'x' of type list where its schema has an array of rows"),
+    ({"x": _X, "y": _Y[:30]}, 0, r"sent a block of \[\d+, \d+\] rows where at most \d+ were left to send"),
+    ({"x": np.zeros((80, 3), np.float32), "y": np.arange(80)}, 40, r"sent a block of \[\d+\] rows where at most"),
+])
+def test_a_block_a_worker_sends_unlike_its_schema_raises_data_error_naming_the_source(sent, extra, says):
+    """Blocks made in a real worker process (a source whose rows are not what its schema says) and received by
+    the consumer: checked before they are held, never cast or cut to fit, nor left to fail deep in a gather."""
+    lying = _Lying({"x": _X, "y": _Y}, sent, extra)
+    plan = c.mix(lying, c.from_arrays({"x": _X, "y": _Y}), n_active=2, rate=30) >> c.batch(8)
+    with pytest.raises(DataError, match=r"^_Lying\(\) at path \(0, 0\) " + says):
+        list(c.iterate(plan, seed=0, executor=Processes(workers=1, inline=False), max_iter=20))
+
+
+@pytest.mark.parametrize("kind", ["dtype", "row shape"])
+def test_a_shard_rewritten_with_another_dtype_or_row_shape_raises_data_error_when_read_in_a_worker(tmp_path, kind):
+    path = tmp_path / "shard.npz"
+    np.savez_compressed(path, x=np.zeros((40, 3), np.float32))
+    plan = c.mix(c.from_npz(path), c.from_npz(path)) >> c.batch(8)
+    rewritten = np.ones((40, 3), np.float64) if kind == "dtype" else np.ones((40, 4), np.float32)
+    np.savez_compressed(path, x=rewritten)  # once described: the worker reads the new file
+    with pytest.raises(DataError, match=rf"from_npz\('.*shard.npz'\) at path \(0, \d\) sent key 'x' of {kind}"):
+        list(c.iterate(plan, seed=0, executor=Processes(workers=1, inline=False), max_iter=5))

@@ -44,18 +44,34 @@ class BlockActivation(Activation):
     (``saved``); a chain replays its children from their first rows.
     """
 
-    __slots__ = ("_fn", "_args", "_blocks", "_rows", "_skip", "_saved", "marks", "named")
+    __slots__ = ("_fn", "_args", "_blocks", "_rows", "_skip", "_saved", "marks", "named", "reader", "_first", "_read")
 
     def __init__(self, fn: Callable[..., Iterator[Any]], args: tuple[Any, ...], skip: int = 0,
                  saved: dict | None = None):
         self._fn, self._args, self._blocks, self._rows, self._skip = fn, args, None, None, skip
         self._saved, self.named = saved, None  # named: (node, path) of a named stream, for its errors' note
-        self.marks = _BlockMarks(saved) if fn is _mix_blocks else None
+        self.marks = _BlockMarks(saved, self.position) if fn is _mix_blocks else None
+        # reader: set by whoever reads the blocks (a transform, a chain, a take), the rows of them it passed on
+        self.reader: Callable[[], int] | None = None
+        self._first = skip + (0 if saved is None else saved["before"])  # the number of its first row given
+        self._read: list | None = None  # read row by row: [rows of the blocks started, the rows iterator]
+
+    def position(self) -> int:
+        """Rows of this activation (those skipped by a resumed one included) its consumer took so far: what its
+        reader says (`reader`), or those `iterator` handed out. A block mix counts its stats by it, and passes
+        it to the nodes whose blocks it reads (a chain's child, a take's), so that wherever a mix is read, its
+        stats count what its consumer took, as item by item."""
+        if self.reader is not None:
+            return self.reader()
+        read = self._read
+        if read is None:
+            return self._first
+        return self._first + read[0] - (operator.length_hint(read[1][0]) if read[1] else 0)
 
     def blocks(self) -> Iterator[Any]:
         """The blocks: arrays of rows, or dicts of arrays of rows (after the first ``skip`` rows)."""
         if self._blocks is None:
-            extra = () if self.marks is None else (self.marks,)
+            extra = (self.marks,) if self.marks is not None else (self.position,) if self._fn in _READERS else ()
             self._blocks = self._fn(*self._args, *extra)
             if self._skip:
                 self._blocks = skip_rows(self._blocks, self._skip)
@@ -66,7 +82,8 @@ class BlockActivation(Activation):
 
     def iterator(self) -> Iterator[Any]:
         if self._rows is None:
-            self._rows = block_rows(self.blocks(), None if self.marks is None else self.marks.reading)
+            read = self._read = [0, []]
+            self._rows = block_rows(_tallied(self.blocks(), read), read[1])
         return self._rows
 
     def __next__(self) -> Any:
@@ -87,23 +104,28 @@ class BlockActivation(Activation):
         self._fn = self._args = self._rows = self._blocks = None
 
 
+def _tallied(blocks: Iterator[Any], read: list) -> Iterator[Any]:
+    """``blocks``, adding the rows of each to ``read[0]`` as it is taken."""
+    for block in blocks:
+        read[0] += _length(block)
+        yield block
+
+
 class _BlockMarks:
     """Where the block being read started: the working set's snapshot, the mix's counts, rows before it; and
     what the consumer received of it, for the mix's stats (`received_counts`)."""
 
-    __slots__ = ("saved", "decided", "mark", "working_set", "counts", "live", "children", "size", "reading", "handed")
+    __slots__ = ("saved", "decided", "mark", "working_set", "counts", "live", "children", "size", "handed")
 
-    def __init__(self, saved: dict | None):
+    def __init__(self, saved: dict | None, handed: Callable[[], int]):
         self.saved, self.decided, self.mark = saved, 0 if saved is None else saved["before"], None
         self.working_set: Any = None
         self.counts: list[int] = []
         self.live: list[int] | None = None  # items per child received before the block being read
         self.children: list[np.ndarray] = []  # the child of each row of that block, a run of decisions at a time
         self.size = 0  # rows in that block (0: none handed out yet)
-        self.reading: list = []  # while read row by row, its rows iterator (`block_rows`)
-        # rows passed on by the transforms that read the blocks (a ``batch`` slicing them, a ``take`` cutting them),
-        # counted as `decided` is: set by the interpreter, which counts them for the run state
-        self.handed: Callable[[], int] | None = None
+        # rows its consumer took, counted as `decided` is (`BlockActivation.position`); None once past its end
+        self.handed: Callable[[], int] | None = handed
 
     def decisions(self, runs: Iterator[Any]) -> Iterator[Any]:
         """``runs`` of decisions, counting the rows they decide (after each is used)."""
@@ -120,7 +142,7 @@ class _BlockMarks:
     def on_block(self) -> None:
         self.mark = (self.working_set.snapshot(), list(self.counts), self.decided)
         # the run that starts the block is the last one decided; nothing of the block is handed out yet
-        self.live, self.children, self.size, self.reading[:] = self.working_set.live_counts(), self.children[-1:], 0, []
+        self.live, self.children, self.size = self.working_set.live_counts(), self.children[-1:], 0
 
     def blocks(self, blocks: Iterator[Any]) -> Iterator[Any]:
         """``blocks``, noting the size of each as it is handed out."""
@@ -131,14 +153,10 @@ class _BlockMarks:
 
     def received_counts(self) -> list[int]:
         """Items per child the consumer received: those before the block being read, and of it the rows
-        handed out (those the transforms reading the blocks passed on, ``handed``; else all of it when read as
-        a block, or up to the row being read)."""
+        its consumer took (``handed``; all of it once asked past the last block)."""
         if self.live is None:
             return list(self.counts) if self.working_set is None else self.working_set.live_counts()
-        if self.handed is not None:
-            rows = self.handed() - self.mark[2]
-        else:
-            rows = self.size - (operator.length_hint(self.reading[0]) if self.reading else 0)
+        rows = self.size if self.handed is None else min(self.handed() - self.mark[2], self.size)
         got = np.bincount(np.concatenate(self.children)[:rows], minlength=len(self.live)) if rows > 0 else ()
         return [int(a + b) for a, b in itertools.zip_longest(self.live, got, fillvalue=0)]
 
@@ -269,25 +287,30 @@ class _BlockChildren:
         return open_placed(self.ctx, source, path, self.ctx.schema(self.node), count, first, cycle)
 
 
-def _chain_blocks(node: Chain, path, activation, ctx) -> Iterator[Any]:
-    children, started = node.streams, itertools.count()
+def _chain_blocks(node: Chain, path, activation, ctx, position: Callable[[], int]) -> Iterator[Any]:
+    """A chain's blocks: each child's in turn; a child that is not a row source is told its position, the
+    chain's (``position()``) less the rows of the children before it."""
+    children, started, rows = node.streams, itertools.count(), [0]
 
     def open_child(i: int) -> Iterator[Any]:
         identity = (*activation, next(started))
         if isinstance(children[i], RowSource) and children[i].name is None:
             return row_blocks(children[i])
-        return open_blocks(children[i], (*path, i), identity, ctx).blocks()
+        child, before = open_blocks(children[i], (*path, i), identity, ctx), rows[0]
+        child.reader = lambda: max(0, position() - before)
+        return child.blocks()
 
-    return chain_blocks(open_child, len(children), node.repeat)
+    return _tallied(chain_blocks(open_child, len(children), node.repeat), rows)
 
 
 def _source_blocks(source: RowSource, first: int) -> Iterator[Any]:
     return row_blocks(source, first)
 
 
-def _take_node_blocks(node: Apply, path, activation, ctx) -> Iterator[Any]:
-    """``take`` over a block node: its child's blocks, cut."""
+def _take_node_blocks(node: Apply, path, activation, ctx, position: Callable[[], int]) -> Iterator[Any]:
+    """``take`` over a block node: its child's blocks, cut (its position the take's, ``position()``)."""
     child = open_blocks(node.stream, (*path, 0), (*activation, 0), ctx)
+    child.reader = position
     blocks = child.blocks()
     for t in node.transforms:
         blocks = take_blocks(blocks, t.n)
@@ -330,3 +353,5 @@ def open_blocks(node: Stream, path: tuple[int, ...], activation: tuple[int, ...]
 
 
 _OPENERS: dict[type, Callable[..., Iterator[Any]]] = {Chain: _chain_blocks, Mix: _mix_blocks, Apply: _take_node_blocks}
+#: the openers that read other block nodes' blocks: given the position of their activation, to pass on
+_READERS = frozenset({_chain_blocks, _take_node_blocks})

@@ -230,10 +230,11 @@ def block_transforms(
     ``shuffler(index, transform)`` gives its `BlockShuffle`; only ``batch``
     follows it on blocks. With ``batched`` (a list), ``batched[0]`` grows by
     the rows of each block the ``batch`` takes (a partial batch dropped at
-    the end included), as it takes it. With ``handed`` (a list), ``handed[0]``
-    grows by the rows of each batch as it is handed on (the caller need not
-    look at the batches to count them: a loop over them costs as much as
-    the slicing).
+    the end included), as it takes it, and ``batched[1]`` is True while it
+    asks for the next block (and after the last). With ``handed`` (a list),
+    ``handed[0]`` grows by the rows of each batch as it is handed on (the
+    caller need not look at the batches to count them: a loop over them
+    costs as much as the slicing).
     """
     done = transforms_on_blocks(transforms, shuffler is not None)
     for index, t in enumerate(transforms[:done]):
@@ -249,10 +250,13 @@ def block_transforms(
     return block_rows(blocks), done
 
 
-def _counted(blocks: Iterator[Any], rows: list[int]) -> Iterator[Any]:
+def _counted(blocks: Iterator[Any], rows: list) -> Iterator[Any]:
+    rows[1] = True
     for block in blocks:
         rows[0] += _length(block)
+        rows[1] = False
         yield block
+        rows[1] = True
 
 
 def transforms_on_blocks(transforms: tuple, shuffles: bool) -> int:
@@ -297,14 +301,14 @@ class BlockShuffle:
     [2, 1, 4, 0, 6, 7, 3, 5]
     """
 
-    __slots__ = ("rng", "size", "buffer", "input", "output", "mark", "on_chunk", "resumed")
+    __slots__ = ("rng", "size", "buffer", "input", "output", "mark", "on_chunk", "resumed", "started")
 
     def __init__(self, rng: np.random.Generator, size: int, on_chunk: Callable[[int], None] = lambda n: None,
                  saved: dict | None = None):
         self.rng, self.size, self.on_chunk, self.buffer = rng, size, on_chunk, None
         self.input = self.output = 0
         self.mark: tuple | None = None
-        self.resumed = saved
+        self.resumed, self.started = saved, saved is not None  # started: its input is being read
         if saved is not None:
             from combinators.execution.runstate import decode  # noqa: PLC0415 - only a resumed run reads one
 
@@ -319,6 +323,7 @@ class BlockShuffle:
         return {"rng": rng, "items": encode(buffer), "input": before_in, "output": before_out, "drain": drain}
 
     def __call__(self, blocks: Iterator[Any]) -> Iterator[Any]:
+        self.started = True
         try:
             if self.resumed is None:
                 self.buffer, rest = self._fill(blocks)

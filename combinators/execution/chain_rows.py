@@ -159,10 +159,14 @@ class PulledRows:
             if block is None:
                 self.ended = True
                 break
+            self.received(block)
             self.parts.append(block)
             self.known += _length(block)
             self._drop(low)
         self._drop(low)
+
+    def received(self, block: Any) -> None:
+        """Called on each block pulled, before it is held: `PlacedRows` checks there what a worker sent."""
 
     def _drop(self, low: int) -> None:
         parts = self.parts

@@ -27,7 +27,7 @@ from combinators.execution.stats import HISTORY_VALUES, _thin
 from combinators.sampling.mix import ChainCursor, RoundRobinCursor, chain_items, mix_items, round_robin_items
 from combinators.plan.mixes import Mix, RoundRobin
 from combinators.plan.stream import Apply, Chain, Stream
-from combinators.plan.transforms import Batch, Shuffle
+from combinators.plan.transforms import Batch, Shuffle, Take
 
 
 class _Context:
@@ -413,17 +413,16 @@ def _apply_blocks(node: Apply, path, activation, ctx, saved, child: BlockActivat
 
     on_blocks = saved is None or "shuffle" in saved
     passed = saved["shuffle"]["input"] if saved is not None and "shuffle" in saved else rows[0]
-    taken = [0, False]  # rows the block batch took, whether its input ended (then it took what it dropped)
+    taken = [0, False]  # rows the block batch took, whether it is asking for more (or its input ended)
     batched = transforms_on_blocks(node.transforms, on_blocks)
     batched = batched > 0 and isinstance(node.transforms[batched - 1], Batch)
     items, done = block_transforms(child.blocks(), node.transforms, passed, shuffler if on_blocks else None, taken,
                                    rows if batched else None)
-    if child.marks is not None and not shuffled:  # a block mix's stats: the rows taken from it, as item by item
-        start = rows[0]
-        child.marks.handed = lambda: start + taken[0] if taken[1] else rows[0]
+    # a block mix's stats (wherever it is below): the rows taken from it, as item by item
+    child.reader = _reader(rows, taken, node.transforms[:done], shuffled[0][0] if shuffled else None)
     rest = node.transforms[done:]
     cells = [{} for _ in rest] if saved is None else [restore_cell(c) for c in saved["cells"]]
-    items = run_transforms(_count_rows(items, rows, batched, child, taken), rest, ctx.entropy, path, activation, first=done,
+    items = run_transforms(_count_rows(items, rows, batched, child), rest, ctx.entropy, path, activation, first=done,
                            cells=cells)
 
     def state() -> dict[str, Any]:
@@ -438,9 +437,32 @@ def _apply_blocks(node: Apply, path, activation, ctx, saved, child: BlockActivat
     return (items if not rest else _closing(items, child)), state  # a generator: NodeActivation.state asks
 
 
-def _count_rows(items: Iterator[Any], rows: list[int], batched: bool, child: Activation, ended: list) -> Iterator[Any]:
+def _reader(rows: list[int], taken: list, on_blocks: tuple, stage: BlockShuffle | None) -> Callable[[], int]:
+    """The rows of its block child that `_apply_blocks` took, as the per-item transforms would have pulled them
+    (`BlockActivation.reader`): those passed on (``rows[0]``), or while the block ``batch`` asks for more (and
+    once its input ended), every row of the blocks it took (``taken``). Under a block ``shuffle`` (``stage``),
+    the per-item one pulls its buffer then a row per row it gives: that many, within the ``take`` before it."""
+    start = rows[0]
+
+    def passed() -> int:
+        return start + taken[0] if taken[1] else rows[0]
+
+    if stage is None:
+        return passed
+    size = stage.size
+    limit = min((t.n for t in on_blocks if isinstance(t, Take)), default=None)
+
+    def shuffled() -> int:
+        out = passed()
+        pulled = size + out if out or stage.started else 0
+        return pulled if limit is None else min(pulled, limit)
+
+    return shuffled
+
+
+def _count_rows(items: Iterator[Any], rows: list[int], batched: bool, child: Activation) -> Iterator[Any]:
     """``items``, rows (adding each passed on to ``rows[0]``) or batches (which the block ``batch`` counts as it
-    hands them on); ``ended[1] = True`` once they end; closes ``child`` at the end."""
+    hands them on); closes ``child`` at the end."""
     try:
         if batched:
             yield from items
@@ -448,7 +470,6 @@ def _count_rows(items: Iterator[Any], rows: list[int], batched: bool, child: Act
             for item in items:
                 rows[0] += 1
                 yield item
-        ended[1] = True
     finally:
         child.close()
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+import numpy as np
+
 from combinators.errors import DataError, TransportError
 from combinators.execution.base import LocalActivation
 from combinators.execution.blocks import _cut
@@ -67,22 +69,33 @@ class PlacedRows(PulledRows):
     rows after those skipped (known from the source), ``rows(start, stop)`` waits for the blocks that hold them.
 
     Only the first ``shipped`` rows travel (the mix never asks past its budget); a source that gives fewer
-    raises `DataError` naming it.
+    raises `DataError` naming it. Each block received is checked against ``schema`` (the block mix's, a
+    `row_schema`) before it is held: a block that is not an array (or a dict of arrays, with the schema's keys),
+    whose dtype or row shape differs, whose arrays differ in length, or with more rows than are left to ship
+    raises `DataError` naming the source and what differs (a worker's rows are never cast or cut to fit).
 
     >>> import numpy as np
-    >>> placed = PlacedRows(iter([np.arange(3), np.arange(3, 5)]), 9, 5, "a source")
+    >>> schema = ((None, np.dtype(int), ()),)
+    >>> placed = PlacedRows(iter([np.arange(3), np.arange(3, 5)]), 9, 5, "a source", schema)
     >>> len(placed), placed.rows(2, 4).tolist()
     (9, [2, 3])
+    >>> PlacedRows(iter([np.arange(3.0)]), 3, 3, "a source", schema).rows(0, 3)
+    Traceback (most recent call last):
+    ...
+    combinators.errors.DataError: a source sent rows of dtype float64 where its schema has int64
     """
 
-    __slots__ = ("length", "shipped", "named")
+    __slots__ = ("length", "shipped", "named", "schema")
 
-    def __init__(self, activation: Any, length: int, shipped: int, named: str):
+    def __init__(self, activation: Any, length: int, shipped: int, named: str, schema: Any):
         super().__init__(activation)
-        self.length, self.shipped, self.named = length, shipped, named
+        self.length, self.shipped, self.named, self.schema = length, shipped, named, schema
 
     def __len__(self) -> int:
         return self.length
+
+    def received(self, block: Any) -> None:
+        _check_block(block, self.schema, self.shipped - self.known, self.named)
 
     def rows(self, start: int, stop: int) -> Any:
         if self.known < stop:
@@ -94,6 +107,35 @@ class PlacedRows(PulledRows):
         if len(parts) == 1 and self.base <= start and stop <= self.known:  # the rows of one block (a shard's, mostly): a slice of it
             return _cut(parts[0], start - self.base, stop - self.base)
         return super().rows(start, stop)
+
+
+def _check_block(block: Any, schema: Any, left: int, named: str) -> None:
+    """Raise `DataError` naming ``named`` unless ``block`` fits ``schema`` (``((key, dtype, row shape), ...)``,
+    key None for a bare array) exactly, with at most ``left`` rows."""
+    if schema[0][0] is None:
+        fields = {None: block}
+    elif type(block) is dict and set(block) == {key for key, _, _ in schema}:
+        fields = block
+    else:
+        got = sorted(block, key=repr) if type(block) is dict else type(block).__name__
+        msg = f"{named} sent a block of {got} where its schema has keys {[key for key, _, _ in schema]}"
+        raise DataError(msg)
+    lengths = set()
+    for key, dtype, shape in schema:
+        value, field = fields[key], "rows" if key is None else f"key {key!r}"
+        if not isinstance(value, np.ndarray) or value.ndim == 0:
+            msg = f"{named} sent {field} of type {type(value).__name__} where its schema has an array of rows"
+            raise DataError(msg)
+        if value.dtype != dtype:
+            msg = f"{named} sent {field} of dtype {value.dtype} where its schema has {dtype}"
+            raise DataError(msg)
+        if value.shape[1:] != shape:
+            msg = f"{named} sent {field} of row shape {value.shape[1:]} where its schema has {shape}"
+            raise DataError(msg)
+        lengths.add(len(value))
+    if len(lengths) > 1 or max(lengths) > left:
+        msg = f"{named} sent a block of {sorted(lengths)} rows where at most {left} were left to send"
+        raise DataError(msg)
 
 
 def open_placed(ctx: Any, source: RowSource, path: tuple[int, ...], schema: Any, limit: int | None,
@@ -113,10 +155,10 @@ def open_placed(ctx: Any, source: RowSource, path: tuple[int, ...], schema: Any,
     session = ctx.session
     here = session.runs_here(plan, (*plan[1], skip, stop)) if stop > skip else (iter, ((),))
     if here is not None:
-        return PlacedRows(LocalActivation(*here), length, stop - skip, named)
+        return PlacedRows(LocalActivation(*here), length, stop - skip, named, schema)
     blocks = -(-(stop - skip) // plan[1][1])
     try:
         started = session.start(plan, (skip, stop), blocks)
     except TransportError as error:
         raise TransportError(f"cannot send {named} to a worker: {error.__cause__ or error}") from error
-    return PlacedRows(started, length, stop - skip, named)
+    return PlacedRows(started, length, stop - skip, named, schema)
