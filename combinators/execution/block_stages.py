@@ -13,6 +13,8 @@ hands out; the interpreter marks where each input block starts, for the run stat
 from __future__ import annotations
 
 import inspect
+import itertools
+import operator
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -35,19 +37,18 @@ def wants_rng(fn: Callable[..., Any]) -> bool:
         return False
 
 
-def block_row_list(block: Any) -> list[Any]:
+def block_row_list(block: Any) -> Iterator[Any]:
     """The rows of ``block`` as the per-item path gives them: ``{key: column[i]}`` for a dict, ``block[i]``
-    for an array, read-only views (the block itself is left writeable).
+    for an array, read-only views (the block itself is left writeable), made as they are read.
 
-    >>> rows = block_row_list({"x": np.arange(2), "y": np.zeros((2, 3))})
+    >>> rows = list(block_row_list({"x": np.arange(2), "y": np.zeros((2, 3))}))
     >>> int(rows[1]["x"]), rows[1]["y"].shape, rows[1]["y"].flags.writeable
     (1, (3,), False)
     """
     if isinstance(block, dict):
-        keys = list(block)
         columns = [list(_read_only(column)) for column in block.values()]
-        return [dict(zip(keys, values)) for values in zip(*columns)]
-    return list(_read_only(block))
+        return map(dict, map(zip, itertools.repeat(list(block)), zip(*columns)))
+    return iter(list(_read_only(block)))
 
 
 def _length(block: Any) -> int:
@@ -78,7 +79,7 @@ def unbatch_blocks(blocks: Iterator[Any]) -> Iterator[Any]:
         if not len(columns[0]):
             continue
         if any(column.ndim < 2 for column in columns) or len({column.shape[1] for column in columns}) != 1:
-            list(split(block_row_list(block)[0]))  # raises the per-item path's error
+            list(split(next(block_row_list(block))))  # raises the per-item path's error
             msg = f"cannot unbatch rows of shapes {[column.shape[1:] for column in columns]}"
             raise DataError(msg)
         if isinstance(block, dict):
@@ -98,18 +99,21 @@ def filter_blocks(predicate: Callable[[Any], Any], blocks: Iterator[Any]) -> Ite
     [[1, 3]]
     """
     for block in blocks:
-        rows = block_row_list(block)
-        mask = np.zeros(len(rows), dtype=bool)
+        kept: list[bool] = []
         try:
-            for index, row in enumerate(rows):
-                if predicate(row):
-                    mask[index] = True
+            kept.extend(map(operator.truth, map(predicate, block_row_list(block))))  # one call per row, in C
         except Exception:
-            if mask.any():
-                yield _compress(block, mask)
+            if any(kept):  # the rows before the one that raised
+                yield _compress(_cut(block, 0, len(kept)), np.array(kept, dtype=bool))
             raise
-        if mask.any():
-            yield _compress(block, mask)
+        if any(kept):
+            yield _compress(block, np.array(kept, dtype=bool))
+
+
+def _cut(block: Any, start: int, stop: int) -> Any:
+    if isinstance(block, dict):
+        return {key: value[start:stop] for key, value in block.items()}
+    return block[start:stop]
 
 
 def _compress(block: Any, mask: np.ndarray) -> Any:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from combinators.execution.block_stages import _length, filter_blocks, map_block, unbatch_blocks, wants_rng
+from combinators.execution.block_stages import _cut, _length, filter_blocks, map_block, unbatch_blocks, wants_rng
 from combinators.execution.gather import DeferredGather, _concatenate, gather
 from combinators.sampling.mix import Decisions
 from combinators.sampling.working_set import UNLIMITED
@@ -48,12 +48,6 @@ def _empty(schema: tuple, n: int) -> Any:
     if schema[0][0] is None:
         return np.empty((n, *schema[0][2]), dtype=schema[0][1])
     return {key: np.empty((n, *shape), dtype=dtype) for key, dtype, shape in schema}
-
-
-def _cut(block: Any, start: int, stop: int) -> Any:
-    if isinstance(block, dict):
-        return {key: value[start:stop] for key, value in block.items()}
-    return block[start:stop]
 
 
 def materialize(decisions: Iterator[Decisions], schema: tuple, on_block: Callable[[], None] | None = None,
