@@ -374,7 +374,7 @@ def test_unbatch_and_filter_on_blocks_resume_at_every_cut_inside_a_row_and_a_blo
     full = [_plain(x) for x in c.iterate(blocks, seed=8, max_iter=300)]
     assert not splits  # unbatched on blocks, not item by item
     assert full == [_plain(x) for x in c.iterate(items, seed=8, max_iter=300)] and len(full) > 40
-    for k in [*range(0, 12), *range(12, len(full) + 1, 7)]:
+    for k in [*range(12), *range(12, len(full) + 1, 7)]:
         with c.iterate(blocks, seed=8) as run:
             head = [_plain(x) for x in itertools.islice(run, k)]
             state = json.loads(json.dumps(run.state()))

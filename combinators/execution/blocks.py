@@ -24,7 +24,6 @@ from combinators.execution.gather import DeferredGather, _concatenate, gather
 from combinators.sampling.mix import Decisions
 from combinators.sampling.working_set import UNLIMITED
 from combinators.plan.sources import RowSource
-from combinators.errors import DataError
 from combinators.plan.transforms import Batch, Filter, Map, Shuffle, Take, Unbatch
 
 __all__ = [
