@@ -193,7 +193,9 @@ def filter(predicate: Callable[..., bool]) -> Filter:  # noqa: A001 - the field'
 
     On the block path (a ``predicate`` without ``rng``), it is called once per
     row of a block, on the item the per-item path gives it, possibly ahead of
-    the items handed out; the block is then compressed. The items are the same.
+    the items handed out; the block is then compressed. The items are the same
+    for a ``predicate`` that leaves its item as it is (there, the item it sees
+    is a dict of read-only views made for it, not the one handed on).
 
     >>> from combinators.plan.sources import from_iterable
     >>> list(from_iterable(range(6)) >> filter(lambda x: x % 2))
