@@ -114,6 +114,8 @@ ends = st.sampled_from([
     lambda s: s.take(17) >> c.batch(4),
     lambda s: s.take(10).cycle() >> c.batch(3),
     lambda s: s >> c.shuffle(5) >> c.map(doubled, batched=True) >> c.batch(2, partial=True),
+    # a filter on blocks (over a bounded stream: a filter over an endless mix may never yield)
+    lambda s: s.take(40) >> c.filter(positive_first) >> c.batch(3, partial=True),
 ])
 
 

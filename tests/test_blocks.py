@@ -11,6 +11,7 @@ import pytest
 import combinators as c
 from combinators.plan.sources import OpenArrays, RowSource, row_schema
 from combinators.plan.block_path import block_schema
+from combinators.execution import collate
 from combinators.execution.remote.processes import Processes
 
 
@@ -346,3 +347,160 @@ def test_a_block_mix_read_through_a_chain_take_shuffle_or_parent_counts_the_rows
             return mid, sorted((s.path, s.counts.tolist()) for s in run.stats())
 
     assert counts(True) == counts(False)
+
+
+# ------------------------------------------------------------ unbatch and filter on blocks
+
+
+def _sub_rows(n_sources=3, length=120, k=4):
+    """Sources whose rows hold ``k`` sub-rows each: ``{"x": float32 (k, 3), "y": int64 (k,)}``."""
+    return [{"x": np.arange(s * 1000, s * 1000 + (length + s) * k * 3, dtype=np.float32).reshape(-1, k, 3),
+             "y": np.arange(s * 1000, s * 1000 + (length + s) * k).reshape(-1, k)} for s in range(n_sources)]
+
+
+def _twins(build, arrays):
+    """``build`` over ``from_arrays`` sources (the block path) and over generator sources of the same rows."""
+    return build([c.from_arrays(a) for a in arrays]), build([c.stream(_dict_rows, a) for a in arrays])
+
+
+def _dict_rows(data):
+    for i in range(len(data["y"])):
+        yield {key: value[i] for key, value in data.items()}
+
+
+def _odd_y(row):
+    return int(np.asarray(row["y"]).reshape(-1)[0]) % 3 != 0
+
+
+UNBATCH_FILTER_PLANS = [
+    lambda s: s[0] >> c.unbatch() >> c.batch(8),
+    lambda s: s[0].cycle() >> c.unbatch() >> c.batch(8),
+    lambda s: c.mix(*s, weights=(1, 2, 3)) >> c.unbatch() >> c.batch(8),
+    lambda s: c.mix(*s, n_active=2, rate=10) >> c.filter(_odd_y) >> c.batch(8),
+    lambda s: s[1] >> c.filter(_odd_y) >> c.batch(8),
+    lambda s: c.mix(*s).take(200) >> c.unbatch() >> c.filter(_odd_y) >> c.take(500) >> c.batch(8, partial=True),
+]
+
+
+@pytest.mark.parametrize("build", UNBATCH_FILTER_PLANS)
+def test_unbatch_and_filter_run_on_blocks_with_the_per_item_items(build):
+    blocks, items = _twins(build, _sub_rows())
+    assert _batches_share_blocks(blocks), c.explain(blocks)  # slices of blocks: not stacked row by row
+    expected = [_plain(b) for b in c.iterate(items, seed=3, max_iter=200)]
+    assert [_plain(b) for b in c.iterate(blocks, seed=3, max_iter=200)] == expected and len(expected) >= 10
+
+
+@pytest.mark.parametrize("build", [
+    lambda s: s[0] >> c.unbatch(),
+    lambda s: c.mix(*s, weights=(1, 2, 3), n_active=2, rate=7) >> c.unbatch(),
+    lambda s: c.mix(*s, mode="exhaustive") >> c.filter(_odd_y) >> c.unbatch() >> c.batch(5),
+    lambda s: s[2].take(70) >> c.filter(_odd_y) >> c.unbatch() >> c.take(150),
+])
+def test_unbatch_and_filter_on_blocks_resume_at_every_cut_inside_a_row_and_a_block(build, monkeypatch):
+    import json
+
+    from combinators.execution import apply
+
+    splits = []
+    monkeypatch.setattr(apply, "split", lambda batch: splits.append(1) or collate.split(batch))
+    blocks, items = _twins(build, _sub_rows(length=40, k=3))
+    full = [_plain(x) for x in c.iterate(blocks, seed=8, max_iter=300)]
+    assert not splits  # unbatched on blocks, not item by item
+    assert full == [_plain(x) for x in c.iterate(items, seed=8, max_iter=300)] and len(full) > 40
+    for k in [*range(12), *range(12, len(full) + 1, 7)]:
+        with c.iterate(blocks, seed=8) as run:
+            head = [_plain(x) for x in itertools.islice(run, k)]
+            state = json.loads(json.dumps(run.state()))
+        with c.iterate(blocks, resume=state, max_iter=300 - k) as rest:
+            assert head + [_plain(x) for x in rest] == full, k
+
+
+def test_a_lone_source_unbatched_in_workers_resumes_inside_a_row():
+    arrays = _sub_rows(1, 50, 3)
+    plan = c.from_arrays(arrays[0]) >> c.unbatch() >> c.batch(4)
+    full = [_plain(b) for b in c.iterate(plan, seed=0)]
+    with c.iterate(plan, seed=0, executor=Processes(workers=1)) as run:
+        head = [_plain(b) for b in itertools.islice(run, 7)]  # 28 sub-rows: inside row 9
+        state = run.state()
+    with c.iterate(plan, resume=state, executor=Processes(workers=1)) as rest:
+        assert head + [_plain(b) for b in rest] == full and len(full) == 37
+
+
+def test_filter_on_blocks_calls_its_predicate_on_the_rows_of_the_per_item_path():
+    seen = {"blocks": [], "items": []}
+
+    def noting(where):
+        def keep(row):
+            seen[where].append({k: (type(v), np.shape(v)) for k, v in row.items()})
+            seen[where + " writeable"] = seen.get(where + " writeable", False) or row["x"].flags.writeable
+            return int(row["y"]) % 2 == 0
+        return keep
+
+    data = {"x": np.arange(300 * 3, dtype=np.float32).reshape(300, 3), "y": np.arange(300)}
+    blocks = c.from_arrays(data).cycle() >> c.filter(noting("blocks")) >> c.batch(16)
+    items = c.stream(_dict_rows, data).cycle() >> c.filter(noting("items")) >> c.batch(16)
+    got, expected = list(c.iterate(blocks, max_iter=30)), list(c.iterate(items, max_iter=30))
+    assert _batches_share_blocks(blocks)  # filtered on blocks, the batches sliced
+    assert [_plain(b) for b in got] == [_plain(b) for b in expected]
+    assert seen["blocks"][:600] == seen["items"][:600]  # numpy scalars, row views
+    assert seen["blocks"][0] == {"x": (np.ndarray, (3,)), "y": (np.int64, ())}
+    assert not seen["blocks writeable"]  # read-only, as the rows a block path hands out
+    assert all(b["x"].flags.writeable for b in got)  # the batches are the user's, as stacked ones are
+
+
+def test_an_error_of_the_predicate_on_blocks_comes_after_the_items_of_the_rows_before_it():
+    def picky(row):
+        if int(row["y"]) == 117:
+            raise ValueError("row 117")
+        return int(row["y"]) % 2 == 0
+
+    data = {"x": np.zeros((300, 2), dtype=np.float32), "y": np.arange(300)}
+    for plan in (c.from_arrays(data) >> c.filter(picky) >> c.batch(8),
+                 c.stream(_dict_rows, data) >> c.filter(picky) >> c.batch(8)):
+        got = []
+        with pytest.raises(ValueError, match="row 117"):
+            for batch in c.iterate(plan):
+                got.append(_plain(batch))
+        assert len(got) == 7 and got[-1]["y"][-1] == 110  # 58 rows kept before row 117: 7 whole batches
+
+
+def test_unbatch_on_blocks_of_rows_without_one_leading_length_raises_the_per_item_error():
+    for data in ({"x": np.zeros((5, 3)), "y": np.arange(5)}, {"x": np.zeros((5, 3)), "y": np.zeros((5, 2))}):
+        messages = []
+        for plan in (c.mix(c.from_arrays(data), c.from_arrays(data)) >> c.unbatch() >> c.batch(2),
+                     c.mix(c.stream(_dict_rows, data), c.stream(_dict_rows, data)) >> c.unbatch() >> c.batch(2)):
+            with pytest.raises(c.DataError) as raised:
+                list(c.iterate(plan, seed=0))
+            messages.append(str(raised.value))
+        assert messages[0] == messages[1] and "cannot unbatch" in messages[0]
+
+
+def test_a_state_of_a_filter_over_a_block_mix_taken_item_by_item_still_resumes(monkeypatch):
+    import json
+
+    from combinators.execution import interpreter
+
+    arrays = _sub_rows(3, 60, 2)
+    plan = c.mix(*map(c.from_arrays, arrays), n_active=2, rate=9) >> c.filter(_odd_y) >> c.unbatch() >> c.batch(4)
+    full = [_plain(b) for b in c.iterate(plan, seed=1, max_iter=80)]
+    with monkeypatch.context() as patched:  # as a version that filtered and unbatched item by item
+        patched.setattr(interpreter, "reshapes", lambda t: False)
+        with c.iterate(plan, seed=1) as run:
+            head = [_plain(b) for b in itertools.islice(run, 13)]
+            state = json.loads(json.dumps(run.state()))
+    assert "counts" not in state["root"]["apply"] and len(state["root"]["apply"]["cells"]) == 3
+    with c.iterate(plan, resume=state, max_iter=80 - 13) as rest:
+        assert head + [_plain(b) for b in rest] == full
+
+
+def test_a_state_of_unbatch_on_blocks_whose_rows_are_before_its_mark_is_refused():
+    from combinators.execution.statecheck import seal
+
+    plan = c.mix(*map(c.from_arrays, _sub_rows(2, 30, 2))) >> c.unbatch() >> c.batch(4)
+    with c.iterate(plan, seed=0) as run:
+        list(itertools.islice(run, 40))
+        state = run.state()
+    assert state["root"]["apply"]["counts"][-1] > 0
+    state["root"]["apply"]["rows"] = state["root"]["apply"]["counts"][-1] - 1
+    with pytest.raises(c.ResumeError, match="rows"):
+        list(c.iterate(plan, resume=seal(state)))

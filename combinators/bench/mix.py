@@ -22,7 +22,10 @@ with ``np.stack``. Figures, each measured in turns with its reference:
    ``.cycle()``, ``take``/``cycle`` and cycled children around block plans
    against the same plans without them; the working set and the mix of 10
    against the same written by hand (`_hand_working_set` over the arrays,
-   `_hand_numpy_mix`), which decide and copy rows as they do;
+   `_hand_numpy_mix`), which decide and copy rows as they do; ``unbatch()``
+   of rows of 4 sub-rows against the same rows unstacked, and ``filter`` over
+   the mix of 10 against the mix alone (no target: its predicate runs once
+   per row, in Python);
 5. 200 compressed ``from_npz`` shards, ``mix(..., n_active=8) >> batch(32)``
    under ``Processes(workers=2)`` against the same plan in process (issue 22,
    figure 7): the workers read and decompress the shards, the consumer decides
@@ -54,7 +57,7 @@ from combinators.execution.run import iterate
 from combinators.plan.mixes import mix
 from combinators.plan.sources import from_arrays, stream
 from combinators.sources.shards import from_npz
-from combinators.plan.transforms import batch, shuffle
+from combinators.plan.transforms import batch, filter, shuffle, unbatch  # noqa: A004 - the transform
 
 BATCH = 32
 #: rows per ``from_arrays`` source (the mix restarts a source when it is exhausted)
@@ -184,6 +187,10 @@ def _block_path_figures(n_batches: int, n_rows: int) -> list[Figure]:
         "mix take cycled": mix(*sources, weights=weights).take(5 * n_rows).cycle() >> batch(BATCH),
         "mix of cycled": mix(*[s.cycle() for s in sources], weights=weights) >> batch(BATCH),
         "working set": mix(*sources, weights=weights, n_active=4, rate=16) >> batch(BATCH),
+        # rows of 4 sub-rows each, unbatched on blocks (a reshape): as many rows as ``one``, in the same arrays
+        "one unbatched": from_arrays({key: value.reshape(-1, 4, *value.shape[1:]) for key, value in one.data.items()})
+        >> unbatch() >> batch(BATCH),
+        "mix filtered": mix(*sources, weights=weights) >> filter(_not_third) >> batch(BATCH),
     }
     hand = lambda: _hand_slicing(n_batches, one)  # noqa: E731
     hand_set = lambda: _hand_working_set(n_batches, 10, 4, 16, 0, open_source=lambda i: opens[i]())  # noqa: E731
@@ -207,7 +214,15 @@ def _block_path_figures(n_batches: int, n_rows: int) -> list[Figure]:
         figure("mix(10 from_arrays) all active >> batch(32) vs the same mix written by hand with numpy", "mix",
                lambda: _hand_numpy_mix(n_batches, sources, weights, 0), 0.8,
                note="the hand slicing loop makes no decision and copies no row; this reference does both"),
+        figure("one from_arrays of (4, 8) rows >> unbatch() >> batch(32) vs the same rows unstacked >> batch(32)",
+               "one unbatched", "one", 0.9),
+        figure("mix(10 from_arrays) >> filter(y % 3 != 0) >> batch(32) vs the mix alone", "mix filtered", "mix", None,
+               note="the predicate runs once per row, in Python"),
     ]
+
+
+def _not_third(row: dict) -> bool:
+    return row["y"] % 3 != 0
 
 
 def _versus(name: str, ours, reference, target: float, note: str = "") -> Figure:

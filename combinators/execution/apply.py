@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import builtins
-import inspect
 import itertools
 from typing import Any, Callable, Iterator
 
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 from combinators.execution import runstate
 from combinators.sampling import seeding
 from combinators.execution.collate import split, stack
-from combinators.execution.blocks import map_one_row
+from combinators.execution.block_stages import map_one_row, wants_rng
 from combinators.errors import DataError
 from combinators.plan.transforms import (
     Batch, Cache, Filter, KerasTuples, Map, Progress, Shuffle, Take, Transform, Tuples, Unbatch,
@@ -40,13 +39,6 @@ class _Place:
 
     def item_generator(self, position: int):
         return seeding.generator(self.entropy, self.path, self.activation, seeding.ITEM, self.index, position)
-
-
-def _wants_rng(fn: Callable[..., Any]) -> bool:
-    try:
-        return "rng" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _batch(items: Iterator[Any], t: Batch, place: _Place, cell: dict) -> Iterator[Any]:
@@ -73,13 +65,13 @@ def _unbatch(items: Iterator[Any], t: Unbatch, place: _Place, cell: dict) -> Ite
 def _map(items: Iterator[Any], t: Map, place: _Place, cell: dict) -> Iterator[Any]:
     if t.batched:  # item by item: a block of one row (the block path maps whole blocks, `block_transforms`)
         return (map_one_row(t.fn, item) for item in items)
-    if not _wants_rng(t.fn):
+    if not wants_rng(t.fn):
         return builtins.map(t.fn, items)
     return (out for _, out in _with_rng(items, t.fn, place, cell))
 
 
 def _filter(items: Iterator[Any], t: Filter, place: _Place, cell: dict) -> Iterator[Any]:
-    if not _wants_rng(t.predicate):
+    if not wants_rng(t.predicate):
         return builtins.filter(t.predicate, items)
     return (item for item, keep in _with_rng(items, t.predicate, place, cell) if keep)
 

@@ -13,21 +13,20 @@ per-item path yields). See docs/guide/decisions.md.
 
 from __future__ import annotations
 
-import functools
 import itertools
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from combinators.execution.block_stages import _cut, _length, filter_blocks, map_block, unbatch_blocks, wants_rng
 from combinators.execution.gather import DeferredGather, _concatenate, gather
 from combinators.sampling.mix import Decisions
 from combinators.plan.sources import RowSource
-from combinators.errors import DataError
-from combinators.plan.transforms import Batch, Map, Shuffle, Take
+from combinators.plan.transforms import Batch, Filter, Map, Shuffle, Take, Unbatch
 
 __all__ = [
     "materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms", "skip_rows", "take_blocks",
-    "BlockShuffle", "map_block", "map_one_row", "transforms_on_blocks",
+    "BlockShuffle", "transforms_on_blocks", "reshapes",
 ]
 
 #: bytes of one block at most (rows of at least 64 and at most 4096 items)
@@ -46,16 +45,6 @@ def _empty(schema: tuple, n: int) -> Any:
     if schema[0][0] is None:
         return np.empty((n, *schema[0][2]), dtype=schema[0][1])
     return {key: np.empty((n, *shape), dtype=dtype) for key, dtype, shape in schema}
-
-
-def _length(block: Any) -> int:
-    return len(next(iter(block.values()))) if isinstance(block, dict) else len(block)
-
-
-def _cut(block: Any, start: int, stop: int) -> Any:
-    if isinstance(block, dict):
-        return {key: value[start:stop] for key, value in block.items()}
-    return block[start:stop]
 
 
 def materialize(decisions: Iterator[Decisions], schema: tuple, on_block: Callable[[], None] | None = None,
@@ -216,37 +205,49 @@ def _batch_blocks(blocks: Iterator[Any], size: int, partial: bool, handed: list[
 
 
 def block_transforms(
-    blocks: Iterator[Any], transforms: tuple, passed: int = 0,
+    blocks: Iterator[Any], transforms: tuple, passed: int | list[int] = 0,
     shuffler: Callable[[int, Shuffle], "BlockShuffle"] | None = None, batched: list[int] | None = None,
+    reshape: bool = True, counts: list[int] | None = None, skips: list[int] | None = None,
     handed: list[int] | None = None,
 ) -> tuple[Iterator[Any], int]:
-    """Run the leading ``take``, ``shuffle`` and ``batch`` transforms on blocks.
+    """Run the leading transforms `transforms_on_blocks` names on blocks: ``take``, ``map(fn, batched=True)``
+    (`map_block`), ``unbatch`` and ``filter`` (with ``reshape``: `unbatch_blocks`, `filter_blocks`), the
+    first ``shuffle`` (with ``shuffler``) and the first ``batch``.
 
-    A ``map(fn, batched=True)`` runs on the blocks wherever it comes before
-    the first ``batch`` (`map_block`). Returns the items after them and the
-    index of the first transform left to run item by item. ``passed`` rows went through the ``take`` transforms
-    before (a resumed run: each lets that many fewer through). With
-    ``shuffler``, the first ``shuffle`` runs on blocks too:
-    ``shuffler(index, transform)`` gives its `BlockShuffle`; only ``batch``
-    follows it on blocks. With ``batched`` (a list), ``batched[0]`` grows by
-    the rows of each block the ``batch`` takes (a partial batch dropped at
-    the end included), as it takes it, and ``batched[1]`` is True while it
-    asks for the next block (and after the last). With ``handed`` (a list),
-    ``handed[0]`` grows by the rows of each batch as it is handed on (the
-    caller need not look at the batches to count them: a loop over them
-    costs as much as the slicing).
+    Returns the items after them and the index of the first transform left
+    to run item by item. ``passed`` rows went through the ``take``
+    transforms before (a resumed run: each lets that many fewer through;
+    a list gives them by transform index). ``shuffler(index, transform)``
+    gives the ``shuffle``'s `BlockShuffle`. With ``batched`` (a list),
+    ``batched[0]`` grows by the rows of each block the ``batch`` takes (a
+    partial batch dropped at the end included), as it takes it, and
+    ``batched[1]`` is True while it asks for the next block (and after the
+    last). With ``handed`` (a list), ``handed[0]`` grows by the rows of each
+    batch as it is handed on (the caller need not look at the batches to
+    count them: a loop over them costs as much as the slicing). With
+    ``counts`` (a list, one per transform), ``counts[i]`` grows by the rows
+    transform ``i`` hands on (the ``batch`` aside); ``skips[i]`` of them are
+    then left out (a resumed run).
     """
-    done = transforms_on_blocks(transforms, shuffler is not None)
+    done = transforms_on_blocks(transforms, shuffler is not None, reshape)
     for index, t in enumerate(transforms[:done]):
         if isinstance(t, Take):
-            blocks = take_blocks(blocks, t.n - passed)
+            blocks = take_blocks(blocks, t.n - (passed if isinstance(passed, int) else passed[index]))
         elif isinstance(t, Map):
-            blocks = map(functools.partial(map_block, t.fn), blocks)
+            blocks = _mapped(t.fn, blocks)
+        elif isinstance(t, Unbatch):
+            blocks = unbatch_blocks(blocks)
+        elif isinstance(t, Filter):
+            blocks = filter_blocks(t.predicate, blocks)
         elif isinstance(t, Shuffle):
             blocks = shuffler(index, t)(blocks)
         else:
             return _batch_blocks(blocks if batched is None else _counted(blocks, batched), t.size, t.partial,
                                  [0] if handed is None else handed), done
+        if counts is not None:
+            blocks = _counted_at(blocks, counts, index)
+        if skips and skips[index]:
+            blocks = skip_rows(blocks, skips[index])
     return block_rows(blocks), done
 
 
@@ -259,24 +260,53 @@ def _counted(blocks: Iterator[Any], rows: list) -> Iterator[Any]:
         rows[1] = True
 
 
-def transforms_on_blocks(transforms: tuple, shuffles: bool) -> int:
-    """How many of the leading ``transforms`` `block_transforms` runs on blocks: ``take`` (before any
-    ``shuffle``), ``map(fn, batched=True)``, the first ``shuffle`` (when ``shuffles``), up to and with the
-    first ``batch`` without ``axis``. The run state's schema (`combinators.execution.statecheck`) follows it.
+def _mapped(fn: Callable[[Any], Any], blocks: Iterator[Any]) -> Iterator[Any]:
+    for block in blocks:
+        yield map_block(fn, block)
 
-    >>> from combinators.plan.transforms import batch, shuffle, take
+
+def _counted_at(blocks: Iterator[Any], rows: list[int], at: int) -> Iterator[Any]:
+    for block in blocks:
+        rows[at] += _length(block)
+        yield block
+
+
+def transforms_on_blocks(transforms: tuple, shuffles: bool, reshape: bool = True) -> int:
+    """How many of the leading ``transforms`` `block_transforms` runs on blocks: ``take`` and
+    ``map(fn, batched=True)``, ``unbatch`` and ``filter`` (without ``rng``; when ``reshape``), the first
+    ``shuffle`` (when ``shuffles``, and before any ``unbatch`` or ``filter``; after it only a batched ``map``),
+    up to and with the first ``batch`` without ``axis``. The run state's schema
+    (`combinators.execution.statecheck`) follows it.
+
+    >>> from combinators.plan.transforms import batch, filter, shuffle, take, unbatch
     >>> transforms_on_blocks((take(5), shuffle(4), batch(2), take(1)), True), transforms_on_blocks((shuffle(4),), False)
     (3, 0)
+    >>> transforms_on_blocks((unbatch(), filter(bool), batch(2)), True), transforms_on_blocks((unbatch(),), True, False)
+    (3, 0)
     """
-    shuffled = False
+    shuffled = reshaped = False
     for index, t in enumerate(transforms):
-        if isinstance(t, Take) and not shuffled or isinstance(t, Map) and t.batched:
+        if isinstance(t, Map) and t.batched:
             continue
-        if isinstance(t, Shuffle) and shuffles and not shuffled:
+        if not shuffled and (isinstance(t, Take) or reshape and reshapes(t)):
+            reshaped = reshaped or reshapes(t)
+            continue
+        if isinstance(t, Shuffle) and shuffles and not shuffled and not reshaped:
             shuffled = True
             continue
         return index + 1 if isinstance(t, Batch) and t.axis is None else index
     return len(transforms)
+
+
+def reshapes(t: Any) -> bool:
+    """Whether ``t`` is an ``unbatch``, or a ``filter`` without ``rng``: a transform that `block_transforms`
+    runs on blocks (with ``reshape``) and that hands on another number of rows than it takes.
+
+    >>> from combinators.plan.transforms import filter, unbatch
+    >>> reshapes(unbatch()), reshapes(filter(bool)), reshapes(filter(lambda x, rng: True))
+    (True, True, False)
+    """
+    return isinstance(t, Unbatch) or isinstance(t, Filter) and not wants_rng(t.predicate)
 
 
 class BlockShuffle:
@@ -383,34 +413,6 @@ class BlockShuffle:
         order = self.rng.permutation(_length(self.buffer))
         self.output += len(order)
         yield _take(self.buffer, order)
-
-
-def map_block(fn: Callable[[Any], Any], block: Any) -> Any:
-    """``fn(block)`` for a ``map(fn, batched=True)``: a block of as many rows, or `DataError` naming ``fn``.
-
-    >>> map_block(lambda rows: rows + 1, np.arange(3)).tolist()
-    [1, 2, 3]
-    """
-    out = fn(block)
-    n, got = _length(block), _length(out) if isinstance(out, (dict, np.ndarray)) else None
-    if got != n:
-        what = f"{got} rows" if got is not None else f"a {type(out).__name__}"
-        msg = f"map({fn!r}, batched=True) returned {what} for a block of {n} rows (an array or a dict of arrays of {n})"
-        raise DataError(msg)
-    return out
-
-
-def map_one_row(fn: Callable[[Any], Any], item: Any) -> Any:
-    """A ``map(fn, batched=True)`` on one item: ``fn`` of a block of that one row, and row 0 of its result.
-
-    >>> map_one_row(lambda rows: {"x": rows["x"] * 2}, {"x": np.float32(1.5)})
-    {'x': np.float32(3.0)}
-    """
-    if isinstance(item, dict):
-        out = map_block(fn, {key: np.asarray(value)[None] for key, value in item.items()})
-    else:
-        out = map_block(fn, np.asarray(item)[None])
-    return {key: value[0] for key, value in out.items()} if isinstance(out, dict) else out[0]
 
 
 def _take(block: Any, rows: np.ndarray) -> Any:

@@ -12,7 +12,8 @@ import bisect
 import itertools
 from typing import Any, Callable
 
-from combinators.execution.blocks import _copy, _cut, _length
+from combinators.execution.block_stages import _cut, _length
+from combinators.execution.blocks import _copy
 from combinators.execution.gather import _concatenate
 from combinators.sampling.working_set import UNLIMITED
 

@@ -7,6 +7,7 @@ which runs it in-process or in a worker; the items are the same either way.
 
 from __future__ import annotations
 
+import collections
 import inspect
 import itertools
 from typing import Any, Callable, Iterator
@@ -18,11 +19,13 @@ from combinators.execution.apply import cell_state, restore_cell, run_transforms
 from combinators.execution.base import Activation, LocalActivation, Session
 from combinators.execution.block_activations import BlockActivation, name_note, open_blocks
 from combinators.plan.block_path import block_leaf, block_schema, consumer_leaf
-from combinators.execution.blocks import BlockShuffle, block_capacity, block_transforms, skip_rows, transforms_on_blocks
+from combinators.execution.blocks import (
+    BlockShuffle, _length, block_capacity, block_transforms, reshapes, skip_rows, transforms_on_blocks,
+)
 from combinators.plan.sources import is_leaf
 from combinators.execution.leaf import activate_leaf, unpicklable_part, where
 from combinators.execution.placed_rows import shipped_rows
-from combinators.errors import TransportError
+from combinators.errors import ResumeError, TransportError
 from combinators.execution.stats import HISTORY_VALUES, _thin
 from combinators.sampling.mix import ChainCursor, RoundRobinCursor, chain_items, mix_items, round_robin_items
 from combinators.plan.mixes import Mix, RoundRobin
@@ -400,6 +403,9 @@ def _apply_blocks(node: Apply, path, activation, ctx, saved, child: BlockActivat
     then, and the rows of its output read since (a state without it, from a version that shuffled item by
     item, resumes item by item)."""
     saved = None if saved is None else saved["apply"]
+    reshape = saved is None or "counts" in saved  # a state of a version that unbatched and filtered item by item
+    if reshape and any(map(reshapes, node.transforms[:transforms_on_blocks(node.transforms, True)])):
+        return _apply_reshaped(node, path, activation, ctx, saved, child)
     rows = [0 if saved is None else saved["rows"]]  # rows through the block transforms
     shuffled: list[tuple[BlockShuffle, dict]] = []
 
@@ -414,10 +420,10 @@ def _apply_blocks(node: Apply, path, activation, ctx, saved, child: BlockActivat
     on_blocks = saved is None or "shuffle" in saved
     passed = saved["shuffle"]["input"] if saved is not None and "shuffle" in saved else rows[0]
     taken = [0, False]  # rows the block batch took, whether it is asking for more (or its input ended)
-    batched = transforms_on_blocks(node.transforms, on_blocks)
+    batched = transforms_on_blocks(node.transforms, on_blocks, False)
     batched = batched > 0 and isinstance(node.transforms[batched - 1], Batch)
     items, done = block_transforms(child.blocks(), node.transforms, passed, shuffler if on_blocks else None, taken,
-                                   rows if batched else None)
+                                   reshape=False, handed=rows if batched else None)
     # a block mix's stats (wherever it is below): the rows taken from it, as item by item
     child.reader = _reader(rows, taken, node.transforms[:done], shuffled[0][0] if shuffled else None)
     rest = node.transforms[done:]
@@ -458,6 +464,47 @@ def _reader(rows: list[int], taken: list, on_blocks: tuple, stage: BlockShuffle 
         return pulled if limit is None else min(pulled, limit)
 
     return shuffled
+
+
+def _apply_reshaped(node: Apply, path, activation, ctx, saved, child: BlockActivation) -> tuple[Iterator[Any], Callable]:
+    """`_apply_blocks` when the transforms on blocks include an ``unbatch`` or a ``filter``: they hand on other
+    rows than they take, and read their input a block ahead. The state is taken where a block of the child
+    started (a mark per block: the child's state there, its rows before it, the rows each transform had handed
+    on), with the rows received since; resumed, the transforms run again from there and the rows already
+    received are left out."""
+    done = transforms_on_blocks(node.transforms, True)
+    stages = done - isinstance(node.transforms[done - 1], Batch)  # the transforms before the batch
+    rows = [0 if saved is None else saved["rows"]]  # rows through the block transforms
+    counts = [0] * stages if saved is None else list(saved["counts"])
+    if rows[0] < counts[-1]:
+        msg = f"the run state's field $.apply.rows ({rows[0]}) is below the rows handed on before its mark ({counts[-1]})"
+        raise ResumeError(msg)
+    pulled = [0 if saved is None else saved["input"]]  # rows of the child read
+    marks = collections.deque([(activation_state(child, 0) if saved is None else saved["child"], pulled[0], list(counts))])
+
+    def marked(blocks: Iterator[Any]) -> Iterator[Any]:
+        for block in blocks:
+            marks.append((activation_state(child, pulled[0]), pulled[0], list(counts)))
+            while len(marks) > 1 and marks[1][2][-1] <= rows[0]:  # a later mark is before the rows received
+                marks.popleft()
+            pulled[0] += _length(block)
+            yield block
+
+    skips = [0] * (stages - 1) + [rows[0] - counts[-1]]
+    batched = done > stages
+    items, _ = block_transforms(marked(child.blocks()), node.transforms, [*counts, 0], counts=counts, skips=skips,
+                                handed=rows if batched else None)
+    rest = node.transforms[done:]
+    cells = [{} for _ in rest] if saved is None else [restore_cell(c) for c in saved["cells"]]
+    items = run_transforms(_count_rows(items, rows, batched, child), rest, ctx.entropy, path, activation,
+                           first=done, cells=cells)
+
+    def state() -> dict[str, Any]:
+        child_state, before, at = next(mark for mark in reversed(marks) if mark[2][-1] <= rows[0])
+        return {"apply": {"child": child_state, "input": before, "counts": at, "rows": rows[0],
+                          "cells": [cell_state(c) for c in cells]}}
+
+    return (items if not rest else _closing(items, child)), state
 
 
 def _count_rows(items: Iterator[Any], rows: list[int], batched: bool, child: Activation) -> Iterator[Any]:

@@ -19,7 +19,7 @@ import numpy as np
 from combinators.sampling import seeding
 from combinators.errors import InvalidArgumentType
 from combinators.execution.apply import run_transforms
-from combinators.execution.blocks import block_rows, block_transforms, row_blocks
+from combinators.execution.blocks import block_rows, block_transforms, reshapes, row_blocks
 from combinators.execution.leaf_seek import Seek, seek
 from combinators.plan.sources import FromArrays, FromIterable, RowSource, Source
 from combinators.plan.stream import Apply, Stream
@@ -274,7 +274,8 @@ def activate_leaf(
             skip = 0
         if _on_blocks(leaf):
             items = row_blocks(leaf.stream, sought.first)
-            rows, done = block_transforms(items, leaf.transforms, sought.first)
+            passed = [cell.get("passed", 0) for cell in sought.cells]
+            rows, done = block_transforms(items, leaf.transforms, passed, skips=sought.skips)
         else:
             items, done = _iterate(leaf.stream, entropy, (*path, 0), (*activation, 0), sought.first), 0
             rows = items
@@ -286,9 +287,10 @@ def activate_leaf(
 
 def _on_blocks(leaf: Apply) -> bool:
     """Whether a leaf's first transform takes blocks of rows (`block_transforms`): a row source with a schema
-    under a ``batch`` (stacking) or ``take``; the batches are slices of blocks, the same items as stacked rows."""
+    under a ``batch`` (stacking), ``take``, ``unbatch`` or ``filter`` (without ``rng``); the batches are slices
+    of blocks, the same items as stacked rows."""
     first = leaf.transforms[0] if leaf.transforms else None
-    on_rows = isinstance(first, Take) or (isinstance(first, Batch) and first.axis is None)
+    on_rows = isinstance(first, Take) or (isinstance(first, Batch) and first.axis is None) or reshapes(first)
     return on_rows and isinstance(leaf.stream, RowSource) and leaf.stream.schema is not None
 
 

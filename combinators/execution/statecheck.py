@@ -38,12 +38,13 @@ import numpy as np
 
 from combinators.errors import ResumeError, RunStateError
 from combinators.execution import runstate
-from combinators.execution.blocks import transforms_on_blocks
+from combinators.execution.blocks import reshapes, transforms_on_blocks
 from combinators.plan.block_path import block_leaf, block_schema
 from combinators.plan.mixes import Mix, RoundRobin
 from combinators.plan.sources import FromArrays, FromIterable, RowSource, is_leaf
 from combinators.plan.stream import Apply, Chain, Stream
 from combinators.plan.transforms import (
+    Batch,
     Cache,
     Filter,
     Map,
@@ -229,21 +230,42 @@ def _specific(node: Stream) -> dict[str, Any] | None:
             "activations": {"anyOf": [{"type": "null"}, {"type": "array", "items": running, "maxItems": n}]},
         })})
     if isinstance(node, Apply):
-        blocks = block_schema(node.stream) is not None
-        first = transforms_on_blocks(node.transforms, True) if blocks else 0
-        cells = [_cell(t) for t in node.transforms[first:]]
-        fields = {"child": _activation(node.stream),
-                  "cells": {"type": "array", "prefixItems": cells, "minItems": len(cells), "maxItems": len(cells)}}
-        if blocks:
-            takes = [t.n for t in node.transforms[:first] if isinstance(t, Take)]
-            fields["rows"] = {**_COUNT, "maximum": min(takes, default=_U64)}
-            shuffles = [t for t in node.transforms[:first] if isinstance(t, Shuffle)]
-            if shuffles:
-                fields["shuffle"] = _object({"rng": _PCG64, "items": {"type": "string", "decodesToRows": shuffles[0].buffer_size},
-                                             "input": _COUNT,
-                                             "output": _COUNT, "drain": _FLAG})
-        return _object({"apply": _object(fields)})
+        return _apply(node)
     return None
+
+
+def _apply(node: Apply) -> dict[str, Any]:
+    """The state of transforms over a node: on blocks (`transforms_on_blocks`) over a block node, with an
+    ``unbatch`` or ``filter`` there (`combinators.execution.interpreter._apply_reshaped`), or as a version
+    that ran those item by item wrote it."""
+    if block_schema(node.stream) is None:
+        return _apply_fields(node, 0, False)
+    legacy = _apply_fields(node, transforms_on_blocks(node.transforms, True, False), True)
+    first = transforms_on_blocks(node.transforms, True)
+    if not any(map(reshapes, node.transforms[:first])):
+        return legacy
+    return {"anyOf": [_apply_fields(node, first, True, reshaped=True), legacy]}
+
+
+def _apply_fields(node: Apply, first: int, blocks: bool, reshaped: bool = False) -> dict[str, Any]:
+    cells = [_cell(t) for t in node.transforms[first:]]
+    fields = {"child": _activation(node.stream),
+              "cells": {"type": "array", "prefixItems": cells, "minItems": len(cells), "maxItems": len(cells)}}
+    if blocks:
+        on_blocks = node.transforms[:first]
+        unbatched = max((i for i, t in enumerate(on_blocks) if isinstance(t, Unbatch)), default=-1)
+        takes = [t.n for t in on_blocks[unbatched + 1:] if isinstance(t, Take)]  # an unbatch hands on more rows
+        fields["rows"] = {**_COUNT, "maximum": min(takes, default=_U64)}
+        shuffles = [t for t in on_blocks if isinstance(t, Shuffle)]
+        if shuffles:
+            fields["shuffle"] = _object({"rng": _PCG64, "items": {"type": "string", "decodesToRows": shuffles[0].buffer_size},
+                                         "input": _COUNT,
+                                         "output": _COUNT, "drain": _FLAG})
+        if reshaped:
+            stages = first - isinstance(on_blocks[-1], Batch)
+            fields["input"] = _COUNT
+            fields["counts"] = {"type": "array", "items": _COUNT, "minItems": stages, "maxItems": stages}
+    return _object({"apply": _object(fields)})
 
 
 def _activation(node: Stream) -> dict[str, Any]:

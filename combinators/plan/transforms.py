@@ -128,6 +128,11 @@ class Unbatch(Transform):
 def unbatch() -> Unbatch:
     """Split each batch back into items: the inverse of `batch` (stacking mode).
 
+    Over rows of arrays on the block path, every column's rows must share
+    one leading length ``k``: each block is reshaped to ``n * k`` rows (a
+    view), the same items; otherwise `DataError` names the key and lengths,
+    as item by item.
+
     >>> from combinators.plan.sources import from_iterable
     >>> [int(x) for x in from_iterable(range(4)) >> batch(2) >> unbatch()]
     [0, 1, 2, 3]
@@ -185,6 +190,12 @@ class Filter(Transform):
 
 def filter(predicate: Callable[..., bool]) -> Filter:  # noqa: A001 - the field's name
     """Keep the items for which ``predicate(item)`` is true (``rng`` as in `map`).
+
+    On the block path (a ``predicate`` without ``rng``), it is called once per
+    row of a block, on the item the per-item path gives it, possibly ahead of
+    the items handed out; the block is then compressed. The items are the same
+    for a ``predicate`` that leaves its item as it is (there, the item it sees
+    is a dict of read-only views made for it, not the one handed on).
 
     >>> from combinators.plan.sources import from_iterable
     >>> list(from_iterable(range(6)) >> filter(lambda x: x % 2))
