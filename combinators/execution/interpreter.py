@@ -20,7 +20,7 @@ from combinators.execution.block_activations import BlockActivation, name_note, 
 from combinators.plan.block_path import block_leaf, block_schema, consumer_leaf
 from combinators.execution.blocks import BlockShuffle, block_capacity, block_transforms, skip_rows, transforms_on_blocks
 from combinators.plan.sources import is_leaf
-from combinators.execution.leaf import activate_leaf, unpicklable_part, where
+from combinators.execution.leaf import activate_leaf, leaf_opener, unpicklable_part, where
 from combinators.execution.placed_rows import shipped_rows
 from combinators.errors import TransportError
 from combinators.execution.stats import HISTORY_VALUES, _thin
@@ -43,6 +43,7 @@ class _Context:
         self.history: dict[tuple[int, ...], list[np.ndarray]] = {}
         self.schemas: dict[int, Any] = {}  # block schema per node (by id; nodes outlive the run)
         self.leaf_plans: dict[tuple[int, ...], tuple[Any, tuple[Any, ...]]] = {}  # per leaf path, shipped once
+        self.leaf_openers: dict[tuple[int, ...], Callable[..., Iterator[Any]]] = {}  # per leaf path, in process
         self.row_plans: dict[tuple[int, ...], tuple[Any, tuple[Any, ...]]] = {}  # per placed row source's path
         # a data-parallel rank: (root mix path, rows per item, rank, world size, the global position its
         # positions count from) where it gathers its rows only
@@ -54,6 +55,13 @@ class _Context:
         if plan is None:
             plan = self.leaf_plans[path] = (activate_leaf, (node, self.entropy, path))
         return plan
+
+    def leaf_opener(self, node: Stream, path: tuple[int, ...]) -> Callable[[tuple[int, ...], int], Iterator[Any]]:
+        """`leaf_opener` of the leaf at ``path``: one per leaf for the whole run (its in-process activations)."""
+        opener = self.leaf_openers.get(path)
+        if opener is None:
+            opener = self.leaf_openers[path] = leaf_opener(node, self.entropy, path)
+        return opener
 
     def rows_plan(self, node: Stream, path: tuple[int, ...], schema: Any) -> tuple[Any, tuple[Any, ...]]:
         """``(shipped_rows, (source, rows per block))`` for a row source of block ``schema`` (its mix's) that a
@@ -253,12 +261,22 @@ class Child(Activation):
 
 class LeafChild(LocalActivation):
     """An in-process leaf activation as its parent holds it: a `Child` of a `LocalActivation` of
-    `activate_leaf`, in one object (a working set's replacements start one each)."""
+    `activate_leaf` (or of its `leaf_opener`), in one object (a working set's replacements start one each)."""
 
     __slots__ = ("ordinal", "offset")
 
     def __init__(self, fn: Callable[..., Iterator[Any]], args: tuple[Any, ...], ordinal: int, offset: int):
         self._fn, self._args, self._iterator, self.ordinal, self.offset = fn, args, None, ordinal, offset
+
+    def next_function(self) -> Callable[[], Any]:
+        """`LocalActivation.iterator`'s ``__next__``, started here in one step (a working set's slot asks it
+        at each replacement)."""
+        iterator = self._iterator
+        if iterator is None:
+            iterator = self._iterator = iter(self._fn(*self._args))
+            self._fn = self._args = None
+        inner = getattr(iterator, "iterator", None)  # a leaf with transforms: their output itself
+        return (inner() if inner is not None else iterator).__next__
 
     def state(self, received: int) -> dict[str, Any]:
         return {"received": self.offset + received}
@@ -267,10 +285,11 @@ class LeafChild(LocalActivation):
 class _Children:
     """Opens a node's children: ``children(i)`` starts child ``i``; its k-th activation is ``(*activation, k)``."""
 
-    __slots__ = ("node", "path", "leaves", "activation", "ctx", "next")
+    __slots__ = ("node", "path", "leaves", "activation", "ctx", "next", "openers")
 
     def __init__(self, node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context):
         self.node, self.path, self.activation, self.ctx, self.next = node, path, activation, ctx, 0
+        self.openers: dict[int, Callable[..., Iterator[Any]]] = {}  # per child index: the run's `leaf_opener`
         # a named leaf goes through open_node, so that its errors get a note; so does one a parallel executor's
         # consumer reads on the block path (`consumer_leaf`: rows in memory)
         inline = ctx.session.in_process
@@ -289,11 +308,15 @@ class _Children:
         if number is None:
             number = self.next
             self.next += 1
-        if self.leaves[index]:  # the replacement's hot path: straight to the session
-            identity, node, path = (*self.activation, number), self.node.children[index], (*self.path, index)
+        opener = self.openers.get(index)
+        if opener is not None:  # the replacement's hot path: an in-process leaf
+            return LeafChild(opener, ((*self.activation, number), skip), number, skip)
+        if self.leaves[index]:  # straight to the session
             ctx = self.ctx
-            if ctx.session.in_process:
-                return LeafChild(activate_leaf, (node, ctx.entropy, path, identity, skip), number, skip)
+            if ctx.session.in_process:  # the leaf's opener, made once per run
+                opener = self.openers[index] = ctx.leaf_opener(self.node.children[index], (*self.path, index))
+                return LeafChild(opener, ((*self.activation, number), skip), number, skip)
+            identity, node, path = (*self.activation, number), self.node.children[index], (*self.path, index)
             plan = ctx.leaf_plan(node, path)
             here = ctx.session.runs_here(plan, (*plan[1], identity, skip))
             if here is not None:
