@@ -167,3 +167,30 @@ def test_lazy_picks_are_the_picks():
         picks, uniforms = slots.lazy_picks(start, start + 64)
         taken = [next(picks) for _ in range(10)]
         assert taken == slots.picks(start, start + 10) and len(list(uniforms)) == 54
+
+
+def cheap(name, n):
+    yield from ((name, i) for i in range(n))
+
+
+def test_leaves_a_parallel_executor_runs_in_the_consumer_go_through_their_openers(monkeypatch):
+    from combinators.execution.remote.placement import Costs
+    from combinators.execution.remote.processes import Processes
+
+    made = []
+
+    def counted(leaf, entropy, path):
+        made.append(path)
+        return leaf_opener(leaf, entropy, path)
+
+    monkeypatch.setattr(interpreter, "leaf_opener", counted)
+    plan = c.mix(*[c.stream(cheap, f"s{k}", 1000) for k in range(4)], n_active=2, rate=6, dist="constant") >> c.take(1500)
+    expected = list(c.iterate(plan, seed=3))
+    assert sorted(made) == [(0, k) for k in range(4)]  # in process: one opener per leaf
+    made.clear()
+    cheap_costs = Costs(lambda leaf: (100, 10_000))  # ns to make and to move an item: cheap, made in the consumer
+    with c.iterate(plan, seed=3, executor=Processes(workers=1, inline=cheap_costs)) as run:
+        items = list(run)
+        inline = run.executor_stats()["activations_inline"]
+    assert items == expected
+    assert inline > 0 and made and set(made) <= {(0, k) for k in range(4)}  # the consumer's leaves, by their openers

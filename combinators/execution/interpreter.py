@@ -319,8 +319,9 @@ class _Children:
             identity, node, path = (*self.activation, number), self.node.children[index], (*self.path, index)
             plan = ctx.leaf_plan(node, path)
             here = ctx.session.runs_here(plan, (*plan[1], identity, skip))
-            if here is not None:
-                return LeafChild(*here, number, skip)
+            if here is not None:  # in the consumer: through the leaf's opener too, unless it is timed for a probe
+                fn, args = (ctx.leaf_opener(node, path), (identity, skip)) if here[0] is activate_leaf else here
+                return LeafChild(fn, args, number, skip)
             return Child(ctx.start_leaf(plan, node, path, identity, limit, skip), number, skip)
         return self.reopen(index, number, {"received": skip} if skip else None, limit, skip)
 

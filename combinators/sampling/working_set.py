@@ -142,10 +142,11 @@ class _SlotMap:
 
     def weights(self, slot_weights: list[float]) -> bool:
         """Map over new slot weights from now on; False when they sum to zero (nothing can be picked)."""
-        self.cumulative = list(itertools.accumulate(slot_weights))
+        cumulative = self.cumulative = list(itertools.accumulate(slot_weights))
         self.array = None
-        self.scale = self.cumulative[-1] * _BELOW_ONE
-        return self.cumulative[-1] > 0
+        total = cumulative[-1]
+        self.scale = total * _BELOW_ONE
+        return total > 0
 
     def picks(self, start: int, stop: int) -> list[int]:
         """The slots of uniforms ``start:stop`` of the block."""
