@@ -16,6 +16,8 @@ import combinators as c
 from combinators.errors import InvalidArgumentType
 from combinators.execution import interpreter
 from combinators.execution.leaf import activate_leaf, leaf_opener
+from combinators.execution.remote.placement import Costs
+from combinators.execution.remote.processes import Processes
 from combinators.sampling.working_set import _SlotMap
 
 
@@ -133,7 +135,9 @@ def test_leaf_opener_gives_the_items_of_activate_leaf(leaf, start):
         assert ours or start  # the leaves give items: the comparison is not of two empty lists
 
 
-def test_a_working_set_makes_one_opener_per_leaf_and_run(monkeypatch):
+@pytest.fixture
+def openers_made(monkeypatch):
+    """The paths of the leaf openers the interpreter makes, in order."""
     made = []
 
     def counted(leaf, entropy, path):
@@ -141,11 +145,15 @@ def test_a_working_set_makes_one_opener_per_leaf_and_run(monkeypatch):
         return leaf_opener(leaf, entropy, path)
 
     monkeypatch.setattr(interpreter, "leaf_opener", counted)
+    return made
+
+
+def test_a_working_set_makes_one_opener_per_leaf_and_run(openers_made):
     plan = c.mix(*[c.stream(plain, i) for i in range(3)], n_active=1, rate=2)
     items = list(c.iterate(plan, seed=0, max_iter=200))
     activations = sum(n == 0 for _, n in items)  # each activation of `plain` starts at 0
     assert len(items) == 200 and activations > 30
-    assert sorted(made) == [(0,), (1,), (2,)]  # one opener per leaf for the whole run
+    assert sorted(openers_made) == [(0,), (1,), (2,)]  # one opener per leaf for the whole run
 
 
 def returns_a_number(label):
@@ -173,17 +181,8 @@ def cheap(name, n):
     yield from ((name, i) for i in range(n))
 
 
-def test_leaves_a_parallel_executor_runs_in_the_consumer_go_through_their_openers(monkeypatch):
-    from combinators.execution.remote.placement import Costs
-    from combinators.execution.remote.processes import Processes
-
-    made = []
-
-    def counted(leaf, entropy, path):
-        made.append(path)
-        return leaf_opener(leaf, entropy, path)
-
-    monkeypatch.setattr(interpreter, "leaf_opener", counted)
+def test_leaves_a_parallel_executor_runs_in_the_consumer_go_through_their_openers(openers_made):
+    made = openers_made
     plan = c.mix(*[c.stream(cheap, f"s{k}", 1000) for k in range(4)], n_active=2, rate=6, dist="constant") >> c.take(1500)
     expected = list(c.iterate(plan, seed=3))
     assert sorted(made) == [(0, k) for k in range(4)]  # in process: one opener per leaf
