@@ -20,7 +20,7 @@ from combinators.execution.block_activations import BlockActivation, name_note, 
 from combinators.plan.block_path import block_leaf, block_schema, consumer_leaf
 from combinators.execution.blocks import BlockShuffle, block_capacity, block_transforms, skip_rows, transforms_on_blocks
 from combinators.plan.sources import is_leaf
-from combinators.execution.leaf import activate_leaf, leaf_opener, unpicklable_part, where
+from combinators.execution.leaf import activate_leaf, open_plain, plain_source, unpicklable_part, where
 from combinators.execution.placed_rows import shipped_rows
 from combinators.errors import TransportError
 from combinators.execution.stats import HISTORY_VALUES, _thin
@@ -43,7 +43,6 @@ class _Context:
         self.history: dict[tuple[int, ...], list[np.ndarray]] = {}
         self.schemas: dict[int, Any] = {}  # block schema per node (by id; nodes outlive the run)
         self.leaf_plans: dict[tuple[int, ...], tuple[Any, tuple[Any, ...]]] = {}  # per leaf path, shipped once
-        self.leaf_openers: dict[tuple[int, ...], Callable[..., Iterator[Any]]] = {}  # per leaf path, in process
         self.row_plans: dict[tuple[int, ...], tuple[Any, tuple[Any, ...]]] = {}  # per placed row source's path
         # a data-parallel rank: (root mix path, rows per item, rank, world size, the global position its
         # positions count from) where it gathers its rows only
@@ -55,13 +54,6 @@ class _Context:
         if plan is None:
             plan = self.leaf_plans[path] = (activate_leaf, (node, self.entropy, path))
         return plan
-
-    def leaf_opener(self, node: Stream, path: tuple[int, ...]) -> Callable[[tuple[int, ...], int], Iterator[Any]]:
-        """`leaf_opener` of the leaf at ``path``: one per leaf for the whole run (its in-process activations)."""
-        opener = self.leaf_openers.get(path)
-        if opener is None:
-            opener = self.leaf_openers[path] = leaf_opener(node, self.entropy, path)
-        return opener
 
     def rows_plan(self, node: Stream, path: tuple[int, ...], schema: Any) -> tuple[Any, tuple[Any, ...]]:
         """``(shipped_rows, (source, rows per block))`` for a row source of block ``schema`` (its mix's) that a
@@ -261,7 +253,7 @@ class Child(Activation):
 
 class LeafChild(LocalActivation):
     """An in-process leaf activation as its parent holds it: a `Child` of a `LocalActivation` of
-    `activate_leaf` (or of its `leaf_opener`), in one object (a working set's replacements start one each)."""
+    `activate_leaf` (or `open_plain`), in one object (a working set's replacements start one each)."""
 
     __slots__ = ("ordinal", "offset")
 
@@ -285,11 +277,12 @@ class LeafChild(LocalActivation):
 class _Children:
     """Opens a node's children: ``children(i)`` starts child ``i``; its k-th activation is ``(*activation, k)``."""
 
-    __slots__ = ("node", "path", "leaves", "activation", "ctx", "next", "openers")
+    __slots__ = ("node", "path", "leaves", "activation", "ctx", "next", "plain")
 
     def __init__(self, node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context):
         self.node, self.path, self.activation, self.ctx, self.next = node, path, activation, ctx, 0
-        self.openers: dict[int, Callable[..., Iterator[Any]]] = {}  # per child index: the run's `leaf_opener`
+        # per child: 1 once known a `plain_source` leaf started in process (`open_plain`), 2 once known not to be
+        self.plain = bytearray(len(node.children))
         # a named leaf goes through open_node, so that its errors get a note; so does one a parallel executor's
         # consumer reads on the block path (`consumer_leaf`: rows in memory)
         inline = ctx.session.in_process
@@ -308,20 +301,22 @@ class _Children:
         if number is None:
             number = self.next
             self.next += 1
-        opener = self.openers.get(index)
-        if opener is not None:  # the replacement's hot path: an in-process leaf
-            return LeafChild(opener, ((*self.activation, number), skip), number, skip)
+        plain = self.plain[index]
+        if not plain and self.leaves[index]:  # what the leaf is, worked out once per child
+            plain = self.plain[index] = 1 if self.ctx.session.in_process and plain_source(self.node.children[index]) else 2
+        if plain == 1 and not skip:  # the replacement's hot path: a plain source, in process
+            return LeafChild(open_plain, (self.node.children[index], self.path, index), number, 0)
         if self.leaves[index]:  # straight to the session
-            ctx = self.ctx
-            if ctx.session.in_process:  # the leaf's opener, made once per run
-                opener = self.openers[index] = ctx.leaf_opener(self.node.children[index], (*self.path, index))
-                return LeafChild(opener, ((*self.activation, number), skip), number, skip)
-            identity, node, path = (*self.activation, number), self.node.children[index], (*self.path, index)
+            ctx, node = self.ctx, self.node.children[index]
+            identity, path = (*self.activation, number), (*self.path, index)
+            if ctx.session.in_process:
+                return LeafChild(activate_leaf, (node, ctx.entropy, path, identity, skip), number, skip)
             plan = ctx.leaf_plan(node, path)
             here = ctx.session.runs_here(plan, (*plan[1], identity, skip))
-            if here is not None:  # in the consumer: through the leaf's opener too, unless it is timed for a probe
-                fn, args = (ctx.leaf_opener(node, path), (identity, skip)) if here[0] is activate_leaf else here
-                return LeafChild(fn, args, number, skip)
+            if here is not None:  # in the consumer: a plain source started straight away, unless timed for a probe
+                if here[0] is activate_leaf and not skip and plain_source(node):
+                    return LeafChild(open_plain, (node, self.path, index), number, 0)
+                return LeafChild(*here, number, skip)
             return Child(ctx.start_leaf(plan, node, path, identity, limit, skip), number, skip)
         return self.reopen(index, number, {"received": skip} if skip else None, limit, skip)
 

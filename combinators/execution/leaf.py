@@ -25,7 +25,7 @@ from combinators.plan.sources import FromArrays, FromIterable, RowSource, Source
 from combinators.plan.stream import Apply, Stream
 from combinators.plan.transforms import Batch, Take
 
-__all__ = ["activate_leaf", "leaf_opener", "seeks", "probed_leaf", "probed_items", "leaf_kind", "where", "unpicklable_part"]
+__all__ = ["activate_leaf", "plain_source", "open_plain", "seeks", "probed_leaf", "probed_items", "leaf_kind", "where", "unpicklable_part"]
 
 
 def _source_items(
@@ -284,36 +284,32 @@ def activate_leaf(
     return _iterate(leaf, entropy, path, activation, start)
 
 
-def leaf_opener(leaf: Stream, entropy: int, path: tuple[int, ...]) -> Callable[[tuple[int, ...], int], Iterator[Any]]:
-    """``opener(activation, start)``: an iterator over ``activate_leaf(leaf, entropy, path, activation, start)``.
-
-    What a working set calls at each replacement in process, made once per
-    leaf and run: for a ``stream(fn, ...)`` that takes neither ``rng`` nor
-    ``start``, started at its first item, it calls ``fn`` straight away (the
-    question of what the source is, and of what ``fn`` accepts, was answered
-    when the opener was made); any other activation is `activate_leaf`'s.
-    The items are the same either way. Raises what `activate_leaf` raises
-    (`InvalidArgumentType` naming the source when ``fn`` returns no iterable).
+def plain_source(leaf: Stream) -> bool:
+    """Whether ``leaf`` is a ``stream(fn, ...)`` whose ``fn`` takes neither ``rng`` nor ``start``: an activation of
+    it from its first item is ``fn(*args, **kwargs)`` (`open_plain`), whatever its seeds.
 
     >>> from combinators.plan.sources import stream
-    >>> opener = leaf_opener(stream(range, 3), 0, (0,))
-    >>> list(opener((0, 1), 0)), list(opener((0, 2), 1))
-    ([0, 1, 2], [1, 2])
+    >>> plain_source(stream(range, 3)), plain_source(stream(lambda rng: iter([rng]))), plain_source(stream(range, 3).take(2))
+    (True, False, False)
     """
-    if not isinstance(leaf, Source) or leaf.wants_rng or leaf.seeks:
-        return lambda activation, start: iter(activate_leaf(leaf, entropy, path, activation, start))
-    fn, args, kwargs = leaf.fn, leaf.args, leaf.kwargs
+    return isinstance(leaf, Source) and not leaf.wants_rng and not leaf.seeks
 
-    def open_source(activation: tuple[int, ...], start: int) -> Iterator[Any]:
-        if start:
-            return _iterate(leaf, entropy, path, activation, start)
-        items = fn(*args, **kwargs)
-        try:
-            return iter(items)
-        except TypeError:
-            return _iterable(items, leaf, path)  # raises, naming the source
 
-    return open_source
+def open_plain(leaf: Source, parent: tuple[int, ...], index: int) -> Iterator[Any]:
+    """``activate_leaf(leaf, entropy, (*parent, index), activation)`` for a `plain_source` leaf, child ``index`` of
+    the node at ``parent``, from its first item: ``fn`` called straight away, nothing asked of the leaf (what a
+    working set's replacement does in process). Raises `InvalidArgumentType` naming the source when ``fn``
+    returns no iterable.
+
+    >>> from combinators.plan.sources import stream
+    >>> list(open_plain(stream(range, 3), (0,), 1))
+    [0, 1, 2]
+    """
+    items = leaf.fn(*leaf.args, **leaf.kwargs)
+    try:
+        return iter(items)
+    except TypeError:
+        return _iterable(items, leaf, (*parent, index))  # raises, naming the source
 
 
 def _on_blocks(leaf: Apply) -> bool:

@@ -48,7 +48,7 @@ def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: 
     fixed = _fixed_budget(rate, dist)
     if fixed is not None:
         return fixed
-    return _budget(rng, rate, *_binomial(rate, dist, share))
+    return _budget(rng, rate, _miss(dist, share))
 
 
 def _fixed_budget(rate: float | None, dist: str) -> int | None:
@@ -61,18 +61,17 @@ def _fixed_budget(rate: float | None, dist: str) -> int | None:
     return None
 
 
-def _binomial(rate: float, dist: str, share: float) -> tuple[int, float]:
-    """``(trials, miss)`` of a stream's budget draw: its binomial's, or ``(0, 0.0)`` for ``1 + Poisson(rate - 1)``
-    (a working set works them out once per stream: `_budget` is all that is left to each activation)."""
-    if dist == "binomial" and share < 1:
-        miss = 1.0 - share
-        return min(int((rate - 1) / miss + 0.5), UNLIMITED), miss
-    return 0, 0.0
+def _miss(dist: str, share: float) -> float:
+    """A stream's ``1 - share`` for a binomial budget, or 0.0 for ``1 + Poisson(rate - 1)`` (a working set works
+    it out once per stream: `_budget` is all that is left to each activation)."""
+    return 1.0 - share if dist == "binomial" and share < 1 else 0.0
 
 
-def _budget(rng: np.random.Generator, rate: float, trials: int, miss: float) -> int:
-    """A budget drawn from ``rng`` with the arguments of `_binomial`."""
-    return 1 + int(rng.binomial(trials, miss) if miss > 0 else rng.poisson(rate - 1))
+def _budget(rng: np.random.Generator, rate: float, miss: float) -> int:
+    """A budget drawn from ``rng`` for a stream of `_miss` ``miss``."""
+    if miss > 0:
+        return 1 + int(rng.binomial(min(int((rate - 1) / miss + 0.5), UNLIMITED), miss))
+    return 1 + int(rng.poisson(rate - 1))
 
 
 def _close(slot: int, activation: Any) -> None:
@@ -250,7 +249,7 @@ class _WorkingSet:
         self.ahead = 0 if self.all_active or mode == "single_active" else AHEAD
         self.queue: collections.deque[Entry] = collections.deque()
         self.fixed_budget = _fixed_budget(rate, dist)
-        self.trials, self.miss = array.array("q"), array.array("d")  # per stream: `_binomial` (budgets drawn)
+        self.miss = array.array("d")  # per stream: `_miss` (budgets drawn), one double each
         if self.fixed_budget is None:
             self._shares(weights)
         # ending modes: a stream whose activation spent its budget waits here with the
@@ -305,10 +304,9 @@ class _WorkingSet:
         self.segment_starts.append((self.segments[segment][0], self.live_counts()))
 
     def _shares(self, weights: np.ndarray) -> None:
-        """Work out each stream's budget draw (`_binomial`) from its expected share of the working set."""
-        draws = [_binomial(self.rate, self.dist, share) for share in expected_shares(weights, len(self.stream)).tolist()]
-        self.trials = array.array("q", [trials for trials, _ in draws])
-        self.miss = array.array("d", [miss for _, miss in draws])
+        """Work out each stream's budget draw (`_miss`) from its expected share of the working set."""
+        shares = expected_shares(weights, len(self.stream))
+        self.miss = array.array("d", (_miss(self.dist, share) for share in array.array("d", shares.tobytes())))
 
     # -- choosing and starting activations
     def _set_pool(self, index: int, weight: float) -> None:
@@ -334,7 +332,7 @@ class _WorkingSet:
                 self._set_pool(index, 0.0)
         budget = self.fixed_budget
         if budget is None:
-            budget = _budget(self.rng, self.rate, self.trials[index], self.miss[index])
+            budget = _budget(self.rng, self.rate, self.miss[index])
         limit = None if budget >= UNLIMITED else budget
         if self.suspended:
             resume = self.suspended.pop(index, None)
