@@ -96,8 +96,6 @@ _BELOW_ONE = 1.0 - 2.0**-50
 UNDRAWN_SHARE = 2.0**-48
 
 
-_map, _bisect_right, _repeat = map, bisect.bisect_right, itertools.repeat
-
 #: picks mapped at once up to this many are mapped in Python (`bisect`), beyond it with numpy
 _PYTHON_CHUNK = 64
 #: up to this many slots, a long run is mapped by counting the cumulative weights each value reaches, one
@@ -159,7 +157,7 @@ class _SlotMap:
         `picks` maps them), and the iterator over those uniforms, whose length hint is how many are not taken
         yet: a loop that stops at a working-set event maps none past it."""
         uniforms = iter(self.uniforms[start:stop].tolist())
-        return _map(_bisect_right, _repeat(self.cumulative), _map(self.scale.__mul__, uniforms)), uniforms
+        return map(bisect.bisect_right, itertools.repeat(self.cumulative), map(self.scale.__mul__, uniforms)), uniforms
 
     def array_picks(self, start: int, stop: int) -> np.ndarray:
         """The slots of uniforms ``start:stop`` of the block, as an int array (one ``searchsorted``)."""
