@@ -23,7 +23,7 @@ from combinators.execution.blocks import (
     BlockShuffle, _length, block_capacity, block_transforms, reshapes, skip_rows, transforms_on_blocks,
 )
 from combinators.plan.sources import is_leaf
-from combinators.execution.leaf import activate_leaf, unpicklable_part, where
+from combinators.execution.leaf import activate_leaf, open_plain, plain_source, unpicklable_part, where
 from combinators.execution.placed_rows import shipped_rows
 from combinators.errors import ResumeError, TransportError
 from combinators.execution.stats import HISTORY_VALUES, _thin
@@ -256,12 +256,22 @@ class Child(Activation):
 
 class LeafChild(LocalActivation):
     """An in-process leaf activation as its parent holds it: a `Child` of a `LocalActivation` of
-    `activate_leaf`, in one object (a working set's replacements start one each)."""
+    `activate_leaf` (or `open_plain`), in one object (a working set's replacements start one each)."""
 
     __slots__ = ("ordinal", "offset")
 
     def __init__(self, fn: Callable[..., Iterator[Any]], args: tuple[Any, ...], ordinal: int, offset: int):
         self._fn, self._args, self._iterator, self.ordinal, self.offset = fn, args, None, ordinal, offset
+
+    def next_function(self) -> Callable[[], Any]:
+        """`LocalActivation.iterator`'s ``__next__``, started here in one step (a working set's slot asks it
+        at each replacement)."""
+        iterator = self._iterator
+        if iterator is None:
+            iterator = self._iterator = iter(self._fn(*self._args))
+            self._fn = self._args = None
+        inner = getattr(iterator, "iterator", None)  # a leaf with transforms: their output itself
+        return (inner() if inner is not None else iterator).__next__
 
     def state(self, received: int) -> dict[str, Any]:
         return {"received": self.offset + received}
@@ -270,10 +280,12 @@ class LeafChild(LocalActivation):
 class _Children:
     """Opens a node's children: ``children(i)`` starts child ``i``; its k-th activation is ``(*activation, k)``."""
 
-    __slots__ = ("node", "path", "leaves", "activation", "ctx", "next")
+    __slots__ = ("node", "path", "leaves", "activation", "ctx", "next", "plain")
 
     def __init__(self, node: Stream, path: tuple[int, ...], activation: tuple[int, ...], ctx: _Context):
         self.node, self.path, self.activation, self.ctx, self.next = node, path, activation, ctx, 0
+        # per child: 1 once known a `plain_source` leaf started in process (`open_plain`), 2 once known not to be
+        self.plain = bytearray(len(node.children))
         # a named leaf goes through open_node, so that its errors get a note; so does one a parallel executor's
         # consumer reads on the block path (`consumer_leaf`: rows in memory)
         inline = ctx.session.in_process
@@ -292,14 +304,21 @@ class _Children:
         if number is None:
             number = self.next
             self.next += 1
-        if self.leaves[index]:  # the replacement's hot path: straight to the session
-            identity, node, path = (*self.activation, number), self.node.children[index], (*self.path, index)
-            ctx = self.ctx
+        plain = self.plain[index]
+        if not plain and self.leaves[index]:  # what the leaf is, worked out once per child
+            plain = self.plain[index] = 1 if self.ctx.session.in_process and plain_source(self.node.children[index]) else 2
+        if plain == 1 and not skip:  # the replacement's hot path: a plain source, in process
+            return LeafChild(open_plain, (self.node.children[index], self.path, index), number, 0)
+        if self.leaves[index]:  # straight to the session
+            ctx, node = self.ctx, self.node.children[index]
+            identity, path = (*self.activation, number), (*self.path, index)
             if ctx.session.in_process:
                 return LeafChild(activate_leaf, (node, ctx.entropy, path, identity, skip), number, skip)
             plan = ctx.leaf_plan(node, path)
             here = ctx.session.runs_here(plan, (*plan[1], identity, skip))
-            if here is not None:
+            if here is not None:  # in the consumer: a plain source started straight away, unless timed for a probe
+                if here[0] is activate_leaf and not skip and plain_source(node):
+                    return LeafChild(open_plain, (node, self.path, index), number, 0)
                 return LeafChild(*here, number, skip)
             return Child(ctx.start_leaf(plan, node, path, identity, limit, skip), number, skip)
         return self.reopen(index, number, {"received": skip} if skip else None, limit, skip)

@@ -25,7 +25,7 @@ from combinators.plan.sources import FromArrays, FromIterable, RowSource, Source
 from combinators.plan.stream import Apply, Stream
 from combinators.plan.transforms import Batch, Take
 
-__all__ = ["activate_leaf", "seeks", "probed_leaf", "probed_items", "leaf_kind", "where", "unpicklable_part"]
+__all__ = ["activate_leaf", "plain_source", "open_plain", "seeks", "probed_leaf", "probed_items", "leaf_kind", "where", "unpicklable_part"]
 
 
 def _source_items(
@@ -283,6 +283,34 @@ def activate_leaf(
                                 sought.skips[done:])
         return _Pipeline(items, itertools.islice(output, skip, None) if skip else output)
     return _iterate(leaf, entropy, path, activation, start)
+
+
+def plain_source(leaf: Stream) -> bool:
+    """Whether ``leaf`` is a ``stream(fn, ...)`` whose ``fn`` takes neither ``rng`` nor ``start``: an activation of
+    it from its first item is ``fn(*args, **kwargs)`` (`open_plain`), whatever its seeds.
+
+    >>> from combinators.plan.sources import stream
+    >>> plain_source(stream(range, 3)), plain_source(stream(lambda rng: iter([rng]))), plain_source(stream(range, 3).take(2))
+    (True, False, False)
+    """
+    return isinstance(leaf, Source) and not leaf.wants_rng and not leaf.seeks
+
+
+def open_plain(leaf: Source, parent: tuple[int, ...], index: int) -> Iterator[Any]:
+    """``activate_leaf(leaf, entropy, (*parent, index), activation)`` for a `plain_source` leaf, child ``index`` of
+    the node at ``parent``, from its first item: ``fn`` called straight away, nothing asked of the leaf (what a
+    working set's replacement does in process). Raises `InvalidArgumentType` naming the source when ``fn``
+    returns no iterable.
+
+    >>> from combinators.plan.sources import stream
+    >>> list(open_plain(stream(range, 3), (0,), 1))
+    [0, 1, 2]
+    """
+    items = leaf.fn(*leaf.args, **leaf.kwargs)
+    try:
+        return iter(items)
+    except TypeError:
+        return _iterable(items, leaf, (*parent, index))  # raises, naming the source
 
 
 def _on_blocks(leaf: Apply) -> bool:

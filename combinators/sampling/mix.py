@@ -225,12 +225,15 @@ def mix_items(
                 state.changed = False
                 if not slots.weights(state.slot_weight):
                     return
-            picks = slots.picks(used, used + min(chunk, left))
-            used += len(picks)  # minus what is left of picks when the working set changes
-            remaining = iter(picks)
+            stop = min(used + min(chunk, left), len(uniforms))
+            if stop - used <= _PYTHON_CHUNK:  # working-set events are near: map each pick when it is taken
+                picks, remaining = slots.lazy_picks(used, stop)
+            else:
+                picks = remaining = iter(slots.picks(used, stop))
+            used = stop  # minus what is left of picks when the working set changes
             state.loop = (used, remaining)
             chunk = min(2 * chunk, _MAX_CHUNK)
-            for slot in remaining:
+            for slot in picks:
                 try:
                     item = next_item[slot]()
                 except StopIteration:
@@ -238,7 +241,7 @@ def mix_items(
                     # an empty activation is spent instead, so empty streams cannot spin
                     retry = taken[slot] > state.start_at[slot]
                     used -= length_hint(remaining) + retry
-                    chunk = _MIN_CHUNK
+                    chunk = _PYTHON_CHUNK
                     if not state.end(slot, exhausted=True):
                         return
                     break
@@ -248,7 +251,7 @@ def mix_items(
                 yield item
                 if taken[slot] == limit[slot]:
                     used -= length_hint(remaining)
-                    chunk = _MIN_CHUNK
+                    chunk = _PYTHON_CHUNK  # mapped as taken: a chunk cut short by the next event costs nothing
                     if not state.end(slot, exhausted=False):
                         return
                     break

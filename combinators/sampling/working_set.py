@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import math
 from operator import length_hint
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -45,12 +45,31 @@ def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: 
     >>> draw_budget(np.random.default_rng(0), None, "binomial", 0.5) == UNLIMITED
     True
     """
+    fixed = _fixed_budget(rate, dist)
+    if fixed is not None:
+        return fixed
+    return _budget(rng, rate, _miss(dist, share))
+
+
+def _fixed_budget(rate: float | None, dist: str) -> int | None:
+    """The budget of every activation when budgets draw nothing (no ``rate``, one too large to draw, or
+    ``"constant"``); None when each activation's is drawn."""
     if rate is None or rate >= UNLIMITED:  # numpy's poisson refuses lam > ~9e18
         return UNLIMITED
     if dist == "constant":
         return max(1, math.ceil(rate))
-    if dist == "binomial" and share < 1:
-        miss = 1.0 - share
+    return None
+
+
+def _miss(dist: str, share: float) -> float:
+    """A stream's ``1 - share`` for a binomial budget, or 0.0 for ``1 + Poisson(rate - 1)`` (a working set works
+    it out once per stream: `_budget` is all that is left to each activation)."""
+    return 1.0 - share if dist == "binomial" and share < 1 else 0.0
+
+
+def _budget(rng: np.random.Generator, rate: float, miss: float) -> int:
+    """A budget drawn from ``rng`` for a stream of `_miss` ``miss``."""
+    if miss > 0:
         return 1 + int(rng.binomial(min(int((rate - 1) / miss + 0.5), UNLIMITED), miss))
     return 1 + int(rng.poisson(rate - 1))
 
@@ -105,6 +124,9 @@ class _SlotMap:
     True
     >>> slots.array_picks(0, 200).tolist() == slots.array.searchsorted(uniforms * slots.scale, "right").tolist()
     True
+    >>> picks, left = slots.lazy_picks(0, 200)
+    >>> next(picks), next(picks), len(list(left))  # mapped as taken: 198 uniforms not taken
+    (2, 2, 198)
     """
 
     __slots__ = ("uniforms", "cumulative", "array", "scale")
@@ -117,10 +139,11 @@ class _SlotMap:
 
     def weights(self, slot_weights: list[float]) -> bool:
         """Map over new slot weights from now on; False when they sum to zero (nothing can be picked)."""
-        self.cumulative = list(itertools.accumulate(slot_weights))
+        cumulative = self.cumulative = list(itertools.accumulate(slot_weights))
         self.array = None
-        self.scale = self.cumulative[-1] * _BELOW_ONE
-        return self.cumulative[-1] > 0
+        total = cumulative[-1]
+        self.scale = total * _BELOW_ONE
+        return total > 0
 
     def picks(self, start: int, stop: int) -> list[int]:
         """The slots of uniforms ``start:stop`` of the block."""
@@ -128,6 +151,13 @@ class _SlotMap:
             cumulative, scale, right = self.cumulative, self.scale, bisect.bisect_right
             return [right(cumulative, u * scale) for u in self.uniforms[start:stop].tolist()]
         return self.array_picks(start, stop).tolist()
+
+    def lazy_picks(self, start: int, stop: int) -> tuple[Iterator[int], Iterator[float]]:
+        """The slots of uniforms ``start:stop`` of the block, each mapped when it is taken (`bisect`, as
+        `picks` maps them), and the iterator over those uniforms, whose length hint is how many are not taken
+        yet: a loop that stops at a working-set event maps none past it."""
+        uniforms = iter(self.uniforms[start:stop].tolist())
+        return map(bisect.bisect_right, itertools.repeat(self.cumulative), map(self.scale.__mul__, uniforms)), uniforms
 
     def array_picks(self, start: int, stop: int) -> np.ndarray:
         """The slots of uniforms ``start:stop`` of the block, as an int array (one ``searchsorted``)."""
@@ -174,6 +204,9 @@ class Entry(NamedTuple):
     number: int  # the activation's number among its mix's (a resumed one keeps its first number)
 
 
+_new_entry = tuple.__new__  # an `Entry` without the Python call of its ``__new__`` (one per activation)
+
+
 class _WorkingSet:
     """The state of one mix activation: which stream each slot holds, budgets, entries drawn ahead.
 
@@ -213,8 +246,10 @@ class _WorkingSet:
         # change which streams may enter, so it draws each entry when its slot empties
         self.ahead = 0 if self.all_active or mode == "single_active" else AHEAD
         self.queue: collections.deque[Entry] = collections.deque()
-        self.fixed_budget = draw_budget(activate_rng, rate, dist, 1.0) if rate is None or dist == "constant" else None
-        self.shares = array.array("d", expected_shares(weights, n_slots).tobytes()) if self.fixed_budget is None else None
+        self.fixed_budget = _fixed_budget(rate, dist)
+        self.miss = array.array("d")  # per stream: `_miss` (budgets drawn), one double each
+        if self.fixed_budget is None:
+            self._shares(weights)
         # ending modes: a stream whose activation spent its budget waits here with the
         # number of items it yielded, until it is drawn again and resumes after them
         self.suspended: dict[int, tuple[int, int]] = {}  # stream -> (activation number, items yielded)
@@ -231,8 +266,8 @@ class _WorkingSet:
         self.segments, self.segment, self.decided_before = segments, 0, 0
         self.next_start = segments[1][0] if segments is not None and len(segments) > 1 else None
         self.segment_starts: list[tuple[int, list[int]]] = [] if segments is None else [(0, list(counts))]
-        # ends an activation: closes it (a block materializer first reads the rows it was asked for)
-        self.retire: Callable[[int, Any], None] = _close
+        # ends an activation instead of its close() (a block materializer first reads the rows it was asked for)
+        self.retire: Callable[[int, Any], None] | None = None
 
     # -- weights on a schedule (combinators.plan.schedule)
     def decided(self) -> int:
@@ -260,59 +295,64 @@ class _WorkingSet:
         self.pool = np.where(self.pool > 0, weights, 0.0)  # the zero pattern never changes (Schedule checks it)
         self.cumulative = None
         if self.fixed_budget is None:
-            self.shares = array.array("d", expected_shares(weights, len(self.stream)).tobytes())
+            self._shares(weights)
         for slot, index in enumerate(self.stream):
             self.slot_weight[slot] = self.weight_list[index] if index >= 0 else 0.0
         self.changed = True
         self.segment_starts.append((self.segments[segment][0], self.live_counts()))
 
-    # -- choosing and starting activations
-    def _choose(self) -> int | None:
-        if self.cumulative is None:
-            self.cumulative = array.array("d", np.cumsum(self.pool).tobytes())
-        total = self.cumulative[-1]
-        if total <= 0:
-            return None
-        return bisect.bisect_right(self.cumulative, self.rng.random() * total * _BELOW_ONE)
+    def _shares(self, weights: np.ndarray) -> None:
+        """Work out each stream's budget draw (`_miss`) from its expected share of the working set."""
+        shares = expected_shares(weights, len(self.stream))
+        self.miss = array.array("d", (_miss(self.dist, share) for share in array.array("d", shares.tobytes())))
 
+    # -- choosing and starting activations
     def _set_pool(self, index: int, weight: float) -> None:
         self.pool[index] = weight
         self.cumulative = None
 
-    def _entry(self, index: int) -> Entry:
-        """Draw the budget of an activation of stream ``index`` and submit it with that limit.
+    def _entry(self, index: int | None = None) -> Entry | None:
+        """Draw an activation of stream ``index`` (None: a stream chosen from the pool by weight; None is
+        returned if the pool is empty), then its budget, and submit it with that limit.
 
         A suspended stream (ending modes) is started again with its activation
         number, skipping the items it yielded; its limit is its new budget.
         """
+        if index is None:
+            cumulative = self.cumulative
+            if cumulative is None:
+                cumulative = self.cumulative = array.array("d", np.cumsum(self.pool).tobytes())
+            total = cumulative[-1]
+            if total <= 0:
+                return None
+            index = bisect.bisect_right(cumulative, self.rng.random() * total * _BELOW_ONE)
+            if self.mode != "with_replacement":
+                self._set_pool(index, 0.0)
         budget = self.fixed_budget
         if budget is None:
-            budget = draw_budget(self.rng, self.rate, self.dist, self.shares[index])
+            budget = _budget(self.rng, self.rate, self.miss[index])
         limit = None if budget >= UNLIMITED else budget
-        resume = self.suspended.pop(index, None)
-        if resume is not None:
-            number, skip = resume
-            return Entry(index, self.open_child(index, limit, number=number, skip=skip), budget, number)
-        number, self.opened = self.opened, self.opened + 1
-        return Entry(index, self.open_child(index, limit), budget, number)
+        if self.suspended:
+            resume = self.suspended.pop(index, None)
+            if resume is not None:
+                number, skip = resume
+                return _new_entry(Entry, (index, self.open_child(index, limit, number=number, skip=skip), budget, number))
+        number = self.opened
+        self.opened = number + 1
+        return _new_entry(Entry, (index, self.open_child(index, limit), budget, number))
 
-    def _draw(self) -> Entry | None:
-        """The next entry from the pool (chosen by weight, then its budget), or None if the pool is empty."""
-        index = self._choose()
-        if index is None:
-            return None
-        if self.mode != "with_replacement":
-            self._set_pool(index, 0.0)
-        return self._entry(index)
-
-    def _next_entry(self) -> Entry | None:
-        """The head of the queue of drawn-ahead entries (drawn now if empty), then the queue topped up."""
+    def _replacement(self, index: int, again: bool) -> Entry | None:
+        """The entry that takes the place of stream ``index``'s activation: when all are active, the stream's
+        next activation if ``again``; else the head of the queue of drawn-ahead entries (drawn now if empty),
+        and the queue topped up. None when there is none."""
+        if self.all_active:
+            return self._entry(index) if again else None
         queue, pruned = self.queue, self.pruned
         while queue and pruned[queue[0][0]]:  # drawn before its stream was found empty
             queue.popleft().activation.close()
-        chosen = queue.popleft() if queue else self._draw()
+        chosen = queue.popleft() if queue else self._entry()
         while len(queue) < self.ahead:
-            entry = self._draw()
+            entry = self._entry()
             if entry is None:
                 break
             queue.append(entry)
@@ -320,29 +360,25 @@ class _WorkingSet:
 
     def start(self, slot: int, entry: Entry) -> None:
         index, activation, budget, number = entry
+        taken = self.taken[slot]
+        self.start_at[slot] = taken  # first: a slot whose activation fails to start counts no items twice
+        self.limit[slot] = taken + budget
         self.stream[slot], self.activation[slot], self.number[slot] = index, activation, number
         if self.random_access:
             self.rows[slot] = len(activation)
         else:
             self.next_item[slot] = activation.next_function()
-        weight = self.weight_list[index]
-        self.slot_weight[slot] = weight
+        self.slot_weight[slot] = self.weight_list[index]
         self.changed = True
         self.n_live += 1
-        taken = self.taken[slot]
-        self.start_at[slot] = taken
-        self.limit[slot] = taken + budget
 
     def fill(self) -> None:
         for slot in range(len(self.stream)):
-            if self.all_active:
-                if self.weight_list[slot] > 0:
-                    self.start(slot, self._entry(slot))
-                continue
-            entry = self._next_entry()
-            if entry is None:
+            entry = self._replacement(slot, self.all_active and self.weight_list[slot] > 0)  # all active: slot i, stream i
+            if entry is not None:
+                self.start(slot, entry)
+            elif not self.all_active:
                 break
-            self.start(slot, entry)
 
     # -- ending activations
     def end(self, slot: int, exhausted: bool) -> bool:
@@ -350,10 +386,33 @@ class _WorkingSet:
         index = self.stream[slot]
         produced = int(self.taken[slot] - self.start_at[slot])
         self.counts[index] += produced
+        if self.retire is None:
+            self.activation[slot].close()
+        else:
+            self.retire(slot, self.activation[slot])
+        if exhausted or self.empty_run or self.mode != "with_replacement":
+            self._vacate(slot)
+            return self._after_end(slot, index, produced, exhausted)
+        # a budget spent (the replacements' hot path): the next activation takes the slot at once
+        entry = self._replacement(index, not self.pruned[index])
+        if entry is None:
+            self._vacate(slot)
+            return self.n_live > 0
+        self.n_live -= 1
+        self.start(slot, entry)  # sets every field of the slot
+        return True
+
+    def _vacate(self, slot: int) -> None:
+        """Empty the slot whose activation was retired."""
         self.start_at[slot] = self.taken[slot]
         self.stream[slot] = -1
-        self.retire(slot, self.activation[slot])
         self.activation[slot] = self.next_item[slot] = None
+        self.slot_weight[slot] = 0.0
+        self.changed = True
+        self.n_live -= 1
+
+    def _after_end(self, slot: int, index: int, produced: int, exhausted: bool) -> bool:
+        """`end` after the slot is emptied, when a stream may be suspended, pruned or the mix end."""
         suspend = not exhausted and self.mode in ENDING_MODES
         if suspend:
             self.earlier[index] = self.earlier.get(index, 0) + produced
@@ -361,9 +420,6 @@ class _WorkingSet:
             self._set_pool(index, self.weight_list[index])
         else:
             produced += self.earlier.pop(index, 0)
-        self.slot_weight[slot] = 0.0
-        self.changed = True
-        self.n_live -= 1
         if exhausted and produced == 0:
             self.empty_run.add(index)
             if self.prune_empty:
@@ -375,13 +431,9 @@ class _WorkingSet:
             self._set_pool(index, self.weight_list[index])
         if self.empty_run and self._spinning():
             return False
-        if self.all_active:
-            if suspend or (self.mode not in ENDING_MODES and not self.pruned[index]):
-                self.start(slot, self._entry(index))
-        else:
-            entry = self._next_entry()
-            if entry is not None:
-                self.start(slot, entry)
+        entry = self._replacement(index, suspend or (self.mode not in ENDING_MODES and not self.pruned[index]))
+        if entry is not None:
+            self.start(slot, entry)
         return self.n_live > 0
 
     def _spinning(self) -> bool:
@@ -541,6 +593,6 @@ class _WorkingSet:
         with contextlib.ExitStack() as closing:  # each is closed even if another raises
             for slot, activation in enumerate(self.activation):
                 if activation is not None:
-                    closing.callback(self.retire, slot, activation)
+                    closing.callback(self.retire or _close, slot, activation)
             while self.queue:  # drawn ahead, never started: the mix ended
                 closing.callback(self.queue.popleft().activation.close)
