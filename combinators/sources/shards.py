@@ -127,7 +127,7 @@ class FromNpy(RowSource):
                    f"{', '.join(f'{n} {v!r}' for n, v in zip(names, now))}; the plan has "
                    f"{', '.join(f'{n} {v!r}' for n, v in zip(names, then))}. Build the plan again")
             raise DataError(msg)
-        _HEADERS[id(self)] = (weakref.ref(self, lambda _, key=id(self): _HEADERS.pop(key, None)), header)
+        _HEADERS[id(self)] = (weakref.ref(self, lambda _, key=id(self), known=_HEADERS: known.pop(key, None)), header)
 
     def open(self) -> OpenArrays | ReadRows:
         self._check_unchanged()
