@@ -120,7 +120,8 @@ class FromNpy(RowSource):
             return
         file = io.BytesIO(header)
         shape, dtype, fortran_order = _read_header(file, repr(self.path))
-        now, then = (shape, dtype, fortran_order, file.tell()), (self.shape, self.dtype, self.fortran_order, self.offset)
+        now = (shape, dtype, fortran_order, file.tell())
+        then = (self.shape, self.dtype, self.fortran_order, self.offset)
         if now != then:
             names = ("shape", "dtype", "fortran_order", "data offset")
             msg = (f"{self.path!r} changed since the plan was built: its header now says "
