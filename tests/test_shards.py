@@ -167,3 +167,38 @@ def test_a_shard_cut_short_before_it_is_opened_names_the_row(tmp_path):
         list(plan)
     np.save(tmp_path / "f.npy", np.asfortranarray(np.arange(12.0).reshape(6, 2)))
     assert [r.tolist() for r in c.from_npy(tmp_path / "f.npy")] == np.arange(12.0).reshape(6, 2).tolist()
+
+
+def _rewritten(path, dtype=None, shape=None):
+    """Rewrite a .npy file in place with as many bytes, read as another dtype or row shape."""
+    old = np.load(path)
+    new = old.view(dtype) if dtype is not None else old.reshape(shape)
+    np.save(path, new)
+
+
+@pytest.mark.parametrize("change", [{"dtype": np.int32}, {"shape": (10, 8)}, {"shape": (80,)}])
+@pytest.mark.parametrize("mode", [None, "r"])
+def test_a_shard_rewritten_after_the_plan_was_built_is_a_data_error_not_its_bytes_read_anew(tmp_path, change, mode):
+    """The plan keeps the header it read (dtype, shape, data offset); rows read with them from a file rewritten
+    since would be other values, silently: opening the shard checks the header first."""
+    _, paths = _shards(tmp_path, 2)
+    plan = c.mix(*(c.from_npy(p, mmap_mode=mode) for p in paths)) >> c.batch(4)
+    first = [b.tolist() for b in c.iterate(plan, seed=3, max_iter=3)]
+    _rewritten(paths[1], **change)
+    with pytest.raises(DataError, match=r"s1\.npy'? changed since the plan was built"):
+        with c.iterate(plan, seed=3, max_iter=40) as run:  # the mix is endless: 40 batches open both shards
+            list(run)
+    _rewritten(paths[1], dtype=np.float32) if "dtype" in change else _rewritten(paths[1], shape=(20, 4))
+    assert [b.tolist() for b in c.iterate(plan, seed=3, max_iter=3)] == first  # as built: read again
+
+
+def test_an_npz_shard_rewritten_after_the_plan_was_built_is_a_data_error(tmp_path):
+    np.savez(tmp_path / "a.npz", x=np.zeros((5, 2), np.float32), y=np.arange(5))
+    plan = c.from_npz(tmp_path / "a.npz") >> c.batch(2)
+    assert len(list(c.iterate(plan))) == 2
+    np.savez(tmp_path / "a.npz", x=np.zeros((5, 2), np.float64), y=np.arange(5))
+    with pytest.raises(DataError, match=r"a\.npz'? changed since the plan was built.*'x'"):
+        list(c.iterate(plan))
+    os.remove(tmp_path / "a.npz")
+    with pytest.raises(DataError, match="could not be read"):
+        list(c.iterate(plan))

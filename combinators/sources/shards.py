@@ -17,8 +17,10 @@ with one schema run on the block path.
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import weakref
 import zipfile
 from typing import Any, BinaryIO
 
@@ -34,6 +36,10 @@ __all__ = ["FromNpy", "FromNpz", "ReadRows", "from_npy", "from_npz"]
 #: how a shard opens its ``.npy`` file: None reads rows with ``pread`` as they are gathered (the default),
 #: ``"r"``/``"c"`` map it (numpy.memmap's modes; an explicit opt-in: see `from_npy`)
 MMAP_MODES = (None, "r", "c")
+#: the header bytes of each live `FromNpy` (by id, with a weak reference to it) when an activation last found
+#: them unchanged: the next activations compare bytes instead of parsing the header again (a description's
+#: hash is structural, so the objects themselves are not keys)
+_HEADERS: dict[int, tuple[weakref.ref, bytes]] = {}
 
 
 def _read_header(file: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype, bool]:
@@ -101,7 +107,31 @@ class FromNpy(RowSource):
         """Whether an activation maps the file (``mmap_mode`` given): reading it may then raise SIGBUS."""
         return self.mmap_mode is not None
 
+    def _check_unchanged(self) -> None:
+        """Raise `DataError` when the file's header no longer says what it said when the plan was built: rows
+        read with the plan's dtype, shape and offset would be wrong, silently."""
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            header = os.pread(fd, self.offset, 0)
+        finally:
+            os.close(fd)
+        known = _HEADERS.get(id(self))
+        if known is not None and known[0]() is self and known[1] == header:  # as when last checked
+            return
+        file = io.BytesIO(header)
+        shape, dtype, fortran_order = _read_header(file, repr(self.path))
+        now = (shape, dtype, fortran_order, file.tell())
+        then = (self.shape, self.dtype, self.fortran_order, self.offset)
+        if now != then:
+            names = ("shape", "dtype", "fortran_order", "data offset")
+            msg = (f"{self.path!r} changed since the plan was built: its header now says "
+                   f"{', '.join(f'{n} {v!r}' for n, v in zip(names, now))}; the plan has "
+                   f"{', '.join(f'{n} {v!r}' for n, v in zip(names, then))}. Build the plan again")
+            raise DataError(msg)
+        _HEADERS[id(self)] = (weakref.ref(self, lambda _, key=id(self), known=_HEADERS: known.pop(key, None)), header)
+
     def open(self) -> OpenArrays | ReadRows:
+        self._check_unchanged()
         if not len(self):  # an empty file cannot be mapped, and has no rows to read
             return OpenArrays(np.empty(self.shape, self.dtype), 0)
         if self.mmap_mode is not None:
@@ -189,8 +219,10 @@ def from_npy(path: str | os.PathLike, mmap_mode: str | None = None) -> FromNpy:
     the caller's.
 
     Raises `InvalidArgument` for a missing file or an unknown ``mmap_mode``,
-    `DataError` for a file that is not a numeric ``.npy`` array with rows, or
-    (when its rows are read) a file cut short.
+    `DataError` for a file that is not a numeric ``.npy`` array with rows,
+    (when its rows are read) a file cut short, or (when an activation opens
+    it) a file whose header changed since the plan was built (another
+    dtype, shape or layout: the rows would be read wrong).
 
     >>> import tempfile, os
     >>> folder = tempfile.mkdtemp()
@@ -263,8 +295,18 @@ class FromNpz(RowSource):
         return row_schema({key: _fake(shape, dtype) for key, (shape, dtype) in self.headers.items()})
 
     def open(self) -> OpenArrays:
-        with np.load(self.path, allow_pickle=False) as archive:
-            return OpenArrays({key: archive[key] for key in self.headers}, len(self))
+        try:
+            with np.load(self.path, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in self.headers}
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
+            msg = f"{self.path!r} could not be read as the .npz the plan was built on: {error}"
+            raise DataError(msg) from None
+        changed = {key: (a.shape, a.dtype) for key, a in arrays.items() if (a.shape, a.dtype) != self.headers[key]}
+        if changed:
+            msg = (f"{self.path!r} changed since the plan was built: arrays {changed} (shape, dtype) were "
+                   f"{ {key: self.headers[key] for key in changed} }. Build the plan again")
+            raise DataError(msg)
+        return OpenArrays(arrays, len(self))
 
     def __repr__(self) -> str:
         return call_repr("from_npz", (self.path,), {} if self.keys is None else {"keys": self.keys})
@@ -280,6 +322,8 @@ def from_npz(path: str | os.PathLike, keys: str | tuple[str, ...] | None = None)
     open. For out-of-core shards, use `from_npy`.
 
     Raises `InvalidArgument` for a missing file or key, `DataError` for a
-    file that is not an ``.npz`` of numeric arrays of equal length.
+    file that is not an ``.npz`` of numeric arrays of equal length, or (when
+    an activation opens it) one that is gone or whose arrays changed shape
+    or dtype since the plan was built.
     """
     return FromNpz(path, keys)
