@@ -185,14 +185,20 @@ class ReadRows:
         fd, size, base, preadv = self.fd, self.row_bytes, self.offset, os.preadv
         flat, j = memoryview(out.reshape(-1).view(np.uint8)), 0
         for start, count in zip(starts, counts):
-            views = [flat[p * size : p * size + size] for p in places[j : j + count]]
-            got = preadv(fd, views, base + start * size)
-            if got != count * size:  # a short read: the rest, or the error for a file cut short
-                for i, view in enumerate(views):
-                    have = min(max(got - i * size, 0), size)
-                    if have < size:
-                        self._fill(view[have:], base + (start + i) * size + have, start + i, have)
+            if count == 1:  # most runs of a rank's rows (no list of places to make)
+                at = places[j] * size
+                views = [flat[at : at + size]]
+            else:
+                views = [flat[p * size : p * size + size] for p in places[j : j + count]]
+            if preadv(fd, views, base + start * size) != count * size:  # short: the rest, or a file cut short
+                self._fill_rows(views, start)
             j += count
+
+    def _fill_rows(self, views: list[memoryview], start: int) -> None:
+        """Read again rows ``start, start + 1, ...`` into ``views`` (one row each), those of a short read of a
+        run (`DataError` for a file cut short)."""
+        for i, view in enumerate(views):
+            self._fill(view, self.offset + (start + i) * self.row_bytes, start + i)
 
     def _check_runs(self, starts: list[int], counts: list[int], out: np.ndarray, places: list[int]) -> None:
         """`read_runs`' arguments checked (`InvalidArgument`), and the file open (`DataError`)."""
