@@ -183,7 +183,7 @@ class ReadRows:
         if counts and max(counts) > _IOV_MAX:
             starts, counts = _split_runs(starts, counts)
         fd, size, base, preadv = self.fd, self.row_bytes, self.offset, os.preadv
-        flat, j = memoryview(out.reshape(-1).view(np.uint8)), 0
+        flat, j = memoryview(out).cast("B"), 0
         for start, count in zip(starts, counts):
             if count == 1:  # most runs of a rank's rows (no list of places to make)
                 at = places[j] * size
