@@ -68,8 +68,8 @@ def gather(decisions: Decisions, out: Any, offset: int, keep: np.ndarray | None 
 
 
 def _gather_kept(decisions: Decisions, out: Any, offset: int, keep: np.ndarray) -> None:
-    """`gather` of the rows ``keep`` marks only: one read per slot of the rows it holds (ascending), or with
-    `_gather_runs` where an activation reads runs of rows into a buffer."""
+    """`gather` of the rows ``keep`` marks only: one read per slot of the rows it holds (ascending), or, where an
+    activation offers ``read_runs`` (``from_npy``), `_gather_runs`: one read per run, straight into ``out``."""
     picks, order, counts, first_row, activations = decisions
     starts = np.cumsum(counts) - counts  # where each slot's group starts in the grouped order
     places = np.flatnonzero(keep[order])  # the kept rows' places in the grouped order
