@@ -31,7 +31,8 @@ for its 7,200 reads (3.4 us each, of which about 2 us is the ``preadv`` of
 3 KiB from the page cache itself). 0.8x would need the rank at 20 ms, so
 4 ms for its reads: 0.6 us a read, less than the system call. With 64 KiB
 rows, where the bytes dominate, a rank is at about 0.64x (392 ms per 300
-batches against 1,007 ms per 1,200): its reads copy 630 MB (209 ms), the
+batches against 1,007 ms per 1,200; 0.7x-0.8x in batches per second): its
+reads copy 630 MB (209 ms), the
 rest is its decisions, finding its runs (one call of numpy work per run of
 decisions: 880 runs) and the batches of other ranks that straddle two
 blocks. Cold, every rank still reads each page its rows share with the
