@@ -5,20 +5,40 @@ resumes at ``w2`` with exactly the rest of it."""
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import combinators as c
 
 N = 48  # global items compared
+#: the .npy shards of the plans that read files (written once, as drawn)
+SHARDS = tempfile.TemporaryDirectory(prefix="global-order-")
+
+
+def npy(values: np.ndarray) -> c.Stream:
+    """``from_npy`` over a file holding ``values``: rows read with ``os.preadv`` (`ReadRows.read_runs` for ranks)."""
+    path = os.path.join(SHARDS.name, f"{values[0] if len(values) else 'empty'}-{len(values)}.npy")
+    if not os.path.exists(path):
+        np.save(path, values)
+    return c.from_npy(path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _shards_removed():
+    yield
+    SHARDS.cleanup()
 
 
 @st.composite
 def plans(draw):
     lengths = draw(st.lists(st.integers(0, 25), min_size=1, max_size=4))
-    sources = [c.from_arrays(np.arange(100 * i, 100 * i + n)) for i, n in enumerate(lengths)]
+    source = draw(st.sampled_from([c.from_arrays, npy]))
+    sources = [source(np.arange(100 * i, 100 * i + n)) for i, n in enumerate(lengths)]
     if draw(st.booleans()):  # a sequence source: random access, on the per-item path
         sources[0] = c.from_iterable(list(range(0, lengths[0])))
     n_active = draw(st.sampled_from([None, 1, 2]))

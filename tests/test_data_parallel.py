@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import attrs
@@ -42,20 +43,35 @@ class CountingTake(CountingRows):
         return self.inner.take(indices)
 
 
+class CountingRuns(CountingRows):
+    """With ``read_runs`` too (as ``from_npy``'s `~combinators.sources.shards.ReadRows` has), recording each run."""
+
+    def read_runs(self, starts: list[int], counts: list[int], out: np.ndarray, places: list[int]) -> None:
+        at = 0
+        for start, count in zip(starts, counts, strict=True):
+            READS.setdefault(self.name, []).append((start, start + count))
+            out[places[at : at + count]] = self.inner.rows(start, start + count)
+            at += count
+        assert at == len(places)
+
+
+READERS = {"rows": CountingRows, "take": CountingTake, "runs": CountingRuns}
+
+
 @attrs.frozen(eq=False, repr=False)
 class Counted(RowSource):
     """A row source whose activations count their reads (a real `RowSource` subclass, on the block path)."""
 
     name: str
     data: np.ndarray
-    takes: bool = False
+    reader: str = "rows"  # how its activations read: a key of READERS
 
     @property
     def schema(self) -> Any:
         return row_schema(self.data)
 
     def open(self) -> CountingRows:
-        return (CountingTake if self.takes else CountingRows)(self.data, self.name)
+        return READERS[self.reader](self.data, self.name)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -64,8 +80,10 @@ class Counted(RowSource):
         return f"Counted({self.name!r})"
 
 
-def counted_sources(sizes=(50, 80, 30, 65), takes=False):
-    return [Counted(f"s{i}", np.arange(1000 * i, 1000 * i + n, dtype=np.int64), takes) for i, n in enumerate(sizes)]
+def counted_sources(sizes=(50, 80, 30, 65), readers=("rows",)):
+    """Sources of rows ``1000 * i + row``, the i-th reading as ``readers[i % len(readers)]`` says."""
+    return [Counted(f"s{i}", np.arange(1000 * i, 1000 * i + n, dtype=np.int64), readers[i % len(readers)])
+            for i, n in enumerate(sizes)]
 
 
 def values(items) -> list[list[int]]:
@@ -101,10 +119,10 @@ def test_ranks_interleaved_are_the_single_process_sequence(name, world_size):
     assert interleaved(plan, 11, world_size) == values(c.iterate(plan, seed=11))
 
 
-@pytest.mark.parametrize("takes", [False, True])
+@pytest.mark.parametrize("readers", [("rows",), ("take",), ("runs",), ("runs", "rows", "take")])
 @pytest.mark.parametrize("world_size", [2, 4])
-def test_a_rank_reads_only_the_rows_of_its_own_items(world_size, takes):
-    plan = c.mix(*counted_sources(takes=takes), n_active=3, rate=7, mode="exhaustive") >> c.batch(8, partial=True)
+def test_a_rank_reads_only_the_rows_of_its_own_items(world_size, readers):
+    plan = c.mix(*counted_sources(readers=readers), n_active=3, rate=7, mode="exhaustive") >> c.batch(8, partial=True)
     batches = values(c.iterate(plan, seed=5))
     for rank in range(world_size):
         READS.clear()
@@ -115,6 +133,42 @@ def test_a_rank_reads_only_the_rows_of_its_own_items(world_size, takes):
         read = [1000 * int(name[1:]) + row for name, spans in READS.items() for a, b in spans for row in range(a, b)]
         own = [v for batch in mine for v in batch]
         assert sorted(read) == sorted(own)  # every own row once, no other rank's row
+
+
+def _npy_shards(folder, sizes=(50, 80, 30, 65, 41)) -> list:
+    """``from_npy`` shards whose row ``j`` of shard ``i`` is ``[i, j, -1]`` (int64)."""
+    paths = []
+    for i, n in enumerate(sizes):
+        paths.append(folder / f"s{i}.npy")
+        np.save(paths[-1], np.stack([np.full(n, i), np.arange(n), np.full(n, -1)], axis=1).astype(np.int64))
+    return [c.from_npy(path) for path in paths]
+
+
+@pytest.mark.parametrize("world_size", [1, 3, 4])
+def test_a_rank_reads_only_the_bytes_of_its_own_rows_of_npy_shards(tmp_path, monkeypatch, world_size):
+    """Every ``os.preadv`` of the shards' rows, seen as it happens: a rank reads its rows' bytes, once, no other."""
+    sources = _npy_shards(tmp_path)
+    plan = c.mix(*sources, mode="exhaustive") >> c.batch(4, partial=True)  # long runs: a rank's rows lie sparse
+    batches = [np.asarray(b).tolist() for b in c.iterate(plan, seed=5)]
+    shards = {os.stat(s.path).st_ino: (i, s.offset, 3 * 8) for i, s in enumerate(sources)}  # inode -> where rows are
+    reads, preadv = [], os.preadv
+
+    def seen(fd: int, buffers: Any, offset: int) -> int:
+        got = preadv(fd, buffers, offset)
+        reads.append((os.fstat(fd).st_ino, offset, got))
+        return got
+
+    monkeypatch.setattr(os, "preadv", seen)
+    for rank in range(world_size):
+        reads.clear()
+        mine = [np.asarray(b).tolist() for b in c.iterate(plan, seed=5, rank=rank, world_size=world_size)]
+        assert mine == batches[rank::world_size]
+        read = []
+        for inode, offset, got in reads:
+            shard, first, size = shards[inode]
+            assert (offset - first) % size == got % size == 0, "whole rows only"
+            read += [(shard, row) for row in range((offset - first) // size, (offset - first + got) // size)]
+        assert sorted(read) == sorted((i, j) for batch in mine for i, j, _ in batch)  # own rows once, no other
 
 
 def test_the_single_process_run_reads_every_row():

@@ -202,3 +202,55 @@ def test_an_npz_shard_rewritten_after_the_plan_was_built_is_a_data_error(tmp_pat
     os.remove(tmp_path / "a.npz")
     with pytest.raises(DataError, match="could not be read"):
         list(c.iterate(plan))
+
+
+def _read_runs(path, starts, counts, places, rows_out):
+    rows = c.from_npy(path).open()
+    try:
+        out = np.full((rows_out, *rows.row_shape), -1, dtype=rows.dtype)
+        rows.read_runs(starts, counts, out, places)
+        return out
+    finally:
+        rows.close()
+
+
+def test_read_runs_reads_each_run_into_the_places_of_its_rows(tmp_path):
+    data = np.arange(3000 * 3, dtype=np.int32).reshape(3000, 3)
+    np.save(tmp_path / "a.npy", data)
+    rng = np.random.default_rng(1)
+    starts, counts = [2, 7, 10, 1100], [3, 1, 1025, 1900]  # a run over the buffers one call takes (1024 here)
+    rows = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, counts)])
+    places = rng.permutation(len(rows) + 5)[: len(rows)]
+    out = _read_runs(tmp_path / "a.npy", starts, counts, places.tolist(), len(rows) + 5)
+    assert np.array_equal(out[places], data[rows])
+    assert (np.delete(out, places, axis=0) == -1).all()  # nothing written elsewhere
+    assert _read_runs(tmp_path / "a.npy", [], [], [], 2).tolist() == [[-1] * 3] * 2
+
+
+def test_read_runs_of_a_file_cut_short_names_the_file_and_the_row(tmp_path):
+    path = tmp_path / "a.npy"
+    np.save(path, np.arange(12, dtype=np.int32).reshape(6, 2))
+    os.truncate(path, os.path.getsize(path) - 12)  # row 4 half there, row 5 gone
+    assert _read_runs(path, [0, 3], [2, 1], [2, 0, 1], 3).tolist() == [[2, 3], [6, 7], [0, 1]]
+    for starts, counts, row in (([3], [3], 4), ([1, 5], [1, 1], 5)):
+        with pytest.raises(DataError, match=rf"{str(path)!r} was cut short: row {row} of its 6 rows"):
+            _read_runs(path, starts, counts, list(range(sum(counts))), sum(counts))
+
+
+@pytest.mark.parametrize("starts, counts, places, out", [
+    ([4], [3], [0, 1, 2], np.zeros((3, 2), np.int32)),  # rows 4..6 of 6
+    ([-1], [1], [0], np.zeros((1, 2), np.int32)),
+    ([0], [2], [0, 2], np.zeros((2, 2), np.int32)),  # a place outside out
+    ([0], [2], [0], np.zeros((2, 2), np.int32)),  # fewer places than rows
+    ([0], [1], [0], np.zeros((1, 2), np.int64)),
+    ([0], [1], [0], np.zeros((1, 3), np.int32)),
+    ([0], [1], [0], np.zeros((1, 4), np.int32)[:, ::2]),
+])
+def test_read_runs_refuses_runs_or_places_that_do_not_fit(tmp_path, starts, counts, places, out):
+    np.save(tmp_path / "a.npy", np.arange(12, dtype=np.int32).reshape(6, 2))
+    rows = c.from_npy(tmp_path / "a.npy").open()
+    with pytest.raises(InvalidArgument, match=r"read_runs\(\) of .*a\.npy.* \(6 rows of shape \(2,\), int32\)"):
+        rows.read_runs(starts, counts, out, places)
+    rows.close()
+    with pytest.raises(DataError, match="was closed"):
+        rows.read_runs([0], [1], np.zeros((1, 2), np.int32), [0])

@@ -221,8 +221,9 @@ def _mix_blocks(node: Mix, path, activation, ctx, marks: _BlockMarks) -> Iterato
         retire=None if deferred is None else deferred.retire,
     )
     try:
+        spread = 1 if keep is None else ctx.rank_rows[3]  # a rank's blocks: its world size times longer
         yield from marks.blocks(materialize(marks.decisions(decisions), ctx.schema(node), marks.on_block, keep,
-                                            deferred))
+                                            deferred, spread))
     finally:
         received = marks.received_counts()
         if deferred is not None:

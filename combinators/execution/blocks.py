@@ -48,7 +48,8 @@ def _empty(schema: tuple, n: int) -> Any:
 
 
 def materialize(decisions: Iterator[Decisions], schema: tuple, on_block: Callable[[], None] | None = None,
-                keep: Callable[[int], np.ndarray] | None = None, deferred: DeferredGather | None = None) -> Iterator[Any]:
+                keep: Callable[[int], np.ndarray] | None = None, deferred: DeferredGather | None = None,
+                spread: int = 1) -> Iterator[Any]:
     """Blocks of the rows that ``decisions`` name, in order (each block a fresh array).
 
     ``on_block()`` is called when the first run of decisions of a block has
@@ -63,9 +64,13 @@ def materialize(decisions: Iterator[Decisions], schema: tuple, on_block: Callabl
     A block is handed on when it is full, or after `_MAX_RUNS` runs of
     decisions (when the working set changes often, runs are short: this
     bounds the latency of the first rows). The first blocks are small for
-    the same reason; the size doubles up to `block_capacity`.
+    the same reason; the size doubles up to `block_capacity`, times
+    ``spread``: a data-parallel rank of ``spread`` ranks writes about one row
+    in ``spread`` of a block, so its blocks touch as much memory as a single
+    process's, and cut ``spread`` times fewer items in two (an item cut in
+    two, a batch across two blocks, is copied whole, another rank's too).
     """
-    capacity, size = block_capacity(schema), _MIN_ROWS
+    capacity, size = block_capacity(schema) * spread, _MIN_ROWS
     deferred = deferred if keep is None else None
 
     def handed(out: Any, filled: int) -> Any:

@@ -25,11 +25,17 @@ def _concatenate(parts: list[Any]) -> Any:
     return np.concatenate(parts)
 
 
+def _unwrap(activation: Any, start: int) -> tuple[Any, int]:
+    """The activation under a `ResumedRows`, and ``start`` counted in its rows."""
+    if isinstance(activation, ResumedRows):
+        return activation.activation, start + activation.offset
+    return activation, start
+
+
 def _read_kept(activation: Any, start: int, kept: np.ndarray) -> Any:
     """Rows ``start + kept`` of an activation (``kept`` ascending): with its ``take``, else run by contiguous run
     (a data-parallel rank reads no row of another's)."""
-    if isinstance(activation, ResumedRows):
-        activation, start = activation.activation, start + activation.offset
+    activation, start = _unwrap(activation, start)
     take = getattr(activation, "take", None)
     if take is not None:
         return take(kept + start)
@@ -62,7 +68,8 @@ def gather(decisions: Decisions, out: Any, offset: int, keep: np.ndarray | None 
 
 
 def _gather_kept(decisions: Decisions, out: Any, offset: int, keep: np.ndarray) -> None:
-    """`gather` of the rows ``keep`` marks only: one read per slot of the rows it holds (ascending)."""
+    """`gather` of the rows ``keep`` marks only: one read per slot of the rows it holds (ascending), or, where an
+    activation offers ``read_runs`` (``from_npy``), `_gather_runs`: one read per run, straight into ``out``."""
     picks, order, counts, first_row, activations = decisions
     starts = np.cumsum(counts) - counts  # where each slot's group starts in the grouped order
     places = np.flatnonzero(keep[order])  # the kept rows' places in the grouped order
@@ -70,9 +77,37 @@ def _gather_kept(decisions: Decisions, out: Any, offset: int, keep: np.ndarray) 
     rows = places - starts[slots]  # each kept row's place in its slot's rows of this run
     positions = order[places] + offset
     bounds = np.searchsorted(slots, np.arange(len(counts) + 1)).tolist()  # slots ascend in the grouped order
-    for slot in np.flatnonzero(np.diff(bounds)).tolist():
+    held = np.flatnonzero(np.diff(bounds)).tolist()
+    if isinstance(out, np.ndarray) and any(hasattr(_unwrap(activations[s], 0)[0], "read_runs") for s in held):
+        _gather_runs(decisions, out, positions, slots, rows, bounds, held)
+        return
+    for slot in held:
         a, b = bounds[slot], bounds[slot + 1]
         _write(out, positions[a:b], _read_kept(activations[slot], int(first_row[slot]), rows[a:b]))
+
+
+def _gather_runs(decisions: Decisions, out: np.ndarray, positions: np.ndarray, slots: np.ndarray, rows: np.ndarray,
+                 bounds: list[int], held: list[int]) -> None:
+    """`_gather_kept` where activations offer ``read_runs``: each reads its runs of contiguous kept rows straight
+    into their places in ``out`` (one read per run, the runs of every slot found at once, no copy); any other
+    activation its rows as `_read_kept` gives them."""
+    activations = decisions.activations
+    rows = rows + decisions.first_row[slots]  # each kept row in its activation's rows
+    new = np.ones(len(rows), dtype=bool)
+    new[1:] = (np.diff(rows) != 1) | (np.diff(slots) != 0)  # where a run of contiguous rows of one slot starts
+    at = np.flatnonzero(new)
+    run_starts, run_counts = rows[at].tolist(), np.diff(at, append=len(rows)).tolist()
+    run_bounds, places = np.searchsorted(at, bounds).tolist(), positions.tolist()
+    for slot in held:
+        a, b = bounds[slot], bounds[slot + 1]
+        activation, shift = _unwrap(activations[slot], 0)
+        read_runs = getattr(activation, "read_runs", None)
+        if read_runs is None:
+            _write(out, positions[a:b], _read_kept(activations[slot], 0, rows[a:b]))
+            continue
+        r, s = run_bounds[slot], run_bounds[slot + 1]
+        read_runs(run_starts[r:s] if not shift else [start + shift for start in run_starts[r:s]], run_counts[r:s],
+                  out, places[a:b])
 
 
 def _write(out: Any, positions: np.ndarray, rows: Any) -> None:

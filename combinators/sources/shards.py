@@ -40,6 +40,8 @@ MMAP_MODES = (None, "r", "c")
 #: them unchanged: the next activations compare bytes instead of parsing the header again (a description's
 #: hash is structural, so the objects themselves are not keys)
 _HEADERS: dict[int, tuple[weakref.ref, bytes]] = {}
+#: buffers one ``os.preadv`` takes at most (a longer run of rows is read in several calls)
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") and "SC_IOV_MAX" in os.sysconf_names else 1024
 
 
 def _read_header(file: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype, bool]:
@@ -175,23 +177,90 @@ class ReadRows:
 
     def read(self, start: int, stop: int, flat: bool = False) -> np.ndarray:
         start, stop = min(start, self.length), min(max(start, stop), self.length)
-        count, size = stop - start, (stop - start) * self.row_bytes
+        count = stop - start
+        array = np.empty(count * self.row_items, self.dtype)
+        self._fill(memoryview(array.view(np.uint8)), self.offset + start * self.row_bytes, start)
+        return array if flat else array.reshape((count, *self.row_shape))
+
+    def read_runs(self, starts: list[int], counts: list[int], out: np.ndarray, places: list[int]) -> None:
+        """Rows ``starts[i] : starts[i] + counts[i]`` of each run ``i``: the ``j``-th of all of them (run after
+        run) is read into ``out[places[j]]``.
+
+        ``starts`` ascend, the runs within the file's rows; ``out`` is
+        C-contiguous, of dtype ``dtype`` and rows of shape ``row_shape``;
+        ``places`` (``sum(counts)`` rows of ``out``) are distinct. Each run is
+        one ``os.preadv`` that scatters its rows to their places (more only
+        where the system returns less, or a run holds more rows than one call
+        takes buffers, ``SC_IOV_MAX``): no byte outside the runs is read (a
+        data-parallel rank reads no row of another's), and no array is made
+        or copied per run.
+
+        Raises `InvalidArgument` for runs outside the rows or places outside
+        ``out``, or an ``out`` of another dtype, row shape or layout;
+        `DataError` for a file cut short (naming the file and the first row
+        missing) or closed.
+
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "a.npy")
+        >>> np.save(path, np.arange(12, dtype=np.int16).reshape(6, 2))
+        >>> rows, out = from_npy(path).open(), np.zeros((4, 2), np.int16)
+        >>> rows.read_runs([1, 4], [1, 2], out, [3, 0, 1])  # rows 1, 4, 5 to places 3, 0, 1
+        >>> out.tolist()
+        [[8, 9], [10, 11], [0, 0], [2, 3]]
+        >>> rows.close(); os.remove(path); os.rmdir(os.path.dirname(path))
+        """
+        self._check_runs(starts, counts, out, places)
+        if counts and max(counts) > _IOV_MAX:
+            starts, counts = _split_runs(starts, counts)
+        fd, size, base, preadv = self.fd, self.row_bytes, self.offset, os.preadv
+        flat, j = memoryview(out).cast("B"), 0
+        for start, count in zip(starts, counts):
+            if count == 1:  # most runs of a rank's rows (no list of places to make)
+                at = places[j] * size
+                views = [flat[at : at + size]]
+            else:
+                views = [flat[p * size : p * size + size] for p in places[j : j + count]]
+            if preadv(fd, views, base + start * size) != count * size:  # short: the rest, or a file cut short
+                self._fill_rows(views, start)
+            j += count
+
+    def _fill_rows(self, views: list[memoryview], start: int) -> None:
+        """Read again rows ``start, start + 1, ...`` into ``views`` (one row each), those of a short read of a
+        run (`DataError` for a file cut short)."""
+        for i, view in enumerate(views):
+            self._fill(view, self.offset + (start + i) * self.row_bytes, start + i)
+
+    def _check_runs(self, starts: list[int], counts: list[int], out: np.ndarray, places: list[int]) -> None:
+        """`read_runs`' arguments checked (`InvalidArgument`), and the file open (`DataError`)."""
+        fits = out.dtype == self.dtype and out.shape[1:] == self.row_shape and out.flags.c_contiguous
+        inside = not starts or (starts[0] >= 0 and starts[-1] + counts[-1] <= self.length)
+        placed = len(places) == sum(counts) and (not places or (min(places) >= 0 and max(places) < len(out)))
+        if not (fits and inside and placed):
+            msg = (f"read_runs() of {self.path!r} ({self.length} rows of shape {self.row_shape}, {self.dtype}): runs "
+                   f"of {sum(counts)} rows from row {starts[:1]} to {starts[-1:]}, to {len(places)} places from "
+                   f"{min(places, default=None)} to {max(places, default=None)} of an out of shape {out.shape}, "
+                   f"{out.dtype}{'' if out.flags.c_contiguous else ', not C-contiguous'}")
+            raise InvalidArgument(msg)
         if self.fd is None:
             msg = f"{self.path!r} was closed"
             raise DataError(msg)
-        buffer = bytearray(size)
-        view, done, where = memoryview(buffer), 0, self.offset + start * self.row_bytes
-        while done < size:
-            got = os.preadv(self.fd, [view[done:]], where + done)
-            if not got:
-                row = start + done // max(self.row_bytes, 1)
+
+    def _fill(self, view: memoryview, where: int, start: int, done: int = 0) -> None:
+        """Read ``len(view)`` bytes from file offset ``where`` into ``view`` (row ``start`` is the first, ``done``
+        of its bytes read already); a file cut short raises `DataError` naming the first row missing."""
+        if self.fd is None:
+            msg = f"{self.path!r} was closed"
+            raise DataError(msg)
+        size, got = len(view), 0
+        while got < size:
+            step = os.preadv(self.fd, [view[got:]], where + got)
+            if not step:
+                row = start + (done + got) // max(self.row_bytes, 1)
                 msg = (f"{self.path!r} was cut short: row {row} of its {self.length} rows ends past its last byte "
                        f"({os.fstat(self.fd).st_size} bytes; the header promises "
                        f"{self.offset + self.length * self.row_bytes})")
                 raise DataError(msg)
-            done += got
-        array = np.frombuffer(buffer, self.dtype, count * self.row_items) if size else np.empty(0, self.dtype)
-        return array if flat else array.reshape((count, *self.row_shape))
+            got += step
 
     def close(self) -> None:
         fd, self.fd = self.fd, None
@@ -200,6 +269,13 @@ class ReadRows:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _split_runs(starts: list[int], counts: list[int]) -> tuple[list[int], list[int]]:
+    """The runs ``(starts, counts)`` cut into runs of at most `_IOV_MAX` rows."""
+    cut = [(start + at, min(_IOV_MAX, count - at)) for start, count in zip(starts, counts)
+           for at in range(0, count, _IOV_MAX)]
+    return [start for start, _ in cut], [count for _, count in cut]
 
 
 def from_npy(path: str | os.PathLike, mmap_mode: str | None = None) -> FromNpy:
