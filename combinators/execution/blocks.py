@@ -228,8 +228,9 @@ def block_transforms(
     partial batch dropped at the end included), as it takes it, and
     ``batched[1]`` is True while it asks for the next block (and after the
     last). With ``handed`` (a list), ``handed[0]`` grows by the rows of each
-    batch as it is handed on (the caller need not look at the batches to
-    count them: a loop over them costs as much as the slicing). With
+    batch the ``batch`` hands on, as it hands it on (the caller need not look
+    at the batches to count them: a loop over them costs as much as the
+    slicing); without a ``batch`` on blocks, ``handed`` is left as it is. With
     ``counts`` (a list, one per transform), ``counts[i]`` grows by the rows
     transform ``i`` hands on (the ``batch`` aside); ``skips[i]`` of them are
     then left out (a resumed run).

@@ -439,10 +439,9 @@ def _apply_blocks(node: Apply, path, activation, ctx, saved, child: BlockActivat
     on_blocks = saved is None or "shuffle" in saved
     passed = saved["shuffle"]["input"] if saved is not None and "shuffle" in saved else rows[0]
     taken = [0, False]  # rows the block batch took, whether it is asking for more (or its input ended)
-    batched = transforms_on_blocks(node.transforms, on_blocks, False)
-    batched = batched > 0 and isinstance(node.transforms[batched - 1], Batch)
     items, done = block_transforms(child.blocks(), node.transforms, passed, shuffler if on_blocks else None, taken,
-                                   reshape=False, handed=rows if batched else None)
+                                   reshape=False, handed=rows)
+    batched = done > 0 and isinstance(node.transforms[done - 1], Batch)
     # a block mix's stats (wherever it is below): the rows taken from it, as item by item
     child.reader = _reader(rows, taken, node.transforms[:done], shuffled[0][0] if shuffled else None)
     rest = node.transforms[done:]
@@ -512,7 +511,7 @@ def _apply_reshaped(node: Apply, path, activation, ctx, saved, child: BlockActiv
     skips = [0] * (stages - 1) + [rows[0] - counts[-1]]
     batched = done > stages
     items, _ = block_transforms(marked(child.blocks()), node.transforms, [*counts, 0], counts=counts, skips=skips,
-                                handed=rows if batched else None)
+                                handed=rows)
     rest = node.transforms[done:]
     cells = [{} for _ in rest] if saved is None else [restore_cell(c) for c in saved["cells"]]
     items = run_transforms(_count_rows(items, rows, batched, child), rest, ctx.entropy, path, activation,
