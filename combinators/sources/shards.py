@@ -109,14 +109,10 @@ class FromNpy(RowSource):
         """Whether an activation maps the file (``mmap_mode`` given): reading it may then raise SIGBUS."""
         return self.mmap_mode is not None
 
-    def _check_unchanged(self) -> None:
-        """Raise `DataError` when the file's header no longer says what it said when the plan was built: rows
-        read with the plan's dtype, shape and offset would be wrong, silently."""
-        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        try:
-            header = os.pread(fd, self.offset, 0)
-        finally:
-            os.close(fd)
+    def _check_unchanged(self, fd: int) -> None:
+        """Raise `DataError` when the header of the file open as ``fd`` no longer says what it said when the plan
+        was built: rows read with the plan's dtype, shape and offset would be wrong, silently."""
+        header = os.pread(fd, self.offset, 0)
         known = _HEADERS.get(id(self))
         if known is not None and known[0]() is self and known[1] == header:  # as when last checked
             return
@@ -133,20 +129,27 @@ class FromNpy(RowSource):
         _HEADERS[id(self)] = (weakref.ref(self, lambda _, key=id(self), known=_HEADERS: known.pop(key, None)), header)
 
     def open(self) -> OpenArrays | ReadRows:
-        self._check_unchanged()
+        rows = ReadRows(self.path, self.dtype, self.shape, self.offset)  # the file, opened once: checked, then read
+        try:
+            self._check_unchanged(rows.fd)
+            opened = self._rows(rows)
+        except BaseException:
+            rows.close()
+            raise
+        if opened is not rows:  # the rows are in memory (or mapped): the file is not needed open
+            rows.close()
+        return opened
+
+    def _rows(self, rows: ReadRows) -> OpenArrays | ReadRows:
+        """The activation's rows: ``rows`` (read as asked), or all of them in memory or mapped."""
         if not len(self):  # an empty file cannot be mapped, and has no rows to read
             return OpenArrays(np.empty(self.shape, self.dtype), 0)
         if self.mmap_mode is not None:
             order = "F" if self.fortran_order else "C"
             mapped = np.memmap(self.path, self.dtype, self.mmap_mode, self.offset, self.shape, order)
             return OpenArrays(mapped.view(np.ndarray), len(self))  # the map lives on as the view's base
-        rows = ReadRows(self.path, self.dtype, self.shape, self.offset)
         if self.fortran_order and len(self.shape) > 1:  # a row is not contiguous in the file: read it whole
-            try:
-                whole = rows.read(0, len(self), flat=True).reshape(self.shape, order="F")
-            finally:
-                rows.close()
-            return OpenArrays(whole, len(self))
+            return OpenArrays(rows.read(0, len(self), flat=True).reshape(self.shape, order="F"), len(self))
         return rows
 
     def __repr__(self) -> str:
