@@ -21,7 +21,7 @@ from combinators.sampling import seeding
 from combinators.execution.base import Activation
 from combinators.execution.gather import DeferredGather
 from combinators.execution.blocks import (
-    _length, block_rows, chain_blocks, materialize, row_blocks, skip_rows, take_blocks,
+    _length, block_rows, chain_blocks, materialize, row_blocks, skip_rows, take_blocks, tallied,
 )
 from combinators.execution.chain_rows import ChainRows, PulledRows
 from combinators.execution.placed_rows import open_placed
@@ -83,7 +83,7 @@ class BlockActivation(Activation):
     def iterator(self) -> Iterator[Any]:
         if self._rows is None:
             read = self._read = [0, []]
-            self._rows = block_rows(_tallied(self.blocks(), read), read[1])
+            self._rows = block_rows(tallied(self.blocks(), read), read[1])
         return self._rows
 
     def __next__(self) -> Any:
@@ -102,13 +102,6 @@ class BlockActivation(Activation):
             if part is not None:
                 part.close()
         self._fn = self._args = self._rows = self._blocks = None
-
-
-def _tallied(blocks: Iterator[Any], read: list) -> Iterator[Any]:
-    """``blocks``, adding the rows of each to ``read[0]`` as it is taken."""
-    for block in blocks:
-        read[0] += _length(block)
-        yield block
 
 
 class _BlockMarks:
@@ -301,7 +294,7 @@ def _chain_blocks(node: Chain, path, activation, ctx, position: Callable[[], int
         child.reader = lambda: max(0, position() - before)
         return child.blocks()
 
-    return _tallied(chain_blocks(open_child, len(children), node.repeat), rows)
+    return tallied(chain_blocks(open_child, len(children), node.repeat), rows)
 
 
 def _source_blocks(source: RowSource, first: int) -> Iterator[Any]:

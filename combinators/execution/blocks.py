@@ -26,7 +26,7 @@ from combinators.plan.transforms import Batch, Filter, Map, Shuffle, Take, Unbat
 
 __all__ = [
     "materialize", "row_blocks", "chain_blocks", "block_rows", "block_transforms", "skip_rows", "take_blocks",
-    "BlockShuffle", "transforms_on_blocks", "reshapes",
+    "BlockShuffle", "transforms_on_blocks", "reshapes", "tallied",
 ]
 
 #: bytes of one block at most (rows of at least 64 and at most 4096 items)
@@ -251,7 +251,7 @@ def block_transforms(
             return _batch_blocks(blocks if batched is None else _counted(blocks, batched), t.size, t.partial,
                                  [0] if handed is None else handed), done
         if counts is not None:
-            blocks = _counted_at(blocks, counts, index)
+            blocks = tallied(blocks, counts, index)
         if skips and skips[index]:
             blocks = skip_rows(blocks, skips[index])
     return block_rows(blocks), done
@@ -271,7 +271,8 @@ def _mapped(fn: Callable[[Any], Any], blocks: Iterator[Any]) -> Iterator[Any]:
         yield map_block(fn, block)
 
 
-def _counted_at(blocks: Iterator[Any], rows: list[int], at: int) -> Iterator[Any]:
+def tallied(blocks: Iterator[Any], rows: list[int], at: int = 0) -> Iterator[Any]:
+    """``blocks``, adding the rows of each to ``rows[at]`` as it is taken."""
     for block in blocks:
         rows[at] += _length(block)
         yield block
