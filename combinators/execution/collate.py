@@ -20,12 +20,21 @@ from combinators.errors import DataError
 __all__ = ["stack", "split"]
 
 
-_dtype_and_shape = operator.attrgetter("dtype", "shape")
+_dtype = operator.attrgetter("dtype")
 
 
-def _uniform_arrays(values: Sequence[Any]) -> bool:
-    """Plain ndarrays, all of one dtype and one shape (checked in C: map, set)."""
-    return set(map(type, values)) == {np.ndarray} and len(set(map(_dtype_and_shape, values))) == 1
+def _stack_uniform(values: Sequence[Any], first: np.ndarray) -> np.ndarray | None:
+    """``np.stack(values)`` for plain ndarrays of one (non-object) dtype, without its checks; None for others.
+
+    The shapes are not compared beforehand: numpy refuses ragged arrays of a
+    non-object dtype (``ValueError``, as ``np.stack`` does), and the result's
+    shape is checked after. The checks run in C (map, set).
+    """
+    dtype = first.dtype
+    if dtype.hasobject or set(map(type, values)) != {np.ndarray} or len(set(map(_dtype, values))) != 1:
+        return None
+    stacked = np.array(values, dtype=dtype)
+    return stacked if stacked.shape[1:] == first.shape else None
 
 
 def _shapes(values: Sequence[Any]) -> list[tuple[int, ...]]:
@@ -37,9 +46,8 @@ def _stack_leaf(values: Sequence[Any], axis: int | None, where: str) -> np.ndarr
         if axis is None:
             first = values[0]
             if isinstance(first, np.ndarray):
-                if _uniform_arrays(values):
-                    return np.array(values, dtype=first.dtype)  # what np.stack gives, without its checks
-                return np.stack(values)
+                stacked = _stack_uniform(values, first)
+                return stacked if stacked is not None else np.stack(values)
             stacked = np.asarray(values)
             if stacked.dtype.kind == "f" and all(type(v) is int for v in values):
                 # ints beyond int64 would be rounded to float64: keep them exact
@@ -61,6 +69,20 @@ def _is_leaf(value: Any) -> bool:
 _LEAF_TYPES = frozenset({np.ndarray, int, float, bool, str, bytes})
 
 
+def _dict_columns(items: Sequence[Any], first: dict) -> dict[Any, list[Any]] | None:
+    """Plain dicts with the keys of ``first``: their values key by key; None for others (`stack` then says why).
+
+    As many keys as ``first`` and each of its keys found is the same set of
+    keys (cheaper than comparing key views, item by item).
+    """
+    if set(map(type, items)) != {dict} or set(map(len, items)) != {len(first)}:
+        return None
+    try:
+        return {k: [item[k] for item in items] for k in first}
+    except KeyError:
+        return None
+
+
 def stack(items: Sequence[Any], axis: int | None = None, where: str = "items") -> Any:
     """Combine items into one batch: dicts key by key, tuples position by position.
 
@@ -69,9 +91,10 @@ def stack(items: Sequence[Any], axis: int | None = None, where: str = "items") -
     (or position) and the shapes when the items do not match.
     """
     first = items[0]
-    if type(first) is dict and set(map(type, items)) == {dict} and all(map(first.keys().__eq__, map(dict.keys, items))):
-        return {k: _stack_leaf([item[k] for item in items], axis, f"key {k!r}") if _is_leaf(first[k])
-                else stack([item[k] for item in items], axis, f"key {k!r}") for k in first}
+    columns = _dict_columns(items, first) if type(first) is dict else None
+    if columns is not None:
+        return {k: _stack_leaf(column, axis, f"key {k!r}") if _is_leaf(first[k]) else stack(column, axis, f"key {k!r}")
+                for k, column in columns.items()}
     if isinstance(first, dict) or (not isinstance(first, tuple) and isinstance(first, Mapping)):
         keys = first.keys()
         for item in items:
