@@ -214,25 +214,29 @@ def mix_items(
             (uniforms, used), chunk = state.restore(resume, select_rng), _MIN_CHUNK
             if not state.settle():
                 return
-        slots = _SlotMap(uniforms)
+        slots, carried = _SlotMap(uniforms), None  # carried: a lazy run's uniforms left after a budget was spent
         while True:
-            if used >= len(uniforms):
-                state.uniforms_from = select_rng.bit_generator.state
-                uniforms, used = select_rng.random(_BLOCK), 0
-                slots.uniforms = uniforms
-            left = state.to_boundary() if scheduled else chunk  # a segment of the schedule may start
+            if carried is None:
+                if used >= len(uniforms):
+                    state.uniforms_from = select_rng.bit_generator.state
+                    uniforms, used = select_rng.random(_BLOCK), 0
+                    slots.uniforms = uniforms
+                left = state.to_boundary() if scheduled else chunk  # a segment of the schedule may start
             if state.changed:
                 state.changed = False
                 if not slots.weights(state.slot_weight):
                     return
-            stop = min(used + min(chunk, left), len(uniforms))
-            if stop - used <= _PYTHON_CHUNK:  # working-set events are near: map each pick when it is taken
-                picks, remaining = slots.lazy_picks(used, stop)
+            if carried is not None:  # the rest of the run, within its block and segment, over the new weights
+                picks, carried = slots.mapped(carried), None
             else:
-                picks = remaining = iter(slots.picks(used, stop))
-            used = stop  # minus what is left of picks when the working set changes
-            state.loop = (used, remaining)
-            chunk = min(2 * chunk, _MAX_CHUNK)
+                stop = min(used + min(chunk, left), len(uniforms))
+                if stop - used <= _PYTHON_CHUNK:  # working-set events are near: map each pick when it is taken
+                    picks, remaining = slots.lazy_picks(used, stop)
+                else:
+                    picks = remaining = iter(slots.picks(used, stop))
+                used = stop  # minus what is left of picks when the working set changes
+                state.loop = (used, remaining)
+                chunk = min(2 * chunk, _MAX_CHUNK)
             for slot in picks:
                 try:
                     item = next_item[slot]()
@@ -250,10 +254,13 @@ def mix_items(
                     empty_run.clear()
                 yield item
                 if taken[slot] == limit[slot]:
-                    used -= length_hint(remaining)
                     chunk = _PYTHON_CHUNK  # mapped as taken: a chunk cut short by the next event costs nothing
                     if not state.end(slot, exhausted=False):
                         return
+                    if picks is remaining or not length_hint(remaining):
+                        used -= length_hint(remaining)
+                    else:  # a lazy run goes on (its uniforms are taken in order): `used` and `state.loop` stand
+                        carried = remaining
                     break
     finally:
         state.close()

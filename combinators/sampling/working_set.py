@@ -157,7 +157,12 @@ class _SlotMap:
         `picks` maps them), and the iterator over those uniforms, whose length hint is how many are not taken
         yet: a loop that stops at a working-set event maps none past it."""
         uniforms = iter(self.uniforms[start:stop].tolist())
-        return map(bisect.bisect_right, itertools.repeat(self.cumulative), map(self.scale.__mul__, uniforms)), uniforms
+        return self.mapped(uniforms), uniforms
+
+    def mapped(self, uniforms: Iterator[float]) -> Iterator[int]:
+        """The slots of ``uniforms`` (an iterator over floats of the block) under the current weights, each
+        mapped when it is taken: after a working-set event, what is left of a `lazy_picks` run is mapped anew."""
+        return map(bisect.bisect_right, itertools.repeat(self.cumulative), map(self.scale.__mul__, uniforms))
 
     def array_picks(self, start: int, stop: int) -> np.ndarray:
         """The slots of uniforms ``start:stop`` of the block, as an int array (one ``searchsorted``)."""
