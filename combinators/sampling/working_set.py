@@ -48,7 +48,8 @@ def draw_budget(rng: np.random.Generator, rate: float | None, dist: str, share: 
     fixed = _fixed_budget(rate, dist)
     if fixed is not None:
         return fixed
-    return _budget(rng, rate, _miss(dist, share))
+    miss = _miss(dist, share)
+    return _budget(rng, rate, miss, _trials(rate, miss))
 
 
 def _fixed_budget(rate: float | None, dist: str) -> int | None:
@@ -67,10 +68,15 @@ def _miss(dist: str, share: float) -> float:
     return 1.0 - share if dist == "binomial" and share < 1 else 0.0
 
 
-def _budget(rng: np.random.Generator, rate: float, miss: float) -> int:
-    """A budget drawn from ``rng`` for a stream of `_miss` ``miss``."""
+def _trials(rate: float, miss: float) -> int:
+    """The trials of a binomial budget for a stream of `_miss` ``miss`` (0 when its budget is a Poisson one)."""
+    return min(int((rate - 1) / miss + 0.5), UNLIMITED) if miss > 0 else 0
+
+
+def _budget(rng: np.random.Generator, rate: float, miss: float, trials: int) -> int:
+    """A budget drawn from ``rng`` for a stream of `_miss` ``miss`` and `_trials` ``trials``."""
     if miss > 0:
-        return 1 + int(rng.binomial(min(int((rate - 1) / miss + 0.5), UNLIMITED), miss))
+        return 1 + int(rng.binomial(trials, miss))
     return 1 + int(rng.poisson(rate - 1))
 
 
@@ -253,6 +259,7 @@ class _WorkingSet:
         self.queue: collections.deque[Entry] = collections.deque()
         self.fixed_budget = _fixed_budget(rate, dist)
         self.miss = array.array("d")  # per stream: `_miss` (budgets drawn), one double each
+        self.trials = array.array("q")  # per stream: `_trials`, one int64 each
         if self.fixed_budget is None:
             self._shares(weights)
         # ending modes: a stream whose activation spent its budget waits here with the
@@ -310,6 +317,7 @@ class _WorkingSet:
         """Work out each stream's budget draw (`_miss`) from its expected share of the working set."""
         shares = expected_shares(weights, len(self.stream))
         self.miss = array.array("d", (_miss(self.dist, share) for share in array.array("d", shares.tobytes())))
+        self.trials = array.array("q", (_trials(self.rate, miss) for miss in self.miss))
 
     # -- choosing and starting activations
     def _set_pool(self, index: int, weight: float) -> None:
@@ -335,7 +343,7 @@ class _WorkingSet:
                 self._set_pool(index, 0.0)
         budget = self.fixed_budget
         if budget is None:
-            budget = _budget(self.rng, self.rate, self.miss[index])
+            budget = _budget(self.rng, self.rate, self.miss[index], self.trials[index])
         limit = None if budget >= UNLIMITED else budget
         if self.suspended:
             resume = self.suspended.pop(index, None)
