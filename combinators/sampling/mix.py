@@ -19,6 +19,7 @@ state machine of `combinators.sampling.working_set`; the loops here drive it.
 
 from __future__ import annotations
 
+import bisect
 from operator import length_hint
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -317,30 +318,40 @@ def _next_event(state: _WorkingSet, picks: np.ndarray) -> tuple[int, int, bool]:
     return position, slot, bool(budget[slot] <= rows_left[slot])
 
 
-def _next_event_listed(state: _WorkingSet, picks: list[int]) -> tuple[int, int, bool]:
-    """`_next_event` of a few ``picks`` (a list), one by one: cheaper than its numpy calls for a short run."""
+def _listed_run(state: _WorkingSet, slots: _SlotMap, start: int, stop: int) -> tuple[Decisions, int, int, bool]:
+    """A short run of decisions as lists, from uniforms ``start:stop`` of the block, and its event.
+
+    Each uniform is mapped to its slot (`bisect`, as `_SlotMap.picks` maps it)
+    and counted as it is taken, up to the first working-set event (a slot's
+    pick that spends its budget, or meets its end: `_next_event`); none is
+    mapped past it. Returns the run (``picks`` and ``counts`` as lists,
+    ``order`` None), then ``(position, slot, budget_spent)`` of the event as
+    `_next_event` gives it (position ``stop - start``, slot -1: no event). The
+    run holds the picks before the event, and the event's own pick when it spends a budget.
+    """
     budget = (state.limit - state.taken).tolist()
     rows_left = (state.rows - (state.taken - state.start_at)).tolist()
-    seen = [0] * len(budget)
-    for position, slot in enumerate(picks):
-        seen[slot] += 1
-        spent = budget[slot] <= rows_left[slot]
-        if seen[slot] >= (budget[slot] if spent else rows_left[slot] + 1):
-            return position, slot, spent
-    return len(picks), -1, False
+    # picks each slot may take before its event: its budget, or one more than its rows (the pick that meets its end)
+    reach = [b if b <= r else r + 1 for b, r in zip(budget, rows_left)]
+    counts, picks = [0] * len(budget), []
+    cumulative, scale, right = slots.cumulative, slots.scale, bisect.bisect_right
+    for u in slots.uniforms[start:stop].tolist():
+        slot = right(cumulative, u * scale)
+        picks.append(slot)
+        counts[slot] += 1
+        if counts[slot] == reach[slot]:
+            spent = budget[slot] <= rows_left[slot]
+            if not spent:  # the pick that meets an end yields nothing
+                picks.pop()
+                counts[slot] -= 1
+            run = Decisions(picks, None, counts, state.taken - state.start_at, state.activation)
+            return run, len(picks) - spent, slot, spent
+    return Decisions(picks, None, counts, state.taken - state.start_at, state.activation), len(picks), -1, False
 
 
 def _array_run(picks: np.ndarray, n_slots: int, state: _WorkingSet) -> Decisions:
     return Decisions(picks, np.argsort(picks, kind="stable"), np.bincount(picks, minlength=n_slots),
                      state.taken - state.start_at, state.activation)
-
-
-def _listed_run(picks: list[int], n_slots: int, state: _WorkingSet) -> Decisions:
-    """`Decisions` of a short run as lists (``order`` None): a few numpy calls cost more than its rows."""
-    counts = [0] * n_slots
-    for slot in picks:
-        counts[slot] += 1
-    return Decisions(picks, None, counts, state.taken - state.start_at, state.activation)
 
 
 def _pull(state: _WorkingSet, picks: np.ndarray) -> None:
@@ -436,18 +447,19 @@ def mix_decisions(
             n = min(chunk, left)
             listed = n <= _PYTHON_CHUNK and not pulls  # a short run: bisect, count and group in Python
             if listed:
-                picks = slots.picks(used, used + n)
-                cut, slot, budget_spent = _next_event_listed(state, picks)
+                run, cut, slot, budget_spent = _listed_run(state, slots, used, used + n)
+                event = slot >= 0
             else:
                 picks = slots.array_picks(used, used + n).astype(small, copy=False)
                 if pulls:
                     _pull(state, picks)
                 cut, slot, budget_spent = _next_event(state, picks)
-            event = cut < len(picks)
+                event = cut < len(picks)
             if event and budget_spent:
                 cut += 1  # the pick that spends a budget yields its item first
             if cut:
-                run = _listed_run(picks[:cut], n_slots, state) if listed else _array_run(picks[:cut], n_slots, state)
+                if not listed:
+                    run = _array_run(picks[:cut], n_slots, state)
                 state.loop = (used, _NOTHING)  # a snapshot here is the state before this run
                 yield run
                 state.taken += run.counts
