@@ -273,8 +273,8 @@ class Decisions(NamedTuple):
     ``picks[j]`` is the slot of item ``j`` (int, shape ``(n,)``); ``order``
     lists the positions grouped by slot, each group ascending (a stable
     argsort of ``picks``). A short run (at most `_PYTHON_CHUNK` picks) comes
-    as lists: ``picks`` and ``counts`` are lists of ints and ``order`` is
-    None (`as_arrays` gives the arrays). ``counts[s]`` is how many items slot ``s`` gives
+    as lists: ``picks``, ``counts`` and ``first_row`` are lists of ints and
+    ``order`` is None (`as_arrays` gives the arrays). ``counts[s]`` is how many items slot ``s`` gives
     and ``first_row[s]`` the row of its activation where they start (an
     activation's rows are taken in order, so slot ``s`` gives rows
     ``first_row[s] : first_row[s] + counts[s]``). ``activations[s]`` is the
@@ -294,7 +294,8 @@ def as_arrays(run: Decisions) -> Decisions:
     if run.order is not None:
         return run
     picks = np.array(run.picks, dtype=np.intp)
-    return run._replace(picks=picks, order=np.argsort(picks, kind="stable"), counts=np.array(run.counts))
+    return run._replace(picks=picks, order=np.argsort(picks, kind="stable"), counts=np.array(run.counts),
+                        first_row=np.array(run.first_row))
 
 
 def _next_event(state: _WorkingSet, picks: np.ndarray) -> tuple[int, int, bool]:
@@ -329,8 +330,10 @@ def _listed_run(state: _WorkingSet, slots: _SlotMap, start: int, stop: int) -> t
     `_next_event` gives it (position ``stop - start``, slot -1: no event). The
     run holds the picks before the event, and the event's own pick when it spends a budget.
     """
-    budget = (state.limit - state.taken).tolist()
-    rows_left = (state.rows - (state.taken - state.start_at)).tolist()
+    taken = state.taken.tolist()
+    received = [t - s for t, s in zip(taken, state.start_at.tolist())]
+    budget = [limit - t for limit, t in zip(state.limit.tolist(), taken)]
+    rows_left = [rows - r for rows, r in zip(state.rows.tolist(), received)]
     # picks each slot may take before its event: its budget, or one more than its rows (the pick that meets its end)
     reach = [b if b <= r else r + 1 for b, r in zip(budget, rows_left)]
     counts, picks = [0] * len(budget), []
@@ -344,9 +347,8 @@ def _listed_run(state: _WorkingSet, slots: _SlotMap, start: int, stop: int) -> t
             if not spent:  # the pick that meets an end yields nothing
                 picks.pop()
                 counts[slot] -= 1
-            run = Decisions(picks, None, counts, state.taken - state.start_at, state.activation)
-            return run, len(picks) - spent, slot, spent
-    return Decisions(picks, None, counts, state.taken - state.start_at, state.activation), len(picks), -1, False
+            return Decisions(picks, None, counts, received, state.activation), len(picks) - spent, slot, spent
+    return Decisions(picks, None, counts, received, state.activation), len(picks), -1, False
 
 
 def _array_run(picks: np.ndarray, n_slots: int, state: _WorkingSet) -> Decisions:
@@ -462,7 +464,13 @@ def mix_decisions(
                     run = _array_run(picks[:cut], n_slots, state)
                 state.loop = (used, _NOTHING)  # a snapshot here is the state before this run
                 yield run
-                state.taken += run.counts
+                if listed:  # a few slots: cheaper one by one than as an array made of the list
+                    taken = state.taken
+                    for held, count in enumerate(run.counts):
+                        if count:
+                            taken[held] += count
+                else:
+                    state.taken += run.counts
                 state.empty_run.clear()
             if not event:
                 used += cut
