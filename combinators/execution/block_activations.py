@@ -125,7 +125,7 @@ class _BlockMarks:
         try:
             for run in runs:
                 stream = self.working_set.stream
-                self.children.append([stream[slot] for slot in run.picks] if run.order is None
+                self.children.append(list(map(stream.__getitem__, run.picks)) if run.order is None
                                      else np.asarray(stream)[run.picks])
                 yield run
                 self.decided += len(run.picks)
