@@ -11,10 +11,10 @@ with ``np.stack``. Figures, each measured in turns with its reference:
    random rows into a preallocated array (the gather bound);
 3. generator sources (the per-item path): all active; ``n_active=4,
    rate=16``; 1000 sources with ``n_active=64, rate=16``; against the hand
-   loop, and (informational) the working sets against the same working set
-   written by hand (`_hand_working_set`: a new generator per activation,
-   Poisson budgets, a bisect per item), which shows what the replacements
-   themselves cost;
+   loop (informational for the working sets: it replaces no activation),
+   and the working sets against the same working set written by hand
+   (`_hand_working_set`: a new generator per activation, Poisson budgets, a
+   bisect per item), which makes the same replacements (issue 22: >= 0.8x);
 4. the block path around and beside the mix (issue 22): one ``from_arrays``
    of 200,000 rows ``>> batch(32)``, the same ``>> shuffle(1024)``, the mix
    of 10 all active and with ``n_active=4, rate=16``, against the hand
@@ -225,7 +225,12 @@ def _not_third(row: dict) -> bool:
     return row["y"] % 3 != 0
 
 
-def _versus(name: str, ours, reference, target: float, note: str = "") -> Figure:
+#: why the working sets of generator sources have no target against the hand loop (issue 22 restated them)
+_NO_WORKING_SET = ("the hand loop replaces no activation: the target is against the hand-written working set, "
+                   "which makes the same replacements (below)")
+
+
+def _versus(name: str, ours, reference, target: float | None, note: str = "") -> Figure:
     """A figure measured in turns with its own reference only (`best_rates` of the two): measured in turns with
     other plans too, a figure also pays for their garbage (the collector's passes) and their cache traffic
     (``one from_arrays >> batch(32)`` read 0.05x-0.15x of the hand loop that way, 0.31x-0.35x alone)."""
@@ -355,9 +360,10 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 note=f"max |realized - weight| = {error:.4f}"),
         _gather_figure(n_batches // 4, 500 if quick else 5_000),
         _versus("mix(10 generator sources) >> batch(32) vs hand loop", ours["generators"], hand, 0.8),
-        _versus("generator sources n_active=4 rate=16 vs hand loop", ours["n_active=4 rate=16"], hand, 0.6),
+        _versus("generator sources n_active=4 rate=16 vs hand loop", ours["n_active=4 rate=16"], hand, None,
+                note=_NO_WORKING_SET),
         _versus("1000 generator sources n_active=64 rate=16 vs hand loop", ours["1000 sources n_active=64 rate=16"],
-                hand, 0.5),
+                hand, None, note=_NO_WORKING_SET),
         _versus("generator sources n_active=4 rate=16 vs a hand-written working set", ours["n_active=4 rate=16"],
                 lambda: _hand_working_set(n_batches, 10, 4, 16, 0), 0.8, note="the same replacements, written by hand"),
         _versus("1000 generator sources n_active=64 rate=16 vs a hand-written working set",
