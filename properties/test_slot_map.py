@@ -9,8 +9,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from combinators.plan.mixes import MIN_SHARE
-from combinators.sampling import working_set
-from combinators.sampling.working_set import _SlotMap
+from combinators.sampling import slot_map
+from combinators.sampling.slot_map import _SlotMap
 
 # the slot weights a working set maps over: the streams' shares (`normalize_weights`), zero or in [MIN_SHARE, 1]
 weights = st.one_of(st.floats(MIN_SHARE, 1.0), st.sampled_from([0.0, MIN_SHARE, 2.0**-60, 0.5, 1.0]))
@@ -18,7 +18,7 @@ uniforms = st.one_of(st.floats(0, 1, exclude_max=True), st.sampled_from([0.0, 1.
 
 
 @settings(deadline=None, max_examples=300)
-@given(slot_weights=st.lists(weights, min_size=1, max_size=2 * working_set._COUNTED_SLOTS),
+@given(slot_weights=st.lists(weights, min_size=1, max_size=2 * slot_map._COUNTED_SLOTS),
        values=st.lists(uniforms, min_size=1, max_size=80))
 @example(slot_weights=[1.0, 0.0, 0.0, 3.0], values=[0.0, 0.25, 1.0 - 2.0**-53])
 def test_counted_searched_and_bisected_picks_agree(slot_weights, values):

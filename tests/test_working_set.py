@@ -18,7 +18,7 @@ from combinators.execution import interpreter
 from combinators.execution.leaf import activate_leaf, open_plain, plain_source
 from combinators.execution.remote.placement import Costs
 from combinators.execution.remote.processes import Processes
-from combinators.sampling.working_set import _SlotMap
+from combinators.sampling.slot_map import _SlotMap
 
 
 def labelled(label, rng):

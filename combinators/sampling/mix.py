@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
-from combinators.sampling.working_set import _BLOCK, _MAX_CHUNK, _MIN_CHUNK, _PYTHON_CHUNK, _SlotMap, _WorkingSet
+from combinators.sampling.slot_map import _PYTHON_CHUNK, _SlotMap
+from combinators.sampling.working_set import _BLOCK, _MAX_CHUNK, _MIN_CHUNK, _WorkingSet
 
 __all__ = [
     "as_arrays",
