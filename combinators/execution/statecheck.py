@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Iterator
 
 import jsonschema
 import jsonschema.exceptions
@@ -76,10 +76,46 @@ _PCG64 = {
 _BLOCK = 4096
 
 
+#: list items encoded at once by `_json_pieces` (a list of a mix's counts per stream is encoded in slices of this many)
+_SLICE = 256
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def _json_pieces(value: Any) -> Iterator[str]:
+    """`_dumps` of ``value`` in pieces whose concatenation is that text, none longer than a slice of a list.
+
+    Dicts with str keys are taken key by key (sorted, as ``sort_keys``) and
+    lists beyond `_SLICE` items a slice at a time, so that encoding a mix of
+    a million streams never holds the million pieces of its counts at once
+    (``json.dumps`` accumulates every piece before it joins them). Anything
+    else is `_dumps` itself.
+
+    >>> value = {"b": [1.5, float("nan")] * 300, "a": {"x": None, "y": (True, "é")}, "c": {1: 2}}
+    >>> "".join(_json_pieces(value)) == _dumps(value)
+    True
+    """
+    if type(value) is dict and value and all(type(key) is str for key in value):
+        for i, key in enumerate(sorted(value)):
+            yield ("{" if i == 0 else ",") + _dumps(key) + ":"
+            yield from _json_pieces(value[key])
+        yield "}"
+    elif type(value) in (list, tuple) and len(value) > _SLICE:
+        for start in range(0, len(value), _SLICE):
+            yield ("[" if start == 0 else ",") + _dumps(value[start : start + _SLICE])[1:-1]
+        yield "]"
+    else:
+        yield _dumps(value)
+
+
 def _digest(state: dict[str, Any]) -> str:
-    fields = {key: value for key, value in state.items() if key != "check"}
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=True)
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    """The BLAKE2b digest of ``state``'s fields but ``check``, as sorted compact JSON (`_json_pieces`)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for piece in _json_pieces({key: value for key, value in state.items() if key != "check"}):
+        digest.update(piece.encode())
+    return digest.hexdigest()
 
 
 def seal(state: dict[str, Any]) -> dict[str, Any]:
