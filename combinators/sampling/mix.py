@@ -274,8 +274,8 @@ class Decisions(NamedTuple):
     ``picks[j]`` is the slot of item ``j`` (int, shape ``(n,)``); ``order``
     lists the positions grouped by slot, each group ascending (a stable
     argsort of ``picks``). A short run (at most `_PYTHON_CHUNK` picks) comes
-    as lists: ``picks``, ``counts`` and ``first_row`` are lists of ints and
-    ``order`` is None (`as_arrays` gives the arrays). ``counts[s]`` is how many items slot ``s`` gives
+    as lists: ``picks`` and ``counts`` are lists of ints and ``order`` is
+    None (`as_arrays` gives the arrays). ``counts[s]`` is how many items slot ``s`` gives
     and ``first_row[s]`` the row of its activation where they start (an
     activation's rows are taken in order, so slot ``s`` gives rows
     ``first_row[s] : first_row[s] + counts[s]``). ``activations[s]`` is the
@@ -295,8 +295,7 @@ def as_arrays(run: Decisions) -> Decisions:
     if run.order is not None:
         return run
     picks = np.array(run.picks, dtype=np.intp)
-    return run._replace(picks=picks, order=np.argsort(picks, kind="stable"), counts=np.array(run.counts),
-                        first_row=np.array(run.first_row))
+    return run._replace(picks=picks, order=np.argsort(picks, kind="stable"), counts=np.array(run.counts))
 
 
 def _next_event(state: _WorkingSet, picks: np.ndarray) -> tuple[int, int, bool]:
@@ -327,24 +326,22 @@ def _listed_run(state: _WorkingSet, slots: _SlotMap, start: int, stop: int) -> t
     and counted as it is taken, up to the first working-set event (a slot's
     pick that spends its budget, or meets its end: `_next_event`); none is
     mapped past it. Returns the run (``picks`` and ``counts`` as lists,
-    ``order`` None), then ``(position, slot, budget_spent)`` of the event as
+    ``order`` None, ``first_row`` an array), then ``(position, slot, budget_spent)`` of the event as
     `_next_event` gives it (position ``stop - start``, slot -1: no event). The
     run holds the picks before the event, and the event's own pick when it spends a budget.
     """
-    taken = state.taken.tolist()
-    received = [t - s for t, s in zip(taken, state.start_at.tolist())]
-    budget = [limit - t for limit, t in zip(state.limit.tolist(), taken)]
-    rows_left = [rows - r for rows, r in zip(state.rows.tolist(), received)]
+    received = state.taken - state.start_at
+    budget, rows_left = state.limit - state.taken, state.rows - received
     # picks each slot may take before its event: its budget, or one more than its rows (the pick that meets its end)
-    reach = [b if b <= r else r + 1 for b, r in zip(budget, rows_left)]
-    counts, picks = [0] * len(budget), []
+    reach = np.minimum(budget, rows_left + 1).tolist()
+    counts, picks = [0] * len(reach), []
     cumulative, scale, right = slots.cumulative, slots.scale, bisect.bisect_right
     for u in slots.uniforms[start:stop].tolist():
         slot = right(cumulative, u * scale)
         picks.append(slot)
         counts[slot] += 1
         if counts[slot] == reach[slot]:
-            spent = budget[slot] <= rows_left[slot]
+            spent = bool(budget[slot] <= rows_left[slot])
             if not spent:  # the pick that meets an end yields nothing
                 picks.pop()
                 counts[slot] -= 1
@@ -465,11 +462,10 @@ def mix_decisions(
                     run = _array_run(picks[:cut], n_slots, state)
                 state.loop = (used, _NOTHING)  # a snapshot here is the state before this run
                 yield run
-                if listed:  # a few slots: cheaper one by one than as an array made of the list
-                    taken = state.taken
-                    for held, count in enumerate(run.counts):
-                        if count:
-                            taken[held] += count
+                if listed:  # the slots it picked, one by one: cheaper than an array made of the list
+                    taken, counts = state.taken, run.counts
+                    for held in set(run.picks):
+                        taken[held] += counts[held]
                 else:
                     state.taken += run.counts
                 state.empty_run.clear()
