@@ -29,4 +29,5 @@ def test_counted_searched_and_bisected_picks_agree(slot_weights, values):
     bisected = [bisect.bisect_right(slots.cumulative, u * slots.scale) for u in values]
     assert slots.array_picks(0, len(values)).tolist() == searched.tolist() == bisected
     assert slots.picks(0, len(values)) == bisected
+    assert list(slots.lazy_picks(0, len(values))[0]) == bisected
     assert max(bisected) < len(slot_weights)  # `_BELOW_ONE` keeps every value under the total

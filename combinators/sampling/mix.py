@@ -322,7 +322,8 @@ def _next_event(state: _WorkingSet, picks: np.ndarray) -> tuple[int, int, bool]:
 def _listed_run(state: _WorkingSet, slots: _SlotMap, start: int, stop: int) -> tuple[Decisions, int, int, bool]:
     """A short run of decisions as lists, from uniforms ``start:stop`` of the block, and its event.
 
-    Each uniform is mapped to its slot (`bisect`, as `_SlotMap.picks` maps it)
+    Each uniform is mapped to its slot (`bisect`, the float operations of
+    `_SlotMap.mapped`, written out: 3%-4% faster than iterating its map here)
     and counted as it is taken, up to the first working-set event (a slot's
     pick that spends its budget, or meets its end: `_next_event`); none is
     mapped past it. Returns the run (``picks`` and ``counts`` as lists,

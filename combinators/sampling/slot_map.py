@@ -31,8 +31,8 @@ _COUNTED_SLOTS = 16
 class _SlotMap:
     """Maps the uniforms of a block to slots, with probabilities proportional to the slot weights.
 
-    A short run of picks (just after the working set changed) is mapped in
-    Python, by `bisect` over the cumulative weights; a long one with one
+    A short run of picks (just after the working set changed) is mapped as
+    it is taken, by `bisect` over the cumulative weights; a long one with one
     ``searchsorted``, or, for a few slots, by counting the cumulative weights
     each scaled uniform reaches (a right-side search finds exactly that
     count). All do the same float operations (a sequential cumulative sum,
@@ -45,7 +45,7 @@ class _SlotMap:
     True
     >>> slots.picks(0, 4)
     [2, 2, 0, 0]
-    >>> slots.picks(0, 200) == [slots.picks(i, i + 1)[0] for i in range(200)]  # numpy and bisect agree
+    >>> slots.picks(0, 200) == list(slots.lazy_picks(0, 200)[0])  # numpy and bisect agree
     True
     >>> slots.array_picks(0, 200).tolist() == slots.array.searchsorted(uniforms * slots.scale, "right").tolist()
     True
@@ -71,15 +71,13 @@ class _SlotMap:
         return total > 0
 
     def picks(self, start: int, stop: int) -> list[int]:
-        """The slots of uniforms ``start:stop`` of the block."""
-        if stop - start <= _PYTHON_CHUNK:
-            cumulative, scale, right = self.cumulative, self.scale, bisect.bisect_right
-            return [right(cumulative, u * scale) for u in self.uniforms[start:stop].tolist()]
+        """The slots of uniforms ``start:stop`` of the block, as a list (`array_picks`: a long run's, mapped at
+        once; a short run is mapped as it is taken, `lazy_picks`)."""
         return self.array_picks(start, stop).tolist()
 
     def lazy_picks(self, start: int, stop: int) -> tuple[Iterator[int], Iterator[float]]:
-        """The slots of uniforms ``start:stop`` of the block, each mapped when it is taken (`bisect`, as
-        `picks` maps them), and the iterator over those uniforms, whose length hint is how many are not taken
+        """The slots of uniforms ``start:stop`` of the block, each mapped when it is taken (`bisect`: the
+        picks of `array_picks`), and the iterator over those uniforms, whose length hint is how many are not taken
         yet: a loop that stops at a working-set event maps none past it."""
         uniforms = iter(self.uniforms[start:stop].tolist())
         return self.mapped(uniforms), uniforms
