@@ -1,9 +1,11 @@
 """``batch`` stacks exactly what ``np.stack`` stacks, or refuses: never a cast, never a dropped or added key.
 
-Items are dicts drawn around a template (same keys, same dtypes and shapes),
+Items are dicts drawn around a template (same keys, same dtypes and shapes;
+object arrays and Python ints among the values),
 each value changed or a key added or removed now and then: the whole space
 of what a source may yield, not only uniform rows. For each key, the batch
-is ``np.stack`` of the values (numpy's own promotion across dtypes) and
+is ``np.stack`` of the values (numpy's own promotion across dtypes;
+``np.asarray`` when the first is a Python int) and
 equal to it in dtype, shape and values; where ``np.stack`` refuses (shapes
 differ) or the items' keys differ, `stack` raises `DataError` naming the key
 or the keys.
@@ -19,14 +21,17 @@ from hypothesis import strategies as st
 from combinators.errors import DataError
 from combinators.execution.collate import stack
 
-DTYPES = [np.float32, np.float64, np.int64, np.int8, np.bool_, np.complex64]
+DTYPES = [np.float32, np.float64, np.int64, np.int8, np.bool_, np.complex64, np.object_]
 SHAPES = [(), (2,), (3,), (2, 2), (1, 2)]
 KEYS = ["X", "y", "z"]
 
-specs = st.tuples(st.sampled_from(DTYPES), st.sampled_from(SHAPES))
+#: a value: an array of a dtype and shape, or a Python int (a scalar field)
+specs = st.tuples(st.sampled_from(DTYPES), st.sampled_from(SHAPES)) | st.just("int")
 
 
 def _array(spec, seed):
+    if spec == "int":
+        return seed
     dtype, shape = spec
     return (np.random.default_rng(seed).random(shape) * 10).astype(dtype)
 
@@ -58,7 +63,8 @@ def test_a_batch_is_np_stack_of_each_key_or_a_data_error(items):
     expected = {}
     for key in items[0]:
         try:
-            expected[key] = np.stack([item[key] for item in items])
+            values = [item[key] for item in items]
+            expected[key] = np.stack(values) if isinstance(values[0], np.ndarray) else np.asarray(values)
         except ValueError:
             with pytest.raises(DataError, match=repr(key)):
                 stack(items)
